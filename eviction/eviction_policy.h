@@ -1,0 +1,74 @@
+// EvictionPolicy: the order in which one tier of a store node gives up its
+// chunks. Pure code: no I/O, time only through an injected Clock.
+#ifndef STRATA_EVICTION_EVICTION_POLICY_H_
+#define STRATA_EVICTION_EVICTION_POLICY_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "store/common/clock.h"
+
+namespace strata::eviction {
+
+// Identifies an entry of the store's index. The store never reuses an id for
+// another chunk, so a policy may keep ids of entries that have gone.
+using EntryId = uint64_t;
+inline constexpr EntryId kNoEntry = ~uint64_t{0};
+
+// A scheduler's statement that `id` will be needed at `needed_at` (the start
+// of the job that reads it). Policies that do not use hints ignore them.
+struct HintedEntry {
+  EntryId id = kNoEntry;
+  absl::Time needed_at = absl::InfiniteFuture();
+};
+
+// Tracks the entries resident in one tier and names victims.
+//
+// Thread-safety: none; the owning tier serialises all calls.
+class EvictionPolicy {
+ public:
+  virtual ~EvictionPolicy() = default;
+
+  // `id` became resident. `parent` is the entry holding the previous chunk of
+  // the same key chain, or kNoEntry for a first chunk or an unknown parent;
+  // the parent need not be resident in this tier.
+  // REQUIRES: `id` is not resident.
+  virtual void OnInsert(EntryId id, EntryId parent) = 0;
+
+  // `id` was read or written. REQUIRES: `id` is resident.
+  virtual void OnAccess(EntryId id) = 0;
+
+  // `id` left the tier (evicted, demoted or deleted). REQUIRES: resident.
+  virtual void OnRemove(EntryId id) = 0;
+
+  // Returns the first entry, in this policy's eviction order, for which
+  // `evictable(id)` is true (the store passes a predicate that rejects
+  // entries under a lease). Does not remove it: the caller calls OnRemove
+  // once it has freed the entry. kNoEntry when no entry qualifies.
+  virtual EntryId PickVictim(absl::FunctionRef<bool(EntryId)> evictable) = 0;
+
+  // Replaces the scheduler hints known to this policy. Default: ignored.
+  virtual void OnHints(std::span<const HintedEntry> hints) { (void)hints; }
+
+  // Number of resident entries.
+  virtual size_t size() const = 0;
+  virtual std::string_view name() const = 0;
+};
+
+// The policies in this package, by the names used in flags and stats.
+//   "lru":        least recently used first.
+//   "prefix-lru": least recently used first among entries with no resident
+//                 descendants (a chunk whose descendants are cached is
+//                 evicted after them).
+// An unknown name is InvalidArgument. `clock` must outlive the policy.
+absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreatePolicy(std::string_view name,
+                                                             Clock* clock);
+
+}  // namespace strata::eviction
+
+#endif  // STRATA_EVICTION_EVICTION_POLICY_H_
