@@ -1,0 +1,51 @@
+// DramPool: one large page-aligned host region, carved into chunk slots.
+// The region is a single mapping so that it can be registered with the
+// transport (UCX) once.
+#ifndef STRATA_STORE_DRAM_POOL_H_
+#define STRATA_STORE_DRAM_POOL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+
+#include "absl/status/statusor.h"
+#include "store/range_allocator.h"
+
+namespace strata::store {
+
+// Move-only owner of the mapping. Allocation is not thread-safe (the engine
+// serialises it); the bytes of distinct slots may be touched concurrently.
+class DramPool {
+ public:
+  static constexpr uint64_t kSlotAlignment = 256;
+
+  // `bytes` is rounded up to whole pages. InvalidArgument for 0; 
+  // ResourceExhausted when the mapping fails.
+  static absl::StatusOr<std::unique_ptr<DramPool>> Create(uint64_t bytes);
+  ~DramPool();
+  DramPool(const DramPool&) = delete;
+  DramPool& operator=(const DramPool&) = delete;
+
+  std::optional<uint64_t> Allocate(uint64_t size) { return allocator_.Allocate(size); }
+  void Free(uint64_t offset, uint64_t size) { allocator_.Free(offset, size); }
+
+  std::span<std::byte> Slot(uint64_t offset, uint64_t size) const {
+    return {base_ + offset, static_cast<size_t>(size)};
+  }
+  std::span<std::byte> region() const { return {base_, static_cast<size_t>(capacity())}; }
+  uint64_t capacity() const { return allocator_.capacity(); }
+  uint64_t used() const { return allocator_.used(); }
+  uint64_t LargestFree() const { return allocator_.LargestFree(); }
+
+ private:
+  DramPool(std::byte* base, uint64_t bytes) : base_(base), allocator_(bytes, kSlotAlignment) {}
+
+  std::byte* const base_;
+  RangeAllocator allocator_;
+};
+
+}  // namespace strata::store
+
+#endif  // STRATA_STORE_DRAM_POOL_H_

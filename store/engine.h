@@ -1,0 +1,204 @@
+// Engine: the tiered chunk store of one node: a DRAM pool in front of an
+// optional NVMe tier (RocksDB), with leases, checksums, asynchronous
+// write-back and eviction. The gRPC/UCX service is a thin layer over it.
+//
+// Chunk life: BeginPut allocates DRAM slots under a write lease; the writer
+// fills them; CommitPut verifies checksums and makes the chunks visible.
+// Committed chunks are written through to NVMe in the background (write-
+// through, asynchronous: the DRAM copy stays pinned until it is persisted,
+// so DRAM eviction only ever drops copies that are safe on NVMe or, without
+// an NVMe tier, drops the chunk). Readers pin chunks under read leases;
+// chunks only on NVMe are promoted to DRAM first, their checksum verified.
+// Nothing under a lease is evicted, moved or freed; expired leases are
+// reaped (an expired write lease frees its slots).
+//
+// Errors: unknown namespace or lease -> NotFound; bad sizes, keys or
+// arguments -> InvalidArgument; no room after eviction -> ResourceExhausted;
+// a key being written under another lease -> Aborted; checksum mismatch ->
+// DataLoss (the bad copy is dropped, never served). Putting a key that is
+// already committed is an idempotent success: the slot is reported as
+// already present and nothing is written.
+#ifndef STRATA_STORE_ENGINE_H_
+#define STRATA_STORE_ENGINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "store/common/chunk_key.h"
+#include "store/common/clock.h"
+#include "store/common/namespace.h"
+
+namespace strata::store {
+
+struct EngineOptions {
+  // Size of the DRAM pool (rounded up to whole pages). Must be > 0.
+  uint64_t dram_bytes = uint64_t{1} << 30;
+  // NVMe tier directory; empty for a DRAM-only node.
+  std::string nvme_path;
+  // Bytes of chunk payload the NVMe tier may hold; required (> 0) with a path.
+  uint64_t nvme_capacity_bytes = 0;
+  // Eviction policies (eviction/eviction_policy.h) per tier.
+  std::string dram_policy = "prefix-lru";
+  std::string nvme_policy = "lru";
+  // Leases: a ttl of zero in a call means `default_lease_ttl`; longer than
+  // `max_lease_ttl` is InvalidArgument.
+  absl::Duration default_lease_ttl = absl::Seconds(30);
+  absl::Duration max_lease_ttl = absl::Minutes(10);
+  // Most keys in one call; more is InvalidArgument.
+  size_t max_keys_per_call = 4096;
+  // How often the background thread reaps expired leases; zero disables the
+  // thread (tests call ReapExpiredLeases() themselves).
+  absl::Duration reap_interval = absl::Milliseconds(100);
+  // When DRAM is full of chunks still waiting to be written to NVMe, a put
+  // or promotion waits up to this long for the writer before failing with
+  // ResourceExhausted.
+  absl::Duration write_back_wait = absl::Seconds(5);
+  bool sync_nvme_writes = false;
+  // Source of time for leases and policies; nullptr means the real clock.
+  Clock* clock = nullptr;
+};
+
+enum class Tier : uint8_t { kMissing = 0, kDram = 1, kNvme = 2 };
+const char* TierName(Tier tier);
+
+using LeaseId = uint64_t;
+
+struct NamespaceInfo {
+  uint32_t id = 0;
+  NamespaceSpec spec;
+  std::string tenant;
+  uint64_t chunk_bytes = 0;
+};
+
+struct PutItem {
+  ChunkKey key;
+  // The previous chunk of the same key chain, if any (for prefix-aware
+  // eviction).
+  std::optional<ChunkKey> parent;
+};
+
+struct PutSlot {
+  ChunkKey key;
+  bool already_present = false;  // committed before: nothing to write
+  uint64_t pool_offset = 0;      // offset in dram_region() (when writable)
+  std::span<std::byte> dest;     // empty when already_present
+};
+
+struct PutLease {
+  LeaseId id = 0;
+  absl::Time expires;
+  std::vector<PutSlot> slots;  // one per requested item, in order
+};
+
+struct ReadChunk {
+  ChunkKey key;
+  Tier found_in = Tier::kMissing;  // where it was before this read
+  uint64_t pool_offset = 0;
+  std::span<const std::byte> data;  // valid until the lease is released
+  uint64_t checksum = 0;
+};
+
+struct ReadLease {
+  LeaseId id = 0;
+  absl::Time expires;
+  std::vector<ReadChunk> chunks;  // one per requested key, in order
+};
+
+struct LookupResult {
+  std::vector<Tier> tiers;   // per requested key
+  size_t prefix_chunks = 0;  // leading keys present in some tier
+};
+
+struct EngineStats {
+  uint64_t dram_capacity_bytes = 0;
+  uint64_t dram_used_bytes = 0;
+  uint64_t nvme_capacity_bytes = 0;
+  uint64_t nvme_used_bytes = 0;
+  uint64_t index_entries = 0;
+  uint64_t index_memory_bytes = 0;
+  uint64_t chunks_in_dram = 0;
+  uint64_t chunks_on_nvme = 0;
+  uint64_t active_read_leases = 0;
+  uint64_t active_write_leases = 0;
+  uint64_t namespaces = 0;
+  uint64_t write_back_queue = 0;
+  // Counters since open.
+  uint64_t puts_committed = 0;
+  uint64_t puts_already_present = 0;
+  uint64_t reads_dram = 0;
+  uint64_t reads_nvme = 0;  // promotions on read
+  uint64_t lookups_hit = 0;
+  uint64_t lookups_miss = 0;
+  uint64_t dram_evictions = 0;
+  uint64_t nvme_evictions = 0;
+  uint64_t write_backs = 0;
+  uint64_t write_back_errors = 0;
+  uint64_t checksum_failures = 0;
+  uint64_t leases_expired = 0;
+  uint64_t chunks_restored = 0;  // index entries rebuilt from NVMe at open
+};
+
+// Safe for concurrent use by any number of threads.
+class Engine {
+ public:
+  // Opens the DRAM pool and, with a path, the NVMe tier, rebuilding the
+  // index and namespaces from it. Errors: InvalidArgument for bad options;
+  // FailedPrecondition for a directory that is not Strata's; DataLoss for a
+  // corrupted one.
+  static absl::StatusOr<std::unique_ptr<Engine>> Open(const EngineOptions& options);
+  // Stops background work after flushing the write-back queue.
+  virtual ~Engine() = default;
+
+  // Registers (spec, tenant) and returns its id; registering the same pair
+  // again returns the same id. InvalidArgument for an invalid spec or a
+  // chunk larger than the DRAM pool.
+  virtual absl::StatusOr<uint32_t> RegisterNamespace(const NamespaceSpec& spec,
+                                                     std::string_view tenant) = 0;
+  virtual absl::StatusOr<NamespaceInfo> GetNamespace(uint32_t ns) const = 0;
+
+  // Presence and tier of each key; does not count as an access.
+  virtual absl::StatusOr<LookupResult> Lookup(uint32_t ns, std::span<const ChunkKey> keys) = 0;
+
+  // Two-phase put. Repeated keys in one call are InvalidArgument.
+  virtual absl::StatusOr<PutLease> BeginPut(uint32_t ns, std::span<const PutItem> items,
+                                            absl::Duration ttl = absl::ZeroDuration()) = 0;
+  // `checksums` holds ChunkChecksum() of each slot's bytes, one per slot of
+  // the lease (values for already-present slots are ignored). All or
+  // nothing: on a mismatch no chunk of the lease becomes visible (DataLoss).
+  virtual absl::Status CommitPut(LeaseId lease, std::span<const uint64_t> checksums) = 0;
+  virtual absl::Status AbortPut(LeaseId lease) = 0;
+
+  // Pins every key under one read lease, promoting from NVMe as needed. All
+  // or nothing: NotFound names the first missing key; DataLoss when an NVMe
+  // copy fails its checksum (it is dropped).
+  virtual absl::StatusOr<ReadLease> Acquire(uint32_t ns, std::span<const ChunkKey> keys,
+                                            absl::Duration ttl = absl::ZeroDuration()) = 0;
+  virtual absl::Status Release(LeaseId lease) = 0;
+
+  // Conveniences over the above for one chunk: copy in / copy out, with
+  // checksums computed and verified.
+  virtual absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
+                           std::span<const std::byte> payload) = 0;
+  virtual absl::Status Get(uint32_t ns, const ChunkKey& key, std::span<std::byte> out) = 0;
+
+  // Frees what expired leases held; returns how many leases expired.
+  virtual size_t ReapExpiredLeases() = 0;
+  // Waits until every committed chunk queued for write-back is persisted.
+  virtual absl::Status FlushWriteBack() = 0;
+
+  virtual EngineStats Stats() const = 0;
+  // The DRAM pool, for registration with a transport.
+  virtual std::span<std::byte> dram_region() const = 0;
+};
+
+}  // namespace strata::store
+
+#endif  // STRATA_STORE_ENGINE_H_
