@@ -147,6 +147,9 @@ class EngineImpl final : public Engine {
   // Frees the slots and entries of an uncommitted write lease.
   void DiscardWrites(const Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EnforceNvmeCapacity() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the pinned entries that are only on NVMe into DRAM (dropping the
+  // lock for the I/O), then waits for promotions of `ids` started by others.
+  absl::Status PromoteLocked(std::span<const EntryId> ids) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void WriteBackLoop();
   void ReaperLoop();
@@ -523,6 +526,89 @@ absl::Status EngineImpl::AbortPut(LeaseId lease_id) {
 
 // -------------------------------------------------------------- read path
 
+absl::Status EngineImpl::PromoteLocked(std::span<const EntryId> ids) {
+  std::vector<EntryId> mine;
+  for (EntryId id : ids) {
+    IndexEntry& e = *index_.Get(id);
+    if (e.has(IndexEntry::kInDram) || e.has(IndexEntry::kPromoting) ||
+        !e.has(IndexEntry::kOnNvme)) {
+      continue;
+    }
+    std::optional<uint64_t> offset = AllocateDram(e.size);
+    if (!offset) {
+      for (EntryId m : mine) {
+        IndexEntry& q = *index_.Get(m);
+        pool_->Free(q.dram_offset, q.size);
+        q.set(IndexEntry::kPromoting, false);
+      }
+      cv_.SignalAll();
+      return absl::ResourceExhaustedError(
+          absl::StrCat("get: no DRAM to promote a ", e.size, "-byte chunk from NVMe"));
+    }
+    // AllocateDram may have waited (dropping the lock): recheck.
+    if (e.has(IndexEntry::kInDram) || e.has(IndexEntry::kPromoting) ||
+        !e.has(IndexEntry::kOnNvme)) {
+      pool_->Free(*offset, e.size);
+      continue;
+    }
+    e.dram_offset = *offset;
+    e.set(IndexEntry::kPromoting, true);
+    mine.push_back(id);
+  }
+  // Read without the lock; pins and the promoting flag keep the entries and
+  // their slots in place.
+  absl::Status first_error;
+  if (!mine.empty()) {
+    std::vector<std::pair<ChunkKey, std::span<std::byte>>> reads;
+    for (EntryId id : mine) {
+      const IndexEntry& e = *index_.Get(id);
+      reads.emplace_back(e.key, pool_->Slot(e.dram_offset, e.size));
+    }
+    std::vector<absl::Status> results(reads.size());
+    mu_.Unlock();
+    for (size_t k = 0; k < reads.size(); ++k) {
+      results[k] = nvme_->Read(reads[k].first, reads[k].second);
+    }
+    mu_.Lock();
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const EntryId id = mine[k];
+      IndexEntry& e = *index_.Get(id);
+      e.set(IndexEntry::kPromoting, false);
+      if (results[k].ok()) {
+        e.set(IndexEntry::kInDram, true);
+        dram_policy_->OnInsert(id, e.parent);
+        ++counters_.reads_nvme;
+        continue;
+      }
+      pool_->Free(e.dram_offset, e.size);
+      if (results[k].code() == absl::StatusCode::kDataLoss) ++counters_.checksum_failures;
+      // The tier dropped a corrupt copy itself; after any other failure the
+      // copy is unusable for this node too.
+      if (results[k].code() != absl::StatusCode::kNotFound &&
+          results[k].code() != absl::StatusCode::kDataLoss) {
+        (void)nvme_->Delete(e.key);
+      }
+      DropNvme(id, e);
+      if (first_error.ok()) {
+        first_error = absl::Status(results[k].code(),
+                                   absl::StrCat("get: chunk ", e.key.ShortHex(),
+                                                " could not be read from NVMe: ",
+                                                results[k].message()));
+      }
+    }
+    cv_.SignalAll();
+  }
+  // Wait for promotions of these entries started by other callers.
+  auto promoting = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (EntryId id : ids) {
+      if (index_.Get(id)->has(IndexEntry::kPromoting)) return true;
+    }
+    return false;
+  };
+  while (promoting()) cv_.Wait(&mu_);
+  return first_error;
+}
+
 absl::StatusOr<ReadLease> EngineImpl::Acquire(uint32_t ns, std::span<const ChunkKey> keys,
                                               absl::Duration ttl) {
   RETURN_IF_ERROR(CheckBatch(keys.size(), "get"));
@@ -538,8 +624,6 @@ absl::StatusOr<ReadLease> EngineImpl::Acquire(uint32_t ns, std::span<const Chunk
   result.expires = expires;
   result.chunks.resize(keys.size());
   std::vector<EntryId> ids(keys.size());
-  // Entries this call promotes from NVMe: index into `keys`.
-  std::vector<size_t> promote;
 
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(FindNamespace(ns).status());
@@ -558,83 +642,25 @@ absl::StatusOr<ReadLease> EngineImpl::Acquire(uint32_t ns, std::span<const Chunk
     for (EntryId id : ids) Unpin(id);
     return status;
   };
-  // 2. Reserve DRAM for chunks only on NVMe.
-  for (size_t i = 0; i < keys.size(); ++i) {
-    IndexEntry& e = *index_.Get(ids[i]);
-    if (e.has(IndexEntry::kInDram) || e.has(IndexEntry::kPromoting)) continue;
-    std::optional<uint64_t> offset = AllocateDram(e.size);
-    if (!offset) {
-      for (size_t p : promote) {
-        IndexEntry& q = *index_.Get(ids[p]);
-        pool_->Free(q.dram_offset, q.size);
-        q.set(IndexEntry::kPromoting, false);
-      }
-      cv_.SignalAll();
-      return fail(absl::ResourceExhaustedError(
-          absl::StrCat("get: no DRAM to promote a ", e.size, "-byte chunk from NVMe")));
-    }
-    e.dram_offset = *offset;
-    e.set(IndexEntry::kPromoting, true);
-    promote.push_back(i);
-  }
-  // 3. Read from NVMe without the lock; pins and the promoting flag keep the
-  //    entries and their slots in place.
-  absl::Status first_error;
-  if (!promote.empty()) {
-    std::vector<absl::Status> results(promote.size());
-    std::vector<std::pair<ChunkKey, std::span<std::byte>>> reads;
-    for (size_t p : promote) {
-      const IndexEntry& e = *index_.Get(ids[p]);
-      reads.emplace_back(e.key, pool_->Slot(e.dram_offset, e.size));
-    }
-    mu_.Unlock();
-    for (size_t k = 0; k < reads.size(); ++k) {
-      results[k] = nvme_->Read(reads[k].first, reads[k].second);
-    }
-    mu_.Lock();
-    for (size_t k = 0; k < promote.size(); ++k) {
-      const EntryId id = ids[promote[k]];
-      IndexEntry& e = *index_.Get(id);
-      e.set(IndexEntry::kPromoting, false);
-      if (results[k].ok()) {
-        e.set(IndexEntry::kInDram, true);
-        dram_policy_->OnInsert(id, e.parent);
-        ++counters_.reads_nvme;
-        continue;
-      }
-      pool_->Free(e.dram_offset, e.size);
-      if (results[k].code() == absl::StatusCode::kDataLoss) ++counters_.checksum_failures;
-      // The tier dropped a corrupt copy itself; any other failure leaves the
-      // copy unusable for this node too.
-      if (results[k].code() != absl::StatusCode::kNotFound &&
-          results[k].code() != absl::StatusCode::kDataLoss) {
-        (void)nvme_->Delete(e.key);
-      }
-      DropNvme(id, e);
-      if (first_error.ok()) {
-        first_error = absl::Status(results[k].code(),
-                                   absl::StrCat("get: chunk ", e.key.ShortHex(),
-                                                " could not be read from NVMe: ",
-                                                results[k].message()));
-      }
-    }
-    cv_.SignalAll();
-  }
-  // 4. Wait for promotions started by other callers.
-  auto others_done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // 2-4 repeat until every chunk is in DRAM: a promotion started by another
+  // caller may have been abandoned, leaving the chunk on NVMe only.
+  while (true) {
+    bool all_in_dram = true;
     for (EntryId id : ids) {
-      if (index_.Get(id)->has(IndexEntry::kPromoting)) return false;
+      const IndexEntry& e = *index_.Get(id);
+      if (!e.has(IndexEntry::kInDram)) all_in_dram = false;
+      if (!e.has(IndexEntry::kInDram) && !e.has(IndexEntry::kOnNvme) &&
+          !e.has(IndexEntry::kPromoting)) {
+        return fail(absl::NotFoundError(absl::StrCat(
+            "get: chunk ", e.key.ShortHex(),
+            " was dropped while being read (its NVMe copy failed verification)")));
+      }
     }
-    return true;
-  };
-  while (!others_done()) cv_.Wait(&mu_);
-  if (!first_error.ok()) return fail(first_error);
+    if (all_in_dram) break;
+    if (absl::Status s = PromoteLocked(ids); !s.ok()) return fail(s);
+  }
   for (size_t i = 0; i < keys.size(); ++i) {
     IndexEntry& e = *index_.Get(ids[i]);
-    if (!e.has(IndexEntry::kInDram)) {
-      return fail(absl::DataLossError(absl::StrCat(
-          "get: chunk ", e.key.ShortHex(), " failed verification while being promoted")));
-    }
     if (result.chunks[i].found_in == Tier::kDram) {
       ++counters_.reads_dram;
       dram_policy_->OnAccess(ids[i]);
