@@ -70,7 +70,7 @@ void TestBatch::MakeTree(const TreeSpec& spec) {
         seq.insert(seq.end(), it->second.begin(), it->second.end());
       }
       length = static_cast<int>(seq.size()) * tpc;
-      const int t = tail(rng_);
+      const int t = spec.tail_tokens >= 0 ? spec.tail_tokens : tail(rng_);
       for (int c = 0; c < (t + tpc - 1) / tpc; ++c) seq.push_back(NewChunk());
       length += t;
     }

@@ -19,6 +19,7 @@ struct TreeSpec {
   int max_branching = 3;     // children per shared node
   int max_node_chunks = 3;   // full chunks per shared node
   int max_tail_tokens = 100; // private tokens per sequence (0..max)
+  int tail_tokens = -1;      // if >= 0: every private tail has this length
   bool duplicates = true;    // some sequences repeat or extend another's
 };
 

@@ -1,0 +1,212 @@
+#include "kernels/attention.h"
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/attention_launch.h"
+
+namespace strata::kernels {
+namespace {
+
+constexpr size_t kAlign = 256;
+
+size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Byte offsets of the plan's arrays inside the workspace.
+struct WorkspaceLayout {
+  size_t pages, items, seq_ids, merge_offsets, merge_slots, metadata_end;
+  size_t partial_lse, partial_o, total;
+};
+
+WorkspaceLayout LayoutFor(const AttentionPlan& plan) {
+  WorkspaceLayout w;
+  size_t off = 0;
+  w.pages = off;
+  off = AlignUp(off + plan.pages.size() * sizeof(void*));
+  w.items = off;
+  off = AlignUp(off + plan.items.size() * sizeof(WorkItem));
+  w.seq_ids = off;
+  off = AlignUp(off + plan.seq_ids.size() * sizeof(int32_t));
+  w.merge_offsets = off;
+  off = AlignUp(off + plan.merge_offsets.size() * sizeof(int32_t));
+  w.merge_slots = off;
+  off = AlignUp(off + plan.merge_slots.size() * sizeof(int32_t));
+  w.metadata_end = off;
+  w.partial_lse = off;
+  off = AlignUp(off + static_cast<size_t>(plan.num_slots) * sizeof(float));
+  w.partial_o = off;
+  off = AlignUp(off + static_cast<size_t>(plan.num_slots) * plan.layout.head_dim *
+                          sizeof(float));
+  w.total = off;
+  return w;
+}
+
+template <typename T>
+void Put(std::vector<char>& buf, size_t offset, const std::vector<T>& v) {
+  if (!v.empty()) std::memcpy(buf.data() + offset, v.data(), v.size() * sizeof(T));
+}
+
+absl::Status RunPlan(const absl::StatusOr<AttentionPlan>& plan, const void* queries,
+                     void* out, float* lse, void* workspace, size_t workspace_bytes,
+                     cudaStream_t stream) {
+  if (!plan.ok()) return plan.status();
+  absl::StatusOr<DevicePlan> dev = UploadPlan(*plan, workspace, workspace_bytes, stream);
+  if (!dev.ok()) return dev.status();
+  return RunAttention(*dev, queries, out, lse, stream);
+}
+
+}  // namespace
+
+absl::Status CudaStatus(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return absl::OkStatus();
+  const std::string msg = absl::StrCat(what, ": ", cudaGetErrorString(err));
+  switch (err) {
+    case cudaErrorMemoryAllocation:
+      return absl::ResourceExhaustedError(msg);
+    case cudaErrorInvalidValue:
+    case cudaErrorInvalidConfiguration:
+      return absl::InvalidArgumentError(msg);
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+      return absl::UnavailableError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+size_t PlanWorkspaceBytes(const AttentionPlan& plan) { return LayoutFor(plan).total; }
+
+absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace,
+                                      size_t workspace_bytes, cudaStream_t stream) {
+  const WorkspaceLayout w = LayoutFor(plan);
+  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % kAlign != 0) {
+    return absl::InvalidArgumentError("workspace must be non-null and 256-byte aligned");
+  }
+  if (workspace_bytes < w.total) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "workspace has ", workspace_bytes, " bytes, the plan needs ", w.total));
+  }
+  for (const void* p : plan.pages) {
+    if (!Aligned16(p)) return absl::InvalidArgumentError("chunk slice not 16-byte aligned");
+  }
+  std::vector<char> host(w.metadata_end, 0);
+  Put(host, w.pages, plan.pages);
+  Put(host, w.items, plan.items);
+  Put(host, w.seq_ids, plan.seq_ids);
+  Put(host, w.merge_offsets, plan.merge_offsets);
+  Put(host, w.merge_slots, plan.merge_slots);
+  absl::Status s = CudaStatus(
+      cudaMemcpyAsync(workspace, host.data(), host.size(), cudaMemcpyHostToDevice, stream),
+      "upload plan");
+  if (!s.ok()) return s;
+  char* base = static_cast<char*>(workspace);
+  DevicePlan d;
+  d.layout = plan.layout;
+  d.options = plan.options;
+  d.batch = plan.batch;
+  d.num_items = static_cast<int>(plan.items.size());
+  d.pages = reinterpret_cast<const void* const*>(base + w.pages);
+  d.items = reinterpret_cast<const WorkItem*>(base + w.items);
+  d.seq_ids = reinterpret_cast<const int32_t*>(base + w.seq_ids);
+  d.merge_offsets = reinterpret_cast<const int32_t*>(base + w.merge_offsets);
+  d.merge_slots = reinterpret_cast<const int32_t*>(base + w.merge_slots);
+  d.partial_lse = reinterpret_cast<float*>(base + w.partial_lse);
+  d.partial_o = reinterpret_cast<float*>(base + w.partial_o);
+  return d;
+}
+
+absl::Status RunAttention(const DevicePlan& plan, const void* queries, void* out,
+                          float* lse, cudaStream_t stream) {
+  absl::Status s = ValidateShapes(plan.layout, plan.options);
+  if (!s.ok()) return s;
+  if (plan.items == nullptr || plan.num_items <= 0 || plan.batch <= 0) {
+    return absl::InvalidArgumentError("empty or unuploaded plan");
+  }
+  if (queries == nullptr || out == nullptr || !Aligned16(queries) || !Aligned16(out)) {
+    return absl::InvalidArgumentError("queries and out must be non-null and 16-byte aligned");
+  }
+  PartialAttentionArgs a{};
+  a.queries = queries;
+  a.pages = plan.pages;
+  a.items = plan.items;
+  a.num_items = plan.num_items;
+  a.seq_ids = plan.seq_ids;
+  a.partial_o = plan.partial_o;
+  a.partial_lse = plan.partial_lse;
+  a.num_q_heads = plan.options.num_q_heads;
+  a.num_kv_heads = plan.layout.num_kv_heads;
+  a.head_dim = plan.layout.head_dim;
+  a.tokens_per_chunk = plan.layout.tokens_per_chunk;
+  a.scale_log2 = plan.options.EffectiveScale(plan.layout.head_dim) * 1.4426950408889634f;
+  a.apply_rope = plan.options.apply_rope ? 1 : 0;
+  a.rope_theta = plan.options.rope_theta;
+  a.dtype = static_cast<int32_t>(plan.layout.dtype);
+  s = CudaStatus(LaunchPartialAttention(a, stream), "partial attention");
+  if (!s.ok()) return s;
+  MergePartialsArgs m{};
+  m.partial_o = plan.partial_o;
+  m.partial_lse = plan.partial_lse;
+  m.merge_offsets = plan.merge_offsets;
+  m.merge_slots = plan.merge_slots;
+  m.batch = plan.batch;
+  m.num_q_heads = plan.options.num_q_heads;
+  m.head_dim = plan.layout.head_dim;
+  m.dtype = a.dtype;
+  m.out = out;
+  m.lse = lse;
+  return CudaStatus(LaunchMergePartials(m, stream), "merge partial states");
+}
+
+absl::Status PagedDecode(const KvLayout& layout, const AttentionOptions& options,
+                         const PagedBatch& batch, const void* queries, void* out,
+                         float* lse, void* workspace, size_t workspace_bytes,
+                         cudaStream_t stream) {
+  return RunPlan(BuildPagedPlan(layout, options, batch, PlanOptions{}), queries, out,
+                 lse, workspace, workspace_bytes, stream);
+}
+
+absl::Status PrefixAwareDecode(const KvLayout& layout,
+                               const AttentionOptions& options,
+                               const PagedBatch& batch, const void* queries,
+                               void* out, float* lse, void* workspace,
+                               size_t workspace_bytes, cudaStream_t stream) {
+  return RunPlan(BuildPrefixTreePlan(layout, options, batch, PlanOptions{}), queries,
+                 out, lse, workspace, workspace_bytes, stream);
+}
+
+absl::Status RelayDecode(const KvLayout& layout, const AttentionOptions& options,
+                         std::span<const void* const> prefix_chunks,
+                         int prefix_length, const PagedBatch& context,
+                         const void* queries, void* out, float* lse,
+                         void* workspace, size_t workspace_bytes,
+                         cudaStream_t stream) {
+  return RunPlan(BuildRelayPlan(layout, options, prefix_chunks, prefix_length, context,
+                                PlanOptions{}),
+                 queries, out, lse, workspace, workspace_bytes, stream);
+}
+
+absl::Status MergeState(KvDtype dtype, int head_dim, int64_t num_states,
+                        const void* v_a, const float* s_a, const void* v_b,
+                        const float* s_b, void* v_out, float* s_out,
+                        cudaStream_t stream) {
+  if (head_dim != 64 && head_dim != 128) {
+    return absl::InvalidArgumentError("head_dim must be 64 or 128");
+  }
+  if (dtype != KvDtype::kFloat16 && dtype != KvDtype::kBFloat16) {
+    return absl::InvalidArgumentError("dtype must be fp16 or bf16");
+  }
+  if (num_states < 0) return absl::InvalidArgumentError("num_states < 0");
+  if (num_states == 0) return absl::OkStatus();
+  if (v_a == nullptr || s_a == nullptr || v_b == nullptr || s_b == nullptr ||
+      v_out == nullptr) {
+    return absl::InvalidArgumentError("null state pointer");
+  }
+  MergeStateArgs a{v_a, s_a, v_b, s_b, v_out, s_out, num_states, head_dim,
+                   static_cast<int32_t>(dtype)};
+  return CudaStatus(LaunchMergeState(a, stream), "merge state");
+}
+
+}  // namespace strata::kernels

@@ -1,0 +1,356 @@
+// Partial decode attention over chunk slices with tensor-core MMA
+// (mma.sync m16n8k16, fp16/bf16 in, fp32 accumulate).
+//
+// One block (4 warps) computes one WorkItem for one KV head: the item's query
+// rows (sharing sequences x GQA group, up to 64; 16 per warp) against its KV
+// tokens, read straight from the chunk slices (K at offset 0, V at
+// kv_heads * tokens_per_chunk * head_dim) through a 3-stage cp.async pipeline
+// of 64-token tiles. With <= 32 rows, warps also split each tile's tokens and
+// merge their states at the end, so that a lone sequence's 16-row tile keeps
+// four warps busy. Output: per row, the normalised partial output (fp32) and
+// its base-2 log-sum-exp (see merge_state.cuh).
+//
+// Shared memory (D = head_dim): Q tile 64 x D, then kStages x (K, V) tiles of
+// 64 x D, 16-byte vectors XOR-swizzled by (row & 7) so that ldmatrix reads
+// are free of bank conflicts.
+#ifndef STRATA_KERNELS_ATTENTION_PARTIAL_CUH_
+#define STRATA_KERNELS_ATTENTION_PARTIAL_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/attention_launch.h"
+#include "kernels/work_item.h"
+
+namespace strata::kernels::device {
+
+template <typename T>
+struct MmaOps;
+
+template <>
+struct MmaOps<__half> {
+  static __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4],
+                                             uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t Pack(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ float ToFloat(__half x) { return __half2float(x); }
+  static __device__ __forceinline__ __half FromFloat(float x) { return __float2half_rn(x); }
+};
+
+template <>
+struct MmaOps<__nv_bfloat16> {
+  static __device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4],
+                                             uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+        "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+  }
+  static __device__ __forceinline__ uint32_t Pack(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&h);
+  }
+  static __device__ __forceinline__ float ToFloat(__nv_bfloat16 x) { return __bfloat162float(x); }
+  static __device__ __forceinline__ __nv_bfloat16 FromFloat(float x) { return __float2bfloat16_rn(x); }
+};
+
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy; when !valid the destination is zero-filled and src is
+// not read.
+__device__ __forceinline__ void CpAsync16(uint32_t dst, const void* src, bool valid) {
+  const int src_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void CpAsyncWait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void Ldmatrix4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void Ldmatrix4Trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+template <int D>
+struct PartialConfig {
+  static constexpr int kTile = 64;       // KV tokens per pipeline stage
+  static constexpr int kThreads = 128;   // 4 warps
+  static constexpr int kStages = 3;
+  static constexpr int kVecs = D / 8;    // 16-byte vectors per row
+  static constexpr int kTileElems = kTile * D;
+  static constexpr int kSmemBytes = (kTileElems + kStages * 2 * kTileElems) * 2;
+  static_assert(4 * 16 * D * 4 + 2 * 4 * 2 * 32 * 4 <= kStages * 2 * kTileElems * 2,
+                "cross-warp reduction must fit in the stage buffers");
+};
+
+// Element offset of 16-byte vector `vec` of row `row` in a swizzled tile.
+template <int D>
+__device__ __forceinline__ int Swz(int row, int vec) {
+  return (row * (D / 8) + (vec ^ (row & 7))) * 8;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAttentionArgs args) {
+  using Cfg = PartialConfig<D>;
+  using Ops = MmaOps<T>;
+  constexpr int kTile = Cfg::kTile;
+  constexpr int kStages = Cfg::kStages;
+  constexpr int kVecs = Cfg::kVecs;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* const sq = reinterpret_cast<T*>(smem_raw);
+  T* const skv = sq + Cfg::kTileElems;
+
+  const WorkItem item = args.items[blockIdx.y];
+  const int kvh = blockIdx.x;
+  const int group = args.num_q_heads / args.num_kv_heads;
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int lane = tid % 32;
+  const int row_warps = item.num_rows <= 16 ? 1 : (item.num_rows <= 32 ? 2 : 4);
+  const int token_splits = 4 / row_warps;
+  const int rw = warp % row_warps;
+  const int ts = warp / row_warps;
+  const int tpc = args.tokens_per_chunk;
+  const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
+  const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
+  const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
+  const int num_tiles = (item.num_tokens + kTile - 1) / kTile;
+
+  // Q rows of this tile (zero-filled past num_rows): first async group.
+  {
+    const T* q = static_cast<const T*>(args.queries);
+    for (int i = tid; i < row_warps * 16 * kVecs; i += Cfg::kThreads) {
+      const int r = i / kVecs, c = i % kVecs;
+      const bool valid = r < item.num_rows;
+      const T* src = q;
+      if (valid) {
+        const int row = item.row_begin + r;
+        const int seq = args.seq_ids[item.seq_begin + row / group];
+        const int qh = kvh * group + row % group;
+        src = q + (static_cast<size_t>(seq) * args.num_q_heads + qh) * D + c * 8;
+      }
+      CpAsync16(SmemAddr(sq + Swz<D>(r, c)), src, valid);
+    }
+  }
+  auto load_tile = [&](int tile, int stage) {
+    T* sk = skv + stage * 2 * Cfg::kTileElems;
+    T* sv = sk + Cfg::kTileElems;
+    for (int i = tid; i < kTile * kVecs; i += Cfg::kThreads) {
+      const int r = i / kVecs, c = i % kVecs;
+      const int t = tile * kTile + r;
+      const bool valid = t < item.num_tokens;
+      const T* src = pages[0];
+      if (valid) src = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + c * 8;
+      CpAsync16(SmemAddr(sk + Swz<D>(r, c)), src, valid);
+      CpAsync16(SmemAddr(sv + Swz<D>(r, c)), valid ? src + v_offset : src, valid);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < num_tiles) load_tile(s, s);
+    CpAsyncCommit();
+  }
+
+  const int g = lane / 4;   // accumulator row (and row + 8)
+  const int t4 = lane % 4;  // accumulator column pair
+  uint32_t qf[D / 16][4];
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    const int pre = tile + kStages - 1;
+    if (pre < num_tiles) load_tile(pre, pre % kStages);
+    CpAsyncCommit();
+    CpAsyncWait<kStages - 1>();
+    __syncthreads();
+    T* sk = skv + (tile % kStages) * 2 * Cfg::kTileElems;
+    T* sv = sk + Cfg::kTileElems;
+    if (tile == 0) {
+#pragma unroll
+      for (int k = 0; k < D / 16; ++k) {
+        const int row = rw * 16 + (lane % 16);
+        Ldmatrix4(qf[k], SmemAddr(sq + Swz<D>(row, k * 2 + lane / 16)));
+      }
+    }
+    if (args.apply_rope) {
+      // Rotate this tile's keys in place ("rotate half" convention).
+      for (int i = tid; i < kTile * (D / 2); i += Cfg::kThreads) {
+        const int r = i / (D / 2), e = i % (D / 2);
+        const int pos = item.position + tile * kTile + r;
+        const float inv_freq = powf(args.rope_theta, -2.0f * static_cast<float>(e) / D);
+        float sn, cs;
+        sincosf(static_cast<float>(pos) * inv_freq, &sn, &cs);
+        T* p1 = sk + Swz<D>(r, e / 8) + e % 8;
+        T* p2 = sk + Swz<D>(r, (e + D / 2) / 8) + e % 8;
+        const float x1 = Ops::ToFloat(*p1), x2 = Ops::ToFloat(*p2);
+        *p1 = Ops::FromFloat(x1 * cs - x2 * sn);
+        *p2 = Ops::FromFloat(x2 * cs + x1 * sn);
+      }
+      __syncthreads();
+    }
+
+    const int tile_tokens = min(kTile, item.num_tokens - tile * kTile);
+    for (int sub = ts; sub < kTile / 16; sub += token_splits) {
+      const int tok0 = sub * 16;
+      if (tok0 >= tile_tokens) break;
+      float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+      for (int k = 0; k < D / 16; ++k) {
+        uint32_t b[4];
+        const int mi = lane / 8;
+        Ldmatrix4(b, SmemAddr(sk + Swz<D>(tok0 + (mi / 2) * 8 + lane % 8, k * 2 + (mi % 2))));
+        Ops::Mma(s[0], qf[k], b[0], b[1]);
+        Ops::Mma(s[1], qf[k], b[2], b[3]);
+      }
+      // Scale, mask, online softmax (rows g and g + 8).
+#pragma unroll
+      for (int n = 0; n < 2; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int tok = tok0 + n * 8 + t4 * 2 + (e & 1);
+          s[n][e] = tok < tile_tokens ? s[n][e] * args.scale_log2 : -INFINITY;
+        }
+      }
+      float mx0 = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
+      float mx1 = fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3]));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+      const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+      const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
+      const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
+      const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
+      m0 = mn0;
+      m1 = mn1;
+      float p[2][4];
+#pragma unroll
+      for (int n = 0; n < 2; ++n) {
+        p[n][0] = exp2f(s[n][0] - base0);
+        p[n][1] = exp2f(s[n][1] - base0);
+        p[n][2] = exp2f(s[n][2] - base1);
+        p[n][3] = exp2f(s[n][3] - base1);
+      }
+      l0 = l0 * alpha0 + (p[0][0] + p[0][1] + p[1][0] + p[1][1]);
+      l1 = l1 * alpha1 + (p[0][2] + p[0][3] + p[1][2] + p[1][3]);
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        o[j][0] *= alpha0;
+        o[j][1] *= alpha0;
+        o[j][2] *= alpha1;
+        o[j][3] *= alpha1;
+      }
+      const uint32_t a[4] = {Ops::Pack(p[0][0], p[0][1]), Ops::Pack(p[0][2], p[0][3]),
+                             Ops::Pack(p[1][0], p[1][1]), Ops::Pack(p[1][2], p[1][3])};
+#pragma unroll
+      for (int j2 = 0; j2 < D / 16; ++j2) {
+        uint32_t b[4];
+        const int mi = lane / 8;
+        Ldmatrix4Trans(b, SmemAddr(sv + Swz<D>(tok0 + (mi % 2) * 8 + lane % 8, j2 * 2 + mi / 2)));
+        Ops::Mma(o[2 * j2], a, b[0], b[1]);
+        Ops::Mma(o[2 * j2 + 1], a, b[2], b[3]);
+      }
+    }
+    __syncthreads();  // the stage is refilled by the next iteration
+  }
+  CpAsyncWait<0>();
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+
+  if (token_splits > 1) {  // block-uniform
+    float* red_o = reinterpret_cast<float*>(skv);           // [warp][D/8*4][32]
+    float* red_ml = red_o + 4 * (D / 8) * 4 * 32;            // [warp][4][32]
+    __syncthreads();
+    if (ts > 0) {
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) red_o[(warp * (D / 8) * 4 + j * 4 + e) * 32 + lane] = o[j][e];
+      }
+      red_ml[(warp * 4 + 0) * 32 + lane] = m0;
+      red_ml[(warp * 4 + 1) * 32 + lane] = m1;
+      red_ml[(warp * 4 + 2) * 32 + lane] = l0;
+      red_ml[(warp * 4 + 3) * 32 + lane] = l1;
+    }
+    __syncthreads();
+    if (ts == 0) {
+      for (int other = 1; other < token_splits; ++other) {
+        const int w = rw + other * row_warps;
+        const float om0 = red_ml[(w * 4 + 0) * 32 + lane];
+        const float om1 = red_ml[(w * 4 + 1) * 32 + lane];
+        const float ol0 = red_ml[(w * 4 + 2) * 32 + lane];
+        const float ol1 = red_ml[(w * 4 + 3) * 32 + lane];
+        const float mn0 = fmaxf(m0, om0), mn1 = fmaxf(m1, om1);
+        const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
+        const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
+        const float a0 = exp2f(m0 - base0), b0 = exp2f(om0 - base0);
+        const float a1 = exp2f(m1 - base1), b1 = exp2f(om1 - base1);
+        l0 = l0 * a0 + ol0 * b0;
+        l1 = l1 * a1 + ol1 * b1;
+        m0 = mn0;
+        m1 = mn1;
+#pragma unroll
+        for (int j = 0; j < D / 8; ++j) {
+          const float* src = red_o + (w * (D / 8) * 4 + j * 4) * 32 + lane;
+          o[j][0] = o[j][0] * a0 + src[0] * b0;
+          o[j][1] = o[j][1] * a0 + src[32] * b0;
+          o[j][2] = o[j][2] * a1 + src[64] * b1;
+          o[j][3] = o[j][3] * a1 + src[96] * b1;
+        }
+      }
+    }
+  }
+  if (ts != 0) return;
+
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r_local = rw * 16 + g + half * 8;
+    if (r_local >= item.num_rows) continue;
+    const int row = item.row_begin + r_local;
+    const int qh = kvh * group + row % group;
+    const size_t slot =
+        static_cast<size_t>(item.slot_base) + static_cast<size_t>(row / group) * args.num_q_heads + qh;
+    const float l = half ? l1 : l0;
+    const float m = half ? m1 : m0;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    float* dst = args.partial_o + slot * D + t4 * 2;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      *reinterpret_cast<float2*>(dst + j * 8) =
+          make_float2(o[j][half * 2] * inv, o[j][half * 2 + 1] * inv);
+    }
+    if (t4 == 0) args.partial_lse[slot] = l > 0.0f ? m + log2f(l) : -INFINITY;
+  }
+}
+
+}  // namespace strata::kernels::device
+
+#endif  // STRATA_KERNELS_ATTENTION_PARTIAL_CUH_

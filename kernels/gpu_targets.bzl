@@ -1,0 +1,44 @@
+"""GPU targets of //kernels, defined only where a CUDA toolkit is present."""
+
+load("@local_cuda//:defs.bzl", "HAS_CUDA")
+load("//tools/bazel:cuda.bzl", "cuda_library")
+
+def attention_gpu_targets():
+    """CUDA kernels, their host API and the GPU tests (tag "gpu")."""
+    if not HAS_CUDA:
+        return
+    cuda_library(
+        name = "attention_cuda",
+        srcs = ["attention.cu"],
+        hdrs = ["attention_launch.h"],
+        cu_hdrs = [
+            "attention_launch.h",
+            "attention_partial.cuh",
+            "merge_state.cuh",
+            "work_item.h",
+        ],
+        deps = [":attention_cpu"],
+    )
+    native.cc_library(
+        name = "attention",
+        srcs = ["attention.cc"],
+        hdrs = ["attention.h"],
+        deps = [
+            ":attention_cpu",
+            ":attention_cuda",
+            "@system//:absl",
+        ],
+    )
+    native.cc_test(
+        name = "attention_gpu_test",
+        size = "large",
+        srcs = ["attention_gpu_test.cc"],
+        tags = ["gpu"],
+        linkstatic = 1,
+        deps = [
+            ":attention",
+            ":attention_cpu",
+            ":attention_testing",
+            "@system//:gtest_main",
+        ],
+    )

@@ -1,0 +1,359 @@
+// Benchmark of Strata's decode attention kernels on shared-prefix batches.
+//
+//   attention_bench [--configs=SHAPE:PREFIX:BATCH:PRIVATE,...] [--tree]
+//                   [--iters=N] [--csv=PATH]
+// SHAPE is mha_fp16 (32 q / 32 kv heads, d128, fp16) or gqa_bf16 (32 q / 8 kv
+// heads, d128, bf16). For each config: every sequence = the shared prefix's
+// chunks ++ its own private chunks (64 tokens per chunk); times our paged,
+// prefix-aware and relay kernels (median of per-iteration CUDA-event times,
+// rotating over copies of the KV so that repeated runs do not hit in L2) and
+// prints the floors: unique KV bytes (prefix once + private contexts) and all
+// of the sequences' bytes (paged), over the device-to-device copy bandwidth
+// measured in the same run. --tree adds the DeFT-like tree workload.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/attention_plan.h"
+#include "tools/bench/kernels/fill.h"
+
+namespace strata::bench {
+namespace {
+
+using kernels::AttentionOptions;
+using kernels::AttentionPlan;
+using kernels::DevicePlan;
+using kernels::KvDtype;
+using kernels::KvLayout;
+using kernels::PagedBatch;
+using kernels::PlanOptions;
+
+#define CHECK_CUDA(expr)                                                        \
+  do {                                                                          \
+    cudaError_t e = (expr);                                                     \
+    if (e != cudaSuccess) {                                                     \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,         \
+                   cudaGetErrorString(e));                                      \
+      std::exit(1);                                                             \
+    }                                                                           \
+  } while (0)
+
+#define CHECK_OK(expr)                                                          \
+  do {                                                                          \
+    absl::Status s = (expr);                                                    \
+    if (!s.ok()) {                                                              \
+      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, s.ToString().c_str()); \
+      std::exit(1);                                                             \
+    }                                                                           \
+  } while (0)
+
+struct Shape {
+  std::string name;
+  KvLayout layout;
+  AttentionOptions options;
+};
+
+Shape ShapeByName(const std::string& name) {
+  Shape s;
+  s.name = name;
+  s.layout.head_dim = 128;
+  s.layout.tokens_per_chunk = 64;
+  s.options.num_q_heads = 32;
+  if (name == "mha_fp16") {
+    s.layout.dtype = KvDtype::kFloat16;
+    s.layout.num_kv_heads = 32;
+  } else if (name == "gqa_bf16") {
+    s.layout.dtype = KvDtype::kBFloat16;
+    s.layout.num_kv_heads = 8;
+  } else {
+    std::fprintf(stderr, "unknown shape %s\n", name.c_str());
+    std::exit(2);
+  }
+  return s;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Device-to-device copy bandwidth, bytes read + written per second.
+double MeasureCopyBandwidth() {
+  const size_t bytes = size_t{2} << 30;
+  void *a, *b;
+  CHECK_CUDA(cudaMalloc(&a, bytes));
+  CHECK_CUDA(cudaMalloc(&b, bytes));
+  CHECK_CUDA(cudaMemset(a, 1, bytes));
+  cudaEvent_t e0, e1;
+  CHECK_CUDA(cudaEventCreate(&e0));
+  CHECK_CUDA(cudaEventCreate(&e1));
+  std::vector<double> t;
+  for (int i = 0; i < 7; ++i) {
+    CHECK_CUDA(cudaEventRecord(e0));
+    CHECK_CUDA(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+    CHECK_CUDA(cudaEventRecord(e1));
+    CHECK_CUDA(cudaEventSynchronize(e1));
+    float ms;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+    if (i > 0) t.push_back(ms * 1e-3);
+  }
+  CHECK_CUDA(cudaFree(a));
+  CHECK_CUDA(cudaFree(b));
+  return 2.0 * bytes / Median(t);
+}
+
+// One copy of a workload's KV and page tables on the device.
+struct Copy {
+  void* pool = nullptr;
+  std::vector<const void*> chunks;       // page tables (CSR)
+  std::vector<const void*> prefix;       // relay prefix chunks
+  std::vector<const void*> ctx_chunks;   // relay contexts (CSR)
+};
+
+// Times RunAttention for plans rotated over copies; returns median us.
+double TimePlans(const std::vector<AttentionPlan>& plans, const void* q, void* out,
+                 int iters) {
+  std::vector<void*> ws;
+  std::vector<DevicePlan> dev;
+  for (const AttentionPlan& p : plans) {
+    void* w;
+    const size_t bytes = kernels::PlanWorkspaceBytes(p);
+    CHECK_CUDA(cudaMalloc(&w, bytes));
+    auto d = kernels::UploadPlan(p, w, bytes, nullptr);
+    CHECK_OK(d.status());
+    ws.push_back(w);
+    dev.push_back(*d);
+  }
+  cudaEvent_t e0, e1;
+  CHECK_CUDA(cudaEventCreate(&e0));
+  CHECK_CUDA(cudaEventCreate(&e1));
+  std::vector<double> t;
+  for (int i = 0; i < iters + 3; ++i) {
+    const DevicePlan& d = dev[i % dev.size()];
+    CHECK_CUDA(cudaEventRecord(e0));
+    CHECK_OK(kernels::RunAttention(d, q, out, nullptr, nullptr));
+    CHECK_CUDA(cudaEventRecord(e1));
+    CHECK_CUDA(cudaEventSynchronize(e1));
+    float ms;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+    if (i >= 3) t.push_back(ms * 1e3);
+  }
+  CHECK_CUDA(cudaEventDestroy(e0));
+  CHECK_CUDA(cudaEventDestroy(e1));
+  for (void* w : ws) CHECK_CUDA(cudaFree(w));
+  return Median(t);
+}
+
+int CopiesFor(size_t bytes) {
+  const size_t target = size_t{256} << 20;
+  return static_cast<int>(std::clamp<size_t>((target + bytes - 1) / bytes, 1, 4));
+}
+
+void RunPrefixConfig(const Shape& sh, int prefix, int batch, int priv, int iters,
+                     double bw, FILE* csv) {
+  const KvLayout& L = sh.layout;
+  const int tpc = L.tokens_per_chunk;
+  const int pchunks = (prefix + tpc - 1) / tpc;
+  const int cchunks = (priv + tpc - 1) / tpc;
+  const size_t slice = L.SliceBytes();
+  const size_t total_chunks = pchunks + static_cast<size_t>(batch) * cchunks;
+  const size_t bytes = total_chunks * slice;
+  const int copies = CopiesFor(bytes);
+  std::vector<int32_t> offsets{0}, lengths, ctx_offsets{0}, ctx_lengths;
+  for (int b = 0; b < batch; ++b) {
+    offsets.push_back(offsets.back() + pchunks + cchunks);
+    lengths.push_back(prefix + priv);
+    ctx_offsets.push_back(ctx_offsets.back() + cchunks);
+    ctx_lengths.push_back(priv);
+  }
+  std::vector<Copy> cs(copies);
+  std::vector<AttentionPlan> paged, tree, relay;
+  const bool bf16 = L.dtype == KvDtype::kBFloat16;
+  for (int c = 0; c < copies; ++c) {
+    Copy& cp = cs[c];
+    CHECK_CUDA(cudaMalloc(&cp.pool, bytes));
+    CHECK_CUDA(FillRandom16(cp.pool, bytes / 2, 1000 + c, bf16, nullptr));
+    auto chunk = [&](size_t i) { return static_cast<const void*>(static_cast<char*>(cp.pool) + i * slice); };
+    for (int i = 0; i < pchunks; ++i) cp.prefix.push_back(chunk(i));
+    for (int b = 0; b < batch; ++b) {
+      for (int i = 0; i < pchunks; ++i) cp.chunks.push_back(chunk(i));
+      for (int i = 0; i < cchunks; ++i) {
+        const void* p = chunk(pchunks + static_cast<size_t>(b) * cchunks + i);
+        cp.chunks.push_back(p);
+        cp.ctx_chunks.push_back(p);
+      }
+    }
+    const PagedBatch pb{cp.chunks, offsets, lengths};
+    const PagedBatch ctx{cp.ctx_chunks, ctx_offsets, ctx_lengths};
+    auto p1 = kernels::BuildPagedPlan(L, sh.options, pb, PlanOptions{});
+    auto p2 = kernels::BuildPrefixTreePlan(L, sh.options, pb, PlanOptions{});
+    auto p3 = kernels::BuildRelayPlan(L, sh.options, cp.prefix, prefix, ctx, PlanOptions{});
+    CHECK_OK(p1.status());
+    CHECK_OK(p2.status());
+    CHECK_OK(p3.status());
+    paged.push_back(std::move(*p1));
+    tree.push_back(std::move(*p2));
+    relay.push_back(std::move(*p3));
+  }
+  const size_t qelems = static_cast<size_t>(batch) * sh.options.num_q_heads * L.head_dim;
+  void *q, *out;
+  CHECK_CUDA(cudaMalloc(&q, qelems * 2));
+  CHECK_CUDA(cudaMalloc(&out, qelems * 2));
+  CHECK_CUDA(FillRandom16(q, qelems, 7, bf16, nullptr));
+  const double t_paged = TimePlans(paged, q, out, iters);
+  const double t_tree = TimePlans(tree, q, out, iters);
+  const double t_relay = TimePlans(relay, q, out, iters);
+  const double token_bytes = 2.0 * L.num_kv_heads * L.head_dim * 2;
+  const double unique = token_bytes * (prefix + static_cast<double>(batch) * priv);
+  const double all = token_bytes * batch * static_cast<double>(prefix + priv);
+  const double floor_unique = unique / bw * 1e6;
+  const double floor_paged = all / bw * 1e6;
+  std::printf("%-9s P=%5d B=%3d C=%3d  paged %8.1f us (floor %8.1f)  prefix-aware %7.1f us"
+              "  relay %7.1f us  floor %6.1f us  items %zu/%zu\n",
+              sh.name.c_str(), prefix, batch, priv, t_paged, floor_paged, t_tree, t_relay,
+              floor_unique, tree[0].items.size(), relay[0].items.size());
+  std::fflush(stdout);
+  if (csv != nullptr) {
+    std::fprintf(csv, "%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f,%.1f\n", sh.name.c_str(), prefix,
+                 batch, priv, t_paged, t_tree, t_relay, floor_unique, floor_paged, bw / 1e9);
+    std::fflush(csv);
+  }
+  CHECK_CUDA(cudaFree(q));
+  CHECK_CUDA(cudaFree(out));
+  for (Copy& cp : cs) CHECK_CUDA(cudaFree(cp.pool));
+}
+
+// DeFT-like tree: a 4096-token root, 4 branches of 1024 tokens, 8 leaves per
+// branch with 256 private tokens each (32 sequences).
+void RunTree(const Shape& sh, int iters, double bw, FILE* csv) {
+  const KvLayout& L = sh.layout;
+  const int tpc = L.tokens_per_chunk;
+  const int root = 4096 / tpc, branch = 1024 / tpc, leaf = 256 / tpc;
+  const int branches = 4, leaves = 8;
+  const size_t total_chunks = root + branches * branch + branches * leaves * leaf;
+  const size_t slice = L.SliceBytes();
+  const size_t bytes = total_chunks * slice;
+  const int copies = CopiesFor(bytes);
+  const bool bf16 = L.dtype == KvDtype::kBFloat16;
+  std::vector<int32_t> offsets{0}, lengths;
+  for (int s = 0; s < branches * leaves; ++s) {
+    offsets.push_back(offsets.back() + root + branch + leaf);
+    lengths.push_back((root + branch + leaf) * tpc);
+  }
+  std::vector<void*> pools(copies);
+  std::vector<std::vector<const void*>> tables(copies);
+  std::vector<AttentionPlan> paged, tree;
+  for (int c = 0; c < copies; ++c) {
+    CHECK_CUDA(cudaMalloc(&pools[c], bytes));
+    CHECK_CUDA(FillRandom16(pools[c], bytes / 2, 2000 + c, bf16, nullptr));
+    auto chunk = [&](size_t i) { return static_cast<const void*>(static_cast<char*>(pools[c]) + i * slice); };
+    for (int b = 0; b < branches; ++b) {
+      for (int l = 0; l < leaves; ++l) {
+        for (int i = 0; i < root; ++i) tables[c].push_back(chunk(i));
+        for (int i = 0; i < branch; ++i) tables[c].push_back(chunk(root + b * branch + i));
+        for (int i = 0; i < leaf; ++i) {
+          tables[c].push_back(chunk(root + branches * branch + (b * leaves + l) * leaf + i));
+        }
+      }
+    }
+    const PagedBatch pb{tables[c], offsets, lengths};
+    auto p1 = kernels::BuildPagedPlan(L, sh.options, pb, PlanOptions{});
+    auto p2 = kernels::BuildPrefixTreePlan(L, sh.options, pb, PlanOptions{});
+    CHECK_OK(p1.status());
+    CHECK_OK(p2.status());
+    paged.push_back(std::move(*p1));
+    tree.push_back(std::move(*p2));
+  }
+  const int batch = branches * leaves;
+  const size_t qelems = static_cast<size_t>(batch) * sh.options.num_q_heads * L.head_dim;
+  void *q, *out;
+  CHECK_CUDA(cudaMalloc(&q, qelems * 2));
+  CHECK_CUDA(cudaMalloc(&out, qelems * 2));
+  CHECK_CUDA(FillRandom16(q, qelems, 9, bf16, nullptr));
+  const double t_paged = TimePlans(paged, q, out, iters);
+  const double t_tree = TimePlans(tree, q, out, iters);
+  std::printf("tree %-9s 32 seqs: paged %8.1f us, %7.1f MB planned reads; prefix-aware %7.1f us,"
+              " %6.1f MB planned reads (%d shared runs); unique-bytes floor %6.1f us\n",
+              sh.name.c_str(), t_paged, paged[0].kv_bytes / 1e6, t_tree, tree[0].kv_bytes / 1e6,
+              tree[0].num_shared_runs, tree[0].kv_bytes / bw * 1e6);
+  if (csv != nullptr) {
+    std::fprintf(csv, "tree_%s,%.2f,%.1f,%.2f,%.1f,%.2f,%.1f\n", sh.name.c_str(), t_paged,
+                 paged[0].kv_bytes / 1e6, t_tree, tree[0].kv_bytes / 1e6,
+                 tree[0].kv_bytes / bw * 1e6, bw / 1e9);
+  }
+  CHECK_CUDA(cudaFree(q));
+  CHECK_CUDA(cudaFree(out));
+  for (void* p : pools) CHECK_CUDA(cudaFree(p));
+}
+
+std::vector<std::string> Split(const std::string& s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t end = s.find(sep, start);
+    out.push_back(s.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+int Main(int argc, char** argv) {
+  std::string configs = "mha_fp16:4096:32:128,gqa_bf16:4096:32:128";
+  std::string csv_path;
+  bool tree = false;
+  int iters = 30;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--configs=", 0) == 0) configs = a.substr(10);
+    else if (a.rfind("--csv=", 0) == 0) csv_path = a.substr(6);
+    else if (a.rfind("--iters=", 0) == 0) iters = std::atoi(a.c_str() + 8);
+    else if (a == "--tree") tree = true;
+    else {
+      std::fprintf(stderr, "unknown argument %s\n", a.c_str());
+      return 2;
+    }
+  }
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  const double bw = MeasureCopyBandwidth();
+  std::printf("device %s, %d SMs; device-to-device copy %.0f GB/s (read + write)\n", prop.name,
+              prop.multiProcessorCount, bw / 1e9);
+  FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
+  if (csv != nullptr) {
+    std::fprintf(csv, "shape,prefix,batch,private,paged_us,prefix_aware_us,relay_us,"
+                      "floor_unique_us,floor_paged_us,copy_GBps\n");
+  }
+  for (const std::string& c : Split(configs, ',')) {
+    if (c.empty()) continue;
+    const std::vector<std::string> f = Split(c, ':');
+    if (f.size() != 4) {
+      std::fprintf(stderr, "bad config %s\n", c.c_str());
+      return 2;
+    }
+    RunPrefixConfig(ShapeByName(f[0]), std::atoi(f[1].c_str()), std::atoi(f[2].c_str()),
+                    std::atoi(f[3].c_str()), iters, bw, csv);
+  }
+  if (tree) {
+    FILE* tcsv = csv_path.empty() ? nullptr : std::fopen((csv_path + ".tree").c_str(), "w");
+    if (tcsv != nullptr) {
+      std::fprintf(tcsv, "shape,paged_us,paged_MB,prefix_aware_us,prefix_aware_MB,floor_us,copy_GBps\n");
+    }
+    RunTree(ShapeByName("mha_fp16"), iters, bw, tcsv);
+    RunTree(ShapeByName("gqa_bf16"), iters, bw, tcsv);
+    if (tcsv != nullptr) std::fclose(tcsv);
+  }
+  if (csv != nullptr) std::fclose(csv);
+  return 0;
+}
+
+}  // namespace
+}  // namespace strata::bench
+
+int main(int argc, char** argv) { return strata::bench::Main(argc, argv); }

@@ -1,0 +1,25 @@
+"""Benchmark targets of //tools/bench/kernels, only where CUDA is present."""
+
+load("@local_cuda//:defs.bzl", "HAS_CUDA")
+load("//tools/bazel:cuda.bzl", "cuda_library")
+
+def attention_bench_targets():
+    """The attention benchmark binary and its device-side random fill."""
+    if not HAS_CUDA:
+        return
+    cuda_library(
+        name = "fill",
+        srcs = ["fill.cu"],
+        hdrs = ["fill.h"],
+        cu_hdrs = ["fill.h"],
+    )
+    native.cc_binary(
+        name = "attention_bench",
+        srcs = ["attention_bench.cc"],
+        linkstatic = 1,
+        deps = [
+            ":fill",
+            "//kernels:attention",
+            "//kernels:attention_cpu",
+        ],
+    )

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Runs the attention kernels' GPU tests and benchmark on a GPU machine, from
+# binaries built elsewhere with static cudart.
+#
+# Here (with a CUDA toolkit):
+#   tools/gpu/run_gpu.sh package          # bazel build, copy binaries to .devbin/
+# On the GPU machine (repository root; PyTorch for the baselines):
+#   tools/gpu/run_gpu.sh run [OUTDIR]     # tests, then benchmark + PyTorch
+# Environment: CONFIGS (SHAPE:PREFIX:BATCH:PRIVATE,...), ITERS, SKIP_TESTS=1,
+# SKIP_BENCH=1, GTEST_FILTER.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+
+DEFAULT_CONFIGS=""
+for shape in mha_fp16 gqa_bf16; do
+  for pbc in 1024:32:512 4096:32:128 4096:32:512 4096:64:128 8192:64:128 16384:32:128 \
+             4096:128:256 4096:16:128 16384:128:512 2048:128:128; do
+    DEFAULT_CONFIGS="${DEFAULT_CONFIGS}${shape}:${pbc},"
+  done
+done
+
+case "${1:-}" in
+  package)
+    bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench || exit 1
+    mkdir -p .devbin
+    bin="$(bazel info -c opt bazel-bin)"
+    cp -Lf "$bin/kernels/attention_gpu_test" "$bin/tools/bench/kernels/attention_bench" .devbin/
+    chmod u+w .devbin/*
+    # Debian's shared Abseil / GoogleTest are not on the GPU machine: carry them.
+    mkdir -p .devbin/lib
+    for b in .devbin/attention_gpu_test .devbin/attention_bench; do
+      ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
+        xargs -r -I{} cp -Lf {} .devbin/lib/
+    done
+    ls -l .devbin
+    ;;
+  run)
+    out="${2:-${OUT:-/tmp/strata_gpu}}"
+    libs="$PWD/.devbin/lib"  # only for our binaries, not for python
+    mkdir -p "$out"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+    rc=0
+    if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
+      LD_LIBRARY_PATH="$libs" ./.devbin/attention_gpu_test --gtest_filter="${GTEST_FILTER:-*}" 2>&1 | tee "$out/gpu_test.log" | \
+        grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|error|Expected|Which is|rel|max" | head -80
+      test_rc=${PIPESTATUS[0]}
+      echo "attention_gpu_test exit code: $test_rc"
+      [[ $test_rc == 0 ]] || rc=1
+    fi
+    if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
+      configs="${CONFIGS:-$DEFAULT_CONFIGS}"
+      LD_LIBRARY_PATH="$libs" ./.devbin/attention_bench --configs="$configs" --tree --iters="${ITERS:-30}" \
+        --csv="$out/ours.csv" 2>&1 | tee "$out/bench.log" || rc=1
+      PYTHONUNBUFFERED=1 python3 tools/bench/kernels/torch_baseline.py --configs="$configs" \
+        --iters="${ITERS:-30}" --csv="$out/torch.csv" 2>&1 | tee "$out/torch.log" || rc=1
+      python3 tools/bench/kernels/make_table.py "$out/ours.csv" "$out/torch.csv" \
+        "$out/ours.csv.tree" | tee "$out/table.md"
+    fi
+    exit $rc
+    ;;
+  *)
+    echo "usage: $0 package | run [OUTDIR]" >&2
+    exit 2
+    ;;
+esac
