@@ -1,0 +1,271 @@
+// strata: Strata's command-line tool.
+//
+//   strata local [flags]   run a store node's engine in this process (DRAM
+//                          pool + RocksDB directory) under a multi-turn
+//                          conversation workload, verifying every byte read
+//   strata help            this text
+//
+// `strata <command> --help` lists a command's flags.
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "store/common/checksum.h"
+#include "store/common/key_chain.h"
+#include "store/engine.h"
+#include "tools/cli/flags.h"
+
+namespace strata {
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+void OnSignal(int) { g_stop = 1; }
+
+// KV bytes of a chunk as a model would produce them: here a deterministic
+// function of the key, so that every read can be verified.
+void FillKv(const ChunkKey& key, std::span<std::byte> out) {
+  uint64_t x;
+  std::memcpy(&x, key.bytes.data(), 8);
+  x |= 1;
+  for (size_t i = 0; i + 8 <= out.size(); i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(out.data() + i, &x, 8);
+  }
+}
+
+int Local(const std::vector<std::string>& args) {
+  std::string data_dir = "strata-data";
+  cli::Bytes dram{256ull << 20}, nvme{1ull << 30};
+  std::string model = "demo-model", dtype_name = "fp16", tenant = "demo";
+  int64_t layers = 4, kv_heads = 8, head_dim = 128, tokens_per_chunk = 64;
+  int64_t conversations = 32, turns = 8, turn_tokens = 512, seed = 1;
+  std::string dram_policy = "prefix-lru";
+  cli::FlagSet flags(
+      "strata local [flags]\n\n"
+      "Opens a store node's engine in this process: a DRAM pool in front of a RocksDB\n"
+      "directory (--data_dir). Runs multi-turn conversations against it: each turn\n"
+      "looks up the conversation's cached prefix, loads those chunks (verifying every\n"
+      "byte), and saves the chunks of the new tokens. Chunks persisted by an earlier\n"
+      "run are restored at start. Ctrl-C stops after the current turn and flushes.");
+  flags.Add("data_dir", "RocksDB directory of the NVMe tier (created if missing)", &data_dir);
+  flags.Add("dram", "size of the DRAM pool", &dram);
+  flags.Add("nvme", "capacity of the NVMe tier (chunk payload bytes)", &nvme);
+  flags.Add("dram_policy", "DRAM eviction policy: lru or prefix-lru", &dram_policy);
+  flags.Add("model", "model id of the namespace", &model);
+  flags.Add("tenant", "tenant of the namespace", &tenant);
+  flags.Add("layers", "layers per chunk", &layers);
+  flags.Add("kv_heads", "KV heads", &kv_heads);
+  flags.Add("head_dim", "head dimension", &head_dim);
+  flags.Add("dtype", "fp16 or bf16", &dtype_name);
+  flags.Add("tokens_per_chunk", "tokens per chunk", &tokens_per_chunk);
+  flags.Add("conversations", "concurrent conversations", &conversations);
+  flags.Add("turns", "turns per conversation", &turns);
+  flags.Add("turn_tokens", "new tokens per turn (prompt + response)", &turn_tokens);
+  flags.Add("seed", "seed of the token generator", &seed);
+  auto rest = flags.Parse(args);
+  if (!rest.ok()) {
+    std::fprintf(stderr, "strata local: %s\n", std::string(rest.status().message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  if (!rest->empty() || conversations <= 0 || turns <= 0 || turn_tokens <= 0 || layers <= 0 ||
+      kv_heads <= 0 || head_dim <= 0 || tokens_per_chunk <= 0) {
+    std::fprintf(stderr,
+                 "strata local: counts must be positive and no positional arguments are taken "
+                 "(see --help)\n");
+    return 2;
+  }
+  auto dtype = ParseDType(dtype_name);
+  if (!dtype.ok()) {
+    std::fprintf(stderr, "strata local: %s\n", std::string(dtype.status().message()).c_str());
+    return 2;
+  }
+  NamespaceSpec spec;
+  spec.model_id = model;
+  spec.num_layers = static_cast<uint32_t>(layers);
+  spec.num_kv_heads = static_cast<uint32_t>(kv_heads);
+  spec.head_dim = static_cast<uint32_t>(head_dim);
+  spec.dtype = *dtype;
+  spec.tokens_per_chunk = static_cast<uint32_t>(tokens_per_chunk);
+  auto chain = KeyChain::Create(spec);
+  if (!chain.ok()) {
+    std::fprintf(stderr, "strata local: %s\n", std::string(chain.status().message()).c_str());
+    return 2;
+  }
+
+  store::EngineOptions options;
+  options.dram_bytes = dram.value;
+  options.nvme_path = data_dir;
+  options.nvme_capacity_bytes = nvme.value;
+  options.dram_policy = dram_policy;
+  const absl::Time open_start = absl::Now();
+  auto opened = store::Engine::Open(options);
+  if (!opened.ok()) {
+    std::fprintf(stderr, "strata local: cannot open the store in %s: %s\n", data_dir.c_str(),
+                 opened.status().ToString().c_str());
+    return 1;
+  }
+  store::Engine& engine = **opened;
+  store::EngineStats stats = engine.Stats();
+  std::printf("strata local: DRAM %s, NVMe %s in %s; restored %llu chunks in %.1f ms\n",
+              cli::FormatBytes(stats.dram_capacity_bytes).c_str(),
+              cli::FormatBytes(options.nvme_capacity_bytes).c_str(), data_dir.c_str(),
+              static_cast<unsigned long long>(stats.chunks_restored),
+              absl::ToDoubleMilliseconds(absl::Now() - open_start));
+  auto ns = engine.RegisterNamespace(spec, tenant);
+  if (!ns.ok()) {
+    std::fprintf(stderr, "strata local: %s\n", ns.status().ToString().c_str());
+    return 1;
+  }
+  const uint64_t chunk_bytes = ChunkLayout(spec).chunk_bytes();
+  std::printf("namespace %u: %s, %lld layers x %lld KV heads x d%lld %s, %lld tokens/chunk = %s\n",
+              *ns, model.c_str(), static_cast<long long>(layers),
+              static_cast<long long>(kv_heads), static_cast<long long>(head_dim),
+              DTypeName(*dtype), static_cast<long long>(tokens_per_chunk),
+              cli::FormatBytes(chunk_bytes).c_str());
+
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<uint32_t>> history(conversations);
+  // Every conversation opens with one of four shared system prompts.
+  std::vector<std::vector<uint32_t>> system_prompts(4);
+  for (auto& p : system_prompts) {
+    p.resize(4 * tokens_per_chunk);
+    for (auto& t : p) t = static_cast<uint32_t>(rng() % 128000);
+  }
+  for (int64_t c = 0; c < conversations; ++c) history[c] = system_prompts[c % 4];
+
+  uint64_t loaded_chunks = 0, saved_chunks = 0, computed_tokens = 0, reused_tokens = 0;
+  uint64_t from_dram = 0, from_nvme = 0, errors = 0, raced = 0;
+  std::vector<std::byte> buf(chunk_bytes);
+  const absl::Time start = absl::Now();
+  absl::Time last_report = start;
+  int64_t turns_done = 0;
+  for (int64_t turn = 0; turn < turns && !g_stop; ++turn) {
+    for (int64_t c = 0; c < conversations && !g_stop; ++c) {
+      std::vector<uint32_t>& tokens = history[c];
+      for (int64_t i = 0; i < turn_tokens; ++i) tokens.push_back(static_cast<uint32_t>(rng() % 128000));
+      std::vector<ChunkKey> keys = chain->Keys(tokens);
+      auto lookup = engine.Lookup(*ns, keys);
+      if (!lookup.ok()) {
+        ++errors;
+        std::fprintf(stderr, "lookup failed: %s\n", lookup.status().ToString().c_str());
+        continue;
+      }
+      size_t hit = lookup->prefix_chunks;
+      if (hit > 0) {
+        auto lease = engine.Acquire(*ns, std::span<const ChunkKey>(keys.data(), hit));
+        if (lease.status().code() == absl::StatusCode::kNotFound) {
+          // Evicted between lookup and load: a miss, so recompute.
+          ++raced;
+          hit = 0;
+        } else if (lease.ok()) {
+          for (const store::ReadChunk& chunk : lease->chunks) {
+            if (ChunkChecksum(chunk.data) != chunk.checksum) ++errors;
+            (chunk.found_in == store::Tier::kDram ? from_dram : from_nvme)++;
+          }
+          loaded_chunks += hit;
+          reused_tokens += hit * tokens_per_chunk;
+          (void)engine.Release(lease->id);
+        } else {
+          ++errors;
+          std::fprintf(stderr, "load failed: %s\n", lease.status().ToString().c_str());
+        }
+      }
+      computed_tokens += tokens.size() - std::min<size_t>(tokens.size(), hit * tokens_per_chunk);
+      for (size_t i = hit; i < keys.size(); ++i) {
+        FillKv(keys[i], buf);
+        std::optional<ChunkKey> parent;
+        if (i > 0) parent = keys[i - 1];
+        absl::Status s = engine.Put(*ns, keys[i], parent, buf);
+        if (s.ok()) {
+          ++saved_chunks;
+        } else {
+          ++errors;
+          std::fprintf(stderr, "put failed: %s\n", s.ToString().c_str());
+        }
+      }
+      const absl::Time now = absl::Now();
+      if (now - last_report >= absl::Seconds(1)) {
+        last_report = now;
+        std::printf("  turn %lld/%lld, conversation %lld/%lld: %llu chunks loaded, %llu saved\n",
+                    static_cast<long long>(turn + 1), static_cast<long long>(turns),
+                    static_cast<long long>(c + 1), static_cast<long long>(conversations),
+                    static_cast<unsigned long long>(loaded_chunks),
+                    static_cast<unsigned long long>(saved_chunks));
+        std::fflush(stdout);
+      }
+    }
+    if (!g_stop) ++turns_done;
+  }
+  if (g_stop) std::printf("interrupted: stopping after the current turn\n");
+  const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  if (absl::Status s = engine.FlushWriteBack(); !s.ok()) {
+    std::fprintf(stderr, "flush: %s\n", s.ToString().c_str());
+  }
+  stats = engine.Stats();
+  const double moved = static_cast<double>((loaded_chunks + saved_chunks) * chunk_bytes);
+  std::printf(
+      "\n%lld turns x %lld conversations in %.2f s\n"
+      "  prefix reuse:   %llu tokens loaded from cache, %llu tokens computed (%.1f%% reused)\n"
+      "  chunks loaded:  %llu (DRAM %llu, NVMe %llu); saved: %llu; %.2f GB/s moved\n"
+      "  loads that lost a race with eviction (recomputed): %llu\n"
+      "  DRAM:  %s of %s used, %llu chunks, %llu evictions\n"
+      "  NVMe:  %s of %s used, %llu chunks, %llu write-backs, %llu evictions\n"
+      "  index: %llu entries, %.0f bytes/entry; checksum failures %llu; errors %llu\n",
+      static_cast<long long>(turns_done), static_cast<long long>(conversations), seconds,
+      static_cast<unsigned long long>(reused_tokens),
+      static_cast<unsigned long long>(computed_tokens),
+      100.0 * reused_tokens / std::max<uint64_t>(1, reused_tokens + computed_tokens),
+      static_cast<unsigned long long>(loaded_chunks), static_cast<unsigned long long>(from_dram),
+      static_cast<unsigned long long>(from_nvme), static_cast<unsigned long long>(saved_chunks),
+      moved / seconds / 1e9, static_cast<unsigned long long>(raced),
+      cli::FormatBytes(stats.dram_used_bytes).c_str(),
+      cli::FormatBytes(stats.dram_capacity_bytes).c_str(),
+      static_cast<unsigned long long>(stats.chunks_in_dram),
+      static_cast<unsigned long long>(stats.dram_evictions),
+      cli::FormatBytes(stats.nvme_used_bytes).c_str(),
+      cli::FormatBytes(stats.nvme_capacity_bytes).c_str(),
+      static_cast<unsigned long long>(stats.chunks_on_nvme),
+      static_cast<unsigned long long>(stats.write_backs),
+      static_cast<unsigned long long>(stats.nvme_evictions),
+      static_cast<unsigned long long>(stats.index_entries),
+      stats.index_entries ? static_cast<double>(stats.index_memory_bytes) / stats.index_entries : 0.0,
+      static_cast<unsigned long long>(stats.checksum_failures),
+      static_cast<unsigned long long>(errors));
+  return errors == 0 ? 0 : 1;
+}
+
+constexpr char kUsage[] =
+    "usage: strata <command> [flags]\n\n"
+    "commands:\n"
+    "  local   run a store engine in this process (DRAM + RocksDB) under a\n"
+    "          multi-turn conversation workload, verifying every byte read\n"
+    "  help    show this text\n\n"
+    "`strata <command> --help` lists the command's flags.\n";
+
+}  // namespace
+}  // namespace strata
+
+int main(int argc, char** argv) {
+  if (argc < 2 || std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--help") == 0 ||
+      std::strcmp(argv[1], "-h") == 0) {
+    std::printf("%s", strata::kUsage);
+    return argc < 2 ? 2 : 0;
+  }
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (std::strcmp(argv[1], "local") == 0) return strata::Local(args);
+  std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", argv[1], strata::kUsage);
+  return 2;
+}
