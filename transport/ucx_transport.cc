@@ -1,0 +1,722 @@
+#include "transport/ucx_transport.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <ucp/api/ucp.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "store/common/status_macros.h"
+#include "transport/envelope.h"
+#include "transport/ucs_status.h"
+
+namespace strata::transport {
+namespace {
+
+class EndpointImpl;
+struct EpState;
+
+// One posted operation. A get is one UCX request; a put is a put request
+// followed by an endpoint flush (so that completion means the bytes reached
+// the remote memory), so an operation completes after `phases` callbacks.
+struct Op {
+  std::shared_ptr<EpState> ep;
+  Endpoint::DoneCallback done;
+  int phases = 1;
+  ucs_status_t first_error = UCS_OK;
+};
+
+// The UCX context and worker, shared by the UcxContext and every object it
+// creates. Every call into UCX holds `mu` (the worker runs in
+// UCS_THREAD_MODE_SERIALIZED). UCX callbacks run inside ucp_worker_progress,
+// i.e. with `mu` held; they only queue completed operations, which the
+// progressing thread then finishes (user callbacks first) after releasing
+// `mu`, so user code never runs under an internal lock.
+//
+// Lock order: WorkerCore::mu before EpState::mu.
+class WorkerCore {
+ public:
+  WorkerCore() = default;
+  WorkerCore(const WorkerCore&) = delete;
+  WorkerCore& operator=(const WorkerCore&) = delete;
+  ~WorkerCore() {
+    StopProgressThread();
+    if (worker != nullptr) ucp_worker_destroy(worker);
+    if (context != nullptr) ucp_cleanup(context);
+    if (epoll_fd >= 0) close(epoll_fd);
+    if (wake_fd >= 0) close(wake_fd);
+  }
+
+  // Constant after construction.
+  ucp_context_h context = nullptr;
+  ucp_worker_h worker = nullptr;
+  int wake_fd = -1;    // eventfd: a post or a stop request wakes the thread
+  int epoll_fd = -1;   // wake_fd + the worker's event fd
+  bool has_worker_efd = false;
+
+  absl::Mutex mu;
+  // Operations (and endpoint closes) posted and not yet finished, over every
+  // endpoint: while non-zero the progress thread polls instead of sleeping.
+  std::atomic<int64_t> busy{0};
+
+  // Called from UCX callbacks (mu held).
+  void QueueFinished(Op* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    finished_.push_back(op);
+  }
+
+  void NoteBusy() {
+    if (busy.fetch_add(1, std::memory_order_acq_rel) == 0) Wake();
+  }
+
+  void Wake() {
+    if (wake_fd < 0) return;
+    uint64_t one = 1;
+    ssize_t ignored = write(wake_fd, &one, sizeof(one));
+    (void)ignored;
+  }
+
+  // One round of progress followed by finishing completed operations.
+  // Returns the number of UCX events progressed plus operations finished.
+  unsigned ProgressOnce() ABSL_LOCKS_EXCLUDED(mu);
+
+  void StartProgressThread() {
+    progress_thread_ = std::thread([this] { ProgressLoop(); });
+  }
+  void StopProgressThread() {
+    if (!progress_thread_.joinable()) return;
+    stop_.store(true, std::memory_order_release);
+    Wake();
+    progress_thread_.join();
+  }
+  bool has_progress_thread() const { return progress_thread_.joinable(); }
+
+ private:
+  void ProgressLoop();
+
+  std::vector<Op*> finished_ ABSL_GUARDED_BY(mu);
+  std::atomic<bool> stop_{false};
+  std::thread progress_thread_;
+};
+
+// State of one endpoint shared with its in-flight operations and UCX's
+// error callback.
+struct EpState {
+  explicit EpState(std::shared_ptr<WorkerCore> c) : core(std::move(c)) {}
+
+  const std::shared_ptr<WorkerCore> core;
+
+  // Guarded by core->mu: the UCX endpoint (null once closed or aborted).
+  ucp_ep_h ep = nullptr;
+
+  absl::Mutex mu;
+  int64_t in_flight ABSL_GUARDED_BY(mu) = 0;  // includes a pending close
+  absl::Status batch_error ABSL_GUARDED_BY(mu);
+  // Sticky: once set, the endpoint is unusable.
+  absl::Status failure ABSL_GUARDED_BY(mu);
+
+  void RecordFailure(absl::Status status) {
+    absl::MutexLock lock(&mu);
+    if (failure.ok()) failure = std::move(status);
+  }
+};
+
+unsigned WorkerCore::ProgressOnce() {
+  unsigned events = 0;
+  std::vector<Op*> finished;
+  {
+    absl::MutexLock lock(&mu);
+    while (unsigned n = ucp_worker_progress(worker)) events += n;
+    finished.swap(finished_);
+  }
+  for (Op* op : finished) {
+    absl::Status status = FromUcsStatus(op->first_error, "RMA operation");
+    if (op->done) op->done(status);
+    {
+      absl::MutexLock lock(&op->ep->mu);
+      if (!status.ok() && op->ep->batch_error.ok()) op->ep->batch_error = status;
+      --op->ep->in_flight;
+    }
+    busy.fetch_sub(1, std::memory_order_acq_rel);
+    delete op;
+  }
+  return events + static_cast<unsigned>(finished.size());
+}
+
+void WorkerCore::ProgressLoop() {
+  // After the last activity, keep polling this long before sleeping: bursts
+  // of operations and multi-step UCX protocols then see no wake-up latency.
+  constexpr absl::Duration kLinger = absl::Microseconds(200);
+  // Upper bound on a sleep, in case a transport does not signal the event fd.
+  constexpr int kMaxSleepMs = 5;
+  absl::Time last_activity = absl::Now();
+  while (!stop_.load(std::memory_order_acquire)) {
+    if (ProgressOnce() > 0) {
+      last_activity = absl::Now();
+      continue;
+    }
+    if (busy.load(std::memory_order_acquire) > 0 ||
+        absl::Now() - last_activity < kLinger) {
+      sched_yield();
+      continue;
+    }
+    if (has_worker_efd) {
+      ucs_status_t armed;
+      {
+        absl::MutexLock lock(&mu);
+        armed = ucp_worker_arm(worker);
+      }
+      if (armed == UCS_ERR_BUSY) continue;  // events arrived meanwhile
+    }
+    epoll_event events[2];
+    int n = epoll_wait(epoll_fd, events, 2, kMaxSleepMs);
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.fd == wake_fd) {
+        uint64_t count;
+        ssize_t ignored = read(wake_fd, &count, sizeof(count));
+        (void)ignored;
+      }
+    }
+    last_activity = absl::Now();
+  }
+}
+
+// --- UCX callbacks (run inside ucp_worker_progress, core->mu held) ---------
+
+void OnPhaseDone(Op* op, ucs_status_t status) {
+  if (status != UCS_OK && op->first_error == UCS_OK) op->first_error = status;
+  if (--op->phases == 0) op->ep->core->QueueFinished(op);
+}
+
+void OnRequestDone(void* request, ucs_status_t status, void* user_data) {
+  OnPhaseDone(static_cast<Op*>(user_data), status);
+  ucp_request_free(request);
+}
+
+void OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
+  auto* state = static_cast<EpState*>(arg);
+  absl::Status error = FromUcsStatus(status, "peer endpoint failed");
+  if (error.code() != absl::StatusCode::kUnavailable) {
+    error = absl::UnavailableError(error.message());
+  }
+  state->RecordFailure(std::move(error));
+}
+
+void OnCloseDone(void* request, ucs_status_t /*status*/, void* user_data) {
+  // Closing is best effort: a failed close still releases the endpoint.
+  auto* state = static_cast<EpState*>(user_data);
+  {
+    absl::MutexLock lock(&state->mu);
+    --state->in_flight;
+  }
+  state->core->busy.fetch_sub(1, std::memory_order_acq_rel);
+  ucp_request_free(request);
+}
+
+// --- RegisteredMemory / RemoteMemory ----------------------------------------
+
+class RegisteredMemoryImpl final : public RegisteredMemory {
+ public:
+  RegisteredMemoryImpl(std::shared_ptr<WorkerCore> core, ucp_mem_h memh,
+                       std::span<std::byte> region, std::string packed)
+      : core_(std::move(core)), memh_(memh), region_(region),
+        packed_(std::move(packed)) {}
+  ~RegisteredMemoryImpl() override {
+    absl::MutexLock lock(&core_->mu);
+    ucp_mem_unmap(core_->context, memh_);
+  }
+
+  uint64_t base() const override { return reinterpret_cast<uint64_t>(region_.data()); }
+  size_t size() const override { return region_.size(); }
+  std::string packed_rkey() const override { return packed_; }
+
+ private:
+  const std::shared_ptr<WorkerCore> core_;
+  const ucp_mem_h memh_;
+  const std::span<std::byte> region_;
+  const std::string packed_;
+};
+
+class RemoteMemoryImpl final : public RemoteMemory {
+ public:
+  RemoteMemoryImpl(std::shared_ptr<EpState> owner, ucp_rkey_h rkey,
+                   uint64_t base, size_t size)
+      : owner_(std::move(owner)), rkey_(rkey), base_(base), size_(size) {}
+  ~RemoteMemoryImpl() override {
+    absl::MutexLock lock(&owner_->core->mu);
+    ucp_rkey_destroy(rkey_);
+  }
+
+  uint64_t base() const override { return base_; }
+  size_t size() const override { return size_; }
+  const EpState* owner() const { return owner_.get(); }
+  ucp_rkey_h rkey() const { return rkey_; }
+
+ private:
+  const std::shared_ptr<EpState> owner_;
+  const ucp_rkey_h rkey_;
+  const uint64_t base_;
+  const size_t size_;
+};
+
+// --- Endpoint -----------------------------------------------------------------
+
+enum class RmaKind { kGet, kPut };
+
+class EndpointImpl final : public Endpoint {
+ public:
+  explicit EndpointImpl(std::shared_ptr<EpState> state) : state_(std::move(state)) {}
+
+  ~EndpointImpl() override {
+    // Abort whatever is still in flight (a caller that wanted the results
+    // would have waited) and release the UCX endpoint.
+    CloseAndDrain();
+  }
+
+  absl::StatusOr<std::unique_ptr<RemoteMemory>> ImportRemote(
+      uint64_t base, size_t size, std::string_view packed_rkey) override {
+    ASSIGN_OR_RETURN(internal::RkeyEnvelope envelope, internal::UnwrapRkey(packed_rkey));
+    if (size == 0 || base < envelope.region_base ||
+        base - envelope.region_base > envelope.region_size ||
+        size > envelope.region_size - (base - envelope.region_base)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "range [", base, ", +", size, ") is not within the registered region [",
+          envelope.region_base, ", +", envelope.region_size, ")"));
+    }
+    WorkerCore& core = *state_->core;
+    absl::MutexLock lock(&core.mu);
+    RETURN_IF_ERROR(UsableLocked());
+    ucp_rkey_h rkey = nullptr;
+    ucs_status_t status =
+        ucp_ep_rkey_unpack(state_->ep, envelope.ucx_rkey.data(), &rkey);
+    if (status != UCS_OK) {
+      absl::Status error = FromUcsStatus(status, "unpacking remote key");
+      if (status == UCS_ERR_NO_MEMORY) return error;
+      // Whatever else UCX rejects here is a key this peer cannot use.
+      return absl::InvalidArgumentError(error.message());
+    }
+    return std::make_unique<RemoteMemoryImpl>(state_, rkey, base, size);
+  }
+
+  absl::Status PostGet(std::span<std::byte> local, const RemoteMemory& remote,
+                       uint64_t remote_addr) override {
+    return Post(RmaKind::kGet, local.data(), local.size(), remote, remote_addr, nullptr);
+  }
+  absl::Status PostGet(std::span<std::byte> local, const RemoteMemory& remote,
+                       uint64_t remote_addr, DoneCallback done) override {
+    return Post(RmaKind::kGet, local.data(), local.size(), remote, remote_addr,
+                std::move(done));
+  }
+  absl::Status PostPut(std::span<const std::byte> local, const RemoteMemory& remote,
+                       uint64_t remote_addr) override {
+    return Post(RmaKind::kPut, const_cast<std::byte*>(local.data()), local.size(),
+                remote, remote_addr, nullptr);
+  }
+  absl::Status PostPut(std::span<const std::byte> local, const RemoteMemory& remote,
+                       uint64_t remote_addr, DoneCallback done) override {
+    return Post(RmaKind::kPut, const_cast<std::byte*>(local.data()), local.size(),
+                remote, remote_addr, std::move(done));
+  }
+
+  // Completes UCX's wire-up with the peer (a flush of the new endpoint), so
+  // that Connect reports an unreachable peer and no peer is left answering
+  // the wire-up of a client that already went away. Unavailable on failure
+  // or at `deadline`.
+  absl::Status Handshake(absl::Time deadline) {
+    WorkerCore& core = *state_->core;
+    auto* op = new Op{state_, nullptr, 1};
+    {
+      absl::MutexLock lock(&core.mu);
+      ucp_request_param_t param;
+      param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+      param.cb.send = &OnRequestDone;
+      param.user_data = op;
+      ucs_status_ptr_t request = ucp_ep_flush_nbx(state_->ep, &param);
+      if (UCS_PTR_IS_ERR(request)) {
+        delete op;
+        return absl::UnavailableError(
+            FromUcsStatus(UCS_PTR_STATUS(request), "connecting to peer").message());
+      }
+      {
+        absl::MutexLock ep_lock(&state_->mu);
+        ++state_->in_flight;
+      }
+      core.NoteBusy();
+      if (request == nullptr) OnPhaseDone(op, UCS_OK);
+    }
+    if (!WaitIdle(deadline)) {
+      CloseAndDrain();
+      return absl::UnavailableError("peer did not complete the connection in time");
+    }
+    absl::MutexLock lock(&state_->mu);
+    absl::Status result = state_->failure.ok() ? state_->batch_error : state_->failure;
+    state_->batch_error = absl::OkStatus();
+    if (result.ok()) return result;
+    return absl::UnavailableError(absl::StrCat("connecting to peer: ", result.message()));
+  }
+
+  absl::Status WaitAll(absl::Duration timeout) override {
+    const absl::Time deadline = absl::Now() + timeout;
+    if (!WaitIdle(deadline)) {
+      CloseAndDrain();
+      state_->RecordFailure(absl::UnavailableError(
+          "endpoint aborted after an operation timed out"));
+      absl::MutexLock lock(&state_->mu);
+      state_->batch_error = absl::OkStatus();
+      return absl::DeadlineExceededError(absl::StrCat(
+          "RMA operations did not complete within ", absl::FormatDuration(timeout),
+          "; endpoint aborted"));
+    }
+    absl::MutexLock lock(&state_->mu);
+    absl::Status result = std::move(state_->batch_error);
+    state_->batch_error = absl::OkStatus();
+    // A peer failure is the root cause of whatever the operations reported
+    // (often just "canceled").
+    if (!state_->failure.ok()) return state_->failure;
+    return result;
+  }
+
+ private:
+  // Unavailable once the endpoint failed or was closed.
+  absl::Status UsableLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(state_->core->mu) {
+    absl::MutexLock lock(&state_->mu);
+    if (!state_->failure.ok()) return state_->failure;
+    if (state_->ep == nullptr) return absl::UnavailableError("endpoint is closed");
+    return absl::OkStatus();
+  }
+
+  absl::Status Post(RmaKind kind, std::byte* local, size_t length,
+                    const RemoteMemory& remote, uint64_t remote_addr,
+                    DoneCallback done) {
+    const auto* imported = dynamic_cast<const RemoteMemoryImpl*>(&remote);
+    if (imported == nullptr || imported->owner() != state_.get()) {
+      return absl::InvalidArgumentError("remote memory was imported by another endpoint");
+    }
+    if (length == 0) return absl::InvalidArgumentError("empty local buffer");
+    if (remote_addr < remote.base() || remote_addr - remote.base() > remote.size() ||
+        length > remote.size() - (remote_addr - remote.base())) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "remote range [", remote_addr, ", +", length, ") is outside [",
+          remote.base(), ", +", remote.size(), ")"));
+    }
+    WorkerCore& core = *state_->core;
+    auto* op = new Op{state_, std::move(done), kind == RmaKind::kPut ? 2 : 1};
+
+    absl::MutexLock lock(&core.mu);
+    if (absl::Status usable = UsableLocked(); !usable.ok()) {
+      delete op;
+      return usable;
+    }
+    ucp_request_param_t param;
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.send = &OnRequestDone;
+    param.user_data = op;
+    ucs_status_ptr_t request =
+        kind == RmaKind::kGet
+            ? ucp_get_nbx(state_->ep, local, length, remote_addr, imported->rkey(), &param)
+            : ucp_put_nbx(state_->ep, local, length, remote_addr, imported->rkey(), &param);
+    if (UCS_PTR_IS_ERR(request)) {
+      delete op;
+      return FromUcsStatus(UCS_PTR_STATUS(request),
+                           kind == RmaKind::kGet ? "posting get" : "posting put");
+    }
+    // From here on the operation is in flight and completes through the
+    // finished queue (an immediate completion too: callbacks never run
+    // inside Post).
+    {
+      absl::MutexLock ep_lock(&state_->mu);
+      ++state_->in_flight;
+    }
+    core.NoteBusy();
+    if (request == nullptr) OnPhaseDone(op, UCS_OK);
+    if (kind == RmaKind::kPut) {
+      // The put's own completion is local (the buffer may be reused); the
+      // flush completes once the bytes are in the remote memory.
+      ucs_status_ptr_t flush = ucp_ep_flush_nbx(state_->ep, &param);
+      if (UCS_PTR_IS_ERR(flush)) {
+        OnPhaseDone(op, UCS_PTR_STATUS(flush));
+      } else if (flush == nullptr) {
+        OnPhaseDone(op, UCS_OK);
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Waits until nothing of this endpoint is in flight. False at `deadline`.
+  bool WaitIdle(absl::Time deadline) {
+    WorkerCore& core = *state_->core;
+    auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(state_->mu) {
+      return state_->in_flight == 0;
+    };
+    if (core.has_progress_thread()) {
+      absl::MutexLock lock(&state_->mu);
+      return state_->mu.AwaitWithDeadline(absl::Condition(&idle), deadline);
+    }
+    while (true) {
+      unsigned events = core.ProgressOnce();
+      {
+        absl::MutexLock lock(&state_->mu);
+        if (idle()) return true;
+      }
+      if (absl::Now() >= deadline) return false;
+      if (events == 0) sched_yield();
+    }
+  }
+
+  // Force-closes the UCX endpoint (UCX fails every operation in flight with
+  // UCS_ERR_CANCELED) and waits until all of them, and the close, finished.
+  void CloseAndDrain() {
+    WorkerCore& core = *state_->core;
+    {
+      absl::MutexLock lock(&core.mu);
+      if (state_->ep != nullptr) {
+        ucp_request_param_t param;
+        param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                             UCP_OP_ATTR_FIELD_FLAGS;
+        param.flags = UCP_EP_CLOSE_FLAG_FORCE;
+        param.cb.send = &OnCloseDone;
+        param.user_data = state_.get();
+        ucs_status_ptr_t request = ucp_ep_close_nbx(state_->ep, &param);
+        state_->ep = nullptr;
+        if (UCS_PTR_IS_PTR(request)) {
+          {
+            absl::MutexLock ep_lock(&state_->mu);
+            ++state_->in_flight;
+          }
+          core.NoteBusy();
+        }
+      }
+    }
+    WaitIdle(absl::InfiniteFuture());
+  }
+
+  const std::shared_ptr<EpState> state_;
+};
+
+// --- UcxContext -------------------------------------------------------------
+
+// Lists the transport resources the context opened, "tl/device,...", parsed
+// from UCX's context report (lines "#  resource N : md M dev D flags -- tl/dev").
+std::string OpenedTransports(ucp_context_h context) {
+  char* text = nullptr;
+  size_t length = 0;
+  FILE* stream = open_memstream(&text, &length);
+  if (stream == nullptr) return "unknown";
+  ucp_context_print_info(context, stream);
+  fclose(stream);
+  std::string report(text, length);
+  free(text);
+  std::vector<std::string> found;
+  for (absl::string_view line : absl::StrSplit(report, '\n')) {
+    if (line.find("resource") == absl::string_view::npos) continue;
+    std::vector<absl::string_view> tokens = absl::StrSplit(line, ' ', absl::SkipEmpty());
+    if (!tokens.empty() && tokens.back().find('/') != absl::string_view::npos) {
+      found.emplace_back(tokens.back());
+    }
+  }
+  return found.empty() ? "unknown" : absl::StrJoin(found, ",");
+}
+
+// Whether a UCX_TLS-style list may open UCX's mm (posix/sysv) transports.
+bool UsesSharedMemory(const std::string& transports) {
+  const char* env = std::getenv("UCX_TLS");
+  std::string list = !transports.empty() ? transports : (env != nullptr ? env : "all");
+  for (absl::string_view name : absl::StrSplit(list, ',', absl::SkipEmpty())) {
+    if (!name.empty() && name.front() == '^') return true;  // "all but ..."
+    if (name == "all" || name == "sm" || name == "shm" || name == "mm" ||
+        name == "posix" || name == "sysv") {
+      return true;
+    }
+  }
+  return false;
+}
+
+class UcxContextImpl final : public UcxContext {
+ public:
+  UcxContextImpl(std::shared_ptr<WorkerCore> core, std::string address,
+                 std::string transports, absl::Duration connect_timeout)
+      : core_(std::move(core)), address_(std::move(address)),
+        transports_(std::move(transports)), connect_timeout_(connect_timeout) {}
+  ~UcxContextImpl() override { core_->StopProgressThread(); }
+
+  std::string worker_address() const override { return address_; }
+
+  absl::StatusOr<std::unique_ptr<RegisteredMemory>> Register(
+      std::span<std::byte> region) override {
+    if (region.empty()) return absl::InvalidArgumentError("empty region");
+    ucp_mem_map_params_t params;
+    params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+    params.address = region.data();
+    params.length = region.size();
+    absl::MutexLock lock(&core_->mu);
+    ucp_mem_h memh = nullptr;
+    ucs_status_t status = ucp_mem_map(core_->context, &params, &memh);
+    if (status != UCS_OK) {
+      absl::Status error = FromUcsStatus(status, "registering memory");
+      if (error.code() == absl::StatusCode::kInternal) {
+        return absl::ResourceExhaustedError(error.message());
+      }
+      return error;
+    }
+    void* packed = nullptr;
+    size_t packed_size = 0;
+    status = ucp_rkey_pack(core_->context, memh, &packed, &packed_size);
+    if (status != UCS_OK) {
+      ucp_mem_unmap(core_->context, memh);
+      return FromUcsStatus(status, "packing remote key");
+    }
+    internal::RkeyEnvelope envelope;
+    envelope.region_base = reinterpret_cast<uint64_t>(region.data());
+    envelope.region_size = region.size();
+    envelope.ucx_rkey.assign(static_cast<const char*>(packed), packed_size);
+    ucp_rkey_buffer_release(packed);
+    return std::make_unique<RegisteredMemoryImpl>(core_, memh, region,
+                                                  internal::WrapRkey(envelope));
+  }
+
+  absl::StatusOr<std::unique_ptr<Endpoint>> Connect(
+      std::string_view peer_worker_address) override {
+    ASSIGN_OR_RETURN(std::string address,
+                     internal::UnwrapWorkerAddress(peer_worker_address));
+    auto state = std::make_shared<EpState>(core_);
+    ucp_ep_params_t params;
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS |
+                        UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
+                        UCP_EP_PARAM_FIELD_ERR_HANDLER;
+    params.address = reinterpret_cast<const ucp_address_t*>(address.data());
+    params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+    params.err_handler.cb = &OnEndpointError;
+    params.err_handler.arg = state.get();
+    absl::ReleasableMutexLock lock(&core_->mu);
+    ucs_status_t status = ucp_ep_create(core_->worker, &params, &state->ep);
+    if (status != UCS_OK) {
+      absl::Status error = FromUcsStatus(status, "connecting to peer worker");
+      if (error.code() == absl::StatusCode::kInternal ||
+          error.code() == absl::StatusCode::kInvalidArgument) {
+        // No common transport with the peer (e.g. tcp here, shared memory
+        // there): the peer is unreachable from this context.
+        return absl::UnavailableError(error.message());
+      }
+      return error;
+    }
+    auto endpoint = std::make_unique<EndpointImpl>(std::move(state));
+    lock.Release();
+    RETURN_IF_ERROR(endpoint->Handshake(absl::Now() + connect_timeout_));
+    return endpoint;
+  }
+
+  std::string transports_in_use() const override { return transports_; }
+
+ private:
+  const std::shared_ptr<WorkerCore> core_;
+  const std::string address_;
+  const std::string transports_;
+  const absl::Duration connect_timeout_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options) {
+  auto core = std::make_shared<WorkerCore>();
+
+  ucp_config_t* config = nullptr;
+  RETURN_IF_ERROR(FromUcsStatus(ucp_config_read(nullptr, nullptr, &config),
+                                "reading UCX configuration"));
+  if (!options.transports.empty()) {
+    ucs_status_t status = ucp_config_modify(config, "TLS", options.transports.c_str());
+    if (status != UCS_OK) {
+      ucp_config_release(config);
+      return absl::InvalidArgumentError(
+          absl::StrCat("UCX rejected transports '", options.transports,
+                       "': ", ucs_status_string(status)));
+    }
+  }
+  // Strata needs peer-failure handling on every endpoint (a dead node must
+  // fail operations, not hang them). UCX 1.13 leaves it off for its
+  // shared-memory transports unless asked; with it off they are not selected
+  // for such endpoints at all. Environment settings still win.
+  // ("MM_" is the part of the posix and sysv settings both inherit.)
+  if (UsesSharedMemory(options.transports) &&
+      std::getenv("UCX_MM_ERROR_HANDLING") == nullptr &&
+      std::getenv("UCX_POSIX_ERROR_HANDLING") == nullptr &&
+      std::getenv("UCX_SYSV_ERROR_HANDLING") == nullptr) {
+    ucs_status_t status = ucp_config_modify(config, "MM_ERROR_HANDLING", "y");
+    (void)status;  // a UCX without the setting: nothing to enable
+  }
+  ucp_params_t params;
+  params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
+  params.name = "strata";
+  ucs_status_t status = ucp_init(&params, config, &core->context);
+  ucp_config_release(config);
+  if (status != UCS_OK) {
+    core->context = nullptr;
+    absl::Status error = FromUcsStatus(status, "initialising UCX");
+    if (status == UCS_ERR_NO_DEVICE || status == UCS_ERR_NO_ELEM) {
+      return absl::UnavailableError(absl::StrCat(
+          error.message(), " (no usable transport among '", options.transports, "')"));
+    }
+    return error;
+  }
+
+  ucp_worker_params_t worker_params;
+  worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  worker_params.thread_mode = UCS_THREAD_MODE_SERIALIZED;
+  status = ucp_worker_create(core->context, &worker_params, &core->worker);
+  if (status != UCS_OK) {
+    core->worker = nullptr;
+    return FromUcsStatus(status, "creating UCX worker");
+  }
+
+  ucp_address_t* address = nullptr;
+  size_t address_length = 0;
+  RETURN_IF_ERROR(FromUcsStatus(
+      ucp_worker_get_address(core->worker, &address, &address_length),
+      "packing worker address"));
+  std::string wrapped = internal::WrapWorkerAddress(
+      std::string_view(reinterpret_cast<const char*>(address), address_length));
+  ucp_worker_release_address(core->worker, address);
+
+  std::string transports = absl::StrCat(
+      "requested=", options.transports.empty() ? "default" : options.transports,
+      "; opened=", OpenedTransports(core->context));
+
+  if (options.progress_thread) {
+    core->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    core->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (core->wake_fd < 0 || core->epoll_fd < 0) {
+      return absl::InternalError(absl::StrCat("eventfd/epoll: ", std::strerror(errno)));
+    }
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.fd = core->wake_fd;
+    epoll_ctl(core->epoll_fd, EPOLL_CTL_ADD, core->wake_fd, &event);
+    int worker_fd = -1;
+    if (ucp_worker_get_efd(core->worker, &worker_fd) == UCS_OK) {
+      event.data.fd = worker_fd;
+      core->has_worker_efd =
+          epoll_ctl(core->epoll_fd, EPOLL_CTL_ADD, worker_fd, &event) == 0;
+    }
+    core->StartProgressThread();
+  }
+  return std::make_unique<UcxContextImpl>(std::move(core), std::move(wrapped),
+                                          std::move(transports), options.connect_timeout);
+}
+
+}  // namespace strata::transport

@@ -1,0 +1,183 @@
+// The UCX data plane of Strata: one-sided RMA (get/put) between a client's
+// buffers and a store node's registered memory.
+//
+// A store node creates one UcxContext, registers its DRAM pool once
+// (Register) and publishes worker_address() and the region's packed_rkey()
+// through the control plane (gRPC). A client creates its own UcxContext,
+// Connect()s to the node's worker address, ImportRemote()s the published
+// region and reads or writes it with PostGet / PostPut, many operations in
+// flight, then WaitAll()s or takes a per-operation callback.
+//
+// No UCX type appears in this header: everything UCX lives behind these
+// interfaces in ucx_transport.cc. The byte strings exchanged between peers
+// (worker addresses, packed rkeys) carry a small Strata envelope (magic,
+// version, length, checksum) around UCX's own encoding, so that truncated,
+// corrupted or foreign bytes are rejected with InvalidArgument instead of
+// being handed to UCX, which may abort on garbage. They are opaque to callers
+// and only meaningful between processes of the same host architecture and
+// UCX version.
+//
+// Lifetime: a UcxContext must outlive every Endpoint, RegisteredMemory and
+// RemoteMemory created from it; a RemoteMemory must not outlive the Endpoint
+// that imported it. (Internally they share ownership of the UCX worker, so a
+// violation degrades to "no progress thread" rather than a crash, but it is
+// still a contract violation.)
+#ifndef STRATA_TRANSPORT_UCX_TRANSPORT_H_
+#define STRATA_TRANSPORT_UCX_TRANSPORT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace strata::transport {
+
+struct UcxOptions {
+  // UCX transports to use, as UCX_TLS would take them: "tcp",
+  // "posix,sysv,cma,self", ... The empty string means UCX's default (or the
+  // UCX_TLS environment variable when it is set).
+  std::string transports;
+  // When true, a background thread drives the UCX worker: it polls while any
+  // operation of this context is in flight and sleeps on the worker's event
+  // file descriptor otherwise. A store node (the passive side of one-sided
+  // operations that UCX emulates over active messages, e.g. get over tcp)
+  // needs it. When false, progress happens only inside Endpoint::WaitAll,
+  // so a passive side without a progress thread stalls its peers.
+  bool progress_thread = true;
+  // Connect() completes UCX's wire-up with the peer before returning and
+  // gives up (Unavailable) after this long.
+  absl::Duration connect_timeout = absl::Seconds(10);
+};
+
+// A local region registered with UCX so that peers can reach it with
+// one-sided operations. Move-only owner (held by unique_ptr); deregisters on
+// destruction. The registered bytes themselves stay owned by the caller and
+// must outlive this object. Thread-safe (all methods are const).
+class RegisteredMemory {
+ public:
+  virtual ~RegisteredMemory() = default;
+  // Address of the first byte as the remote side uses it in PostGet/PostPut
+  // (this process's virtual address).
+  virtual uint64_t base() const = 0;
+  virtual size_t size() const = 0;
+  // Bytes to send to peers; they pass them, with base() and size() or a
+  // sub-range of them, to Endpoint::ImportRemote.
+  virtual std::string packed_rkey() const = 0;
+};
+
+// A peer's registered region (or a sub-range of it), unpacked for one
+// Endpoint. Usable only with the Endpoint that imported it. Thread-safe.
+class RemoteMemory {
+ public:
+  virtual ~RemoteMemory() = default;
+  virtual uint64_t base() const = 0;
+  virtual size_t size() const = 0;
+};
+
+// A connection to one peer worker, and one batch of RMA operations in flight:
+// WaitAll() waits for every operation posted so far and reports the first
+// error of the batch. A failed or partial transfer is an error; the caller
+// must then treat the destination (local for a get, remote for a put) as
+// unwritten.
+//
+// Buffers: the bytes of `local` must stay valid and untouched until the
+// operation completes, i.e. until WaitAll() returns (whatever it returns) or
+// the operation's callback ran. WaitAll never returns while an operation may
+// still touch a local buffer: on timeout it aborts the endpoint first.
+//
+// Thread-safe: several threads may post on one Endpoint and wait on it; note
+// that WaitAll waits for the operations of every thread.
+class Endpoint {
+ public:
+  // Per-operation completion, called exactly once with OK or the operation's
+  // error (Unavailable when the peer is gone, Cancelled/DeadlineExceeded when
+  // the endpoint was aborted). It runs on the context's progress thread (or
+  // on a thread inside WaitAll when there is none), never inside Post*, and
+  // without internal locks held: it may post further operations, but must
+  // not block for long and must not destroy this Endpoint.
+  using DoneCallback = std::function<void(absl::Status)>;
+
+  // Waits for (or aborts) every operation in flight before returning.
+  virtual ~Endpoint() = default;
+
+  // Imports a peer region described by its base address, size and packed
+  // rkey (RegisteredMemory::packed_rkey of the peer). [base, base + size) may
+  // be any sub-range of the registered region. InvalidArgument for a
+  // malformed rkey or a range outside the region the rkey describes;
+  // Unavailable when the endpoint has failed.
+  virtual absl::StatusOr<std::unique_ptr<RemoteMemory>> ImportRemote(
+      uint64_t base, size_t size, std::string_view packed_rkey) = 0;
+
+  // Posts a one-sided read of local.size() bytes at remote address
+  // `remote_addr` into `local` (non-blocking). `local` may be registered or
+  // not. Errors (nothing posted, callback not called): OutOfRange when
+  // [remote_addr, remote_addr + local.size()) is not within `remote`;
+  // InvalidArgument for an empty `local` or a `remote` imported by another
+  // endpoint; Unavailable when the endpoint has failed or was aborted.
+  virtual absl::Status PostGet(std::span<std::byte> local,
+                               const RemoteMemory& remote,
+                               uint64_t remote_addr) = 0;
+  virtual absl::Status PostGet(std::span<std::byte> local,
+                               const RemoteMemory& remote,
+                               uint64_t remote_addr, DoneCallback done) = 0;
+
+  // Posts a one-sided write of `local` to `remote_addr`; same contract as
+  // PostGet. Completion means the bytes are in the remote memory.
+  virtual absl::Status PostPut(std::span<const std::byte> local,
+                               const RemoteMemory& remote,
+                               uint64_t remote_addr) = 0;
+  virtual absl::Status PostPut(std::span<const std::byte> local,
+                               const RemoteMemory& remote,
+                               uint64_t remote_addr, DoneCallback done) = 0;
+
+  // Waits until every operation posted so far has completed and returns the
+  // first error among them (then starts a fresh batch). Unavailable when the
+  // peer became unreachable or closed. When `timeout` passes first, aborts
+  // the endpoint (every operation in flight fails, later posts return
+  // Unavailable; reconnect to continue) and returns DeadlineExceeded.
+  virtual absl::Status WaitAll(absl::Duration timeout) = 0;
+};
+
+// Owns the UCX context and worker (and the progress thread). Thread-safe:
+// every method, and the objects it creates, may be used from several threads
+// (calls into UCX are serialised internally around the worker).
+class UcxContext {
+ public:
+  // InvalidArgument for transports UCX does not know; Unavailable when none
+  // of them can be opened here; Internal for other UCX failures.
+  static absl::StatusOr<std::unique_ptr<UcxContext>> Create(
+      const UcxOptions& options);
+  virtual ~UcxContext() = default;
+
+  // Packed worker address (Strata envelope around UCX's) to send to peers.
+  virtual std::string worker_address() const = 0;
+
+  // Registers `region` for remote access. REQUIRES: the region outlives the
+  // returned object. InvalidArgument for an empty region;
+  // ResourceExhausted when UCX cannot pin/map it.
+  virtual absl::StatusOr<std::unique_ptr<RegisteredMemory>> Register(
+      std::span<std::byte> region) = 0;
+
+  // Creates an endpoint to a peer worker and completes the connection
+  // (blocks up to options.connect_timeout; the peer's worker must progress).
+  // InvalidArgument for bytes that are not a worker address produced by
+  // worker_address(); Unavailable when the peer cannot be reached over the
+  // configured transports or does not answer in time.
+  virtual absl::StatusOr<std::unique_ptr<Endpoint>> Connect(
+      std::string_view peer_worker_address) = 0;
+
+  // The transports requested and the ones the worker opened, e.g.
+  // "requested=tcp; opened=tcp/lo,tcp/eth0", for logs and stats.
+  virtual std::string transports_in_use() const = 0;
+};
+
+}  // namespace strata::transport
+
+#endif  // STRATA_TRANSPORT_UCX_TRANSPORT_H_
