@@ -1,11 +1,17 @@
 // strata: Strata's command-line tool.
 //
+//   strata serve [flags]   run a store node: gRPC control plane, UCX data
+//                          plane, DRAM pool + RocksDB directory
 //   strata local [flags]   run a store node's engine in this process (DRAM
 //                          pool + RocksDB directory) under a multi-turn
 //                          conversation workload, verifying every byte read
 //   strata help            this text
 //
 // `strata <command> --help` lists a command's flags.
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
@@ -13,11 +19,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "store/common/checksum.h"
 #include "store/common/key_chain.h"
 #include "store/engine.h"
+#include "store/server.h"
 #include "tools/cli/flags.h"
 
 namespace strata {
@@ -247,9 +255,111 @@ int Local(const std::vector<std::string>& args) {
   return errors == 0 ? 0 : 1;
 }
 
+
+// Blocks SIGINT and SIGTERM in this thread and every thread it starts later,
+// so that ServeUntilSignal can wait for them with sigwait.
+void BlockStopSignals(sigset_t* set) {
+  sigemptyset(set);
+  sigaddset(set, SIGINT);
+  sigaddset(set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, set, nullptr);
+}
+
+int Serve(const std::vector<std::string>& args) {
+  std::string listen = "127.0.0.1:7400", data_dir = "strata-data", node_id, transports;
+  std::string port_file, dram_policy = "prefix-lru";
+  cli::Bytes dram{1ull << 30}, nvme{16ull << 30};
+  absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
+  bool no_nvme = false;
+  cli::FlagSet flags(
+      "strata serve [flags]\n\n"
+      "Runs a store node: gRPC control plane on --listen, UCX data plane over the\n"
+      "node's DRAM pool, RocksDB NVMe tier in --data_dir (embedded default: no other\n"
+      "service needed). SIGTERM or Ctrl-C stops accepting gets and puts, waits up to\n"
+      "--shutdown_grace for leases, flushes write-back and closes RocksDB cleanly.");
+  flags.Add("listen", "gRPC listen address host:port (port 0 picks a free port)", &listen);
+  flags.Add("dram", "size of the DRAM pool", &dram);
+  flags.Add("data_dir", "RocksDB directory of the NVMe tier (created if missing)", &data_dir);
+  flags.Add("nvme", "capacity of the NVMe tier (chunk payload bytes)", &nvme);
+  flags.Add("no_nvme", "run with DRAM only (no --data_dir)", &no_nvme);
+  flags.Add("node_id", "node id in node info and stats (default: the listen address)", &node_id);
+  flags.Add("ucx_transports", "UCX transports, as UCX_TLS takes them (default: UCX's choice)",
+            &transports);
+  flags.Add("dram_policy", "DRAM eviction policy: lru or prefix-lru", &dram_policy);
+  flags.Add("lease_ttl", "default lease duration", &lease_ttl);
+  flags.Add("shutdown_grace", "how long shutdown waits for outstanding leases", &grace);
+  flags.Add("port_file", "write the bound port to this file once listening", &port_file);
+  auto rest = flags.Parse(args);
+  if (!rest.ok() || !rest->empty()) {
+    std::fprintf(stderr, "strata serve: %s\n",
+                 rest.ok() ? "no positional arguments are taken (see --help)"
+                           : std::string(rest.status().message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  sigset_t stop_signals;
+  BlockStopSignals(&stop_signals);
+
+  store::EngineOptions options;
+  options.dram_bytes = dram.value;
+  if (!no_nvme) {
+    options.nvme_path = data_dir;
+    options.nvme_capacity_bytes = nvme.value;
+  }
+  options.dram_policy = dram_policy;
+  options.default_lease_ttl = lease_ttl;
+  options.max_lease_ttl = std::max(options.max_lease_ttl, lease_ttl);
+  auto engine = store::Engine::Open(options);
+  if (!engine.ok()) {
+    std::fprintf(stderr, "strata serve: cannot open the store%s%s: %s\n",
+                 no_nvme ? "" : " in ", no_nvme ? "" : data_dir.c_str(),
+                 engine.status().ToString().c_str());
+    return 1;
+  }
+  const store::EngineStats stats = (*engine)->Stats();
+  store::ServerOptions server_options;
+  server_options.listen_address = listen;
+  server_options.node_id = node_id;
+  server_options.ucx_transports = transports;
+  auto server = store::StoreServer::Start(*std::move(engine), server_options);
+  if (!server.ok()) {
+    std::fprintf(stderr, "strata serve: %s\n", server.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("strata serve: listening on %s; DRAM %s; NVMe %s; %llu chunks restored; UCX %s\n",
+              (*server)->address().c_str(), cli::FormatBytes(stats.dram_capacity_bytes).c_str(),
+              no_nvme ? "off"
+                      : absl::StrCat(cli::FormatBytes(nvme.value), " in ", data_dir).c_str(),
+              static_cast<unsigned long long>(stats.chunks_restored),
+              (*server)->ucx_transports().c_str());
+  std::fflush(stdout);
+  if (!port_file.empty()) {
+    const std::string tmp = port_file + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    if (f == nullptr || std::fprintf(f, "%d\n", (*server)->port()) < 0 || std::fclose(f) != 0 ||
+        std::rename(tmp.c_str(), port_file.c_str()) != 0) {
+      std::fprintf(stderr, "strata serve: cannot write --port_file %s\n", port_file.c_str());
+      return 1;
+    }
+  }
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  std::printf("strata serve: %s received; draining (grace %s)\n", strsignal(sig),
+              absl::FormatDuration(grace).c_str());
+  std::fflush(stdout);
+  absl::Status s = (*server)->Shutdown(grace);
+  std::printf("strata serve: stopped%s%s\n", s.ok() ? "" : " with error: ",
+              s.ok() ? "" : s.ToString().c_str());
+  return s.ok() ? 0 : 1;
+}
+
 constexpr char kUsage[] =
     "usage: strata <command> [flags]\n\n"
     "commands:\n"
+    "  serve   run a store node (gRPC + UCX, DRAM + RocksDB)\n"
     "  local   run a store engine in this process (DRAM + RocksDB) under a\n"
     "          multi-turn conversation workload, verifying every byte read\n"
     "  help    show this text\n\n"
@@ -265,6 +375,7 @@ int main(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   std::vector<std::string> args(argv + 2, argv + argc);
+  if (std::strcmp(argv[1], "serve") == 0) return strata::Serve(args);
   if (std::strcmp(argv[1], "local") == 0) return strata::Local(args);
   std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", argv[1], strata::kUsage);
   return 2;

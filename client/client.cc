@@ -1,0 +1,582 @@
+#include "client/client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "proto/grpc_status.h"
+#include "proto/strata/v1/strata.grpc.pb.h"
+#include "store/common/checksum.h"
+#include "store/common/status_macros.h"
+#include "transport/ucx_transport.h"
+
+namespace strata::client {
+namespace {
+
+namespace pb = ::strata::v1;
+
+constexpr uint32_t kProtocolVersion = 1;
+
+std::string KeyBytes(const ChunkKey& key) {
+  return std::string(reinterpret_cast<const char*>(key.bytes.data()), ChunkKey::kSize);
+}
+
+Tier FromProto(int tier) {
+  switch (tier) {
+    case pb::TIER_DRAM:
+      return Tier::kDram;
+    case pb::TIER_NVME:
+      return Tier::kNvme;
+    default:
+      return Tier::kMissing;
+  }
+}
+
+// Runs jobs in order on one background thread.
+class JobQueue {
+ public:
+  JobQueue() : thread_([this] { Loop(); }) {}
+  ~JobQueue() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  void Push(std::function<void()> job) {
+    absl::MutexLock lock(&mu_);
+    jobs_.push_back(std::move(job));
+  }
+
+ private:
+  void Loop() {
+    while (true) {
+      std::function<void()> job;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(
+            +[](JobQueue* q) ABSL_EXCLUSIVE_LOCKS_REQUIRED(q->mu_) { return q->stop_ || !q->jobs_.empty(); },
+            this));
+        if (jobs_.empty()) return;  // stopping and drained
+        job = std::move(jobs_.front());
+        jobs_.pop_front();
+      }
+      job();
+    }
+  }
+
+  absl::Mutex mu_;
+  std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+class ClientImpl;
+
+// Shared between the caller, the transport's completion callbacks and the
+// job queue.
+class TransferImpl final : public Transfer {
+ public:
+  TransferImpl(ClientImpl* client, uint32_t layers, uint32_t ops_per_layer, int64_t total_ops,
+               absl::Time deadline)
+      : client_(client),
+        layer_remaining_(layers, ops_per_layer),
+        pending_(total_ops + 1),  // +1: released once every op is posted
+        deadline_(deadline) {}
+
+  absl::Status Wait() override;
+  absl::Status WaitLayer(uint32_t layer) override;
+  bool done() const override {
+    absl::MutexLock lock(&mu_);
+    return done_;
+  }
+
+  // One operation finished (or was never posted, with its error).
+  void OpDone(uint32_t layer, const absl::Status& status);
+  void Finish(absl::Status status);
+
+  std::function<void()> on_all_ops_done;          // runs on the job queue
+  std::function<void(uint32_t)> on_layer;         // runs where the op completed
+
+ private:
+  ClientImpl* const client_;
+  mutable absl::Mutex mu_;
+  std::vector<uint32_t> layer_remaining_ ABSL_GUARDED_BY(mu_);
+  int64_t pending_ ABSL_GUARDED_BY(mu_);
+  absl::Status ops_status_ ABSL_GUARDED_BY(mu_);
+  absl::Status final_status_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  const absl::Time deadline_;
+
+  friend class ClientImpl;
+};
+
+class ClientImpl final : public Client {
+ public:
+  explicit ClientImpl(const ClientOptions& options) : options_(options) {}
+  ~ClientImpl() override {
+    // Abort what is still in flight so every callback has run before the
+    // job queue (and then the endpoint) goes.
+    {
+      absl::MutexLock lock(&ep_mu_);
+      if (endpoint_ != nullptr) (void)endpoint_->WaitAll(options_.transfer_timeout);
+    }
+    jobs_.reset();
+  }
+
+  absl::Status Init();
+
+  const NodeInfo& node() const override { return node_; }
+  absl::StatusOr<Namespace> RegisterNamespace(const NamespaceSpec& spec,
+                                              std::string_view tenant) override;
+  absl::StatusOr<LookupResult> Lookup(const Namespace& ns,
+                                      std::span<const ChunkKey> keys) override;
+  absl::StatusOr<std::shared_ptr<Transfer>> Load(const Namespace& ns,
+                                                 std::span<const ChunkKey> keys,
+                                                 std::span<std::byte> dest,
+                                                 std::function<void(uint32_t)> on_layer) override;
+  absl::StatusOr<std::shared_ptr<Transfer>> Save(const Namespace& ns,
+                                                 std::span<const ChunkKey> keys,
+                                                 std::span<const std::byte> src,
+                                                 std::optional<ChunkKey> parent) override;
+  absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
+                    std::span<const HintJob> jobs, absl::Duration ttl) override;
+  absl::StatusOr<std::map<std::string, uint64_t>> Stats() override;
+  absl::Status Health() override;
+
+  // Aborts every operation in flight on the endpoint (a stuck transfer).
+  void AbortTransfers() {
+    absl::MutexLock lock(&ep_mu_);
+    if (endpoint_ != nullptr) (void)endpoint_->WaitAll(absl::ZeroDuration());
+    broken_ = true;
+  }
+  void Enqueue(std::function<void()> job) { jobs_->Push(std::move(job)); }
+
+ private:
+  void Prepare(grpc::ClientContext* ctx) const {
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::microseconds(absl::ToInt64Microseconds(options_.rpc_timeout)));
+  }
+  uint32_t LeaseMs() const {
+    return static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease_ttl));
+  }
+  // The data-plane endpoint, reconnected if an earlier transfer broke it.
+  absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
+  void ReleaseLease(uint64_t lease);
+  absl::StatusOr<std::shared_ptr<Transfer>> Fail(absl::Status status) { return status; }
+
+  const ClientOptions options_;
+  std::string client_id_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::Strata::Stub> stub_;
+  NodeInfo node_;
+  pb::NodeInfo info_;
+  std::unique_ptr<transport::UcxContext> ucx_;
+
+  absl::Mutex ep_mu_;
+  std::unique_ptr<transport::Endpoint> endpoint_ ABSL_GUARDED_BY(ep_mu_);
+  std::unique_ptr<transport::RemoteMemory> remote_ ABSL_GUARDED_BY(ep_mu_);
+  // Endpoints replaced after a failure; kept until the client goes so that
+  // callbacks of their aborted operations never outlive them.
+  std::vector<std::unique_ptr<transport::Endpoint>> retired_ ABSL_GUARDED_BY(ep_mu_);
+  std::vector<std::unique_ptr<transport::RemoteMemory>> retired_remotes_ ABSL_GUARDED_BY(ep_mu_);
+  bool broken_ ABSL_GUARDED_BY(ep_mu_) = false;
+
+  std::unique_ptr<JobQueue> jobs_ = std::make_unique<JobQueue>();
+};
+
+// ------------------------------------------------------------- Transfer
+
+void TransferImpl::OpDone(uint32_t layer, const absl::Status& status) {
+  bool layer_done = false, all_done = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!status.ok() && ops_status_.ok()) ops_status_ = status;
+    if (layer < layer_remaining_.size() && --layer_remaining_[layer] == 0) layer_done = true;
+    all_done = --pending_ == 0;
+  }
+  if (layer_done && status.ok() && on_layer) on_layer(layer);
+  if (all_done) client_->Enqueue(std::move(on_all_ops_done));
+}
+
+void TransferImpl::Finish(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  final_status_ = std::move(status);
+  done_ = true;
+}
+
+absl::Status TransferImpl::Wait() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (mu_.AwaitWithDeadline(absl::Condition(&done_), deadline_)) return final_status_;
+  }
+  // Stuck: abort the data plane, which fails every op in flight.
+  client_->AbortTransfers();
+  absl::MutexLock lock(&mu_);
+  mu_.Await(absl::Condition(&done_));
+  if (final_status_.ok()) return final_status_;
+  return absl::DeadlineExceededError(
+      absl::StrCat("transfer did not finish in time: ", final_status_.message()));
+}
+
+absl::Status TransferImpl::WaitLayer(uint32_t layer) {
+  absl::MutexLock lock(&mu_);
+  if (layer >= layer_remaining_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " out of range"));
+  }
+  auto ready = [this, layer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return layer_remaining_[layer] == 0 || !ops_status_.ok() || done_;
+  };
+  mu_.Await(absl::Condition(&ready));
+  if (!ops_status_.ok()) return ops_status_;
+  if (done_ && !final_status_.ok()) return final_status_;
+  return absl::OkStatus();
+}
+
+// --------------------------------------------------------------- Client
+
+absl::Status ClientImpl::Init() {
+  client_id_ = options_.client_id;
+  if (client_id_.empty()) {
+    absl::BitGen gen;
+    client_id_ = absl::StrCat("client-", absl::Hex(absl::Uniform<uint64_t>(gen)),
+                              absl::Hex(absl::Uniform<uint64_t>(gen)));
+  }
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  channel_ = grpc::CreateCustomChannel(options_.server_address,
+                                       grpc::InsecureChannelCredentials(), args);
+  stub_ = pb::Strata::NewStub(channel_);
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  grpc::Status s = stub_->GetNodeInfo(&ctx, pb::NodeInfoRequest(), &info_);
+  if (!s.ok()) {
+    return absl::UnavailableError(absl::StrCat("cannot reach the store node at ",
+                                               options_.server_address, ": ",
+                                               s.error_message()));
+  }
+  if (info_.protocol_version() != kProtocolVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the node speaks protocol ", info_.protocol_version(), "; this client ", kProtocolVersion));
+  }
+  node_.node_id = info_.node_id();
+  node_.server_version = info_.server_version();
+  node_.ucx_transports = info_.ucx_transports();
+  node_.dram_bytes = info_.dram_bytes();
+  node_.nvme_capacity_bytes = info_.nvme_capacity_bytes();
+  transport::UcxOptions ucx;
+  ucx.transports = options_.ucx_transports;
+  ucx.progress_thread = true;
+  ASSIGN_OR_RETURN(ucx_, transport::UcxContext::Create(ucx));
+  absl::MutexLock lock(&ep_mu_);
+  return EnsureEndpoint();
+}
+
+absl::Status ClientImpl::EnsureEndpoint() {
+  if (endpoint_ != nullptr && !broken_) return absl::OkStatus();
+  if (endpoint_ != nullptr) {
+    retired_remotes_.push_back(std::move(remote_));
+    retired_.push_back(std::move(endpoint_));
+  }
+  ASSIGN_OR_RETURN(endpoint_, ucx_->Connect(info_.ucx_worker_address()));
+  ASSIGN_OR_RETURN(remote_,
+                   endpoint_->ImportRemote(info_.dram_base(), info_.dram_bytes(), info_.dram_rkey()));
+  broken_ = false;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Namespace> ClientImpl::RegisterNamespace(const NamespaceSpec& spec,
+                                                        std::string_view tenant) {
+  auto chain = KeyChain::Create(
+      spec, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(tenant.data()), tenant.size()));
+  if (!chain.ok()) return chain.status();
+  pb::RegisterNamespaceRequest req;
+  pb::NamespaceSpec* p = req.mutable_spec();
+  p->set_model_id(spec.model_id);
+  p->set_num_layers(spec.num_layers);
+  p->set_num_kv_heads(spec.num_kv_heads);
+  p->set_head_dim(spec.head_dim);
+  p->set_dtype(spec.dtype == DType::kBFloat16 ? pb::DTYPE_BF16 : pb::DTYPE_FP16);
+  p->set_tokens_per_chunk(spec.tokens_per_chunk);
+  for (const auto& [name, value] : spec.extra_keys) {
+    pb::ExtraKey* e = p->add_extra_keys();
+    e->set_name(name);
+    e->set_value(value);
+  }
+  req.set_tenant(std::string(tenant));
+  pb::RegisterNamespaceResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->RegisterNamespace(&ctx, req, &resp)));
+  Namespace ns;
+  ns.id = resp.namespace_id();
+  ns.spec = spec;
+  ns.tenant = std::string(tenant);
+  ns.chunk_bytes = resp.chunk_bytes();
+  ns.layer_bytes = resp.layer_bytes();
+  ns.chain = *chain;
+  if (ns.chunk_bytes != ChunkLayout(spec).chunk_bytes()) {
+    return absl::InternalError("the node reports a chunk size that differs from the layout's");
+  }
+  return ns;
+}
+
+absl::StatusOr<LookupResult> ClientImpl::Lookup(const Namespace& ns,
+                                                std::span<const ChunkKey> keys) {
+  pb::LookupRequest req;
+  req.set_namespace_id(ns.id);
+  for (const ChunkKey& k : keys) req.add_keys(KeyBytes(k));
+  pb::LookupResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->Lookup(&ctx, req, &resp)));
+  LookupResult result;
+  for (int t : resp.tiers()) result.tiers.push_back(FromProto(t));
+  result.prefix_chunks = resp.prefix_chunks();
+  if (result.tiers.size() != keys.size() || result.prefix_chunks > keys.size()) {
+    return absl::InternalError("malformed lookup response");
+  }
+  return result;
+}
+
+void ClientImpl::ReleaseLease(uint64_t lease) {
+  pb::ReleaseRequest req;
+  req.set_client_id(client_id_);
+  req.set_lease_id(lease);
+  pb::ReleaseResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  (void)stub_->Release(&ctx, req, &resp);  // best effort: leases expire anyway
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
+    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
+    std::function<void(uint32_t)> on_layer) {
+  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
+  if (dest.size() != keys.size() * ns.chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("load: destination of ", dest.size(),
+                                                   " bytes for ", keys.size(), " chunks of ",
+                                                   ns.chunk_bytes, " bytes"));
+  }
+  pb::GetRequest req;
+  req.set_client_id(client_id_);
+  req.set_namespace_id(ns.id);
+  req.set_lease_ms(LeaseMs());
+  for (const ChunkKey& k : keys) req.add_keys(KeyBytes(k));
+  pb::GetResponse resp;
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    RETURN_IF_ERROR(FromGrpcStatus(stub_->Get(&ctx, req, &resp)));
+  }
+  const uint64_t lease = resp.lease_id();
+  if (static_cast<size_t>(resp.chunks_size()) != keys.size()) {
+    ReleaseLease(lease);
+    return absl::InternalError("get: the node returned a different number of chunks");
+  }
+  for (const pb::ChunkLocation& c : resp.chunks()) {
+    if (c.size() != ns.chunk_bytes) {
+      ReleaseLease(lease);
+      return absl::InternalError("get: the node returned a chunk of the wrong size");
+    }
+  }
+  const uint32_t layers = ns.spec.num_layers;
+  const uint32_t n = static_cast<uint32_t>(keys.size());
+  auto transfer = std::make_shared<TransferImpl>(this, layers, n, int64_t{layers} * n,
+                                                 absl::Now() + options_.transfer_timeout);
+  transfer->on_layer = std::move(on_layer);
+  std::vector<uint64_t> checksums;
+  for (const pb::ChunkLocation& c : resp.chunks()) checksums.push_back(c.checksum());
+  TransferImpl* t = transfer.get();
+  // Runs once every slice has landed (or failed): verify, release, finish.
+  transfer->on_all_ops_done = [this, t, transfer, lease, dest, checksums,
+                               chunk = ns.chunk_bytes]() mutable {
+    absl::Status status;
+    {
+      absl::MutexLock lock(&t->mu_);
+      status = t->ops_status_;
+    }
+    for (size_t i = 0; status.ok() && i < checksums.size(); ++i) {
+      if (ChunkChecksum(dest.subspan(i * chunk, chunk)) != checksums[i]) {
+        status = absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
+      }
+    }
+    ReleaseLease(lease);
+    t->Finish(status);
+    transfer.reset();  // drop the self-reference held by this job
+  };
+  // Post layer by layer, so that layer 0 of every chunk is requested first.
+  absl::Status post_error;
+  {
+    absl::MutexLock lock(&ep_mu_);
+    post_error = EnsureEndpoint();
+    for (uint32_t l = 0; l < layers; ++l) {
+      for (uint32_t c = 0; c < n; ++c) {
+        if (!post_error.ok()) {
+          t->OpDone(l, post_error);
+          continue;
+        }
+        std::span<std::byte> local = dest.subspan(c * ns.chunk_bytes + l * ns.layer_bytes, ns.layer_bytes);
+        const uint64_t remote = resp.chunks(c).address() + l * ns.layer_bytes;
+        post_error = endpoint_->PostGet(local, *remote_, remote,
+                                        [t, l](absl::Status s) { t->OpDone(l, s); });
+        if (!post_error.ok()) {
+          if (post_error.code() == absl::StatusCode::kUnavailable) broken_ = true;
+          t->OpDone(l, post_error);
+        }
+      }
+    }
+  }
+  t->OpDone(layers, absl::OkStatus());  // the +1 guard: everything is posted
+  return std::shared_ptr<Transfer>(transfer);
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Save(const Namespace& ns,
+                                                           std::span<const ChunkKey> keys,
+                                                           std::span<const std::byte> src,
+                                                           std::optional<ChunkKey> parent) {
+  if (keys.empty()) return absl::InvalidArgumentError("save: no keys");
+  if (src.size() != keys.size() * ns.chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("save: source of ", src.size(), " bytes for ",
+                                                   keys.size(), " chunks of ", ns.chunk_bytes,
+                                                   " bytes"));
+  }
+  pb::PutBeginRequest req;
+  req.set_client_id(client_id_);
+  req.set_namespace_id(ns.id);
+  req.set_lease_ms(LeaseMs());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    pb::PutItem* item = req.add_items();
+    item->set_key(KeyBytes(keys[i]));
+    if (i > 0) {
+      item->set_parent_key(KeyBytes(keys[i - 1]));
+    } else if (parent) {
+      item->set_parent_key(KeyBytes(*parent));
+    }
+  }
+  pb::PutBeginResponse resp;
+  {
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    RETURN_IF_ERROR(FromGrpcStatus(stub_->PutBegin(&ctx, req, &resp)));
+  }
+  const uint64_t lease = resp.lease_id();
+  if (static_cast<size_t>(resp.slots_size()) != keys.size()) {
+    return absl::InternalError("put: the node returned a different number of slots");
+  }
+  std::vector<uint32_t> to_write;
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    if (!resp.slots(i).already_present()) to_write.push_back(i);
+  }
+  auto transfer = std::make_shared<TransferImpl>(this, 0, 0, to_write.size(),
+                                                 absl::Now() + options_.transfer_timeout);
+  TransferImpl* t = transfer.get();
+  transfer->on_all_ops_done = [this, t, transfer, lease, src, n = keys.size(),
+                               chunk = ns.chunk_bytes]() mutable {
+    absl::Status status;
+    {
+      absl::MutexLock lock(&t->mu_);
+      status = t->ops_status_;
+    }
+    if (status.ok()) {
+      pb::PutCommitRequest commit;
+      commit.set_client_id(client_id_);
+      commit.set_lease_id(lease);
+      for (size_t i = 0; i < n; ++i) commit.add_checksums(ChunkChecksum(src.subspan(i * chunk, chunk)));
+      pb::PutCommitResponse out;
+      grpc::ClientContext ctx;
+      Prepare(&ctx);
+      status = FromGrpcStatus(stub_->PutCommit(&ctx, commit, &out));
+    } else {
+      pb::PutAbortRequest abort;
+      abort.set_client_id(client_id_);
+      abort.set_lease_id(lease);
+      pb::PutAbortResponse out;
+      grpc::ClientContext ctx;
+      Prepare(&ctx);
+      (void)stub_->PutAbort(&ctx, abort, &out);
+    }
+    t->Finish(status);
+    transfer.reset();
+  };
+  absl::Status post_error;
+  {
+    absl::MutexLock lock(&ep_mu_);
+    post_error = EnsureEndpoint();
+    for (uint32_t i : to_write) {
+      const pb::PutSlot& slot = resp.slots(i);
+      if (post_error.ok() && slot.size() != ns.chunk_bytes) {
+        post_error = absl::InternalError("put: the node returned a slot of the wrong size");
+      }
+      if (!post_error.ok()) {
+        t->OpDone(0, post_error);
+        continue;
+      }
+      post_error = endpoint_->PostPut(src.subspan(i * ns.chunk_bytes, ns.chunk_bytes), *remote_,
+                                      slot.address(), [t](absl::Status s) { t->OpDone(0, s); });
+      if (!post_error.ok()) {
+        if (post_error.code() == absl::StatusCode::kUnavailable) broken_ = true;
+        t->OpDone(0, post_error);
+      }
+    }
+  }
+  t->OpDone(0, absl::OkStatus());  // the +1 guard
+  return std::shared_ptr<Transfer>(transfer);
+}
+
+absl::Status ClientImpl::Hint(const Namespace& ns, std::string_view scheduler_id,
+                              std::span<const HintJob> jobs, absl::Duration ttl) {
+  pb::HintRequest req;
+  req.set_scheduler_id(std::string(scheduler_id));
+  req.set_namespace_id(ns.id);
+  req.set_ttl_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(ttl)));
+  for (const HintJob& job : jobs) {
+    pb::HintJob* j = req.add_jobs();
+    j->set_last_key(KeyBytes(job.last_key));
+    j->set_queue_position(job.queue_position);
+    if (job.expected_start != absl::InfinitePast()) {
+      j->set_expected_start_unix_ms(absl::ToUnixMillis(job.expected_start));
+    }
+  }
+  pb::HintResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  return FromGrpcStatus(stub_->Hint(&ctx, req, &resp));
+}
+
+absl::StatusOr<std::map<std::string, uint64_t>> ClientImpl::Stats() {
+  pb::StatsResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->Stats(&ctx, pb::StatsRequest(), &resp)));
+  return std::map<std::string, uint64_t>(resp.values().begin(), resp.values().end());
+}
+
+absl::Status ClientImpl::Health() {
+  pb::HealthResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->Health(&ctx, pb::HealthRequest(), &resp)));
+  if (!resp.serving()) return absl::UnavailableError("the node is shutting down");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
+  if (options.server_address.empty()) return absl::InvalidArgumentError("no server address");
+  auto client = std::make_unique<ClientImpl>(options);
+  RETURN_IF_ERROR(client->Init());
+  return std::unique_ptr<Client>(std::move(client));
+}
+
+}  // namespace strata::client

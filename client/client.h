@@ -1,0 +1,134 @@
+// strata::client::Client: an inference worker's handle on a Strata store node.
+//
+// Metadata goes over gRPC; chunk bytes move by UCX one-sided RMA directly
+// between the caller's buffers and the node's registered DRAM pool. Loads
+// arrive layer by layer (AttentionStore's layer-wise pre-loading: compute on
+// layer 0 while later layers are in flight) and saves return at once while the
+// bytes move (asynchronous saving).
+#ifndef STRATA_CLIENT_CLIENT_H_
+#define STRATA_CLIENT_CLIENT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "store/common/chunk_key.h"
+#include "store/common/key_chain.h"
+#include "store/common/namespace.h"
+
+namespace strata::client {
+
+struct ClientOptions {
+  std::string server_address;  // host:port of a store node
+  std::string ucx_transports;  // "" = UCX's default (or UCX_TLS)
+  absl::Duration rpc_timeout = absl::Seconds(10);
+  // A load or save not finished after this long is aborted (DeadlineExceeded).
+  absl::Duration transfer_timeout = absl::Seconds(30);
+  // Lease the node grants per load or save (0: the node's default).
+  absl::Duration lease_ttl = absl::ZeroDuration();
+  // Identifies this client's leases; empty picks a random id.
+  std::string client_id;
+};
+
+// A namespace registered on the node, with the key chain derived from it
+// (the tenant doubles as the key chain's salt).
+struct Namespace {
+  uint32_t id = 0;
+  NamespaceSpec spec;
+  std::string tenant;
+  uint64_t chunk_bytes = 0;
+  uint64_t layer_bytes = 0;
+  std::optional<KeyChain> chain;
+
+  // Keys of every full chunk of `tokens`.
+  std::vector<ChunkKey> Keys(std::span<const uint32_t> tokens) const { return chain->Keys(tokens); }
+};
+
+enum class Tier : uint8_t { kMissing = 0, kDram = 1, kNvme = 2 };
+
+struct LookupResult {
+  std::vector<Tier> tiers;
+  size_t prefix_chunks = 0;
+};
+
+struct NodeInfo {
+  std::string node_id;
+  std::string server_version;
+  std::string ucx_transports;
+  uint64_t dram_bytes = 0;
+  uint64_t nvme_capacity_bytes = 0;
+};
+
+// One hinted job of a scheduler's queue: the last key of its chain (its
+// parents follow) and when it is expected to run.
+struct HintJob {
+  ChunkKey last_key;
+  uint32_t queue_position = 0;
+  absl::Time expected_start = absl::InfinitePast();
+};
+
+// An asynchronous load or save. Thread-safe.
+class Transfer {
+ public:
+  virtual ~Transfer() = default;
+  // Blocks until the transfer finished. OK only when every byte arrived and
+  // matched its checksum (load) or every chunk was committed (save); after an
+  // error the destination must be treated as unwritten.
+  virtual absl::Status Wait() = 0;
+  // Load only: blocks until layer `layer` of every chunk has arrived (its
+  // bytes may be used; Wait() still reports the checksum verdict), or the
+  // transfer failed (its error is returned).
+  virtual absl::Status WaitLayer(uint32_t layer) = 0;
+  virtual bool done() const = 0;
+};
+
+// Thread-safe.
+class Client {
+ public:
+  // Connects the control plane and the data plane. Unavailable when the node
+  // cannot be reached; FailedPrecondition for an incompatible protocol.
+  static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  virtual ~Client() = default;
+
+  virtual const NodeInfo& node() const = 0;
+  virtual absl::StatusOr<Namespace> RegisterNamespace(const NamespaceSpec& spec,
+                                                      std::string_view tenant) = 0;
+  virtual absl::StatusOr<LookupResult> Lookup(const Namespace& ns,
+                                              std::span<const ChunkKey> keys) = 0;
+
+  // Loads `keys` into `dest`, chunk after chunk in the store's layout
+  // (dest.size() must be keys.size() * chunk_bytes). Layers arrive in order;
+  // `on_layer(l)` runs (on an internal thread; keep it short) once layer l of
+  // every chunk is in `dest`. REQUIRES: `dest` outlives the transfer.
+  // NotFound when a key is not stored (nothing is transferred).
+  virtual absl::StatusOr<std::shared_ptr<Transfer>> Load(
+      const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
+      std::function<void(uint32_t layer)> on_layer = nullptr) = 0;
+
+  // Saves `src` (keys.size() chunks in the store's layout) under `keys`, a
+  // key chain segment whose first chunk follows `parent` (if any). Returns at
+  // once; the transfer commits the chunks when their bytes are in place.
+  // Keys already stored are skipped. REQUIRES: `src` outlives the transfer.
+  virtual absl::StatusOr<std::shared_ptr<Transfer>> Save(
+      const Namespace& ns, std::span<const ChunkKey> keys, std::span<const std::byte> src,
+      std::optional<ChunkKey> parent = std::nullopt) = 0;
+
+  // Sends the scheduler's upcoming jobs; replaces its previous hint set.
+  virtual absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
+                            std::span<const HintJob> jobs, absl::Duration ttl) = 0;
+  virtual absl::StatusOr<std::map<std::string, uint64_t>> Stats() = 0;
+  virtual absl::Status Health() = 0;
+};
+
+}  // namespace strata::client
+
+#endif  // STRATA_CLIENT_CLIENT_H_

@@ -1,0 +1,55 @@
+// StoreServer: a store node on the network. gRPC (proto/strata/v1) carries
+// metadata; the bytes move by UCX one-sided RMA into and out of the engine's
+// DRAM pool, which the server registers with UCX once at start.
+#ifndef STRATA_STORE_SERVER_H_
+#define STRATA_STORE_SERVER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "store/engine.h"
+
+namespace strata::store {
+
+struct ServerOptions {
+  // host:port for gRPC; port 0 picks a free port (see StoreServer::port()).
+  std::string listen_address = "127.0.0.1:7400";
+  // Shown in node info and stats; defaults to the listen address.
+  std::string node_id;
+  // UCX transports for the data plane ("" = UCX's default or UCX_TLS).
+  std::string ucx_transports;
+  // Largest gRPC request accepted; larger ones fail with ResourceExhausted.
+  int max_message_bytes = 8 << 20;
+  // Hints: most jobs per scheduler, longest ttl, and the ttl used for 0.
+  size_t max_hint_jobs = 4096;
+  absl::Duration max_hint_ttl = absl::Minutes(10);
+  absl::Duration default_hint_ttl = absl::Seconds(30);
+};
+
+// Thread-safe. Destroying a running server shuts it down with no grace.
+class StoreServer {
+ public:
+  // Takes ownership of the engine. Unavailable when the address cannot be
+  // bound; errors of UCX set-up as the transport reports them.
+  static absl::StatusOr<std::unique_ptr<StoreServer>> Start(std::unique_ptr<Engine> engine,
+                                                            const ServerOptions& options);
+  virtual ~StoreServer() = default;
+
+  virtual int port() const = 0;
+  // "host:port" that clients connect to.
+  virtual std::string address() const = 0;
+  virtual std::string ucx_transports() const = 0;
+
+  // Graceful stop: refuses new gets and puts (Unavailable), waits up to
+  // `grace` for outstanding leases to be released or committed, stops gRPC,
+  // flushes write-back and closes the engine (RocksDB) cleanly. Idempotent.
+  virtual absl::Status Shutdown(absl::Duration grace) = 0;
+};
+
+}  // namespace strata::store
+
+#endif  // STRATA_STORE_SERVER_H_
