@@ -12,6 +12,9 @@ namespace strata::kernels {
 namespace device {
 
 // One warp per (sequence, query head): merges that pair's partial states.
+// Exactly AttentionState::Merge applied over all states, computed in one
+// pass: the max lse first (lanes load 32 states' lse at a time), then the
+// weighted sum with independent loads in flight.
 template <typename T, int D>
 __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsArgs args) {
   constexpr int kPer = D / 32;
@@ -20,25 +23,51 @@ __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsAr
   if (w >= args.batch * args.num_q_heads) return;
   const int b = w / args.num_q_heads;
   const int h = w % args.num_q_heads;
-  AttentionState<kPer> state;
-  state.Init();
-  for (int k = args.merge_offsets[b]; k < args.merge_offsets[b + 1]; ++k) {
-    const size_t slot = static_cast<size_t>(args.merge_slots[k]) + h;
-    float v[kPer];
-    const float* src = args.partial_o + slot * D + lane * kPer;
-    if constexpr (kPer == 4) {
-      const float4 x = *reinterpret_cast<const float4*>(src);
-      v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
-    } else {
-      const float2 x = *reinterpret_cast<const float2*>(src);
-      v[0] = x.x, v[1] = x.y;
-    }
-    state.Merge(v, args.partial_lse[slot]);
+  const int begin = args.merge_offsets[b];
+  const int n = args.merge_offsets[b + 1] - begin;
+  float m = -INFINITY;
+  for (int k = lane; k < n; k += 32) {
+    m = fmaxf(m, args.partial_lse[static_cast<size_t>(args.merge_slots[begin + k]) + h]);
   }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  float acc[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) acc[i] = 0.0f;
+  float wsum = 0.0f;
+  if (m != -INFINITY) {
+    for (int base = 0; base < n; base += 32) {
+      const int k = base + lane;
+      size_t my_slot = 0;
+      float my_w = 0.0f;
+      if (k < n) {
+        my_slot = static_cast<size_t>(args.merge_slots[begin + k]) + h;
+        my_w = exp2f(args.partial_lse[my_slot] - m);
+      }
+      const int count = min(32, n - base);
+#pragma unroll 4
+      for (int j = 0; j < count; ++j) {
+        const size_t slot = __shfl_sync(0xffffffffu, my_slot, j);
+        const float wj = __shfl_sync(0xffffffffu, my_w, j);
+        const float* src = args.partial_o + slot * D + lane * kPer;
+        if constexpr (kPer == 4) {
+          const float4 x = *reinterpret_cast<const float4*>(src);
+          acc[0] += wj * x.x, acc[1] += wj * x.y, acc[2] += wj * x.z, acc[3] += wj * x.w;
+        } else {
+          const float2 x = *reinterpret_cast<const float2*>(src);
+          acc[0] += wj * x.x, acc[1] += wj * x.y;
+        }
+        wsum += wj;
+      }
+    }
+  }
+  const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
   T* out = static_cast<T*>(args.out) + static_cast<size_t>(w) * D + lane * kPer;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) out[i] = MmaOps<T>::FromFloat(state.v[i]);
-  if (args.lse != nullptr && lane == 0) args.lse[w] = state.s;
+  for (int i = 0; i < kPer; ++i) out[i] = MmaOps<T>::FromFloat(acc[i] * inv);
+  if (args.lse != nullptr && lane == 0) {
+    args.lse[w] = wsum > 0.0f ? m + log2f(wsum) : -INFINITY;
+  }
 }
 
 // One warp per state: (v_a, s_a) merged with (v_b, s_b).
@@ -74,8 +103,15 @@ template <typename T, int D>
 cudaError_t LaunchPartialTyped(const PartialAttentionArgs& args, cudaStream_t stream) {
   constexpr int kSmem = device::PartialConfig<D>::kSmemBytes;
   auto kernel = device::PartialAttentionKernel<T, D>;
-  cudaError_t err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
-  if (err != cudaSuccess) return err;
+  // Raising the dynamic shared-memory limit once per process and kernel is
+  // enough (benign race: concurrent first calls set the same value).
+  static bool smem_limit_set = false;
+  if (!smem_limit_set) {
+    cudaError_t err =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (err != cudaSuccess) return err;
+    smem_limit_set = true;
+  }
   const dim3 grid(args.num_kv_heads, args.num_items);
   kernel<<<grid, device::PartialConfig<D>::kThreads, kSmem, stream>>>(args);
   return cudaGetLastError();

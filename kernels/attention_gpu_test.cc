@@ -11,6 +11,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -85,6 +86,8 @@ void ExpectClose(KvDtype dtype, const std::vector<uint16_t>& out,
   }
   EXPECT_EQ(nan, 0u) << what << ": unwritten or non-finite outputs";
   const double rel = std::sqrt(err2 / std::max(ref2, 1e-30));
+  std::printf("error %-58s rel %.2e  max_abs %.2e  max_lse %.2e\n", what.c_str(), rel, max_abs,
+              max_lse);
   EXPECT_LE(rel, tol.rel) << what;
   EXPECT_LE(max_abs, tol.abs) << what;
   EXPECT_LE(max_lse, tol.lse) << what;

@@ -112,10 +112,102 @@ __device__ __forceinline__ int Swz(int row, int vec) {
   return (row * (D / 8) + (vec ^ (row & 7))) * 8;
 }
 
+// One warp: its 16 query rows (A fragments qf) against NS x 16 tokens of a
+// swizzled K / V tile starting at tok0; online softmax with the running max
+// (m0, m1) and sums (l0, l1) of rows g and g + 8, output accumulators o.
+// Tokens at or past tile_tokens are masked.
+template <typename T, int D, int NS>
+__device__ __forceinline__ void AttendStep(const T* sk, const T* sv, int tok0, int tile_tokens,
+                                           float scale_log2, const uint32_t (&qf)[D / 16][4],
+                                           float (&o)[D / 8][4], float& m0, float& m1, float& l0,
+                                           float& l1) {
+  using Ops = MmaOps<T>;
+  const int lane = threadIdx.x % 32;
+  const int t4 = lane % 4;
+  const int mi = lane / 8;
+  float s[2 * NS][4];
+#pragma unroll
+  for (int n = 0; n < 2 * NS; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+  for (int k = 0; k < D / 16; ++k) {
+#pragma unroll
+    for (int sub = 0; sub < NS; ++sub) {
+      uint32_t b[4];
+      Ldmatrix4(b, SmemAddr(sk + Swz<D>(tok0 + sub * 16 + (mi / 2) * 8 + lane % 8, k * 2 + (mi % 2))));
+      Ops::Mma(s[2 * sub], qf[k], b[0], b[1]);
+      Ops::Mma(s[2 * sub + 1], qf[k], b[2], b[3]);
+    }
+  }
+  // Raw scores are scaled inside the exponent (scale > 0 keeps the max).
+  if (tok0 + 16 * NS > tile_tokens) {  // warp-uniform: only a tile's tail
+#pragma unroll
+    for (int n = 0; n < 2 * NS; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (tok0 + n * 8 + t4 * 2 + (e & 1) >= tile_tokens) s[n][e] = -INFINITY;
+      }
+    }
+  }
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < 2 * NS; ++n) {
+    mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+    mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  const float mn0 = fmaxf(m0, mx0 * scale_log2), mn1 = fmaxf(m1, mx1 * scale_log2);
+  const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
+  const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
+  const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
+  m0 = mn0;
+  m1 = mn1;
+  float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+  for (int n = 0; n < 2 * NS; ++n) {
+    s[n][0] = exp2f(fmaf(s[n][0], scale_log2, -base0));
+    s[n][1] = exp2f(fmaf(s[n][1], scale_log2, -base0));
+    s[n][2] = exp2f(fmaf(s[n][2], scale_log2, -base1));
+    s[n][3] = exp2f(fmaf(s[n][3], scale_log2, -base1));
+    sum0 += s[n][0] + s[n][1];
+    sum1 += s[n][2] + s[n][3];
+  }
+  l0 = l0 * alpha0 + sum0;
+  l1 = l1 * alpha1 + sum1;
+  // The running max rarely moves after the first tokens: skip the rescale
+  // when no row of the warp needs it.
+  if (__any_sync(0xffffffffu, alpha0 != 1.0f || alpha1 != 1.0f)) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][0] *= alpha0;
+      o[j][1] *= alpha0;
+      o[j][2] *= alpha1;
+      o[j][3] *= alpha1;
+    }
+  }
+#pragma unroll
+  for (int sub = 0; sub < NS; ++sub) {
+    const uint32_t a[4] = {Ops::Pack(s[2 * sub][0], s[2 * sub][1]),
+                           Ops::Pack(s[2 * sub][2], s[2 * sub][3]),
+                           Ops::Pack(s[2 * sub + 1][0], s[2 * sub + 1][1]),
+                           Ops::Pack(s[2 * sub + 1][2], s[2 * sub + 1][3])};
+#pragma unroll
+    for (int j2 = 0; j2 < D / 16; ++j2) {
+      uint32_t b[4];
+      Ldmatrix4Trans(b, SmemAddr(sv + Swz<D>(tok0 + sub * 16 + (mi % 2) * 8 + lane % 8, j2 * 2 + mi / 2)));
+      Ops::Mma(o[2 * j2], a, b[0], b[1]);
+      Ops::Mma(o[2 * j2 + 1], a, b[2], b[3]);
+    }
+  }
+}
+
 template <typename T, int D>
 __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAttentionArgs args) {
   using Cfg = PartialConfig<D>;
   using Ops = MmaOps<T>;
+  static_assert(Cfg::kTile == 64, "steps below assume 64-token tiles");
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
   constexpr int kVecs = Cfg::kVecs;
@@ -155,17 +247,40 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
       CpAsync16(SmemAddr(sq + Swz<D>(r, c)), src, valid);
     }
   }
+  // Each thread copies the same 16-byte column of rows r0, r0 + kRowStep, ...
+  constexpr int kRowStep = Cfg::kThreads / kVecs;
+  constexpr int kRowsPerThread = kTile / kRowStep;
+  const int col = tid % kVecs;
+  const int r0 = tid / kVecs;
+  const bool tile_in_one_chunk = tpc % kTile == 0;
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kTileElems;
     T* sv = sk + Cfg::kTileElems;
-    for (int i = tid; i < kTile * kVecs; i += Cfg::kThreads) {
-      const int r = i / kVecs, c = i % kVecs;
-      const int t = tile * kTile + r;
-      const bool valid = t < item.num_tokens;
-      const T* src = pages[0];
-      if (valid) src = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + c * 8;
-      CpAsync16(SmemAddr(sk + Swz<D>(r, c)), src, valid);
-      CpAsync16(SmemAddr(sv + Swz<D>(r, c)), valid ? src + v_offset : src, valid);
+    const int t0 = tile * kTile;
+    if (tile_in_one_chunk) {
+      const T* base = pages[t0 / tpc] + head_offset + static_cast<size_t>(t0 % tpc) * D + col * 8;
+#pragma unroll
+      for (int k = 0; k < kRowsPerThread; ++k) {
+        const int r = r0 + k * kRowStep;
+        const bool valid = t0 + r < item.num_tokens;
+        const T* src = base + (valid ? r * D : 0);
+        CpAsync16(SmemAddr(sk + Swz<D>(r, col)), src, valid);
+        CpAsync16(SmemAddr(sv + Swz<D>(r, col)), src + v_offset, valid);
+      }
+    } else {
+      const T* src[kRowsPerThread];
+#pragma unroll
+      for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
+        const int t = min(t0 + r0 + k * kRowStep, item.num_tokens - 1);
+        src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
+      }
+#pragma unroll
+      for (int k = 0; k < kRowsPerThread; ++k) {
+        const int r = r0 + k * kRowStep;
+        const bool valid = t0 + r < item.num_tokens;
+        CpAsync16(SmemAddr(sk + Swz<D>(r, col)), src[k], valid);
+        CpAsync16(SmemAddr(sv + Swz<D>(r, col)), src[k] + v_offset, valid);
+      }
     }
   };
 #pragma unroll
@@ -215,66 +330,19 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
     }
 
     const int tile_tokens = min(kTile, item.num_tokens - tile * kTile);
-    for (int sub = ts; sub < kTile / 16; sub += token_splits) {
-      const int tok0 = sub * 16;
-      if (tok0 >= tile_tokens) break;
-      float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-#pragma unroll
-      for (int k = 0; k < D / 16; ++k) {
-        uint32_t b[4];
-        const int mi = lane / 8;
-        Ldmatrix4(b, SmemAddr(sk + Swz<D>(tok0 + (mi / 2) * 8 + lane % 8, k * 2 + (mi % 2))));
-        Ops::Mma(s[0], qf[k], b[0], b[1]);
-        Ops::Mma(s[1], qf[k], b[2], b[3]);
+    if (token_splits == 4) {
+      // One 16-token step per warp and tile.
+      if (ts * 16 < tile_tokens) {
+        AttendStep<T, D, 1>(sk, sv, ts * 16, tile_tokens, args.scale_log2, qf, o, m0, m1, l0, l1);
       }
-      // Scale, mask, online softmax (rows g and g + 8).
-#pragma unroll
-      for (int n = 0; n < 2; ++n) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int tok = tok0 + n * 8 + t4 * 2 + (e & 1);
-          s[n][e] = tok < tile_tokens ? s[n][e] * args.scale_log2 : -INFINITY;
-        }
+    } else if (token_splits == 2) {
+      // One 32-token step per warp and tile.
+      if (ts * 32 < tile_tokens) {
+        AttendStep<T, D, 2>(sk, sv, ts * 32, tile_tokens, args.scale_log2, qf, o, m0, m1, l0, l1);
       }
-      float mx0 = fmaxf(fmaxf(s[0][0], s[0][1]), fmaxf(s[1][0], s[1][1]));
-      float mx1 = fmaxf(fmaxf(s[0][2], s[0][3]), fmaxf(s[1][2], s[1][3]));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-      mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-      mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-      const float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
-      const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
-      const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
-      const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
-      m0 = mn0;
-      m1 = mn1;
-      float p[2][4];
-#pragma unroll
-      for (int n = 0; n < 2; ++n) {
-        p[n][0] = exp2f(s[n][0] - base0);
-        p[n][1] = exp2f(s[n][1] - base0);
-        p[n][2] = exp2f(s[n][2] - base1);
-        p[n][3] = exp2f(s[n][3] - base1);
-      }
-      l0 = l0 * alpha0 + (p[0][0] + p[0][1] + p[1][0] + p[1][1]);
-      l1 = l1 * alpha1 + (p[0][2] + p[0][3] + p[1][2] + p[1][3]);
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        o[j][0] *= alpha0;
-        o[j][1] *= alpha0;
-        o[j][2] *= alpha1;
-        o[j][3] *= alpha1;
-      }
-      const uint32_t a[4] = {Ops::Pack(p[0][0], p[0][1]), Ops::Pack(p[0][2], p[0][3]),
-                             Ops::Pack(p[1][0], p[1][1]), Ops::Pack(p[1][2], p[1][3])};
-#pragma unroll
-      for (int j2 = 0; j2 < D / 16; ++j2) {
-        uint32_t b[4];
-        const int mi = lane / 8;
-        Ldmatrix4Trans(b, SmemAddr(sv + Swz<D>(tok0 + (mi % 2) * 8 + lane % 8, j2 * 2 + mi / 2)));
-        Ops::Mma(o[2 * j2], a, b[0], b[1]);
-        Ops::Mma(o[2 * j2 + 1], a, b[2], b[3]);
-      }
+    } else {
+      // The whole 64-token tile in one step: four independent score chains.
+      AttendStep<T, D, 4>(sk, sv, 0, tile_tokens, args.scale_log2, qf, o, m0, m1, l0, l1);
     }
     __syncthreads();  // the stage is refilled by the next iteration
   }

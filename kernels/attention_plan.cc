@@ -60,7 +60,15 @@ absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
     const int seq_begin = static_cast<int>(plan.seq_ids.size());
     plan.seq_ids.insert(plan.seq_ids.end(), r.seqs.begin(), r.seqs.end());
     const int rows = nseq * group;
-    const int pieces = CeilDiv(r.num_chunks, max_chunks);
+    // A piece writes rows x head_dim fp32 partial outputs per KV head and
+    // reads tokens x head_dim x 2 KV elements: keep pieces >= 4 x rows tokens
+    // so that partial states stay a small fraction of the bytes moved
+    // (unless the caller bounds the piece length).
+    int run_chunks = std::max(max_chunks, CeilDiv(int64_t{4} * rows, tpc));
+    if (plan_options.max_chunks_per_item > 0) {
+      run_chunks = std::min(run_chunks, plan_options.max_chunks_per_item);
+    }
+    const int pieces = CeilDiv(r.num_chunks, run_chunks);
     for (int p = 0; p < pieces; ++p) {
       const int c0 = static_cast<int>(int64_t{r.num_chunks} * p / pieces);
       const int c1 = static_cast<int>(int64_t{r.num_chunks} * (p + 1) / pieces);

@@ -18,7 +18,9 @@
 //  - relay: one explicit system prefix shared by the whole batch, plus each
 //    sequence's private context.
 // Long runs are split into chunk-aligned pieces so that the item count fills
-// the GPU (PlanOptions::target_blocks); both phases are items of one launch.
+// the GPU (PlanOptions::target_blocks), but a run shared by R query rows (per
+// KV head) is not cut below 4R tokens a piece, so that partial states stay
+// small next to the KV bytes; both phases are items of one launch.
 //
 // Plans are plain values; they own copies of the chunk pointers. Thread-safe
 // to read concurrently.

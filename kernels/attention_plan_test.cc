@@ -79,6 +79,29 @@ TEST(PlanTest, SplitsLongRunsAndTilesRows) {
   }
 }
 
+TEST(PlanTest, SharedPiecesAreLongComparedWithTheirRows) {
+  Batch b;
+  std::vector<int> prefix;
+  for (int i = 0; i < 64; ++i) prefix.push_back(i);
+  for (int s = 0; s < 32; ++s) {  // 32 seqs x group 4 = 128 rows per KV head
+    std::vector<int> ids = prefix;
+    ids.push_back(1000 + s);
+    b.Add(ids, 64 * 64 + 64);
+  }
+  auto plan = BuildPrefixTreePlan(Layout(), Options(), b.view(), PlanOptions{});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  int shared_items = 0;
+  for (const WorkItem& it : plan->items) {
+    if (it.num_seqs == 32) {
+      ++shared_items;
+      EXPECT_GE(it.num_tokens, 4 * 128);
+    } else {
+      EXPECT_EQ(it.num_tokens, 64);
+    }
+  }
+  EXPECT_EQ(shared_items, 8 * 2);  // 8 pieces x 2 row tiles
+}
+
 TEST(PlanTest, RejectsBadShapes) {
   Batch b;
   b.Add({0}, 10);

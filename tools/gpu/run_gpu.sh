@@ -7,7 +7,7 @@
 # On the GPU machine (repository root; PyTorch for the baselines):
 #   tools/gpu/run_gpu.sh run [OUTDIR]     # tests, then benchmark + PyTorch
 # Environment: CONFIGS (SHAPE:PREFIX:BATCH:PRIVATE,...), ITERS, SKIP_TESTS=1,
-# SKIP_BENCH=1, GTEST_FILTER.
+# SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -55,6 +55,23 @@ case "${1:-}" in
         --iters="${ITERS:-30}" --csv="$out/torch.csv" 2>&1 | tee "$out/torch.log" || rc=1
       python3 tools/bench/kernels/make_table.py "$out/ours.csv" "$out/torch.csv" \
         "$out/ours.csv.tree" | tee "$out/table.md"
+    fi
+    if [[ "${SKIP_NCU:-0}" != 1 ]]; then
+      # DRAM bytes and duration of each partial-attention launch (cold caches:
+      # ncu flushes them before every profiled kernel). In order: the config
+      # below (paged, prefix-aware, relay), then the tree workload (mha_fp16
+      # paged, prefix-aware; gqa_bf16 paged, prefix-aware).
+      ncu_bin="$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)"
+      if [[ -n "$ncu_bin" ]]; then
+        LD_LIBRARY_PATH="$libs" "$ncu_bin" --kernel-name regex:'PartialAttention|MergePartials' \
+          --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active \
+          ./.devbin/attention_bench --configs="${NCU_CONFIG:-gqa_bf16:4096:32:128}" --tree --profile \
+          > "$out/ncu.txt" 2>&1 || rc=1
+        grep -E "PartialAttention|MergePartials|gpu__time|dram__bytes|dram__throughput|hmma" "$out/ncu.txt" | \
+          sed -E 's/\(int, int, int\)//' | cut -c1-150 | tail -60
+      else
+        echo "ncu not found"
+      fi
     fi
     exit $rc
     ;;

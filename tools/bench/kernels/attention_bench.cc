@@ -10,6 +10,8 @@
 // prints the floors: unique KV bytes (prefix once + private contexts) and all
 // of the sequences' bytes (paged), over the device-to-device copy bandwidth
 // measured in the same run. --tree adds the DeFT-like tree workload.
+// --profile runs every plan once without timing (for Nsight Compute: the
+// partial-attention kernels then appear in order paged, prefix-aware, relay).
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -116,38 +118,65 @@ struct Copy {
   std::vector<const void*> ctx_chunks;   // relay contexts (CSR)
 };
 
-// Times RunAttention for plans rotated over copies; returns median us.
+bool g_profile = false;  // run each plan once, untimed (for ncu)
+
+// Times RunAttention for plans rotated over copies; returns us per run.
+// Each copy's launches are captured once in a CUDA graph; the time is the
+// median over 5 repetitions of `iters` back-to-back replays (rotating over the
+// copies) between two events, divided by iters.
 double TimePlans(const std::vector<AttentionPlan>& plans, const void* q, void* out,
                  int iters) {
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<void*> ws;
   std::vector<DevicePlan> dev;
   for (const AttentionPlan& p : plans) {
     void* w;
     const size_t bytes = kernels::PlanWorkspaceBytes(p);
     CHECK_CUDA(cudaMalloc(&w, bytes));
-    auto d = kernels::UploadPlan(p, w, bytes, nullptr);
+    auto d = kernels::UploadPlan(p, w, bytes, stream);
     CHECK_OK(d.status());
     ws.push_back(w);
     dev.push_back(*d);
+    CHECK_OK(kernels::RunAttention(*d, q, out, nullptr, stream));  // warm-up
+    if (g_profile) break;
   }
-  cudaEvent_t e0, e1;
-  CHECK_CUDA(cudaEventCreate(&e0));
-  CHECK_CUDA(cudaEventCreate(&e1));
-  std::vector<double> t;
-  for (int i = 0; i < iters + 3; ++i) {
-    const DevicePlan& d = dev[i % dev.size()];
-    CHECK_CUDA(cudaEventRecord(e0));
-    CHECK_OK(kernels::RunAttention(d, q, out, nullptr, nullptr));
-    CHECK_CUDA(cudaEventRecord(e1));
-    CHECK_CUDA(cudaEventSynchronize(e1));
-    float ms;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-    if (i >= 3) t.push_back(ms * 1e3);
+  CHECK_CUDA(cudaStreamSynchronize(stream));
+  double result = 0;
+  if (!g_profile) {
+    std::vector<cudaGraphExec_t> graphs;
+    for (const DevicePlan& d : dev) {
+      cudaGraph_t g;
+      CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      CHECK_OK(kernels::RunAttention(d, q, out, nullptr, stream));
+      CHECK_CUDA(cudaStreamEndCapture(stream, &g));
+      cudaGraphExec_t exec;
+      CHECK_CUDA(cudaGraphInstantiate(&exec, g, 0));
+      CHECK_CUDA(cudaGraphDestroy(g));
+      graphs.push_back(exec);
+    }
+    cudaEvent_t e0, e1;
+    CHECK_CUDA(cudaEventCreate(&e0));
+    CHECK_CUDA(cudaEventCreate(&e1));
+    for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphLaunch(g, stream));
+    std::vector<double> t;
+    for (int rep = 0; rep < 5; ++rep) {
+      CHECK_CUDA(cudaEventRecord(e0, stream));
+      for (int i = 0; i < iters; ++i) CHECK_CUDA(cudaGraphLaunch(graphs[i % graphs.size()], stream));
+      CHECK_CUDA(cudaEventRecord(e1, stream));
+      CHECK_CUDA(cudaEventSynchronize(e1));
+      float ms;
+      CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+      t.push_back(ms * 1e3 / iters);
+    }
+    result = Median(t);
+    CHECK_CUDA(cudaEventDestroy(e0));
+    CHECK_CUDA(cudaEventDestroy(e1));
+    for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphExecDestroy(g));
   }
-  CHECK_CUDA(cudaEventDestroy(e0));
-  CHECK_CUDA(cudaEventDestroy(e1));
+  CHECK_CUDA(cudaStreamDestroy(stream));
   for (void* w : ws) CHECK_CUDA(cudaFree(w));
-  return Median(t);
+  return result;
 }
 
 int CopiesFor(size_t bytes) {
@@ -315,6 +344,7 @@ int Main(int argc, char** argv) {
     else if (a.rfind("--csv=", 0) == 0) csv_path = a.substr(6);
     else if (a.rfind("--iters=", 0) == 0) iters = std::atoi(a.c_str() + 8);
     else if (a == "--tree") tree = true;
+    else if (a == "--profile") g_profile = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
