@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -112,6 +113,13 @@ class WorkerCore {
 
   std::vector<Op*> finished_ ABSL_GUARDED_BY(mu);
   std::atomic<bool> stop_{false};
+
+ public:
+  // Connection handshakes waiting for the peer's pong, by token.
+  absl::flat_hash_map<uint64_t, Op*> pings ABSL_GUARDED_BY(mu);
+  uint64_t next_ping_token ABSL_GUARDED_BY(mu) = 1;
+
+ private:
   std::thread progress_thread_;
 };
 
@@ -216,6 +224,17 @@ void OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
     error = absl::UnavailableError(error.message());
   }
   state->RecordFailure(std::move(error));
+  // A handshake in progress will get no pong.
+  WorkerCore& core = *state->core;
+  core.mu.AssertHeld();
+  for (auto it = core.pings.begin(); it != core.pings.end();) {
+    if (it->second->ep.get() == state) {
+      OnPhaseDone(it->second, status);
+      core.pings.erase(it++);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void OnCloseDone(void* request, ucs_status_t /*status*/, void* user_data) {
@@ -227,6 +246,62 @@ void OnCloseDone(void* request, ucs_status_t /*status*/, void* user_data) {
   }
   state->core->busy.fetch_sub(1, std::memory_order_acq_rel);
   ucp_request_free(request);
+}
+
+// Connection handshake over active messages: the client pings, the peer
+// pongs over its own endpoint back to the client. The pong travels the same
+// way as UCX's wire-up reply, so once it arrived both directions are fully
+// connected. (UCX 1.13 aborts a process whose wire-up reply is still queued
+// when the other side goes away; without the pong a client that connects and
+// leaves at once can trip that in its peer.)
+constexpr unsigned kPingId = 0x5354;  // "ST"
+constexpr unsigned kPongId = 0x5355;
+
+void FreeToken(void* request, ucs_status_t /*status*/, void* user_data) {
+  delete static_cast<uint64_t*>(user_data);
+  if (request != nullptr) ucp_request_free(request);
+}
+
+// Sends `token` as an active message; the payload lives until completion.
+ucs_status_t SendToken(ucp_ep_h ep, unsigned id, uint64_t token, bool want_reply) {
+  auto* payload = new uint64_t(token);
+  ucp_request_param_t param;
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
+                       UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = want_reply ? UCP_AM_SEND_FLAG_REPLY : 0;
+  param.cb.send = &FreeToken;
+  param.user_data = payload;
+  ucs_status_ptr_t request = ucp_am_send_nbx(ep, id, nullptr, 0, payload, sizeof(*payload), &param);
+  if (UCS_PTR_IS_PTR(request)) return UCS_INPROGRESS;
+  delete payload;
+  return UCS_PTR_STATUS(request);
+}
+
+ucs_status_t OnPing(void* /*arg*/, const void* /*header*/, size_t /*header_length*/,
+                    void* data, size_t length, const ucp_am_recv_param_t* param) {
+  uint64_t token;
+  if (length != sizeof(token) || !(param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP)) {
+    return UCS_OK;  // not ours to answer
+  }
+  std::memcpy(&token, data, sizeof(token));
+  SendToken(param->reply_ep, kPongId, token, /*want_reply=*/false);
+  return UCS_OK;
+}
+
+ucs_status_t OnPong(void* arg, const void* /*header*/, size_t /*header_length*/, void* data,
+                    size_t length, const ucp_am_recv_param_t* /*param*/) {
+  auto* core = static_cast<WorkerCore*>(arg);
+  uint64_t token;
+  if (length != sizeof(token)) return UCS_OK;
+  std::memcpy(&token, data, sizeof(token));
+  core->mu.AssertHeld();
+  auto it = core->pings.find(token);
+  if (it != core->pings.end()) {
+    Op* op = it->second;
+    core->pings.erase(it);
+    OnPhaseDone(op, UCS_OK);
+  }
+  return UCS_OK;
 }
 
 // --- RegisteredMemory / RemoteMemory ----------------------------------------
@@ -334,31 +409,24 @@ class EndpointImpl final : public Endpoint {
                 remote, remote_addr, std::move(done));
   }
 
-  // Completes UCX's wire-up with the peer (a flush of the new endpoint), so
-  // that Connect reports an unreachable peer and no peer is left answering
-  // the wire-up of a client that already went away. Unavailable on failure
-  // or at `deadline`.
+  // Completes the connection with a ping/pong round trip (see kPingId), so
+  // that Connect reports an unreachable peer. Unavailable on failure or at
+  // `deadline`.
   absl::Status Handshake(absl::Time deadline) {
     WorkerCore& core = *state_->core;
-    auto* op = new Op{state_, nullptr, 1};
     {
       absl::MutexLock lock(&core.mu);
-      ucp_request_param_t param;
-      param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
-      param.cb.send = &OnRequestDone;
-      param.user_data = op;
-      ucs_status_ptr_t request = ucp_ep_flush_nbx(state_->ep, &param);
-      if (UCS_PTR_IS_ERR(request)) {
-        delete op;
-        return absl::UnavailableError(
-            FromUcsStatus(UCS_PTR_STATUS(request), "connecting to peer").message());
+      const uint64_t token = core.next_ping_token++;
+      ucs_status_t sent = SendToken(state_->ep, kPingId, token, /*want_reply=*/true);
+      if (UCS_STATUS_IS_ERR(sent)) {
+        return absl::UnavailableError(FromUcsStatus(sent, "connecting to peer").message());
       }
+      core.pings[token] = new Op{state_, nullptr, 1};
       {
         absl::MutexLock ep_lock(&state_->mu);
         ++state_->in_flight;
       }
       core.NoteBusy();
-      if (request == nullptr) OnPhaseDone(op, UCS_OK);
     }
     if (!WaitIdle(deadline)) {
       CloseAndDrain();
@@ -485,6 +553,14 @@ class EndpointImpl final : public Endpoint {
     WorkerCore& core = *state_->core;
     {
       absl::MutexLock lock(&core.mu);
+      for (auto it = core.pings.begin(); it != core.pings.end();) {
+        if (it->second->ep == state_) {
+          OnPhaseDone(it->second, UCS_ERR_CANCELED);
+          core.pings.erase(it++);
+        } else {
+          ++it;
+        }
+      }
       if (state_->ep != nullptr) {
         ucp_request_param_t param;
         param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
@@ -659,9 +735,19 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
     ucs_status_t status = ucp_config_modify(config, "MM_ERROR_HANDLING", "y");
     (void)status;  // a UCX without the setting: nothing to enable
   }
+  if (std::getenv("UCX_KEEPALIVE_INTERVAL") == nullptr &&
+      options.keepalive_interval > absl::ZeroDuration()) {
+    const std::string interval =
+        absl::StrCat(absl::ToInt64Microseconds(options.keepalive_interval), "us");
+    if (ucp_config_modify(config, "KEEPALIVE_INTERVAL", interval.c_str()) != UCS_OK) {
+      ucp_config_release(config);
+      return absl::InvalidArgumentError(
+          absl::StrCat("UCX rejected keepalive interval ", interval));
+    }
+  }
   ucp_params_t params;
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
-  params.features = UCP_FEATURE_RMA | UCP_FEATURE_WAKEUP;
+  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
   params.name = "strata";
   ucs_status_t status = ucp_init(&params, config, &core->context);
   ucp_config_release(config);
@@ -682,6 +768,17 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   if (status != UCS_OK) {
     core->worker = nullptr;
     return FromUcsStatus(status, "creating UCX worker");
+  }
+
+  for (auto [id, callback] : {std::pair{kPingId, &OnPing}, std::pair{kPongId, &OnPong}}) {
+    ucp_am_handler_param_t handler;
+    handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
+                         UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    handler.id = id;
+    handler.cb = callback;
+    handler.arg = core.get();
+    RETURN_IF_ERROR(FromUcsStatus(ucp_worker_set_am_recv_handler(core->worker, &handler),
+                                  "installing handshake handlers"));
   }
 
   ucp_address_t* address = nullptr;

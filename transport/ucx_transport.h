@@ -54,6 +54,11 @@ struct UcxOptions {
   // Connect() completes UCX's wire-up with the peer before returning and
   // gives up (Unavailable) after this long.
   absl::Duration connect_timeout = absl::Seconds(10);
+  // How often UCX probes peers that give no other sign of failure (a killed
+  // process behind shared memory): the bound on detecting a dead peer there.
+  // UCX's default is 20 s; the UCX_KEEPALIVE_INTERVAL environment variable,
+  // when set, wins.
+  absl::Duration keepalive_interval = absl::Seconds(1);
 };
 
 // A local region registered with UCX so that peers can reach it with
