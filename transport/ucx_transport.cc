@@ -172,7 +172,7 @@ void WorkerCore::ProgressLoop() {
   // of operations and multi-step UCX protocols then see no wake-up latency.
   constexpr absl::Duration kLinger = absl::Microseconds(200);
   // Upper bound on a sleep, in case a transport does not signal the event fd.
-  constexpr int kMaxSleepMs = 5;
+  constexpr int kMaxSleepMs = 1;
   absl::Time last_activity = absl::Now();
   while (!stop_.load(std::memory_order_acquire)) {
     if (ProgressOnce() > 0) {
