@@ -60,11 +60,13 @@ absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
     const int seq_begin = static_cast<int>(plan.seq_ids.size());
     plan.seq_ids.insert(plan.seq_ids.end(), r.seqs.begin(), r.seqs.end());
     const int rows = nseq * group;
-    // A piece writes rows x head_dim fp32 partial outputs per KV head and
-    // reads tokens x head_dim x 2 KV elements: keep pieces >= 4 x rows tokens
-    // so that partial states stay a small fraction of the bytes moved
-    // (unless the caller bounds the piece length).
-    int run_chunks = std::max(max_chunks, CeilDiv(int64_t{4} * rows, tpc));
+    // A piece writes rows x head_dim fp32 partial outputs per KV head (read
+    // again by the merge) and reads tokens x head_dim x 2 KV elements: keep
+    // pieces long next to their rows so that partial states stay a small
+    // fraction of the bytes moved (unless the caller bounds the length).
+    int run_chunks = std::max(
+        max_chunks,
+        CeilDiv(int64_t{plan_options.min_piece_tokens_per_row} * rows, tpc));
     if (plan_options.max_chunks_per_item > 0) {
       run_chunks = std::min(run_chunks, plan_options.max_chunks_per_item);
     }

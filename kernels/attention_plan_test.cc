@@ -88,7 +88,10 @@ TEST(PlanTest, SharedPiecesAreLongComparedWithTheirRows) {
     ids.push_back(1000 + s);
     b.Add(ids, 64 * 64 + 64);
   }
-  auto plan = BuildPrefixTreePlan(Layout(), Options(), b.view(), PlanOptions{});
+  PlanOptions po;
+  po.min_piece_tokens_per_row = 4;
+  po.target_blocks = 132 * 4;
+  auto plan = BuildPrefixTreePlan(Layout(), Options(), b.view(), po);
   ASSERT_TRUE(plan.ok()) << plan.status();
   int shared_items = 0;
   for (const WorkItem& it : plan->items) {

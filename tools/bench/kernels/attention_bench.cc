@@ -1,7 +1,8 @@
 // Benchmark of Strata's decode attention kernels on shared-prefix batches.
 //
 //   attention_bench [--configs=SHAPE:PREFIX:BATCH:PRIVATE,...] [--tree]
-//                   [--iters=N] [--csv=PATH]
+//                   [--iters=N] [--csv=PATH] [--profile]
+//                   [--target-blocks=N] [--rows-factor=F]  (PlanOptions)
 // SHAPE is mha_fp16 (32 q / 32 kv heads, d128, fp16) or gqa_bf16 (32 q / 8 kv
 // heads, d128, bf16). For each config: every sequence = the shared prefix's
 // chunks ++ its own private chunks (64 tokens per chunk); times our paged,
@@ -119,6 +120,7 @@ struct Copy {
 };
 
 bool g_profile = false;  // run each plan once, untimed (for ncu)
+PlanOptions g_plan_options;
 
 // Times RunAttention for plans rotated over copies; returns us per run.
 // Each copy's launches are captured once in a CUDA graph; the time is the
@@ -220,9 +222,9 @@ void RunPrefixConfig(const Shape& sh, int prefix, int batch, int priv, int iters
     }
     const PagedBatch pb{cp.chunks, offsets, lengths};
     const PagedBatch ctx{cp.ctx_chunks, ctx_offsets, ctx_lengths};
-    auto p1 = kernels::BuildPagedPlan(L, sh.options, pb, PlanOptions{});
-    auto p2 = kernels::BuildPrefixTreePlan(L, sh.options, pb, PlanOptions{});
-    auto p3 = kernels::BuildRelayPlan(L, sh.options, cp.prefix, prefix, ctx, PlanOptions{});
+    auto p1 = kernels::BuildPagedPlan(L, sh.options, pb, g_plan_options);
+    auto p2 = kernels::BuildPrefixTreePlan(L, sh.options, pb, g_plan_options);
+    auto p3 = kernels::BuildRelayPlan(L, sh.options, cp.prefix, prefix, ctx, g_plan_options);
     CHECK_OK(p1.status());
     CHECK_OK(p2.status());
     CHECK_OK(p3.status());
@@ -292,8 +294,8 @@ void RunTree(const Shape& sh, int iters, double bw, FILE* csv) {
       }
     }
     const PagedBatch pb{tables[c], offsets, lengths};
-    auto p1 = kernels::BuildPagedPlan(L, sh.options, pb, PlanOptions{});
-    auto p2 = kernels::BuildPrefixTreePlan(L, sh.options, pb, PlanOptions{});
+    auto p1 = kernels::BuildPagedPlan(L, sh.options, pb, g_plan_options);
+    auto p2 = kernels::BuildPrefixTreePlan(L, sh.options, pb, g_plan_options);
     CHECK_OK(p1.status());
     CHECK_OK(p2.status());
     paged.push_back(std::move(*p1));
@@ -345,6 +347,8 @@ int Main(int argc, char** argv) {
     else if (a.rfind("--iters=", 0) == 0) iters = std::atoi(a.c_str() + 8);
     else if (a == "--tree") tree = true;
     else if (a == "--profile") g_profile = true;
+    else if (a.rfind("--target-blocks=", 0) == 0) g_plan_options.target_blocks = std::atoi(a.c_str() + 16);
+    else if (a.rfind("--rows-factor=", 0) == 0) g_plan_options.min_piece_tokens_per_row = std::atoi(a.c_str() + 14);
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
       return 2;
@@ -353,8 +357,10 @@ int Main(int argc, char** argv) {
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
   const double bw = MeasureCopyBandwidth();
-  std::printf("device %s, %d SMs; device-to-device copy %.0f GB/s (read + write)\n", prop.name,
-              prop.multiProcessorCount, bw / 1e9);
+  std::printf("device %s, %d SMs; device-to-device copy %.0f GB/s (read + write); "
+              "plan: target_blocks %d, min_piece_tokens_per_row %d\n",
+              prop.name, prop.multiProcessorCount, bw / 1e9, g_plan_options.target_blocks,
+              g_plan_options.min_piece_tokens_per_row);
   FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
   if (csv != nullptr) {
     std::fprintf(csv, "shape,prefix,batch,private,paged_us,prefix_aware_us,relay_us,"
