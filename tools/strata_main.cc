@@ -5,7 +5,14 @@
 //   strata local [flags]   run a store node's engine in this process (DRAM
 //                          pool + RocksDB directory) under a multi-turn
 //                          conversation workload, verifying every byte read
+//   strata put FILE...     store files as keyed chunks on a node
+//   strata get ... --out F load chunks (of files or keys) back, verifying
+//   strata lookup ...      per-key tier and cached prefix of files or keys
+//   strata stats           a node's counters
+//   strata bench [flags]   load generator: N clients, get/put mix, latency
 //   strata help            this text
+//
+// The subcommands that talk to a node live in tools/cli/commands*.
 //
 // `strata <command> --help` lists a command's flags.
 #include <pthread.h>
@@ -26,6 +33,7 @@
 #include "store/common/key_chain.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tools/cli/commands.h"
 #include "tools/cli/flags.h"
 
 namespace strata {
@@ -362,7 +370,14 @@ constexpr char kUsage[] =
     "  serve   run a store node (gRPC + UCX, DRAM + RocksDB)\n"
     "  local   run a store engine in this process (DRAM + RocksDB) under a\n"
     "          multi-turn conversation workload, verifying every byte read\n"
+    "  put     store files on a node as chunks of a namespace; prints the keys\n"
+    "  get     load chunks of files (or of keys) from a node into --out, verifying\n"
+    "  lookup  per-key tier and the cached prefix of files or keys\n"
+    "  stats   print a node's counters\n"
+    "  bench   load generator: N clients, get/put mix, throughput and latency\n"
     "  help    show this text\n\n"
+    "Commands that talk to a node connect to --server (default 127.0.0.1:7400).\n"
+    "Exit status: 0 success, 1 failure, 2 usage error.\n"
     "`strata <command> --help` lists the command's flags.\n";
 
 }  // namespace
@@ -377,6 +392,11 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (std::strcmp(argv[1], "serve") == 0) return strata::Serve(args);
   if (std::strcmp(argv[1], "local") == 0) return strata::Local(args);
+  if (std::strcmp(argv[1], "put") == 0) return strata::cli::PutCommand(args);
+  if (std::strcmp(argv[1], "get") == 0) return strata::cli::GetCommand(args);
+  if (std::strcmp(argv[1], "lookup") == 0) return strata::cli::LookupCommand(args);
+  if (std::strcmp(argv[1], "stats") == 0) return strata::cli::StatsCommand(args);
+  if (std::strcmp(argv[1], "bench") == 0) return strata::cli::BenchCommand(args);
   std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", argv[1], strata::kUsage);
   return 2;
 }

@@ -1,0 +1,403 @@
+// strata bench: a load generator against a store node.
+//
+// N client threads, each with its own Client (its own gRPC channel and UCX
+// endpoint), run a get/put mix for a fixed time after a warm-up. Gets load
+// one random chunk of a prefilled working set and verify every byte; puts
+// save one chunk. Latencies are exact per-operation samples.
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "store/common/key_chain.h"
+#include "tools/cli/commands.h"
+#include "tools/cli/common.h"
+
+namespace strata::cli {
+namespace {
+
+std::atomic<bool> g_interrupted{false};
+void OnInterrupt(int) { g_interrupted.store(true); }
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// The first 40 bytes of every chunk: its index and its key; the rest is a
+// shared random pattern. A get checks both, so a chunk served under the wrong
+// key or with any byte changed is caught (the client checks the checksum too).
+constexpr size_t kHeaderBytes = 8 + ChunkKey::kSize;
+
+void WriteHeader(uint64_t index, const ChunkKey& key, std::byte* chunk) {
+  std::memcpy(chunk, &index, 8);
+  std::memcpy(chunk + 8, key.bytes.data(), ChunkKey::kSize);
+}
+
+struct Config {
+  int64_t clients = 4;
+  Bytes chunk_bytes{1 << 20};
+  int64_t slices = 1;
+  double get_ratio = 0.5;
+  absl::Duration duration = absl::Seconds(10);
+  absl::Duration warmup = absl::Seconds(1);
+  int64_t keys = 0;
+  std::string put_keys = "distinct";
+  int64_t seed = 1;
+  bool progress = true;
+};
+
+// Shared by every worker; constant once the workers start, except the atomics.
+struct Shared {
+  Config config;
+  std::vector<ChunkKey> working_set;
+  std::vector<std::byte> pattern;
+  ChunkKey root;
+  uint64_t nonce = 0;  // makes distinct put keys unique per run
+  std::atomic<int64_t> measure_start{0};
+  std::atomic<int64_t> measure_end{0};
+};
+
+struct Worker {
+  int id = 0;
+  std::unique_ptr<client::Client> client;
+  client::Namespace ns;
+  std::thread thread;
+  // Measured samples, nanoseconds.
+  std::vector<int64_t> get_ns, put_ns, first_slice_ns;
+  uint64_t get_misses = 0, get_errors = 0, corrupt = 0, put_errors = 0;
+  std::string first_error;
+  std::atomic<uint64_t> gets{0}, puts{0};  // every phase, for progress lines
+  absl::Status prefill_status;
+
+  void Error(const std::string& what, const absl::Status& s) {
+    if (first_error.empty()) first_error = absl::StrCat(what, ": ", StatusText(s));
+  }
+};
+
+absl::Status SaveOne(Worker& w, const ChunkKey& key, std::span<const std::byte> src) {
+  auto t = w.client->Save(w.ns, std::span<const ChunkKey>(&key, 1), src);
+  return t.ok() ? (*t)->Wait() : t.status();
+}
+
+void Prefill(Worker& w, Shared& sh, std::vector<std::byte>& buf) {
+  const size_t n = sh.working_set.size();
+  for (size_t i = w.id; i < n && !g_interrupted.load(); i += sh.config.clients) {
+    WriteHeader(i, sh.working_set[i], buf.data());
+    absl::Status s = SaveOne(w, sh.working_set[i], buf);
+    if (!s.ok()) {
+      w.prefill_status = absl::Status(s.code(), absl::StrCat("prefill of chunk ", i, ": ",
+                                                             std::string(s.message())));
+      return;
+    }
+  }
+}
+
+void Run(Worker& w, Shared& sh) {
+  const Config& c = sh.config;
+  const uint64_t chunk = c.chunk_bytes.value;
+  std::vector<std::byte> src(sh.pattern), dest(chunk);
+  std::mt19937_64 rng(static_cast<uint64_t>(c.seed) * 1000003 + w.id);
+  std::uniform_real_distribution<double> coin(0, 1);
+  uint32_t counter = 0;
+  while (!g_interrupted.load()) {
+    const int64_t t0 = NowNs();
+    if (t0 >= sh.measure_end.load()) break;
+    const bool is_get = coin(rng) < c.get_ratio;
+    int64_t first_slice = 0;
+    absl::Status status;
+    if (is_get) {
+      const size_t i = rng() % sh.working_set.size();
+      const ChunkKey& key = sh.working_set[i];
+      auto t = w.client->Load(w.ns, std::span<const ChunkKey>(&key, 1), dest);
+      if (t.ok() && c.slices > 1 && (*t)->WaitLayer(0).ok()) first_slice = NowNs() - t0;
+      status = t.ok() ? (*t)->Wait() : t.status();
+      if (status.ok()) {
+        uint8_t header[kHeaderBytes];
+        WriteHeader(i, key, reinterpret_cast<std::byte*>(header));
+        if (std::memcmp(dest.data(), header, kHeaderBytes) != 0 ||
+            std::memcmp(dest.data() + kHeaderBytes, sh.pattern.data() + kHeaderBytes,
+                        chunk - kHeaderBytes) != 0) {
+          ++w.corrupt;
+          w.Error(absl::StrCat("get of chunk ", i), absl::DataLossError("bytes differ from the expected pattern"));
+        }
+      } else if (status.code() == absl::StatusCode::kNotFound) {
+        ++w.get_misses;  // evicted by the puts of a mixed run
+      } else {
+        ++w.get_errors;
+        w.Error(absl::StrCat("get of chunk ", i), status);
+      }
+    } else {
+      ChunkKey key;
+      uint64_t index;
+      if (c.put_keys == "repeat") {
+        index = rng() % sh.working_set.size();
+        key = sh.working_set[index];
+      } else {
+        const uint32_t tokens[] = {static_cast<uint32_t>(sh.nonce), static_cast<uint32_t>(sh.nonce >> 32),
+                                   static_cast<uint32_t>(w.id), counter++, 1};
+        key = KeyChain::Next(sh.root, tokens);
+        index = (uint64_t{1} << 63) | (uint64_t(w.id) << 32) | (counter - 1);
+      }
+      WriteHeader(index, key, src.data());
+      status = SaveOne(w, key, src);
+      if (!status.ok()) {
+        ++w.put_errors;
+        w.Error("put", status);
+      }
+    }
+    const int64_t t1 = NowNs();
+    (is_get ? w.gets : w.puts).fetch_add(1, std::memory_order_relaxed);
+    if (status.ok() && t0 >= sh.measure_start.load() && t1 <= sh.measure_end.load()) {
+      (is_get ? w.get_ns : w.put_ns).push_back(t1 - t0);
+      if (first_slice > 0) w.first_slice_ns.push_back(first_slice);
+    }
+  }
+}
+
+// Nearest-rank percentile of sorted samples.
+double PercentileMs(const std::vector<int64_t>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = static_cast<size_t>(std::ceil(p * sorted.size()));
+  rank = std::clamp<size_t>(rank, 1, sorted.size());
+  return sorted[rank - 1] / 1e6;
+}
+
+void PrintRow(const char* name, std::vector<int64_t> samples, double seconds, uint64_t bytes_per_op) {
+  std::sort(samples.begin(), samples.end());
+  const double ops = samples.size() / seconds;
+  std::printf("%-12s %9zu %10.1f %8.3f %9.3f %9.3f %9.3f %9.3f\n", name, samples.size(), ops,
+              ops * bytes_per_op / 1e9, PercentileMs(samples, 0.5), PercentileMs(samples, 0.99),
+              PercentileMs(samples, 0.999), samples.empty() ? 0.0 : samples.back() / 1e6);
+}
+
+}  // namespace
+
+int BenchCommand(const std::vector<std::string>& args) {
+  ConnectFlags cf;
+  Shared sh;
+  Config& c = sh.config;
+  FlagSet flags(
+      "strata bench [flags]\n\n"
+      "Load generator: --clients threads, each with its own client (gRPC channel and\n"
+      "UCX endpoint), run a mix of gets (fraction --get_ratio) and puts of single\n"
+      "chunks of --chunk_bytes for --duration after --warmup. The namespace is\n"
+      "model strata-bench, --slices layers, 1 KV head, head_dim 64, fp16, so a chunk\n"
+      "is exactly --chunk_bytes (tokens per chunk = chunk_bytes / 256 / slices).\n"
+      "Before the run, --keys chunks (the working set) are stored. A get loads a\n"
+      "random working-set chunk; the client verifies its checksum and bench compares\n"
+      "every byte with the expected content (key header + shared pattern). A put\n"
+      "stores a never-used key (--put_keys distinct: every put moves its bytes) or a\n"
+      "random working-set key (repeat: already stored, an idempotent success that\n"
+      "moves no bytes; the node's counters tell how many were new).\n"
+      "Latency percentiles are nearest-rank over exact per-operation samples (no\n"
+      "histogram). With --slices > 1, gets also report the time until layer 0's\n"
+      "slice (chunk_bytes / slices) has arrived. Ctrl-C stops early and still prints\n"
+      "the summary. Exit 1 on any error or mismatch.");
+  cf.Register(&flags);
+  flags.Add("clients", "concurrent clients (threads, one Client each)", &c.clients);
+  flags.Add("chunk_bytes", "chunk size; a multiple of 256 x --slices", &c.chunk_bytes);
+  flags.Add("slices", "layers per chunk (one slice each)", &c.slices);
+  flags.Add("get_ratio", "fraction of operations that are gets, 0..1", &c.get_ratio);
+  flags.Add("duration", "measured time", &c.duration);
+  flags.Add("warmup", "unmeasured time before it", &c.warmup);
+  flags.Add("keys", "working-set chunks (0: 256MiB worth, at least 4 per client, at most 1024)",
+            &c.keys);
+  flags.Add("put_keys", "distinct or repeat (see above)", &c.put_keys);
+  flags.Add("seed", "seed of the pattern and the key choice", &c.seed);
+  flags.Add("progress", "print a line each second during runs longer than 3 s", &c.progress);
+  std::vector<std::string> positional;
+  if (int rc = ParseOrExit("bench", flags, args, &positional); rc >= 0) return rc;
+  std::string bad;
+  const uint64_t chunk = c.chunk_bytes.value;
+  if (!positional.empty()) bad = "no positional arguments are taken";
+  else if (c.clients < 1 || c.clients > 256) bad = "--clients must be 1..256";
+  else if (c.slices < 1 || c.slices > 1024) bad = "--slices must be 1..1024";
+  else if (chunk == 0 || chunk % (256 * c.slices) != 0)
+    bad = absl::StrCat("--chunk_bytes=", chunk, " is not a multiple of 256 x --slices (",
+                       256 * c.slices, ")");
+  else if (chunk / 256 / c.slices > NamespaceSpec::kMaxTokensPerChunk)
+    bad = absl::StrCat("--chunk_bytes: at most ", FormatBytes(256ull * 65536 * c.slices),
+                       " with --slices=", c.slices);
+  else if (!(c.get_ratio >= 0 && c.get_ratio <= 1)) bad = "--get_ratio must be within 0..1";
+  else if (c.duration <= absl::ZeroDuration() || c.warmup < absl::ZeroDuration())
+    bad = "--duration must be positive and --warmup not negative";
+  else if (c.keys < 0) bad = "--keys must not be negative";
+  else if (c.put_keys != "distinct" && c.put_keys != "repeat")
+    bad = "--put_keys must be distinct or repeat";
+  if (!bad.empty()) {
+    std::fprintf(stderr, "strata bench: %s (see --help)\n", bad.c_str());
+    return kExitUsage;
+  }
+
+  NamespaceSpec spec;
+  spec.model_id = "strata-bench";
+  spec.num_layers = static_cast<uint32_t>(c.slices);
+  spec.num_kv_heads = 1;
+  spec.head_dim = 64;
+  spec.dtype = DType::kFloat16;
+  spec.tokens_per_chunk = static_cast<uint32_t>(chunk / 256 / c.slices);
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int64_t i = 0; i < c.clients; ++i) {
+    auto session = OpenSession("bench", cf, spec, "bench");
+    if (session == nullptr) return kExitFailure;
+    auto w = std::make_unique<Worker>();
+    w->id = static_cast<int>(i);
+    w->client = std::move(session->client);
+    w->ns = std::move(session->ns);
+    workers.push_back(std::move(w));
+  }
+  client::Client& first = *workers[0]->client;
+  const uint64_t dram = first.node().dram_bytes;
+  int64_t keys = c.keys;
+  if (keys == 0) {
+    keys = std::clamp<int64_t>((256ll << 20) / chunk, 4 * c.clients, 1024);
+    keys = std::max<int64_t>(1, std::min<int64_t>(keys, dram / 2 / chunk));
+  }
+  if (static_cast<uint64_t>(keys) * chunk > dram) {
+    std::fprintf(stderr, "strata bench: warning: the working set (%s) exceeds the node's DRAM (%s)\n",
+                 FormatBytes(keys * chunk).c_str(), FormatBytes(dram).c_str());
+  }
+  sh.root = workers[0]->ns.chain->root();
+  sh.nonce = std::random_device()() | (uint64_t{std::random_device()()} << 32);
+  for (int64_t i = 0; i < keys; ++i) {
+    const uint32_t tokens[] = {static_cast<uint32_t>(c.seed), static_cast<uint32_t>(c.seed >> 32),
+                               static_cast<uint32_t>(i), 0};
+    sh.working_set.push_back(KeyChain::Next(sh.root, tokens));
+  }
+  sh.pattern.resize(chunk);
+  std::mt19937_64 pattern_rng(c.seed);
+  for (size_t i = 0; i + 8 <= chunk; i += 8) {
+    const uint64_t v = pattern_rng();
+    std::memcpy(sh.pattern.data() + i, &v, 8);
+  }
+
+  struct sigaction sa{};
+  sa.sa_handler = OnInterrupt;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  std::printf("strata bench: %lld clients -> %s (node %s), UCX %s; chunk %s in %lld slice(s); "
+              "get_ratio %.2f; puts %s; working set %lld chunks (%s)\n",
+              static_cast<long long>(c.clients), cf.server.c_str(), first.node().node_id.c_str(),
+              cf.ucx_transports.empty() ? "default transports" : cf.ucx_transports.c_str(),
+              FormatBytes(chunk).c_str(), static_cast<long long>(c.slices), c.get_ratio,
+              c.put_keys.c_str(), static_cast<long long>(keys), FormatBytes(keys * chunk).c_str());
+  std::fflush(stdout);
+  const int64_t prefill_start = NowNs();
+  {
+    std::vector<std::thread> threads;
+    for (auto& w : workers) {
+      threads.emplace_back([&sh, w = w.get()] {
+        std::vector<std::byte> buf(sh.pattern);
+        Prefill(*w, sh, buf);
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  for (auto& w : workers) {
+    if (!w->prefill_status.ok()) {
+      std::fprintf(stderr, "strata bench: %s\n", StatusText(w->prefill_status).c_str());
+      return kExitFailure;
+    }
+  }
+  const double prefill_s = (NowNs() - prefill_start) / 1e9;
+  std::printf("prefill: %lld chunks in %.2f s\n", static_cast<long long>(keys), prefill_s);
+  auto before = first.Stats();
+
+  const int64_t start = NowNs();
+  sh.measure_start = start + absl::ToInt64Nanoseconds(c.warmup);
+  sh.measure_end = sh.measure_start.load() + absl::ToInt64Nanoseconds(c.duration);
+  for (auto& w : workers) w->thread = std::thread([&sh, w = w.get()] { Run(*w, sh); });
+  const bool progress = c.progress && c.warmup + c.duration > absl::Seconds(3);
+  uint64_t last_gets = 0, last_puts = 0;
+  int64_t next_report = start + 1'000'000'000;
+  while (!g_interrupted.load() && NowNs() < sh.measure_end.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (progress && NowNs() >= next_report) {
+      uint64_t gets = 0, puts = 0;
+      for (auto& w : workers) {
+        gets += w->gets.load(std::memory_order_relaxed);
+        puts += w->puts.load(std::memory_order_relaxed);
+      }
+      std::printf("  [%3.0f s%s] gets %8.1f/s  puts %8.1f/s  %.3f GB/s\n",
+                  (next_report - start) / 1e9, next_report <= sh.measure_start ? ", warm-up" : "",
+                  static_cast<double>(gets - last_gets), static_cast<double>(puts - last_puts),
+                  (gets - last_gets + puts - last_puts) * static_cast<double>(chunk) / 1e9);
+      std::fflush(stdout);
+      last_gets = gets;
+      last_puts = puts;
+      next_report += 1'000'000'000;
+    }
+  }
+  const bool interrupted = g_interrupted.load();
+  if (interrupted) sh.measure_end = std::min<int64_t>(sh.measure_end.load(), NowNs());
+  for (auto& w : workers) w->thread.join();
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+
+  const double seconds = (sh.measure_end.load() - sh.measure_start.load()) / 1e9;
+  std::vector<int64_t> get_ns, put_ns, slice_ns;
+  uint64_t misses = 0, get_errors = 0, corrupt = 0, put_errors = 0;
+  for (auto& w : workers) {
+    get_ns.insert(get_ns.end(), w->get_ns.begin(), w->get_ns.end());
+    put_ns.insert(put_ns.end(), w->put_ns.begin(), w->put_ns.end());
+    slice_ns.insert(slice_ns.end(), w->first_slice_ns.begin(), w->first_slice_ns.end());
+    misses += w->get_misses;
+    get_errors += w->get_errors;
+    corrupt += w->corrupt;
+    put_errors += w->put_errors;
+    if (!w->first_error.empty()) {
+      std::fprintf(stderr, "client %d: first error: %s\n", w->id, w->first_error.c_str());
+    }
+  }
+  if (interrupted) std::printf("interrupted: summary of what ran\n");
+  if (seconds <= 0) {
+    std::printf("nothing measured (stopped during the warm-up)\n");
+    return get_errors + put_errors + corrupt == 0 ? kExitOk : kExitFailure;
+  }
+  std::printf("\nmeasured %.2f s after %s warm-up; latency: nearest-rank percentiles of exact "
+              "per-op samples, ms\n",
+              seconds, absl::FormatDuration(c.warmup).c_str());
+  std::printf("%-12s %9s %10s %8s %9s %9s %9s %9s\n", "op", "count", "ops/s", "GB/s", "p50",
+              "p99", "p999", "max");
+  if (!get_ns.empty() || c.get_ratio > 0) PrintRow("get", get_ns, seconds, chunk);
+  if (!slice_ns.empty()) {
+    PrintRow("get slice0", slice_ns, seconds, chunk / c.slices);
+  }
+  if (!put_ns.empty() || c.get_ratio < 1) PrintRow("put", put_ns, seconds, chunk);
+  std::vector<int64_t> all(get_ns);
+  all.insert(all.end(), put_ns.begin(), put_ns.end());
+  PrintRow("all", all, seconds, chunk);
+  if (!slice_ns.empty()) {
+    std::printf("(get slice0: time until layer 0 (%s) of the chunk arrived; GB/s counts that slice)\n",
+                FormatBytes(chunk / c.slices).c_str());
+  }
+  std::printf("gets: %zu verified byte for byte, %llu misses (evicted), %llu corrupt, %llu errors\n",
+              get_ns.size(), static_cast<unsigned long long>(misses),
+              static_cast<unsigned long long>(corrupt), static_cast<unsigned long long>(get_errors));
+  auto after = first.Stats();
+  if (before.ok() && after.ok()) {
+    auto delta = [&](const char* k) { return (*after)[k] - (*before)[k]; };
+    std::printf("puts: %llu errors; node counters over warm-up + run: %llu stored new, "
+                "%llu already present\n",
+                static_cast<unsigned long long>(put_errors),
+                static_cast<unsigned long long>(delta("puts_committed")),
+                static_cast<unsigned long long>(delta("puts_already_present")));
+  }
+  return get_errors + put_errors + corrupt == 0 ? kExitOk : kExitFailure;
+}
+
+}  // namespace strata::cli
