@@ -11,12 +11,18 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
+# The full grid of the issue: 2 shapes x prefix 1024..16384 x batch 16..128 x
+# private 128 and 512 (80 configs), plus 4096:128:256 of PAPERS.md.
 DEFAULT_CONFIGS=""
 for shape in mha_fp16 gqa_bf16; do
-  for pbc in 1024:32:512 4096:32:128 4096:32:512 4096:64:128 8192:64:128 16384:32:128 \
-             4096:128:256 4096:16:128 16384:128:512 2048:128:128; do
-    DEFAULT_CONFIGS="${DEFAULT_CONFIGS}${shape}:${pbc},"
+  for prefix in 1024 2048 4096 8192 16384; do
+    for batch in 16 32 64 128; do
+      for priv in 128 512; do
+        DEFAULT_CONFIGS="${DEFAULT_CONFIGS}${shape}:${prefix}:${batch}:${priv},"
+      done
+    done
   done
+  DEFAULT_CONFIGS="${DEFAULT_CONFIGS}${shape}:4096:128:256,"
 done
 
 case "${1:-}" in
