@@ -2,22 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
-#include <deque>
-#include <thread>
 #include <utility>
 
-#include "absl/container/btree_set.h"
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
-#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
-#include "eviction/eviction_policy.h"
-#include "store/chunk_index.h"
 #include "store/common/checksum.h"
 #include "store/common/status_macros.h"
-#include "store/dram_pool.h"
-#include "store/nvme_tier.h"
+#include "store/engine_impl.h"
 
 namespace strata::store {
 
@@ -33,152 +24,7 @@ const char* TierName(Tier tier) {
   return "unknown";
 }
 
-namespace {
-
-using eviction::EvictionPolicy;
-
-// Tenant and canonical spec packed for NvmeTier::PutNamespace:
-// u32 LE tenant length, tenant bytes, canonical namespace bytes.
-std::vector<uint8_t> EncodeNamespaceRecord(const NamespaceSpec& spec, std::string_view tenant) {
-  std::vector<uint8_t> out;
-  const uint32_t n = static_cast<uint32_t>(tenant.size());
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(n >> (8 * i)));
-  out.insert(out.end(), tenant.begin(), tenant.end());
-  std::vector<uint8_t> canonical = spec.CanonicalBytes();
-  out.insert(out.end(), canonical.begin(), canonical.end());
-  return out;
-}
-
-absl::StatusOr<std::pair<NamespaceSpec, std::string>> DecodeNamespaceRecord(
-    std::span<const uint8_t> in) {
-  if (in.size() < 4) return absl::DataLossError("namespace record shorter than its header");
-  uint32_t n = 0;
-  for (int i = 0; i < 4; ++i) n |= uint32_t{in[i]} << (8 * i);
-  if (in.size() - 4 < n) return absl::DataLossError("namespace record tenant is truncated");
-  std::string tenant(reinterpret_cast<const char*>(in.data() + 4), n);
-  auto spec = NamespaceSpec::FromCanonicalBytes(in.subspan(4 + n));
-  if (!spec.ok()) {
-    return absl::DataLossError(absl::StrCat("namespace record: ", spec.status().message()));
-  }
-  return std::make_pair(*std::move(spec), std::move(tenant));
-}
-
-class EngineImpl final : public Engine {
- public:
-  EngineImpl(const EngineOptions& options, Clock* clock, std::unique_ptr<DramPool> pool,
-             std::unique_ptr<NvmeTier> nvme, std::unique_ptr<EvictionPolicy> dram_policy,
-             std::unique_ptr<EvictionPolicy> nvme_policy)
-      : options_(options),
-        clock_(clock),
-        pool_(std::move(pool)),
-        nvme_(std::move(nvme)),
-        dram_policy_(std::move(dram_policy)),
-        nvme_policy_(std::move(nvme_policy)) {}
-
-  ~EngineImpl() override {
-    {
-      absl::MutexLock lock(&mu_);
-      stopping_ = true;
-      cv_.SignalAll();
-    }
-    if (write_back_thread_.joinable()) write_back_thread_.join();
-    if (reaper_thread_.joinable()) reaper_thread_.join();
-    if (nvme_ != nullptr) (void)nvme_->Flush();
-  }
-
-  absl::Status Restore();
-  void StartThreads();
-
-  absl::StatusOr<uint32_t> RegisterNamespace(const NamespaceSpec& spec,
-                                             std::string_view tenant) override;
-  absl::StatusOr<NamespaceInfo> GetNamespace(uint32_t ns) const override;
-  absl::StatusOr<LookupResult> Lookup(uint32_t ns, std::span<const ChunkKey> keys) override;
-  absl::StatusOr<PutLease> BeginPut(uint32_t ns, std::span<const PutItem> items,
-                                    absl::Duration ttl) override;
-  absl::Status CommitPut(LeaseId lease, std::span<const uint64_t> checksums) override;
-  absl::Status AbortPut(LeaseId lease) override;
-  absl::StatusOr<ReadLease> Acquire(uint32_t ns, std::span<const ChunkKey> keys,
-                                    absl::Duration ttl) override;
-  absl::Status Release(LeaseId lease) override;
-  absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
-                   std::span<const std::byte> payload) override;
-  absl::Status Get(uint32_t ns, const ChunkKey& key, std::span<std::byte> out) override;
-  size_t ReapExpiredLeases() override;
-  absl::Status FlushWriteBack() override;
-  EngineStats Stats() const override;
-  std::span<std::byte> dram_region() const override { return pool_->region(); }
-
- private:
-  struct Lease {
-    bool write = false;
-    bool committing = false;  // CommitPut is verifying checksums
-    uint32_t ns = 0;
-    absl::Time expires;
-    std::vector<EntryId> entries;  // write: entries it created; read: pins
-    // Write leases: position of each created entry in the request, and the
-    // request's length (CommitPut takes one checksum per requested item).
-    std::vector<uint32_t> positions;
-    uint32_t requested = 0;
-  };
-
-  absl::StatusOr<const NamespaceInfo*> FindNamespace(uint32_t ns) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CheckBatch(size_t n, const char* what) const;
-  absl::StatusOr<absl::Time> ExpiryFor(absl::Duration ttl) const;
-  // The committed entry of `key` in namespace `ns`, or nullptr.
-  IndexEntry* FindCommitted(uint32_t ns, const ChunkKey& key, EntryId* id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  LeaseId AddLease(Lease lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Removes the lease from the table and returns it.
-  Lease TakeLease(absl::flat_hash_map<LeaseId, Lease>::iterator it)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  // Allocates `size` bytes of DRAM, evicting unpinned chunks as needed.
-  std::optional<uint64_t> AllocateDram(uint64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static bool DramEvictable(const IndexEntry& e) {
-    return e.state == IndexEntry::kCommitted && e.has(IndexEntry::kInDram) && e.read_pins == 0 &&
-           !e.has(IndexEntry::kFlushPending) && !e.has(IndexEntry::kPromoting);
-  }
-  void DropDram(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DropNvme(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Erases a committed entry that no tier holds and nothing pins.
-  void MaybeErase(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Unpin(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Frees the slots and entries of an uncommitted write lease.
-  void DiscardWrites(const Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EnforceNvmeCapacity() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Reads the pinned entries that are only on NVMe into DRAM (dropping the
-  // lock for the I/O), then waits for promotions of `ids` started by others.
-  absl::Status PromoteLocked(std::span<const EntryId> ids) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-
-  void WriteBackLoop();
-  void ReaperLoop();
-
-  // Constant after construction.
-  const EngineOptions options_;
-  Clock* const clock_;
-  const std::unique_ptr<DramPool> pool_;  // allocation guarded by mu_
-  const std::unique_ptr<NvmeTier> nvme_;  // thread-safe; may be null
-
-  mutable absl::Mutex mu_;
-  // Signalled when a promotion or write-back finishes, or on stop.
-  absl::CondVar cv_;
-  ChunkIndex index_ ABSL_GUARDED_BY(mu_);
-  const std::unique_ptr<EvictionPolicy> dram_policy_ ABSL_PT_GUARDED_BY(mu_);
-  const std::unique_ptr<EvictionPolicy> nvme_policy_ ABSL_PT_GUARDED_BY(mu_);
-  std::vector<NamespaceInfo> namespaces_ ABSL_GUARDED_BY(mu_);  // id - 1
-  absl::flat_hash_map<LeaseId, Lease> leases_ ABSL_GUARDED_BY(mu_);
-  absl::btree_set<std::pair<absl::Time, LeaseId>> lease_expiry_ ABSL_GUARDED_BY(mu_);
-  absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
-  std::deque<EntryId> write_back_queue_ ABSL_GUARDED_BY(mu_);
-  bool write_back_busy_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t nvme_used_ ABSL_GUARDED_BY(mu_) = 0;
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  EngineStats counters_ ABSL_GUARDED_BY(mu_);
-
-  std::thread write_back_thread_;
-  std::thread reaper_thread_;
-};
+namespace internal {
 
 // ---------------------------------------------------------------- helpers
 
@@ -294,25 +140,6 @@ void EngineImpl::DiscardWrites(const Lease& lease) {
     if (e == nullptr || e->state != IndexEntry::kWriting) continue;
     pool_->Free(e->dram_offset, e->size);
     index_.Erase(id);
-  }
-}
-
-void EngineImpl::EnforceNvmeCapacity() {
-  while (nvme_used_ > options_.nvme_capacity_bytes) {
-    EntryId victim = nvme_policy_->PickVictim([this](EntryId id) {
-      const IndexEntry* e = index_.Get(id);
-      return e != nullptr && !e->has(IndexEntry::kPromoting);
-    });
-    if (victim == kNoEntry) return;
-    IndexEntry& e = *index_.Get(victim);
-    // Deleted under the lock so that a later write of the same key cannot
-    // be overtaken by this delete.
-    if (absl::Status s = nvme_->Delete(e.key); !s.ok()) {
-      ++counters_.write_back_errors;
-      return;
-    }
-    ++counters_.nvme_evictions;
-    DropNvme(victim, e);
   }
 }
 
@@ -735,165 +562,7 @@ absl::Status EngineImpl::Get(uint32_t ns, const ChunkKey& key, std::span<std::by
   return status;
 }
 
-// ------------------------------------------------------ background work
-
-size_t EngineImpl::ReapExpiredLeases() {
-  absl::MutexLock lock(&mu_);
-  const absl::Time now = clock_->Now();
-  std::vector<LeaseId> expired;
-  for (const auto& [when, id] : lease_expiry_) {
-    if (when > now) break;
-    if (!leases_.at(id).committing) expired.push_back(id);
-  }
-  for (LeaseId id : expired) {
-    Lease lease = TakeLease(leases_.find(id));
-    if (lease.write) {
-      DiscardWrites(lease);
-    } else {
-      for (EntryId e : lease.entries) Unpin(e);
-    }
-  }
-  counters_.leases_expired += expired.size();
-  return expired.size();
-}
-
-absl::Status EngineImpl::FlushWriteBack() {
-  absl::MutexLock lock(&mu_);
-  if (nvme_ == nullptr) return absl::OkStatus();
-  while (!write_back_queue_.empty() || write_back_busy_) {
-    if (stopping_) return absl::CancelledError("engine is shutting down");
-    cv_.Wait(&mu_);
-  }
-  return absl::OkStatus();
-}
-
-void EngineImpl::WriteBackLoop() {
-  absl::MutexLock lock(&mu_);
-  while (true) {
-    while (write_back_queue_.empty() && !stopping_) cv_.Wait(&mu_);
-    if (write_back_queue_.empty()) return;  // stopping, and everything flushed
-    const EntryId id = write_back_queue_.front();
-    write_back_queue_.pop_front();
-    IndexEntry* e = index_.Get(id);
-    if (e == nullptr || !e->has(IndexEntry::kFlushPending)) continue;
-    NvmeRecord record;
-    record.key = e->key;
-    if (const IndexEntry* parent = index_.Get(e->parent)) record.parent = parent->key;
-    record.namespace_id = e->ns;
-    record.size = e->size;
-    record.checksum = e->checksum;
-    std::span<const std::byte> bytes = pool_->Slot(e->dram_offset, e->size);
-    write_back_busy_ = true;
-    mu_.Unlock();
-    absl::Status status = nvme_->Write(record, bytes);
-    mu_.Lock();
-    write_back_busy_ = false;
-    e = index_.Get(id);  // pinned by kFlushPending: still live
-    e->set(IndexEntry::kFlushPending, false);
-    if (status.ok()) {
-      e->set(IndexEntry::kOnNvme, true);
-      nvme_policy_->OnInsert(id, e->parent);
-      nvme_used_ += e->size;
-      ++counters_.write_backs;
-      EnforceNvmeCapacity();
-    } else {
-      ++counters_.write_back_errors;
-    }
-    cv_.SignalAll();
-  }
-}
-
-void EngineImpl::ReaperLoop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (stopping_) return;
-      cv_.WaitWithTimeout(&mu_, options_.reap_interval);
-      if (stopping_) return;
-    }
-    ReapExpiredLeases();
-  }
-}
-
-void EngineImpl::StartThreads() {
-  if (nvme_ != nullptr) write_back_thread_ = std::thread([this] { WriteBackLoop(); });
-  if (options_.reap_interval > absl::ZeroDuration()) {
-    reaper_thread_ = std::thread([this] { ReaperLoop(); });
-  }
-}
-
-absl::Status EngineImpl::Restore() {
-  if (nvme_ == nullptr) return absl::OkStatus();
-  absl::MutexLock lock(&mu_);
-  absl::Status status;
-  RETURN_IF_ERROR(nvme_->ForEachNamespace([&](uint32_t id, std::span<const uint8_t> bytes) {
-    if (!status.ok()) return;
-    auto decoded = DecodeNamespaceRecord(bytes);
-    if (!decoded.ok() || id != namespaces_.size() + 1) {
-      status = absl::DataLossError(absl::StrCat(
-          "NVMe tier: namespace record ", id, " is unreadable or out of sequence",
-          decoded.ok() ? "" : ": ", decoded.ok() ? "" : decoded.status().message()));
-      return;
-    }
-    NamespaceInfo info;
-    info.id = id;
-    info.spec = decoded->first;
-    info.tenant = decoded->second;
-    info.chunk_bytes = ChunkLayout(info.spec).chunk_bytes();
-    namespaces_.push_back(std::move(info));
-  }));
-  RETURN_IF_ERROR(status);
-  std::vector<std::pair<EntryId, ChunkKey>> parents;
-  std::vector<ChunkKey> inconsistent;
-  RETURN_IF_ERROR(nvme_->ForEach([&](const NvmeRecord& record) {
-    if (record.namespace_id == 0 || record.namespace_id > namespaces_.size() ||
-        record.size != namespaces_[record.namespace_id - 1].chunk_bytes) {
-      inconsistent.push_back(record.key);
-      return;
-    }
-    const EntryId id = index_.Insert(record.key);
-    IndexEntry& e = *index_.Get(id);
-    e.state = IndexEntry::kCommitted;
-    e.ns = static_cast<uint16_t>(record.namespace_id);
-    e.size = record.size;
-    e.checksum = record.checksum;
-    e.set(IndexEntry::kOnNvme, true);
-    nvme_used_ += record.size;
-    if (record.parent) parents.emplace_back(id, *record.parent);
-  }));
-  for (const ChunkKey& key : inconsistent) RETURN_IF_ERROR(nvme_->Delete(key));
-  absl::flat_hash_map<EntryId, EntryId> parent_of;
-  for (const auto& [id, parent_key] : parents) parent_of[id] = index_.Find(parent_key);
-  index_.ForEach([&](EntryId id, IndexEntry& e) {
-    auto it = parent_of.find(id);
-    e.parent = it == parent_of.end() ? kNoEntry : it->second;
-    nvme_policy_->OnInsert(id, e.parent);
-  });
-  counters_.chunks_restored = index_.size();
-  EnforceNvmeCapacity();
-  return absl::OkStatus();
-}
-
-EngineStats EngineImpl::Stats() const {
-  absl::MutexLock lock(&mu_);
-  EngineStats s = counters_;
-  s.dram_capacity_bytes = pool_->capacity();
-  s.dram_used_bytes = pool_->used();
-  s.nvme_capacity_bytes = nvme_ != nullptr ? options_.nvme_capacity_bytes : 0;
-  s.nvme_used_bytes = nvme_used_;
-  s.index_entries = index_.size();
-  s.index_memory_bytes = index_.MemoryBytes();
-  s.chunks_in_dram = dram_policy_->size();
-  s.chunks_on_nvme = nvme_policy_->size();
-  for (const auto& [id, lease] : leases_) {
-    (lease.write ? s.active_write_leases : s.active_read_leases)++;
-  }
-  s.namespaces = namespaces_.size();
-  s.write_back_queue = write_back_queue_.size() + (write_back_busy_ ? 1 : 0);
-  return s;
-}
-
-}  // namespace
+}  // namespace internal
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& options) {
   if (options.dram_bytes == 0) {
@@ -911,9 +580,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     return absl::InvalidArgumentError("max_keys_per_call must be positive");
   }
   Clock* clock = options.clock != nullptr ? options.clock : Clock::Real();
-  ASSIGN_OR_RETURN(std::unique_ptr<EvictionPolicy> dram_policy,
+  ASSIGN_OR_RETURN(std::unique_ptr<eviction::EvictionPolicy> dram_policy,
                    eviction::CreatePolicy(options.dram_policy, clock));
-  ASSIGN_OR_RETURN(std::unique_ptr<EvictionPolicy> nvme_policy,
+  ASSIGN_OR_RETURN(std::unique_ptr<eviction::EvictionPolicy> nvme_policy,
                    eviction::CreatePolicy(options.nvme_policy, clock));
   ASSIGN_OR_RETURN(std::unique_ptr<DramPool> pool, DramPool::Create(options.dram_bytes));
   std::unique_ptr<NvmeTier> nvme;
@@ -924,7 +593,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     nvme_options.sync_writes = options.sync_nvme_writes;
     ASSIGN_OR_RETURN(nvme, NvmeTier::Open(nvme_options));
   }
-  auto engine = std::make_unique<EngineImpl>(options, clock, std::move(pool), std::move(nvme),
+  auto engine = std::make_unique<internal::EngineImpl>(options, clock, std::move(pool), std::move(nvme),
                                              std::move(dram_policy), std::move(nvme_policy));
   RETURN_IF_ERROR(engine->Restore());
   engine->StartThreads();

@@ -1,0 +1,211 @@
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "store/common/status_macros.h"
+#include "store/engine_impl.h"
+
+namespace strata::store::internal {
+
+std::vector<uint8_t> EncodeNamespaceRecord(const NamespaceSpec& spec, std::string_view tenant) {
+  std::vector<uint8_t> out;
+  const uint32_t n = static_cast<uint32_t>(tenant.size());
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(n >> (8 * i)));
+  out.insert(out.end(), tenant.begin(), tenant.end());
+  std::vector<uint8_t> canonical = spec.CanonicalBytes();
+  out.insert(out.end(), canonical.begin(), canonical.end());
+  return out;
+}
+
+absl::StatusOr<std::pair<NamespaceSpec, std::string>> DecodeNamespaceRecord(
+    std::span<const uint8_t> in) {
+  if (in.size() < 4) return absl::DataLossError("namespace record shorter than its header");
+  uint32_t n = 0;
+  for (int i = 0; i < 4; ++i) n |= uint32_t{in[i]} << (8 * i);
+  if (in.size() - 4 < n) return absl::DataLossError("namespace record tenant is truncated");
+  std::string tenant(reinterpret_cast<const char*>(in.data() + 4), n);
+  auto spec = NamespaceSpec::FromCanonicalBytes(in.subspan(4 + n));
+  if (!spec.ok()) {
+    return absl::DataLossError(absl::StrCat("namespace record: ", spec.status().message()));
+  }
+  return std::make_pair(*std::move(spec), std::move(tenant));
+}
+
+void EngineImpl::EnforceNvmeCapacity() {
+  while (nvme_used_ > options_.nvme_capacity_bytes) {
+    EntryId victim = nvme_policy_->PickVictim([this](EntryId id) {
+      const IndexEntry* e = index_.Get(id);
+      return e != nullptr && !e->has(IndexEntry::kPromoting);
+    });
+    if (victim == kNoEntry) return;
+    IndexEntry& e = *index_.Get(victim);
+    // Deleted under the lock so that a later write of the same key cannot
+    // be overtaken by this delete.
+    if (absl::Status s = nvme_->Delete(e.key); !s.ok()) {
+      ++counters_.write_back_errors;
+      return;
+    }
+    ++counters_.nvme_evictions;
+    DropNvme(victim, e);
+  }
+}
+
+// ------------------------------------------------------ background work
+
+size_t EngineImpl::ReapExpiredLeases() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = clock_->Now();
+  std::vector<LeaseId> expired;
+  for (const auto& [when, id] : lease_expiry_) {
+    if (when > now) break;
+    if (!leases_.at(id).committing) expired.push_back(id);
+  }
+  for (LeaseId id : expired) {
+    Lease lease = TakeLease(leases_.find(id));
+    if (lease.write) {
+      DiscardWrites(lease);
+    } else {
+      for (EntryId e : lease.entries) Unpin(e);
+    }
+  }
+  counters_.leases_expired += expired.size();
+  return expired.size();
+}
+
+absl::Status EngineImpl::FlushWriteBack() {
+  absl::MutexLock lock(&mu_);
+  if (nvme_ == nullptr) return absl::OkStatus();
+  while (!write_back_queue_.empty() || write_back_busy_) {
+    if (stopping_) return absl::CancelledError("engine is shutting down");
+    cv_.Wait(&mu_);
+  }
+  return absl::OkStatus();
+}
+
+void EngineImpl::WriteBackLoop() {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    while (write_back_queue_.empty() && !stopping_) cv_.Wait(&mu_);
+    if (write_back_queue_.empty()) return;  // stopping, and everything flushed
+    const EntryId id = write_back_queue_.front();
+    write_back_queue_.pop_front();
+    IndexEntry* e = index_.Get(id);
+    if (e == nullptr || !e->has(IndexEntry::kFlushPending)) continue;
+    NvmeRecord record;
+    record.key = e->key;
+    if (const IndexEntry* parent = index_.Get(e->parent)) record.parent = parent->key;
+    record.namespace_id = e->ns;
+    record.size = e->size;
+    record.checksum = e->checksum;
+    std::span<const std::byte> bytes = pool_->Slot(e->dram_offset, e->size);
+    write_back_busy_ = true;
+    mu_.Unlock();
+    absl::Status status = nvme_->Write(record, bytes);
+    mu_.Lock();
+    write_back_busy_ = false;
+    e = index_.Get(id);  // pinned by kFlushPending: still live
+    e->set(IndexEntry::kFlushPending, false);
+    if (status.ok()) {
+      e->set(IndexEntry::kOnNvme, true);
+      nvme_policy_->OnInsert(id, e->parent);
+      nvme_used_ += e->size;
+      ++counters_.write_backs;
+      EnforceNvmeCapacity();
+    } else {
+      ++counters_.write_back_errors;
+    }
+    cv_.SignalAll();
+  }
+}
+
+void EngineImpl::ReaperLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stopping_) return;
+      cv_.WaitWithTimeout(&mu_, options_.reap_interval);
+      if (stopping_) return;
+    }
+    ReapExpiredLeases();
+  }
+}
+
+void EngineImpl::StartThreads() {
+  if (nvme_ != nullptr) write_back_thread_ = std::thread([this] { WriteBackLoop(); });
+  if (options_.reap_interval > absl::ZeroDuration()) {
+    reaper_thread_ = std::thread([this] { ReaperLoop(); });
+  }
+}
+
+absl::Status EngineImpl::Restore() {
+  if (nvme_ == nullptr) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  absl::Status status;
+  RETURN_IF_ERROR(nvme_->ForEachNamespace([&](uint32_t id, std::span<const uint8_t> bytes) {
+    if (!status.ok()) return;
+    auto decoded = DecodeNamespaceRecord(bytes);
+    if (!decoded.ok() || id != namespaces_.size() + 1) {
+      status = absl::DataLossError(absl::StrCat(
+          "NVMe tier: namespace record ", id, " is unreadable or out of sequence",
+          decoded.ok() ? "" : ": ", decoded.ok() ? "" : decoded.status().message()));
+      return;
+    }
+    NamespaceInfo info;
+    info.id = id;
+    info.spec = decoded->first;
+    info.tenant = decoded->second;
+    info.chunk_bytes = ChunkLayout(info.spec).chunk_bytes();
+    namespaces_.push_back(std::move(info));
+  }));
+  RETURN_IF_ERROR(status);
+  std::vector<std::pair<EntryId, ChunkKey>> parents;
+  std::vector<ChunkKey> inconsistent;
+  RETURN_IF_ERROR(nvme_->ForEach([&](const NvmeRecord& record) {
+    if (record.namespace_id == 0 || record.namespace_id > namespaces_.size() ||
+        record.size != namespaces_[record.namespace_id - 1].chunk_bytes) {
+      inconsistent.push_back(record.key);
+      return;
+    }
+    const EntryId id = index_.Insert(record.key);
+    IndexEntry& e = *index_.Get(id);
+    e.state = IndexEntry::kCommitted;
+    e.ns = static_cast<uint16_t>(record.namespace_id);
+    e.size = record.size;
+    e.checksum = record.checksum;
+    e.set(IndexEntry::kOnNvme, true);
+    nvme_used_ += record.size;
+    if (record.parent) parents.emplace_back(id, *record.parent);
+  }));
+  for (const ChunkKey& key : inconsistent) RETURN_IF_ERROR(nvme_->Delete(key));
+  absl::flat_hash_map<EntryId, EntryId> parent_of;
+  for (const auto& [id, parent_key] : parents) parent_of[id] = index_.Find(parent_key);
+  index_.ForEach([&](EntryId id, IndexEntry& e) {
+    auto it = parent_of.find(id);
+    e.parent = it == parent_of.end() ? kNoEntry : it->second;
+    nvme_policy_->OnInsert(id, e.parent);
+  });
+  counters_.chunks_restored = index_.size();
+  EnforceNvmeCapacity();
+  return absl::OkStatus();
+}
+
+EngineStats EngineImpl::Stats() const {
+  absl::MutexLock lock(&mu_);
+  EngineStats s = counters_;
+  s.dram_capacity_bytes = pool_->capacity();
+  s.dram_used_bytes = pool_->used();
+  s.nvme_capacity_bytes = nvme_ != nullptr ? options_.nvme_capacity_bytes : 0;
+  s.nvme_used_bytes = nvme_used_;
+  s.index_entries = index_.size();
+  s.index_memory_bytes = index_.MemoryBytes();
+  s.chunks_in_dram = dram_policy_->size();
+  s.chunks_on_nvme = nvme_policy_->size();
+  for (const auto& [id, lease] : leases_) {
+    (lease.write ? s.active_write_leases : s.active_read_leases)++;
+  }
+  s.namespaces = namespaces_.size();
+  s.write_back_queue = write_back_queue_.size() + (write_back_busy_ ? 1 : 0);
+  return s;
+}
+
+}  // namespace strata::store::internal

@@ -1,0 +1,156 @@
+// EngineImpl: the implementation behind Engine (engine.h). Internal to
+// store/: engine.cc holds the request paths, engine_background.cc the
+// write-back, lease reaping, restart and stats.
+#ifndef STRATA_STORE_ENGINE_IMPL_H_
+#define STRATA_STORE_ENGINE_IMPL_H_
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/random/random.h"
+#include "absl/synchronization/mutex.h"
+#include "eviction/eviction_policy.h"
+#include "store/chunk_index.h"
+#include "store/dram_pool.h"
+#include "store/engine.h"
+#include "store/nvme_tier.h"
+
+namespace strata::store::internal {
+
+using eviction::EvictionPolicy;
+
+// Tenant and canonical spec packed for NvmeTier::PutNamespace:
+// u32 LE tenant length, tenant bytes, canonical namespace bytes.
+std::vector<uint8_t> EncodeNamespaceRecord(const NamespaceSpec& spec, std::string_view tenant);
+absl::StatusOr<std::pair<NamespaceSpec, std::string>> DecodeNamespaceRecord(
+    std::span<const uint8_t> in);
+
+// Thread-safe; see Engine.
+class EngineImpl final : public Engine {
+ public:
+  EngineImpl(const EngineOptions& options, Clock* clock, std::unique_ptr<DramPool> pool,
+             std::unique_ptr<NvmeTier> nvme, std::unique_ptr<EvictionPolicy> dram_policy,
+             std::unique_ptr<EvictionPolicy> nvme_policy)
+      : options_(options),
+        clock_(clock),
+        pool_(std::move(pool)),
+        nvme_(std::move(nvme)),
+        dram_policy_(std::move(dram_policy)),
+        nvme_policy_(std::move(nvme_policy)) {}
+
+  ~EngineImpl() override {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+      cv_.SignalAll();
+    }
+    if (write_back_thread_.joinable()) write_back_thread_.join();
+    if (reaper_thread_.joinable()) reaper_thread_.join();
+    if (nvme_ != nullptr) (void)nvme_->Flush();
+  }
+
+  absl::Status Restore();
+  void StartThreads();
+
+  absl::StatusOr<uint32_t> RegisterNamespace(const NamespaceSpec& spec,
+                                             std::string_view tenant) override;
+  absl::StatusOr<NamespaceInfo> GetNamespace(uint32_t ns) const override;
+  absl::StatusOr<LookupResult> Lookup(uint32_t ns, std::span<const ChunkKey> keys) override;
+  absl::StatusOr<PutLease> BeginPut(uint32_t ns, std::span<const PutItem> items,
+                                    absl::Duration ttl) override;
+  absl::Status CommitPut(LeaseId lease, std::span<const uint64_t> checksums) override;
+  absl::Status AbortPut(LeaseId lease) override;
+  absl::StatusOr<ReadLease> Acquire(uint32_t ns, std::span<const ChunkKey> keys,
+                                    absl::Duration ttl) override;
+  absl::Status Release(LeaseId lease) override;
+  absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
+                   std::span<const std::byte> payload) override;
+  absl::Status Get(uint32_t ns, const ChunkKey& key, std::span<std::byte> out) override;
+  size_t ReapExpiredLeases() override;
+  absl::Status FlushWriteBack() override;
+  EngineStats Stats() const override;
+  std::span<std::byte> dram_region() const override { return pool_->region(); }
+
+ private:
+  struct Lease {
+    bool write = false;
+    bool committing = false;  // CommitPut is verifying checksums
+    uint32_t ns = 0;
+    absl::Time expires;
+    std::vector<EntryId> entries;  // write: entries it created; read: pins
+    // Write leases: position of each created entry in the request, and the
+    // request's length (CommitPut takes one checksum per requested item).
+    std::vector<uint32_t> positions;
+    uint32_t requested = 0;
+  };
+
+  absl::StatusOr<const NamespaceInfo*> FindNamespace(uint32_t ns) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckBatch(size_t n, const char* what) const;
+  absl::StatusOr<absl::Time> ExpiryFor(absl::Duration ttl) const;
+  // The committed entry of `key` in namespace `ns`, or nullptr.
+  IndexEntry* FindCommitted(uint32_t ns, const ChunkKey& key, EntryId* id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  LeaseId AddLease(Lease lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Removes the lease from the table and returns it.
+  Lease TakeLease(absl::flat_hash_map<LeaseId, Lease>::iterator it)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Allocates `size` bytes of DRAM, evicting unpinned chunks as needed.
+  std::optional<uint64_t> AllocateDram(uint64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static bool DramEvictable(const IndexEntry& e) {
+    return e.state == IndexEntry::kCommitted && e.has(IndexEntry::kInDram) && e.read_pins == 0 &&
+           !e.has(IndexEntry::kFlushPending) && !e.has(IndexEntry::kPromoting);
+  }
+  void DropDram(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DropNvme(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Erases a committed entry that no tier holds and nothing pins.
+  void MaybeErase(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unpin(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Frees the slots and entries of an uncommitted write lease.
+  void DiscardWrites(const Lease& lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EnforceNvmeCapacity() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads the pinned entries that are only on NVMe into DRAM (dropping the
+  // lock for the I/O), then waits for promotions of `ids` started by others.
+  absl::Status PromoteLocked(std::span<const EntryId> ids) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  void WriteBackLoop();
+  void ReaperLoop();
+
+  // Constant after construction.
+  const EngineOptions options_;
+  Clock* const clock_;
+  const std::unique_ptr<DramPool> pool_;  // allocation guarded by mu_
+  const std::unique_ptr<NvmeTier> nvme_;  // thread-safe; may be null
+
+  mutable absl::Mutex mu_;
+  // Signalled when a promotion or write-back finishes, or on stop.
+  absl::CondVar cv_;
+  ChunkIndex index_ ABSL_GUARDED_BY(mu_);
+  const std::unique_ptr<EvictionPolicy> dram_policy_ ABSL_PT_GUARDED_BY(mu_);
+  const std::unique_ptr<EvictionPolicy> nvme_policy_ ABSL_PT_GUARDED_BY(mu_);
+  std::vector<NamespaceInfo> namespaces_ ABSL_GUARDED_BY(mu_);  // id - 1
+  absl::flat_hash_map<LeaseId, Lease> leases_ ABSL_GUARDED_BY(mu_);
+  absl::btree_set<std::pair<absl::Time, LeaseId>> lease_expiry_ ABSL_GUARDED_BY(mu_);
+  absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
+  std::deque<EntryId> write_back_queue_ ABSL_GUARDED_BY(mu_);
+  bool write_back_busy_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t nvme_used_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  EngineStats counters_ ABSL_GUARDED_BY(mu_);
+
+  std::thread write_back_thread_;
+  std::thread reaper_thread_;
+};
+
+}  // namespace strata::store::internal
+
+#endif  // STRATA_STORE_ENGINE_IMPL_H_
