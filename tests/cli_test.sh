@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# End-to-end test of the `strata` CLI against a real `strata serve` on
+# 127.0.0.1: put/get round trip of a file with a partial last chunk, lookup,
+# stats, a short bench (and one stopped with SIGINT), error cases and their
+# exit codes, and a clean SIGTERM shutdown.
+#
+# usage: cli_test.sh STRATA_BINARY
+set -euo pipefail
+
+STRATA="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+WORK="${TEST_TMPDIR:-$(mktemp -d)}/cli_test"
+rm -rf "$WORK"
+mkdir -p "$WORK"
+cd "$WORK"
+
+SERVER_PID=""
+cleanup() {
+  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  for f in serve.log out.txt err.txt; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 40 "$f" >&2; }
+  done
+  exit 1
+}
+
+# run EXPECTED_RC CMD...: runs a strata command with a time limit, keeping
+# stdout in out.txt and stderr in err.txt.
+run() {
+  local want="$1"
+  shift
+  local rc=0
+  timeout 60 "$STRATA" "$@" >out.txt 2>err.txt || rc=$?
+  [ "$rc" -eq "$want" ] || fail "strata $* exited $rc, expected $want"
+}
+expect_out() { grep -q -- "$1" out.txt || fail "stdout lacks '$1'"; }
+expect_err() { grep -q -- "$1" err.txt || fail "stderr lacks '$1'"; }
+
+# --- server -----------------------------------------------------------------
+"$STRATA" serve --listen 127.0.0.1:0 --port_file "$WORK/port" --data_dir "$WORK/data" \
+  --dram 256MiB --nvme 1GiB >serve.log 2>&1 &
+SERVER_PID=$!
+for _ in $(seq 300); do
+  [ -s "$WORK/port" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || fail "strata serve exited early"
+  sleep 0.1
+done
+[ -s "$WORK/port" ] || fail "strata serve did not write --port_file within 30 s"
+SERVER="127.0.0.1:$(cat "$WORK/port")"
+echo "server at $SERVER"
+
+# --- help and usage errors --------------------------------------------------
+for cmd in put get lookup stats bench; do
+  run 0 "$cmd" --help
+  expect_out "strata $cmd"
+  expect_out "--server"
+done
+run 0 help
+expect_out "bench"
+run 2 put --no_such_flag "$WORK/x"
+expect_err "unknown flag --no_such_flag"
+run 2 put --server "$SERVER"
+expect_err "no FILE given"
+run 2 get --server "$SERVER" somefile
+expect_err "--out is required"
+run 2 bench --server "$SERVER" --chunk_bytes 1000
+expect_err "not a multiple of 256"
+run 2 bench --server "$SERVER" --get_ratio 1.5
+expect_err "get_ratio"
+run 2 lookup --layers 0 somefile
+expect_err "layers"
+run 2 frobnicate
+
+# --- put / get round trip: 3 full chunks (1 MiB each by default) + 1234 bytes
+CHUNK=$((4 * 2 * 8 * 64 * 128 * 2))
+SIZE=$((3 * CHUNK + 1234))
+PAD=$((CHUNK - 1234))
+head -c "$SIZE" /dev/urandom >file.bin
+run 0 put --server "$SERVER" file.bin
+expect_out "file.bin: $SIZE bytes -> 4 chunks of 1MiB, last chunk zero-padded by $PAD bytes; 4 stored, 0 already present"
+[ "$(grep -c 'file.bin#' out.txt)" -eq 4 ] || fail "put did not print 4 keys"
+awk '/file.bin#/ {print $1}' out.txt >keys.txt
+grep -qvE '^[0-9a-f]{64}$' keys.txt && fail "a key is not 64 hex digits"
+
+# The same file again: every chunk already present, same keys.
+run 0 put --server "$SERVER" file.bin
+expect_out "0 stored, 4 already present"
+awk '/file.bin#/ {print $1}' out.txt | cmp -s - keys.txt || fail "keys differ between puts"
+
+run 0 get --server "$SERVER" file.bin --out copy.bin
+expect_out "$SIZE bytes from 4 chunks, verified"
+cmp file.bin copy.bin || fail "get returned different bytes"
+
+# By keys: whole chunks, so the copy carries the zero padding.
+run 0 get --server "$SERVER" $(cat keys.txt) --out chunks.bin
+[ "$(stat -c %s chunks.bin)" -eq $((4 * CHUNK)) ] || fail "get by keys: wrong size"
+cmp -n "$SIZE" file.bin chunks.bin || fail "get by keys: different bytes"
+tail -c "$PAD" chunks.bin | cmp -s - <(head -c "$PAD" /dev/zero) || fail "padding is not zeros"
+
+# Another namespace keys the same file differently: nothing stored there.
+run 1 get --server "$SERVER" --tenant other file.bin --out other.bin
+expect_err "NotFound"
+[ ! -e other.bin ] || fail "a failed get left its output file"
+
+# --- lookup -----------------------------------------------------------------
+run 0 lookup --server "$SERVER" file.bin
+expect_out "file.bin: cached prefix 4 of 4 chunks (4MiB)"
+[ "$(grep -cE '^ +[0-9]+  [0-9a-f]{64}  (dram|nvme)$' out.txt)" -eq 4 ] || fail "lookup lines"
+MISSING=$(printf 'ab%.0s' $(seq 32))
+run 0 lookup --server "$SERVER" $(head -n 2 keys.txt) "$MISSING" $(tail -n 1 keys.txt)
+expect_out "cached prefix 2 of 4 chunks"
+expect_out "$MISSING  missing"
+
+# --- error cases ------------------------------------------------------------
+head -c 5000 /dev/urandom >never.bin
+run 1 get --server "$SERVER" never.bin --out never.out
+expect_err "NotFound"
+expect_err "never.bin"
+run 1 get --server "$SERVER" no_such_file --out x.out
+expect_err "no_such_file: no such file"
+: >empty.bin
+run 1 put --server "$SERVER" empty.bin
+expect_err "empty file"
+# Port 1 on loopback: nothing listens there.
+run 1 put --server 127.0.0.1:1 file.bin
+expect_err "cannot connect to 127.0.0.1:1"
+expect_err "Unavailable"
+run 1 stats --server 127.0.0.1:1
+expect_err "cannot connect"
+
+# --- stats ------------------------------------------------------------------
+run 0 stats --server "$SERVER"
+sort -c out.txt || fail "stats are not sorted"
+grep -qE '^puts_committed: [0-9]+$' out.txt || fail "stats lack puts_committed"
+[ "$(awk '/^puts_committed:/ {print $2}' out.txt)" -ge 4 ] || fail "puts_committed < 4"
+grep -qvE '^[a-z0-9_]+: [0-9]+$' out.txt && fail "a stats line is not 'key: value'"
+
+# --- bench ------------------------------------------------------------------
+run 0 bench --server "$SERVER" --clients 2 --chunk_bytes 64KiB --keys 32 --duration 2s \
+  --warmup 200ms --get_ratio 0.5
+for want in "measured 2.00 s" "p999" "^get " "^put " "verified byte for byte" "0 corrupt, 0 errors"; do
+  grep -q -- "$want" out.txt || fail "bench output lacks '$want'"
+done
+# Sliced chunks report the first slice's latency too.
+run 0 bench --server "$SERVER" --clients 1 --chunk_bytes 256KiB --slices 4 --keys 8 \
+  --duration 1s --warmup 0s --get_ratio 1
+expect_out "get slice0"
+
+# Ctrl-C stops early and still prints the summary.
+# (Started directly, not under timeout(1), so that SIGINT reaches it; the
+# loop below bounds the wait.)
+"$STRATA" bench --server "$SERVER" --clients 2 --chunk_bytes 64KiB --keys 16 \
+  --duration 60s --warmup 0s --get_ratio 0.9 >out.txt 2>err.txt &
+BENCH_PID=$!
+sleep 3
+kill -INT "$BENCH_PID"
+for _ in $(seq 300); do
+  kill -0 "$BENCH_PID" 2>/dev/null || break
+  sleep 0.1
+done
+if kill -0 "$BENCH_PID" 2>/dev/null; then
+  kill -KILL "$BENCH_PID"
+  fail "bench did not stop within 30 s of SIGINT"
+fi
+rc=0
+wait "$BENCH_PID" || rc=$?
+[ "$rc" -eq 0 ] || fail "interrupted bench exited $rc"
+expect_out "interrupted"
+expect_out "^get "
+
+# --- shutdown ---------------------------------------------------------------
+kill -TERM "$SERVER_PID"
+rc=0
+for _ in $(seq 300); do
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$SERVER_PID" 2>/dev/null && fail "strata serve did not stop within 30 s of SIGTERM"
+wait "$SERVER_PID" || rc=$?
+SERVER_PID=""
+[ "$rc" -eq 0 ] || fail "strata serve exited $rc after SIGTERM"
+grep -q "stopped" serve.log || fail "serve.log lacks 'stopped'"
+echo "PASS"
