@@ -2,9 +2,7 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -172,7 +170,6 @@ class ClientImpl final : public Client {
   // The data-plane endpoint, reconnected if an earlier transfer broke it.
   absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
   void ReleaseLease(uint64_t lease);
-  absl::StatusOr<std::shared_ptr<Transfer>> Fail(absl::Status status) { return status; }
 
   const ClientOptions options_;
   std::string client_id_;

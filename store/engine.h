@@ -197,6 +197,8 @@ class Engine {
   virtual EngineStats Stats() const = 0;
   // The DRAM pool, for registration with a transport.
   virtual std::span<std::byte> dram_region() const = 0;
+  // The most keys one call accepts (EngineOptions::max_keys_per_call).
+  virtual size_t max_keys_per_call() const = 0;
 };
 
 }  // namespace strata::store

@@ -78,6 +78,7 @@ class EngineImpl final : public Engine {
   absl::Status FlushWriteBack() override;
   EngineStats Stats() const override;
   std::span<std::byte> dram_region() const override { return pool_->region(); }
+  size_t max_keys_per_call() const override { return options_.max_keys_per_call; }
 
  private:
   struct Lease {

@@ -380,7 +380,7 @@ class StoreServerImpl final : public StoreServer {
     info.set_dram_rkey(dram_->packed_rkey());
     info.set_ucx_transports(ucx_->transports_in_use());
     info.set_nvme_capacity_bytes(engine_->Stats().nvme_capacity_bytes);
-    info.set_max_keys_per_call(4096);
+    info.set_max_keys_per_call(static_cast<uint32_t>(engine_->max_keys_per_call()));
 
     grpc::ServerBuilder builder;
     builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port_);
