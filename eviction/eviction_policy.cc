@@ -7,6 +7,7 @@
 #include "absl/strings/string_view.h"
 #include "eviction/lru_policy.h"
 #include "eviction/prefix_lru_policy.h"
+#include "eviction/scheduler_aware_policy.h"
 
 namespace strata::eviction {
 
@@ -15,9 +16,10 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreatePolicy(std::string_view na
   if (clock == nullptr) return absl::InvalidArgumentError("eviction policy needs a clock");
   if (name == "lru") return std::make_unique<LruPolicy>(clock);
   if (name == "prefix-lru") return std::make_unique<PrefixLruPolicy>(clock);
+  if (name == "scheduler") return std::make_unique<SchedulerAwarePolicy>(clock);
   return absl::InvalidArgumentError(
       absl::StrCat("unknown eviction policy \"", absl::string_view(name.data(), name.size()),
-                   "\"; valid: lru, prefix-lru"));
+                   "\"; valid: lru, prefix-lru, scheduler"));
 }
 
 }  // namespace strata::eviction
