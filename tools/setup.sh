@@ -21,6 +21,8 @@ PACKAGES=(
   libbenchmark-dev
   libssl-dev
   libxxhash-dev
+  redis-server
+  redis-tools
 )
 
 SUDO=""
