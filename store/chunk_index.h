@@ -24,6 +24,7 @@ struct IndexEntry {
     kOnNvme = 2,        // persisted in the NVMe tier
     kFlushPending = 4,  // queued for write-back; pins the DRAM copy
     kPromoting = 8,     // being read from NVMe into dram_offset
+    kPrefetched = 16,   // promoted ahead of a hinted job and not read yet
   };
 
   ChunkKey key;

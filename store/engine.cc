@@ -83,26 +83,58 @@ EngineImpl::Lease EngineImpl::TakeLease(absl::flat_hash_map<LeaseId, Lease>::ite
   return lease;
 }
 
-std::optional<uint64_t> EngineImpl::AllocateDram(uint64_t size) {
+std::optional<uint64_t> EngineImpl::AllocateDram(uint64_t size, AllocationRules rules) {
   const absl::Time deadline = absl::Now() + options_.write_back_wait;
   while (true) {
     if (auto offset = pool_->Allocate(size)) return offset;
-    EntryId victim = dram_policy_->PickVictim([this](EntryId id) {
+    EntryId victim = dram_policy_->PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
       const IndexEntry* e = index_.Get(id);
-      return e != nullptr && DramEvictable(*e);
+      return e != nullptr && DramEvictable(*e) && NeededAt(id) > rules.protect_needed_until;
     });
     if (victim == kNoEntry) {
       // Chunks awaiting write-back become evictable once persisted: wait for
       // the writer (back-pressure) rather than fail at once.
       const bool writer_pending = !write_back_queue_.empty() || write_back_busy_;
-      if (!writer_pending || stopping_ || cv_.WaitWithDeadline(&mu_, deadline)) {
+      if (!rules.wait_for_write_back || !writer_pending || stopping_ ||
+          cv_.WaitWithDeadline(&mu_, deadline)) {
         return std::nullopt;
       }
       continue;
     }
     ++counters_.dram_evictions;
+    if (needed_at_.contains(victim)) {
+      ++counters_.dram_evictions_hinted;
+    } else {
+      ++counters_.dram_evictions_unhinted;
+    }
     DropDram(victim, *index_.Get(victim));
   }
+}
+
+absl::Time EngineImpl::NeededAt(EntryId id) const {
+  auto it = needed_at_.find(id);
+  return it == needed_at_.end() ? absl::InfiniteFuture() : it->second;
+}
+
+absl::Status EngineImpl::CompletePromotion(EntryId id, const absl::Status& read) {
+  IndexEntry& e = *index_.Get(id);
+  e.set(IndexEntry::kPromoting, false);
+  if (read.ok()) {
+    e.set(IndexEntry::kInDram, true);
+    dram_policy_->OnInsert(id, e.parent);
+    return absl::OkStatus();
+  }
+  pool_->Free(e.dram_offset, e.size);
+  if (read.code() == absl::StatusCode::kDataLoss) ++counters_.checksum_failures;
+  // The tier dropped a corrupt copy itself; after any other failure the copy
+  // is unusable for this node too.
+  if (read.code() != absl::StatusCode::kNotFound && read.code() != absl::StatusCode::kDataLoss) {
+    (void)nvme_->Delete(e.key);
+  }
+  const std::string key = e.key.ShortHex();
+  DropNvme(id, e);
+  return absl::Status(read.code(), absl::StrCat("chunk ", key, " could not be read from NVMe: ",
+                                                read.message()));
 }
 
 void EngineImpl::DropDram(EntryId id, IndexEntry& e) {
@@ -398,29 +430,11 @@ absl::Status EngineImpl::PromoteLocked(std::span<const EntryId> ids) {
     }
     mu_.Lock();
     for (size_t k = 0; k < mine.size(); ++k) {
-      const EntryId id = mine[k];
-      IndexEntry& e = *index_.Get(id);
-      e.set(IndexEntry::kPromoting, false);
-      if (results[k].ok()) {
-        e.set(IndexEntry::kInDram, true);
-        dram_policy_->OnInsert(id, e.parent);
+      absl::Status s = CompletePromotion(mine[k], results[k]);
+      if (s.ok()) {
         ++counters_.reads_nvme;
-        continue;
-      }
-      pool_->Free(e.dram_offset, e.size);
-      if (results[k].code() == absl::StatusCode::kDataLoss) ++counters_.checksum_failures;
-      // The tier dropped a corrupt copy itself; after any other failure the
-      // copy is unusable for this node too.
-      if (results[k].code() != absl::StatusCode::kNotFound &&
-          results[k].code() != absl::StatusCode::kDataLoss) {
-        (void)nvme_->Delete(e.key);
-      }
-      DropNvme(id, e);
-      if (first_error.ok()) {
-        first_error = absl::Status(results[k].code(),
-                                   absl::StrCat("get: chunk ", e.key.ShortHex(),
-                                                " could not be read from NVMe: ",
-                                                results[k].message()));
+      } else if (first_error.ok()) {
+        first_error = absl::Status(s.code(), absl::StrCat("get: ", s.message()));
       }
     }
     cv_.SignalAll();
@@ -493,6 +507,12 @@ absl::StatusOr<ReadLease> EngineImpl::Acquire(uint32_t ns, std::span<const Chunk
       dram_policy_->OnAccess(ids[i]);
     }
     if (e.has(IndexEntry::kOnNvme)) nvme_policy_->OnAccess(ids[i]);
+    if (e.has(IndexEntry::kPrefetched)) {
+      e.set(IndexEntry::kPrefetched, false);
+      prefetched_.erase(ids[i]);
+      prefetched_bytes_ -= e.size;
+      ++counters_.prefetches_used;
+    }
     ReadChunk& chunk = result.chunks[i];
     chunk.key = e.key;
     chunk.pool_offset = e.dram_offset;

@@ -62,6 +62,15 @@ struct EngineOptions {
   // ResourceExhausted.
   absl::Duration write_back_wait = absl::Seconds(5);
   bool sync_nvme_writes = false;
+  // Scheduler hints (SetHints): limits, and the prefetch window: chunks of
+  // the next `prefetch_jobs` hinted jobs are promoted from NVMe to DRAM ahead
+  // of time, at most `prefetch_bytes` of them not yet read (0: a quarter of
+  // the DRAM pool).
+  size_t max_hint_jobs = 4096;
+  absl::Duration max_hint_ttl = absl::Minutes(10);
+  absl::Duration default_hint_ttl = absl::Seconds(30);
+  size_t prefetch_jobs = 8;
+  uint64_t prefetch_bytes = 0;
   // Source of time for leases and policies; nullptr means the real clock.
   Clock* clock = nullptr;
 };
@@ -112,6 +121,15 @@ struct ReadLease {
   std::vector<ReadChunk> chunks;  // one per requested key, in order
 };
 
+// One upcoming job of a scheduler's queue: the last stored key of its chain
+// (the chunks before it follow through their parent links) and when it runs.
+struct JobHint {
+  ChunkKey last_key;
+  uint32_t queue_position = 0;  // 0 runs next
+  // When the job is expected to start; InfinitePast() to go by position.
+  absl::Time expected_start = absl::InfinitePast();
+};
+
 struct LookupResult {
   std::vector<Tier> tiers;   // per requested key
   size_t prefix_chunks = 0;  // leading keys present in some tier
@@ -144,6 +162,16 @@ struct EngineStats {
   uint64_t checksum_failures = 0;
   uint64_t leases_expired = 0;
   uint64_t chunks_restored = 0;  // index entries rebuilt from NVMe at open
+  // Scheduler hints and prefetch.
+  uint64_t hint_schedulers = 0;
+  uint64_t hint_jobs = 0;
+  uint64_t hinted_chunks = 0;
+  uint64_t hint_sets_received = 0;
+  uint64_t prefetches_issued = 0;  // chunks promoted ahead of their job
+  uint64_t prefetches_used = 0;    // ... and then read
+  uint64_t prefetches_wasted = 0;  // ... whose hint went before any read
+  uint64_t dram_evictions_unhinted = 0;  // victims no hinted job needs
+  uint64_t dram_evictions_hinted = 0;    // victims needed by a later job
 };
 
 // Safe for concurrent use by any number of threads.
@@ -188,6 +216,16 @@ class Engine {
   virtual absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
                            std::span<const std::byte> payload) = 0;
   virtual absl::Status Get(uint32_t ns, const ChunkKey& key, std::span<std::byte> out) = 0;
+
+  // Replaces `scheduler`'s hint set with `jobs` (empty withdraws it); the
+  // set expires after `ttl` (0: default_hint_ttl). Hinted chunks are
+  // prefetched from NVMe in queue order and, with the "scheduler" eviction
+  // policy, evicted after unhinted ones, latest-needed first. Keys that are
+  // not stored are accepted (they may be written later) but have no effect.
+  // InvalidArgument: empty or long (> 128 bytes) scheduler id, more than
+  // max_hint_jobs jobs, ttl outside [0, max_hint_ttl]. NotFound: namespace.
+  virtual absl::Status SetHints(std::string_view scheduler, uint32_t ns,
+                                std::span<const JobHint> jobs, absl::Duration ttl) = 0;
 
   // Frees what expired leases held; returns how many leases expired.
   virtual size_t ReapExpiredLeases() = 0;

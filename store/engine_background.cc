@@ -131,7 +131,10 @@ void EngineImpl::ReaperLoop() {
 }
 
 void EngineImpl::StartThreads() {
-  if (nvme_ != nullptr) write_back_thread_ = std::thread([this] { WriteBackLoop(); });
+  if (nvme_ != nullptr) {
+    write_back_thread_ = std::thread([this] { WriteBackLoop(); });
+    prefetch_thread_ = std::thread([this] { PrefetchLoop(); });
+  }
   if (options_.reap_interval > absl::ZeroDuration()) {
     reaper_thread_ = std::thread([this] { ReaperLoop(); });
   }

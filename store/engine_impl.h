@@ -15,6 +15,7 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/synchronization/mutex.h"
 #include "eviction/eviction_policy.h"
@@ -32,6 +33,14 @@ using eviction::EvictionPolicy;
 std::vector<uint8_t> EncodeNamespaceRecord(const NamespaceSpec& spec, std::string_view tenant);
 absl::StatusOr<std::pair<NamespaceSpec, std::string>> DecodeNamespaceRecord(
     std::span<const uint8_t> in);
+
+// How EngineImpl::AllocateDram may make room.
+struct AllocationRules {
+  // Wait for the write-back thread when DRAM is full of unflushed chunks.
+  bool wait_for_write_back = true;
+  // Only evict chunks that no hinted job needs at or before this time.
+  absl::Time protect_needed_until = absl::InfinitePast();
+};
 
 // Thread-safe; see Engine.
 class EngineImpl final : public Engine {
@@ -54,6 +63,7 @@ class EngineImpl final : public Engine {
     }
     if (write_back_thread_.joinable()) write_back_thread_.join();
     if (reaper_thread_.joinable()) reaper_thread_.join();
+    if (prefetch_thread_.joinable()) prefetch_thread_.join();
     if (nvme_ != nullptr) (void)nvme_->Flush();
   }
 
@@ -74,6 +84,8 @@ class EngineImpl final : public Engine {
   absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
                    std::span<const std::byte> payload) override;
   absl::Status Get(uint32_t ns, const ChunkKey& key, std::span<std::byte> out) override;
+  absl::Status SetHints(std::string_view scheduler, uint32_t ns, std::span<const JobHint> jobs,
+                        absl::Duration ttl) override;
   size_t ReapExpiredLeases() override;
   absl::Status FlushWriteBack() override;
   EngineStats Stats() const override;
@@ -106,11 +118,18 @@ class EngineImpl final : public Engine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Allocates `size` bytes of DRAM, evicting unpinned chunks as needed.
-  std::optional<uint64_t> AllocateDram(uint64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::optional<uint64_t> AllocateDram(uint64_t size, AllocationRules rules = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static bool DramEvictable(const IndexEntry& e) {
     return e.state == IndexEntry::kCommitted && e.has(IndexEntry::kInDram) && e.read_pins == 0 &&
-           !e.has(IndexEntry::kFlushPending) && !e.has(IndexEntry::kPromoting);
+           !(e.flags & (IndexEntry::kFlushPending | IndexEntry::kPromoting |
+                        IndexEntry::kPrefetched));
   }
+  // When the soonest hinted job needs `id`; InfiniteFuture() when none does.
+  absl::Time NeededAt(EntryId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Applies the outcome of reading `id` from NVMe into its reserved slot.
+  absl::Status CompletePromotion(EntryId id, const absl::Status& read)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropDram(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropNvme(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Erases a committed entry that no tier holds and nothing pins.
@@ -123,8 +142,15 @@ class EngineImpl final : public Engine {
   // lock for the I/O), then waits for promotions of `ids` started by others.
   absl::Status PromoteLocked(std::span<const EntryId> ids) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // Recomputes the merged hint view from the live hint sets, informs the
+  // policies and retires prefetched chunks no job needs any more.
+  void RebuildHints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Promotes the chunks of the next hinted jobs within the window.
+  void PrefetchRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   void WriteBackLoop();
   void ReaperLoop();
+  void PrefetchLoop();
 
   // Constant after construction.
   const EngineOptions options_;
@@ -148,8 +174,28 @@ class EngineImpl final : public Engine {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   EngineStats counters_ ABSL_GUARDED_BY(mu_);
 
+  struct HintSet {
+    uint32_t ns = 0;
+    absl::Time received;
+    absl::Time expires;
+    std::vector<JobHint> jobs;
+  };
+  struct HintedJob {
+    absl::Time needed_at;
+    std::vector<EntryId> chain;  // first chunk to last
+  };
+  absl::flat_hash_map<std::string, HintSet> hint_sets_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<EntryId, absl::Time> needed_at_ ABSL_GUARDED_BY(mu_);
+  std::vector<HintedJob> hinted_jobs_ ABSL_GUARDED_BY(mu_);  // by needed_at
+  absl::Time hints_expire_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // Chunks promoted ahead of their job and not read yet, and their bytes.
+  absl::flat_hash_set<EntryId> prefetched_ ABSL_GUARDED_BY(mu_);
+  uint64_t prefetched_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  bool prefetch_wanted_ ABSL_GUARDED_BY(mu_) = false;
+
   std::thread write_back_thread_;
   std::thread reaper_thread_;
+  std::thread prefetch_thread_;
 };
 
 }  // namespace strata::store::internal

@@ -215,38 +215,23 @@ class StrataService final : public pb::Strata::Service {
 
   grpc::Status Hint(grpc::ServerContext*, const pb::HintRequest* req,
                     pb::HintResponse* out) override {
-    if (req->scheduler_id().empty() || req->scheduler_id().size() > kMaxClientIdBytes) {
-      return ToGrpcStatus(absl::InvalidArgumentError(
-          absl::StrCat("scheduler_id must be 1 to ", kMaxClientIdBytes, " bytes")));
-    }
-    if (static_cast<size_t>(req->jobs_size()) > options_.max_hint_jobs) {
-      return ToGrpcStatus(absl::InvalidArgumentError(absl::StrCat(
-          "hint: ", req->jobs_size(), " jobs exceed the limit of ", options_.max_hint_jobs)));
-    }
-    absl::Duration ttl = req->ttl_ms() == 0 ? options_.default_hint_ttl
-                                            : absl::Milliseconds(req->ttl_ms());
-    if (ttl > options_.max_hint_ttl) {
-      return ToGrpcStatus(absl::InvalidArgumentError(
-          absl::StrCat("hint ttl ", absl::FormatDuration(ttl), " exceeds ",
-                       absl::FormatDuration(options_.max_hint_ttl))));
-    }
-    if (auto ns = engine_->GetNamespace(req->namespace_id()); !ns.ok()) {
-      return ToGrpcStatus(ns.status());
-    }
-    HintSet set;
-    set.ns = req->namespace_id();
-    set.expires = absl::Now() + ttl;
+    std::vector<JobHint> jobs;
+    jobs.reserve(req->jobs_size());
     for (int i = 0; i < req->jobs_size(); ++i) {
       auto key = ParseKey(req->jobs(i).last_key(), i);
       if (!key.ok()) return ToGrpcStatus(key.status());
-      set.jobs.push_back({*key, req->jobs(i).queue_position(),
-                          req->jobs(i).expected_start_unix_ms()});
+      JobHint job;
+      job.last_key = *key;
+      job.queue_position = req->jobs(i).queue_position();
+      if (req->jobs(i).expected_start_unix_ms() != 0) {
+        job.expected_start = absl::FromUnixMillis(req->jobs(i).expected_start_unix_ms());
+      }
+      jobs.push_back(job);
     }
-    out->set_accepted_jobs(static_cast<uint32_t>(set.jobs.size()));
-    absl::MutexLock lock(&mu_);
-    hints_[req->scheduler_id()] = std::move(set);  // replaces the previous set
-    ++hint_sets_received_;
-    return grpc::Status::OK;
+    absl::Status s = engine_->SetHints(req->scheduler_id(), req->namespace_id(), jobs,
+                                       absl::Milliseconds(req->ttl_ms()));
+    if (s.ok()) out->set_accepted_jobs(static_cast<uint32_t>(jobs.size()));
+    return ToGrpcStatus(s);
   }
 
   grpc::Status Stats(grpc::ServerContext*, const pb::StatsRequest*,
@@ -278,13 +263,15 @@ class StrataService final : public pb::Strata::Service {
     v["checksum_failures"] = s.checksum_failures;
     v["leases_expired"] = s.leases_expired;
     v["chunks_restored"] = s.chunks_restored;
-    absl::MutexLock lock(&mu_);
-    PruneHints();
-    v["hint_sets_received"] = hint_sets_received_;
-    v["hint_schedulers"] = hints_.size();
-    uint64_t jobs = 0;
-    for (const auto& [id, set] : hints_) jobs += set.jobs.size();
-    v["hint_jobs"] = jobs;
+    v["hint_schedulers"] = s.hint_schedulers;
+    v["hint_jobs"] = s.hint_jobs;
+    v["hinted_chunks"] = s.hinted_chunks;
+    v["hint_sets_received"] = s.hint_sets_received;
+    v["prefetches_issued"] = s.prefetches_issued;
+    v["prefetches_used"] = s.prefetches_used;
+    v["prefetches_wasted"] = s.prefetches_wasted;
+    v["dram_evictions_unhinted"] = s.dram_evictions_unhinted;
+    v["dram_evictions_hinted"] = s.dram_evictions_hinted;
     return grpc::Status::OK;
   }
 
@@ -298,16 +285,6 @@ class StrataService final : public pb::Strata::Service {
   struct Owner {
     std::string client_id;
     absl::Time expires;
-  };
-  struct HintJob {
-    ChunkKey last_key;
-    uint32_t queue_position;
-    int64_t expected_start_unix_ms;
-  };
-  struct HintSet {
-    uint32_t ns = 0;
-    absl::Time expires;
-    std::vector<HintJob> jobs;
   };
 
   void RecordOwner(uint64_t lease, const std::string& client, absl::Time expires) {
@@ -340,11 +317,6 @@ class StrataService final : public pb::Strata::Service {
     owners_.erase(lease);
   }
 
-  void PruneHints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    const absl::Time now = absl::Now();
-    absl::erase_if(hints_, [&](const auto& kv) { return kv.second.expires <= now; });
-  }
-
   Engine* const engine_;
   const ServerOptions options_;
   const pb::NodeInfo info_;
@@ -354,8 +326,6 @@ class StrataService final : public pb::Strata::Service {
   absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, Owner> owners_ ABSL_GUARDED_BY(mu_);
   size_t last_prune_size_ ABSL_GUARDED_BY(mu_) = 0;
-  absl::flat_hash_map<std::string, HintSet> hints_ ABSL_GUARDED_BY(mu_);
-  uint64_t hint_sets_received_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class StoreServerImpl final : public StoreServer {

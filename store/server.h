@@ -24,10 +24,6 @@ struct ServerOptions {
   std::string ucx_transports;
   // Largest gRPC request accepted; larger ones fail with ResourceExhausted.
   int max_message_bytes = 8 << 20;
-  // Hints: most jobs per scheduler, longest ttl, and the ttl used for 0.
-  size_t max_hint_jobs = 4096;
-  absl::Duration max_hint_ttl = absl::Minutes(10);
-  absl::Duration default_hint_ttl = absl::Seconds(30);
 };
 
 // Thread-safe. Destroying a running server shuts it down with no grace.
