@@ -407,8 +407,10 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
         status = absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
       }
     }
-    ReleaseLease(lease);
+    // The caller may go on as soon as the bytes are verified; the lease is
+    // released behind it.
     t->Finish(status);
+    ReleaseLease(lease);
     transfer.reset();  // drop the self-reference held by this job
   };
   // Post layer by layer, so that layer 0 of every chunk is requested first.
