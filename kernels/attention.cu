@@ -25,10 +25,17 @@ __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsAr
   const int h = w % args.num_q_heads;
   const int begin = args.merge_offsets[b];
   const int n = args.merge_offsets[b + 1] - begin;
+  // Plan metadata does not depend on the partial-attention grid: read the
+  // first 32 slots before waiting for it (launched as a programmatic
+  // dependent; the wait is a no-op under a normal launch).
+  const size_t first_slot =
+      lane < n ? static_cast<size_t>(args.merge_slots[begin + lane]) + h : 0;
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  auto slot_of = [&](int k) -> size_t {
+    return k < 32 ? first_slot : static_cast<size_t>(args.merge_slots[begin + k]) + h;
+  };
   float m = -INFINITY;
-  for (int k = lane; k < n; k += 32) {
-    m = fmaxf(m, args.partial_lse[static_cast<size_t>(args.merge_slots[begin + k]) + h]);
-  }
+  for (int k = lane; k < n; k += 32) m = fmaxf(m, args.partial_lse[slot_of(k)]);
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
   float acc[kPer];
@@ -41,7 +48,7 @@ __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsAr
       size_t my_slot = 0;
       float my_w = 0.0f;
       if (k < n) {
-        my_slot = static_cast<size_t>(args.merge_slots[begin + k]) + h;
+        my_slot = slot_of(k);
         my_w = exp2f(args.partial_lse[my_slot] - m);
       }
       const int count = min(32, n - base);
@@ -117,10 +124,28 @@ cudaError_t LaunchPartialTyped(const PartialAttentionArgs& args, cudaStream_t st
   return cudaGetLastError();
 }
 
+// The merge is launched as a programmatic dependent of the partial-attention
+// kernel (Hopper): its blocks start while the last partial blocks run, read
+// the plan metadata, then wait (griddepcontrol.wait) for the partial grid to
+// complete. Falls back to a plain launch where that is refused.
 template <typename T, int D>
 cudaError_t LaunchMergePartialsTyped(const MergePartialsArgs& args, cudaStream_t stream) {
   const int warps = args.batch * args.num_q_heads;
-  device::MergePartialsKernel<T, D><<<(warps + 3) / 4, 128, 0, stream>>>(args);
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3((warps + 3) / 4);
+  config.blockDim = dim3(128);
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attr;
+  config.numAttrs = 1;
+  if (cudaLaunchKernelEx(&config, device::MergePartialsKernel<T, D>, args) == cudaSuccess) {
+    return cudaGetLastError();
+  }
+  (void)cudaGetLastError();  // clear the refusal, launch plainly
+  device::MergePartialsKernel<T, D><<<config.gridDim, config.blockDim, 0, stream>>>(args);
   return cudaGetLastError();
 }
 

@@ -6,6 +6,9 @@
 #   tools/gpu/run_gpu.sh package          # bazel build, copy binaries to .devbin/
 # On the GPU machine (repository root; PyTorch for the baselines):
 #   tools/gpu/run_gpu.sh run [OUTDIR]     # tests, then benchmark + PyTorch
+#   tools/gpu/run_gpu.sh sanitize         # GPU tests (a subset) under
+#                                         # compute-sanitizer memcheck, racecheck,
+#                                         # synccheck and initcheck
 # Environment: CONFIGS (SHAPE:PREFIX:BATCH:PRIVATE,...), ITERS, SKIP_TESTS=1,
 # SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER.
 set -uo pipefail
@@ -44,7 +47,7 @@ case "${1:-}" in
     out="${2:-${OUT:-/tmp/strata_gpu}}"
     libs="$PWD/.devbin/lib"  # only for our binaries, not for python
     mkdir -p "$out"
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv | tee "$out/gpu.txt"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
     rc=0
     if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
       LD_LIBRARY_PATH="$libs" ./.devbin/attention_gpu_test --gtest_filter="${GTEST_FILTER:-*}" 2>&1 | tee "$out/gpu_test.log" | \
@@ -58,7 +61,7 @@ case "${1:-}" in
       LD_LIBRARY_PATH="$libs" ./.devbin/attention_bench --configs="$configs" --tree --iters="${ITERS:-30}" \
         --csv="$out/ours.csv" 2>&1 | tee "$out/bench.log" || rc=1
       PYTHONUNBUFFERED=1 python3 tools/bench/kernels/torch_baseline.py --configs="$configs" \
-        --iters="${ITERS:-30}" --csv="$out/torch.csv" 2>&1 | tee "$out/torch.log" || rc=1
+        --iters="${ITERS:-30}" --csv="$out/torch.csv" 2>&1 || rc=1
       python3 tools/bench/kernels/make_table.py "$out/ours.csv" "$out/torch.csv" \
         "$out/ours.csv.tree" | tee "$out/table.md"
     fi
@@ -81,8 +84,21 @@ case "${1:-}" in
     fi
     exit $rc
     ;;
+  sanitize)
+    libs="$PWD/.devbin/lib"
+    cs="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"
+    filter='Shapes/GpuDecodeTest.*/fp16_d128_kv8_q32_tpc64:Shapes/GpuDecodeTest.*/bf16_d64_kv2_q14_tpc256:Shapes/GpuDecodeTest.*/fp16_d64_kv3_q3_tpc48_rope:GpuMergeStateTest.*:GpuApiTest.*'
+    rc=0
+    for tool in memcheck racecheck synccheck initcheck; do
+      echo "== $tool"
+      LD_LIBRARY_PATH="$libs" "$cs" --tool "$tool" --error-exitcode 7 ./.devbin/attention_gpu_test \
+        --gtest_filter="$filter" 2>&1 | grep -E "PASSED|FAILED|SUMMARY|=========" | tail -4
+      [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+    done
+    exit $rc
+    ;;
   *)
-    echo "usage: $0 package | run [OUTDIR]" >&2
+    echo "usage: $0 package | run [OUTDIR] | sanitize" >&2
     exit 2
     ;;
 esac
