@@ -47,7 +47,7 @@ int BeladyMisses(const std::vector<EntryId>& trace, size_t capacity) {
 int OptimalMisses(const std::vector<EntryId>& trace, size_t capacity) {
   std::map<std::pair<size_t, std::set<EntryId>>, int> memo;
   std::function<int(size_t, const std::set<EntryId>&)> best = [&](size_t i,
-                                                                const std::set<EntryId>& cache) {
+                                                                  const std::set<EntryId>& cache) {
     if (i == trace.size()) return 0;
     auto key = std::make_pair(i, cache);
     if (auto it = memo.find(key); it != memo.end()) return it->second;

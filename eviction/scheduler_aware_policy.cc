@@ -25,8 +25,7 @@ absl::Time SchedulerAwarePolicy::PinnableClock::Now() const {
   return pinned == kNotPinned ? base_->Now() : absl::FromUnixNanos(pinned);
 }
 
-SchedulerAwarePolicy::SchedulerAwarePolicy(Clock* clock)
-    : SchedulerAwarePolicy(clock, Options{}) {}
+SchedulerAwarePolicy::SchedulerAwarePolicy(Clock* clock) : SchedulerAwarePolicy(clock, Options{}) {}
 
 SchedulerAwarePolicy::SchedulerAwarePolicy(Clock* clock, const Options& options)
     : clock_(clock),

@@ -340,8 +340,7 @@ TEST(SchedulerAwarePolicyRandomTest, VictimRespectsHintClasses) {
       if (!unhinted_candidates.empty()) {
         ASSERT_TRUE(unhinted_candidates.contains(victim)) << step;
       } else if (latest != absl::InfinitePast()) {
-        ASSERT_TRUE(resident.contains(victim) && !pinned.contains(victim) && live(victim))
-            << step;
+        ASSERT_TRUE(resident.contains(victim) && !pinned.contains(victim) && live(victim)) << step;
         ASSERT_EQ(hints[victim], latest) << step;
       } else {
         ASSERT_EQ(victim, kNoEntry) << step;

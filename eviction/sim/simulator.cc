@@ -122,9 +122,9 @@ class Replay {
       belady_ = belady.get();
       policy_ = std::move(belady);
     } else if (name != "lru" && name != "prefix-lru") {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "unknown simulated policy \"", absl::string_view(name.data(), name.size()),
-          "\"; valid: lru, prefix-lru, scheduler-noprefetch, scheduler, belady"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown simulated policy \"", absl::string_view(name.data(), name.size()),
+                       "\"; valid: lru, prefix-lru, scheduler-noprefetch, scheduler, belady"));
     }
     if (policy_ == nullptr) {
       ASSIGN_OR_RETURN(policy_, CreatePolicy(factory_name, &clock_));

@@ -119,8 +119,7 @@ TEST(SimulateTest, PoliciesOnAGeneratedTrace) {
     auto r = Simulate(w, policy, {.dram_chunks = dram});
     ASSERT_TRUE(r.ok()) << r.status();
     EXPECT_EQ(r->reads, r->dram_hits + r->nvme_hits + r->misses) << policy;
-    EXPECT_EQ(r->prefetched, r->prefetch_used + r->prefetch_wasted + r->prefetch_pending)
-        << policy;
+    EXPECT_EQ(r->prefetched, r->prefetch_used + r->prefetch_wasted + r->prefetch_pending) << policy;
     results.push_back(*r);
   }
   const SimResult& lru = results[0];

@@ -151,8 +151,8 @@ absl::StatusOr<Trace> ParseTrace(std::string_view text) {
     } else if (f[0] == "session") {
       uint32_t id, system, turns;
       double arrival;
-      if (f.size() != 5 || !u32(1, &id) || !absl::SimpleAtod(f[2], &arrival) ||
-          !u32(3, &system) || !u32(4, &turns)) {
+      if (f.size() != 5 || !u32(1, &id) || !absl::SimpleAtod(f[2], &arrival) || !u32(3, &system) ||
+          !u32(4, &turns)) {
         return LineError(line_no, "expected: session <id> <arrival_s> <system_id> <turns>");
       }
       if (expected_turns != 0) return LineError(line_no, "previous session lacks turns");

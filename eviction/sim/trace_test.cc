@@ -95,18 +95,18 @@ TEST(TraceFormatTest, ParsesTheDocumentedExample) {
 
 TEST(TraceFormatTest, MalformedInputNamesTheLine) {
   const char* kBad[] = {
-      "",                                                        // no header
-      "strata-trace 2\n",                                        // version
-      "strata-trace 1\nsystem 1 64\n",                           // ids from 0
+      "",                                                                // no header
+      "strata-trace 2\n",                                                // version
+      "strata-trace 1\nsystem 1 64\n",                                   // ids from 0
       "strata-trace 1\nsystem 0 64\nsession 0 0 1 1\nturn 0 0 0 1 1\n",  // system id
       "strata-trace 1\nsystem 0 64\nsession 0 0 0 2\nturn 0 0 0 1 1\n",  // missing turn
       "strata-trace 1\nsystem 0 64\nsession 0 0 0 1\nturn 0 1 0 1 1\n",  // turn index
       "strata-trace 1\nsystem 0 64\nsession 0 0 0 1\nturn 0 0 0 0 1\n",  // empty prompt
       "strata-trace 1\nsystem 0 64\nsession 0 5 0 1\nturn 0 0 0 1 1\n"
-      "session 1 4 0 1\nturn 1 0 0 1 1\n",                       // arrival order
+      "session 1 4 0 1\nturn 1 0 0 1 1\n",                                // arrival order
       "strata-trace 1\nsystem 0 64\nsession 0 0 0 1\nturn 0 0 -1 1 1\n",  // think < 0
-      "strata-trace 1\nsystem 0 x\n",                            // number
-      "strata-trace 1\nsessions 0 0 0 1\n",                      // record
+      "strata-trace 1\nsystem 0 x\n",                                     // number
+      "strata-trace 1\nsessions 0 0 0 1\n",                               // record
   };
   for (const char* text : kBad) {
     auto trace = ParseTrace(text);
