@@ -7,6 +7,7 @@
 #include "kernels/attention_launch.h"
 #include "kernels/attention_partial.cuh"
 #include "kernels/merge_state.cuh"
+#include "kernels/mma_ops.cuh"
 
 namespace strata::kernels {
 namespace device {

@@ -15,6 +15,7 @@ def attention_gpu_targets():
             "attention_launch.h",
             "attention_partial.cuh",
             "merge_state.cuh",
+            "mma_ops.cuh",
             "work_item.h",
         ],
         deps = [":attention_cpu"],
