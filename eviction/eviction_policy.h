@@ -65,6 +65,9 @@ class EvictionPolicy {
 //   "prefix-lru": least recently used first among entries with no resident
 //                 descendants (a chunk whose descendants are cached is
 //                 evicted after them).
+//   "scheduler":  entries no hinted job needs first (in prefix-lru order),
+//                 then hinted ones, the one needed latest first
+//                 (scheduler_aware_policy.h).
 // An unknown name is InvalidArgument. `clock` must outlive the policy.
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreatePolicy(std::string_view name,
                                                              Clock* clock);

@@ -89,7 +89,7 @@ std::optional<uint64_t> EngineImpl::AllocateDram(uint64_t size, AllocationRules 
     if (auto offset = pool_->Allocate(size)) return offset;
     EntryId victim = dram_policy_->PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
       const IndexEntry* e = index_.Get(id);
-      return e != nullptr && DramEvictable(*e) && NeededAt(id) > rules.protect_needed_until;
+      return e != nullptr && DramEvictable(id, *e) && NeededAt(id) > rules.protect_needed_until;
     });
     if (victim == kNoEntry) {
       // Chunks awaiting write-back become evictable once persisted: wait for
@@ -138,6 +138,11 @@ absl::Status EngineImpl::CompletePromotion(EntryId id, const absl::Status& read)
 }
 
 void EngineImpl::DropDram(EntryId id, IndexEntry& e) {
+  if (e.has(IndexEntry::kPrefetched)) {  // evicted before its job read it
+    e.set(IndexEntry::kPrefetched, false);
+    prefetched_.erase(id);
+    ++counters_.prefetches_wasted;
+  }
   pool_->Free(e.dram_offset, e.size);
   e.set(IndexEntry::kInDram, false);
   dram_policy_->OnRemove(id);
@@ -510,7 +515,6 @@ absl::StatusOr<ReadLease> EngineImpl::Acquire(uint32_t ns, std::span<const Chunk
     if (e.has(IndexEntry::kPrefetched)) {
       e.set(IndexEntry::kPrefetched, false);
       prefetched_.erase(ids[i]);
-      prefetched_bytes_ -= e.size;
       ++counters_.prefetches_used;
     }
     ReadChunk& chunk = result.chunks[i];

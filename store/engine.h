@@ -169,7 +169,7 @@ struct EngineStats {
   uint64_t hint_sets_received = 0;
   uint64_t prefetches_issued = 0;  // chunks promoted ahead of their job
   uint64_t prefetches_used = 0;    // ... and then read
-  uint64_t prefetches_wasted = 0;  // ... whose hint went before any read
+  uint64_t prefetches_wasted = 0;  // ... evicted before any read
   uint64_t dram_evictions_unhinted = 0;  // victims no hinted job needs
   uint64_t dram_evictions_hinted = 0;    // victims needed by a later job
 };

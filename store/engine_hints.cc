@@ -104,18 +104,6 @@ void EngineImpl::RebuildHints() {
   dram_policy_->OnHints(entries);
   nvme_policy_->OnHints(entries);
 
-  // Prefetched chunks that no job needs any more were fetched in vain.
-  for (auto it = prefetched_.begin(); it != prefetched_.end();) {
-    if (needed_at_.contains(*it)) {
-      ++it;
-      continue;
-    }
-    IndexEntry& e = *index_.Get(*it);
-    e.set(IndexEntry::kPrefetched, false);
-    prefetched_bytes_ -= e.size;
-    ++counters_.prefetches_wasted;
-    prefetched_.erase(it++);
-  }
   prefetch_wanted_ = true;
   cv_.SignalAll();
 }
@@ -128,6 +116,13 @@ void EngineImpl::PrefetchRound() {
   // Reserve slots for the chunks of the next jobs, in queue order, that are
   // only on NVMe; stop at the window or when room would cost a chunk needed
   // sooner than the one brought in.
+  // The window holds the unread prefetched chunks that are still hinted;
+  // the others stay marked (used if read, wasted if evicted unread) but are
+  // evictable like any unhinted chunk.
+  uint64_t ahead = 0;
+  for (EntryId id : prefetched_) {
+    if (needed_at_.contains(id)) ahead += index_.Get(id)->size;
+  }
   std::vector<EntryId> mine;
   absl::flat_hash_set<EntryId> seen;
   const size_t jobs = std::min(hinted_jobs_.size(), options_.prefetch_jobs);
@@ -140,7 +135,7 @@ void EngineImpl::PrefetchRound() {
           e->has(IndexEntry::kPromoting) || !e->has(IndexEntry::kOnNvme)) {
         continue;
       }
-      if (prefetched_bytes_ + e->size > window) {
+      if (ahead + e->size > window) {
         full = true;
         break;
       }
@@ -154,7 +149,7 @@ void EngineImpl::PrefetchRound() {
       }
       e->dram_offset = *offset;
       e->set(IndexEntry::kPromoting, true);
-      prefetched_bytes_ += e->size;
+      ahead += e->size;
       mine.push_back(id);
     }
   }
@@ -170,19 +165,10 @@ void EngineImpl::PrefetchRound() {
   mu_.Lock();
   for (size_t k = 0; k < mine.size(); ++k) {
     IndexEntry& e = *index_.Get(mine[k]);  // kPromoting kept it alive
-    const uint32_t size = e.size;
-    if (!CompletePromotion(mine[k], results[k]).ok()) {
-      prefetched_bytes_ -= size;
-      continue;
-    }
+    if (!CompletePromotion(mine[k], results[k]).ok()) continue;
     ++counters_.prefetches_issued;
-    if (needed_at_.contains(mine[k])) {
-      e.set(IndexEntry::kPrefetched, true);
-      prefetched_.insert(mine[k]);
-    } else {  // the hint went while the chunk was read
-      prefetched_bytes_ -= size;
-      ++counters_.prefetches_wasted;
-    }
+    e.set(IndexEntry::kPrefetched, true);
+    prefetched_.insert(mine[k]);
   }
   cv_.SignalAll();
   prefetch_wanted_ = true;  // look again: the window may allow more

@@ -120,10 +120,12 @@ class EngineImpl final : public Engine {
   // Allocates `size` bytes of DRAM, evicting unpinned chunks as needed.
   std::optional<uint64_t> AllocateDram(uint64_t size, AllocationRules rules = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static bool DramEvictable(const IndexEntry& e) {
+  // Committed, in DRAM, unpinned, persisted, and not prefetched for a job
+  // that is still hinted.
+  bool DramEvictable(EntryId id, const IndexEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return e.state == IndexEntry::kCommitted && e.has(IndexEntry::kInDram) && e.read_pins == 0 &&
-           !(e.flags & (IndexEntry::kFlushPending | IndexEntry::kPromoting |
-                        IndexEntry::kPrefetched));
+           !(e.flags & (IndexEntry::kFlushPending | IndexEntry::kPromoting)) &&
+           !(e.has(IndexEntry::kPrefetched) && needed_at_.contains(id));
   }
   // When the soonest hinted job needs `id`; InfiniteFuture() when none does.
   absl::Time NeededAt(EntryId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -188,9 +190,9 @@ class EngineImpl final : public Engine {
   absl::flat_hash_map<EntryId, absl::Time> needed_at_ ABSL_GUARDED_BY(mu_);
   std::vector<HintedJob> hinted_jobs_ ABSL_GUARDED_BY(mu_);  // by needed_at
   absl::Time hints_expire_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
-  // Chunks promoted ahead of their job and not read yet, and their bytes.
+  // Chunks promoted ahead of their job and not read yet (read: used;
+  // evicted unread: wasted). Those still hinted fill the prefetch window.
   absl::flat_hash_set<EntryId> prefetched_ ABSL_GUARDED_BY(mu_);
-  uint64_t prefetched_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool prefetch_wanted_ ABSL_GUARDED_BY(mu_) = false;
 
   std::thread write_back_thread_;

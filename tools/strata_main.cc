@@ -397,6 +397,7 @@ int main(int argc, char** argv) {
   if (std::strcmp(argv[1], "lookup") == 0) return strata::cli::LookupCommand(args);
   if (std::strcmp(argv[1], "stats") == 0) return strata::cli::StatsCommand(args);
   if (std::strcmp(argv[1], "bench") == 0) return strata::cli::BenchCommand(args);
+  if (std::strcmp(argv[1], "replay") == 0) return strata::cli::ReplayCommand(args);
   std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", argv[1], strata::kUsage);
   return 2;
 }

@@ -20,6 +20,8 @@ int LookupCommand(const std::vector<std::string>& args);
 int StatsCommand(const std::vector<std::string>& args);
 // strata bench: a load generator (commands_bench.cc).
 int BenchCommand(const std::vector<std::string>& args);
+// strata replay: a conversation trace with scheduler hints (commands_replay.cc).
+int ReplayCommand(const std::vector<std::string>& args);
 
 }  // namespace strata::cli
 
