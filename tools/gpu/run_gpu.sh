@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the attention kernels' GPU tests and benchmark on a GPU machine, from
-# binaries built elsewhere with static cudart.
+# Runs the GPU tests (attention kernels; the client's GPU loads and saves) and
+# the kernel benchmark on a GPU machine, from binaries built elsewhere with
+# static cudart.
 #
 # Here (with a CUDA toolkit):
 #   tools/gpu/run_gpu.sh package          # bazel build, copy binaries to .devbin/
@@ -41,6 +42,17 @@ case "${1:-}" in
       ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
         xargs -r -I{} cp -Lf {} .devbin/lib/
     done
+    # The client's GPU loads and saves (tests/gpu_client_test: an in-process
+    # store node, gRPC and UCX): carry every Debian library it links and
+    # UCX's transport modules.
+    bazel build -c opt //tests:gpu_client_test || exit 1
+    cp -Lf "$bin/tests/gpu_client_test" .devbin/
+    chmod u+w .devbin/gpu_client_test
+    mkdir -p .devbin/ucx
+    ldd .devbin/gpu_client_test | awk '/=> \// {print $3}' |
+      grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' |
+      xargs -r -I{} cp -Lf {} .devbin/lib/
+    cp -Lf /usr/lib/x86_64-linux-gnu/ucx/*.so.0 .devbin/ucx/
     ls -l .devbin
     ;;
   run)
@@ -55,6 +67,15 @@ case "${1:-}" in
       test_rc=${PIPESTATUS[0]}
       echo "attention_gpu_test exit code: $test_rc"
       [[ $test_rc == 0 ]] || rc=1
+    fi
+    if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
+      for tls in "" tcp; do
+        LD_LIBRARY_PATH="$libs" UCX_MODULE_DIR="$PWD/.devbin/ucx" UCX_TLS="$tls" \
+          ./.devbin/gpu_client_test 2>&1 | tee -a "$out/gpu_client_test.log" | grep -E "^\[  (PASSED|FAILED) |Failure"
+        client_rc=${PIPESTATUS[0]}
+        echo "gpu_client_test (UCX_TLS=${tls:-default}) exit code: $client_rc"
+        [[ $client_rc == 0 ]] || rc=1
+      done
     fi
     if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
       configs="${CONFIGS:-$DEFAULT_CONFIGS}"
