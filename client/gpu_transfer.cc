@@ -6,28 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "kernels/cuda_status.h"
 
 namespace strata::client {
 namespace {
 
-// The one converter for cudaError_t in the client.
-absl::Status FromCuda(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  const std::string msg = absl::StrCat(what, ": ", cudaGetErrorString(e));
-  switch (e) {
-    case cudaErrorMemoryAllocation:
-      return absl::ResourceExhaustedError(msg);
-    case cudaErrorInvalidValue:
-    case cudaErrorInvalidDevicePointer:
-    case cudaErrorInvalidDevice:
-      return absl::InvalidArgumentError(msg);
-    case cudaErrorNoDevice:
-    case cudaErrorInsufficientDriver:
-      return absl::UnavailableError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
+using kernels::CudaStatus;
 
 class GpuStagerImpl final : public GpuStager {
  public:
@@ -41,16 +25,16 @@ class GpuStagerImpl final : public GpuStager {
 
   absl::Status Init(int device, size_t bytes) {
     device_ = device;
-    if (absl::Status s = FromCuda(cudaSetDevice(device), "cudaSetDevice"); !s.ok()) {
+    if (absl::Status s = CudaStatus(cudaSetDevice(device), "cudaSetDevice"); !s.ok()) {
       return absl::UnavailableError(s.message());
     }
-    if (absl::Status s = FromCuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+    if (absl::Status s = CudaStatus(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
                                   "cudaStreamCreate");
         !s.ok()) {
       return s;
     }
     void* p = nullptr;
-    if (absl::Status s = FromCuda(cudaHostAlloc(&p, bytes, cudaHostAllocDefault), "cudaHostAlloc");
+    if (absl::Status s = CudaStatus(cudaHostAlloc(&p, bytes, cudaHostAllocDefault), "cudaHostAlloc");
         !s.ok()) {
       return s;
     }
@@ -67,7 +51,7 @@ class GpuStagerImpl final : public GpuStager {
                                                      " bytes exceeds the staging buffer of ",
                                                      bytes_));
     }
-    if (absl::Status s = FromCuda(cudaSetDevice(device_), "cudaSetDevice"); !s.ok()) return s;
+    if (absl::Status s = CudaStatus(cudaSetDevice(device_), "cudaSetDevice"); !s.ok()) return s;
     std::span<std::byte> staging(staging_, total);
     auto* dest = static_cast<std::byte*>(device_dest);
     absl::Mutex mu;
@@ -76,14 +60,14 @@ class GpuStagerImpl final : public GpuStager {
     // As each layer lands in the staging buffer, copy it (one strided 2-D
     // copy across the chunks) and record an event behind it.
     auto copy_layer = [&](uint32_t l) {
-      absl::Status s = FromCuda(
+      absl::Status s = CudaStatus(
           cudaMemcpy2DAsync(dest + l * ns.layer_bytes, ns.chunk_bytes,
                             staging_ + l * ns.layer_bytes, ns.chunk_bytes, ns.layer_bytes,
                             keys.size(), cudaMemcpyHostToDevice, stream_),
           "cudaMemcpy2DAsync");
       cudaEvent_t ev = nullptr;
-      if (s.ok()) s = FromCuda(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "event");
-      if (s.ok()) s = FromCuda(cudaEventRecord(ev, stream_), "cudaEventRecord");
+      if (s.ok()) s = CudaStatus(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "event");
+      if (s.ok()) s = CudaStatus(cudaEventRecord(ev, stream_), "cudaEventRecord");
       absl::MutexLock lock(&mu);
       events[l] = ev;
       if (!s.ok() && copy_status.ok()) copy_status = s;
@@ -106,7 +90,7 @@ class GpuStagerImpl final : public GpuStager {
         if (!copy_status.ok()) break;
       }
       if (on_layer) {
-        if (absl::Status s = FromCuda(cudaEventSynchronize(ev), "cudaEventSynchronize"); !s.ok()) {
+        if (absl::Status s = CudaStatus(cudaEventSynchronize(ev), "cudaEventSynchronize"); !s.ok()) {
           status = s;
           break;
         }
@@ -114,7 +98,7 @@ class GpuStagerImpl final : public GpuStager {
       }
     }
     absl::Status final_status = (*transfer)->Wait();  // checksums of the staged bytes
-    absl::Status sync = FromCuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    absl::Status sync = CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
     for (cudaEvent_t ev : events) {
       if (ev != nullptr) cudaEventDestroy(ev);
     }
@@ -133,14 +117,14 @@ class GpuStagerImpl final : public GpuStager {
                                                      " bytes exceeds the staging buffer of ",
                                                      bytes_));
     }
-    if (absl::Status s = FromCuda(cudaSetDevice(device_), "cudaSetDevice"); !s.ok()) return s;
-    if (absl::Status s = FromCuda(
+    if (absl::Status s = CudaStatus(cudaSetDevice(device_), "cudaSetDevice"); !s.ok()) return s;
+    if (absl::Status s = CudaStatus(
             cudaMemcpyAsync(staging_, device_src, total, cudaMemcpyDeviceToHost, stream_),
             "cudaMemcpyAsync");
         !s.ok()) {
       return s;
     }
-    if (absl::Status s = FromCuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+    if (absl::Status s = CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
         !s.ok()) {
       return s;
     }

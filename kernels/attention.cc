@@ -60,23 +60,6 @@ absl::Status RunPlan(const absl::StatusOr<AttentionPlan>& plan, const void* quer
 
 }  // namespace
 
-absl::Status CudaStatus(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  const std::string msg = absl::StrCat(what, ": ", cudaGetErrorString(err));
-  switch (err) {
-    case cudaErrorMemoryAllocation:
-      return absl::ResourceExhaustedError(msg);
-    case cudaErrorInvalidValue:
-    case cudaErrorInvalidConfiguration:
-      return absl::InvalidArgumentError(msg);
-    case cudaErrorNoDevice:
-    case cudaErrorInsufficientDriver:
-      return absl::UnavailableError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
-
 size_t PlanWorkspaceBytes(const AttentionPlan& plan) { return LayoutFor(plan).total; }
 
 absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace,

@@ -29,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/attention_plan.h"
 #include "kernels/attention_types.h"
+#include "kernels/cuda_status.h"
 
 namespace strata::kernels {
 
@@ -89,9 +90,6 @@ absl::Status MergeState(KvDtype dtype, int head_dim, int64_t num_states,
                         const void* v_a, const float* s_a, const void* v_b,
                         const float* s_b, void* v_out, float* s_out,
                         cudaStream_t stream);
-
-// Converts a CUDA error into the most specific status code.
-absl::Status CudaStatus(cudaError_t err, const char* what);
 
 }  // namespace strata::kernels
 

@@ -21,12 +21,23 @@ def attention_gpu_targets():
         deps = [":attention_cpu"],
     )
     native.cc_library(
+        name = "cuda_status",
+        srcs = ["cuda_status.cc"],
+        hdrs = ["cuda_status.h"],
+        visibility = ["//visibility:public"],
+        deps = [
+            "@local_cuda//:cudart_static",
+            "@system//:absl",
+        ],
+    )
+    native.cc_library(
         name = "attention",
         srcs = ["attention.cc"],
         hdrs = ["attention.h"],
         deps = [
             ":attention_cpu",
             ":attention_cuda",
+            ":cuda_status",
             "@system//:absl",
         ],
     )
