@@ -87,10 +87,15 @@ std::optional<uint64_t> EngineImpl::AllocateDram(uint64_t size, AllocationRules 
   const absl::Time deadline = absl::Now() + options_.write_back_wait;
   while (true) {
     if (auto offset = pool_->Allocate(size)) return offset;
-    EntryId victim = dram_policy_->PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      const IndexEntry* e = index_.Get(id);
-      return e != nullptr && DramEvictable(id, *e) && NeededAt(id) > rules.protect_needed_until;
-    });
+    auto pick = [&](bool evict_prefetched) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return dram_policy_->PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        const IndexEntry* e = index_.Get(id);
+        return e != nullptr && DramEvictable(id, *e, evict_prefetched) &&
+               NeededAt(id) > rules.protect_needed_until;
+      });
+    };
+    EntryId victim = pick(false);
+    if (victim == kNoEntry && rules.may_evict_prefetched) victim = pick(true);
     if (victim == kNoEntry) {
       // Chunks awaiting write-back become evictable once persisted: wait for
       // the writer (back-pressure) rather than fail at once.

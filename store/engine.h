@@ -222,6 +222,8 @@ class Engine {
   // prefetched from NVMe in queue order and, with the "scheduler" eviction
   // policy, evicted after unhinted ones, latest-needed first. Keys that are
   // not stored are accepted (they may be written later) but have no effect.
+  // A prefetched chunk stays in DRAM until its job reads it or its hint goes,
+  // unless a read or write needs the room now and nothing else can go.
   // InvalidArgument: empty or long (> 128 bytes) scheduler id, more than
   // max_hint_jobs jobs, ttl outside [0, max_hint_ttl]. NotFound: namespace.
   virtual absl::Status SetHints(std::string_view scheduler, uint32_t ns,

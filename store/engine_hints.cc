@@ -142,6 +142,7 @@ void EngineImpl::PrefetchRound() {
       AllocationRules rules;
       rules.wait_for_write_back = false;
       rules.protect_needed_until = NeededAt(id);
+      rules.may_evict_prefetched = false;
       std::optional<uint64_t> offset = AllocateDram(e->size, rules);
       if (!offset) {
         full = true;

@@ -40,6 +40,9 @@ struct AllocationRules {
   bool wait_for_write_back = true;
   // Only evict chunks that no hinted job needs at or before this time.
   absl::Time protect_needed_until = absl::InfinitePast();
+  // As a last resort, evict chunks prefetched for hinted jobs (a read or
+  // write that needs the room now comes before a job that runs later).
+  bool may_evict_prefetched = true;
 };
 
 // Thread-safe; see Engine.
@@ -120,12 +123,13 @@ class EngineImpl final : public Engine {
   // Allocates `size` bytes of DRAM, evicting unpinned chunks as needed.
   std::optional<uint64_t> AllocateDram(uint64_t size, AllocationRules rules = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Committed, in DRAM, unpinned, persisted, and not prefetched for a job
-  // that is still hinted.
-  bool DramEvictable(EntryId id, const IndexEntry& e) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Committed, in DRAM, unpinned and persisted; and, unless
+  // `evict_prefetched`, not prefetched for a job that is still hinted.
+  bool DramEvictable(EntryId id, const IndexEntry& e, bool evict_prefetched) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return e.state == IndexEntry::kCommitted && e.has(IndexEntry::kInDram) && e.read_pins == 0 &&
            !(e.flags & (IndexEntry::kFlushPending | IndexEntry::kPromoting)) &&
-           !(e.has(IndexEntry::kPrefetched) && needed_at_.contains(id));
+           (evict_prefetched || !e.has(IndexEntry::kPrefetched) || !needed_at_.contains(id));
   }
   // When the soonest hinted job needs `id`; InfiniteFuture() when none does.
   absl::Time NeededAt(EntryId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -62,7 +62,7 @@ struct SessionState {
 
 struct Totals {
   uint64_t turns = 0, chunks_needed = 0, dram_hits = 0, nvme_hits = 0, misses = 0;
-  uint64_t computed_tokens = 0, reused_tokens = 0, errors = 0;
+  uint64_t computed_tokens = 0, reused_tokens = 0, errors = 0, refused = 0;
   std::vector<double> ttft_ms;
 };
 
@@ -234,6 +234,9 @@ int ReplayCommand(const std::vector<std::string>& args) {
       absl::Status st = load.ok() ? (*load)->Wait() : load.status();
       if (st.code() == absl::StatusCode::kNotFound) {
         hit = 0;  // evicted since the lookup: recompute
+      } else if (st.code() == absl::StatusCode::kResourceExhausted) {
+        ++t.refused;  // more than the node's DRAM can pin at once: recompute
+        hit = 0;
       } else if (!st.ok()) {
         std::fprintf(stderr, "load: %s\n", StatusText(st).c_str());
         ++t.errors;
@@ -295,7 +298,8 @@ int ReplayCommand(const std::vector<std::string>& args) {
       "  reused tokens %.1f%%; bytes read from NVMe %s (promotions on read %llu, prefetches %llu)\n"
       "  prefetch precision %.1f%% (%llu used of %llu issued, %llu wasted)\n"
       "  TTFT ms: mean %.2f, p50 %.2f, p99 %.2f\n"
-      "  evictions: DRAM %llu (unhinted %llu, hinted %llu); errors %llu\n",
+      "  evictions: DRAM %llu (unhinted %llu, hinted %llu); loads refused for room %llu; "
+      "errors %llu\n",
       f.label.c_str(), static_cast<unsigned long long>(t.turns), n,
       FormatBytes(chunk).c_str(), f.hints ? "on" : "off", static_cast<long long>(f.lookahead),
       static_cast<unsigned long long>(t.chunks_needed), 100.0 * t.dram_hits / needed,
@@ -314,7 +318,7 @@ int ReplayCommand(const std::vector<std::string>& args) {
       static_cast<unsigned long long>(delta("dram_evictions")),
       static_cast<unsigned long long>(delta("dram_evictions_unhinted")),
       static_cast<unsigned long long>(delta("dram_evictions_hinted")),
-      static_cast<unsigned long long>(t.errors));
+      static_cast<unsigned long long>(t.refused), static_cast<unsigned long long>(t.errors));
   return t.errors == 0 ? kExitOk : kExitFailure;
 }
 
