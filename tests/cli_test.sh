@@ -4,30 +4,19 @@
 # stats, a short bench (and one stopped with SIGINT), error cases and their
 # exit codes, and a clean SIGTERM shutdown.
 #
-# usage: cli_test.sh STRATA_BINARY
+# usage: cli_test.sh STRATA_BINARY SERVE_HELPERS
 set -euo pipefail
 
 STRATA="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+HELPERS="$(cd "$(dirname "$2")" && pwd)/$(basename "$2")"
 WORK="${TEST_TMPDIR:-$(mktemp -d)}/cli_test"
 rm -rf "$WORK"
 mkdir -p "$WORK"
 cd "$WORK"
 
-SERVER_PID=""
-cleanup() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-  fi
-}
-trap cleanup EXIT
-
-fail() {
-  echo "FAIL: $*" >&2
-  for f in serve.log out.txt err.txt; do
-    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 40 "$f" >&2; }
-  done
-  exit 1
-}
+LOG_FILES="out.txt err.txt"
+# shellcheck source=serve_helpers.sh
+source "$HELPERS"
 
 # run EXPECTED_RC CMD...: runs a strata command with a time limit, keeping
 # stdout in out.txt and stderr in err.txt.
@@ -42,17 +31,7 @@ expect_out() { grep -q -- "$1" out.txt || fail "stdout lacks '$1'"; }
 expect_err() { grep -q -- "$1" err.txt || fail "stderr lacks '$1'"; }
 
 # --- server -----------------------------------------------------------------
-"$STRATA" serve --listen 127.0.0.1:0 --port_file "$WORK/port" --data_dir "$WORK/data" \
-  --dram 256MiB --nvme 1GiB >serve.log 2>&1 &
-SERVER_PID=$!
-for _ in $(seq 300); do
-  [ -s "$WORK/port" ] && break
-  kill -0 "$SERVER_PID" 2>/dev/null || fail "strata serve exited early"
-  sleep 0.1
-done
-[ -s "$WORK/port" ] || fail "strata serve did not write --port_file within 30 s"
-SERVER="127.0.0.1:$(cat "$WORK/port")"
-echo "server at $SERVER"
+start_server --dram 256MiB --nvme 1GiB
 
 # --- help and usage errors --------------------------------------------------
 for cmd in put get lookup stats bench; do
@@ -174,15 +153,5 @@ expect_out "interrupted"
 expect_out "^get "
 
 # --- shutdown ---------------------------------------------------------------
-kill -TERM "$SERVER_PID"
-rc=0
-for _ in $(seq 300); do
-  kill -0 "$SERVER_PID" 2>/dev/null || break
-  sleep 0.1
-done
-kill -0 "$SERVER_PID" 2>/dev/null && fail "strata serve did not stop within 30 s of SIGTERM"
-wait "$SERVER_PID" || rc=$?
-SERVER_PID=""
-[ "$rc" -eq 0 ] || fail "strata serve exited $rc after SIGTERM"
-grep -q "stopped" serve.log || fail "serve.log lacks 'stopped'"
+stop_server
 echo "PASS"

@@ -34,6 +34,7 @@
 #include "store/engine.h"
 #include "store/server.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/common.h"
 #include "tools/cli/flags.h"
 
 namespace strata {
@@ -41,20 +42,6 @@ namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = 1; }
-
-// KV bytes of a chunk as a model would produce them: here a deterministic
-// function of the key, so that every read can be verified.
-void FillKv(const ChunkKey& key, std::span<std::byte> out) {
-  uint64_t x;
-  std::memcpy(&x, key.bytes.data(), 8);
-  x |= 1;
-  for (size_t i = 0; i + 8 <= out.size(); i += 8) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    std::memcpy(out.data() + i, &x, 8);
-  }
-}
 
 int Local(const std::vector<std::string>& args) {
   std::string data_dir = "strata-data";
@@ -201,7 +188,7 @@ int Local(const std::vector<std::string>& args) {
       }
       computed_tokens += tokens.size() - std::min<size_t>(tokens.size(), hit * tokens_per_chunk);
       for (size_t i = hit; i < keys.size(); ++i) {
-        FillKv(keys[i], buf);
+        cli::FillFromKey(keys[i], buf);
         std::optional<ChunkKey> parent;
         if (i > 0) parent = keys[i - 1];
         absl::Status s = engine.Put(*ns, keys[i], parent, buf);

@@ -69,12 +69,7 @@ struct Totals {
 void FillChunks(std::span<const ChunkKey> keys, uint64_t chunk, std::vector<std::byte>* out) {
   out->resize(keys.size() * chunk);
   for (size_t c = 0; c < keys.size(); ++c) {
-    uint64_t x;
-    std::memcpy(&x, keys[c].bytes.data(), 8);
-    for (uint64_t i = 0; i + 8 <= chunk; i += 8) {
-      x = x * 6364136223846793005ull + 1442695040888963407ull;
-      std::memcpy(out->data() + c * chunk + i, &x, 8);
-    }
+    FillFromKey(keys[c], std::span<std::byte>(*out).subspan(c * chunk, chunk));
   }
 }
 

@@ -188,4 +188,18 @@ bool LooksLikeHexKey(const std::string& arg) {
          std::all_of(arg.begin(), arg.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
 }
 
+void FillFromKey(const ChunkKey& key, std::span<std::byte> out) {
+  uint64_t x;
+  std::memcpy(&x, key.bytes.data(), 8);
+  x |= 1;
+  size_t i = 0;
+  for (; i + 8 <= out.size(); i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(out.data() + i, &x, 8);
+  }
+  for (; i < out.size(); ++i) out[i] = static_cast<std::byte>(x >> (8 * (i % 8)));
+}
+
 }  // namespace strata::cli

@@ -131,6 +131,10 @@ size_t BatchChunks(uint64_t chunk_bytes);
 // True for 64 hex digits.
 bool LooksLikeHexKey(const std::string& arg);
 
+// Stand-in KV bytes for a chunk: a deterministic function of its key, so that
+// any reader can verify them (`strata local`, `strata replay`).
+void FillFromKey(const ChunkKey& key, std::span<std::byte> out);
+
 }  // namespace strata::cli
 
 #endif  // STRATA_TOOLS_CLI_COMMON_H_
