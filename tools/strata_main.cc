@@ -266,6 +266,8 @@ int Serve(const std::vector<std::string>& args) {
   cli::Bytes dram{1ull << 30}, nvme{16ull << 30};
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
   bool no_nvme = false;
+  int64_t prefetch_jobs = 8;
+  cli::Bytes prefetch_bytes{0};
   cli::FlagSet flags(
       "strata serve [flags]\n\n"
       "Runs a store node: gRPC control plane on --listen, UCX data plane over the\n"
@@ -281,6 +283,10 @@ int Serve(const std::vector<std::string>& args) {
   flags.Add("ucx_transports", "UCX transports, as UCX_TLS takes them (default: UCX's choice)",
             &transports);
   flags.Add("dram_policy", "DRAM eviction policy: lru or prefix-lru", &dram_policy);
+  flags.Add("prefetch_jobs", "hinted jobs ahead whose chunks are prefetched from NVMe",
+            &prefetch_jobs);
+  flags.Add("prefetch_bytes",
+            "most prefetched bytes waiting to be read (0: a quarter of --dram)", &prefetch_bytes);
   flags.Add("lease_ttl", "default lease duration", &lease_ttl);
   flags.Add("shutdown_grace", "how long shutdown waits for outstanding leases", &grace);
   flags.Add("port_file", "write the bound port to this file once listening", &port_file);
@@ -295,6 +301,10 @@ int Serve(const std::vector<std::string>& args) {
     std::printf("%s", flags.Help().c_str());
     return 0;
   }
+  if (prefetch_jobs < 0) {
+    std::fprintf(stderr, "strata serve: --prefetch_jobs must be >= 0\n");
+    return 2;
+  }
   sigset_t stop_signals;
   BlockStopSignals(&stop_signals);
 
@@ -305,6 +315,8 @@ int Serve(const std::vector<std::string>& args) {
     options.nvme_capacity_bytes = nvme.value;
   }
   options.dram_policy = dram_policy;
+  options.prefetch_jobs = static_cast<size_t>(prefetch_jobs);
+  options.prefetch_bytes = prefetch_bytes.value;
   options.default_lease_ttl = lease_ttl;
   options.max_lease_ttl = std::max(options.max_lease_ttl, lease_ttl);
   auto engine = store::Engine::Open(options);
