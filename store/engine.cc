@@ -121,6 +121,21 @@ absl::Time EngineImpl::NeededAt(EntryId id) const {
   return it == needed_at_.end() ? absl::InfiniteFuture() : it->second;
 }
 
+std::vector<absl::Status> EngineImpl::ReadReservedFromNvme(std::span<const EntryId> ids) {
+  std::vector<std::pair<ChunkKey, std::span<std::byte>>> reads;
+  for (EntryId id : ids) {
+    const IndexEntry& e = *index_.Get(id);
+    reads.emplace_back(e.key, pool_->Slot(e.dram_offset, e.size));
+  }
+  std::vector<absl::Status> results(reads.size());
+  mu_.Unlock();
+  for (size_t k = 0; k < reads.size(); ++k) {
+    results[k] = nvme_->Read(reads[k].first, reads[k].second);
+  }
+  mu_.Lock();
+  return results;
+}
+
 absl::Status EngineImpl::CompletePromotion(EntryId id, const absl::Status& read) {
   IndexEntry& e = *index_.Get(id);
   e.set(IndexEntry::kPromoting, false);
@@ -428,17 +443,7 @@ absl::Status EngineImpl::PromoteLocked(std::span<const EntryId> ids) {
   // their slots in place.
   absl::Status first_error;
   if (!mine.empty()) {
-    std::vector<std::pair<ChunkKey, std::span<std::byte>>> reads;
-    for (EntryId id : mine) {
-      const IndexEntry& e = *index_.Get(id);
-      reads.emplace_back(e.key, pool_->Slot(e.dram_offset, e.size));
-    }
-    std::vector<absl::Status> results(reads.size());
-    mu_.Unlock();
-    for (size_t k = 0; k < reads.size(); ++k) {
-      results[k] = nvme_->Read(reads[k].first, reads[k].second);
-    }
-    mu_.Lock();
+    std::vector<absl::Status> results = ReadReservedFromNvme(mine);
     for (size_t k = 0; k < mine.size(); ++k) {
       absl::Status s = CompletePromotion(mine[k], results[k]);
       if (s.ok()) {

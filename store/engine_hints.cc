@@ -155,15 +155,7 @@ void EngineImpl::PrefetchRound() {
     }
   }
   if (mine.empty()) return;
-  std::vector<std::pair<ChunkKey, std::span<std::byte>>> reads;
-  for (EntryId id : mine) {
-    const IndexEntry& e = *index_.Get(id);
-    reads.emplace_back(e.key, pool_->Slot(e.dram_offset, e.size));
-  }
-  std::vector<absl::Status> results(reads.size());
-  mu_.Unlock();
-  for (size_t k = 0; k < reads.size(); ++k) results[k] = nvme_->Read(reads[k].first, reads[k].second);
-  mu_.Lock();
+  std::vector<absl::Status> results = ReadReservedFromNvme(mine);
   for (size_t k = 0; k < mine.size(); ++k) {
     IndexEntry& e = *index_.Get(mine[k]);  // kPromoting kept it alive
     if (!CompletePromotion(mine[k], results[k]).ok()) continue;

@@ -133,6 +133,10 @@ class EngineImpl final : public Engine {
   }
   // When the soonest hinted job needs `id`; InfiniteFuture() when none does.
   absl::Time NeededAt(EntryId id) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Reads each of `ids` (marked kPromoting, DRAM slot reserved) from NVMe
+  // into its slot, with the lock released for the I/O; one status per id.
+  std::vector<absl::Status> ReadReservedFromNvme(std::span<const EntryId> ids)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Applies the outcome of reading `id` from NVMe into its reserved slot.
   absl::Status CompletePromotion(EntryId id, const absl::Status& read)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
