@@ -7,24 +7,15 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "eviction/policy_testing.h"
 #include "gtest/gtest.h"
 #include "store/common/clock.h"
 
 namespace strata::eviction {
 namespace {
 
-bool Any(EntryId) { return true; }
-
-// Ids in the order PickVictim offers them (every one rejected).
-std::vector<EntryId> Order(EvictionPolicy& policy) {
-  std::vector<EntryId> seen;
-  EXPECT_EQ(policy.PickVictim([&](EntryId id) {
-    seen.push_back(id);
-    return false;
-  }),
-            kNoEntry);
-  return seen;
-}
+using ::strata::eviction::testing::Any;
+using ::strata::eviction::testing::Order;
 
 class LruPolicyTest : public ::testing::Test {
  protected:

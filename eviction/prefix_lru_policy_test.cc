@@ -7,37 +7,16 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "eviction/policy_testing.h"
 #include "gtest/gtest.h"
 #include "store/common/clock.h"
 
 namespace strata::eviction {
 namespace {
 
-bool Any(EntryId) { return true; }
-
-// Candidates in the order PickVictim offers them (every one rejected).
-std::vector<EntryId> Order(EvictionPolicy& policy) {
-  std::vector<EntryId> seen;
-  EXPECT_EQ(policy.PickVictim([&](EntryId id) {
-    seen.push_back(id);
-    return false;
-  }),
-            kNoEntry);
-  return seen;
-}
-
-// Picks and removes victims until none is left (at most size() of them, so
-// that a broken policy fails instead of looping); returns them in order.
-std::vector<EntryId> Drain(EvictionPolicy& policy) {
-  std::vector<EntryId> victims;
-  for (size_t n = policy.size(); n > 0; --n) {
-    const EntryId v = policy.PickVictim(Any);
-    if (v == kNoEntry) break;
-    victims.push_back(v);
-    policy.OnRemove(v);
-  }
-  return victims;
-}
+using ::strata::eviction::testing::Any;
+using ::strata::eviction::testing::Drain;
+using ::strata::eviction::testing::Order;
 
 class PrefixLruPolicyTest : public ::testing::Test {
  protected:

@@ -12,36 +12,16 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "eviction/eviction_policy.h"
+#include "eviction/policy_testing.h"
 #include "gtest/gtest.h"
 #include "store/common/clock.h"
 
 namespace strata::eviction {
 namespace {
 
-bool Any(EntryId) { return true; }
-
-// Candidates in the order PickVictim offers them (every one rejected).
-std::vector<EntryId> Order(EvictionPolicy& policy) {
-  std::vector<EntryId> seen;
-  EXPECT_EQ(policy.PickVictim([&](EntryId id) {
-    seen.push_back(id);
-    return false;
-  }),
-            kNoEntry);
-  return seen;
-}
-
-// Picks and removes victims until none is left; returns them in order.
-std::vector<EntryId> Drain(EvictionPolicy& policy) {
-  std::vector<EntryId> victims;
-  for (size_t n = policy.size(); n > 0; --n) {
-    const EntryId v = policy.PickVictim(Any);
-    if (v == kNoEntry) break;
-    victims.push_back(v);
-    policy.OnRemove(v);
-  }
-  return victims;
-}
+using ::strata::eviction::testing::Any;
+using ::strata::eviction::testing::Drain;
+using ::strata::eviction::testing::Order;
 
 class SchedulerAwarePolicyTest : public ::testing::Test {
  protected:
