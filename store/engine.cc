@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -29,10 +30,21 @@ namespace internal {
 // ---------------------------------------------------------------- helpers
 
 absl::StatusOr<const NamespaceInfo*> EngineImpl::FindNamespace(uint32_t ns) const {
-  if (ns == 0 || ns > namespaces_.size()) {
+  if (ns == 0 || ns > namespaces_.size() || ns_state_[ns - 1] != NsState::kLive) {
     return absl::NotFoundError(absl::StrCat("unknown namespace id ", ns));
   }
   return &namespaces_[ns - 1];
+}
+
+const NamespaceInfo* EngineImpl::FindNamespaceLocked(const NamespaceSpec& canonical,
+                                                     std::string_view tenant) const {
+  for (size_t i = 0; i < namespaces_.size(); ++i) {
+    if (ns_state_[i] != NsState::kFree && namespaces_[i].spec == canonical &&
+        namespaces_[i].tenant == tenant) {
+      return &namespaces_[i];
+    }
+  }
+  return nullptr;
 }
 
 absl::Status EngineImpl::CheckBatch(size_t n, const char* what) const {
@@ -99,7 +111,9 @@ std::optional<uint64_t> EngineImpl::AllocateDram(uint64_t size, AllocationRules 
     if (victim == kNoEntry) {
       // Chunks awaiting write-back become evictable once persisted: wait for
       // the writer (back-pressure) rather than fail at once.
-      const bool writer_pending = !write_back_queue_.empty() || write_back_busy_;
+      // A failing NVMe tier frees nothing soon: fail at once.
+      const bool writer_pending =
+          (!write_back_queue_.empty() || write_back_busy_) && write_back_error_.ok();
       if (!rules.wait_for_write_back || !writer_pending || stopping_ ||
           cv_.WaitWithDeadline(&mu_, deadline)) {
         return std::nullopt;
@@ -202,9 +216,20 @@ void EngineImpl::DiscardWrites(const Lease& lease) {
 
 // ------------------------------------------------------------ namespaces
 
-absl::StatusOr<uint32_t> EngineImpl::RegisterNamespace(const NamespaceSpec& spec,
-                                                       std::string_view tenant) {
+namespace {
+
+// The spec with its extra keys in canonical order: identity is the canonical
+// encoding, whatever order the caller listed them in.
+absl::StatusOr<NamespaceSpec> Canonical(const NamespaceSpec& spec) {
   RETURN_IF_ERROR(spec.Validate());
+  return NamespaceSpec::FromCanonicalBytes(spec.CanonicalBytes());
+}
+
+}  // namespace
+
+absl::StatusOr<uint32_t> EngineImpl::RegisterNamespace(const NamespaceSpec& raw_spec,
+                                                       std::string_view tenant) {
+  ASSIGN_OR_RETURN(const NamespaceSpec spec, Canonical(raw_spec));
   if (tenant.size() > NamespaceSpec::kMaxModelIdBytes) {
     return absl::InvalidArgumentError(absl::StrCat("tenant must be at most ",
                                                    NamespaceSpec::kMaxModelIdBytes, " bytes"));
@@ -221,22 +246,122 @@ absl::StatusOr<uint32_t> EngineImpl::RegisterNamespace(const NamespaceSpec& spec
                                                    options_.nvme_capacity_bytes, " bytes"));
   }
   absl::MutexLock lock(&mu_);
-  for (const NamespaceInfo& info : namespaces_) {
-    if (info.spec == spec && info.tenant == tenant) return info.id;
+  if (const NamespaceInfo* info = FindNamespaceLocked(spec, tenant)) {
+    if (ns_state_[info->id - 1] == NsState::kRemoving) {
+      return absl::UnavailableError(absl::StrCat(
+          "namespace ", info->id, " is being removed; register it again once that is done"));
+    }
+    return info->id;
   }
-  if (namespaces_.size() >= 0xffff) {
-    return absl::ResourceExhaustedError("a node holds at most 65535 namespaces");
+  size_t slot = 0;
+  while (slot < ns_state_.size() && ns_state_[slot] != NsState::kFree) ++slot;
+  if (slot >= 0xffff) {
+    return absl::ResourceExhaustedError(
+        "a node holds at most 65535 namespaces; remove unused ones (strata remove-namespace)");
   }
   NamespaceInfo info;
-  info.id = static_cast<uint32_t>(namespaces_.size() + 1);
+  info.id = static_cast<uint32_t>(slot + 1);
   info.spec = spec;
   info.tenant = std::string(tenant);
   info.chunk_bytes = chunk;
   if (nvme_ != nullptr) {
     RETURN_IF_ERROR(nvme_->PutNamespace(info.id, EncodeNamespaceRecord(spec, tenant)));
   }
-  namespaces_.push_back(std::move(info));
-  return namespaces_.back().id;
+  if (slot == namespaces_.size()) {
+    namespaces_.push_back(std::move(info));
+    ns_state_.push_back(NsState::kLive);
+  } else {
+    namespaces_[slot] = std::move(info);
+    ns_state_[slot] = NsState::kLive;
+  }
+  return static_cast<uint32_t>(slot + 1);
+}
+
+absl::StatusOr<uint32_t> EngineImpl::FindNamespace(const NamespaceSpec& raw_spec,
+                                                   std::string_view tenant) const {
+  ASSIGN_OR_RETURN(const NamespaceSpec spec, Canonical(raw_spec));
+  absl::MutexLock lock(&mu_);
+  const NamespaceInfo* info = FindNamespaceLocked(spec, tenant);
+  if (info == nullptr || ns_state_[info->id - 1] != NsState::kLive) {
+    return absl::NotFoundError("namespace is not registered");
+  }
+  return info->id;
+}
+
+absl::StatusOr<uint64_t> EngineImpl::RemoveNamespace(uint32_t ns) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(FindNamespace(ns).status());
+  size_t open = 0;
+  for (const auto& [id, lease] : leases_) open += lease.ns == ns ? 1 : 0;
+  if (open > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "remove namespace ", ns, ": ", open,
+        " leases on it are open; retry once they are released or expire"));
+  }
+  // From here on every call naming `ns` is NotFound, so no new entry, lease
+  // or hint of it appears.
+  ns_state_[ns - 1] = NsState::kRemoving;
+  const size_t hint_sets = hint_sets_.size();
+  absl::erase_if(hint_sets_, [&](const auto& kv) { return kv.second.ns == ns; });
+  if (hint_sets_.size() != hint_sets) RefreshHints();
+  // Wait for I/O already under way on its chunks (a write-back or a
+  // promotion runs without the lock).
+  auto busy = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    bool any = false;
+    index_.ForEach([&](EntryId id, IndexEntry& e) {
+      if (e.ns == ns && (id == write_back_current_ || e.has(IndexEntry::kPromoting))) any = true;
+    });
+    return any;
+  };
+  while (busy()) cv_.Wait(&mu_);
+  std::vector<EntryId> ids;
+  index_.ForEach([&](EntryId id, IndexEntry& e) {
+    if (e.ns == ns) ids.push_back(id);
+  });
+  std::vector<ChunkKey> on_nvme;
+  for (EntryId id : ids) {
+    IndexEntry& e = *index_.Get(id);
+    // Queued write-backs skip entries that are no longer flush-pending.
+    e.set(IndexEntry::kFlushPending, false);
+    if (e.has(IndexEntry::kPrefetched)) prefetched_.erase(id);
+    if (e.has(IndexEntry::kInDram)) {
+      pool_->Free(e.dram_offset, e.size);
+      dram_policy_->OnRemove(id);
+    }
+    if (e.has(IndexEntry::kOnNvme)) {
+      on_nvme.push_back(e.key);
+      nvme_policy_->OnRemove(id);
+      nvme_used_ -= e.size;
+    }
+    index_.Erase(id);
+  }
+  std::erase_if(write_back_retry_, [&](EntryId id) { return index_.Get(id) == nullptr; });
+  // Delete the NVMe copies in batches, letting other calls in between; a key
+  // someone stored again meanwhile (in another namespace) is left alone.
+  constexpr size_t kDeletesPerLock = 256;
+  absl::Status status;
+  for (size_t i = 0; i < on_nvme.size(); ++i) {
+    if (index_.Find(on_nvme[i]) == kNoEntry) {
+      if (absl::Status s = nvme_->Delete(on_nvme[i]); !s.ok() && status.ok()) status = s;
+    }
+    if ((i + 1) % kDeletesPerLock == 0) {
+      mu_.Unlock();
+      mu_.Lock();
+    }
+  }
+  if (nvme_ != nullptr && status.ok()) status = nvme_->DeleteNamespace(ns);
+  if (!status.ok()) {
+    // The namespace stays reserved: its record or some chunks are still on
+    // NVMe and would come back at restart under this id.
+    ns_state_[ns - 1] = NsState::kLive;
+    return absl::Status(status.code(), absl::StrCat("remove namespace ", ns, ": ",
+                                                    status.message()));
+  }
+  ns_state_[ns - 1] = NsState::kFree;
+  namespaces_[ns - 1] = NamespaceInfo();
+  ++counters_.namespaces_removed;
+  cv_.SignalAll();
+  return static_cast<uint64_t>(ids.size());
 }
 
 absl::StatusOr<NamespaceInfo> EngineImpl::GetNamespace(uint32_t ns) const {
@@ -253,6 +378,7 @@ absl::StatusOr<LookupResult> EngineImpl::Lookup(uint32_t ns, std::span<const Chu
   RETURN_IF_ERROR(FindNamespace(ns).status());
   LookupResult result;
   result.tiers.reserve(keys.size());
+  result.persisted.reserve(keys.size());
   bool prefix = true;
   for (const ChunkKey& key : keys) {
     EntryId id;
@@ -260,6 +386,7 @@ absl::StatusOr<LookupResult> EngineImpl::Lookup(uint32_t ns, std::span<const Chu
     Tier tier = Tier::kMissing;
     if (e != nullptr) tier = e->has(IndexEntry::kInDram) ? Tier::kDram : Tier::kNvme;
     result.tiers.push_back(tier);
+    result.persisted.push_back(e != nullptr && e->has(IndexEntry::kOnNvme));
     if (tier == Tier::kMissing) {
       prefix = false;
       ++counters_.lookups_miss;
@@ -283,9 +410,18 @@ absl::StatusOr<PutLease> EngineImpl::BeginPut(uint32_t ns, std::span<const PutIt
       return absl::InvalidArgumentError(
           absl::StrCat("put: key ", item.key.ShortHex(), " appears twice in one call"));
     }
+    if (item.parent.has_value() && *item.parent == item.key) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("put: chunk ", item.key.ShortHex(), " names itself as its parent"));
+    }
   }
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(const NamespaceInfo* info, FindNamespace(ns));
+  if (!write_back_error_.ok()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "put: the node is not persisting (NVMe write-back failed: ", write_back_error_.message(),
+        "); ", write_back_retry_.size(), " acknowledged chunks wait in DRAM for a retry"));
+  }
   const uint32_t size = static_cast<uint32_t>(info->chunk_bytes);
   Lease lease;
   lease.write = true;
@@ -329,7 +465,12 @@ absl::StatusOr<PutLease> EngineImpl::BeginPut(uint32_t ns, std::span<const PutIt
     e.ns = static_cast<uint16_t>(ns);
     e.size = size;
     e.dram_offset = *offset;
-    e.parent = item.parent ? index_.Find(*item.parent) : kNoEntry;
+    e.parent = kNoEntry;
+    if (item.parent.has_value()) {
+      const EntryId parent = index_.Find(*item.parent);
+      const IndexEntry* p = index_.Get(parent);
+      if (p != nullptr && p->ns == ns) e.parent = parent;
+    }
     lease.entries.push_back(id);
     lease.positions.push_back(static_cast<uint32_t>(result.slots.size()));
     slot.pool_offset = *offset;
@@ -347,7 +488,11 @@ absl::Status EngineImpl::CommitPut(LeaseId lease_id, std::span<const uint64_t> c
   {
     absl::MutexLock lock(&mu_);
     auto it = leases_.find(lease_id);
-    if (it == leases_.end() || !it->second.write || it->second.committing) {
+    if (it != leases_.end() && !it->second.write) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "commit: lease ", lease_id, " is a read lease; it stays open (release it instead)"));
+    }
+    if (it == leases_.end() || it->second.committing) {
       return absl::NotFoundError(
           absl::StrCat("commit: no open write lease ", lease_id, " (unknown, expired or done)"));
     }
@@ -400,7 +545,11 @@ absl::Status EngineImpl::CommitPut(LeaseId lease_id, std::span<const uint64_t> c
 absl::Status EngineImpl::AbortPut(LeaseId lease_id) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(lease_id);
-  if (it == leases_.end() || !it->second.write || it->second.committing) {
+  if (it != leases_.end() && !it->second.write) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "abort: lease ", lease_id, " is a read lease; it stays open (release it instead)"));
+  }
+  if (it == leases_.end() || it->second.committing) {
     return absl::NotFoundError(
         absl::StrCat("abort: no open write lease ", lease_id, " (unknown, expired or done)"));
   }
@@ -544,7 +693,12 @@ absl::StatusOr<ReadLease> EngineImpl::Acquire(uint32_t ns, std::span<const Chunk
 absl::Status EngineImpl::Release(LeaseId lease_id) {
   absl::MutexLock lock(&mu_);
   auto it = leases_.find(lease_id);
-  if (it == leases_.end() || it->second.write) {
+  if (it != leases_.end() && it->second.write) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "release: lease ", lease_id,
+        " is a write lease; it stays open (commit or abort it instead)"));
+  }
+  if (it == leases_.end()) {
     return absl::NotFoundError(
         absl::StrCat("release: no read lease ", lease_id, " (unknown, expired or released)"));
   }
@@ -626,6 +780,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     nvme_options.capacity_bytes = options.nvme_capacity_bytes;
     nvme_options.sync_writes = options.sync_nvme_writes;
     ASSIGN_OR_RETURN(nvme, NvmeTier::Open(nvme_options));
+    if (options.wrap_nvme) nvme = options.wrap_nvme(std::move(nvme));
   }
   auto engine = std::make_unique<internal::EngineImpl>(options, clock, std::move(pool), std::move(nvme),
                                              std::move(dram_policy), std::move(nvme_policy));

@@ -23,6 +23,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -35,6 +36,7 @@
 #include "store/common/chunk_key.h"
 #include "store/common/clock.h"
 #include "store/common/namespace.h"
+#include "store/nvme_tier.h"
 
 namespace strata::store {
 
@@ -71,6 +73,16 @@ struct EngineOptions {
   absl::Duration default_hint_ttl = absl::Seconds(30);
   size_t prefetch_jobs = 8;
   uint64_t prefetch_bytes = 0;
+  // Most schedulers with a live hint set; a new one past it is
+  // ResourceExhausted (sets expire after their ttl, or are withdrawn).
+  size_t max_hint_schedulers = 64;
+  // A chunk whose write-back to NVMe failed stays pinned in DRAM and is
+  // retried this often; while any is waiting, puts are refused
+  // (ResourceExhausted) and Health()/Stats() say the node is not persisting.
+  absl::Duration write_back_retry = absl::Seconds(1);
+  // Test seam: wraps the NVMe tier after it is opened (a fault-injecting
+  // tier, store/faulty_nvme_tier.h); null for none.
+  std::function<std::unique_ptr<NvmeTier>(std::unique_ptr<NvmeTier>)> wrap_nvme;
   // Source of time for leases and policies; nullptr means the real clock.
   Clock* clock = nullptr;
 };
@@ -132,6 +144,8 @@ struct JobHint {
 
 struct LookupResult {
   std::vector<Tier> tiers;   // per requested key
+  // Per requested key: a copy is on NVMe (it survives a restart of the node).
+  std::vector<bool> persisted;
   size_t prefix_chunks = 0;  // leading keys present in some tier
 };
 
@@ -159,6 +173,12 @@ struct EngineStats {
   uint64_t nvme_evictions = 0;
   uint64_t write_backs = 0;
   uint64_t write_back_errors = 0;
+  // Chunks acknowledged but not yet on NVMe because their write-back failed
+  // (pinned in DRAM, retried); nonzero means the node is not persisting.
+  uint64_t chunks_unpersisted = 0;
+  uint64_t write_back_failing = 0;  // 1 while the NVMe tier refuses writes
+  uint64_t namespaces_removed = 0;
+  uint64_t hint_resolve_steps = 0;  // chain entries walked resolving hints
   uint64_t checksum_failures = 0;
   uint64_t leases_expired = 0;
   uint64_t chunks_restored = 0;  // index entries rebuilt from NVMe at open
@@ -186,21 +206,35 @@ class Engine {
   virtual ~Engine() = default;
 
   // Registers (spec, tenant) and returns its id; registering the same pair
-  // again returns the same id. InvalidArgument for an invalid spec or a
-  // chunk larger than the DRAM pool.
+  // again returns the same id. Identity is the canonical encoding: the same
+  // extra keys in another order are the same namespace. InvalidArgument for
+  // an invalid spec or a chunk larger than the DRAM pool; ResourceExhausted
+  // when 65535 namespaces are live.
   virtual absl::StatusOr<uint32_t> RegisterNamespace(const NamespaceSpec& spec,
                                                      std::string_view tenant) = 0;
+  // The id of (spec, tenant) if it is registered; NotFound otherwise.
+  virtual absl::StatusOr<uint32_t> FindNamespace(const NamespaceSpec& spec,
+                                                 std::string_view tenant) const = 0;
   virtual absl::StatusOr<NamespaceInfo> GetNamespace(uint32_t ns) const = 0;
+  // Removes namespace `ns` with every chunk stored in it (DRAM and NVMe) and
+  // its hints; its id may be given to a later namespace. Returns the number
+  // of chunks removed. NotFound: unknown namespace; FailedPrecondition: a
+  // read or write lease on it is open (retry once they end).
+  virtual absl::StatusOr<uint64_t> RemoveNamespace(uint32_t ns) = 0;
 
   // Presence and tier of each key; does not count as an access.
   virtual absl::StatusOr<LookupResult> Lookup(uint32_t ns, std::span<const ChunkKey> keys) = 0;
 
-  // Two-phase put. Repeated keys in one call are InvalidArgument.
+  // Two-phase put. Repeated keys in one call, or an item whose parent is its
+  // own key, are InvalidArgument. ResourceExhausted while the node is not
+  // persisting (a write-back to NVMe failed and waits for a retry).
   virtual absl::StatusOr<PutLease> BeginPut(uint32_t ns, std::span<const PutItem> items,
                                             absl::Duration ttl = absl::ZeroDuration()) = 0;
   // `checksums` holds ChunkChecksum() of each slot's bytes, one per slot of
   // the lease (values for already-present slots are ignored). All or
   // nothing: on a mismatch no chunk of the lease becomes visible (DataLoss).
+  // A read lease given to CommitPut or AbortPut (or a write lease given to
+  // Release) is FailedPrecondition and the lease stays as it was.
   virtual absl::Status CommitPut(LeaseId lease, std::span<const uint64_t> checksums) = 0;
   virtual absl::Status AbortPut(LeaseId lease) = 0;
 
@@ -224,15 +258,24 @@ class Engine {
   // not stored are accepted (they may be written later) but have no effect.
   // A prefetched chunk stays in DRAM until its job reads it or its hint goes,
   // unless a read or write needs the room now and nothing else can go.
+  // Chains are resolved with bounded work: each stored chunk is walked at
+  // most once per rebuild, whatever the number of jobs and schedulers naming
+  // it (parent cycles end the walk), and the engine's lock is released every
+  // few thousand steps so that gets and puts are not held up.
   // InvalidArgument: empty or long (> 128 bytes) scheduler id, more than
   // max_hint_jobs jobs, ttl outside [0, max_hint_ttl]. NotFound: namespace.
+  // ResourceExhausted: a new scheduler past max_hint_schedulers.
   virtual absl::Status SetHints(std::string_view scheduler, uint32_t ns,
                                 std::span<const JobHint> jobs, absl::Duration ttl) = 0;
 
   // Frees what expired leases held; returns how many leases expired.
   virtual size_t ReapExpiredLeases() = 0;
-  // Waits until every committed chunk queued for write-back is persisted.
+  // Waits until every committed chunk queued for write-back has been tried.
+  // Unavailable (naming the chunks and the NVMe error) when some could not
+  // be persisted: they stay in DRAM and are retried.
   virtual absl::Status FlushWriteBack() = 0;
+  // OK while the NVMe tier takes writes; otherwise the last write-back error.
+  virtual absl::Status PersistenceStatus() const = 0;
 
   virtual EngineStats Stats() const = 0;
   // The DRAM pool, for registration with a transport.

@@ -1,7 +1,10 @@
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "store/common/log.h"
 #include "store/common/status_macros.h"
 #include "store/engine_impl.h"
 
@@ -79,42 +82,108 @@ absl::Status EngineImpl::FlushWriteBack() {
     if (stopping_) return absl::CancelledError("engine is shutting down");
     cv_.Wait(&mu_);
   }
+  if (!write_back_retry_.empty()) {
+    return absl::UnavailableError(absl::StrCat(
+        write_back_retry_.size(), " acknowledged chunks are not persisted (NVMe write-back: ",
+        write_back_error_.message(), "); they are kept in DRAM and retried"));
+  }
   return absl::OkStatus();
+}
+
+absl::Status EngineImpl::PersistenceStatus() const {
+  absl::MutexLock lock(&mu_);
+  return write_back_error_;
+}
+
+void EngineImpl::WriteBackOne(EntryId id) {
+  IndexEntry* e = index_.Get(id);
+  if (e == nullptr || !e->has(IndexEntry::kFlushPending)) return;
+  NvmeRecord record;
+  record.key = e->key;
+  if (const IndexEntry* parent = index_.Get(e->parent)) record.parent = parent->key;
+  record.namespace_id = e->ns;
+  record.size = e->size;
+  record.checksum = e->checksum;
+  std::span<const std::byte> bytes = pool_->Slot(e->dram_offset, e->size);
+  write_back_busy_ = true;
+  write_back_current_ = id;
+  mu_.Unlock();
+  absl::Status status = nvme_->Write(record, bytes);
+  mu_.Lock();
+  write_back_busy_ = false;
+  write_back_current_ = kNoEntry;
+  e = index_.Get(id);  // pinned by kFlushPending: still live
+  if (status.ok()) {
+    e->set(IndexEntry::kFlushPending, false);
+    e->set(IndexEntry::kOnNvme, true);
+    nvme_policy_->OnInsert(id, e->parent);
+    nvme_used_ += e->size;
+    ++counters_.write_backs;
+    if (!write_back_error_.ok()) {
+      // The tier takes writes again: retry the others now.
+      LogInfo("NVMe write-back works again; retrying %zu chunks", write_back_retry_.size());
+      write_back_error_ = absl::OkStatus();
+      write_back_retry_at_ = absl::InfinitePast();
+    }
+    EnforceNvmeCapacity();
+  } else if (status.code() == absl::StatusCode::kDataLoss) {
+    // The tier refused bytes that do not match their checksum: the DRAM copy
+    // itself is damaged. Never serve it: drop it (a counted loss).
+    e->set(IndexEntry::kFlushPending, false);
+    ++counters_.checksum_failures;
+    LogError("chunk %s: DRAM copy fails its checksum at write-back; dropped",
+              e->key.ShortHex().c_str());
+    if (e->has(IndexEntry::kInDram)) DropDram(id, *e);
+  } else {
+    // Keep it pinned (kFlushPending) and try again later: DRAM eviction
+    // never drops a copy that is not safe on NVMe.
+    ++counters_.write_back_errors;
+    if (write_back_error_.ok()) {
+      LogError("NVMe write-back failed (%s); the node is not persisting: puts are refused "
+                "and unpersisted chunks stay in DRAM, retried every %s",
+                status.ToString().c_str(),
+                absl::FormatDuration(options_.write_back_retry).c_str());
+    }
+    write_back_error_ = status;
+    write_back_retry_.push_back(id);
+    if (write_back_retry_at_ == absl::InfiniteFuture() ||
+        write_back_retry_at_ == absl::InfinitePast()) {
+      write_back_retry_at_ = absl::Now() + options_.write_back_retry;
+    }
+  }
+  cv_.SignalAll();
 }
 
 void EngineImpl::WriteBackLoop() {
   absl::MutexLock lock(&mu_);
   while (true) {
-    while (write_back_queue_.empty() && !stopping_) cv_.Wait(&mu_);
-    if (write_back_queue_.empty()) return;  // stopping, and everything flushed
+    if (!write_back_retry_.empty() && absl::Now() >= write_back_retry_at_) {
+      write_back_retry_at_ = absl::InfiniteFuture();
+      write_back_queue_.insert(write_back_queue_.end(), write_back_retry_.begin(),
+                               write_back_retry_.end());
+      write_back_retry_.clear();
+    }
+    if (write_back_queue_.empty()) {
+      if (stopping_) break;
+      if (write_back_retry_.empty()) {
+        cv_.Wait(&mu_);
+      } else {
+        cv_.WaitWithDeadline(&mu_, write_back_retry_at_);
+      }
+      continue;
+    }
     const EntryId id = write_back_queue_.front();
     write_back_queue_.pop_front();
-    IndexEntry* e = index_.Get(id);
-    if (e == nullptr || !e->has(IndexEntry::kFlushPending)) continue;
-    NvmeRecord record;
-    record.key = e->key;
-    if (const IndexEntry* parent = index_.Get(e->parent)) record.parent = parent->key;
-    record.namespace_id = e->ns;
-    record.size = e->size;
-    record.checksum = e->checksum;
-    std::span<const std::byte> bytes = pool_->Slot(e->dram_offset, e->size);
-    write_back_busy_ = true;
-    mu_.Unlock();
-    absl::Status status = nvme_->Write(record, bytes);
-    mu_.Lock();
-    write_back_busy_ = false;
-    e = index_.Get(id);  // pinned by kFlushPending: still live
-    e->set(IndexEntry::kFlushPending, false);
-    if (status.ok()) {
-      e->set(IndexEntry::kOnNvme, true);
-      nvme_policy_->OnInsert(id, e->parent);
-      nvme_used_ += e->size;
-      ++counters_.write_backs;
-      EnforceNvmeCapacity();
-    } else {
-      ++counters_.write_back_errors;
-    }
-    cv_.SignalAll();
+    WriteBackOne(id);
+  }
+  // Stopping: one last try for the chunks that failed before.
+  std::deque<EntryId> last;
+  last.swap(write_back_retry_);
+  for (EntryId id : last) WriteBackOne(id);
+  if (!write_back_retry_.empty()) {
+    LogError("shutting down with %zu acknowledged chunks that could not be written to NVMe "
+              "(%s): they are lost",
+              write_back_retry_.size(), write_back_error_.ToString().c_str());
   }
 }
 
@@ -147,7 +216,7 @@ absl::Status EngineImpl::Restore() {
   RETURN_IF_ERROR(nvme_->ForEachNamespace([&](uint32_t id, std::span<const uint8_t> bytes) {
     if (!status.ok()) return;
     auto decoded = DecodeNamespaceRecord(bytes);
-    if (!decoded.ok() || id != namespaces_.size() + 1) {
+    if (!decoded.ok() || id <= namespaces_.size() || id > 0xffff) {
       status = absl::DataLossError(absl::StrCat(
           "NVMe tier: namespace record ", id, " is unreadable or out of sequence",
           decoded.ok() ? "" : ": ", decoded.ok() ? "" : decoded.status().message()));
@@ -158,13 +227,18 @@ absl::Status EngineImpl::Restore() {
     info.spec = decoded->first;
     info.tenant = decoded->second;
     info.chunk_bytes = ChunkLayout(info.spec).chunk_bytes();
+    // Ids of removed namespaces leave free slots.
+    namespaces_.resize(id - 1);
+    ns_state_.resize(id - 1, NsState::kFree);
     namespaces_.push_back(std::move(info));
+    ns_state_.push_back(NsState::kLive);
   }));
   RETURN_IF_ERROR(status);
   std::vector<std::pair<EntryId, ChunkKey>> parents;
   std::vector<ChunkKey> inconsistent;
   RETURN_IF_ERROR(nvme_->ForEach([&](const NvmeRecord& record) {
     if (record.namespace_id == 0 || record.namespace_id > namespaces_.size() ||
+        ns_state_[record.namespace_id - 1] != NsState::kLive ||
         record.size != namespaces_[record.namespace_id - 1].chunk_bytes) {
       inconsistent.push_back(record.key);
       return;
@@ -185,11 +259,41 @@ absl::Status EngineImpl::Restore() {
   index_.ForEach([&](EntryId id, IndexEntry& e) {
     auto it = parent_of.find(id);
     e.parent = it == parent_of.end() ? kNoEntry : it->second;
-    nvme_policy_->OnInsert(id, e.parent);
   });
+  BreakParentCycles();
+  index_.ForEach([&](EntryId id, IndexEntry& e) { nvme_policy_->OnInsert(id, e.parent); });
   counters_.chunks_restored = index_.size();
   EnforceNvmeCapacity();
   return absl::OkStatus();
+}
+
+void EngineImpl::BreakParentCycles() {
+  // Colours: absent = unvisited, 1 = on the current path, 2 = done. Each
+  // entry is visited once; a link back into the current path is cut.
+  absl::flat_hash_map<EntryId, uint8_t> colour;
+  std::vector<EntryId> path;
+  index_.ForEach([&](EntryId start, IndexEntry&) {
+    path.clear();
+    EntryId id = start;
+    while (id != kNoEntry && !colour.contains(id)) {
+      colour[id] = 1;
+      path.push_back(id);
+      IndexEntry* e = index_.Get(id);
+      EntryId parent = e->parent;
+      if (parent != kNoEntry && index_.Get(parent) == nullptr) parent = e->parent = kNoEntry;
+      if (parent != kNoEntry) {
+        auto it = colour.find(parent);
+        if (it != colour.end() && it->second == 1) {
+          LogError("chunk %s: its NVMe parent links form a cycle; the link is cut",
+                    e->key.ShortHex().c_str());
+          e->parent = kNoEntry;
+          parent = kNoEntry;
+        }
+      }
+      id = parent;
+    }
+    for (EntryId p : path) colour[p] = 2;
+  });
 }
 
 EngineStats EngineImpl::Stats() const {
@@ -206,8 +310,10 @@ EngineStats EngineImpl::Stats() const {
   for (const auto& [id, lease] : leases_) {
     (lease.write ? s.active_write_leases : s.active_read_leases)++;
   }
-  s.namespaces = namespaces_.size();
+  s.namespaces = absl::c_count(ns_state_, NsState::kLive);
   s.write_back_queue = write_back_queue_.size() + (write_back_busy_ ? 1 : 0);
+  s.chunks_unpersisted = write_back_retry_.size();
+  s.write_back_failing = write_back_error_.ok() ? 0 : 1;
   return s;
 }
 

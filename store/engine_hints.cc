@@ -19,6 +19,9 @@ constexpr size_t kMaxSchedulerIdBytes = 128;
 // Longest chain walked back from a hinted key (a million tokens at 16 tokens
 // per chunk).
 constexpr size_t kMaxChainChunks = 65536;
+// Chain steps between two releases of the engine's lock while hints are
+// resolved (a few tens of microseconds of work).
+constexpr size_t kHintStepsPerLock = 2048;
 // How often the prefetcher looks again without being woken (expiry).
 constexpr absl::Duration kPrefetchPoll = absl::Milliseconds(50);
 
@@ -44,8 +47,17 @@ absl::Status EngineImpl::SetHints(std::string_view scheduler, uint32_t ns,
   }
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(FindNamespace(ns).status());
-  ++counters_.hint_sets_received;
   const std::string id(scheduler);
+  if (!jobs.empty() && !hint_sets_.contains(id)) {
+    const absl::Time now = clock_->Now();
+    absl::erase_if(hint_sets_, [&](const auto& kv) { return kv.second.expires <= now; });
+    if (hint_sets_.size() >= options_.max_hint_schedulers) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "hint: ", hint_sets_.size(), " schedulers already have live hint sets (the limit); ",
+          "withdraw one (an empty set) or let it expire"));
+    }
+  }
+  ++counters_.hint_sets_received;
   if (jobs.empty()) {
     hint_sets_.erase(id);
   } else {
@@ -55,47 +67,80 @@ absl::Status EngineImpl::SetHints(std::string_view scheduler, uint32_t ns,
     set.expires = set.received + ttl;
     set.jobs.assign(jobs.begin(), jobs.end());
   }
-  RebuildHints();
+  RefreshHints();
   return absl::OkStatus();
+}
+
+void EngineImpl::RefreshHints() {
+  hints_dirty_ = true;
+  if (hints_rebuilding_) return;  // the running rebuild will pick it up
+  hints_rebuilding_ = true;
+  while (hints_dirty_) {
+    hints_dirty_ = false;
+    RebuildHints();
+  }
+  hints_rebuilding_ = false;
 }
 
 void EngineImpl::RebuildHints() {
   const absl::Time now = clock_->Now();
   absl::erase_if(hint_sets_, [&](const auto& kv) { return kv.second.expires <= now; });
-  hinted_jobs_.clear();
-  needed_at_.clear();
-  hints_expire_ = absl::InfiniteFuture();
-  uint64_t job_count = 0;
+  // Every job of every set, soonest first. Jobs without a start time are
+  // ordered by queue position behind the moment their set arrived.
+  struct Pending {
+    absl::Time needed;
+    uint32_t ns;
+    ChunkKey last_key;
+  };
+  std::vector<Pending> pending;
+  absl::Time expire = absl::InfiniteFuture();
   for (const auto& [scheduler, set] : hint_sets_) {
-    hints_expire_ = std::min(hints_expire_, set.expires);
+    expire = std::min(expire, set.expires);
     for (const JobHint& job : set.jobs) {
-      ++job_count;
-      // Jobs without a start time are ordered by queue position behind the
-      // moment the set arrived.
       const absl::Time needed = job.expected_start != absl::InfinitePast()
                                     ? job.expected_start
                                     : set.received + absl::Milliseconds(job.queue_position);
-      HintedJob hinted{needed, {}};
-      EntryId id;
-      const IndexEntry* e = FindCommitted(set.ns, job.last_key, &id);
-      for (size_t n = 0; e != nullptr && n < kMaxChainChunks; ++n) {
-        hinted.chain.push_back(id);
-        id = e->parent;
-        e = index_.Get(id);
-        if (e != nullptr && e->state != IndexEntry::kCommitted) e = nullptr;
-      }
-      std::reverse(hinted.chain.begin(), hinted.chain.end());
-      for (EntryId c : hinted.chain) {
-        auto [it, inserted] = needed_at_.emplace(c, needed);
-        if (!inserted) it->second = std::min(it->second, needed);
-      }
-      if (!hinted.chain.empty()) hinted_jobs_.push_back(std::move(hinted));
+      pending.push_back({needed, set.ns, job.last_key});
     }
   }
-  std::stable_sort(hinted_jobs_.begin(), hinted_jobs_.end(),
-                   [](const HintedJob& a, const HintedJob& b) { return a.needed_at < b.needed_at; });
-  counters_.hint_schedulers = hint_sets_.size();
-  counters_.hint_jobs = job_count;
+  const size_t schedulers = hint_sets_.size();
+  std::stable_sort(pending.begin(), pending.end(),
+                   [](const Pending& a, const Pending& b) { return a.needed < b.needed; });
+  // Walk each job's chain back from its last key. Jobs go soonest first, so
+  // a chunk already claimed was claimed by a job needing it no later, and so
+  // were all its ancestors: the walk stops there. Each chunk is walked once
+  // whatever the number of jobs naming it, and a parent cycle ends the walk.
+  // A job's chain holds only the chunks it claimed (in chain order); the
+  // rest belong to sooner jobs, which prefetch takes first.
+  absl::flat_hash_map<EntryId, absl::Time> needed_at;
+  std::vector<HintedJob> jobs;
+  size_t steps = 0;
+  for (const Pending& p : pending) {
+    HintedJob hinted{p.needed, {}};
+    EntryId id;
+    const IndexEntry* e = FindCommitted(p.ns, p.last_key, &id);
+    while (e != nullptr && hinted.chain.size() < kMaxChainChunks) {
+      if (!needed_at.emplace(id, p.needed).second) break;
+      hinted.chain.push_back(id);
+      id = e->parent;
+      ++counters_.hint_resolve_steps;
+      if (++steps % kHintStepsPerLock == 0) {
+        // Let gets and puts in. Entries may change meanwhile: ids are
+        // generation-tagged, so an erased one just ends the walk.
+        mu_.Unlock();
+        mu_.Lock();
+      }
+      e = index_.Get(id);
+      if (e != nullptr && (e->state != IndexEntry::kCommitted || e->ns != p.ns)) e = nullptr;
+    }
+    std::reverse(hinted.chain.begin(), hinted.chain.end());
+    if (!hinted.chain.empty()) jobs.push_back(std::move(hinted));
+  }
+  hinted_jobs_ = std::move(jobs);
+  needed_at_ = std::move(needed_at);
+  hints_expire_ = expire;
+  counters_.hint_schedulers = schedulers;
+  counters_.hint_jobs = pending.size();
   counters_.hinted_chunks = needed_at_.size();
 
   std::vector<eviction::HintedEntry> entries;
@@ -109,7 +154,7 @@ void EngineImpl::RebuildHints() {
 }
 
 void EngineImpl::PrefetchRound() {
-  if (clock_->Now() >= hints_expire_) RebuildHints();
+  if (clock_->Now() >= hints_expire_) RefreshHints();
   prefetch_wanted_ = false;
   const uint64_t window = options_.prefetch_bytes != 0 ? options_.prefetch_bytes
                                                         : pool_->capacity() / 4;

@@ -75,7 +75,10 @@ class EngineImpl final : public Engine {
 
   absl::StatusOr<uint32_t> RegisterNamespace(const NamespaceSpec& spec,
                                              std::string_view tenant) override;
+  absl::StatusOr<uint32_t> FindNamespace(const NamespaceSpec& spec,
+                                         std::string_view tenant) const override;
   absl::StatusOr<NamespaceInfo> GetNamespace(uint32_t ns) const override;
+  absl::StatusOr<uint64_t> RemoveNamespace(uint32_t ns) override;
   absl::StatusOr<LookupResult> Lookup(uint32_t ns, std::span<const ChunkKey> keys) override;
   absl::StatusOr<PutLease> BeginPut(uint32_t ns, std::span<const PutItem> items,
                                     absl::Duration ttl) override;
@@ -91,6 +94,7 @@ class EngineImpl final : public Engine {
                         absl::Duration ttl) override;
   size_t ReapExpiredLeases() override;
   absl::Status FlushWriteBack() override;
+  absl::Status PersistenceStatus() const override;
   EngineStats Stats() const override;
   std::span<std::byte> dram_region() const override { return pool_->region(); }
   size_t max_keys_per_call() const override { return options_.max_keys_per_call; }
@@ -108,7 +112,12 @@ class EngineImpl final : public Engine {
     uint32_t requested = 0;
   };
 
+  // A live namespace (registered, not being removed).
   absl::StatusOr<const NamespaceInfo*> FindNamespace(uint32_t ns) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The live slot of (canonical spec, tenant), or nullptr.
+  const NamespaceInfo* FindNamespaceLocked(const NamespaceSpec& canonical,
+                                           std::string_view tenant) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckBatch(size_t n, const char* what) const;
   absl::StatusOr<absl::Time> ExpiryFor(absl::Duration ttl) const;
@@ -152,9 +161,18 @@ class EngineImpl final : public Engine {
   // lock for the I/O), then waits for promotions of `ids` started by others.
   absl::Status PromoteLocked(std::span<const EntryId> ids) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // Recomputes the merged hint view from the live hint sets, informs the
-  // policies and retires prefetched chunks no job needs any more.
+  // Rebuilds the merged hint view until no newer hint set waits; if another
+  // caller is rebuilding, leaves the work to it. May release mu_.
+  void RefreshHints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Recomputes the merged hint view from the live hint sets and informs the
+  // policies. Releases mu_ every kHintStepsPerLock chain steps.
   void RebuildHints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Breaks parent cycles (possible only in records restored from NVMe).
+  void BreakParentCycles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes one queued chunk to NVMe (lock released for the I/O) and applies
+  // the outcome: persisted, dropped (its DRAM copy is corrupt) or kept
+  // pinned for a retry.
+  void WriteBackOne(EntryId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Promotes the chunks of the next hinted jobs within the window.
   void PrefetchRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -174,12 +192,22 @@ class EngineImpl final : public Engine {
   ChunkIndex index_ ABSL_GUARDED_BY(mu_);
   const std::unique_ptr<EvictionPolicy> dram_policy_ ABSL_PT_GUARDED_BY(mu_);
   const std::unique_ptr<EvictionPolicy> nvme_policy_ ABSL_PT_GUARDED_BY(mu_);
-  std::vector<NamespaceInfo> namespaces_ ABSL_GUARDED_BY(mu_);  // id - 1
+  enum class NsState : uint8_t { kFree, kLive, kRemoving };
+  // Index id - 1; kFree slots are reused by RegisterNamespace.
+  std::vector<NamespaceInfo> namespaces_ ABSL_GUARDED_BY(mu_);
+  std::vector<NsState> ns_state_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<LeaseId, Lease> leases_ ABSL_GUARDED_BY(mu_);
   absl::btree_set<std::pair<absl::Time, LeaseId>> lease_expiry_ ABSL_GUARDED_BY(mu_);
   absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
   std::deque<EntryId> write_back_queue_ ABSL_GUARDED_BY(mu_);
   bool write_back_busy_ ABSL_GUARDED_BY(mu_) = false;
+  EntryId write_back_current_ ABSL_GUARDED_BY(mu_) = kNoEntry;
+  // Chunks whose write-back failed: still kFlushPending (pinned in DRAM),
+  // tried again at write_back_retry_at_.
+  std::deque<EntryId> write_back_retry_ ABSL_GUARDED_BY(mu_);
+  absl::Time write_back_retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // The last write-back error while the tier refuses writes; OK otherwise.
+  absl::Status write_back_error_ ABSL_GUARDED_BY(mu_);
   uint64_t nvme_used_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   EngineStats counters_ ABSL_GUARDED_BY(mu_);
@@ -198,6 +226,9 @@ class EngineImpl final : public Engine {
   absl::flat_hash_map<EntryId, absl::Time> needed_at_ ABSL_GUARDED_BY(mu_);
   std::vector<HintedJob> hinted_jobs_ ABSL_GUARDED_BY(mu_);  // by needed_at
   absl::Time hints_expire_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  // A hint set changed since the last rebuild began / a rebuild runs.
+  bool hints_dirty_ ABSL_GUARDED_BY(mu_) = false;
+  bool hints_rebuilding_ ABSL_GUARDED_BY(mu_) = false;
   // Chunks promoted ahead of their job and not read yet (read: used;
   // evicted unread: wasted). Those still hinted fill the prefetch window.
   absl::flat_hash_set<EntryId> prefetched_ ABSL_GUARDED_BY(mu_);

@@ -464,6 +464,12 @@ class RocksNvmeTier final : public NvmeTier {
                              absl::StrCat("writing namespace ", id));
   }
 
+  absl::Status DeleteNamespace(uint32_t id) override {
+    absl::MutexLock lock(&namespace_mu_);
+    return FromRocksDbStatus(db_->db->Delete(write_options_, namespaces_, NamespaceKey(id)),
+                             absl::StrCat("deleting namespace ", id));
+  }
+
   absl::Status ForEachNamespace(
       absl::FunctionRef<void(uint32_t, std::span<const uint8_t>)> fn) const override {
     std::unique_ptr<rocksdb::Iterator> it(

@@ -106,6 +106,9 @@ class NvmeTier {
   // AlreadyExists (chunks refer to namespaces by id, so an id never changes
   // meaning).
   virtual absl::Status PutNamespace(uint32_t id, std::span<const uint8_t> canonical) = 0;
+  // Deletes namespace record `id`; OK if absent. (Its chunks are deleted by
+  // the caller, with Delete.)
+  virtual absl::Status DeleteNamespace(uint32_t id) = 0;
   // Calls fn for every namespace, in increasing id order.
   virtual absl::Status ForEachNamespace(
       absl::FunctionRef<void(uint32_t, std::span<const uint8_t>)> fn) const = 0;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -99,12 +100,29 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status RegisterNamespace(grpc::ServerContext*, const pb::RegisterNamespaceRequest* req,
+  grpc::Status RegisterNamespace(grpc::ServerContext* ctx, const pb::RegisterNamespaceRequest* req,
                                  pb::RegisterNamespaceResponse* out) override {
     auto spec = FromProto(req->spec());
     if (!spec.ok()) return ToGrpcStatus(spec.status());
+    // Bound how many namespaces one caller can create (until tenants are
+    // authenticated, the caller is its host address).
+    const std::string peer = PeerHost(ctx->peer());
+    absl::MutexLock lock(&ns_mu_);
+    const bool exists = engine_->FindNamespace(*spec, req->tenant()).ok();
+    auto& mine = ns_by_peer_[peer];
+    if (!exists && options_.max_namespaces_per_peer > 0 &&
+        mine.size() >= static_cast<size_t>(options_.max_namespaces_per_peer)) {
+      return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
+          "register namespace: ", peer, " has registered ", mine.size(),
+          " live namespaces, the limit per caller (--max_namespaces_per_peer); "
+          "remove unused ones first")));
+    }
     auto id = engine_->RegisterNamespace(*spec, req->tenant());
     if (!id.ok()) return ToGrpcStatus(id.status());
+    if (!exists) {
+      mine.insert(*id);
+      owner_of_ns_[*id] = peer;
+    }
     ChunkLayout layout(*spec);
     out->set_namespace_id(*id);
     out->set_chunk_bytes(layout.chunk_bytes());
@@ -119,6 +137,7 @@ class StrataService final : public pb::Strata::Service {
     auto result = engine_->Lookup(req->namespace_id(), *keys);
     if (!result.ok()) return ToGrpcStatus(result.status());
     for (Tier t : result->tiers) out->add_tiers(ToProto(t));
+    for (bool p : result->persisted) out->add_persisted(p);
     out->set_prefix_chunks(static_cast<uint32_t>(result->prefix_chunks));
     return grpc::Status::OK;
   }
@@ -150,7 +169,7 @@ class StrataService final : public pb::Strata::Service {
       return ToGrpcStatus(s);
     }
     absl::Status s = engine_->Release(req->lease_id());
-    ForgetOwner(req->lease_id());
+    if (LeaseIsGone(s)) ForgetOwner(req->lease_id());
     return ToGrpcStatus(s);
   }
 
@@ -198,8 +217,7 @@ class StrataService final : public pb::Strata::Service {
     }
     std::vector<uint64_t> sums(req->checksums().begin(), req->checksums().end());
     absl::Status s = engine_->CommitPut(req->lease_id(), sums);
-    // A commit with the wrong number of checksums leaves the lease open.
-    if (s.code() != absl::StatusCode::kInvalidArgument) ForgetOwner(req->lease_id());
+    if (LeaseIsGone(s)) ForgetOwner(req->lease_id());
     return ToGrpcStatus(s);
   }
 
@@ -209,7 +227,7 @@ class StrataService final : public pb::Strata::Service {
       return ToGrpcStatus(s);
     }
     absl::Status s = engine_->AbortPut(req->lease_id());
-    ForgetOwner(req->lease_id());
+    if (LeaseIsGone(s)) ForgetOwner(req->lease_id());
     return ToGrpcStatus(s);
   }
 
@@ -272,12 +290,50 @@ class StrataService final : public pb::Strata::Service {
     v["prefetches_wasted"] = s.prefetches_wasted;
     v["dram_evictions_unhinted"] = s.dram_evictions_unhinted;
     v["dram_evictions_hinted"] = s.dram_evictions_hinted;
+    v["chunks_unpersisted"] = s.chunks_unpersisted;
+    v["write_back_failing"] = s.write_back_failing;
+    v["namespaces_removed"] = s.namespaces_removed;
+    v["hint_resolve_steps"] = s.hint_resolve_steps;
     return grpc::Status::OK;
   }
 
   grpc::Status Health(grpc::ServerContext*, const pb::HealthRequest*,
                       pb::HealthResponse* out) override {
     out->set_serving(!draining_);
+    const absl::Status persistence = engine_->PersistenceStatus();
+    out->set_persisting(persistence.ok());
+    if (!persistence.ok()) {
+      out->set_detail(absl::StrCat("not persisting: NVMe write-back fails (",
+                                   persistence.ToString(), "); puts are refused"));
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status RemoveNamespace(grpc::ServerContext*, const pb::RemoveNamespaceRequest* req,
+                               pb::RemoveNamespaceResponse* out) override {
+    if (draining_) return ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
+    auto spec = FromProto(req->spec());
+    if (!spec.ok()) return ToGrpcStatus(spec.status());
+    // The seam for authenticated tenants: today the authority is knowing
+    // the namespace's spec and tenant.
+    auto id = engine_->FindNamespace(*spec, req->tenant());
+    if (!id.ok()) {
+      return ToGrpcStatus(absl::NotFoundError(absl::StrCat(
+          "remove namespace: no namespace of model '", spec->model_id, "' for tenant '",
+          req->tenant(), "' with this layout is registered")));
+    }
+    auto removed = engine_->RemoveNamespace(*id);
+    if (!removed.ok()) return ToGrpcStatus(removed.status());
+    {
+      absl::MutexLock lock(&ns_mu_);
+      auto it = owner_of_ns_.find(*id);
+      if (it != owner_of_ns_.end()) {
+        ns_by_peer_[it->second].erase(*id);
+        owner_of_ns_.erase(it);
+      }
+    }
+    out->set_namespace_id(*id);
+    out->set_chunks_removed(*removed);
     return grpc::Status::OK;
   }
 
@@ -312,6 +368,22 @@ class StrataService final : public pb::Strata::Service {
     return absl::OkStatus();
   }
 
+  // Whether the engine no longer holds the lease after a call that returned
+  // `s`: a call of the wrong kind (FailedPrecondition) or with the wrong
+  // number of checksums (InvalidArgument) leaves it open, still the caller's.
+  static bool LeaseIsGone(const absl::Status& s) {
+    return s.code() != absl::StatusCode::kFailedPrecondition &&
+           s.code() != absl::StatusCode::kInvalidArgument;
+  }
+
+  // "ipv4:127.0.0.1:5000" -> "ipv4:127.0.0.1"; "ipv6:[::1]:5000" -> "ipv6:[::1]".
+  static std::string PeerHost(const std::string& peer) {
+    const size_t colon = peer.rfind(':');
+    const size_t first = peer.find(':');
+    if (colon == std::string::npos || colon == first) return peer;
+    return peer.substr(0, colon);
+  }
+
   void ForgetOwner(uint64_t lease) {
     absl::MutexLock lock(&mu_);
     owners_.erase(lease);
@@ -325,6 +397,11 @@ class StrataService final : public pb::Strata::Service {
 
   absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, Owner> owners_ ABSL_GUARDED_BY(mu_);
+  // Namespaces each peer host registered (for max_namespaces_per_peer).
+  absl::Mutex ns_mu_;
+  absl::flat_hash_map<std::string, absl::flat_hash_set<uint32_t>> ns_by_peer_
+      ABSL_GUARDED_BY(ns_mu_);
+  absl::flat_hash_map<uint32_t, std::string> owner_of_ns_ ABSL_GUARDED_BY(ns_mu_);
   size_t last_prune_size_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -24,6 +24,10 @@ struct ServerOptions {
   std::string ucx_transports;
   // Largest gRPC request accepted; larger ones fail with ResourceExhausted.
   int max_message_bytes = 8 << 20;
+  // Most live namespaces one peer host may have registered since the node
+  // started (registering an existing namespace is free); past it,
+  // ResourceExhausted. 0: no limit.
+  int max_namespaces_per_peer = 1024;
 };
 
 // Thread-safe. Destroying a running server shuts it down with no grace.
