@@ -18,12 +18,18 @@ absl::Status BadItem(absl::string_view item, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat("--nvme_faults item '", item, "': ", why));
 }
 
-class FaultyNvmeTier final : public NvmeTier {
+class FaultyNvmeTierImpl final : public FaultyNvmeTier {
  public:
-  FaultyNvmeTier(std::unique_ptr<NvmeTier> inner, const NvmeFaults& faults)
+  FaultyNvmeTierImpl(std::unique_ptr<NvmeTier> inner, const NvmeFaults& faults)
       : inner_(std::move(inner)), faults_(faults), rng_(std::seed_seq{faults.seed}) {}
 
-  NvmeFaultCounts counts() const {
+  void SetFaults(const NvmeFaults& faults) override {
+    absl::MutexLock lock(&mu_);
+    faults_ = faults;
+    written_ = 0;
+  }
+
+  NvmeFaultCounts counts() const override {
     absl::MutexLock lock(&mu_);
     return counts_;
   }
@@ -108,12 +114,17 @@ class FaultyNvmeTier final : public NvmeTier {
     return p > 0 && absl::Bernoulli(rng_, p);
   }
   void Slow() const {
-    if (faults_.slow > absl::ZeroDuration()) absl::SleepFor(faults_.slow);
+    absl::Duration slow;
+    {
+      absl::MutexLock lock(&mu_);
+      slow = faults_.slow;
+    }
+    if (slow > absl::ZeroDuration()) absl::SleepFor(slow);
   }
 
   const std::unique_ptr<NvmeTier> inner_;
-  const NvmeFaults faults_;
   mutable absl::Mutex mu_;
+  NvmeFaults faults_ ABSL_GUARDED_BY(mu_);
   absl::BitGen rng_ ABSL_GUARDED_BY(mu_);
   uint64_t written_ ABSL_GUARDED_BY(mu_) = 0;
   NvmeFaultCounts counts_ ABSL_GUARDED_BY(mu_);
@@ -154,14 +165,9 @@ absl::StatusOr<NvmeFaults> NvmeFaults::Parse(absl::string_view spec) {
   return f;
 }
 
-std::unique_ptr<NvmeTier> NewFaultyNvmeTier(std::unique_ptr<NvmeTier> inner,
-                                            const NvmeFaults& faults) {
-  return std::make_unique<FaultyNvmeTier>(std::move(inner), faults);
-}
-
-NvmeFaultCounts FaultCounts(const NvmeTier& tier) {
-  if (const auto* faulty = dynamic_cast<const FaultyNvmeTier*>(&tier)) return faulty->counts();
-  return {};
+std::unique_ptr<FaultyNvmeTier> NewFaultyNvmeTier(std::unique_ptr<NvmeTier> inner,
+                                                  const NvmeFaults& faults) {
+  return std::make_unique<FaultyNvmeTierImpl>(std::move(inner), faults);
 }
 
 }  // namespace strata::store

@@ -51,10 +51,15 @@ struct NvmeFaultCounts {
 };
 
 // Wraps `inner`; thread-safe like any NvmeTier.
-std::unique_ptr<NvmeTier> NewFaultyNvmeTier(std::unique_ptr<NvmeTier> inner,
-                                            const NvmeFaults& faults);
-// The counts of a tier made by NewFaultyNvmeTier (zeros for any other tier).
-NvmeFaultCounts FaultCounts(const NvmeTier& tier);
+class FaultyNvmeTier : public NvmeTier {
+ public:
+  // Replaces the faults (and restarts the byte count of full_after).
+  virtual void SetFaults(const NvmeFaults& faults) = 0;
+  virtual NvmeFaultCounts counts() const = 0;
+};
+
+std::unique_ptr<FaultyNvmeTier> NewFaultyNvmeTier(std::unique_ptr<NvmeTier> inner,
+                                                  const NvmeFaults& faults);
 
 }  // namespace strata::store
 
