@@ -150,6 +150,8 @@ class ClientImpl final : public Client {
                     std::span<const HintJob> jobs, absl::Duration ttl) override;
   absl::StatusOr<std::map<std::string, uint64_t>> Stats() override;
   absl::Status Health() override;
+  absl::StatusOr<uint64_t> RemoveNamespace(const NamespaceSpec& spec,
+                                           std::string_view tenant) override;
 
   // Aborts every operation in flight on the endpoint (a stuck transfer).
   void AbortTransfers() {
@@ -291,24 +293,29 @@ absl::Status ClientImpl::EnsureEndpoint() {
   return absl::OkStatus();
 }
 
+pb::NamespaceSpec SpecToProto(const NamespaceSpec& spec) {
+  pb::NamespaceSpec p;
+  p.set_model_id(spec.model_id);
+  p.set_num_layers(spec.num_layers);
+  p.set_num_kv_heads(spec.num_kv_heads);
+  p.set_head_dim(spec.head_dim);
+  p.set_dtype(spec.dtype == DType::kBFloat16 ? pb::DTYPE_BF16 : pb::DTYPE_FP16);
+  p.set_tokens_per_chunk(spec.tokens_per_chunk);
+  for (const auto& [name, value] : spec.extra_keys) {
+    pb::ExtraKey* e = p.add_extra_keys();
+    e->set_name(name);
+    e->set_value(value);
+  }
+  return p;
+}
+
 absl::StatusOr<Namespace> ClientImpl::RegisterNamespace(const NamespaceSpec& spec,
                                                         std::string_view tenant) {
   auto chain = KeyChain::Create(
       spec, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(tenant.data()), tenant.size()));
   if (!chain.ok()) return chain.status();
   pb::RegisterNamespaceRequest req;
-  pb::NamespaceSpec* p = req.mutable_spec();
-  p->set_model_id(spec.model_id);
-  p->set_num_layers(spec.num_layers);
-  p->set_num_kv_heads(spec.num_kv_heads);
-  p->set_head_dim(spec.head_dim);
-  p->set_dtype(spec.dtype == DType::kBFloat16 ? pb::DTYPE_BF16 : pb::DTYPE_FP16);
-  p->set_tokens_per_chunk(spec.tokens_per_chunk);
-  for (const auto& [name, value] : spec.extra_keys) {
-    pb::ExtraKey* e = p->add_extra_keys();
-    e->set_name(name);
-    e->set_value(value);
-  }
+  *req.mutable_spec() = SpecToProto(spec);
   req.set_tenant(std::string(tenant));
   pb::RegisterNamespaceResponse resp;
   grpc::ClientContext ctx;
@@ -339,6 +346,8 @@ absl::StatusOr<LookupResult> ClientImpl::Lookup(const Namespace& ns,
   LookupResult result;
   for (int t : resp.tiers()) result.tiers.push_back(FromProto(t));
   result.prefix_chunks = resp.prefix_chunks();
+  result.persisted.assign(resp.persisted().begin(), resp.persisted().end());
+  result.persisted.resize(keys.size(), false);  // older nodes do not say
   if (result.tiers.size() != keys.size() || result.prefix_chunks > keys.size()) {
     return absl::InternalError("malformed lookup response");
   }
@@ -566,7 +575,22 @@ absl::Status ClientImpl::Health() {
   Prepare(&ctx);
   RETURN_IF_ERROR(FromGrpcStatus(stub_->Health(&ctx, pb::HealthRequest(), &resp)));
   if (!resp.serving()) return absl::UnavailableError("the node is shutting down");
+  if (!resp.persisting() && !resp.detail().empty()) {
+    return absl::FailedPreconditionError(resp.detail());
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ClientImpl::RemoveNamespace(const NamespaceSpec& spec,
+                                                     std::string_view tenant) {
+  pb::RemoveNamespaceRequest req;
+  *req.mutable_spec() = SpecToProto(spec);
+  req.set_tenant(std::string(tenant));
+  pb::RemoveNamespaceResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  RETURN_IF_ERROR(FromGrpcStatus(stub_->RemoveNamespace(&ctx, req, &resp)));
+  return resp.chunks_removed();
 }
 
 }  // namespace

@@ -58,6 +58,9 @@ enum class Tier : uint8_t { kMissing = 0, kDram = 1, kNvme = 2 };
 struct LookupResult {
   std::vector<Tier> tiers;
   size_t prefix_chunks = 0;
+  // Per key: a copy is on the node's NVMe tier (survives a restart of the
+  // node; a save commits before its chunks are written back).
+  std::vector<bool> persisted;
 };
 
 struct NodeInfo {
@@ -126,7 +129,15 @@ class Client {
   virtual absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
                             std::span<const HintJob> jobs, absl::Duration ttl) = 0;
   virtual absl::StatusOr<std::map<std::string, uint64_t>> Stats() = 0;
+  // OK when the node serves and persists. Unavailable while it shuts down;
+  // FailedPrecondition (with the NVMe error) while it serves reads but is
+  // not persisting, so refuses puts.
   virtual absl::Status Health() = 0;
+  // Removes the namespace registered as (spec, tenant) with all its chunks;
+  // returns how many chunks went. NotFound if it is not registered;
+  // FailedPrecondition while leases on it are open.
+  virtual absl::StatusOr<uint64_t> RemoveNamespace(const NamespaceSpec& spec,
+                                                   std::string_view tenant) = 0;
 };
 
 }  // namespace strata::client

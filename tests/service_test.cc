@@ -60,6 +60,7 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
     so.listen_address = "127.0.0.1:0";
     so.ucx_transports = GetParam();
     so.max_message_bytes = 1 << 20;
+    so.max_namespaces_per_peer = 4;
     auto server = store::StoreServer::Start(*std::move(engine), so);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
@@ -345,6 +346,93 @@ TEST_P(ServiceTest, ConcurrentClientsVerifyEveryByte) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+// Issue: PutAbort on one's read lease (or Release on one's write lease)
+// answered NotFound and dropped the ownership record, orphaning the lease.
+TEST_P(ServiceTest, WrongKindOfLeaseCallKeepsTheCallersLease) {
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = SaveChain(1, 11, &bytes);
+  const std::string key(reinterpret_cast<const char*>(keys[0].bytes.data()), 32);
+  pb::GetRequest get;
+  get.set_client_id("me");
+  get.set_namespace_id(ns_.id);
+  get.add_keys(key);
+  pb::GetResponse get_resp;
+  ASSERT_TRUE(Call(&pb::Strata::Stub::Get, get, &get_resp).ok());
+  pb::PutAbortRequest abort;
+  abort.set_client_id("me");
+  abort.set_lease_id(get_resp.lease_id());
+  pb::PutAbortResponse abort_resp;
+  EXPECT_EQ(Call(&pb::Strata::Stub::PutAbort, abort, &abort_resp).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  pb::ReleaseRequest release;
+  release.set_client_id("me");
+  release.set_lease_id(get_resp.lease_id());
+  pb::ReleaseResponse release_resp;
+  EXPECT_TRUE(Call(&pb::Strata::Stub::Release, release, &release_resp).ok());
+
+  std::vector<uint32_t> tokens(16, 99);
+  const ChunkKey fresh = ns_.Keys(tokens)[0];
+  pb::PutBeginRequest begin;
+  begin.set_client_id("me");
+  begin.set_namespace_id(ns_.id);
+  begin.add_items()->set_key(std::string(reinterpret_cast<const char*>(fresh.bytes.data()), 32));
+  pb::PutBeginResponse begin_resp;
+  ASSERT_TRUE(Call(&pb::Strata::Stub::PutBegin, begin, &begin_resp).ok());
+  release.set_lease_id(begin_resp.lease_id());
+  EXPECT_EQ(Call(&pb::Strata::Stub::Release, release, &release_resp).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  abort.set_lease_id(begin_resp.lease_id());
+  EXPECT_TRUE(Call(&pb::Strata::Stub::PutAbort, abort, &abort_resp).ok());
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->at("active_read_leases") + stats->at("active_write_leases"), 0u);
+  ExpectIntact(keys, bytes);
+}
+
+// Issue: namespaces could be registered until the node refused every new
+// tenant, forever. Now one caller is bounded and namespaces can be removed.
+TEST_P(ServiceTest, NamespacesAreBoundedPerCallerAndRemovable) {
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = SaveChain(2, 12, &bytes);
+  auto reg = [&](const std::string& tenant) {
+    return client_->RegisterNamespace(Spec(), tenant).status();
+  };
+  // The fixture registered one; the limit per caller is 4 here.
+  ASSERT_TRUE(reg("t1").ok());
+  ASSERT_TRUE(reg("t2").ok());
+  ASSERT_TRUE(reg("t3").ok());
+  absl::Status refused = reg("t4");
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted) << refused;
+  EXPECT_TRUE(reg("t1").ok());  // registering an existing one is free
+
+  pb::RemoveNamespaceRequest remove;
+  auto* spec = remove.mutable_spec();
+  spec->set_model_id("service-test");
+  spec->set_num_layers(4);
+  spec->set_num_kv_heads(2);
+  spec->set_head_dim(64);
+  spec->set_dtype(pb::DTYPE_BF16);
+  spec->set_tokens_per_chunk(16);
+  remove.set_tenant("t2");
+  pb::RemoveNamespaceResponse remove_resp;
+  ASSERT_TRUE(Call(&pb::Strata::Stub::RemoveNamespace, remove, &remove_resp).ok());
+  EXPECT_EQ(remove_resp.chunks_removed(), 0u);
+  EXPECT_EQ(Call(&pb::Strata::Stub::RemoveNamespace, remove, &remove_resp).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(reg("t4").ok());
+
+  // Removing the fixture's namespace takes its chunks with it.
+  remove.set_tenant("tenant-a");
+  ASSERT_TRUE(Call(&pb::Strata::Stub::RemoveNamespace, remove, &remove_resp).ok());
+  EXPECT_EQ(remove_resp.chunks_removed(), 2u);
+  EXPECT_EQ(client_->Lookup(ns_, keys).status().code(), absl::StatusCode::kNotFound);
+  pb::HealthRequest health;
+  pb::HealthResponse health_resp;
+  ASSERT_TRUE(Call(&pb::Strata::Stub::Health, health, &health_resp).ok());
+  EXPECT_TRUE(health_resp.serving());
+  EXPECT_TRUE(health_resp.persisting());
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, ServiceTest, ::testing::Values("tcp", ""),

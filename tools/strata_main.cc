@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,7 @@
 #include "store/common/checksum.h"
 #include "store/common/key_chain.h"
 #include "store/engine.h"
+#include "store/faulty_nvme_tier.h"
 #include "store/server.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/common.h"
@@ -267,6 +269,8 @@ int Serve(const std::vector<std::string>& args) {
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
   bool no_nvme = false;
   int64_t prefetch_jobs = 8;
+  int64_t max_namespaces_per_peer = 1024;
+  std::string nvme_faults;
   cli::Bytes prefetch_bytes{0};
   cli::FlagSet flags(
       "strata serve [flags]\n\n"
@@ -290,6 +294,13 @@ int Serve(const std::vector<std::string>& args) {
   flags.Add("lease_ttl", "default lease duration", &lease_ttl);
   flags.Add("shutdown_grace", "how long shutdown waits for outstanding leases", &grace);
   flags.Add("port_file", "write the bound port to this file once listening", &port_file);
+  flags.Add("max_namespaces_per_peer",
+            "most namespaces one client host may register (0: no limit)",
+            &max_namespaces_per_peer);
+  flags.Add("nvme_faults",
+            "testing only: inject NVMe faults, e.g. write_error=0.01,torn=0.001,seed=3 "
+            "(store/faulty_nvme_tier.h)",
+            &nvme_faults);
   auto rest = flags.Parse(args);
   if (!rest.ok() || !rest->empty()) {
     std::fprintf(stderr, "strata serve: %s\n",
@@ -305,6 +316,19 @@ int Serve(const std::vector<std::string>& args) {
     std::fprintf(stderr, "strata serve: --prefetch_jobs must be >= 0\n");
     return 2;
   }
+  if (max_namespaces_per_peer < 0 || max_namespaces_per_peer > 65535) {
+    std::fprintf(stderr, "strata serve: --max_namespaces_per_peer must be in [0, 65535]\n");
+    return 2;
+  }
+  std::optional<store::NvmeFaults> faults;
+  if (!nvme_faults.empty()) {
+    auto parsed = store::NvmeFaults::Parse(nvme_faults);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "strata serve: %s\n", std::string(parsed.status().message()).c_str());
+      return 2;
+    }
+    faults = *parsed;
+  }
   sigset_t stop_signals;
   BlockStopSignals(&stop_signals);
 
@@ -319,6 +343,12 @@ int Serve(const std::vector<std::string>& args) {
   options.prefetch_bytes = prefetch_bytes.value;
   options.default_lease_ttl = lease_ttl;
   options.max_lease_ttl = std::max(options.max_lease_ttl, lease_ttl);
+  if (faults) {
+    std::fprintf(stderr, "strata serve: injecting NVMe faults: %s\n", nvme_faults.c_str());
+    options.wrap_nvme = [f = *faults](std::unique_ptr<store::NvmeTier> inner) {
+      return std::unique_ptr<store::NvmeTier>(store::NewFaultyNvmeTier(std::move(inner), f));
+    };
+  }
   auto engine = store::Engine::Open(options);
   if (!engine.ok()) {
     std::fprintf(stderr, "strata serve: cannot open the store%s%s: %s\n",
@@ -331,6 +361,7 @@ int Serve(const std::vector<std::string>& args) {
   server_options.listen_address = listen;
   server_options.node_id = node_id;
   server_options.ucx_transports = transports;
+  server_options.max_namespaces_per_peer = static_cast<int>(max_namespaces_per_peer);
   auto server = store::StoreServer::Start(*std::move(engine), server_options);
   if (!server.ok()) {
     std::fprintf(stderr, "strata serve: %s\n", server.status().ToString().c_str());
@@ -373,6 +404,7 @@ constexpr char kUsage[] =
     "  get     load chunks of files (or of keys) from a node into --out, verifying\n"
     "  lookup  per-key tier and the cached prefix of files or keys\n"
     "  stats   print a node's counters\n"
+    "  remove-namespace  remove a namespace and all its chunks from a node\n"
     "  bench   load generator: N clients, get/put mix, throughput and latency\n"
     "  help    show this text\n\n"
     "Commands that talk to a node connect to --server (default 127.0.0.1:7400).\n"
@@ -395,6 +427,9 @@ int main(int argc, char** argv) {
   if (std::strcmp(argv[1], "get") == 0) return strata::cli::GetCommand(args);
   if (std::strcmp(argv[1], "lookup") == 0) return strata::cli::LookupCommand(args);
   if (std::strcmp(argv[1], "stats") == 0) return strata::cli::StatsCommand(args);
+  if (std::strcmp(argv[1], "remove-namespace") == 0) {
+    return strata::cli::RemoveNamespaceCommand(args);
+  }
   if (std::strcmp(argv[1], "bench") == 0) return strata::cli::BenchCommand(args);
   if (std::strcmp(argv[1], "replay") == 0) return strata::cli::ReplayCommand(args);
   std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", argv[1], strata::kUsage);

@@ -18,6 +18,7 @@ int GetCommand(const std::vector<std::string>& args);
 int LookupCommand(const std::vector<std::string>& args);
 // strata stats: the node's counters, sorted, as "key: value".
 int StatsCommand(const std::vector<std::string>& args);
+int RemoveNamespaceCommand(const std::vector<std::string>& args);
 // strata bench: a load generator (commands_bench.cc).
 int BenchCommand(const std::vector<std::string>& args);
 // strata replay: a conversation trace with scheduler hints (commands_replay.cc).

@@ -395,4 +395,42 @@ int StatsCommand(const std::vector<std::string>& args) {
   return kExitOk;
 }
 
+int RemoveNamespaceCommand(const std::vector<std::string>& args) {
+  ConnectFlags cf;
+  NamespaceFlags nf;
+  FlagSet flags(
+      "strata remove-namespace [flags]\n\n"
+      "Removes the namespace given by the namespace flags (model, layout, tenant) from\n"
+      "the node, with every chunk stored in it (DRAM and NVMe), and frees its id.\n"
+      "Refused (FailedPrecondition) while a load or save on it holds a lease.");
+  cf.Register(&flags);
+  nf.Register(&flags);
+  std::vector<std::string> positional;
+  if (int rc = ParseOrExit("remove-namespace", flags, args, &positional); rc >= 0) return rc;
+  if (!positional.empty()) {
+    std::fprintf(stderr, "strata remove-namespace: no positional arguments are taken\n");
+    return kExitUsage;
+  }
+  auto spec = nf.Spec();
+  if (!spec.ok()) {
+    std::fprintf(stderr, "strata remove-namespace: %s\n", StatusText(spec.status()).c_str());
+    return kExitUsage;
+  }
+  auto client = client::Client::Connect(cf.Options());
+  if (!client.ok()) {
+    std::fprintf(stderr, "strata remove-namespace: cannot connect to %s: %s\n",
+                 cf.server.c_str(), StatusText(client.status()).c_str());
+    return kExitFailure;
+  }
+  auto removed = (*client)->RemoveNamespace(*spec, nf.tenant);
+  if (!removed.ok()) {
+    std::fprintf(stderr, "strata remove-namespace: %s\n", StatusText(removed.status()).c_str());
+    return kExitFailure;
+  }
+  std::printf("removed namespace of model %s for tenant %s: %llu chunks\n",
+              spec->model_id.c_str(), nf.tenant.c_str(),
+              static_cast<unsigned long long>(*removed));
+  return kExitOk;
+}
+
 }  // namespace strata::cli
