@@ -34,7 +34,7 @@ expect_err() { grep -q -- "$1" err.txt || fail "stderr lacks '$1'"; }
 start_server --dram 256MiB --nvme 1GiB
 
 # --- help and usage errors --------------------------------------------------
-for cmd in put get lookup stats bench; do
+for cmd in put get lookup stats bench remove-namespace; do
   run 0 "$cmd" --help
   expect_out "strata $cmd"
   expect_out "--server"
@@ -151,6 +151,23 @@ wait "$BENCH_PID" || rc=$?
 [ "$rc" -eq 0 ] || fail "interrupted bench exited $rc"
 expect_out "interrupted"
 expect_out "^get "
+
+# --- remove-namespace -------------------------------------------------------
+run 0 remove-namespace --help
+expect_out "strata remove-namespace"
+run 0 put --server "$SERVER" --tenant scratch file.bin
+run 0 remove-namespace --server "$SERVER" --tenant scratch
+expect_out "removed namespace of model demo-model for tenant scratch: 4 chunks"
+run 1 get --server "$SERVER" --tenant scratch file.bin --out scratch.bin
+expect_err "NotFound"
+# (get registered the namespace again, empty.)
+run 0 remove-namespace --server "$SERVER" --tenant scratch
+expect_out "tenant scratch: 0 chunks"
+run 1 remove-namespace --server "$SERVER" --tenant scratch
+expect_err "NotFound"
+# The default namespace is untouched.
+run 0 get --server "$SERVER" file.bin --out copy2.bin
+cmp file.bin copy2.bin || fail "remove-namespace touched another namespace"
 
 # --- shutdown ---------------------------------------------------------------
 stop_server
