@@ -41,16 +41,19 @@ class FaultyNvmeTierImpl final : public FaultyNvmeTier {
       absl::MutexLock lock(&mu_);
       if (faults_.full_after_bytes != 0 && written_ >= faults_.full_after_bytes) {
         ++counts_.disk_full;
+        Note("disk_full", rec.key);
         return absl::ResourceExhaustedError(
             absl::StrCat("injected: no space left on device writing chunk ", rec.key.ShortHex()));
       }
       if (Draw(faults_.disk_full)) {
         ++counts_.disk_full;
+        Note("disk_full", rec.key);
         return absl::ResourceExhaustedError(
             absl::StrCat("injected: no space left on device writing chunk ", rec.key.ShortHex()));
       }
       if (Draw(faults_.write_error)) {
         ++counts_.write_errors;
+        Note("write_error", rec.key);
         return absl::UnavailableError(
             absl::StrCat("injected: I/O error writing chunk ", rec.key.ShortHex()));
       }
@@ -66,12 +69,7 @@ class FaultyNvmeTierImpl final : public FaultyNvmeTier {
     damaged[damaged.size() / 2] ^= std::byte{0x5a};
     if (absl::Status c = inner_->CorruptPayloadForTesting(rec.key, damaged); !c.ok()) return c;
     ++counts_.torn;
-    if (!faults_.log_path.empty()) {
-      if (std::FILE* f = std::fopen(faults_.log_path.c_str(), "a")) {
-        std::fprintf(f, "torn %s\n", rec.key.ToHex().c_str());
-        std::fclose(f);
-      }
-    }
+    Note("torn", rec.key);
     return s;
   }
 
@@ -81,6 +79,7 @@ class FaultyNvmeTierImpl final : public FaultyNvmeTier {
       absl::MutexLock lock(&mu_);
       if (Draw(faults_.read_error)) {
         ++counts_.read_errors;
+        Note("read_error", key);
         return absl::UnavailableError(
             absl::StrCat("injected: I/O error reading chunk ", key.ShortHex()));
       }
@@ -110,6 +109,15 @@ class FaultyNvmeTierImpl final : public FaultyNvmeTier {
   }
 
  private:
+  // Appends "<kind> <key hex>" to the fault log, if any.
+  void Note(const char* kind, const ChunkKey& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (faults_.log_path.empty()) return;
+    if (std::FILE* f = std::fopen(faults_.log_path.c_str(), "a")) {
+      std::fprintf(f, "%s %s\n", kind, key.ToHex().c_str());
+      std::fclose(f);
+    }
+  }
+
   bool Draw(double p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return p > 0 && absl::Bernoulli(rng_, p);
   }

@@ -13,7 +13,8 @@
 //   read_error=P    a Read fails (Unavailable) without reading
 //   slow_ms=T       every Read and Write first sleeps T milliseconds
 //   seed=S          seed of the fault draws (default 1)
-//   log=PATH        appends "torn <key hex>" lines for injected torn writes
+//   log=PATH        appends one "<fault> <key hex>" line per injected fault
+//                   (write_error, disk_full, torn, read_error)
 // SPEC is a comma-separated list, e.g. "write_error=0.01,torn=0.001,seed=7".
 #ifndef STRATA_STORE_FAULTY_NVME_TIER_H_
 #define STRATA_STORE_FAULTY_NVME_TIER_H_
