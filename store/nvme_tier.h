@@ -33,6 +33,10 @@ struct NvmeTierOptions {
   // crash of the machine (not of the process) may lose the latest writes,
   // never tear one: each chunk is one atomic batch.
   bool sync_writes = false;
+  // Test seam for a full disk: when > 0, file writes RocksDB makes in this
+  // directory fail as on a full disk (ENOSPC) once this many bytes have been
+  // written since Open. 0: no limit (production).
+  uint64_t disk_bytes_for_testing = 0;
 };
 
 // Metadata of one persisted chunk.
