@@ -481,7 +481,9 @@ absl::StatusOr<ProbeResult> ProbeExistingDb(const std::string& path,
     // Strata's column families although other files name them: damage.
     if (const std::string evidence = StrataDbEvidence(path); !evidence.empty()) {
       std::string listed;
-      for (const std::string& name : cf_names) absl::StrAppend(&listed, listed.empty() ? "" : ", ", name);
+      for (const std::string& name : cf_names) {
+        absl::StrAppend(&listed, listed.empty() ? "" : ", ", name);
+      }
       const std::string manifest = CurrentManifest(path);
       return absl::DataLossError(absl::StrCat(
           "corrupt DB files in ", where, ": its MANIFEST",
@@ -523,9 +525,10 @@ absl::StatusOr<ProbeResult> ProbeExistingDb(const std::string& path,
       // Strata writes the marker first: data without it is damage when
       // Strata's own options say the DB is Strata's.
       if (const std::string evidence = StrataDbEvidence(path); !evidence.empty()) {
-        return absl::DataLossError(absl::StrCat(
-            "corrupt DB files in ", where, ": the format marker is missing from a DB with data whose ",
-            evidence, " is Strata's (a damaged MANIFEST lost the files that held it)"));
+        return absl::DataLossError(
+            absl::StrCat("corrupt DB files in ", where,
+                         ": the format marker is missing from a DB with data whose ", evidence,
+                         " is Strata's (a damaged MANIFEST lost the files that held it)"));
       }
       return absl::FailedPreconditionError(absl::StrCat(
           "not a Strata NVMe directory: ", path, " has Strata's column families but no format marker"));
