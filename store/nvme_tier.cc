@@ -1,11 +1,19 @@
 #include "store/nvme_tier.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
 #include <array>
 #include <atomic>
 #include <cerrno>
 #include <cstdarg>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <string_view>
 #include <system_error>
@@ -18,9 +26,13 @@
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
 #include "rocksdb/env.h"
+#include "rocksdb/file_system.h"
 #include "rocksdb/filter_policy.h"
+#include "rocksdb/listener.h"
+#include "rocksdb/metadata.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
+#include "rocksdb/sst_file_reader.h"
 #include "rocksdb/table.h"
 #include "rocksdb/write_batch.h"
 #include "store/common/checksum.h"
@@ -149,6 +161,180 @@ class NullLogger final : public rocksdb::Logger {
   void Logv(const char* /*format*/, va_list /*ap*/) override {}
 };
 
+// RocksDB's info log ("LOG" in the tier's directory), written with plain
+// write(2). A line that cannot be written (a full disk) is dropped. RocksDB's
+// own file logger must not be used: after one failed append, its next line
+// trips an assertion in WritableFileWriter, and Debian's librocksdb is built
+// with assertions on, so a full disk ended the process with SIGABRT (during
+// a write, a flush or Close). When the file passes kMaxBytes it is renamed
+// to LOG.old and a new one is started. Safe for concurrent use.
+class FileLogger final : public rocksdb::Logger {
+ public:
+  static constexpr uint64_t kMaxBytes = uint64_t{64} << 20;
+
+  explicit FileLogger(std::string dir)
+      : rocksdb::Logger(rocksdb::InfoLogLevel::INFO_LEVEL),
+        path_(std::move(dir) + "/LOG"),
+        old_path_(path_ + ".old") {
+    absl::MutexLock lock(&mu_);
+    StartNewFileLocked();
+  }
+  ~FileLogger() override {
+    absl::MutexLock lock(&mu_);
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  using rocksdb::Logger::Logv;
+  void Logv(const char* format, va_list ap) override {
+    char line[2048];
+    struct timeval now;
+    ::gettimeofday(&now, nullptr);
+    struct tm t;
+    ::localtime_r(&now.tv_sec, &t);
+    int n = std::snprintf(line, sizeof(line), "%04d/%02d/%02d-%02d:%02d:%02d.%06ld ",
+                          t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min,
+                          t.tm_sec, static_cast<long>(now.tv_usec));
+    va_list copy;
+    va_copy(copy, ap);
+    const int body = std::vsnprintf(line + n, sizeof(line) - n - 1, format, copy);
+    va_end(copy);
+    if (body < 0) return;
+    n = std::min<int>(n + body, static_cast<int>(sizeof(line)) - 2);
+    if (line[n - 1] != '\n') line[n++] = '\n';
+    absl::MutexLock lock(&mu_);
+    if (size_ + n > kMaxBytes) {
+      if (fd_ >= 0) ::close(fd_);
+      ::rename(path_.c_str(), old_path_.c_str());
+      StartNewFileLocked();
+    }
+    if (fd_ < 0) return;
+    const ssize_t written = ::write(fd_, line, static_cast<size_t>(n));
+    if (written > 0) size_ += static_cast<uint64_t>(written);
+  }
+
+ private:
+  void StartNewFileLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct stat st;
+    size_ = (fd_ >= 0 && ::fstat(fd_, &st) == 0) ? static_cast<uint64_t>(st.st_size) : 0;
+  }
+
+  const std::string path_;
+  const std::string old_path_;
+  absl::Mutex mu_;
+  int fd_ ABSL_GUARDED_BY(mu_) = -1;
+  uint64_t size_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// Remembers RocksDB's background error (a failed flush, compaction or WAL
+// write puts the DB in a read-only state until it recovers). Safe for
+// concurrent use.
+class BackgroundErrorListener final : public rocksdb::EventListener {
+ public:
+  void OnBackgroundError(rocksdb::BackgroundErrorReason /*reason*/,
+                         rocksdb::Status* bg_error) override {
+    if (bg_error == nullptr || bg_error->ok()) return;
+    absl::MutexLock lock(&mu_);
+    error_ = FromRocksDbStatus(*bg_error, "background error");
+  }
+  void OnErrorRecoveryEnd(const rocksdb::BackgroundErrorRecoveryInfo& info) override {
+    absl::MutexLock lock(&mu_);
+    error_ = FromRocksDbStatus(info.new_bg_error, "background error");
+  }
+  absl::Status error() const {
+    absl::MutexLock lock(&mu_);
+    return error_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+};
+
+// Test seam (NvmeTierOptions::disk_bytes_for_testing): a disk of `capacity`
+// bytes. Appends past it fail with NoSpace, as the POSIX file system reports
+// ENOSPC. Deleted files do not give space back.
+class FullDiskFileSystem final : public rocksdb::FileSystemWrapper {
+ public:
+  FullDiskFileSystem(std::shared_ptr<rocksdb::FileSystem> target, uint64_t capacity)
+      : rocksdb::FileSystemWrapper(std::move(target)), capacity_(capacity) {}
+  const char* Name() const override { return "StrataFullDiskFileSystem"; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& opts,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->NewWritableFile(fname, opts, &file, dbg);
+    if (s.ok()) *result = std::make_unique<File>(std::move(file), this);
+    return s;
+  }
+  rocksdb::IOStatus ReopenWritableFile(const std::string& fname,
+                                       const rocksdb::FileOptions& opts,
+                                       std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                       rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->ReopenWritableFile(fname, opts, &file, dbg);
+    if (s.ok()) *result = std::make_unique<File>(std::move(file), this);
+    return s;
+  }
+  rocksdb::IOStatus ReuseWritableFile(const std::string& fname, const std::string& old_fname,
+                                      const rocksdb::FileOptions& opts,
+                                      std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                      rocksdb::IODebugContext* dbg) override {
+    std::unique_ptr<rocksdb::FSWritableFile> file;
+    rocksdb::IOStatus s = target()->ReuseWritableFile(fname, old_fname, opts, &file, dbg);
+    if (s.ok()) *result = std::make_unique<File>(std::move(file), this);
+    return s;
+  }
+
+ private:
+  class File final : public rocksdb::FSWritableFileOwnerWrapper {
+   public:
+    File(std::unique_ptr<rocksdb::FSWritableFile> target, FullDiskFileSystem* fs)
+        : rocksdb::FSWritableFileOwnerWrapper(std::move(target)), fs_(fs) {}
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                             rocksdb::IODebugContext* dbg) override {
+      if (!fs_->Take(data.size())) return rocksdb::IOStatus::NoSpace("No space left on device");
+      return target()->Append(data, options, dbg);
+    }
+    rocksdb::IOStatus Append(const rocksdb::Slice& data, const rocksdb::IOOptions& options,
+                             const rocksdb::DataVerificationInfo& info,
+                             rocksdb::IODebugContext* dbg) override {
+      if (!fs_->Take(data.size())) return rocksdb::IOStatus::NoSpace("No space left on device");
+      return target()->Append(data, options, info, dbg);
+    }
+    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                       const rocksdb::IOOptions& options,
+                                       rocksdb::IODebugContext* dbg) override {
+      if (!fs_->Take(data.size())) return rocksdb::IOStatus::NoSpace("No space left on device");
+      return target()->PositionedAppend(data, offset, options, dbg);
+    }
+    rocksdb::IOStatus PositionedAppend(const rocksdb::Slice& data, uint64_t offset,
+                                       const rocksdb::IOOptions& options,
+                                       const rocksdb::DataVerificationInfo& info,
+                                       rocksdb::IODebugContext* dbg) override {
+      if (!fs_->Take(data.size())) return rocksdb::IOStatus::NoSpace("No space left on device");
+      return target()->PositionedAppend(data, offset, options, info, dbg);
+    }
+
+   private:
+    FullDiskFileSystem* const fs_;
+  };
+
+  // Reserves n bytes; false (and nothing reserved) if they do not fit.
+  bool Take(uint64_t n) {
+    uint64_t used = used_.load();
+    do {
+      if (used + n > capacity_) return false;
+    } while (!used_.compare_exchange_weak(used, used + n));
+    return true;
+  }
+
+  const uint64_t capacity_;
+  std::atomic<uint64_t> used_{0};
+};
+
 rocksdb::DBOptions MakeDbOptions() {
   rocksdb::DBOptions o;
   o.create_if_missing = false;
@@ -190,6 +376,7 @@ std::vector<rocksdb::ColumnFamilyDescriptor> MakeCfDescriptors(const NvmeTierOpt
 // Owns an open DB and its column family handles (index as in
 // MakeCfDescriptors). Handles go before the DB.
 struct OpenDb {
+  std::unique_ptr<rocksdb::Env> env;  // null: the default Env; outlives db
   rocksdb::DB* db = nullptr;
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
 
@@ -209,6 +396,50 @@ bool IsEmptyCf(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, absl::Status* s
   it->SeekToFirst();
   *status = FromRocksDbStatus(it->status());
   return !it->Valid();
+}
+
+// Evidence, read without writing, that `path` holds a Strata NVMe DB whose
+// CURRENT, MANIFEST or format marker may be damaged: an OPTIONS-* file (the
+// options RocksDB saved at the last open) with Strata's three column
+// families and blob files enabled on "chunks", as MakeCfDescriptors sets
+// them. Returns that file's name, or "" if there is none (then the
+// directory is not known to be Strata's).
+std::string StrataDbEvidence(const std::string& path) {
+  std::error_code ec;
+  for (const fs::directory_entry& e : fs::directory_iterator(path, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("OPTIONS-", 0) != 0 || !e.is_regular_file(ec)) continue;
+    std::ifstream in(e.path());
+    std::set<std::string> sections;
+    std::string section;
+    bool chunks_in_blobs = false;
+    for (std::string line; std::getline(in, line);) {
+      const size_t first = line.find_first_not_of(" \t");
+      if (first == std::string::npos) continue;
+      line = line.substr(first);
+      if (line.front() == '[') {
+        section = line.substr(0, line.find(']') + 1);
+        sections.insert(section);
+      } else if (section == absl::StrCat("[CFOptions \"", kChunksCf, "\"]") &&
+                 line == "enable_blob_files=true") {
+        chunks_in_blobs = true;
+      }
+    }
+    bool all = chunks_in_blobs;
+    for (const char* cf : {kMetaCf, kChunksCf, kNamespacesCf}) {
+      all = all && sections.count(absl::StrCat("[CFOptions \"", cf, "\"]")) > 0;
+    }
+    if (all) return name;
+  }
+  return "";
+}
+
+// The MANIFEST that CURRENT names, for messages ("" if unreadable).
+std::string CurrentManifest(const std::string& path) {
+  std::ifstream in(fs::path(path) / "CURRENT", std::ios::binary);
+  std::string name;
+  std::getline(in, name);
+  return name.rfind("MANIFEST-", 0) == 0 ? name : "";
 }
 
 // What Open must do with the existing DB after the read-only probe.
@@ -246,6 +477,20 @@ absl::StatusOr<ProbeResult> ProbeExistingDb(const std::string& path,
       return absl::DataLossError(
           absl::StrCat("corrupt DB files in ", where, ": ", s.ToString()));
     }
+    // The MANIFEST (the list of the DB's files and column families) lost
+    // Strata's column families although other files name them: damage.
+    if (const std::string evidence = StrataDbEvidence(path); !evidence.empty()) {
+      std::string listed;
+      for (const std::string& name : cf_names) {
+        absl::StrAppend(&listed, listed.empty() ? "" : ", ", name);
+      }
+      const std::string manifest = CurrentManifest(path);
+      return absl::DataLossError(absl::StrCat(
+          "corrupt DB files in ", where, ": its MANIFEST",
+          manifest.empty() ? "" : absl::StrCat(" (", manifest, ")"),
+          " is damaged: it lists the column families {", listed,
+          "} where ", evidence, " names Strata's (meta, chunks, namespaces)"));
+    }
     return absl::FailedPreconditionError(absl::StrCat(
         "not a Strata NVMe directory: ", path,
         " holds a RocksDB without Strata's column families (meta, chunks, namespaces)"));
@@ -277,11 +522,72 @@ absl::StatusOr<ProbeResult> ProbeExistingDb(const std::string& path,
     const bool empty = IsEmptyCf(probe.db, probe.handles[i], &st);
     if (!st.ok()) return st;
     if (!empty) {
+      // Strata writes the marker first: data without it is damage when
+      // Strata's own options say the DB is Strata's.
+      if (const std::string evidence = StrataDbEvidence(path); !evidence.empty()) {
+        return absl::DataLossError(
+            absl::StrCat("corrupt DB files in ", where,
+                         ": the format marker is missing from a DB with data whose ", evidence,
+                         " is Strata's (a damaged MANIFEST lost the files that held it)"));
+      }
       return absl::FailedPreconditionError(absl::StrCat(
           "not a Strata NVMe directory: ", path, " has Strata's column families but no format marker"));
     }
   }
   return ProbeResult::kInterruptedCreation;
+}
+
+// Where a blob-stored value lives, from RocksDB's blob index (the value the
+// LSM holds for it; db/blob/blob_index.h):
+//   kBlob (1): u8 type | varint64 file number | varint64 offset of the value
+//              | varint64 value size | u8 compression
+// (kInlinedTTL and kBlobTTL are written by the stacked BlobDB only.)
+struct BlobLocation {
+  uint64_t file_number = 0;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+};
+
+bool GetVarint64(std::string_view* in, uint64_t* v) {
+  *v = 0;
+  for (int shift = 0; shift <= 63 && !in->empty(); shift += 7) {
+    const uint8_t byte = static_cast<uint8_t>(in->front());
+    in->remove_prefix(1);
+    *v |= uint64_t{byte & 0x7fu} << shift;
+    if ((byte & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+bool DecodeBlobIndex(std::string_view index, BlobLocation* where) {
+  constexpr uint8_t kTypeBlob = 1;
+  if (index.empty() || static_cast<uint8_t>(index.front()) != kTypeBlob) return false;
+  index.remove_prefix(1);
+  if (!GetVarint64(&index, &where->file_number) || !GetVarint64(&index, &where->offset) ||
+      !GetVarint64(&index, &where->size)) {
+    return false;
+  }
+  // Strata writes blobs uncompressed.
+  return index.size() == 1 && static_cast<uint8_t>(index.front()) == rocksdb::kNoCompression;
+}
+
+// Reads the value at `where` straight from its blob file (named in the
+// column family's metadata), without looking at the file's header, footer
+// or record framing.
+bool ReadBlob(const rocksdb::ColumnFamilyMetaData& cf_meta, const BlobLocation& where,
+              std::string* out) {
+  for (const rocksdb::BlobMetaData& blob : cf_meta.blob_files) {
+    if (blob.blob_file_number != where.file_number) continue;
+    if (where.offset > blob.blob_file_size || where.size > blob.blob_file_size - where.offset) {
+      return false;
+    }
+    std::ifstream in(blob.blob_file_path + blob.blob_file_name, std::ios::binary);
+    out->resize(where.size);
+    in.seekg(static_cast<std::streamoff>(where.offset));
+    in.read(out->data(), static_cast<std::streamsize>(where.size));
+    return in.gcount() == static_cast<std::streamsize>(where.size);
+  }
+  return false;
 }
 
 // Lock stripes serialize the read-modify-write of one key (its old size feeds
@@ -293,9 +599,11 @@ constexpr size_t kStripes = 64;
 
 class RocksNvmeTier final : public NvmeTier {
  public:
-  RocksNvmeTier(std::string path, bool sync_writes, std::unique_ptr<OpenDb> db)
+  RocksNvmeTier(std::string path, bool sync_writes, std::unique_ptr<OpenDb> db,
+                std::shared_ptr<BackgroundErrorListener> listener)
       : path_(std::move(path)),
         db_(std::move(db)),
+        listener_(std::move(listener)),
         meta_(db_->handles[1]),
         chunks_(db_->handles[2]),
         namespaces_(db_->handles[3]) {
@@ -330,8 +638,8 @@ class RocksNvmeTier final : public NvmeTier {
         batch.Delete(meta_, k);
         batch.Delete(chunks_, k);
       }
-      RETURN_IF_ERROR(FromRocksDbStatus(db_->db->Write(write_options_, &batch),
-                                        absl::StrCat("dropping bad records in ", path_)));
+      RETURN_IF_ERROR(CheckWrite(db_->db->Write(write_options_, &batch),
+                                 absl::StrCat("dropping bad records in ", path_)));
     }
     used_bytes_.store(bytes);
     chunk_count_.store(count);
@@ -361,8 +669,8 @@ class RocksNvmeTier final : public NvmeTier {
 
     absl::MutexLock lock(&StripeFor(rec.key).mu);
     ASSIGN_OR_RETURN(std::optional<uint32_t> old_size, StoredSizeLocked(rec.key));
-    RETURN_IF_ERROR(FromRocksDbStatus(db_->db->Write(write_options_, &batch),
-                                      absl::StrCat("writing chunk ", rec.key.ToHex())));
+    RETURN_IF_ERROR(CheckWrite(db_->db->Write(write_options_, &batch),
+                               absl::StrCat("writing chunk ", rec.key.ToHex())));
     if (old_size.has_value()) {
       used_bytes_.fetch_sub(*old_size);
     } else {
@@ -377,6 +685,7 @@ class RocksNvmeTier final : public NvmeTier {
     Stripe& stripe = StripeFor(key);
     std::string meta_value;
     std::string problem;
+    bool salvaged = false;
     {
       absl::ReaderMutexLock lock(&stripe.mu);
       rocksdb::Status s = db_->db->Get(rocksdb::ReadOptions(), meta_, k, &meta_value);
@@ -399,7 +708,17 @@ class RocksNvmeTier final : public NvmeTier {
       } else {
         rocksdb::PinnableSlice payload;
         s = db_->db->Get(rocksdb::ReadOptions(), chunks_, k, &payload);
-        if (s.IsNotFound() || s.IsCorruption() || s.IsPathNotFound()) {
+        if (s.IsCorruption()) {
+          // RocksDB's framing of the payload failed: its blob file's header
+          // or footer, or its record's header or CRC. The payload's own
+          // bytes may be intact: Strata's checksum decides.
+          if (SalvagePayloadLocked(key, rec, out)) {
+            salvaged = true;
+          } else {
+            problem = absl::StrCat("payload unreadable (", s.ToString(),
+                                   ") and no intact copy found");
+          }
+        } else if (s.IsNotFound() || s.IsPathNotFound()) {
           problem = absl::StrCat("payload unreadable (", s.ToString(), ")");
         } else if (!s.ok()) {
           return FromRocksDbStatus(s, absl::StrCat("reading chunk ", key.ToHex()));
@@ -413,6 +732,12 @@ class RocksNvmeTier final : public NvmeTier {
                                  absl::Hex(rec.checksum));
         }
       }
+    }
+    if (salvaged) {
+      // Give the chunk a fresh copy (a new blob file), so that its reads stop
+      // depending on the damaged file. Best effort: the bytes are verified.
+      RewritePayloadIfMetaIs(key, meta_value, out);
+      return absl::OkStatus();
     }
     // Never serve it again: delete it, unless a concurrent Write replaced the
     // record since we looked (then the new chunk is not ours to judge).
@@ -460,8 +785,8 @@ class RocksNvmeTier final : public NvmeTier {
     if (!s.IsNotFound()) {
       return FromRocksDbStatus(s, absl::StrCat("reading namespace ", id));
     }
-    return FromRocksDbStatus(db_->db->Put(write_options_, namespaces_, key, value),
-                             absl::StrCat("writing namespace ", id));
+    return CheckWrite(db_->db->Put(write_options_, namespaces_, key, value),
+                      absl::StrCat("writing namespace ", id));
   }
 
   absl::Status DeleteNamespace(uint32_t id) override {
@@ -493,9 +818,17 @@ class RocksNvmeTier final : public NvmeTier {
   uint64_t records_dropped_on_open() const override { return dropped_on_open_; }
 
   absl::Status Flush() override {
-    return FromRocksDbStatus(
-        db_->db->Flush(rocksdb::FlushOptions(), {meta_, chunks_, namespaces_}),
-        absl::StrCat("flushing ", path_));
+    // After a failed write (a full disk) or a background error RocksDB
+    // refuses writes until it recovers; a flush cannot succeed then and only
+    // adds failing I/O to a shutdown. Every acknowledged write is in the
+    // write-ahead log anyway.
+    const absl::Status failed = FailedState();
+    if (!failed.ok()) {
+      return absl::Status(failed.code(),
+                          absl::StrCat("not flushing ", path_, ": ", failed.message()));
+    }
+    return CheckWrite(db_->db->Flush(rocksdb::FlushOptions(), {meta_, chunks_, namespaces_}),
+                      absl::StrCat("flushing ", path_));
   }
 
   absl::Status CorruptPayloadForTesting(const ChunkKey& key,
@@ -509,9 +842,10 @@ class RocksNvmeTier final : public NvmeTier {
       return absl::InvalidArgumentError(absl::StrCat("chunk ", key.ToHex(), " is ", *size,
                                                      " bytes, replacement is ", bytes.size()));
     }
-    return FromRocksDbStatus(
+    return CheckWrite(
         db_->db->Put(write_options_, chunks_, ToSlice(key.AsStringView()),
-                     rocksdb::Slice(reinterpret_cast<const char*>(bytes.data()), bytes.size())));
+                     rocksdb::Slice(reinterpret_cast<const char*>(bytes.data()), bytes.size())),
+        absl::StrCat("overwriting chunk ", key.ToHex()));
   }
 
  private:
@@ -531,6 +865,89 @@ class RocksNvmeTier final : public NvmeTier {
     NvmeRecord rec;
     if (!DecodeRecord(key.AsStringView(), value, &rec)) return std::optional<uint32_t>();
     return std::optional<uint32_t>(rec.size);
+  }
+
+  // Finds an intact copy of the payload of `key` whose RocksDB read failed
+  // with Corruption, copies it into `out` and returns true; false if there
+  // is none. Intact means rec.size bytes whose ChunkChecksum is
+  // rec.checksum. Tries, in order:
+  //   1. RocksDB without its own checksums (covers a damaged record header
+  //      or CRC, and damage to the key copy in the blob record);
+  //   2. reading the blob where the LSM's blob index points, bypassing
+  //      RocksDB's blob file reader, which refuses a whole file when its
+  //      header or footer is damaged.
+  // REQUIRES: the key's stripe is held.
+  bool SalvagePayloadLocked(const ChunkKey& key, const NvmeRecord& rec,
+                            std::span<std::byte> out) const {
+    auto accept = [&](std::string_view bytes) {
+      if (bytes.size() != rec.size || out.size() != rec.size) return false;
+      std::memcpy(out.data(), bytes.data(), bytes.size());
+      return ChunkChecksum(out) == rec.checksum;
+    };
+    const rocksdb::Slice k = ToSlice(key.AsStringView());
+    rocksdb::ReadOptions unverified;
+    unverified.verify_checksums = false;
+    rocksdb::PinnableSlice payload;
+    if (db_->db->Get(unverified, chunks_, k, &payload).ok() && accept(ToView(payload))) {
+      return true;
+    }
+
+    rocksdb::ColumnFamilyMetaData cf_meta;
+    db_->db->GetColumnFamilyMetaData(chunks_, &cf_meta);
+    for (const rocksdb::LevelMetaData& level : cf_meta.levels) {
+      for (const rocksdb::SstFileMetaData& file : level.files) {
+        // The SST reader shows a blob-stored value as its raw blob index.
+        rocksdb::SstFileReader reader{rocksdb::Options()};
+        if (!reader.Open(file.db_path + file.name).ok()) continue;
+        std::unique_ptr<rocksdb::Iterator> it(reader.NewIterator(unverified));
+        it->Seek(k);
+        if (!it->Valid() || it->key() != k) continue;
+        const std::string_view value = ToView(it->value());
+        if (accept(value)) return true;  // stored inline after all
+        BlobLocation where;
+        if (!DecodeBlobIndex(value, &where)) continue;
+        std::string blob;
+        if (ReadBlob(cf_meta, where, &blob) && accept(blob)) return true;
+      }
+    }
+    return false;
+  }
+
+  // Puts `bytes` (verified) back as the payload of `key` if its meta value is
+  // still `expected`; failures are ignored (the chunk stays readable).
+  void RewritePayloadIfMetaIs(const ChunkKey& key, const std::string& expected,
+                              std::span<const std::byte> bytes) {
+    absl::MutexLock lock(&StripeFor(key).mu);
+    std::string value;
+    const rocksdb::Slice k = ToSlice(key.AsStringView());
+    if (!db_->db->Get(rocksdb::ReadOptions(), meta_, k, &value).ok() || value != expected) return;
+    CheckWrite(db_->db->Put(write_options_, chunks_, k,
+                            rocksdb::Slice(reinterpret_cast<const char*>(bytes.data()),
+                                           bytes.size())),
+               "rewriting a salvaged chunk")
+        .IgnoreError();
+  }
+
+  // Converts the status of a write. An I/O error (a full disk) is remembered
+  // until a later write succeeds, for Flush.
+  absl::Status CheckWrite(const rocksdb::Status& s, std::string_view context) {
+    absl::Status status = FromRocksDbStatus(s, context);
+    if (s.ok() && !write_failed_.load(std::memory_order_relaxed)) return status;
+    if (s.ok() || s.IsIOError()) {
+      absl::MutexLock lock(&error_mu_);
+      write_error_ = status;
+      write_failed_.store(!s.ok(), std::memory_order_relaxed);
+    }
+    return status;
+  }
+
+  // Not OK while a write has failed or RocksDB holds a background error.
+  absl::Status FailedState() const {
+    {
+      absl::MutexLock lock(&error_mu_);
+      if (!write_error_.ok()) return write_error_;
+    }
+    return listener_->error();
   }
 
   // REQUIRES: the key's stripe is held exclusively.
@@ -553,8 +970,8 @@ class RocksNvmeTier final : public NvmeTier {
     rocksdb::WriteBatch batch;
     RETURN_IF_ERROR(FromRocksDbStatus(batch.Delete(meta_, k)));
     RETURN_IF_ERROR(FromRocksDbStatus(batch.Delete(chunks_, k)));
-    RETURN_IF_ERROR(FromRocksDbStatus(db_->db->Write(write_options_, &batch),
-                                      absl::StrCat("deleting chunk ", key.ToHex())));
+    RETURN_IF_ERROR(CheckWrite(db_->db->Write(write_options_, &batch),
+                               absl::StrCat("deleting chunk ", key.ToHex())));
     NvmeRecord rec;
     if (DecodeRecord(key.AsStringView(), meta_value, &rec)) {
       used_bytes_.fetch_sub(rec.size);
@@ -583,6 +1000,7 @@ class RocksNvmeTier final : public NvmeTier {
   const std::string path_;
   rocksdb::WriteOptions write_options_;
   const std::unique_ptr<OpenDb> db_;
+  const std::shared_ptr<BackgroundErrorListener> listener_;
   rocksdb::ColumnFamilyHandle* const meta_;
   rocksdb::ColumnFamilyHandle* const chunks_;
   rocksdb::ColumnFamilyHandle* const namespaces_;
@@ -594,6 +1012,10 @@ class RocksNvmeTier final : public NvmeTier {
 
   std::atomic<uint64_t> used_bytes_{0};
   std::atomic<uint64_t> chunk_count_{0};
+
+  mutable absl::Mutex error_mu_;
+  absl::Status write_error_ ABSL_GUARDED_BY(error_mu_);  // latest failed write
+  std::atomic<bool> write_failed_{false};               // !write_error_.ok()
 };
 
 }  // namespace
@@ -622,6 +1044,12 @@ absl::StatusOr<std::unique_ptr<NvmeTier>> NvmeTier::Open(const NvmeTierOptions& 
       create = true;
     } else if (!fs::exists(fs::path(path) / "CURRENT", ec)) {
       if (ec) return FromErrorCode(ec, absl::StrCat("stat ", path, "/CURRENT"));
+      if (const std::string evidence = StrataDbEvidence(path); !evidence.empty()) {
+        return absl::DataLossError(
+            absl::StrCat("corrupt DB files in Strata NVMe directory ", path,
+                         ": CURRENT (the pointer to the live MANIFEST) is missing, though ",
+                         evidence, " names Strata's column families"));
+      }
       return absl::FailedPreconditionError(absl::StrCat(
           "not a Strata NVMe directory: ", path, " has files but no RocksDB (no CURRENT file)"));
     }
@@ -633,10 +1061,18 @@ absl::StatusOr<std::unique_ptr<NvmeTier>> NvmeTier::Open(const NvmeTierOptions& 
     write_marker = probe == ProbeResult::kInterruptedCreation;
   }
 
+  auto db = std::make_unique<OpenDb>();
   rocksdb::DBOptions db_options = MakeDbOptions();
   db_options.create_if_missing = create;
   db_options.create_missing_column_families = create;
-  auto db = std::make_unique<OpenDb>();
+  db_options.info_log = std::make_shared<FileLogger>(path);
+  auto listener = std::make_shared<BackgroundErrorListener>();
+  db_options.listeners.push_back(listener);
+  if (options.disk_bytes_for_testing > 0) {
+    db->env = rocksdb::NewCompositeEnv(std::make_shared<FullDiskFileSystem>(
+        rocksdb::FileSystem::Default(), options.disk_bytes_for_testing));
+    db_options.env = db->env.get();
+  }
   rocksdb::Status s =
       rocksdb::DB::Open(db_options, path, MakeCfDescriptors(options), &db->handles, &db->db);
   if (!s.ok()) {
@@ -652,7 +1088,8 @@ absl::StatusOr<std::unique_ptr<NvmeTier>> NvmeTier::Open(const NvmeTierOptions& 
     s = db->db->Put(wo, db->handles[1], ToSlice(kFormatKey), ToSlice(kFormatValue));
     RETURN_IF_ERROR(FromRocksDbStatus(s, absl::StrCat("writing format marker in ", path)));
   }
-  auto tier = std::make_unique<RocksNvmeTier>(path, options.sync_writes, std::move(db));
+  auto tier = std::make_unique<RocksNvmeTier>(path, options.sync_writes, std::move(db),
+                                              std::move(listener));
   RETURN_IF_ERROR(tier->Init());
   return std::unique_ptr<NvmeTier>(std::move(tier));
 }

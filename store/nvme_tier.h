@@ -33,6 +33,10 @@ struct NvmeTierOptions {
   // crash of the machine (not of the process) may lose the latest writes,
   // never tear one: each chunk is one atomic batch.
   bool sync_writes = false;
+  // Test seam for a full disk: when > 0, file writes RocksDB makes in this
+  // directory fail as on a full disk (ENOSPC) once this many bytes have been
+  // written since Open. 0: no limit (production).
+  uint64_t disk_bytes_for_testing = 0;
 };
 
 // Metadata of one persisted chunk.
@@ -55,6 +59,8 @@ struct NvmeRecord {
 //   - a regular file (or anything but a directory): FailedPrecondition;
 //   - a non-empty directory without a RocksDB CURRENT file:
 //     FailedPrecondition ("not a Strata NVMe directory"), nothing touched;
+//     but DataLoss if an OPTIONS-* file there is Strata's (its column
+//     families, blob files on "chunks"): then CURRENT was lost;
 //   - a RocksDB that is not Strata's (other column families, or no/another
 //     format marker): FailedPrecondition, nothing touched (it is probed
 //     read-only before being opened for writing). Exception: a DB with
@@ -62,7 +68,9 @@ struct NvmeRecord {
 //     creation that was interrupted before the marker was written; it is
 //     completed;
 //   - unreadable or corrupt DB files (CURRENT, MANIFEST, ...): DataLoss,
-//     with the path in the message;
+//     with the path in the message, nothing touched. A MANIFEST that lost
+//     Strata's column families or the files holding the format marker,
+//     where Strata's OPTIONS-* file is present, is such a corruption;
 //   - the DB is already open (by this or another process): Unavailable.
 // Open scans the metadata once to rebuild used_bytes()/chunk_count(). A
 // metadata record that does not decode is deleted with its payload (it can
@@ -79,15 +87,21 @@ class NvmeTier {
   // stored under rec.key.
   // REQUIRES: payload.size() == rec.size (else InvalidArgument) and
   // ChunkChecksum(payload) == rec.checksum (else DataLoss). On any error
-  // nothing is written.
+  // nothing is written. A full disk is ResourceExhausted; RocksDB then
+  // refuses further writes (and Deletes) until it recovers.
   virtual absl::Status Write(const NvmeRecord& rec, std::span<const std::byte> payload) = 0;
 
   // Copies the payload of `key` into `out`.
   //   NotFound: no such chunk.
   //   InvalidArgument: out.size() differs from the stored size (nothing read).
-  //   DataLoss: the payload is missing, short, or fails its checksum (or
-  //     RocksDB reports it corrupt); the chunk is deleted before returning, so
-  //     it is never served. `out` then holds unspecified bytes.
+  //   DataLoss: the payload is missing, short, or fails its checksum; the
+  //     chunk is deleted before returning, so it is never served. `out` then
+  //     holds unspecified bytes.
+  // When RocksDB reports the payload corrupt (damage to its blob file's
+  // header, footer or record framing), an intact copy is looked for, read
+  // without RocksDB's checksums or straight from the blob file: if its
+  // bytes match rec.checksum it is served (OK) and rewritten to a fresh
+  // blob file; otherwise DataLoss as above.
   virtual absl::Status Read(const ChunkKey& key, std::span<std::byte> out) = 0;
 
   // Deletes the chunk; OK if it is absent (idempotent).
@@ -121,7 +135,10 @@ class NvmeTier {
   virtual uint64_t records_dropped_on_open() const = 0;
 
   // Flushes the memtables to files (graceful shutdown; not needed for
-  // durability, which the write-ahead log provides).
+  // durability, which the write-ahead log provides). Does nothing and
+  // returns that error while a write has failed (ResourceExhausted for a
+  // full disk) or RocksDB holds a background error. Destroying the tier is
+  // safe in those states too (it never aborts the process).
   virtual absl::Status Flush() = 0;
 
   // Test seam: overwrites the stored payload of `key` with `bytes` without

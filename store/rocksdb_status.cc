@@ -31,7 +31,11 @@ absl::StatusCode CodeOf(const rocksdb::Status& s) {
         case SubCode::kIOFenced:
           return absl::StatusCode::kFailedPrecondition;
         default:
-          return absl::StatusCode::kUnavailable;
+          // Some RocksDB paths re-wrap an error and drop its subcode but
+          // keep strerror(ENOSPC) in the message.
+          return s.ToString().find("No space left on device") != std::string::npos
+                     ? absl::StatusCode::kResourceExhausted
+                     : absl::StatusCode::kUnavailable;
       }
     case Code::kBusy:
     case Code::kTryAgain:

@@ -18,7 +18,9 @@ namespace strata::store {
 //   Corruption                          -> DataLoss
 //   NotSupported                        -> Unimplemented
 //   InvalidArgument                     -> InvalidArgument
-//   IOError, subcode NoSpace/SpaceLimit -> ResourceExhausted
+//   IOError, subcode NoSpace/SpaceLimit -> ResourceExhausted (a full disk;
+//     also an IOError without subcode whose message carries ENOSPC's text
+//     "No space left on device")
 //   IOError, subcode PathNotFound       -> NotFound
 //   IOError, subcode IOFenced           -> FailedPrecondition
 //   IOError, any other                  -> Unavailable (*)

@@ -1,6 +1,7 @@
 #include "store/rocksdb_status.h"
 
 #include "gtest/gtest.h"
+#include "rocksdb/io_status.h"
 
 namespace strata::store {
 namespace {
@@ -30,6 +31,26 @@ TEST(FromRocksDbStatusTest, MapsCodes) {
             absl::StatusCode::kInternal);
   EXPECT_EQ(FromRocksDbStatus(Status::ColumnFamilyDropped("x")).code(),
             absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(FromRocksDbStatusTest, FullDiskIsResourceExhausted) {
+  // As the POSIX file system reports ENOSPC, and as DB::Write returns it.
+  const rocksdb::Status no_space = rocksdb::IOStatus::NoSpace(
+      "While appending to file: /x/000004.log", "No space left on device");
+  EXPECT_EQ(FromRocksDbStatus(no_space).code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(FromRocksDbStatus(rocksdb::Status(no_space, rocksdb::Status::Severity::kHardError))
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(FromRocksDbStatus(rocksdb::Status::SpaceLimit("x")).code(),
+            absl::StatusCode::kResourceExhausted);
+  // Re-wrapped without its subcode.
+  EXPECT_EQ(FromRocksDbStatus(rocksdb::Status::IOError("flush failed",
+                                                       "No space left on device"))
+                .code(),
+            absl::StatusCode::kResourceExhausted);
+  // Other I/O errors stay Unavailable.
+  EXPECT_EQ(FromRocksDbStatus(rocksdb::Status::IOError("read", "Input/output error")).code(),
+            absl::StatusCode::kUnavailable);
 }
 
 TEST(FromRocksDbStatusTest, KeepsMessageAndContext) {
