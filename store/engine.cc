@@ -159,14 +159,15 @@ absl::Status EngineImpl::CompletePromotion(EntryId id, const absl::Status& read)
     return absl::OkStatus();
   }
   pool_->Free(e.dram_offset, e.size);
-  if (read.code() == absl::StatusCode::kDataLoss) ++counters_.checksum_failures;
-  // The tier dropped a corrupt copy itself; after any other failure the copy
-  // is unusable for this node too.
-  if (read.code() != absl::StatusCode::kNotFound && read.code() != absl::StatusCode::kDataLoss) {
-    (void)nvme_->Delete(e.key);
-  }
   const std::string key = e.key.ShortHex();
-  DropNvme(id, e);
+  if (read.code() == absl::StatusCode::kDataLoss) ++counters_.checksum_failures;
+  if (read.code() == absl::StatusCode::kDataLoss || read.code() == absl::StatusCode::kNotFound) {
+    // The tier dropped a corrupt copy itself (or lost it): forget it.
+    DropNvme(id, e);
+  } else {
+    // An I/O error says nothing about the copy: keep it for the next read.
+    ++counters_.nvme_read_errors;
+  }
   return absl::Status(read.code(), absl::StrCat("chunk ", key, " could not be read from NVMe: ",
                                                 read.message()));
 }

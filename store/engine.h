@@ -180,6 +180,7 @@ struct EngineStats {
   uint64_t namespaces_removed = 0;
   uint64_t hint_resolve_steps = 0;  // chain entries walked resolving hints
   uint64_t checksum_failures = 0;
+  uint64_t nvme_read_errors = 0;  // failed NVMe reads other than corruption
   uint64_t leases_expired = 0;
   uint64_t chunks_restored = 0;  // index entries rebuilt from NVMe at open
   // Scheduler hints and prefetch.

@@ -143,6 +143,24 @@ TEST_F(EngineFaultsTest, WriteErrorsAreRetriedUntilTheyPass) {
   EXPECT_TRUE(Verify(*engine, *ns, 1).ok());
 }
 
+// A failed NVMe read (an I/O error, not corruption) keeps the NVMe copy:
+// the next read promotes it.
+TEST_F(EngineFaultsTest, NvmeReadErrorKeepsTheCopy) {
+  auto engine = OpenOrDie(Options(/*dram_chunks=*/2, 64, NvmeFaults()));
+  ASSERT_NE(engine, nullptr);
+  auto ns = engine->RegisterNamespace(SmallSpec(4), "t");
+  ASSERT_TRUE(ns.ok());
+  for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(PutKey(*engine, *ns, i).ok());
+  ASSERT_TRUE(engine->FlushWriteBack().ok());  // chunk 0 is now on NVMe only
+  NvmeFaults faults;
+  faults.read_error = 1.0;
+  faulty_->SetFaults(faults);
+  EXPECT_EQ(Verify(*engine, *ns, 0).code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(engine->Stats().nvme_read_errors, 1u);
+  faulty_->SetFaults(NvmeFaults());
+  EXPECT_TRUE(Verify(*engine, *ns, 0).ok());
+}
+
 // A DRAM copy damaged after commit is caught at write-back: dropped and
 // counted, never persisted or served.
 TEST_F(EngineFaultsTest, DramCopyDamagedBeforeWriteBackIsDropped) {

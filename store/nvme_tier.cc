@@ -667,6 +667,9 @@ class RocksNvmeTier final : public NvmeTier {
         chunks_, key,
         rocksdb::Slice(reinterpret_cast<const char*>(payload.data()), payload.size()))));
 
+    // RocksDB refuses every write after a background error (a full disk)
+    // until it is resumed; try, so that freeing space is enough to recover.
+    if (!listener_->error().ok()) (void)db_->db->Resume();
     absl::MutexLock lock(&StripeFor(rec.key).mu);
     ASSIGN_OR_RETURN(std::optional<uint32_t> old_size, StoredSizeLocked(rec.key));
     RETURN_IF_ERROR(CheckWrite(db_->db->Write(write_options_, &batch),

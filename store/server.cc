@@ -291,6 +291,7 @@ class StrataService final : public pb::Strata::Service {
     v["dram_evictions_unhinted"] = s.dram_evictions_unhinted;
     v["dram_evictions_hinted"] = s.dram_evictions_hinted;
     v["chunks_unpersisted"] = s.chunks_unpersisted;
+    v["nvme_read_errors"] = s.nvme_read_errors;
     v["write_back_failing"] = s.write_back_failing;
     v["namespaces_removed"] = s.namespaces_removed;
     v["hint_resolve_steps"] = s.hint_resolve_steps;
