@@ -34,6 +34,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -47,8 +48,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr int kConversations = 48;     // per client
+constexpr int kConversations = 48;     // slots per client
 constexpr int kMaxChunks = 12;         // per conversation
+// A slot whose conversation is full and durable starts a new one, up to this
+// many: at most 3 x 48 x 6 x 12 x 64 KiB = 648 MiB, under the node's 1 GiB
+// of NVMe, so no acknowledged chunk is evicted by policy.
+constexpr int kGenerations = 6;
 constexpr char kTenant[] = "crash";
 
 NamespaceSpec Spec() {
@@ -75,10 +80,12 @@ void FillChunk(const ChunkKey& key, std::span<std::byte> out) {
   }
 }
 
-// The full key chain of conversation `conv` of client `client`.
-std::vector<ChunkKey> ConversationKeys(const client::Namespace& ns, int client, int conv) {
+// The full key chain of generation `gen` of conversation slot `conv` of
+// client `client`.
+std::vector<ChunkKey> ConversationKeys(const client::Namespace& ns, int client, int conv,
+                                       int gen) {
   std::vector<uint32_t> tokens(kMaxChunks * ns.spec.tokens_per_chunk);
-  std::mt19937 rng(client * 1000 + conv);
+  std::mt19937 rng((client * 1000 + conv) * 100 + gen);
   for (auto& t : tokens) t = rng() % 128000;
   return ns.Keys(tokens);
 }
@@ -144,7 +151,10 @@ int RunClient(int id, int port, const std::string& dir, const std::string& stop_
   // acked[conv] = chunks of the conversation acknowledged so far (a prefix);
   // durable = keys a lookup reported on NVMe.
   std::vector<int> acked(kConversations, 0);
-  std::set<std::string> durable;
+  std::vector<int> gen(kConversations, 0);
+  // Every acknowledged key (hex) -> known durable; (slot, generation, index).
+  std::map<std::string, bool> acked_keys;
+  std::map<std::string, std::tuple<int, int, int>> where;
   std::map<int, std::vector<ChunkKey>> keys_of;
   std::unique_ptr<client::Client> c;
   client::Namespace ns;
@@ -186,7 +196,7 @@ int RunClient(int id, int port, const std::string& dir, const std::string& stop_
     }
   };
   if (!reconnect()) return 0;
-  for (int i = 0; i < kConversations; ++i) keys_of[i] = ConversationKeys(ns, id, i);
+  for (int i = 0; i < kConversations; ++i) keys_of[i] = ConversationKeys(ns, id, i, 0);
   while (!fs::exists(stop_file)) {
     if (c == nullptr && !reconnect()) break;
     ++r.ops;
@@ -209,6 +219,11 @@ int RunClient(int id, int port, const std::string& dir, const std::string& stop_
       if (s.ok()) {
         ++r.saves;
         acked[conv] = std::max(acked[conv], from + n);
+        for (int k = 0; k < n; ++k) {
+          const std::string hex = seg[k].ToHex();
+          acked_keys.emplace(hex, false);
+          where[hex] = {conv, gen[conv], from + k};
+        }
       } else {
         if (s.code() == absl::StatusCode::kResourceExhausted) ++r.refused;
         note_error(s, "save");
@@ -239,8 +254,18 @@ int RunClient(int id, int port, const std::string& dir, const std::string& stop_
       auto l = c->Lookup(ns, seg);
       if (l.ok()) {
         ++r.lookups;
+        bool all = true;
         for (size_t k = 0; k < seg.size(); ++k) {
-          if (l->persisted[k]) durable.insert(seg[k].ToHex());
+          if (l->persisted[k]) {
+            acked_keys[seg[k].ToHex()] = true;
+          } else {
+            all = false;
+          }
+        }
+        // A full, durable conversation makes room for a new one.
+        if (all && acked[conv] == kMaxChunks && gen[conv] + 1 < kGenerations) {
+          keys_of[conv] = ConversationKeys(ns, id, conv, ++gen[conv]);
+          acked[conv] = 0;
         }
       } else {
         note_error(l.status(), "lookup");
@@ -263,11 +288,9 @@ int RunClient(int id, int port, const std::string& dir, const std::string& stop_
   std::ofstream out(absl::StrCat(dir, "/client-", id, ".result"));
   out << r.ops << " " << r.saves << " " << r.loads << " " << r.lookups << " " << r.hints << " "
       << r.errors << " " << r.refused << " " << r.wrong_bytes << " " << r.unexpected << "\n";
-  for (int conv = 0; conv < kConversations; ++conv) {
-    for (int k = 0; k < acked[conv]; ++k) {
-      const std::string hex = keys_of[conv][k].ToHex();
-      out << conv << " " << k << " " << hex << " " << (durable.contains(hex) ? 1 : 0) << "\n";
-    }
+  for (const auto& [hex, is_durable] : acked_keys) {
+    const auto& [conv, g, k] = where[hex];
+    out << conv << " " << g << " " << k << " " << hex << " " << (is_durable ? 1 : 0) << "\n";
   }
   return 0;
 }
@@ -435,9 +458,9 @@ int RunHarness(int argc, char** argv) {
     total.refused += r.refused;
     total.wrong_bytes += r.wrong_bytes;
     total.unexpected += r.unexpected;
-    int conv, k, is_durable;
+    int conv, g, k, is_durable;
     std::string hex;
-    while (in >> conv >> k >> hex >> is_durable) {
+    while (in >> conv >> g >> k >> hex >> is_durable) {
       ++acked;
       durable += is_durable;
       auto key = ChunkKey::FromHex(hex);
@@ -456,8 +479,8 @@ int RunHarness(int argc, char** argv) {
         ++lost_torn;
       } else if (is_durable) {
         ++lost_durable;
-        std::printf("LOST: durable chunk %s (client %d, conversation %d, chunk %d): %s\n",
-                    hex.c_str(), i, conv, k, s.ToString().c_str());
+        std::printf("LOST: durable chunk %s (client %d, slot %d, generation %d, chunk %d): %s\n",
+                    hex.c_str(), i, conv, g, k, s.ToString().c_str());
       } else {
         ++lost_unpersisted;
       }
