@@ -85,7 +85,8 @@ absl::Status EngineImpl::FlushWriteBack() {
   if (!write_back_retry_.empty()) {
     return absl::UnavailableError(absl::StrCat(
         write_back_retry_.size(), " acknowledged chunks are not persisted (NVMe write-back: ",
-        write_back_error_.message(), "); they are kept in DRAM and retried"));
+        write_back_error_.message(),
+        "); they are kept in DRAM and retried, and lost if the node stops first"));
   }
   return absl::OkStatus();
 }

@@ -342,6 +342,9 @@ rocksdb::DBOptions MakeDbOptions() {
   o.paranoid_checks = true;
   o.keep_log_file_num = 4;
   o.max_background_jobs = 2;
+  // Replaying the write-ahead log at open must not need room for new table
+  // and blob files: a node whose disk filled up still opens and serves.
+  o.avoid_flush_during_recovery = true;
   return o;
 }
 
