@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <vector>
 #include <string_view>
 
 #include "absl/functional/function_ref.h"
@@ -55,9 +56,30 @@ class EvictionPolicy {
   // Replaces the scheduler hints known to this policy. Default: ignored.
   virtual void OnHints(std::span<const HintedEntry> hints) { (void)hints; }
 
+  // The same replacement in pieces, so that the caller can let other work in
+  // between: BeginHints(), AddHints() any number of times, then EndHints()
+  // until it returns true. Other calls may come between the pieces; until
+  // EndHints() returns true, entries not yet named keep their old hints.
+  // `budget` bounds the entries one EndHints() call moves. Default: the
+  // pieces are gathered and given to OnHints() at the end.
+  virtual void BeginHints() { staged_hints_.clear(); }
+  virtual void AddHints(std::span<const HintedEntry> hints) {
+    staged_hints_.insert(staged_hints_.end(), hints.begin(), hints.end());
+  }
+  virtual bool EndHints(size_t budget) {
+    (void)budget;
+    OnHints(staged_hints_);
+    staged_hints_.clear();
+    staged_hints_.shrink_to_fit();
+    return true;
+  }
+
   // Number of resident entries.
   virtual size_t size() const = 0;
   virtual std::string_view name() const = 0;
+
+ private:
+  std::vector<HintedEntry> staged_hints_;  // default staged hints
 };
 
 // The policies in this package, by the names used in flags and stats.

@@ -1,6 +1,8 @@
 #include "eviction/scheduler_aware_policy.h"
 
 #include <iterator>
+#include <limits>
+#include <optional>
 #include <vector>
 
 namespace strata::eviction {
@@ -72,9 +74,15 @@ void SchedulerAwarePolicy::OnInsert(EntryId id, EntryId parent) {
   Node& node = table_.at(slot);
   node.parent = parent == id ? kNoEntry : parent;
   node.last_use = stamps_.Next();
-  auto hint = hints_.find(id);
-  if (hint != hints_.end() && hint->second >= ExpiryCutoffNs()) {
-    node.needed_ns = hint->second;
+  // While a new set is staged, an entry it names takes its new hint.
+  std::optional<int64_t> needed;
+  if (auto staged = staged_.find(id); staging_ && staged != staged_.end()) {
+    needed = staged->second;
+  } else if (auto hint = hints_.find(id); hint != hints_.end()) {
+    needed = hint->second;
+  }
+  if (needed.has_value() && *needed >= ExpiryCutoffNs()) {
+    node.needed_ns = *needed;
     hinted_.insert(slot);
   } else {
     unhinted_.OnInsert(id, node.parent);
@@ -118,38 +126,71 @@ EntryId SchedulerAwarePolicy::PickVictim(absl::FunctionRef<bool(EntryId)> evicta
 }
 
 void SchedulerAwarePolicy::OnHints(std::span<const HintedEntry> hints) {
+  BeginHints();
+  AddHints(hints);
+  while (!EndHints(std::numeric_limits<size_t>::max())) {
+  }
+}
+
+void SchedulerAwarePolicy::BeginHints() {
+  staging_ = true;
+  withdrawn_listed_ = false;
+  staged_.clear();
+  withdrawn_.clear();
+}
+
+void SchedulerAwarePolicy::AddHints(std::span<const HintedEntry> hints) {
+  if (!staging_) BeginHints();
   const int64_t cutoff = ExpiryCutoffNs();
-  absl::flat_hash_map<EntryId, int64_t> next;
-  next.reserve(hints.size());
   for (const HintedEntry& hint : hints) {
     if (hint.id == kNoEntry || hint.needed_at == absl::InfiniteFuture()) continue;
     const int64_t ns = absl::ToUnixNanos(hint.needed_at);
     if (ns < cutoff) continue;  // already expired
-    auto [it, inserted] = next.try_emplace(hint.id, ns);
-    if (!inserted && ns < it->second) it->second = ns;
-  }
-  // Resident entries whose hint was withdrawn (or has expired) go back to
-  // the unhinted order.
-  std::vector<Slot> withdrawn;
-  for (const Slot slot : hinted_) {
-    if (!next.contains(table_.at(slot).id)) withdrawn.push_back(slot);
-  }
-  for (const Slot slot : withdrawn) MakeUnhinted(slot);
-  // Resident entries named by the new set take their new needed_at.
-  for (const auto& [id, ns] : next) {
-    const Slot slot = table_.Find(id);
+    auto [it, inserted] = staged_.try_emplace(hint.id, ns);
+    if (!inserted) {
+      if (ns >= it->second) continue;
+      it->second = ns;
+    }
+    const Slot slot = table_.Find(hint.id);
     if (slot == kNoSlot) continue;
     Node& node = table_.at(slot);
-    if (node.needed_ns == ns) continue;
+    if (node.needed_ns == it->second) continue;
     if (node.needed_ns == kUnhinted) {
-      MakeHinted(slot, ns);
+      MakeHinted(slot, it->second);
     } else {
       hinted_.erase(slot);
-      node.needed_ns = ns;
+      node.needed_ns = it->second;
       hinted_.insert(slot);
     }
   }
-  hints_ = std::move(next);
+}
+
+bool SchedulerAwarePolicy::EndHints(size_t budget) {
+  if (!staging_) BeginHints();
+  if (!withdrawn_listed_) {
+    // Resident entries whose hint the new set withdraws (or that expired)
+    // go back to the unhinted order. Listed by id: slots may be reused by
+    // the time they are moved.
+    for (const Slot slot : hinted_) {
+      const EntryId id = table_.at(slot).id;
+      if (!staged_.contains(id)) withdrawn_.push_back(id);
+    }
+    withdrawn_listed_ = true;
+  }
+  for (; budget > 0 && !withdrawn_.empty(); --budget) {
+    const EntryId id = withdrawn_.back();
+    withdrawn_.pop_back();
+    const Slot slot = table_.Find(id);
+    if (slot == kNoSlot || table_.at(slot).needed_ns == kUnhinted || staged_.contains(id)) {
+      continue;
+    }
+    MakeUnhinted(slot);
+  }
+  if (!withdrawn_.empty()) return false;
+  hints_ = std::move(staged_);
+  staged_ = {};
+  staging_ = false;
+  return true;
 }
 
 absl::Time SchedulerAwarePolicy::NeededAt(EntryId id) const {

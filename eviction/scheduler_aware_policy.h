@@ -10,6 +10,7 @@
 #include <limits>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
@@ -74,6 +75,12 @@ class SchedulerAwarePolicy final : public EvictionPolicy {
   // `evictable` must not call back into this policy.
   EntryId PickVictim(absl::FunctionRef<bool(EntryId)> evictable) override;
   void OnHints(std::span<const HintedEntry> hints) override;
+  // Staged replacement: AddHints applies each named entry's new hint at
+  // once (O(log n) per entry); EndHints moves up to `budget` entries whose
+  // hint was withdrawn back to the unhinted order per call.
+  void BeginHints() override;
+  void AddHints(std::span<const HintedEntry> hints) override;
+  bool EndHints(size_t budget) override;
   size_t size() const override { return table_.size(); }
   std::string_view name() const override { return "scheduler"; }
 
@@ -145,6 +152,12 @@ class SchedulerAwarePolicy final : public EvictionPolicy {
   absl::btree_set<internal::Slot, LatestNeededFirst> hinted_;
   // The current hint set: id -> soonest needed_at (unix ns), resident or not.
   absl::flat_hash_map<EntryId, int64_t> hints_;
+  // The set being staged (BeginHints .. EndHints), and the entries whose
+  // hint it withdraws, once EndHints has listed them.
+  bool staging_ = false;
+  bool withdrawn_listed_ = false;
+  absl::flat_hash_map<EntryId, int64_t> staged_;
+  std::vector<EntryId> withdrawn_;
 };
 
 }  // namespace strata::eviction

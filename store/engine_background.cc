@@ -201,10 +201,9 @@ void EngineImpl::ReaperLoop() {
 }
 
 void EngineImpl::StartThreads() {
-  if (nvme_ != nullptr) {
-    write_back_thread_ = std::thread([this] { WriteBackLoop(); });
-    prefetch_thread_ = std::thread([this] { PrefetchLoop(); });
-  }
+  if (nvme_ != nullptr) write_back_thread_ = std::thread([this] { WriteBackLoop(); });
+  // Hint rebuilds left over by SetHints and hint expiry; prefetch with NVMe.
+  prefetch_thread_ = std::thread([this] { PrefetchLoop(); });
   if (options_.reap_interval > absl::ZeroDuration()) {
     reaper_thread_ = std::thread([this] { ReaperLoop(); });
   }

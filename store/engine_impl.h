@@ -167,6 +167,8 @@ class EngineImpl final : public Engine {
   // Recomputes the merged hint view from the live hint sets and informs the
   // policies. Releases mu_ every kHintStepsPerLock chain steps.
   void RebuildHints() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Releases mu_ for a moment, letting waiting calls in first.
+  void YieldLock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Breaks parent cycles (possible only in records restored from NVMe).
   void BreakParentCycles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes one queued chunk to NVMe (lock released for the I/O) and applies
