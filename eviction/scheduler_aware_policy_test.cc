@@ -229,6 +229,41 @@ TEST_F(SchedulerAwarePolicyTest, AccessAndRemoveOfHintedEntries) {
   EXPECT_EQ(policy_.size(), 1u);
 }
 
+// A set staged in pieces, with inserts and removals between the pieces,
+// ends in the same order as the same set given at once.
+TEST(SchedulerAwareStagedTest, StagedHintsMatchOnHints) {
+  FakeClock clock;
+  SchedulerAwarePolicy whole(&clock), staged(&clock);
+  for (EntryId id = 1; id <= 40; ++id) {
+    whole.OnInsert(id, id % 5 == 1 ? kNoEntry : id - 1);
+    staged.OnInsert(id, id % 5 == 1 ? kNoEntry : id - 1);
+    clock.Advance(absl::Seconds(1));
+  }
+  std::vector<HintedEntry> first, second;
+  for (EntryId id = 1; id <= 40; id += 2) first.push_back({id, clock.Now() + absl::Seconds(id)});
+  for (EntryId id = 10; id <= 50; id += 3) {
+    second.push_back({id, clock.Now() + absl::Seconds(60 - id)});
+  }
+  whole.OnHints(first);
+  staged.OnHints(first);
+  staged.BeginHints();
+  whole.OnRemove(13);
+  staged.OnRemove(13);
+  for (size_t i = 0; i < second.size(); i += 3) {
+    staged.AddHints(std::span<const HintedEntry>(second).subspan(i, std::min<size_t>(3, second.size() - i)));
+  }
+  whole.OnHints(second);
+  // 43 arrives before the staged set ends: it takes its new hint.
+  whole.OnInsert(43, kNoEntry);
+  staged.OnInsert(43, kNoEntry);
+  int calls = 0;
+  while (!staged.EndHints(/*budget=*/1)) ++calls;
+  EXPECT_GT(calls, 1);  // the withdrawn entries moved one per call
+  EXPECT_EQ(Order(staged), Order(whole));
+  EXPECT_EQ(staged.hinted_size(), whole.hinted_size());
+  EXPECT_EQ(staged.NeededAt(43), whole.NeededAt(43));
+}
+
 TEST(SchedulerAwareFactoryTest, CreatePolicyKnowsScheduler) {
   FakeClock clock;
   auto policy = CreatePolicy("scheduler", &clock);
