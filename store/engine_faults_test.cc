@@ -49,6 +49,16 @@ class EngineFaultsTest : public ::testing::Test {
     return o;
   }
 
+  // A DRAM-only engine of `dram_chunks` chunks (options from `o`) with one
+  // namespace registered, in ns_.
+  std::unique_ptr<Engine> DramOnly(uint64_t dram_chunks, EngineOptions o = {}) {
+    o.dram_bytes = dram_chunks * kChunk;
+    auto engine = OpenOrDie(o);
+    if (engine != nullptr) ns_ = engine->RegisterNamespace(SmallSpec(4), "t").value_or(0);
+    EXPECT_NE(ns_, 0u);
+    return engine;
+  }
+
   std::unique_ptr<Engine> OpenOrDie(const EngineOptions& o) {
     auto engine = Engine::Open(o);
     EXPECT_TRUE(engine.ok()) << engine.status();
@@ -57,16 +67,11 @@ class EngineFaultsTest : public ::testing::Test {
 
   absl::Status PutKey(Engine& engine, uint32_t ns, uint64_t i,
                       std::optional<uint64_t> parent = {}) {
-    std::optional<ChunkKey> p;
-    if (parent) p = TestKey(*parent);
-    return engine.Put(ns, TestKey(i), p, Payload(TestKey(i), kChunk));
+    return testing::PutTestKey(engine, ns, i, kChunk, parent);
   }
 
   absl::Status Verify(Engine& engine, uint32_t ns, uint64_t i) {
-    std::vector<std::byte> out(kChunk);
-    absl::Status s = engine.Get(ns, TestKey(i), out);
-    if (s.ok() && out != Payload(TestKey(i), kChunk)) return absl::InternalError("wrong bytes");
-    return s;
+    return testing::VerifyTestKey(engine, ns, i, kChunk);
   }
 
   // Waits (real time) until pred() or 10 s.
@@ -82,6 +87,7 @@ class EngineFaultsTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   FaultyNvmeTier* faulty_ = nullptr;
+  uint32_t ns_ = 0;
 };
 
 // Issue: a full disk made the node evict chunks whose write-back had failed,
@@ -186,26 +192,19 @@ TEST_F(EngineFaultsTest, DramCopyDamagedBeforeWriteBackIsDropped) {
 // Issue: a chunk naming itself as parent, then one hint of 4096 jobs naming
 // it, took 21 s and 2 GB; long chains hinted by 8 schedulers did the same.
 TEST_F(EngineFaultsTest, SelfParentIsRejected) {
-  EngineOptions o;
-  o.dram_bytes = 8 * kChunk;
-  auto engine = OpenOrDie(o);
-  auto ns = engine->RegisterNamespace(SmallSpec(4), "t");
-  ASSERT_TRUE(ns.ok());
-  ASSERT_TRUE(PutKey(*engine, *ns, 1).ok());
-  absl::Status s = PutKey(*engine, *ns, 2, /*parent=*/2);
+  auto engine = DramOnly(8);
+  ASSERT_TRUE(PutKey(*engine, ns_, 1).ok());
+  absl::Status s = PutKey(*engine, ns_, 2, /*parent=*/2);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_NE(s.message().find("itself"), std::string::npos);
-  EXPECT_TRUE(Verify(*engine, *ns, 1).ok());
-  EXPECT_EQ(Verify(*engine, *ns, 2).code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(Verify(*engine, ns_, 1).ok());
+  EXPECT_EQ(Verify(*engine, ns_, 2).code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(EngineFaultsTest, HintWorkIsOnePassOverDistinctChunks) {
   constexpr uint64_t kChain = 2000;
-  EngineOptions o;
-  o.dram_bytes = (kChain + 8) * kChunk;
-  auto engine = OpenOrDie(o);
-  auto ns = engine->RegisterNamespace(SmallSpec(4), "t");
-  ASSERT_TRUE(ns.ok());
+  auto engine = DramOnly(kChain + 8);
+  const uint32_t* ns = &ns_;
   for (uint64_t i = 0; i < kChain; ++i) {
     ASSERT_TRUE(PutKey(*engine, *ns, i, i == 0 ? std::nullopt : std::optional<uint64_t>(i - 1))
                     .ok());
@@ -230,11 +229,9 @@ TEST_F(EngineFaultsTest, HintWorkIsOnePassOverDistinctChunks) {
 
 TEST_F(EngineFaultsTest, HintSchedulersAreBounded) {
   EngineOptions o;
-  o.dram_bytes = 8 * kChunk;
   o.max_hint_schedulers = 2;
-  auto engine = OpenOrDie(o);
-  auto ns = engine->RegisterNamespace(SmallSpec(4), "t");
-  ASSERT_TRUE(ns.ok());
+  auto engine = DramOnly(8, o);
+  const uint32_t* ns = &ns_;
   std::vector<JobHint> jobs(1);
   jobs[0].last_key = TestKey(1);
   ASSERT_TRUE(engine->SetHints("a", *ns, jobs, absl::Seconds(60)).ok());
@@ -286,9 +283,7 @@ TEST_F(EngineFaultsTest, ParentCycleFromNvmeIsCutAtRestore) {
 // Issue: the same namespace with its extra keys in another order got
 // another id, and a put of the same key under it failed.
 TEST_F(EngineFaultsTest, NamespaceIdentityIsTheCanonicalEncoding) {
-  EngineOptions o;
-  o.dram_bytes = 8 * kChunk;
-  auto engine = OpenOrDie(o);
+  auto engine = DramOnly(8);
   NamespaceSpec a = SmallSpec(4);
   a.extra_keys = {{"lora", "x"}, {"adapter", "y"}};
   NamespaceSpec b = SmallSpec(4);
@@ -300,17 +295,14 @@ TEST_F(EngineFaultsTest, NamespaceIdentityIsTheCanonicalEncoding) {
   ASSERT_TRUE(PutKey(*engine, *ida, 1).ok());
   EXPECT_TRUE(PutKey(*engine, *idb, 1).ok());
   EXPECT_EQ(engine->FindNamespace(b, "t").value_or(0), *ida);
-  EXPECT_EQ(engine->Stats().namespaces, 1u);
+  EXPECT_EQ(engine->Stats().namespaces, 2u);  // DramOnly's and this one
 }
 
 // Issue: PutAbort on one's read lease (or Release on a write lease) dropped
 // the lease's ownership; the engine now says FailedPrecondition and keeps it.
 TEST_F(EngineFaultsTest, WrongKindOfLeaseCallKeepsTheLease) {
-  EngineOptions o;
-  o.dram_bytes = 8 * kChunk;
-  auto engine = OpenOrDie(o);
-  auto ns = engine->RegisterNamespace(SmallSpec(4), "t");
-  ASSERT_TRUE(ns.ok());
+  auto engine = DramOnly(8);
+  const uint32_t* ns = &ns_;
   ASSERT_TRUE(PutKey(*engine, *ns, 1).ok());
   const ChunkKey key = TestKey(1);
   auto read = engine->Acquire(*ns, std::span<const ChunkKey>(&key, 1));

@@ -52,18 +52,14 @@ class EngineTest : public ::testing::Test {
     return ns.value_or(0);
   }
 
-  absl::Status PutKey(Engine& engine, uint32_t ns, uint64_t i, std::optional<uint64_t> parent = {}) {
-    std::optional<ChunkKey> p;
-    if (parent) p = TestKey(*parent);
-    return engine.Put(ns, TestKey(i), p, Payload(TestKey(i), kChunk));
+  absl::Status PutKey(Engine& engine, uint32_t ns, uint64_t i,
+                      std::optional<uint64_t> parent = {}) {
+    return testing::PutTestKey(engine, ns, i, kChunk, parent);
   }
 
   // OK when key i reads back with exactly its bytes.
   absl::Status Verify(Engine& engine, uint32_t ns, uint64_t i) {
-    std::vector<std::byte> out(kChunk);
-    absl::Status s = engine.Get(ns, TestKey(i), out);
-    if (s.ok() && out != Payload(TestKey(i), kChunk)) return absl::InternalError("wrong bytes");
-    return s;
+    return testing::VerifyTestKey(engine, ns, i, kChunk);
   }
 
   std::filesystem::path dir_;

@@ -5,12 +5,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "store/common/chunk_key.h"
 #include "store/common/namespace.h"
+#include "store/engine.h"
 
 namespace strata::store::testing {
 
@@ -59,6 +62,22 @@ inline std::vector<std::byte> Payload(const ChunkKey& key, size_t size) {
   std::vector<std::byte> v(size);
   FillPayload(key, v);
   return v;
+}
+
+// Puts TestKey(i) with its Payload (of `chunk` bytes), under TestKey(*parent).
+inline absl::Status PutTestKey(Engine& engine, uint32_t ns, uint64_t i, size_t chunk,
+                               std::optional<uint64_t> parent = {}) {
+  std::optional<ChunkKey> p;
+  if (parent) p = TestKey(*parent);
+  return engine.Put(ns, TestKey(i), p, Payload(TestKey(i), chunk));
+}
+
+// OK when TestKey(i) reads back with exactly its Payload.
+inline absl::Status VerifyTestKey(Engine& engine, uint32_t ns, uint64_t i, size_t chunk) {
+  std::vector<std::byte> out(chunk);
+  absl::Status s = engine.Get(ns, TestKey(i), out);
+  if (s.ok() && out != Payload(TestKey(i), chunk)) return absl::InternalError("wrong bytes");
+  return s;
 }
 
 }  // namespace strata::store::testing

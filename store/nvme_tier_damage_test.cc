@@ -23,6 +23,7 @@
 #include "rocksdb/options.h"
 #include "store/common/checksum.h"
 #include "store/common/chunk_key.h"
+#include "store/nvme_tier_testing.h"
 #include "store/nvme_tier.h"
 
 namespace strata::store {
@@ -30,29 +31,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr uint64_t kCapacity = uint64_t{1} << 30;
 
 std::string TestPath(const std::string& leaf = "db") {
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  fs::path dir = fs::path(::testing::TempDir()) / "nvme_tier_damage_test" /
-                 (std::string(info->test_suite_name()) + "." + info->name()) / leaf;
-  fs::remove_all(dir);
-  fs::create_directories(dir.parent_path());
-  return dir.string();
+  return testing::NvmeTestPath("nvme_tier_damage_test", leaf);
 }
-
-NvmeTierOptions Options(const std::string& path) {
-  NvmeTierOptions o;
-  o.path = path;
-  o.capacity_bytes = kCapacity;
-  return o;
-}
-
-std::unique_ptr<NvmeTier> MustOpen(const std::string& path) {
-  auto tier = NvmeTier::Open(Options(path));
-  EXPECT_TRUE(tier.ok()) << tier.status();
-  return tier.ok() ? std::move(*tier) : nullptr;
-}
+NvmeTierOptions Options(const std::string& path) { return testing::NvmeTestOptions(path); }
+std::unique_ptr<NvmeTier> MustOpen(const std::string& path) { return testing::MustOpenNvme(path); }
 
 struct Chunk {
   NvmeRecord rec;
