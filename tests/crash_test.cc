@@ -51,9 +51,9 @@ namespace fs = std::filesystem;
 constexpr int kConversations = 48;     // slots per client
 constexpr int kMaxChunks = 12;         // per conversation
 // A slot whose conversation is full and durable starts a new one, up to this
-// many: at most 3 x 48 x 6 x 12 x 64 KiB = 648 MiB, under the node's 1 GiB
+// many: at most 3 x 48 x 12 x 12 x 32 KiB = 648 MiB, under the node's 1 GiB
 // of NVMe, so no acknowledged chunk is evicted by policy.
-constexpr int kGenerations = 6;
+constexpr int kGenerations = 12;
 constexpr char kTenant[] = "crash";
 
 NamespaceSpec Spec() {
@@ -63,7 +63,7 @@ NamespaceSpec Spec() {
   spec.num_kv_heads = 2;
   spec.head_dim = 64;
   spec.dtype = DType::kFloat16;
-  spec.tokens_per_chunk = 64;  // 2 x 2 x 2 x 64 x 64 x 2 B = 64 KiB
+  spec.tokens_per_chunk = 32;  // 2 x 2 x 2 x 32 x 64 x 2 B = 32 KiB
   return spec;
 }
 
@@ -355,7 +355,16 @@ int RunHarness(int argc, char** argv) {
                                  stop_file, "--seed", std::to_string(seed)},
                                 (dir / absl::StrCat("client-", i, ".log")).string()));
   }
-  int kills = 0, clean_stops = 0, bad_stops = 0, round = 0;
+  int kills = 0, clean_stops = 0, lossy_stops = 0, bad_stops = 0, round = 0;
+  // Whether the node's last stop said it lost acknowledged, unpersisted chunks.
+  auto LastStopLostUnpersisted = [&] {
+    std::ifstream in(serve_log);
+    std::string line, last;
+    while (std::getline(in, line)) {
+      if (line.rfind("strata serve: stopped", 0) == 0) last = line;
+    }
+    return last.find("are not persisted") != std::string::npos;
+  };
   std::map<std::string, int> profiles;
   const absl::Time end = absl::Now() + absl::Seconds(duration_s);
   while (absl::Now() < end) {
@@ -381,6 +390,9 @@ int RunHarness(int argc, char** argv) {
     if (clean) {
       if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
         ++clean_stops;
+      } else if (WIFEXITED(status) && WEXITSTATUS(status) == 1 && LastStopLostUnpersisted()) {
+        // A stop while write-back fails: it names the chunks it loses.
+        ++lossy_stops;
       } else {
         ++bad_stops;
         std::printf("node stopped by SIGTERM (profile %s) ended with status %d\n", p.name, status);
@@ -503,8 +515,9 @@ int RunHarness(int argc, char** argv) {
               "unexplained: %llu)\n",
               (unsigned long long)total.errors, (unsigned long long)total.refused,
               (unsigned long long)total.unexpected);
-  std::printf("  node runs            %d: %d SIGKILLs, %d clean SIGTERM stops, %d bad stops\n",
-              round + 2, kills, clean_stops, bad_stops);
+  std::printf("  node runs            %d: %d SIGKILLs, %d SIGTERM stops (%d clean, %d naming "
+              "unpersisted chunks lost while write-back failed), %d bad stops\n",
+              round + 2, kills, clean_stops + lossy_stops, clean_stops, lossy_stops, bad_stops);
   std::printf("  fault profiles       ");
   for (const auto& [name, n] : profiles) std::printf("%s x%d  ", name.c_str(), n);
   std::printf("\n  faults injected      ");
@@ -515,7 +528,8 @@ int RunHarness(int argc, char** argv) {
   std::printf("  survived             %llu\n", (unsigned long long)survived);
   std::printf("  lost, torn write     %llu (expected: the fault destroys the NVMe copy)\n",
               (unsigned long long)lost_torn);
-  std::printf("  lost, unpersisted    %llu (acknowledged, not yet written back at a kill)\n",
+  std::printf("  lost, unpersisted    %llu (acknowledged, not yet written back at a kill or a "
+              "stop)\n",
               (unsigned long long)lost_unpersisted);
   std::printf("  LOST, durable        %llu (must be 0)\n", (unsigned long long)lost_durable);
   std::printf("  WRONG BYTES served   %llu during the run, %llu at verification (must be 0)\n",
