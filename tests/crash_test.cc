@@ -310,7 +310,7 @@ Profile PickProfile(std::mt19937_64& rng, int round, const std::string& log) {
     case 1:
       return {"write errors", "write_error=0.05" + seed};
     case 2:
-      return {"disk fills", absl::StrCat("full_after=", (2 + rng() % 6) << 20) + seed};
+      return {"disk fills", absl::StrCat("full_after=", (256 << 10) + rng() % (2 << 20)) + seed};
     case 3:
       return {"torn writes", "torn=0.02" + seed};
     case 4:
