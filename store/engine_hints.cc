@@ -234,15 +234,21 @@ void EngineImpl::PrefetchRound() {
   }
   if (mine.empty()) return;
   std::vector<absl::Status> results = ReadReservedFromNvme(mine);
+  bool all_read = true;
   for (size_t k = 0; k < mine.size(); ++k) {
     IndexEntry& e = *index_.Get(mine[k]);  // kPromoting kept it alive
-    if (!CompletePromotion(mine[k], results[k]).ok()) continue;
+    if (!CompletePromotion(mine[k], results[k]).ok()) {
+      all_read = false;
+      continue;
+    }
     ++counters_.prefetches_issued;
     e.set(IndexEntry::kPrefetched, true);
     prefetched_.insert(mine[k]);
   }
   cv_.SignalAll();
-  prefetch_wanted_ = true;  // look again: the window may allow more
+  // Look again at once (the window may allow more), unless reads fail: then
+  // at the next poll, not in a loop of failing reads.
+  prefetch_wanted_ = all_read;
 }
 
 void EngineImpl::PrefetchLoop() {
