@@ -27,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "store/common/status_macros.h"
 #include "transport/envelope.h"
+#include "transport/net_devices.h"
 #include "transport/ucs_status.h"
 
 namespace strata::transport {
@@ -714,6 +715,46 @@ bool UsesSharedMemory(const std::string& transports) {
   return false;
 }
 
+// Opens only the network devices holding `address`'s host and makes tcp
+// listen on its port (see UcxOptions::data_listen).
+absl::Status RestrictToAddress(ucp_config_t* config, const std::string& address) {
+  ASSIGN_OR_RETURN(internal::HostPort where, internal::ParseHostPort(address));
+  if (std::getenv("UCX_NET_DEVICES") == nullptr) {
+    ASSIGN_OR_RETURN(std::vector<std::string> devices, internal::InterfacesHolding(where.host));
+    if (!devices.empty()) {
+      const std::string list = absl::StrJoin(devices, ",");
+      if (ucp_config_modify(config, "NET_DEVICES", list.c_str()) != UCS_OK) {
+        return absl::InvalidArgumentError(absl::StrCat("UCX rejected network devices ", list));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// UCX 1.13 reads the tcp transport's port range from the environment when
+// it creates the worker's interfaces (ucp_config_modify accepts
+// TCP_PORT_RANGE, but the tcp transport never sees it), so a data_listen port
+// is put in UCX_TCP_PORT_RANGE from configuration to worker creation, unless
+// the variable is set already. Contexts are created one at a time meanwhile.
+class ScopedTcpPort {
+ public:
+  explicit ScopedTcpPort(int port) : lock_(&Mu()) {
+    set_ = port != 0 && std::getenv("UCX_TCP_PORT_RANGE") == nullptr;
+    if (set_) setenv("UCX_TCP_PORT_RANGE", absl::StrCat(port, "-", port).c_str(), 1);
+  }
+  ~ScopedTcpPort() {
+    if (set_) unsetenv("UCX_TCP_PORT_RANGE");
+  }
+
+ private:
+  static absl::Mutex& Mu() {
+    static absl::Mutex mu(absl::kConstInit);
+    return mu;
+  }
+  absl::MutexLock lock_;
+  bool set_ = false;
+};
+
 class UcxContextImpl final : public UcxContext {
  public:
   UcxContextImpl(std::shared_ptr<WorkerCore> core, std::string address,
@@ -806,6 +847,12 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   auto core = std::make_shared<WorkerCore>();
 
   ucp_config_t* config = nullptr;
+  int tcp_port = 0;
+  if (!options.data_listen.empty()) {
+    ASSIGN_OR_RETURN(internal::HostPort where, internal::ParseHostPort(options.data_listen));
+    tcp_port = where.port;
+  }
+  auto port_scope = std::make_unique<ScopedTcpPort>(tcp_port);
   RETURN_IF_ERROR(FromUcsStatus(ucp_config_read(nullptr, nullptr, &config),
                                 "reading UCX configuration"));
   if (!options.transports.empty()) {
@@ -815,6 +862,13 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
       return absl::InvalidArgumentError(
           absl::StrCat("UCX rejected transports '", options.transports,
                        "': ", ucs_status_string(status)));
+    }
+  }
+  if (!options.data_listen.empty()) {
+    absl::Status bound = RestrictToAddress(config, options.data_listen);
+    if (!bound.ok()) {
+      ucp_config_release(config);
+      return bound;
     }
   }
   // Strata needs peer-failure handling on every endpoint (a dead node must
@@ -859,6 +913,7 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   worker_params.thread_mode = UCS_THREAD_MODE_SERIALIZED;
   status = ucp_worker_create(core->context, &worker_params, &core->worker);
+  port_scope.reset();
   if (status != UCS_OK) {
     core->worker = nullptr;
     return FromUcsStatus(status, "creating UCX worker");

@@ -57,6 +57,16 @@ struct UcxOptions {
   // false, progress happens only inside Endpoint::WaitAll, so a passive side
   // without a progress thread stalls its peers.
   bool progress_thread = true;
+  // Where peers may reach this worker over the network, "host[:port]":
+  // UCX opens only the network interfaces holding `host` (UCX_NET_DEVICES,
+  // so tcp listens on those alone; a wildcard host such as 0.0.0.0 keeps
+  // them all) and its tcp transport listens on `port` (0 or none: any free
+  // port). Empty: UCX's defaults, i.e. every interface. The UCX_NET_DEVICES
+  // and UCX_TCP_PORT_RANGE environment variables, when set, win over the
+  // host and the port (e.g. to name RDMA devices, which hold no IP address). Shared-memory transports are not
+  // affected. InvalidArgument from Create for an address that does not
+  // parse or resolve; NotFound when no interface of this host holds it.
+  std::string data_listen;
   // Connect() completes UCX's wire-up with the peer before returning and
   // gives up (Unavailable) after this long.
   absl::Duration connect_timeout = absl::Seconds(10);
