@@ -160,6 +160,7 @@ class ClientImpl final : public Client {
     broken_ = true;
   }
   void Enqueue(std::function<void()> job) { jobs_->Push(std::move(job)); }
+  absl::Duration rpc_timeout() const { return options_.rpc_timeout; }
 
  private:
   void Prepare(grpc::ClientContext* ctx) const {
@@ -214,31 +215,63 @@ void TransferImpl::Finish(absl::Status status) {
 }
 
 absl::Status TransferImpl::Wait() {
+  // Finished, or failed with every operation over (no buffer is touched any
+  // more; the lease is released or aborted behind the caller's back).
+  auto settled = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return done_ || (pending_ == 0 && !ops_status_.ok());
+  };
+  // The node is gone: operations still in flight may never complete.
+  auto peer_failed = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return ops_status_.code() == absl::StatusCode::kUnavailable;
+  };
+  auto result = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return done_ ? final_status_ : ops_status_;
+  };
+  auto settled_or_peer_failed = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return settled() || peer_failed();
+  };
   {
     absl::MutexLock lock(&mu_);
-    if (mu_.AwaitWithDeadline(absl::Condition(&done_), deadline_)) return final_status_;
+    if (mu_.AwaitWithDeadline(absl::Condition(&settled_or_peer_failed), deadline_) &&
+        settled()) {
+      return result();
+    }
   }
-  // Stuck: abort the data plane, which fails every op in flight.
+  // Stuck, or the node failed: abort the data plane, which fails every op in
+  // flight (within the transport's close timeout, even when UCX never
+  // completes them).
   client_->AbortTransfers();
   absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(&done_));
-  if (final_status_.ok()) return final_status_;
+  // Op callbacks ran inside the abort; what may remain is the commit RPC of
+  // a save whose bytes all landed (bounded by rpc_timeout).
+  if (!mu_.AwaitWithDeadline(absl::Condition(&settled),
+                             absl::Now() + client_->rpc_timeout())) {
+    return absl::DeadlineExceededError("transfer did not finish in time; aborted");
+  }
+  absl::Status status = result();
+  if (status.ok() || peer_failed()) return status;
   return absl::DeadlineExceededError(
-      absl::StrCat("transfer did not finish in time: ", final_status_.message()));
+      absl::StrCat("transfer did not finish in time: ", status.message()));
 }
 
 absl::Status TransferImpl::WaitLayer(uint32_t layer) {
-  absl::MutexLock lock(&mu_);
-  if (layer >= layer_remaining_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " out of range"));
+  {
+    absl::MutexLock lock(&mu_);
+    if (layer >= layer_remaining_.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("layer ", layer, " out of range"));
+    }
+    auto ready = [this, layer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return layer_remaining_[layer] == 0 || !ops_status_.ok() || done_;
+    };
+    if (mu_.AwaitWithDeadline(absl::Condition(&ready), deadline_)) {
+      if (!ops_status_.ok()) return ops_status_;
+      if (done_ && !final_status_.ok()) return final_status_;
+      return absl::OkStatus();
+    }
   }
-  auto ready = [this, layer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return layer_remaining_[layer] == 0 || !ops_status_.ok() || done_;
-  };
-  mu_.Await(absl::Condition(&ready));
-  if (!ops_status_.ok()) return ops_status_;
-  if (done_ && !final_status_.ok()) return final_status_;
-  return absl::OkStatus();
+  // The transfer's deadline passed: Wait aborts it and reports why.
+  absl::Status status = Wait();
+  return status.ok() ? absl::OkStatus() : status;
 }
 
 // --------------------------------------------------------------- Client

@@ -415,6 +415,11 @@ class StoreServerImpl final : public StoreServer {
     engine_ = std::move(engine);
     transport::UcxOptions ucx;
     ucx.transports = options.ucx_transports;
+    ucx.data_listen = options.data_listen;
+    if (ucx.data_listen.empty()) {
+      const std::string& addr = options.listen_address;
+      ucx.data_listen = addr.substr(0, addr.rfind(':'));
+    }
     ucx.progress_thread = true;
     ASSIGN_OR_RETURN(ucx_, transport::UcxContext::Create(ucx));
     ASSIGN_OR_RETURN(dram_, ucx_->Register(engine_->dram_region()));

@@ -22,6 +22,12 @@ struct ServerOptions {
   std::string node_id;
   // UCX transports for the data plane ("" = UCX's default or UCX_TLS).
   std::string ucx_transports;
+  // Where the data plane may be reached over the network, "host[:port]"
+  // (transport::UcxOptions::data_listen): UCX opens only the interfaces
+  // holding the host (a wildcard host: all of them) and tcp listens on the
+  // port (none or 0: any free port). Empty: the host of listen_address, so a
+  // node listening on 127.0.0.1 is not reachable on its other interfaces.
+  std::string data_listen;
   // Largest gRPC request accepted; larger ones fail with ResourceExhausted.
   int max_message_bytes = 8 << 20;
   // Most live namespaces one peer host may have registered since the node

@@ -20,6 +20,7 @@
 #include "client/client.h"
 #include "gtest/gtest.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
+#include "tests/server_process.h"
 
 namespace strata {
 namespace {
@@ -63,58 +64,14 @@ std::vector<ChunkKey> Conversation(const client::Namespace& ns, int id, size_t c
   return ns.Keys(tokens);
 }
 
-class ServerProcess {
+// A node with the settings every test here uses.
+class ServerProcess : public testing::ServerProcess {
  public:
   ServerProcess(const std::string& data_dir, const std::string& transports)
-      : data_dir_(data_dir), transports_(transports) {}
-  ~ServerProcess() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-
-  void Start() {
-    const std::string bin = std::string(std::getenv("TEST_SRCDIR")) + "/strata/tools/strata";
-    port_file_ = data_dir_ + ".port";
-    std::filesystem::remove(port_file_);
-    pid_ = fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      std::vector<std::string> args = {bin, "serve", "--listen=127.0.0.1:0",
-                                       "--port_file=" + port_file_, "--data_dir=" + data_dir_,
-                                       "--dram=48MiB", "--nvme=256MiB", "--lease_ttl=2s",
-                                       "--shutdown_grace=3s", "--ucx_transports=" + transports_};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(bin.c_str(), argv.data());
-      _exit(127);
-    }
-    for (int i = 0; i < 300 && !std::filesystem::exists(port_file_); ++i) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-    std::ifstream in(port_file_);
-    int port = 0;
-    in >> port;
-    ASSERT_GT(port, 0) << "the server did not start";
-    address_ = absl::StrCat("127.0.0.1:", port);
-  }
-
-  // SIGTERM and wait: the server must drain and exit 0.
-  int Stop() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
-  const std::string& address() const { return address_; }
-
- private:
-  std::string data_dir_, transports_, port_file_, address_;
-  pid_t pid_ = -1;
+      : testing::ServerProcess({"--data_dir=" + data_dir, "--dram=48MiB", "--nvme=256MiB",
+                                "--lease_ttl=2s", "--shutdown_grace=3s",
+                                "--ucx_transports=" + transports},
+                               data_dir + ".port") {}
 };
 
 // Runs `body` in a forked child; returns its exit code.

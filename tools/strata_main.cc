@@ -264,6 +264,7 @@ void BlockStopSignals(sigset_t* set) {
 
 int Serve(const std::vector<std::string>& args) {
   std::string listen = "127.0.0.1:7400", data_dir = "strata-data", node_id, transports;
+  std::string data_listen;
   std::string port_file, dram_policy = "prefix-lru";
   cli::Bytes dram{1ull << 30}, nvme{16ull << 30};
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
@@ -279,6 +280,12 @@ int Serve(const std::vector<std::string>& args) {
       "service needed). SIGTERM or Ctrl-C stops accepting gets and puts, waits up to\n"
       "--shutdown_grace for leases, flushes write-back and closes RocksDB cleanly.");
   flags.Add("listen", "gRPC listen address host:port (port 0 picks a free port)", &listen);
+  flags.Add("data_listen",
+            "UCX data plane address host[:port]: UCX opens only the network interfaces "
+            "holding host (0.0.0.0: all) and tcp listens on port (default: any free port); "
+            "default: the host of --listen. Shared memory is not affected; the "
+            "UCX_NET_DEVICES environment variable, when set, wins over host",
+            &data_listen);
   flags.Add("dram", "size of the DRAM pool", &dram);
   flags.Add("data_dir", "RocksDB directory of the NVMe tier (created if missing)", &data_dir);
   flags.Add("nvme", "capacity of the NVMe tier (chunk payload bytes)", &nvme);
@@ -362,6 +369,7 @@ int Serve(const std::vector<std::string>& args) {
   server_options.node_id = node_id;
   server_options.ucx_transports = transports;
   server_options.max_namespaces_per_peer = static_cast<int>(max_namespaces_per_peer);
+  server_options.data_listen = data_listen;
   auto server = store::StoreServer::Start(*std::move(engine), server_options);
   if (!server.ok()) {
     std::fprintf(stderr, "strata serve: %s\n", server.status().ToString().c_str());

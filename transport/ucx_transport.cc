@@ -18,6 +18,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -26,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "store/common/status_macros.h"
 #include "transport/envelope.h"
+#include "transport/net_devices.h"
 #include "transport/ucs_status.h"
 
 namespace strata::transport {
@@ -37,11 +39,31 @@ struct EpState;
 // One posted operation. A get is one UCX request; a put is a put request
 // followed by an endpoint flush (so that completion means the bytes reached
 // the remote memory), so an operation completes after `phases` callbacks.
+// The connection handshake and the endpoint's close are operations too, so
+// that everything an endpoint waits for is accounted in one place.
 struct Op {
+  enum class Kind { kRma, kHandshake, kClose };
+
   std::shared_ptr<EpState> ep;
   Endpoint::DoneCallback done;
   int phases = 1;
   ucs_status_t first_error = UCS_OK;
+  Kind kind = Kind::kRma;
+  // Set (under WorkerCore::mu) when the endpoint stopped waiting for UCX to
+  // complete this operation (see EndpointImpl::CloseAndDrain): its caller was
+  // told it failed through a stand-in, and UCX's completion, should it ever
+  // come, only frees it.
+  bool abandoned = false;
+};
+
+// How the progress thread waits for UCX when it has nothing to progress.
+enum class Wakeup {
+  // Armed worker event fd (ucp_worker_arm), epoll with a long timeout.
+  kEventFd,
+  // UCX cannot arm this worker (ucp_worker_get_efd or ucp_worker_arm
+  // unsupported by one of its transports): epoll on the wake fd alone with a
+  // short timeout, i.e. a bounded poll.
+  kPoll,
 };
 
 // The UCX context and worker, shared by the UcxContext and every object it
@@ -69,12 +91,16 @@ class WorkerCore {
   ucp_context_h context = nullptr;
   ucp_worker_h worker = nullptr;
   int wake_fd = -1;    // eventfd: a post or a stop request wakes the thread
-  int epoll_fd = -1;   // wake_fd + the worker's event fd
-  bool has_worker_efd = false;
+  int epoll_fd = -1;   // wake_fd + the worker's event fd (kEventFd only)
+  int worker_fd = -1;  // the worker's event fd, owned by UCX
+  // Constant after construction, but for a fall back to kPoll by the
+  // progress thread, the only reader once it runs.
+  Wakeup wakeup = Wakeup::kPoll;
 
   absl::Mutex mu;
-  // Operations (and endpoint closes) posted and not yet finished, over every
-  // endpoint: while non-zero the progress thread polls instead of sleeping.
+  // Operations (handshakes and endpoint closes included) posted and not yet
+  // finished, over every endpoint: while non-zero the progress thread polls
+  // for a while after each event before it sleeps, and sleeps briefly.
   std::atomic<int64_t> busy{0};
 
   // Called from UCX callbacks (mu held).
@@ -110,6 +136,8 @@ class WorkerCore {
 
  private:
   void ProgressLoop();
+  // Blocks until the worker or the wake fd has an event, or `timeout_ms`.
+  void Sleep(int timeout_ms);
 
   std::vector<Op*> finished_ ABSL_GUARDED_BY(mu);
   std::atomic<bool> stop_{false};
@@ -132,6 +160,9 @@ struct EpState {
 
   // Guarded by core->mu: the UCX endpoint (null once closed or aborted).
   ucp_ep_h ep = nullptr;
+  // Guarded by core->mu: operations UCX has not completed yet (not
+  // abandoned ones).
+  absl::flat_hash_set<Op*> ops;
 
   absl::Mutex mu;
   int64_t in_flight ABSL_GUARDED_BY(mu) = 0;  // includes a pending close
@@ -154,11 +185,18 @@ unsigned WorkerCore::ProgressOnce() {
     finished.swap(finished_);
   }
   for (Op* op : finished) {
+    if (op->abandoned) {  // its stand-in already finished it
+      delete op;
+      continue;
+    }
     absl::Status status = FromUcsStatus(op->first_error, "RMA operation");
     if (op->done) op->done(status);
     {
       absl::MutexLock lock(&op->ep->mu);
-      if (!status.ok() && op->ep->batch_error.ok()) op->ep->batch_error = status;
+      // Closing is best effort: a failed close still releases the endpoint.
+      if (op->kind != Op::Kind::kClose && !status.ok() && op->ep->batch_error.ok()) {
+        op->ep->batch_error = status;
+      }
       --op->ep->in_flight;
     }
     busy.fetch_sub(1, std::memory_order_acq_rel);
@@ -167,41 +205,69 @@ unsigned WorkerCore::ProgressOnce() {
   return events + static_cast<unsigned>(finished.size());
 }
 
+void WorkerCore::Sleep(int timeout_ms) {
+  epoll_event events[2];
+  const int n = epoll_wait(epoll_fd, events, 2, timeout_ms);
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.fd == wake_fd) {
+      uint64_t count;
+      ssize_t ignored = read(wake_fd, &count, sizeof(count));
+      (void)ignored;
+    }
+  }
+}
+
 void WorkerCore::ProgressLoop() {
-  // After the last activity, keep polling this long before sleeping: bursts
-  // of operations and multi-step UCX protocols then see no wake-up latency.
-  constexpr absl::Duration kLinger = absl::Microseconds(200);
-  // Upper bound on a sleep, in case a transport does not signal the event fd.
-  constexpr int kMaxSleepMs = 1;
-  absl::Time last_activity = absl::Now();
+  // After the last event, keep polling (yielding the core between rounds)
+  // this long before sleeping. While operations of this context are in
+  // flight this is the busy-poll that keeps transfer latency low; it ends
+  // when a transfer stalls (a dead peer), so that waiting on a peer that
+  // will never answer does not spin a core. When idle, a short linger
+  // covers multi-step UCX protocols and bursts of requests to a node.
+  constexpr absl::Duration kBusyLinger = absl::Milliseconds(50);
+  constexpr absl::Duration kIdleLinger = absl::Microseconds(500);
+  // Sleeps with the worker's event fd armed end at the first UCX event, or
+  // at these bounds. UCX also has work that signals no event (sends waiting
+  // for room in a peer's shared-memory queue, keepalive, timers): in flight
+  // and for kRecent after the last event, sleep at most kShortSleepMs so
+  // that such work moves on; after that, a node is idle and sleeps up to
+  // kIdleSleepMs (about UCX's keepalive interval).
+  constexpr absl::Duration kRecent = absl::Seconds(1);
+  constexpr int kShortSleepMs = 1;
+  constexpr int kIdleSleepMs = 1000;
+  // Without a usable event fd (Wakeup::kPoll): a bounded poll, coarser when
+  // idle; an idle node then notices a request up to kPollIdleSleepMs late.
+  constexpr int kPollIdleSleepMs = 5;
+  absl::Time last_event = absl::Now();
   while (!stop_.load(std::memory_order_acquire)) {
     if (ProgressOnce() > 0) {
-      last_activity = absl::Now();
+      last_event = absl::Now();
       continue;
     }
-    if (busy.load(std::memory_order_acquire) > 0 ||
-        absl::Now() - last_activity < kLinger) {
+    const bool in_flight = busy.load(std::memory_order_acquire) > 0;
+    const absl::Duration quiet = absl::Now() - last_event;
+    if (quiet < (in_flight ? kBusyLinger : kIdleLinger)) {
       sched_yield();
       continue;
     }
-    if (has_worker_efd) {
+    const bool short_sleep = in_flight || quiet < kRecent;
+    if (wakeup == Wakeup::kEventFd) {
       ucs_status_t armed;
       {
         absl::MutexLock lock(&mu);
         armed = ucp_worker_arm(worker);
       }
       if (armed == UCS_ERR_BUSY) continue;  // events arrived meanwhile
-    }
-    epoll_event events[2];
-    int n = epoll_wait(epoll_fd, events, 2, kMaxSleepMs);
-    for (int i = 0; i < n; ++i) {
-      if (events[i].data.fd == wake_fd) {
-        uint64_t count;
-        ssize_t ignored = read(wake_fd, &count, sizeof(count));
-        (void)ignored;
+      if (armed != UCS_OK) {
+        // Not expected after the check in UcxContext::Create; poll from now.
+        wakeup = Wakeup::kPoll;
+        epoll_ctl(epoll_fd, EPOLL_CTL_DEL, worker_fd, nullptr);
+        continue;
       }
+      Sleep(short_sleep ? kShortSleepMs : kIdleSleepMs);
+    } else {
+      Sleep(short_sleep ? kShortSleepMs : kPollIdleSleepMs);
     }
-    last_activity = absl::Now();
   }
 }
 
@@ -209,7 +275,11 @@ void WorkerCore::ProgressLoop() {
 
 void OnPhaseDone(Op* op, ucs_status_t status) {
   if (status != UCS_OK && op->first_error == UCS_OK) op->first_error = status;
-  if (--op->phases == 0) op->ep->core->QueueFinished(op);
+  if (--op->phases > 0) return;
+  WorkerCore& core = *op->ep->core;
+  core.mu.AssertHeld();
+  if (!op->abandoned) op->ep->ops.erase(op);
+  core.QueueFinished(op);  // an abandoned op is freed there
 }
 
 void OnRequestDone(void* request, ucs_status_t status, void* user_data) {
@@ -235,17 +305,6 @@ void OnEndpointError(void* arg, ucp_ep_h /*ep*/, ucs_status_t status) {
       ++it;
     }
   }
-}
-
-void OnCloseDone(void* request, ucs_status_t /*status*/, void* user_data) {
-  // Closing is best effort: a failed close still releases the endpoint.
-  auto* state = static_cast<EpState*>(user_data);
-  {
-    absl::MutexLock lock(&state->mu);
-    --state->in_flight;
-  }
-  state->core->busy.fetch_sub(1, std::memory_order_acq_rel);
-  ucp_request_free(request);
 }
 
 // Connection handshake over active messages: the client pings, the peer
@@ -356,7 +415,8 @@ enum class RmaKind { kGet, kPut };
 
 class EndpointImpl final : public Endpoint {
  public:
-  explicit EndpointImpl(std::shared_ptr<EpState> state) : state_(std::move(state)) {}
+  EndpointImpl(std::shared_ptr<EpState> state, absl::Duration close_timeout)
+      : state_(std::move(state)), close_timeout_(close_timeout) {}
 
   ~EndpointImpl() override {
     // Abort whatever is still in flight (a caller that wanted the results
@@ -421,7 +481,9 @@ class EndpointImpl final : public Endpoint {
       if (UCS_STATUS_IS_ERR(sent)) {
         return absl::UnavailableError(FromUcsStatus(sent, "connecting to peer").message());
       }
-      core.pings[token] = new Op{state_, nullptr, 1};
+      auto* op = new Op{state_, nullptr, 1, UCS_OK, Op::Kind::kHandshake};
+      core.pings[token] = op;
+      state_->ops.insert(op);
       {
         absl::MutexLock ep_lock(&state_->mu);
         ++state_->in_flight;
@@ -507,6 +569,7 @@ class EndpointImpl final : public Endpoint {
     // From here on the operation is in flight and completes through the
     // finished queue (an immediate completion too: callbacks never run
     // inside Post).
+    state_->ops.insert(op);
     {
       absl::MutexLock ep_lock(&state_->mu);
       ++state_->in_flight;
@@ -548,8 +611,17 @@ class EndpointImpl final : public Endpoint {
   }
 
   // Force-closes the UCX endpoint (UCX fails every operation in flight with
-  // UCS_ERR_CANCELED) and waits until all of them, and the close, finished.
-  void CloseAndDrain() {
+  // UCS_ERR_CANCELED) and waits until all of them, and the close, finished,
+  // for up to close_timeout_. UCX may never complete some of them (UCX 1.13
+  // can leave a force-closed endpoint's requests pending forever when its
+  // peer died, e.g. behind shared memory): those are then abandoned, i.e.
+  // reported to their callers as Cancelled at once, and freed whenever UCX
+  // completes them. Their UCX endpoint is force-closed by then (no new
+  // transfer starts), and a dead peer moves no more bytes, but a peer that
+  // is merely stuck and resumes could still complete an abandoned get or put;
+  // the caller was told it failed, so it treats the destination as unwritten
+  // either way. Returns false when operations were abandoned.
+  bool CloseAndDrain() {
     WorkerCore& core = *state_->core;
     {
       absl::MutexLock lock(&core.mu);
@@ -562,27 +634,47 @@ class EndpointImpl final : public Endpoint {
         }
       }
       if (state_->ep != nullptr) {
+        auto* op = new Op{state_, nullptr, 1, UCS_OK, Op::Kind::kClose};
         ucp_request_param_t param;
         param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA |
                              UCP_OP_ATTR_FIELD_FLAGS;
         param.flags = UCP_EP_CLOSE_FLAG_FORCE;
-        param.cb.send = &OnCloseDone;
-        param.user_data = state_.get();
+        param.cb.send = &OnRequestDone;
+        param.user_data = op;
         ucs_status_ptr_t request = ucp_ep_close_nbx(state_->ep, &param);
         state_->ep = nullptr;
         if (UCS_PTR_IS_PTR(request)) {
+          state_->ops.insert(op);
           {
             absl::MutexLock ep_lock(&state_->mu);
             ++state_->in_flight;
           }
           core.NoteBusy();
+        } else {
+          delete op;
         }
       }
     }
-    WaitIdle(absl::InfiniteFuture());
+    if (WaitIdle(absl::Now() + close_timeout_)) return true;
+
+    // Abandon what UCX did not complete: a stand-in for each reports it
+    // through the finished queue (callback, in_flight, busy).
+    {
+      absl::MutexLock lock(&core.mu);
+      for (Op* op : state_->ops) {
+        op->abandoned = true;
+        core.QueueFinished(new Op{op->ep, std::move(op->done), 0, UCS_ERR_CANCELED, op->kind});
+      }
+      state_->ops.clear();
+    }
+    core.Wake();
+    // Stand-ins finish on the next progress round: only callbacks run.
+    WaitIdle(absl::Now() + close_timeout_);
+    return false;
   }
 
   const std::shared_ptr<EpState> state_;
+  const absl::Duration close_timeout_;
 };
 
 // --- UcxContext -------------------------------------------------------------
@@ -623,12 +715,54 @@ bool UsesSharedMemory(const std::string& transports) {
   return false;
 }
 
+// Opens only the network devices holding `address`'s host and makes tcp
+// listen on its port (see UcxOptions::data_listen).
+absl::Status RestrictToAddress(ucp_config_t* config, const std::string& address) {
+  ASSIGN_OR_RETURN(internal::HostPort where, internal::ParseHostPort(address));
+  if (std::getenv("UCX_NET_DEVICES") == nullptr) {
+    ASSIGN_OR_RETURN(std::vector<std::string> devices, internal::InterfacesHolding(where.host));
+    if (!devices.empty()) {
+      const std::string list = absl::StrJoin(devices, ",");
+      if (ucp_config_modify(config, "NET_DEVICES", list.c_str()) != UCS_OK) {
+        return absl::InvalidArgumentError(absl::StrCat("UCX rejected network devices ", list));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+// UCX 1.13 reads the tcp transport's port range from the environment when
+// it creates the worker's interfaces (ucp_config_modify accepts
+// TCP_PORT_RANGE, but the tcp transport never sees it), so a data_listen port
+// is put in UCX_TCP_PORT_RANGE from configuration to worker creation, unless
+// the variable is set already. Contexts are created one at a time meanwhile.
+class ScopedTcpPort {
+ public:
+  explicit ScopedTcpPort(int port) : lock_(&Mu()) {
+    set_ = port != 0 && std::getenv("UCX_TCP_PORT_RANGE") == nullptr;
+    if (set_) setenv("UCX_TCP_PORT_RANGE", absl::StrCat(port, "-", port).c_str(), 1);
+  }
+  ~ScopedTcpPort() {
+    if (set_) unsetenv("UCX_TCP_PORT_RANGE");
+  }
+
+ private:
+  static absl::Mutex& Mu() {
+    static absl::Mutex mu(absl::kConstInit);
+    return mu;
+  }
+  absl::MutexLock lock_;
+  bool set_ = false;
+};
+
 class UcxContextImpl final : public UcxContext {
  public:
   UcxContextImpl(std::shared_ptr<WorkerCore> core, std::string address,
-                 std::string transports, absl::Duration connect_timeout)
+                 std::string transports, absl::Duration connect_timeout,
+                 absl::Duration close_timeout)
       : core_(std::move(core)), address_(std::move(address)),
-        transports_(std::move(transports)), connect_timeout_(connect_timeout) {}
+        transports_(std::move(transports)), connect_timeout_(connect_timeout),
+        close_timeout_(close_timeout) {}
   ~UcxContextImpl() override { core_->StopProgressThread(); }
 
   std::string worker_address() const override { return address_; }
@@ -691,7 +825,7 @@ class UcxContextImpl final : public UcxContext {
       }
       return error;
     }
-    auto endpoint = std::make_unique<EndpointImpl>(std::move(state));
+    auto endpoint = std::make_unique<EndpointImpl>(std::move(state), close_timeout_);
     lock.Release();
     RETURN_IF_ERROR(endpoint->Handshake(absl::Now() + connect_timeout_));
     return endpoint;
@@ -704,6 +838,7 @@ class UcxContextImpl final : public UcxContext {
   const std::string address_;
   const std::string transports_;
   const absl::Duration connect_timeout_;
+  const absl::Duration close_timeout_;
 };
 
 }  // namespace
@@ -712,6 +847,12 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   auto core = std::make_shared<WorkerCore>();
 
   ucp_config_t* config = nullptr;
+  int tcp_port = 0;
+  if (!options.data_listen.empty()) {
+    ASSIGN_OR_RETURN(internal::HostPort where, internal::ParseHostPort(options.data_listen));
+    tcp_port = where.port;
+  }
+  auto port_scope = std::make_unique<ScopedTcpPort>(tcp_port);
   RETURN_IF_ERROR(FromUcsStatus(ucp_config_read(nullptr, nullptr, &config),
                                 "reading UCX configuration"));
   if (!options.transports.empty()) {
@@ -721,6 +862,13 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
       return absl::InvalidArgumentError(
           absl::StrCat("UCX rejected transports '", options.transports,
                        "': ", ucs_status_string(status)));
+    }
+  }
+  if (!options.data_listen.empty()) {
+    absl::Status bound = RestrictToAddress(config, options.data_listen);
+    if (!bound.ok()) {
+      ucp_config_release(config);
+      return bound;
     }
   }
   // Strata needs peer-failure handling on every endpoint (a dead node must
@@ -765,6 +913,7 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   worker_params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   worker_params.thread_mode = UCS_THREAD_MODE_SERIALIZED;
   status = ucp_worker_create(core->context, &worker_params, &core->worker);
+  port_scope.reset();
   if (status != UCS_OK) {
     core->worker = nullptr;
     return FromUcsStatus(status, "creating UCX worker");
@@ -803,17 +952,35 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
     epoll_event event{};
     event.events = EPOLLIN;
     event.data.fd = core->wake_fd;
-    epoll_ctl(core->epoll_fd, EPOLL_CTL_ADD, core->wake_fd, &event);
-    int worker_fd = -1;
-    if (ucp_worker_get_efd(core->worker, &worker_fd) == UCS_OK) {
-      event.data.fd = worker_fd;
-      core->has_worker_efd =
-          epoll_ctl(core->epoll_fd, EPOLL_CTL_ADD, worker_fd, &event) == 0;
+    if (epoll_ctl(core->epoll_fd, EPOLL_CTL_ADD, core->wake_fd, &event) != 0) {
+      return absl::InternalError(absl::StrCat("epoll_ctl: ", std::strerror(errno)));
     }
+    // Sleep on the worker's event fd when the worker can be armed (every
+    // transport of the worker signals events); otherwise poll, coarsely
+    // when idle.
+    ucs_status_t armed = ucp_worker_get_efd(core->worker, &core->worker_fd);
+    if (armed == UCS_OK) {
+      do {
+        while (ucp_worker_progress(core->worker) != 0) {
+        }
+        armed = ucp_worker_arm(core->worker);
+      } while (armed == UCS_ERR_BUSY);
+    }
+    if (armed == UCS_OK) {
+      event.data.fd = core->worker_fd;
+      if (epoll_ctl(core->epoll_fd, EPOLL_CTL_ADD, core->worker_fd, &event) == 0) {
+        core->wakeup = Wakeup::kEventFd;
+      }
+    }
+    absl::StrAppend(&transports, "; wakeup=",
+                    core->wakeup == Wakeup::kEventFd
+                        ? "event-fd"
+                        : absl::StrCat("poll (", ucs_status_string(armed), ")"));
     core->StartProgressThread();
   }
   return std::make_unique<UcxContextImpl>(std::move(core), std::move(wrapped),
-                                          std::move(transports), options.connect_timeout);
+                                          std::move(transports), options.connect_timeout,
+                                          options.close_timeout);
 }
 
 }  // namespace strata::transport

@@ -44,16 +44,37 @@ struct UcxOptions {
   // "posix,sysv,cma,self", ... The empty string means UCX's default (or the
   // UCX_TLS environment variable when it is set).
   std::string transports;
-  // When true, a background thread drives the UCX worker: it polls while any
-  // operation of this context is in flight and sleeps on the worker's event
-  // file descriptor otherwise. A store node (the passive side of one-sided
-  // operations that UCX emulates over active messages, e.g. get over tcp)
-  // needs it. When false, progress happens only inside Endpoint::WaitAll,
-  // so a passive side without a progress thread stalls its peers.
+  // When true, a background thread drives the UCX worker: after each event
+  // it polls for a while (50 ms while operations of this context are in
+  // flight, 0.5 ms otherwise), then sleeps on the worker's event file
+  // descriptor (ucp_worker_arm) until the next event, for at most 1 ms while
+  // operations are in flight or within 1 s of the last event, and at most 1 s
+  // otherwise (UCX's keepalive runs from progress). When the worker cannot
+  // be armed (a transport without event support), those sleeps are plain
+  // 1 ms / 5 ms timeouts, i.e. a bounded poll; transports_in_use() says which
+  // ("wakeup=event-fd" or "wakeup=poll (reason)"). A store node (the passive side of one-sided operations that
+  // UCX emulates over active messages, e.g. get over tcp) needs it. When
+  // false, progress happens only inside Endpoint::WaitAll, so a passive side
+  // without a progress thread stalls its peers.
   bool progress_thread = true;
+  // Where peers may reach this worker over the network, "host[:port]":
+  // UCX opens only the network interfaces holding `host` (UCX_NET_DEVICES,
+  // so tcp listens on those alone; a wildcard host such as 0.0.0.0 keeps
+  // them all) and its tcp transport listens on `port` (0 or none: any free
+  // port). Empty: UCX's defaults, i.e. every interface. The UCX_NET_DEVICES
+  // and UCX_TCP_PORT_RANGE environment variables, when set, win over the
+  // host and the port (e.g. to name RDMA devices, which hold no IP address). Shared-memory transports are not
+  // affected. InvalidArgument from Create for an address that does not
+  // parse or resolve; NotFound when no interface of this host holds it.
+  std::string data_listen;
   // Connect() completes UCX's wire-up with the peer before returning and
   // gives up (Unavailable) after this long.
   absl::Duration connect_timeout = absl::Seconds(10);
+  // Aborting or destroying an endpoint force-closes it and waits this long
+  // for UCX to cancel its operations in flight; operations UCX has not
+  // completed by then are reported failed (Cancelled) and abandoned (see
+  // Endpoint::WaitAll). Bounds every wait on a dead peer.
+  absl::Duration close_timeout = absl::Seconds(1);
   // How often UCX probes peers that give no other sign of failure (a killed
   // process behind shared memory): the bound on detecting a dead peer there.
   // UCX's default is 20 s; the UCX_KEEPALIVE_INTERVAL environment variable,
@@ -94,8 +115,8 @@ class RemoteMemory {
 //
 // Buffers: the bytes of `local` must stay valid and untouched until the
 // operation completes, i.e. until WaitAll() returns (whatever it returns) or
-// the operation's callback ran. WaitAll never returns while an operation may
-// still touch a local buffer: on timeout it aborts the endpoint first.
+// the operation's callback ran. On timeout WaitAll aborts the endpoint before
+// it returns; see WaitAll for operations UCX does not cancel in time.
 //
 // Thread-safe: several threads may post on one Endpoint and wait on it; note
 // that WaitAll waits for the operations of every thread.
@@ -109,7 +130,8 @@ class Endpoint {
   // not block for long and must not destroy this Endpoint.
   using DoneCallback = std::function<void(absl::Status)>;
 
-  // Waits for (or aborts) every operation in flight before returning.
+  // Aborts every operation in flight (bounded as in WaitAll) before
+  // returning.
   virtual ~Endpoint() = default;
 
   // Imports a peer region described by its base address, size and packed
@@ -147,6 +169,12 @@ class Endpoint {
   // peer became unreachable or closed. When `timeout` passes first, aborts
   // the endpoint (every operation in flight fails, later posts return
   // Unavailable; reconnect to continue) and returns DeadlineExceeded.
+  // Returns within `timeout` plus at most twice UcxOptions::close_timeout:
+  // operations UCX does not cancel within close_timeout of the abort (UCX
+  // can leave those of a dead peer pending forever) are reported Cancelled
+  // and abandoned. An abandoned operation can still move bytes only if its
+  // peer was merely stalled and resumes; its caller was told it failed and
+  // must treat the destination as unwritten anyway.
   virtual absl::Status WaitAll(absl::Duration timeout) = 0;
 };
 
