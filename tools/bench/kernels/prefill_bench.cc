@@ -1,7 +1,7 @@
 // Benchmark of Strata's prefill-over-cached-chunks kernel (kernels/prefill.h).
 //
 //   prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]
-//                 [--no-rope]
+//                 [--no-rope] [--print-configs]
 // SHAPE is gqa_bf16 (Llama-3-8B: 32 q / 8 kv heads, d128, bf16) or mha_fp16
 // (32 / 32 heads, d128, fp16); 64-token chunks. One sequence per config: a
 // cached history of HISTORY tokens followed by NEW new tokens (their K/V in
@@ -195,6 +195,10 @@ int Main(int argc, char** argv) {
     else if (a.rfind("--csv=", 0) == 0) csv_path = a.substr(6);
     else if (a.rfind("--iters=", 0) == 0) iters = std::max(1, std::atoi(a.c_str() + 8));
     else if (a == "--no-rope") rope = false;
+    else if (a == "--print-configs") {
+      std::printf("%s\n", configs.c_str());
+      return 0;
+    }
     else {
       std::fprintf(stderr, "unknown flag %s\n", a.c_str());
       return 2;
