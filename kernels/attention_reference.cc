@@ -307,4 +307,101 @@ absl::Status ExecutePlanOnCpu(const AttentionPlan& plan,
   return absl::OkStatus();
 }
 
+namespace {
+
+// Rotates x (head_dim values) at `position`, in double from the fp32 angle.
+void RotatePrefill(const PrefillOptions& options, int d, int32_t position,
+                   double* x) {
+  for (int i = 0; i < d / 2; ++i) {
+    const float f =
+        static_cast<float>(position) * PrefillRopeInvFreq(options.rope_theta, i, d);
+    const double c = std::cos(static_cast<double>(f));
+    const double sn = std::sin(static_cast<double>(f));
+    const double x1 = x[i], x2 = x[i + d / 2];
+    x[i] = x1 * c - x2 * sn;
+    x[i + d / 2] = x2 * c + x1 * sn;
+  }
+}
+
+}  // namespace
+
+absl::Status ReferencePrefill(const KvLayout& layout,
+                              const PrefillOptions& options,
+                              std::span<const uint16_t> queries,
+                              const PrefillBatch& batch,
+                              ReferenceOutput* result) {
+  absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(layout, options, batch);
+  if (!plan.ok()) return plan.status();
+  const int d = layout.head_dim;
+  const int hq = options.num_q_heads;
+  const int hkv = layout.num_kv_heads;
+  const int group = hq / hkv;
+  const int tpc = layout.tokens_per_chunk;
+  const size_t want = static_cast<size_t>(plan->total_tokens) * hq * d;
+  if (queries.size() != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "queries have ", queries.size(), " elements, expected ", want));
+  }
+  const double scale_log2 =
+      static_cast<double>(options.EffectiveScale(d)) / std::log(2.0);
+  result->out.assign(want, 0.0);
+  result->lse.assign(static_cast<size_t>(plan->total_tokens) * hq, kNegInf);
+  for (int b = 0; b < plan->batch; ++b) {
+    const int len = batch.kv_lengths[b];
+    const int q0 = batch.query_offsets[b];
+    const int num_new = batch.query_offsets[b + 1] - q0;
+    if (num_new == 0) continue;
+    const int history = len - num_new;
+    const int e0 = batch.chunk_offsets[b];
+    // Keys (rotated) and values of every KV head, in double.
+    std::vector<double> keys(static_cast<size_t>(hkv) * len * d);
+    std::vector<double> values(keys.size());
+    std::vector<int32_t> pos(len);
+    for (int t = 0; t < len; ++t) {
+      const int e = e0 + t / tpc;
+      pos[t] = plan->positions[e] + t % tpc;
+      const uint16_t* slice = static_cast<const uint16_t*>(batch.chunks[e]);
+      for (int h = 0; h < hkv; ++h) {
+        const size_t src = (static_cast<size_t>(h) * tpc + t % tpc) * d;
+        double* k = &keys[(static_cast<size_t>(h) * len + t) * d];
+        double* v = &values[(static_cast<size_t>(h) * len + t) * d];
+        for (int i = 0; i < d; ++i) {
+          k[i] = ToFloat(layout.dtype, slice[src + i]);
+          v[i] = ToFloat(layout.dtype, slice[layout.HalfElements() + src + i]);
+        }
+        if (options.apply_rope) RotatePrefill(options, d, pos[t], k);
+      }
+    }
+    std::vector<double> q(d), scores(len);
+    for (int i = 0; i < num_new; ++i) {
+      const int visible = history + i + 1;
+      for (int h = 0; h < hq; ++h) {
+        const size_t row = static_cast<size_t>(q0 + i) * hq + h;
+        for (int x = 0; x < d; ++x) q[x] = ToFloat(layout.dtype, queries[row * d + x]);
+        if (options.apply_rope) RotatePrefill(options, d, pos[history + i], q.data());
+        const int kvh = h / group;
+        double m = kNegInf;
+        for (int t = 0; t < visible; ++t) {
+          const double* k = &keys[(static_cast<size_t>(kvh) * len + t) * d];
+          double dot = 0;
+          for (int x = 0; x < d; ++x) dot += q[x] * k[x];
+          scores[t] = dot * scale_log2;
+          m = std::max(m, scores[t]);
+        }
+        double sum = 0;
+        double* out = &result->out[row * d];
+        for (int t = 0; t < visible; ++t) {
+          const double p = std::exp2(scores[t] - m);
+          sum += p;
+          const double* v = &values[(static_cast<size_t>(kvh) * len + t) * d];
+          for (int x = 0; x < d; ++x) out[x] += p * v[x];
+        }
+        for (int x = 0; x < d; ++x) out[x] /= sum;
+        result->lse[row] = m + std::log2(sum);
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace strata::kernels

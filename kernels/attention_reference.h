@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "kernels/attention_plan.h"
 #include "kernels/attention_types.h"
+#include "kernels/prefill_plan.h"
 
 namespace strata::kernels {
 
@@ -51,6 +52,19 @@ absl::Status ReferenceRelayDecode(const KvLayout& layout,
 // the merge, exactly as the GPU does, in double.
 absl::Status ExecutePlanOnCpu(const AttentionPlan& plan,
                               std::span<const uint16_t> queries,
+                              ReferenceOutput* result);
+
+// Prefill over cached chunks (prefill_plan.h): every new token of every
+// sequence over its history and the new tokens up to itself, keys and
+// queries rotated at their positions when options.apply_rope (rotation in
+// double from the fp32 angle of the convention). queries
+// [total_tokens][q_heads][head_dim]; result: out [total_tokens][q_heads]
+// [head_dim], lse [total_tokens][q_heads] (base 2). Errors as
+// ValidatePrefill, and kInvalidArgument for a wrong queries size.
+absl::Status ReferencePrefill(const KvLayout& layout,
+                              const PrefillOptions& options,
+                              std::span<const uint16_t> queries,
+                              const PrefillBatch& batch,
                               ReferenceOutput* result);
 
 // Merges two attention states (v, s) with base-2 log-sum-exps:

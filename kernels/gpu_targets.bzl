@@ -41,6 +41,42 @@ def attention_gpu_targets():
             "@system//:absl",
         ],
     )
+    cuda_library(
+        name = "prefill_cuda",
+        srcs = ["prefill.cu"],
+        hdrs = ["prefill_launch.h"],
+        cu_hdrs = [
+            "mma_ops.cuh",
+            "prefill.cuh",
+            "prefill_item.h",
+            "prefill_launch.h",
+        ],
+        deps = [":attention_cpu"],
+    )
+    native.cc_library(
+        name = "prefill",
+        srcs = ["prefill.cc"],
+        hdrs = ["prefill.h"],
+        deps = [
+            ":attention_cpu",
+            ":cuda_status",
+            ":prefill_cuda",
+            "@system//:absl",
+        ],
+    )
+    native.cc_test(
+        name = "prefill_gpu_test",
+        size = "large",
+        srcs = ["prefill_gpu_test.cc"],
+        tags = ["gpu"],
+        linkstatic = 1,
+        deps = [
+            ":attention_cpu",
+            ":prefill",
+            ":prefill_testing",
+            "@system//:gtest_main",
+        ],
+    )
     native.cc_test(
         name = "attention_gpu_test",
         size = "large",

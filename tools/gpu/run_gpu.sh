@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the GPU tests (attention kernels; the client's GPU loads and saves) and
-# the kernel benchmark on a GPU machine, from binaries built elsewhere with
-# static cudart.
+# Runs the GPU tests (attention and prefill kernels; the client's GPU loads
+# and saves) and the kernel benchmarks on a GPU machine, from binaries built
+# elsewhere with static cudart.
 #
 # Here (with a CUDA toolkit):
 #   tools/gpu/run_gpu.sh package          # bazel build, copy binaries to .devbin/
@@ -11,7 +11,10 @@
 #                                         # compute-sanitizer memcheck, racecheck,
 #                                         # synccheck and initcheck
 # Environment: CONFIGS (SHAPE:PREFIX:BATCH:PRIVATE,...), ITERS, SKIP_TESTS=1,
-# SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER.
+# SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER; PREFILL_CONFIGS
+# (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench);
+# ONLY=prefill runs only the prefill test, benchmark and baseline (about two
+# minutes), ONLY=decode everything but those.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -31,14 +34,17 @@ done
 
 case "${1:-}" in
   package)
-    bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench || exit 1
+    bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench \
+      //kernels:prefill_gpu_test //tools/bench/kernels:prefill_bench || exit 1
     mkdir -p .devbin
     bin="$(bazel info -c opt bazel-bin)"
-    cp -Lf "$bin/kernels/attention_gpu_test" "$bin/tools/bench/kernels/attention_bench" .devbin/
+    cp -Lf "$bin/kernels/attention_gpu_test" "$bin/tools/bench/kernels/attention_bench" \
+      "$bin/kernels/prefill_gpu_test" "$bin/tools/bench/kernels/prefill_bench" .devbin/
     chmod u+w .devbin/*
     # Debian's shared Abseil / GoogleTest are not on the GPU machine: carry them.
     mkdir -p .devbin/lib
-    for b in .devbin/attention_gpu_test .devbin/attention_bench; do
+    for b in .devbin/attention_gpu_test .devbin/attention_bench .devbin/prefill_gpu_test \
+        .devbin/prefill_bench; do
       ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
         xargs -r -I{} cp -Lf {} .devbin/lib/
     done
@@ -61,6 +67,28 @@ case "${1:-}" in
     mkdir -p "$out"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
     rc=0
+    only="${ONLY:-}"
+    decode=1 prefill=1
+    [[ "$only" == prefill ]] && decode=0
+    [[ "$only" == decode ]] && prefill=0
+    if [[ "${SKIP_TESTS:-0}" != 1 && $prefill == 1 ]]; then
+      LD_LIBRARY_PATH="$libs" ./.devbin/prefill_gpu_test --gtest_filter="${GTEST_FILTER:-*}" 2>&1 | tee "$out/prefill_gpu_test.log" | \
+        grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|Expected|Which is|^error" | head -80
+      test_rc=${PIPESTATUS[0]}
+      echo "prefill_gpu_test exit code: $test_rc"
+      [[ $test_rc == 0 ]] || rc=1
+    fi
+    if [[ "${SKIP_BENCH:-0}" != 1 && $prefill == 1 ]]; then
+      pconfigs=()
+      [[ -n "${PREFILL_CONFIGS:-}" ]] && pconfigs=(--configs="$PREFILL_CONFIGS")
+      LD_LIBRARY_PATH="$libs" ./.devbin/prefill_bench "${pconfigs[@]}" --iters="${ITERS:-20}" \
+        --csv="$out/prefill.csv" 2>&1 | tee "$out/prefill_bench.log" || rc=1
+      pdefault="$(LD_LIBRARY_PATH="$libs" ./.devbin/prefill_bench --print-configs)"
+      PYTHONUNBUFFERED=1 python3 tools/bench/kernels/torch_prefill.py \
+        --configs="${PREFILL_CONFIGS:-$pdefault}" --iters="${ITERS:-20}" \
+        --csv="$out/torch_prefill.csv" 2>&1 | tee "$out/torch_prefill.log" || rc=1
+    fi
+    [[ $decode == 1 ]] || exit $rc
     if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
       LD_LIBRARY_PATH="$libs" ./.devbin/attention_gpu_test --gtest_filter="${GTEST_FILTER:-*}" 2>&1 | tee "$out/gpu_test.log" | \
         grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|error|Expected|Which is|rel|max" | head -80

@@ -23,3 +23,13 @@ def attention_bench_targets():
             "//kernels:attention_cpu",
         ],
     )
+    native.cc_binary(
+        name = "prefill_bench",
+        srcs = ["prefill_bench.cc"],
+        linkstatic = 1,
+        deps = [
+            ":fill",
+            "//kernels:attention_cpu",
+            "//kernels:prefill",
+        ],
+    )

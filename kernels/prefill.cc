@@ -1,0 +1,121 @@
+#include "kernels/prefill.h"
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/cuda_status.h"
+#include "kernels/prefill_launch.h"
+
+namespace strata::kernels {
+namespace {
+
+constexpr size_t kAlign = 256;
+
+size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+struct WorkspaceLayout {
+  size_t pages, positions, items, total;
+};
+
+WorkspaceLayout LayoutFor(const PrefillPlan& plan) {
+  WorkspaceLayout w;
+  size_t off = 0;
+  w.pages = off;
+  off = AlignUp(off + plan.pages.size() * sizeof(void*));
+  w.positions = off;
+  off = AlignUp(off + plan.positions.size() * sizeof(int32_t));
+  w.items = off;
+  off = AlignUp(off + plan.items.size() * sizeof(PrefillItem));
+  w.total = std::max<size_t>(off, kAlign);
+  return w;
+}
+
+}  // namespace
+
+size_t PrefillWorkspaceBytes(const PrefillPlan& plan) { return LayoutFor(plan).total; }
+
+absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
+                                                    void* workspace,
+                                                    size_t workspace_bytes,
+                                                    cudaStream_t stream) {
+  const WorkspaceLayout w = LayoutFor(plan);
+  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % kAlign != 0) {
+    return absl::InvalidArgumentError("workspace must be non-null and 256-byte aligned");
+  }
+  if (workspace_bytes < w.total) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "workspace has ", workspace_bytes, " bytes, the plan needs ", w.total));
+  }
+  for (const void* p : plan.pages) {
+    if (!Aligned16(p)) return absl::InvalidArgumentError("chunk slice not 16-byte aligned");
+  }
+  std::vector<char> host(w.total, 0);
+  if (!plan.pages.empty()) {
+    std::memcpy(host.data() + w.pages, plan.pages.data(), plan.pages.size() * sizeof(void*));
+    std::memcpy(host.data() + w.positions, plan.positions.data(),
+                plan.positions.size() * sizeof(int32_t));
+  }
+  if (!plan.items.empty()) {
+    std::memcpy(host.data() + w.items, plan.items.data(),
+                plan.items.size() * sizeof(PrefillItem));
+  }
+  absl::Status s = CudaStatus(
+      cudaMemcpyAsync(workspace, host.data(), host.size(), cudaMemcpyHostToDevice, stream),
+      "upload prefill plan");
+  if (!s.ok()) return s;
+  char* base = static_cast<char*>(workspace);
+  DevicePrefillPlan d;
+  d.layout = plan.layout;
+  d.options = plan.options;
+  d.total_tokens = plan.total_tokens;
+  d.num_items = static_cast<int>(plan.items.size());
+  d.pages = reinterpret_cast<const void* const*>(base + w.pages);
+  d.positions = reinterpret_cast<const int32_t*>(base + w.positions);
+  d.items = reinterpret_cast<const PrefillItem*>(base + w.items);
+  return d;
+}
+
+absl::Status RunPrefill(const DevicePrefillPlan& plan, const void* queries, void* out,
+                        float* lse, cudaStream_t stream) {
+  if (plan.num_items == 0) return absl::OkStatus();  // no new tokens
+  if (plan.items == nullptr || plan.num_items < 0) {
+    return absl::InvalidArgumentError("unuploaded prefill plan");
+  }
+  if (queries == nullptr || out == nullptr || !Aligned16(queries) || !Aligned16(out)) {
+    return absl::InvalidArgumentError("queries and out must be non-null and 16-byte aligned");
+  }
+  PrefillArgs a{};
+  a.queries = queries;
+  a.pages = plan.pages;
+  a.positions = plan.positions;
+  a.items = plan.items;
+  a.num_items = plan.num_items;
+  a.out = out;
+  a.lse = lse;
+  a.num_q_heads = plan.options.num_q_heads;
+  a.num_kv_heads = plan.layout.num_kv_heads;
+  a.head_dim = plan.layout.head_dim;
+  a.tokens_per_chunk = plan.layout.tokens_per_chunk;
+  a.scale_log2 = plan.options.EffectiveScale(plan.layout.head_dim) * 1.4426950408889634f;
+  a.apply_rope = plan.options.apply_rope ? 1 : 0;
+  a.rope_theta = plan.options.rope_theta;
+  a.dtype = static_cast<int32_t>(plan.layout.dtype);
+  return CudaStatus(LaunchPrefill(a, stream), "prefill attention");
+}
+
+absl::Status PrefillAttention(const KvLayout& layout, const PrefillOptions& options,
+                              const PrefillBatch& batch, const void* queries, void* out,
+                              float* lse, void* workspace, size_t workspace_bytes,
+                              cudaStream_t stream) {
+  absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(layout, options, batch);
+  if (!plan.ok()) return plan.status();
+  absl::StatusOr<DevicePrefillPlan> dev =
+      UploadPrefillPlan(*plan, workspace, workspace_bytes, stream);
+  if (!dev.ok()) return dev.status();
+  return RunPrefill(*dev, queries, out, lse, stream);
+}
+
+}  // namespace strata::kernels

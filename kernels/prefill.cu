@@ -1,0 +1,52 @@
+// Launcher of the prefill attention kernel (prefill.cuh).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/prefill.cuh"
+#include "kernels/prefill_launch.h"
+
+namespace strata::kernels {
+namespace {
+
+template <typename T, int D>
+cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
+  constexpr int kSmem = device::PrefillConfig<D>::kSmemBytes;
+  auto kernel = device::PrefillKernel<T, D>;
+  // Raising the dynamic shared-memory limit once per process and kernel is
+  // enough (benign race: concurrent first calls set the same value).
+  static bool smem_limit_set = false;
+  if (!smem_limit_set) {
+    cudaError_t err =
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+    if (err != cudaSuccess) return err;
+    smem_limit_set = true;
+  }
+  const dim3 grid(args.num_items, args.num_kv_heads);
+  kernel<<<grid, device::PrefillConfig<D>::kThreads, kSmem, stream>>>(args);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
+  if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535) {
+    return cudaErrorInvalidValue;
+  }
+  if (args.dtype == 0 && args.head_dim == 64) return LaunchPrefillTyped<__half, 64>(args, stream);
+  if (args.dtype == 0 && args.head_dim == 128) return LaunchPrefillTyped<__half, 128>(args, stream);
+  if (args.dtype == 1 && args.head_dim == 64) {
+    return LaunchPrefillTyped<__nv_bfloat16, 64>(args, stream);
+  }
+  if (args.dtype == 1 && args.head_dim == 128) {
+    return LaunchPrefillTyped<__nv_bfloat16, 128>(args, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+template __global__ void device::PrefillKernel<__half, 64>(const PrefillArgs);
+template __global__ void device::PrefillKernel<__half, 128>(const PrefillArgs);
+template __global__ void device::PrefillKernel<__nv_bfloat16, 64>(const PrefillArgs);
+template __global__ void device::PrefillKernel<__nv_bfloat16, 128>(const PrefillArgs);
+
+}  // namespace strata::kernels

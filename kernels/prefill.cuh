@@ -1,0 +1,308 @@
+// Prefill attention over chunk slices (FlashAttention-2 style) with tensor
+// cores: mma.sync m16n8k16, fp16/bf16 in, fp32 accumulate.
+//
+// One block (4 warps) computes one PrefillItem for one KV head: up to 64
+// query rows of one sequence (new tokens x GQA group, 16 rows per warp)
+// against the sequence's KV tokens [0, kv_end), read straight from its chunk
+// slices through a cp.async pipeline of 64-token tiles. Online softmax in
+// base 2; the causal mask (row of new token i sees KV tokens < history + i
+// + 1) is applied only in the tiles that reach past the warp's first row's
+// limit, and a warp skips the tiles wholly past its last row's limit.
+// RoPE (when enabled): each K tile is rotated in shared memory after it
+// lands, the Q tile once before its fragments are loaded; every thread keeps
+// one frequency (fp32, from a double pow) and calls sincosf per element.
+// Output: normalised rows in the dtype and their base-2 log-sum-exp.
+//
+// Shared memory (D = head_dim): Q tile 64 x D, then kStages x (K, V) tiles of
+// 64 x D, 16-byte vectors XOR-swizzled by (row & 7) (conflict-free ldmatrix).
+#ifndef STRATA_KERNELS_PREFILL_CUH_
+#define STRATA_KERNELS_PREFILL_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/mma_ops.cuh"
+#include "kernels/prefill_item.h"
+#include "kernels/prefill_launch.h"
+
+namespace strata::kernels::device {
+
+template <int D>
+struct PrefillConfig {
+  static constexpr int kTile = 64;      // KV tokens per stage, Q rows per block
+  static constexpr int kThreads = 128;  // 4 warps x 16 rows
+  static constexpr int kStages = 2;
+  static constexpr int kVecs = D / 8;   // 16-byte vectors per row
+  static constexpr int kTileElems = kTile * D;
+  static constexpr int kSmemBytes = (kTileElems + kStages * 2 * kTileElems) * 2;
+  static_assert(kTile == kPrefillRowsPerTile, "one Q tile per item");
+  static_assert(kThreads % (D / 2) == 0, "each thread rotates one frequency");
+};
+
+template <int D>
+__device__ __forceinline__ int PrefillSwz(int row, int vec) {
+  return (row * (D / 8) + (vec ^ (row & 7))) * 8;
+}
+
+// Rotates rows [0, 64) of a swizzled tile for which position(r) >= 0.
+template <typename T, int D, typename PositionOf>
+__device__ __forceinline__ void RotateTile(T* tile, float inv_freq, PositionOf position_of) {
+  using Ops = MmaOps<T>;
+  constexpr int kHalf = D / 2;
+  const int e = threadIdx.x % kHalf;
+  for (int r = threadIdx.x / kHalf; r < 64; r += PrefillConfig<D>::kThreads / kHalf) {
+    const int pos = position_of(r);
+    if (pos < 0) continue;
+    float sn, cs;
+    sincosf(__fmul_rn(static_cast<float>(pos), inv_freq), &sn, &cs);
+    T* p1 = tile + PrefillSwz<D>(r, e / 8) + e % 8;
+    T* p2 = tile + PrefillSwz<D>(r, (e + kHalf) / 8) + e % 8;
+    const float x1 = Ops::ToFloat(*p1), x2 = Ops::ToFloat(*p2);
+    *p1 = Ops::FromFloat(x1 * cs - x2 * sn);
+    *p2 = Ops::FromFloat(x2 * cs + x1 * sn);
+  }
+}
+
+// One warp, its 16 rows (A fragments qf) against a 64-token K / V tile;
+// row g sees tile tokens < lim0, row g + 8 tokens < lim1 (when mask).
+template <typename T, int D>
+__device__ __forceinline__ void PrefillStep(const T* sk, const T* sv, bool mask, int lim0,
+                                            int lim1, float scale_log2,
+                                            const uint32_t (&qf)[D / 16][4], float (&o)[D / 8][4],
+                                            float& m0, float& m1, float& l0, float& l1) {
+  using Ops = MmaOps<T>;
+  const int lane = threadIdx.x % 32;
+  const int t4 = lane % 4;
+  const int mi = lane / 8;
+  float s[8][4];
+#pragma unroll
+  for (int n = 0; n < 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+  for (int k = 0; k < D / 16; ++k) {
+#pragma unroll
+    for (int sub = 0; sub < 4; ++sub) {
+      uint32_t b[4];
+      Ldmatrix4(b, SmemAddr(sk + PrefillSwz<D>(sub * 16 + (mi / 2) * 8 + lane % 8, k * 2 + (mi % 2))));
+      Ops::Mma(s[2 * sub], qf[k], b[0], b[1]);
+      Ops::Mma(s[2 * sub + 1], qf[k], b[2], b[3]);
+    }
+  }
+  if (mask) {
+#pragma unroll
+    for (int n = 0; n < 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (n * 8 + t4 * 2 + (e & 1) >= (e < 2 ? lim0 : lim1)) s[n][e] = -INFINITY;
+      }
+    }
+  }
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < 8; ++n) {
+    mx0 = fmaxf(mx0, fmaxf(s[n][0], s[n][1]));
+    mx1 = fmaxf(mx1, fmaxf(s[n][2], s[n][3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  const float mn0 = fmaxf(m0, mx0 * scale_log2), mn1 = fmaxf(m1, mx1 * scale_log2);
+  const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
+  const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
+  const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
+  m0 = mn0;
+  m1 = mn1;
+  float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+  for (int n = 0; n < 8; ++n) {
+    s[n][0] = exp2f(fmaf(s[n][0], scale_log2, -base0));
+    s[n][1] = exp2f(fmaf(s[n][1], scale_log2, -base0));
+    s[n][2] = exp2f(fmaf(s[n][2], scale_log2, -base1));
+    s[n][3] = exp2f(fmaf(s[n][3], scale_log2, -base1));
+    sum0 += s[n][0] + s[n][1];
+    sum1 += s[n][2] + s[n][3];
+  }
+  l0 = l0 * alpha0 + sum0;
+  l1 = l1 * alpha1 + sum1;
+  if (__any_sync(0xffffffffu, alpha0 != 1.0f || alpha1 != 1.0f)) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[j][0] *= alpha0;
+      o[j][1] *= alpha0;
+      o[j][2] *= alpha1;
+      o[j][3] *= alpha1;
+    }
+  }
+#pragma unroll
+  for (int sub = 0; sub < 4; ++sub) {
+    const uint32_t a[4] = {Ops::Pack(s[2 * sub][0], s[2 * sub][1]),
+                           Ops::Pack(s[2 * sub][2], s[2 * sub][3]),
+                           Ops::Pack(s[2 * sub + 1][0], s[2 * sub + 1][1]),
+                           Ops::Pack(s[2 * sub + 1][2], s[2 * sub + 1][3])};
+#pragma unroll
+    for (int j2 = 0; j2 < D / 16; ++j2) {
+      uint32_t b[4];
+      Ldmatrix4Trans(b, SmemAddr(sv + PrefillSwz<D>(sub * 16 + (mi % 2) * 8 + lane % 8, j2 * 2 + mi / 2)));
+      Ops::Mma(o[2 * j2], a, b[0], b[1]);
+      Ops::Mma(o[2 * j2 + 1], a, b[2], b[3]);
+    }
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) {
+  using Cfg = PrefillConfig<D>;
+  using Ops = MmaOps<T>;
+  constexpr int kTile = Cfg::kTile;
+  constexpr int kStages = Cfg::kStages;
+  constexpr int kVecs = Cfg::kVecs;
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  T* const sq = reinterpret_cast<T*>(smem_raw);
+  T* const skv = sq + Cfg::kTileElems;
+
+  const PrefillItem item = args.items[blockIdx.x];
+  const int kvh = blockIdx.y;
+  const int group = args.num_q_heads / args.num_kv_heads;
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int lane = tid % 32;
+  const int tpc = args.tokens_per_chunk;
+  const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
+  const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
+  const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
+  const int32_t* positions = args.positions + item.page_begin;
+  const int last_row = item.row_begin + item.num_rows - 1;
+  const int kv_end = item.history + last_row / group + 1;
+  const int num_tiles = (kv_end + kTile - 1) / kTile;
+
+  // Q rows (zero-filled past num_rows): the first async group.
+  {
+    const T* q = static_cast<const T*>(args.queries);
+    for (int i = tid; i < kTile * kVecs; i += Cfg::kThreads) {
+      const int r = i / kVecs, c = i % kVecs;
+      const bool valid = r < item.num_rows;
+      const T* src = q;
+      if (valid) {
+        const int row = item.row_begin + r;
+        const int qh = kvh * group + row % group;
+        src = q + (static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh) * D +
+              c * 8;
+      }
+      CpAsync16(SmemAddr(sq + PrefillSwz<D>(r, c)), src, valid);
+    }
+  }
+  constexpr int kRowStep = Cfg::kThreads / kVecs;
+  constexpr int kRowsPerThread = kTile / kRowStep;
+  const int col = tid % kVecs;
+  const int r0 = tid / kVecs;
+  auto load_tile = [&](int tile, int stage) {
+    T* sk = skv + stage * 2 * Cfg::kTileElems;
+    T* sv = sk + Cfg::kTileElems;
+    const int t0 = tile * kTile;
+    const T* src[kRowsPerThread];
+#pragma unroll
+    for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
+      const int t = min(t0 + r0 + k * kRowStep, kv_end - 1);
+      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
+    }
+#pragma unroll
+    for (int k = 0; k < kRowsPerThread; ++k) {
+      const int r = r0 + k * kRowStep;
+      const bool valid = t0 + r < kv_end;
+      CpAsync16(SmemAddr(sk + PrefillSwz<D>(r, col)), src[k], valid);
+      CpAsync16(SmemAddr(sv + PrefillSwz<D>(r, col)), src[k] + v_offset, valid);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < num_tiles) load_tile(s, s);
+    CpAsyncCommit();
+  }
+
+  const int g = lane / 4;
+  const int t4 = lane % 4;
+  // This warp's rows and their causal limits (exclusive KV index).
+  const int wrow = item.row_begin + warp * 16;
+  const bool warp_active = warp * 16 < item.num_rows;
+  const int lim_row0 = item.history + (wrow + g) / group + 1;
+  const int lim_row1 = item.history + (wrow + g + 8) / group + 1;
+  const int warp_min_lim = item.history + wrow / group + 1;
+  const int warp_max_lim = item.history + min(wrow + 15, last_row) / group + 1;
+  const float inv_freq = static_cast<float>(
+      pow(static_cast<double>(args.rope_theta), -2.0 * (tid % (D / 2)) / D));
+
+  uint32_t qf[D / 16][4];
+  float o[D / 8][4];
+#pragma unroll
+  for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    const int pre = tile + kStages - 1;
+    if (pre < num_tiles) load_tile(pre, pre % kStages);
+    CpAsyncCommit();
+    CpAsyncWait<kStages - 1>();
+    __syncthreads();
+    T* sk = skv + (tile % kStages) * 2 * Cfg::kTileElems;
+    T* sv = sk + Cfg::kTileElems;
+    const int t0 = tile * kTile;
+    if (tile == 0) {
+      if (args.apply_rope) {
+        RotateTile<T, D>(sq, inv_freq, [&](int r) {
+          if (r >= item.num_rows) return -1;
+          const int t = item.history + (item.row_begin + r) / group;
+          return positions[t / tpc] + t % tpc;
+        });
+        __syncthreads();
+      }
+#pragma unroll
+      for (int k = 0; k < D / 16; ++k) {
+        Ldmatrix4(qf[k], SmemAddr(sq + PrefillSwz<D>(warp * 16 + (lane % 16), k * 2 + lane / 16)));
+      }
+    }
+    if (args.apply_rope) {
+      RotateTile<T, D>(sk, inv_freq, [&](int r) {
+        const int t = t0 + r;
+        if (t >= kv_end) return -1;
+        return positions[t / tpc] + t % tpc;
+      });
+      __syncthreads();
+    }
+    if (warp_active && t0 < warp_max_lim) {
+      PrefillStep<T, D>(sk, sv, t0 + kTile > warp_min_lim, lim_row0 - t0, lim_row1 - t0,
+                        args.scale_log2, qf, o, m0, m1, l0, l1);
+    }
+    __syncthreads();  // the stage is refilled by the next iteration
+  }
+  CpAsyncWait<0>();
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r_local = warp * 16 + g + half * 8;
+    if (r_local >= item.num_rows) continue;
+    const int row = item.row_begin + r_local;
+    const int qh = kvh * group + row % group;
+    const size_t dst_row = static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh;
+    const float l = half ? l1 : l0;
+    const float m = half ? m1 : m0;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    T* dst = static_cast<T*>(args.out) + dst_row * D + t4 * 2;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      const uint32_t packed = Ops::Pack(o[j][half * 2] * inv, o[j][half * 2 + 1] * inv);
+      *reinterpret_cast<uint32_t*>(dst + j * 8) = packed;
+    }
+    if (t4 == 0 && args.lse != nullptr) args.lse[dst_row] = l > 0.0f ? m + log2f(l) : -INFINITY;
+  }
+}
+
+}  // namespace strata::kernels::device
+
+#endif  // STRATA_KERNELS_PREFILL_CUH_

@@ -1,0 +1,64 @@
+// Host API of the prefill-over-cached-chunks attention kernel (CUDA): the
+// new tokens of a batch of sequences over their cached history and,
+// causally, over each other, reading every K/V from chunk slices in place and
+// rotating keys (and queries) at the positions of their page-table entries.
+// Semantics, layouts, RoPE convention and the base-2 LSE: prefill_plan.h.
+//
+// A call is BuildPrefillPlan (host, prefill_plan.h) + UploadPrefillPlan +
+// RunPrefill; callers replaying the same batch layout keep the
+// DevicePrefillPlan. Thread-compatible: concurrent calls need distinct
+// workspaces.
+#ifndef STRATA_KERNELS_PREFILL_H_
+#define STRATA_KERNELS_PREFILL_H_
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/prefill_plan.h"
+
+namespace strata::kernels {
+
+// A prefill plan's metadata in a device workspace. A copyable view; the
+// workspace is borrowed and must outlive its use.
+struct DevicePrefillPlan {
+  KvLayout layout;
+  PrefillOptions options;
+  int total_tokens = 0;
+  int num_items = 0;
+  const void* const* pages = nullptr;
+  const int32_t* positions = nullptr;
+  const PrefillItem* items = nullptr;
+};
+
+// Device workspace bytes that UploadPrefillPlan needs for `plan`.
+size_t PrefillWorkspaceBytes(const PrefillPlan& plan);
+
+// Copies the plan's metadata into `workspace` (device memory of at least
+// PrefillWorkspaceBytes(plan), 256-byte aligned) on `stream`. Chunk pointers
+// must be device pointers, 16-byte aligned. kInvalidArgument: workspace too
+// small, null or misaligned; misaligned chunk slice.
+absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
+                                                    void* workspace,
+                                                    size_t workspace_bytes,
+                                                    cudaStream_t stream);
+
+// Runs the plan: queries [total_tokens][q_heads][head_dim] (device, KV
+// dtype, unrotated) -> out (same shape and dtype) and lse
+// [total_tokens][q_heads] (float, base 2; may be null). Queries and out
+// 16-byte aligned. Rows of sequences without new tokens: nothing written.
+absl::Status RunPrefill(const DevicePrefillPlan& plan, const void* queries,
+                        void* out, float* lse, cudaStream_t stream);
+
+// Plan, upload and run in one call (chunk pointers are device pointers).
+absl::Status PrefillAttention(const KvLayout& layout,
+                              const PrefillOptions& options,
+                              const PrefillBatch& batch, const void* queries,
+                              void* out, float* lse, void* workspace,
+                              size_t workspace_bytes, cudaStream_t stream);
+
+}  // namespace strata::kernels
+
+#endif  // STRATA_KERNELS_PREFILL_H_

@@ -1,0 +1,253 @@
+// GPU tests (tag "gpu") of the prefill kernel: against the CPU reference
+// (ReferencePrefill) on fresh random inputs, outputs poisoned with NaN before
+// each run; odd numbers of new tokens (1, 7, 17, 63, 65, 1000) over odd
+// histories, partial last chunks, mixed batches (decodes, re-based and
+// truncated positions, shared chunks, a sequence without new tokens), GQA
+// groups 1, 4 and 7, fp16 and bf16, head_dim 64 and 128.
+//
+// Tolerances (vs the double reference; lse in base 2), as the decode kernels:
+//   fp16: ||out - ref|| / ||ref|| <= 2e-3, max |out - ref| <= 1e-2,
+//         max |lse - ref| <= 5e-3
+//   bf16: ||out - ref|| / ||ref|| <= 1.5e-2, max |out - ref| <= 6e-2,
+//         max |lse - ref| <= 3e-2
+// (outputs are rounded to the dtype; P and the rotated K / Q enter the MMAs
+// in the dtype).
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "kernels/attention_reference.h"
+#include "kernels/prefill.h"
+#include "kernels/prefill_testing.h"
+
+namespace strata::kernels {
+namespace {
+
+using testing::PrefillCase;
+using testing::PrefillSeqSpec;
+
+#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
+
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+    if (cudaMalloc(&ptr_, bytes == 0 ? 1 : bytes) != cudaSuccess) ptr_ = nullptr;
+  }
+  ~DeviceBuffer() {
+    if (ptr_ != nullptr) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  void* get() const { return ptr_; }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_;
+};
+
+struct Tolerance {
+  double rel, abs, lse;
+};
+Tolerance TolFor(KvDtype dtype) {
+  return dtype == KvDtype::kFloat16 ? Tolerance{2e-3, 1e-2, 5e-3}
+                                    : Tolerance{1.5e-2, 6e-2, 3e-2};
+}
+
+// Compares rows that have a reference (finite lse) and checks that the GPU
+// wrote every one of them.
+void ExpectClose(KvDtype dtype, int head_dim, const std::vector<uint16_t>& out,
+                 const std::vector<float>& lse, const ReferenceOutput& ref,
+                 const std::string& what) {
+  const Tolerance tol = TolFor(dtype);
+  ASSERT_EQ(out.size(), ref.out.size());
+  double err2 = 0, ref2 = 0, max_abs = 0, max_lse = 0;
+  size_t nan = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double v = ToFloat(dtype, out[i]);
+    if (!std::isfinite(v)) {
+      ++nan;
+      continue;
+    }
+    err2 += (v - ref.out[i]) * (v - ref.out[i]);
+    ref2 += ref.out[i] * ref.out[i];
+    max_abs = std::max(max_abs, std::fabs(v - ref.out[i]));
+  }
+  for (size_t i = 0; i < lse.size(); ++i) {
+    if (!std::isfinite(lse[i])) {
+      ++nan;
+      continue;
+    }
+    max_lse = std::max(max_lse, std::fabs(lse[i] - ref.lse[i]));
+  }
+  EXPECT_EQ(nan, 0u) << what << ": unwritten or non-finite outputs";
+  const double rel = std::sqrt(err2 / std::max(ref2, 1e-30));
+  std::printf("error %-64s rel %.2e  max_abs %.2e  max_lse %.2e\n", what.c_str(), rel, max_abs,
+              max_lse);
+  EXPECT_LE(rel, tol.rel) << what;
+  EXPECT_LE(max_abs, tol.abs) << what;
+  EXPECT_LE(max_lse, tol.lse) << what;
+}
+
+// Uploads the case's pool, runs the kernel, compares with the reference.
+void RunAndCompare(PrefillCase& c, const std::string& what) {
+  const KvLayout& layout = c.layout();
+  const PrefillBatch host = c.batch();
+  ReferenceOutput ref;
+  absl::Status s = ReferencePrefill(layout, c.options(), c.queries(), host, &ref);
+  ASSERT_TRUE(s.ok()) << s;
+  DeviceBuffer pool(c.pool().size() * 2);
+  ASSERT_NE(pool.get(), nullptr);
+  CUDA_OK(cudaMemcpy(pool.get(), c.pool().data(), pool.bytes(), cudaMemcpyHostToDevice));
+  const std::vector<const void*> chunks = c.Rebase(host.chunks, pool.get());
+  const PrefillBatch dev{chunks, host.positions, host.chunk_offsets, host.kv_lengths,
+                         host.query_offsets};
+  absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(layout, c.options(), dev);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  DeviceBuffer ws(PrefillWorkspaceBytes(*plan));
+  const size_t q_bytes = c.queries().size() * 2;
+  const size_t rows = c.queries().size() / layout.head_dim;
+  DeviceBuffer q(q_bytes), out(q_bytes), lse(rows * 4);
+  CUDA_OK(cudaMemcpy(q.get(), c.queries().data(), q_bytes, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(out.get(), 0xFF, out.bytes()));  // NaN in fp16, bf16, float
+  CUDA_OK(cudaMemset(lse.get(), 0xFF, lse.bytes()));
+  CUDA_OK(cudaMemset(ws.get(), 0xFF, ws.bytes()));
+  absl::StatusOr<DevicePrefillPlan> dplan = UploadPrefillPlan(*plan, ws.get(), ws.bytes(), nullptr);
+  ASSERT_TRUE(dplan.ok()) << dplan.status();
+  s = RunPrefill(*dplan, q.get(), out.get(), static_cast<float*>(lse.get()), nullptr);
+  ASSERT_TRUE(s.ok()) << s;
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint16_t> got(c.queries().size());
+  std::vector<float> got_lse(rows);
+  CUDA_OK(cudaMemcpy(got.data(), out.get(), q_bytes, cudaMemcpyDeviceToHost));
+  CUDA_OK(cudaMemcpy(got_lse.data(), lse.get(), lse.bytes(), cudaMemcpyDeviceToHost));
+  ExpectClose(layout.dtype, layout.head_dim, got, got_lse, ref, what);
+}
+
+struct Shape {
+  KvDtype dtype;
+  int head_dim;
+  int kv_heads;
+  int group;
+  int tpc;
+};
+
+std::string Name(const Shape& s) {
+  return absl::StrCat(s.dtype == KvDtype::kFloat16 ? "fp16" : "bf16", "_d", s.head_dim, "_kv",
+                      s.kv_heads, "_g", s.group, "_tpc", s.tpc);
+}
+
+const Shape kShapes[] = {
+    {KvDtype::kFloat16, 128, 2, 4, 64},   // Llama-3 GQA group, fp16
+    {KvDtype::kBFloat16, 128, 2, 4, 64},  // bf16
+    {KvDtype::kFloat16, 64, 3, 1, 16},    // MHA, small chunks
+    {KvDtype::kBFloat16, 64, 2, 1, 48},   // MHA, chunks not a multiple of 64
+    {KvDtype::kFloat16, 64, 1, 7, 32},    // group 7: tiles cut tokens
+    {KvDtype::kBFloat16, 128, 1, 7, 256}, // group 7, large chunks
+};
+
+class GpuPrefillTest : public ::testing::TestWithParam<Shape> {
+ protected:
+  KvLayout Layout() const {
+    const Shape s = GetParam();
+    return KvLayout{s.dtype, s.kv_heads, s.head_dim, s.tpc};
+  }
+  PrefillOptions Options(bool rope) const {
+    PrefillOptions o;
+    o.num_q_heads = GetParam().kv_heads * GetParam().group;
+    o.apply_rope = rope;
+    return o;
+  }
+};
+
+TEST_P(GpuPrefillTest, OddLengthsMatchReference) {
+  std::random_device rd;
+  for (int n : {1, 7, 17, 63, 65, 1000}) {
+    const uint32_t seed = rd();
+    PrefillCase c(Layout(), Options(true), seed);
+    c.AddSequence({.history = n == 1000 ? 333 : 37 + 3 * n, .num_new = n, .first_position = 11});
+    c.AddSequence({.history = 0, .num_new = n == 1000 ? 129 : n});  // causal only
+    c.Finish();
+    RunAndCompare(c, absl::StrCat(Name(GetParam()), " n=", n, " seed ", seed));
+  }
+}
+
+TEST_P(GpuPrefillTest, MixedBatchMatchesReference) {
+  const int tpc = GetParam().tpc;
+  for (bool rope : {true, false}) {
+    const uint32_t seed = std::random_device{}();
+    PrefillCase c(Layout(), Options(rope), seed);
+    c.AddSequence({.history = 3 * tpc + 5, .num_new = 17});
+    c.AddSequence({.history = 2 * tpc, .num_new = 1, .first_position = 9000});
+    c.AddSequence({.history = 4 * tpc + 1, .num_new = 65, .skip_after = 0, .skip = 3 * tpc + 11});
+    c.AddSequence({.history = 3 * tpc + 9, .num_new = 63, .first_position = 500,
+                   .share_with = 0, .shared_chunks = 3});
+    c.AddSequence({.history = 5, .num_new = 0});
+    c.AddSequence({.history = 700, .num_new = 1, .share_with = 0, .shared_chunks = 2});
+    c.AddSequence({.history = 2 * tpc, .num_new = 7, .first_position = 30000,
+                   .share_with = 0, .shared_chunks = 2});
+    c.Finish();
+    RunAndCompare(c, absl::StrCat(Name(GetParam()), " mixed rope=", rope, " seed ", seed));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, GpuPrefillTest, ::testing::ValuesIn(kShapes),
+                         [](const auto& info) { return Name(info.param); });
+
+TEST(GpuPrefillApiTest, WrapperAndErrorCodes) {
+  KvLayout layout{KvDtype::kFloat16, 2, 64, 16};
+  PrefillOptions options;
+  options.num_q_heads = 8;
+  PrefillCase c(layout, options, std::random_device{}());
+  c.AddSequence({.history = 30, .num_new = 9});
+  c.Finish();
+  const PrefillBatch host = c.batch();
+  DeviceBuffer pool(c.pool().size() * 2);
+  CUDA_OK(cudaMemcpy(pool.get(), c.pool().data(), pool.bytes(), cudaMemcpyHostToDevice));
+  std::vector<const void*> chunks = c.Rebase(host.chunks, pool.get());
+  const PrefillBatch dev{chunks, host.positions, host.chunk_offsets, host.kv_lengths,
+                         host.query_offsets};
+  const size_t q_bytes = c.queries().size() * 2;
+  DeviceBuffer q(q_bytes + 16), out(q_bytes + 16), ws(1 << 16);
+  CUDA_OK(cudaMemcpy(q.get(), c.queries().data(), q_bytes, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(out.get(), 0xFF, out.bytes()));
+  ASSERT_TRUE(PrefillAttention(layout, options, dev, q.get(), out.get(), nullptr, ws.get(),
+                               ws.bytes(), nullptr)
+                  .ok());
+  CUDA_OK(cudaDeviceSynchronize());
+  std::vector<uint16_t> got(c.queries().size());
+  CUDA_OK(cudaMemcpy(got.data(), out.get(), q_bytes, cudaMemcpyDeviceToHost));
+  ReferenceOutput ref;
+  ASSERT_TRUE(ReferencePrefill(layout, options, c.queries(), host, &ref).ok());
+  ref.lse.clear();
+  ExpectClose(layout.dtype, layout.head_dim, got, {}, ref, "PrefillAttention wrapper");
+
+  auto call = [&](const PrefillBatch& b, const void* qp, size_t ws_bytes) {
+    return PrefillAttention(layout, options, b, qp, out.get(), nullptr, ws.get(), ws_bytes,
+                            nullptr)
+        .code();
+  };
+  EXPECT_EQ(call(dev, q.get(), 64), absl::StatusCode::kInvalidArgument);  // small workspace
+  EXPECT_EQ(call(dev, static_cast<char*>(q.get()) + 2, ws.bytes()),
+            absl::StatusCode::kInvalidArgument);  // misaligned queries
+  std::vector<const void*> bad = chunks;
+  bad[0] = static_cast<const char*>(bad[0]) + 2;
+  const PrefillBatch bad_batch{bad, host.positions, host.chunk_offsets, host.kv_lengths,
+                               host.query_offsets};
+  EXPECT_EQ(call(bad_batch, q.get(), ws.bytes()), absl::StatusCode::kInvalidArgument);
+  KvLayout bad_layout = layout;
+  bad_layout.head_dim = 80;
+  EXPECT_EQ(PrefillAttention(bad_layout, options, dev, q.get(), out.get(), nullptr, ws.get(),
+                             ws.bytes(), nullptr)
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace strata::kernels

@@ -1,0 +1,39 @@
+// Launcher of the prefill attention kernel (prefill.cu, compiled by nvcc).
+// Dispatches over dtype x head_dim {64, 128}, checks the launch and returns
+// its cudaError_t; cudaErrorInvalidValue for unsupported sizes. Shapes are
+// validated by the host API (prefill.h), not here.
+#ifndef STRATA_KERNELS_PREFILL_LAUNCH_H_
+#define STRATA_KERNELS_PREFILL_LAUNCH_H_
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/prefill_item.h"
+
+namespace strata::kernels {
+
+struct PrefillArgs {
+  const void* queries;       // [total_tokens][num_q_heads][head_dim]
+  const void* const* pages;  // chunk slices
+  const int32_t* positions;  // position of token 0 of each page
+  const PrefillItem* items;
+  int32_t num_items;
+  void* out;                 // [total_tokens][num_q_heads][head_dim]
+  float* lse;                // [total_tokens][num_q_heads], base 2; may be null
+  int32_t num_q_heads;
+  int32_t num_kv_heads;
+  int32_t head_dim;
+  int32_t tokens_per_chunk;
+  float scale_log2;          // softmax scale * log2(e)
+  int32_t apply_rope;
+  float rope_theta;
+  int32_t dtype;             // 0 = fp16, 1 = bf16
+};
+
+// Grid (num_items, num_kv_heads), 128 threads.
+cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream);
+
+}  // namespace strata::kernels
+
+#endif  // STRATA_KERNELS_PREFILL_LAUNCH_H_

@@ -1,0 +1,167 @@
+#include "kernels/prefill_plan.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+
+namespace strata::kernels {
+namespace {
+
+constexpr int64_t kMaxExactPosition = int64_t{1} << 24;
+
+int64_t DefaultPosition(const PrefillBatch& batch, int b, int entry, int tpc) {
+  return int64_t{entry - batch.chunk_offsets[b]} * tpc;
+}
+
+}  // namespace
+
+float PrefillOptions::EffectiveScale(int head_dim) const {
+  if (scale != 0.0f) return scale;
+  return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
+}
+
+float PrefillRopeInvFreq(float theta, int i, int head_dim) {
+  return static_cast<float>(
+      std::pow(static_cast<double>(theta), -2.0 * i / head_dim));
+}
+
+absl::Status ValidatePrefill(const KvLayout& layout,
+                             const PrefillOptions& options,
+                             const PrefillBatch& batch) {
+  AttentionOptions shape_options;
+  shape_options.num_q_heads = options.num_q_heads;
+  shape_options.scale = options.scale;
+  shape_options.apply_rope = options.apply_rope;
+  shape_options.rope_theta = options.rope_theta;
+  absl::Status s = ValidateShapes(layout, shape_options);
+  if (!s.ok()) return s;
+  if (options.apply_rope && !std::isfinite(options.rope_theta)) {
+    return absl::InvalidArgumentError("rope_theta must be finite");
+  }
+  const int b = batch.batch();
+  if (b <= 0) return absl::InvalidArgumentError("empty batch");
+  if (batch.chunk_offsets.size() != static_cast<size_t>(b) + 1 ||
+      batch.query_offsets.size() != static_cast<size_t>(b) + 1) {
+    return absl::InvalidArgumentError(
+        "chunk_offsets and query_offsets must have batch+1 entries");
+  }
+  if (batch.chunk_offsets[0] != 0 ||
+      batch.chunk_offsets[b] != static_cast<int64_t>(batch.chunks.size())) {
+    return absl::InvalidArgumentError(
+        "chunk_offsets must start at 0 and end at chunks.size()");
+  }
+  if (batch.query_offsets[0] != 0) {
+    return absl::InvalidArgumentError("query_offsets must start at 0");
+  }
+  if (!batch.positions.empty() && batch.positions.size() != batch.chunks.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "positions has ", batch.positions.size(), " entries, chunks ",
+        batch.chunks.size(), " (one position per chunk, or none)"));
+  }
+  const int tpc = layout.tokens_per_chunk;
+  for (int i = 0; i < b; ++i) {
+    const int32_t num_new = batch.query_offsets[i + 1] - batch.query_offsets[i];
+    if (num_new < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("query_offsets decrease at sequence ", i));
+    }
+    const int32_t len = batch.kv_lengths[i];
+    if (len < num_new || len < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", i, " has kv length ", len, " < its ",
+                       num_new, " new tokens"));
+    }
+    const int32_t n = batch.chunk_offsets[i + 1] - batch.chunk_offsets[i];
+    const int32_t need = (len + tpc - 1) / tpc;
+    if (n != need) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sequence ", i, " of kv length ", len, " needs ", need,
+                       " chunks, page table has ", n));
+    }
+    for (int e = batch.chunk_offsets[i]; e < batch.chunk_offsets[i + 1]; ++e) {
+      const int64_t pos = batch.positions.empty()
+                              ? DefaultPosition(batch, i, e, tpc)
+                              : batch.positions[e];
+      if (pos < 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("negative position ", pos, " of chunk entry ", e));
+      }
+      if (pos + tpc > kMaxExactPosition) {
+        return absl::OutOfRangeError(absl::StrCat(
+            "position ", pos, " of chunk entry ", e,
+            " is past 2^24 - tokens_per_chunk (fp32 positions)"));
+      }
+    }
+  }
+  for (const void* p : batch.chunks) {
+    if (p == nullptr) return absl::InvalidArgumentError("null chunk pointer");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
+                                             const PrefillOptions& options,
+                                             const PrefillBatch& batch) {
+  absl::Status s = ValidatePrefill(layout, options, batch);
+  if (!s.ok()) return s;
+  PrefillPlan plan;
+  plan.layout = layout;
+  plan.options = options;
+  plan.batch = batch.batch();
+  plan.total_tokens = batch.total_tokens();
+  plan.pages.assign(batch.chunks.begin(), batch.chunks.end());
+  const int tpc = layout.tokens_per_chunk;
+  plan.positions.resize(batch.chunks.size());
+  for (int b = 0; b < plan.batch; ++b) {
+    for (int e = batch.chunk_offsets[b]; e < batch.chunk_offsets[b + 1]; ++e) {
+      plan.positions[e] = batch.positions.empty()
+                              ? static_cast<int32_t>(DefaultPosition(batch, b, e, tpc))
+                              : batch.positions[e];
+    }
+  }
+  const int group = plan.group();
+  for (int b = 0; b < plan.batch; ++b) {
+    const int num_new = batch.query_offsets[b + 1] - batch.query_offsets[b];
+    const int rows = num_new * group;
+    const int history = batch.kv_lengths[b] - num_new;
+    for (int r = 0; r < rows; r += kPrefillRowsPerTile) {
+      PrefillItem item;
+      item.page_begin = batch.chunk_offsets[b];
+      item.kv_length = batch.kv_lengths[b];
+      item.history = history;
+      item.q_offset = batch.query_offsets[b];
+      item.row_begin = r;
+      item.num_rows = std::min(kPrefillRowsPerTile, rows - r);
+      plan.items.push_back(item);
+    }
+    // Causal extents: token i reads history + i + 1 keys.
+    const double keys = static_cast<double>(num_new) * history +
+                        0.5 * static_cast<double>(num_new) * (num_new + 1);
+    plan.flops += 4.0 * layout.head_dim * options.num_q_heads * keys;
+  }
+  // Heaviest tiles first: the KV extent of a tile's last row.
+  auto extent = [group](const PrefillItem& it) {
+    return it.history + (it.row_begin + it.num_rows - 1) / group + 1;
+  };
+  std::stable_sort(plan.items.begin(), plan.items.end(),
+                   [&](const PrefillItem& a, const PrefillItem& b) {
+                     return extent(a) > extent(b);
+                   });
+  // Unique bytes: each distinct chunk slice once, at its largest use.
+  absl::flat_hash_set<const void*> seen;
+  const int64_t token_bytes =
+      int64_t{2} * layout.num_kv_heads * layout.head_dim * kKvElementBytes;
+  for (int b = 0; b < plan.batch; ++b) {
+    for (int e = batch.chunk_offsets[b]; e < batch.chunk_offsets[b + 1]; ++e) {
+      if (!seen.insert(batch.chunks[e]).second) continue;
+      const int t0 = (e - batch.chunk_offsets[b]) * tpc;
+      plan.unique_kv_bytes +=
+          token_bytes * std::min(tpc, batch.kv_lengths[b] - t0);
+    }
+  }
+  return plan;
+}
+
+}  // namespace strata::kernels

@@ -1,0 +1,119 @@
+// Prefill over cached chunks: shapes, validation and the host plan of the
+// prefill attention kernel (plain C++, no CUDA: built and tested everywhere).
+//
+// A batch of sequences, each with num_new >= 0 new query tokens (a prefill
+// of a returning conversation, or a decode step when num_new == 1) that
+// attend over the sequence's KV: its cached history followed by the new
+// tokens' own K/V, all in chunk slices of the store's layout
+// (attention_types.h), read in place through a page table (CSR, as
+// PagedBatch). The runtime writes the new tokens' K/V into chunk slots, so
+// the page table simply continues into them; only the last chunk may be
+// partial.
+//
+// Masking: new token i (0-based among the sequence's new tokens) is KV token
+// history + i and sees KV tokens 0 .. history + i (all of the history, the
+// new tokens up to itself). history = kv_length - num_new.
+//
+// Positional encoding (decoupled from the stored keys, options.apply_rope):
+// keys are stored WITHOUT RoPE. Each page-table entry carries a position
+// base: token t of that chunk is at position positions[entry] + t, so a
+// truncated history re-based at new positions is reused as it is. The kernel
+// rotates every key at its position and every query at the position of its
+// own key (query i at the position of KV token history + i): the caller
+// passes UNROTATED queries. Convention "rotate half" (GPT-NeoX / Llama), in
+// fp32: for i in [0, head_dim / 2),
+//   inv_freq_i = (float) pow((double) theta, -2 i / head_dim)
+//   f = (float) position * inv_freq_i                (one fp32 multiply)
+//   x'[i]       = x[i] cos f - x[i + d/2] sin f
+//   x'[i + d/2] = x[i + d/2] cos f + x[i] sin f
+// With apply_rope false nothing is rotated (keys and queries used as given).
+//
+// Tensors: queries and out [total_tokens][q_heads][head_dim] in the KV dtype
+// (sequence b's tokens at rows query_offsets[b] .. query_offsets[b+1]);
+// lse [total_tokens][q_heads] float, BASE 2 (attention_types.h).
+#ifndef STRATA_KERNELS_PREFILL_PLAN_H_
+#define STRATA_KERNELS_PREFILL_PLAN_H_
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "kernels/attention_types.h"
+#include "kernels/prefill_item.h"
+
+namespace strata::kernels {
+
+struct PrefillOptions {
+  int num_q_heads = 0;          // a multiple of the layout's num_kv_heads
+  float scale = 0.0f;           // 0 means 1/sqrt(head_dim)
+  bool apply_rope = true;       // rotate keys and queries (see above)
+  float rope_theta = 500000.0f; // Llama-3
+
+  float EffectiveScale(int head_dim) const;
+};
+
+// A batch of prefills (and decodes) as page tables. Sequence b uses chunk
+// slices chunks[chunk_offsets[b] .. chunk_offsets[b+1]) for its kv_lengths[b]
+// tokens (history then new tokens); positions[e] is the position of token 0
+// of chunks[e] (empty span: positions run 0, 1, 2, ... along each sequence,
+// i.e. positions[e] = (e - chunk_offsets[b]) * tokens_per_chunk). Its new
+// tokens are query rows query_offsets[b] .. query_offsets[b+1].
+// Chunk slices may be shared between sequences (and repeated). Pointers are
+// not dereferenced by the planner.
+struct PrefillBatch {
+  std::span<const void* const> chunks;
+  std::span<const int32_t> positions;      // chunks.size() entries, or empty
+  std::span<const int32_t> chunk_offsets;  // batch + 1 entries
+  std::span<const int32_t> kv_lengths;     // batch entries
+  std::span<const int32_t> query_offsets;  // batch + 1 entries
+
+  int batch() const { return static_cast<int>(kv_lengths.size()); }
+  int total_tokens() const {
+    return query_offsets.empty() ? 0 : query_offsets.back();
+  }
+};
+
+// Checks layout, options and batch. kInvalidArgument for unsupported
+// layouts or options, inconsistent sizes or offsets, a page table with too
+// few or too many chunks for its kv length, more new tokens than kv tokens,
+// negative positions, null chunk pointers, or an empty batch; kOutOfRange for
+// a position of a token that does not fit in 24 bits (fp32 positions must be
+// exact: position + tokens_per_chunk <= 2^24).
+absl::Status ValidatePrefill(const KvLayout& layout,
+                             const PrefillOptions& options,
+                             const PrefillBatch& batch);
+
+// The host plan of one prefill launch: every sequence's page table with its
+// position bases, and one item per 64-row tile of query rows, heaviest
+// (longest causal KV extent) first. A plain value; it owns copies of the
+// pointers. Thread-safe to read concurrently.
+struct PrefillPlan {
+  KvLayout layout;
+  PrefillOptions options;
+  int batch = 0;
+  int total_tokens = 0;
+  std::vector<const void*> pages;
+  std::vector<int32_t> positions;  // one per page
+  std::vector<PrefillItem> items;
+
+  // Statistics (computed): unique K+V bytes of distinct chunk slices, and
+  // the attention FLOPs (2 matrix products, causal extents).
+  int64_t unique_kv_bytes = 0;
+  double flops = 0;
+
+  int group() const { return options.num_q_heads / layout.num_kv_heads; }
+};
+
+// Validates (as ValidatePrefill) and plans. Sequences with no new tokens
+// get no item.
+absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
+                                             const PrefillOptions& options,
+                                             const PrefillBatch& batch);
+
+// inv_freq_i of the RoPE convention above (shared by the references).
+float PrefillRopeInvFreq(float theta, int i, int head_dim);
+
+}  // namespace strata::kernels
+
+#endif  // STRATA_KERNELS_PREFILL_PLAN_H_

@@ -1,0 +1,325 @@
+// The prefill reference (ReferencePrefill) against a naive attention written
+// here from the plain per-sequence arrays (no page tables, an explicit mask
+// matrix), on odd lengths, partial chunks, GQA groups 1, 4 and 7, re-based
+// and truncated positions and shared chunks; and the error codes of the
+// host-side validation.
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "kernels/attention_reference.h"
+#include "kernels/prefill_plan.h"
+#include "kernels/prefill_testing.h"
+
+namespace strata::kernels {
+namespace {
+
+using testing::PrefillCase;
+using testing::PrefillSeqSpec;
+
+// Naive attention of one sequence: materialise rotated K and Q, build the
+// full [num_new][kv_length] mask, softmax in natural base, convert the lse.
+void NaivePrefill(const PrefillCase& c, int b, std::vector<double>* out,
+                  std::vector<double>* lse) {
+  const KvLayout& L = c.layout();
+  const PrefillOptions& o = c.options();
+  const int d = L.head_dim, hq = o.num_q_heads, hkv = L.num_kv_heads;
+  const int len = c.kv_length(b), n = c.num_new(b), hist = len - n;
+  // The scale is an fp32 value (1/sqrt(d) rounded to float by default).
+  const double scale = o.scale != 0 ? o.scale : double(float(1.0 / std::sqrt(double(d))));
+  auto rotate = [&](std::vector<double>& x, int pos) {
+    if (!o.apply_rope) return;
+    std::vector<double> y(x);
+    for (int i = 0; i < d / 2; ++i) {
+      // The documented fp32 angle: (float) pos * (float) theta^(-2i/d).
+      const float inv = static_cast<float>(std::pow(double(o.rope_theta), -2.0 * i / d));
+      const double a = double(float(pos) * inv);
+      y[i] = x[i] * std::cos(a) - x[i + d / 2] * std::sin(a);
+      y[i + d / 2] = x[i + d / 2] * std::cos(a) + x[i] * std::sin(a);
+    }
+    x = y;
+  };
+  std::vector<std::vector<bool>> mask(n, std::vector<bool>(len));
+  for (int i = 0; i < n; ++i) {
+    for (int j = 0; j < len; ++j) mask[i][j] = j < hist || j - hist <= i;
+  }
+  const std::vector<uint16_t>& qs = c.queries();
+  for (int i = 0; i < n; ++i) {
+    for (int h = 0; h < hq; ++h) {
+      const int kvh = h / (hq / hkv);
+      const size_t row = size_t(c.query_offset(b) + i) * hq + h;
+      std::vector<double> q(d);
+      for (int x = 0; x < d; ++x) q[x] = ToFloat(L.dtype, qs[row * d + x]);
+      rotate(q, c.token_positions(b)[hist + i]);
+      std::vector<double> w(len, 0.0);
+      double z = 0;
+      for (int j = 0; j < len; ++j) {
+        if (!mask[i][j]) continue;
+        std::vector<double> k(d);
+        for (int x = 0; x < d; ++x) k[x] = c.keys(b)[(size_t(kvh) * len + j) * d + x];
+        rotate(k, c.token_positions(b)[j]);
+        double dot = 0;
+        for (int x = 0; x < d; ++x) dot += q[x] * k[x];
+        w[j] = dot * scale;
+      }
+      double m = -INFINITY;
+      for (int j = 0; j < len; ++j) if (mask[i][j]) m = std::max(m, w[j]);
+      for (int j = 0; j < len; ++j) {
+        w[j] = mask[i][j] ? std::exp(w[j] - m) : 0.0;
+        z += w[j];
+      }
+      for (int x = 0; x < d; ++x) {
+        double acc = 0;
+        for (int j = 0; j < len; ++j) acc += w[j] * c.values(b)[(size_t(kvh) * len + j) * d + x];
+        (*out)[row * d + x] = acc / z;
+      }
+      (*lse)[row] = (m + std::log(z)) / std::log(2.0);
+    }
+  }
+}
+
+void ExpectMatchesNaive(PrefillCase& c, const std::string& what) {
+  ReferenceOutput ref;
+  absl::Status s = ReferencePrefill(c.layout(), c.options(), c.queries(), c.batch(), &ref);
+  ASSERT_TRUE(s.ok()) << s;
+  std::vector<double> out(ref.out.size(), NAN), lse(ref.lse.size(), NAN);
+  for (int b = 0; b < c.num_seqs(); ++b) NaivePrefill(c, b, &out, &lse);
+  double max_out = 0, max_lse = 0;
+  for (size_t i = 0; i < out.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(ref.out[i])) << what << " element " << i;
+    max_out = std::max(max_out, std::fabs(out[i] - ref.out[i]));
+  }
+  for (size_t i = 0; i < lse.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(ref.lse[i])) << what << " lse " << i;
+    max_lse = std::max(max_lse, std::fabs(lse[i] - ref.lse[i]));
+  }
+  EXPECT_LT(max_out, 1e-9) << what;
+  EXPECT_LT(max_lse, 1e-9) << what;
+}
+
+struct Shape {
+  KvDtype dtype;
+  int head_dim;
+  int kv_heads;
+  int group;
+  int tpc;
+};
+
+std::string Name(const Shape& s) {
+  return absl::StrCat(s.dtype == KvDtype::kFloat16 ? "fp16" : "bf16", "_d", s.head_dim,
+                      "_kv", s.kv_heads, "_g", s.group, "_tpc", s.tpc);
+}
+
+class PrefillReferenceTest : public ::testing::TestWithParam<Shape> {
+ protected:
+  KvLayout Layout() const {
+    const Shape s = GetParam();
+    return KvLayout{s.dtype, s.kv_heads, s.head_dim, s.tpc};
+  }
+  PrefillOptions Options(bool rope) const {
+    PrefillOptions o;
+    o.num_q_heads = GetParam().kv_heads * GetParam().group;
+    o.apply_rope = rope;
+    return o;
+  }
+};
+
+// One sequence per odd number of new tokens, over an odd history (partial
+// last chunks, new tokens starting mid-chunk).
+TEST_P(PrefillReferenceTest, OddLengthsMatchNaive) {
+  for (bool rope : {true, false}) {
+    for (int n : {1, 7, 17, 63, 65}) {
+      PrefillCase c(Layout(), Options(rope), 100 + n);
+      c.AddSequence({.history = 37 + n, .num_new = n});
+      c.AddSequence({.history = 0, .num_new = n});  // no history: pure causal
+      c.Finish();
+      ExpectMatchesNaive(c, absl::StrCat(Name(GetParam()), " n=", n, " rope=", rope));
+    }
+  }
+}
+
+// Several sequences in one batch: decodes mixed with prefills, a re-based
+// history, a history with a gap, shared chunks at different positions, a
+// sequence with no new tokens.
+TEST_P(PrefillReferenceTest, MixedBatchMatchesNaive) {
+  const int tpc = GetParam().tpc;
+  PrefillCase c(Layout(), Options(true), 7);
+  c.AddSequence({.history = 3 * tpc + 5, .num_new = 17});
+  c.AddSequence({.history = 2 * tpc, .num_new = 1, .first_position = 9000});
+  c.AddSequence({.history = 4 * tpc + 1, .num_new = 7, .first_position = 0,
+                 .skip_after = 0, .skip = 3 * tpc + 11});
+  c.AddSequence({.history = 3 * tpc + 9, .num_new = 63, .first_position = 500,
+                 .share_with = 0, .shared_chunks = 3});
+  c.AddSequence({.history = 5, .num_new = 0});
+  c.AddSequence({.history = 2 * tpc, .num_new = 1, .share_with = 0, .shared_chunks = 2});
+  c.Finish();
+  ExpectMatchesNaive(c, Name(GetParam()) + " mixed");
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PrefillReferenceTest,
+                         ::testing::Values(Shape{KvDtype::kFloat16, 64, 2, 1, 16},
+                                           Shape{KvDtype::kBFloat16, 128, 1, 4, 64},
+                                           Shape{KvDtype::kFloat16, 64, 1, 7, 48},
+                                           Shape{KvDtype::kBFloat16, 64, 2, 4, 32}),
+                         [](const auto& info) { return Name(info.param); });
+
+// A long prefill: 1000 new tokens over 130 cached ones, GQA 4, re-based.
+TEST(PrefillReferenceLongTest, ThousandNewTokensMatchNaive) {
+  KvLayout layout{KvDtype::kBFloat16, 1, 64, 64};
+  PrefillOptions options;
+  options.num_q_heads = 4;
+  PrefillCase c(layout, options, 3);
+  c.AddSequence({.history = 130, .num_new = 1000, .first_position = 70000});
+  c.Finish();
+  ExpectMatchesNaive(c, "n=1000");
+}
+
+TEST(PrefillReferenceTest, ScaleAndThetaAreUsed) {
+  KvLayout layout{KvDtype::kFloat16, 1, 64, 16};
+  PrefillOptions options;
+  options.num_q_heads = 1;
+  options.scale = 0.3f;
+  options.rope_theta = 10000.0f;
+  PrefillCase c(layout, options, 9);
+  c.AddSequence({.history = 20, .num_new = 5, .first_position = 3});
+  c.Finish();
+  ExpectMatchesNaive(c, "scale/theta");
+}
+
+// The last new token of a sequence without history and with one new token
+// sees only itself: output = its value, lse = its own score.
+TEST(PrefillReferenceTest, SingleTokenReturnsItsValue) {
+  KvLayout layout{KvDtype::kFloat16, 1, 64, 16};
+  PrefillOptions options;
+  options.num_q_heads = 7;
+  PrefillCase c(layout, options, 5);
+  c.AddSequence({.history = 0, .num_new = 1});
+  c.Finish();
+  ReferenceOutput ref;
+  ASSERT_TRUE(ReferencePrefill(layout, options, c.queries(), c.batch(), &ref).ok());
+  for (int h = 0; h < 7; ++h) {
+    for (int i = 0; i < 64; ++i) EXPECT_EQ(ref.out[h * 64 + i], c.values(0)[i]);
+  }
+}
+
+// Host-side validation: the most specific code for each bad input.
+class PrefillValidationTest : public ::testing::Test {
+ protected:
+  PrefillValidationTest() : c_(layout_, Opts(), 1) {
+    c_.AddSequence({.history = 20, .num_new = 5});
+    c_.AddSequence({.history = 3, .num_new = 2});
+    c_.Finish();
+    b_ = c_.batch();
+    chunks_.assign(b_.chunks.begin(), b_.chunks.end());
+    positions_.assign(b_.positions.begin(), b_.positions.end());
+    offsets_.assign(b_.chunk_offsets.begin(), b_.chunk_offsets.end());
+    lengths_.assign(b_.kv_lengths.begin(), b_.kv_lengths.end());
+    qoffs_.assign(b_.query_offsets.begin(), b_.query_offsets.end());
+  }
+  static PrefillOptions Opts() {
+    PrefillOptions o;
+    o.num_q_heads = 4;
+    return o;
+  }
+  PrefillBatch Batch() const {
+    return PrefillBatch{chunks_, positions_, offsets_, lengths_, qoffs_};
+  }
+  absl::StatusCode Code() const {
+    return ValidatePrefill(layout_, options_, Batch()).code();
+  }
+
+  KvLayout layout_{KvDtype::kFloat16, 2, 64, 16};
+  PrefillOptions options_ = Opts();
+  PrefillCase c_;
+  PrefillBatch b_;
+  std::vector<const void*> chunks_;
+  std::vector<int32_t> positions_, offsets_, lengths_, qoffs_;
+};
+
+TEST_F(PrefillValidationTest, ValidBatchIsOk) {
+  EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
+  positions_.clear();  // default positions
+  EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
+  auto plan = BuildPrefillPlan(layout_, options_, Batch());
+  ASSERT_TRUE(plan.ok());
+  // 5 x 4 rows and 2 x 4 rows: one tile each, the longer extent first.
+  ASSERT_EQ(plan->items.size(), 2u);
+  EXPECT_EQ(plan->items[0].kv_length, 25);
+  EXPECT_EQ(plan->positions[1], 16);
+  EXPECT_EQ(plan->unique_kv_bytes, int64_t{30} * 2 * 2 * 64 * 2);
+}
+
+TEST_F(PrefillValidationTest, ShapesAndOptions) {
+  layout_.head_dim = 96;
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  layout_.head_dim = 64;
+  layout_.tokens_per_chunk = 24;
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  layout_.tokens_per_chunk = 16;
+  layout_.dtype = static_cast<KvDtype>(5);
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  layout_.dtype = KvDtype::kFloat16;
+  options_.num_q_heads = 3;  // not a multiple of 2 KV heads
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  options_.num_q_heads = 4;
+  options_.scale = -1.0f;
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  options_.scale = 0.0f;
+  options_.rope_theta = 0.5f;
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  options_.rope_theta = INFINITY;
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  options_.apply_rope = false;  // theta unused
+  EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
+}
+
+TEST_F(PrefillValidationTest, OffsetsAndLengths) {
+  lengths_[0] = 4;  // fewer kv tokens than new tokens (and too many chunks)
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  lengths_[0] = 33;  // needs 3 chunks, page table has 2
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  lengths_[0] = 25;
+  qoffs_[1] = 8;  // query_offsets decrease (8 > 7)
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  qoffs_[1] = 5;
+  qoffs_[0] = 1;
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  qoffs_[0] = 0;
+  offsets_.pop_back();
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  offsets_.push_back(static_cast<int32_t>(chunks_.size()) + 1);
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  offsets_.back() = static_cast<int32_t>(chunks_.size());
+  lengths_.clear();
+  qoffs_.assign(1, 0);
+  offsets_.assign(1, 0);
+  chunks_.clear();
+  positions_.clear();
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);  // empty batch
+}
+
+TEST_F(PrefillValidationTest, PositionsAndPointers) {
+  positions_.pop_back();
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  positions_.push_back(-1);
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  positions_.back() = (1 << 24) - 8;  // its tokens would pass 2^24
+  EXPECT_EQ(Code(), absl::StatusCode::kOutOfRange);
+  positions_.back() = (1 << 24) - 16;
+  EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
+  chunks_[1] = nullptr;
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(PrefillValidationTest, ReferenceChecksQueries) {
+  ReferenceOutput out;
+  std::vector<uint16_t> q(c_.queries().begin(), c_.queries().end() - 1);
+  EXPECT_EQ(ReferencePrefill(layout_, options_, q, Batch(), &out).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(ReferencePrefill(layout_, options_, c_.queries(), Batch(), &out).ok());
+}
+
+}  // namespace
+}  // namespace strata::kernels

@@ -1,0 +1,247 @@
+// Benchmark of Strata's prefill-over-cached-chunks kernel (kernels/prefill.h).
+//
+//   prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]
+//                 [--no-rope] [--print-configs]
+// SHAPE is gqa_bf16 (Llama-3-8B: 32 q / 8 kv heads, d128, bf16) or mha_fp16
+// (32 / 32 heads, d128, fp16); 64-token chunks. One sequence per config: a
+// cached history of HISTORY tokens followed by NEW new tokens (their K/V in
+// the chunks after the history, the last chunk partial), keys rotated at
+// their chunk positions (RoPE theta 500000) unless --no-rope. Default grid:
+// both shapes x history 1k/4k/16k/32k x new 1/128/512/2048.
+//
+// Time: the launch captured in a CUDA graph, median of 5 repetitions of
+// `iters` back-to-back replays between two CUDA events, rotating over up to 4
+// copies of the KV (as many as reach 256 MiB) so that replays do not hit in
+// L2. Prints the achieved TFLOP/s (causal FLOPs: 4 * d * q_heads * visible
+// keys per new token) and the floor = max(unique KV + Q + O bytes /
+// 4.25 TB/s, FLOPs / 790 TFLOP/s) (H200: D2D copy bandwidth measured here,
+// dense bf16/fp16 matrix rate) and time / floor.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "kernels/prefill.h"
+#include "kernels/prefill_plan.h"
+#include "tools/bench/kernels/fill.h"
+
+namespace strata::bench {
+namespace {
+
+using kernels::DevicePrefillPlan;
+using kernels::KvDtype;
+using kernels::KvLayout;
+using kernels::PrefillBatch;
+using kernels::PrefillOptions;
+using kernels::PrefillPlan;
+
+constexpr double kBytesPerSecond = 4.25e12;
+constexpr double kFlopsPerSecond = 790e12;
+
+#define CHECK_CUDA(expr)                                                        \
+  do {                                                                          \
+    cudaError_t e = (expr);                                                     \
+    if (e != cudaSuccess) {                                                     \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,         \
+                   cudaGetErrorString(e));                                      \
+      std::exit(1);                                                             \
+    }                                                                           \
+  } while (0)
+
+#define CHECK_OK(expr)                                                          \
+  do {                                                                          \
+    absl::Status s = (expr);                                                    \
+    if (!s.ok()) {                                                              \
+      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, s.ToString().c_str()); \
+      std::exit(1);                                                             \
+    }                                                                           \
+  } while (0)
+
+struct Shape {
+  KvLayout layout;
+  int q_heads = 32;
+};
+
+Shape ShapeByName(const std::string& name) {
+  Shape s;
+  s.layout.head_dim = 128;
+  s.layout.tokens_per_chunk = 64;
+  if (name == "mha_fp16") {
+    s.layout.dtype = KvDtype::kFloat16;
+    s.layout.num_kv_heads = 32;
+  } else if (name == "gqa_bf16") {
+    s.layout.dtype = KvDtype::kBFloat16;
+    s.layout.num_kv_heads = 8;
+  } else {
+    std::fprintf(stderr, "unknown shape %s\n", name.c_str());
+    std::exit(2);
+  }
+  return s;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+struct Result {
+  double us, tflops, floor_us, flops, bytes;
+};
+
+Result RunConfig(const Shape& sh, int history, int num_new, bool rope, int iters) {
+  const KvLayout& L = sh.layout;
+  const int tpc = L.tokens_per_chunk;
+  const int len = history + num_new;
+  const int nchunks = (len + tpc - 1) / tpc;
+  const size_t slice = L.SliceBytes();
+  const size_t bytes = nchunks * slice;
+  const int copies = static_cast<int>(
+      std::clamp<size_t>(((size_t{256} << 20) + bytes - 1) / bytes, 1, 4));
+  PrefillOptions options;
+  options.num_q_heads = sh.q_heads;
+  options.apply_rope = rope;
+  const size_t q_elems = static_cast<size_t>(num_new) * sh.q_heads * L.head_dim;
+  void *q, *out;
+  CHECK_CUDA(cudaMalloc(&q, q_elems * 2));
+  CHECK_CUDA(cudaMalloc(&out, q_elems * 2));
+  const bool bf16 = L.dtype == KvDtype::kBFloat16;
+  CHECK_CUDA(strata::bench::FillRandom16(q, q_elems, 7, bf16, nullptr));
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  std::vector<void*> pools, workspaces;
+  std::vector<cudaGraphExec_t> graphs;
+  std::vector<int32_t> offsets{0, nchunks}, lengths{len}, qoffs{0, num_new};
+  Result r{};
+  for (int c = 0; c < copies; ++c) {
+    void* pool;
+    CHECK_CUDA(cudaMalloc(&pool, bytes));
+    CHECK_CUDA(strata::bench::FillRandom16(pool, bytes / 2, 100 + c, bf16, nullptr));
+    pools.push_back(pool);
+    std::vector<const void*> chunks;
+    for (int i = 0; i < nchunks; ++i) chunks.push_back(static_cast<char*>(pool) + i * slice);
+    const PrefillBatch batch{chunks, {}, offsets, lengths, qoffs};
+    absl::StatusOr<PrefillPlan> plan = kernels::BuildPrefillPlan(L, options, batch);
+    CHECK_OK(plan.status());
+    r.flops = plan->flops;
+    r.bytes = plan->unique_kv_bytes + 2.0 * q_elems * 2;
+    void* ws;
+    const size_t ws_bytes = kernels::PrefillWorkspaceBytes(*plan);
+    CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
+    workspaces.push_back(ws);
+    absl::StatusOr<DevicePrefillPlan> dev = kernels::UploadPrefillPlan(*plan, ws, ws_bytes, stream);
+    CHECK_OK(dev.status());
+    CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream));  // warm-up
+    CHECK_CUDA(cudaStreamSynchronize(stream));
+    cudaGraph_t g;
+    CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream));
+    CHECK_CUDA(cudaStreamEndCapture(stream, &g));
+    cudaGraphExec_t exec;
+    CHECK_CUDA(cudaGraphInstantiate(&exec, g, 0));
+    CHECK_CUDA(cudaGraphDestroy(g));
+    graphs.push_back(exec);
+  }
+  cudaEvent_t e0, e1;
+  CHECK_CUDA(cudaEventCreate(&e0));
+  CHECK_CUDA(cudaEventCreate(&e1));
+  for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphLaunch(g, stream));
+  std::vector<double> t;
+  for (int rep = 0; rep < 5; ++rep) {
+    CHECK_CUDA(cudaEventRecord(e0, stream));
+    for (int i = 0; i < iters; ++i) CHECK_CUDA(cudaGraphLaunch(graphs[i % graphs.size()], stream));
+    CHECK_CUDA(cudaEventRecord(e1, stream));
+    CHECK_CUDA(cudaEventSynchronize(e1));
+    float ms;
+    CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
+    t.push_back(ms * 1e3 / iters);
+  }
+  r.us = Median(t);
+  r.tflops = r.flops / (r.us * 1e-6) / 1e12;
+  r.floor_us = std::max(r.bytes / kBytesPerSecond, r.flops / kFlopsPerSecond) * 1e6;
+  CHECK_CUDA(cudaEventDestroy(e0));
+  CHECK_CUDA(cudaEventDestroy(e1));
+  for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphExecDestroy(g));
+  for (void* p : pools) CHECK_CUDA(cudaFree(p));
+  for (void* p : workspaces) CHECK_CUDA(cudaFree(p));
+  CHECK_CUDA(cudaFree(q));
+  CHECK_CUDA(cudaFree(out));
+  CHECK_CUDA(cudaStreamDestroy(stream));
+  return r;
+}
+
+std::string DefaultConfigs() {
+  std::string s;
+  for (const char* shape : {"gqa_bf16", "mha_fp16"}) {
+    for (int h : {1024, 4096, 16384, 32768}) {
+      for (int n : {1, 128, 512, 2048}) {
+        s += std::string(shape) + ":" + std::to_string(h) + ":" + std::to_string(n) + ",";
+      }
+    }
+  }
+  return s;
+}
+
+int Main(int argc, char** argv) {
+  std::string configs = DefaultConfigs();
+  std::string csv_path;
+  int iters = 20;
+  bool rope = true;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--configs=", 0) == 0) configs = a.substr(10);
+    else if (a.rfind("--csv=", 0) == 0) csv_path = a.substr(6);
+    else if (a.rfind("--iters=", 0) == 0) iters = std::max(1, std::atoi(a.c_str() + 8));
+    else if (a == "--no-rope") rope = false;
+    else if (a == "--print-configs") {
+      std::printf("%s\n", configs.c_str());
+      return 0;
+    }
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
+      return 2;
+    }
+  }
+  cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  std::printf("%s, %d SMs; floor = max(bytes / %.2f TB/s, FLOPs / %.0f TFLOP/s); rope %s\n",
+              prop.name, prop.multiProcessorCount, kBytesPerSecond / 1e12,
+              kFlopsPerSecond / 1e12, rope ? "on" : "off");
+  FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
+  if (csv != nullptr) std::fprintf(csv, "shape,history,new,us,tflops,floor_us,ratio,gflop,mb\n");
+  size_t start = 0;
+  while (start < configs.size()) {
+    size_t end = configs.find(',', start);
+    if (end == std::string::npos) end = configs.size();
+    const std::string c = configs.substr(start, end - start);
+    start = end + 1;
+    if (c.empty()) continue;
+    const size_t p1 = c.find(':'), p2 = c.find(':', p1 + 1);
+    if (p1 == std::string::npos || p2 == std::string::npos) {
+      std::fprintf(stderr, "bad config %s (SHAPE:HISTORY:NEW)\n", c.c_str());
+      return 2;
+    }
+    const std::string shape = c.substr(0, p1);
+    const int history = std::atoi(c.substr(p1 + 1, p2 - p1 - 1).c_str());
+    const int num_new = std::atoi(c.substr(p2 + 1).c_str());
+    const Result r = RunConfig(ShapeByName(shape), history, num_new, rope, iters);
+    std::printf("%-9s hist %6d new %5d  %10.1f us  %6.1f TFLOP/s  floor %9.1f us  x%.2f\n",
+                shape.c_str(), history, num_new, r.us, r.tflops, r.floor_us, r.us / r.floor_us);
+    std::fflush(stdout);
+    if (csv != nullptr) {
+      std::fprintf(csv, "%s,%d,%d,%.2f,%.2f,%.2f,%.3f,%.3f,%.2f\n", shape.c_str(), history,
+                   num_new, r.us, r.tflops, r.floor_us, r.us / r.floor_us, r.flops / 1e9,
+                   r.bytes / 1e6);
+      std::fflush(csv);
+    }
+  }
+  if (csv != nullptr) std::fclose(csv);
+  return 0;
+}
+
+}  // namespace
+}  // namespace strata::bench
+
+int main(int argc, char** argv) { return strata::bench::Main(argc, argv); }
