@@ -704,7 +704,9 @@ std::string OpenedTransports(ucp_context_h context) {
 // Whether a UCX_TLS-style list may open UCX's mm (posix/sysv) transports.
 bool UsesSharedMemory(const std::string& transports) {
   const char* env = std::getenv("UCX_TLS");
-  std::string list = !transports.empty() ? transports : (env != nullptr ? env : "all");
+  std::string list = !transports.empty()              ? transports
+                     : (env != nullptr && *env != '\0') ? env
+                                                         : "all";
   for (absl::string_view name : absl::StrSplit(list, ',', absl::SkipEmpty())) {
     if (!name.empty() && name.front() == '^') return true;  // "all but ..."
     if (name == "all" || name == "sm" || name == "shm" || name == "mm" ||
@@ -855,8 +857,15 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   auto port_scope = std::make_unique<ScopedTcpPort>(tcp_port);
   RETURN_IF_ERROR(FromUcsStatus(ucp_config_read(nullptr, nullptr, &config),
                                 "reading UCX configuration"));
-  if (!options.transports.empty()) {
-    ucs_status_t status = ucp_config_modify(config, "TLS", options.transports.c_str());
+  // An empty list, as an option or as UCX_TLS="", means UCX's default ("all"),
+  // not "no transport".
+  const char* env_tls = std::getenv("UCX_TLS");
+  const std::string tls =
+      !options.transports.empty() ? options.transports
+      : (env_tls != nullptr && *env_tls == '\0') ? std::string("all")
+                                                  : std::string();
+  if (!tls.empty()) {
+    ucs_status_t status = ucp_config_modify(config, "TLS", tls.c_str());
     if (status != UCS_OK) {
       ucp_config_release(config);
       return absl::InvalidArgumentError(

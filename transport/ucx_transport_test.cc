@@ -359,6 +359,23 @@ TEST(UcxContextTest, UnknownTransportsAreUnavailable) {
   EXPECT_EQ(UcxContext::Create(options).status().code(), absl::StatusCode::kUnavailable);
 }
 
+// UCX_TLS="" (as a shell passes an empty variable) means UCX's default, not
+// "no transport": a context opens and moves bytes.
+TEST(UcxContextTest, EmptyUcxTlsMeansTheDefault) {
+  const char* old = std::getenv("UCX_TLS");
+  const std::string saved = old != nullptr ? old : "";
+  setenv("UCX_TLS", "", 1);
+  UcxOptions options;
+  auto context = UcxContext::Create(options);
+  if (old != nullptr) {
+    setenv("UCX_TLS", saved.c_str(), 1);
+  } else {
+    unsetenv("UCX_TLS");
+  }
+  ASSERT_TRUE(context.ok()) << context.status();
+  EXPECT_FALSE((*context)->transports_in_use().empty());
+}
+
 TEST(UcxContextTest, RegisterRejectsEmptyRegion) {
   std::unique_ptr<UcxContext> context = MakeContext("tcp");
   ASSERT_NE(context, nullptr);
