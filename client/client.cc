@@ -129,6 +129,13 @@ class ClientImpl final : public Client {
       if (endpoint_ != nullptr) (void)endpoint_->WaitAll(options_.transfer_timeout);
     }
     jobs_.reset();
+    // Then release what the finished loads left to release.
+    {
+      absl::MutexLock lock(&rel_mu_);
+      rel_stop_ = true;
+    }
+    if (release_thread_.joinable()) release_thread_.join();
+    SendReleases(TakeReleases());
   }
 
   absl::Status Init();
@@ -172,7 +179,16 @@ class ClientImpl final : public Client {
   }
   // The data-plane endpoint, reconnected if an earlier transfer broke it.
   absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
+
+  // Read leases are released lazily: ReleaseLease queues the id; the next
+  // Load carries the queued ids in its Get (no round trip of their own), and
+  // a background thread sends what no Load took within kReleaseDelay in one
+  // Release call (at once past kMaxQueuedReleases).
   void ReleaseLease(uint64_t lease);
+  std::vector<uint64_t> TakeReleases();
+  // One Release RPC for `leases` (best effort: leases expire anyway).
+  void SendReleases(std::vector<uint64_t> leases);
+  void ReleaseLoop();
 
   const ClientOptions options_;
   std::string client_id_;
@@ -192,6 +208,13 @@ class ClientImpl final : public Client {
   bool broken_ ABSL_GUARDED_BY(ep_mu_) = false;
 
   std::unique_ptr<JobQueue> jobs_ = std::make_unique<JobQueue>();
+
+  static constexpr absl::Duration kReleaseDelay = absl::Milliseconds(2);
+  static constexpr size_t kMaxQueuedReleases = 256;
+  absl::Mutex rel_mu_;
+  std::vector<uint64_t> releases_ ABSL_GUARDED_BY(rel_mu_);
+  bool rel_stop_ ABSL_GUARDED_BY(rel_mu_) = false;
+  std::thread release_thread_{[this] { ReleaseLoop(); }};
 };
 
 // ------------------------------------------------------------- Transfer
@@ -388,13 +411,52 @@ absl::StatusOr<LookupResult> ClientImpl::Lookup(const Namespace& ns,
 }
 
 void ClientImpl::ReleaseLease(uint64_t lease) {
+  std::vector<uint64_t> now;
+  {
+    absl::MutexLock lock(&rel_mu_);
+    releases_.push_back(lease);
+    if (releases_.size() >= kMaxQueuedReleases) now.swap(releases_);
+  }
+  SendReleases(std::move(now));
+}
+
+std::vector<uint64_t> ClientImpl::TakeReleases() {
+  std::vector<uint64_t> out;
+  absl::MutexLock lock(&rel_mu_);
+  out.swap(releases_);
+  return out;
+}
+
+void ClientImpl::SendReleases(std::vector<uint64_t> leases) {
+  if (leases.empty() || stub_ == nullptr) return;
   pb::ReleaseRequest req;
   req.set_client_id(client_id_);
-  req.set_lease_id(lease);
+  req.set_lease_id(leases[0]);
+  for (size_t i = 1; i < leases.size(); ++i) req.add_more_lease_ids(leases[i]);
   pb::ReleaseResponse resp;
   grpc::ClientContext ctx;
   Prepare(&ctx);
   (void)stub_->Release(&ctx, req, &resp);  // best effort: leases expire anyway
+}
+
+void ClientImpl::ReleaseLoop() {
+  absl::MutexLock lock(&rel_mu_);
+  while (!rel_stop_) {
+    rel_mu_.Await(absl::Condition(
+        +[](ClientImpl* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->rel_mu_) {
+          return c->rel_stop_ || !c->releases_.empty();
+        },
+        this));
+    if (rel_stop_) return;
+    // Give the next Load the chance to carry them.
+    rel_mu_.AwaitWithTimeout(absl::Condition(&rel_stop_), kReleaseDelay);
+    if (rel_stop_) return;
+    std::vector<uint64_t> leases;
+    leases.swap(releases_);
+    rel_mu_.Unlock();
+    SendReleases(std::move(leases));
+    rel_mu_.Lock();
+  }
 }
 
 absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
@@ -411,11 +473,18 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
   req.set_namespace_id(ns.id);
   req.set_lease_ms(LeaseMs());
   for (const ChunkKey& k : keys) req.add_keys(KeyBytes(k));
+  const std::vector<uint64_t> carried = TakeReleases();
+  for (uint64_t id : carried) req.add_release_lease_ids(id);
   pb::GetResponse resp;
   {
     grpc::ClientContext ctx;
     Prepare(&ctx);
-    RETURN_IF_ERROR(FromGrpcStatus(stub_->Get(&ctx, req, &resp)));
+    grpc::Status rpc = stub_->Get(&ctx, req, &resp);
+    if (!rpc.ok() && rpc.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      // The node may not have seen the releases: queue them again.
+      for (uint64_t id : carried) ReleaseLease(id);
+    }
+    RETURN_IF_ERROR(FromGrpcStatus(rpc));
   }
   const uint64_t lease = resp.lease_id();
   if (static_cast<size_t>(resp.chunks_size()) != keys.size()) {

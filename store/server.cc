@@ -144,8 +144,10 @@ class StrataService final : public pb::Strata::Service {
 
   grpc::Status Get(grpc::ServerContext*, const pb::GetRequest* req,
                    pb::GetResponse* out) override {
-    if (draining_) return ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     if (absl::Status s = CheckClientId(req->client_id()); !s.ok()) return ToGrpcStatus(s);
+    // Piggybacked releases first, even while draining: they free leases.
+    for (uint64_t id : req->release_lease_ids()) ReleaseOwned(id, req->client_id());
+    if (draining_) return ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     auto keys = ParseKeys(req->keys());
     if (!keys.ok()) return ToGrpcStatus(keys.status());
     auto lease = engine_->Acquire(req->namespace_id(), *keys, LeaseTtl(req->lease_ms()));
@@ -170,6 +172,7 @@ class StrataService final : public pb::Strata::Service {
     }
     absl::Status s = engine_->Release(req->lease_id());
     if (LeaseIsGone(s)) ForgetOwner(req->lease_id());
+    for (uint64_t id : req->more_lease_ids()) ReleaseOwned(id, req->client_id());
     return ToGrpcStatus(s);
   }
 
@@ -383,6 +386,13 @@ class StrataService final : public pb::Strata::Service {
     const size_t first = peer.find(':');
     if (colon == std::string::npos || colon == first) return peer;
     return peer.substr(0, colon);
+  }
+
+  // Releases read lease `lease` if `client` owns it; anything else is
+  // skipped (best effort, for releases carried on other calls).
+  void ReleaseOwned(uint64_t lease, const std::string& client) {
+    if (!CheckOwner(lease, client).ok()) return;
+    if (LeaseIsGone(engine_->Release(lease))) ForgetOwner(lease);
   }
 
   void ForgetOwner(uint64_t lease) {

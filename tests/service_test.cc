@@ -391,6 +391,49 @@ TEST_P(ServiceTest, WrongKindOfLeaseCallKeepsTheCallersLease) {
   ExpectIntact(keys, bytes);
 }
 
+// A get carries the caller's earlier read leases to release (no Release
+// round trip of their own); another client's lease ids are skipped.
+TEST_P(ServiceTest, GetsCarryReleasesOfTheCallersLeases) {
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = SaveChain(2, 13, &bytes);
+  const std::string key(reinterpret_cast<const char*>(keys[0].bytes.data()), 32);
+  auto get = [&](const std::string& client, std::vector<uint64_t> release) {
+    pb::GetRequest req;
+    req.set_client_id(client);
+    req.set_namespace_id(ns_.id);
+    req.add_keys(key);
+    for (uint64_t id : release) req.add_release_lease_ids(id);
+    pb::GetResponse resp;
+    EXPECT_TRUE(Call(&pb::Strata::Stub::Get, req, &resp).ok());
+    return resp.lease_id();
+  };
+  auto leases = [&] { return client_->Stats()->at("active_read_leases"); };
+  const uint64_t mine = get("me", {});
+  const uint64_t theirs = get("other", {});
+  EXPECT_EQ(leases(), 2u);
+  const uint64_t next = get("me", {mine, theirs, 12345});  // 12345: unknown
+  EXPECT_EQ(leases(), 2u);  // mine went, theirs stays, next is new
+  pb::ReleaseRequest release;
+  release.set_client_id("other");
+  release.set_lease_id(theirs);
+  release.add_more_lease_ids(next);  // not "other"'s: skipped
+  pb::ReleaseResponse release_resp;
+  EXPECT_TRUE(Call(&pb::Strata::Stub::Release, release, &release_resp).ok());
+  EXPECT_EQ(leases(), 1u);
+  release.set_client_id("me");
+  release.set_lease_id(next);
+  release.clear_more_lease_ids();
+  EXPECT_TRUE(Call(&pb::Strata::Stub::Release, release, &release_resp).ok());
+  EXPECT_EQ(leases(), 0u);
+
+  // Through the client: loads leave their leases to be carried by the next
+  // load or released shortly after by a background call.
+  for (int i = 0; i < 5; ++i) ExpectIntact(keys, bytes);
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (leases() != 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(leases(), 0u);
+}
+
 // Issue: namespaces could be registered until the node refused every new
 // tenant, forever. Now one caller is bounded and namespaces can be removed.
 TEST_P(ServiceTest, NamespacesAreBoundedPerCallerAndRemovable) {
