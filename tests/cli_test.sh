@@ -125,6 +125,13 @@ run 0 bench --server "$SERVER" --clients 2 --chunk_bytes 64KiB --keys 32 --durat
 for want in "measured 2.00 s" "p999" "^get " "^put " "verified byte for byte" "0 corrupt, 0 errors"; do
   grep -q -- "$want" out.txt || fail "bench output lacks '$want'"
 done
+# A chunk past 65536 tokens of one KV head (a Llama-3-8B chunk of 256 tokens is
+# 32 MiB) benches as it is; past what a namespace allows is a usage error.
+run 0 bench --server "$SERVER" --clients 1 --chunk_bytes 32MiB --keys 2 --duration 1s \
+  --warmup 0s --get_ratio 0.5
+expect_out "0 corrupt, 0 errors"
+run 2 bench --server "$SERVER" --chunk_bytes 4GiB
+expect_err "at most 2GiB"
 # Sliced chunks report the first slice's latency too.
 run 0 bench --server "$SERVER" --clients 1 --chunk_bytes 256KiB --slices 4 --keys 8 \
   --duration 1s --warmup 0s --get_ratio 1

@@ -203,8 +203,9 @@ int BenchCommand(const std::vector<std::string>& args) {
       "Load generator: --clients threads, each with its own client (gRPC channel and\n"
       "UCX endpoint), run a mix of gets (fraction --get_ratio) and puts of single\n"
       "chunks of --chunk_bytes for --duration after --warmup. The namespace is\n"
-      "model strata-bench, --slices layers, 1 KV head, head_dim 64, fp16, so a chunk\n"
-      "is exactly --chunk_bytes (tokens per chunk = chunk_bytes / 256 / slices).\n"
+      "model strata-bench, --slices layers, head_dim 64, fp16, 1 KV head (more, by\n"
+      "powers of two, for chunks past 65536 tokens), so a chunk is exactly\n"
+      "--chunk_bytes (tokens x KV heads = chunk_bytes / 256 / slices).\n"
       "Before the run, --keys chunks (the working set) are stored. A get loads a\n"
       "random working-set chunk; the client verifies its checksum and bench compares\n"
       "every byte with the expected content (key header + shared pattern). A put\n"
@@ -243,9 +244,9 @@ int BenchCommand(const std::vector<std::string>& args) {
   else if (chunk == 0 || chunk % (256 * c.slices) != 0)
     bad = absl::StrCat("--chunk_bytes=", chunk, " is not a multiple of 256 x --slices (",
                        256 * c.slices, ")");
-  else if (chunk / 256 / c.slices > NamespaceSpec::kMaxTokensPerChunk)
-    bad = absl::StrCat("--chunk_bytes: at most ", FormatBytes(256ull * 65536 * c.slices),
-                       " with --slices=", c.slices);
+  else if (chunk > NamespaceSpec::kMaxChunkBytes)
+    bad = absl::StrCat("--chunk_bytes: at most ", FormatBytes(NamespaceSpec::kMaxChunkBytes),
+                       " (the largest chunk a namespace allows)");
   else if (!(c.get_ratio >= 0 && c.get_ratio <= 1)) bad = "--get_ratio must be within 0..1";
   else if (c.duration <= absl::ZeroDuration() || c.warmup < absl::ZeroDuration())
     bad = "--duration must be positive and --warmup not negative";
@@ -260,10 +261,18 @@ int BenchCommand(const std::vector<std::string>& args) {
   NamespaceSpec spec;
   spec.model_id = "strata-bench";
   spec.num_layers = static_cast<uint32_t>(c.slices);
-  spec.num_kv_heads = 1;
+  // 256 bytes per token and KV head of a layer; past the most tokens a chunk
+  // may have, more KV heads (so any chunk a namespace allows benches as is).
+  const uint64_t token_heads = chunk / 256 / c.slices;
+  uint32_t kv_heads = 1;
+  while (token_heads / kv_heads > NamespaceSpec::kMaxTokensPerChunk ||
+         token_heads % kv_heads != 0) {
+    kv_heads *= 2;
+  }
+  spec.num_kv_heads = kv_heads;
   spec.head_dim = 64;
   spec.dtype = DType::kFloat16;
-  spec.tokens_per_chunk = static_cast<uint32_t>(chunk / 256 / c.slices);
+  spec.tokens_per_chunk = static_cast<uint32_t>(token_heads / kv_heads);
   std::vector<std::unique_ptr<Worker>> workers;
   for (int64_t i = 0; i < c.clients; ++i) {
     auto session = OpenSession("bench", cf, spec, "bench");
