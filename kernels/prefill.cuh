@@ -9,9 +9,12 @@
 // + 1) is applied only in the tiles that reach past the warp's first row's
 // limit, and a warp skips the tiles wholly past its last row's limit.
 // RoPE (when enabled): each K tile is rotated in shared memory after it
-// lands, the Q tile once before its fragments are loaded; every thread keeps
-// one frequency (fp32, from a double pow) and calls sincosf per element.
-// Output: normalised rows in the dtype and their base-2 log-sum-exp.
+// lands, the Q tile once before its fragments are loaded, 16 bytes at a
+// time, with cos / sin from the launch's table (PrefillRopeTableKernel) or,
+// without one, from sincosf (same values).
+// Output: normalised rows in the dtype and their base-2 log-sum-exp or, for
+// a piece of a split tile, fp32 partial states that PrefillMergeKernel
+// combines.
 //
 // Shared memory (D = head_dim): Q tile 64 x D, then kStages x (K, V) tiles of
 // 64 x D, 16-byte vectors XOR-swizzled by (row & 7) (conflict-free ldmatrix).
