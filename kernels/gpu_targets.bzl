@@ -47,6 +47,7 @@ def attention_gpu_targets():
         hdrs = ["prefill_launch.h"],
         cu_hdrs = [
             "mma_ops.cuh",
+            "merge_state.cuh",
             "prefill.cuh",
             "prefill_item.h",
             "prefill_launch.h",

@@ -16,8 +16,10 @@ size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// Metadata (uploaded) first, then buffers the kernels fill.
 struct WorkspaceLayout {
-  size_t pages, positions, items, total;
+  size_t pages, positions, items, merges, inv_freq, metadata;
+  size_t rope_table, partial_out, partial_lse, total;
 };
 
 WorkspaceLayout LayoutFor(const PrefillPlan& plan) {
@@ -29,6 +31,19 @@ WorkspaceLayout LayoutFor(const PrefillPlan& plan) {
   off = AlignUp(off + plan.positions.size() * sizeof(int32_t));
   w.items = off;
   off = AlignUp(off + plan.items.size() * sizeof(PrefillItem));
+  w.merges = off;
+  off = AlignUp(off + plan.merges.size() * sizeof(PrefillMerge));
+  w.inv_freq = off;
+  off = AlignUp(off + plan.layout.head_dim / 2 * sizeof(float));
+  w.metadata = off;
+  w.rope_table = off;
+  off = AlignUp(off + static_cast<size_t>(plan.rope_table_rows) * plan.layout.head_dim / 2 *
+                          sizeof(float2));
+  const size_t partial = static_cast<size_t>(plan.partial_rows) * plan.layout.num_kv_heads;
+  w.partial_out = off;
+  off = AlignUp(off + partial * plan.layout.head_dim * sizeof(float));
+  w.partial_lse = off;
+  off = AlignUp(off + partial * sizeof(float));
   w.total = std::max<size_t>(off, kAlign);
   return w;
 }
@@ -52,7 +67,7 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
   for (const void* p : plan.pages) {
     if (!Aligned16(p)) return absl::InvalidArgumentError("chunk slice not 16-byte aligned");
   }
-  std::vector<char> host(w.total, 0);
+  std::vector<char> host(w.metadata, 0);
   if (!plan.pages.empty()) {
     std::memcpy(host.data() + w.pages, plan.pages.data(), plan.pages.size() * sizeof(void*));
     std::memcpy(host.data() + w.positions, plan.positions.data(),
@@ -61,6 +76,14 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
   if (!plan.items.empty()) {
     std::memcpy(host.data() + w.items, plan.items.data(),
                 plan.items.size() * sizeof(PrefillItem));
+  }
+  if (!plan.merges.empty()) {
+    std::memcpy(host.data() + w.merges, plan.merges.data(),
+                plan.merges.size() * sizeof(PrefillMerge));
+  }
+  for (int i = 0; i < plan.layout.head_dim / 2; ++i) {
+    const float f = PrefillRopeInvFreq(plan.options.rope_theta, i, plan.layout.head_dim);
+    std::memcpy(host.data() + w.inv_freq + i * sizeof(float), &f, sizeof(float));
   }
   absl::Status s = CudaStatus(
       cudaMemcpyAsync(workspace, host.data(), host.size(), cudaMemcpyHostToDevice, stream),
@@ -75,6 +98,16 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
   d.pages = reinterpret_cast<const void* const*>(base + w.pages);
   d.positions = reinterpret_cast<const int32_t*>(base + w.positions);
   d.items = reinterpret_cast<const PrefillItem*>(base + w.items);
+  d.num_merges = static_cast<int>(plan.merges.size());
+  d.merges = reinterpret_cast<const PrefillMerge*>(base + w.merges);
+  d.partial_rows = plan.partial_rows;
+  d.partial_out = reinterpret_cast<float*>(base + w.partial_out);
+  d.partial_lse = reinterpret_cast<float*>(base + w.partial_lse);
+  d.inv_freq = reinterpret_cast<const float*>(base + w.inv_freq);
+  d.rope_table_base = plan.rope_table_base;
+  d.rope_table_rows = plan.rope_table_rows;
+  d.rope_table = plan.rope_table_rows > 0 ? reinterpret_cast<float2*>(base + w.rope_table)
+                                          : nullptr;
   return d;
 }
 
@@ -101,7 +134,15 @@ absl::Status RunPrefill(const DevicePrefillPlan& plan, const void* queries, void
   a.tokens_per_chunk = plan.layout.tokens_per_chunk;
   a.scale_log2 = plan.options.EffectiveScale(plan.layout.head_dim) * 1.4426950408889634f;
   a.apply_rope = plan.options.apply_rope ? 1 : 0;
-  a.rope_theta = plan.options.rope_theta;
+  a.inv_freq = plan.inv_freq;
+  a.rope_table = plan.rope_table;
+  a.rope_table_base = plan.rope_table_base;
+  a.rope_table_rows = plan.rope_table_rows;
+  a.merges = plan.merges;
+  a.num_merges = plan.num_merges;
+  a.partial_rows = plan.partial_rows;
+  a.partial_out = plan.partial_out;
+  a.partial_lse = plan.partial_lse;
   a.dtype = static_cast<int32_t>(plan.layout.dtype);
   return CudaStatus(LaunchPrefill(a, stream), "prefill attention");
 }

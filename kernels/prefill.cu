@@ -3,6 +3,9 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "kernels/prefill.cuh"
 #include "kernels/prefill_launch.h"
 
@@ -22,15 +25,29 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
     if (err != cudaSuccess) return err;
     smem_limit_set = true;
   }
+  if (args.rope_table != nullptr) {
+    const int64_t n = static_cast<int64_t>(args.rope_table_rows) * (D / 2);
+    const int blocks = static_cast<int>(std::min<int64_t>((n + 255) / 256, 4096));
+    device::PrefillRopeTableKernel<<<blocks, 256, 0, stream>>>(
+        args.rope_table, args.inv_freq, D / 2, args.rope_table_base, args.rope_table_rows);
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
   const dim3 grid(args.num_items, args.num_kv_heads);
   kernel<<<grid, device::PrefillConfig<D>::kThreads, kSmem, stream>>>(args);
+  cudaError_t err = cudaGetLastError();
+  if (err != cudaSuccess || args.num_merges == 0) return err;
+  const dim3 merge_grid(args.num_merges, args.num_kv_heads);
+  device::PrefillMergeKernel<T, D><<<merge_grid, device::kPrefillMergeThreads, 0, stream>>>(args);
   return cudaGetLastError();
 }
 
 }  // namespace
 
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
-  if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535) {
+  if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535 ||
+      args.num_merges < 0 || (args.apply_rope && args.inv_freq == nullptr) ||
+      (args.num_merges > 0 && (args.partial_out == nullptr || args.partial_lse == nullptr))) {
     return cudaErrorInvalidValue;
   }
   if (args.dtype == 0 && args.head_dim == 64) return LaunchPrefillTyped<__half, 64>(args, stream);
@@ -48,5 +65,9 @@ template __global__ void device::PrefillKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__nv_bfloat16, 64>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__nv_bfloat16, 128>(const PrefillArgs);
+template __global__ void device::PrefillMergeKernel<__half, 64>(const PrefillArgs);
+template __global__ void device::PrefillMergeKernel<__half, 128>(const PrefillArgs);
+template __global__ void device::PrefillMergeKernel<__nv_bfloat16, 64>(const PrefillArgs);
+template __global__ void device::PrefillMergeKernel<__nv_bfloat16, 128>(const PrefillArgs);
 
 }  // namespace strata::kernels

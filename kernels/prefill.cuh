@@ -9,9 +9,12 @@
 // + 1) is applied only in the tiles that reach past the warp's first row's
 // limit, and a warp skips the tiles wholly past its last row's limit.
 // RoPE (when enabled): each K tile is rotated in shared memory after it
-// lands, the Q tile once before its fragments are loaded; every thread keeps
-// one frequency (fp32, from a double pow) and calls sincosf per element.
-// Output: normalised rows in the dtype and their base-2 log-sum-exp.
+// lands, the Q tile once before its fragments are loaded, 16 bytes at a
+// time, with cos / sin from the launch's table (PrefillRopeTableKernel) or,
+// without one, from sincosf (same values).
+// Output: normalised rows in the dtype and their base-2 log-sum-exp or, for
+// a piece of a split tile, fp32 partial states that PrefillMergeKernel
+// combines.
 //
 // Shared memory (D = head_dim): Q tile 64 x D, then kStages x (K, V) tiles of
 // 64 x D, 16-byte vectors XOR-swizzled by (row & 7) (conflict-free ldmatrix).
@@ -24,6 +27,7 @@
 
 #include <cstdint>
 
+#include "kernels/merge_state.cuh"
 #include "kernels/mma_ops.cuh"
 #include "kernels/prefill_item.h"
 #include "kernels/prefill_launch.h"
@@ -47,22 +51,69 @@ __device__ __forceinline__ int PrefillSwz(int row, int vec) {
   return (row * (D / 8) + (vec ^ (row & 7))) * 8;
 }
 
-// Rotates rows [0, 64) of a swizzled tile for which position(r) >= 0.
-template <typename T, int D, typename PositionOf>
-__device__ __forceinline__ void RotateTile(T* tile, float inv_freq, PositionOf position_of) {
+// RoPE cos/sin table: row p - base holds (cos f, sin f) of
+// f = (float) p * inv_freq_i for i < D / 2, computed with sincosf exactly as
+// the kernel would (so the table changes no result).
+__global__ void PrefillRopeTableKernel(float2* table, const float* inv_freq, int half, int base,
+                                       int rows) {
+  const int64_t n = static_cast<int64_t>(rows) * half;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int row = static_cast<int>(i / half);
+    const int e = static_cast<int>(i % half);
+    float sn, cs;
+    sincosf(__fmul_rn(static_cast<float>(base + row), inv_freq[e]), &sn, &cs);
+    table[i] = make_float2(cs, sn);
+  }
+}
+
+// Rotates the rows r in [0, kRows) of a swizzled tile with position_of(r) >= 0
+// (a position; < 0: row left alone). A thread's unit is one row's 16-byte
+// vector j of the first half and vector j + D / 16 of the second half (8
+// frequencies): cos / sin from `table` (rows indexed by position - base) or,
+// without a table, from sincosf.
+template <typename T, int D, int kRows, typename PositionOf>
+__device__ __forceinline__ void RotateTile(T* tile, const float2* __restrict__ table, int base,
+                                           const float* __restrict__ inv_freq,
+                                           PositionOf position_of) {
   using Ops = MmaOps<T>;
-  constexpr int kHalf = D / 2;
-  const int e = threadIdx.x % kHalf;
-  for (int r = threadIdx.x / kHalf; r < 64; r += PrefillConfig<D>::kThreads / kHalf) {
+  constexpr int kPairs = D / 16;
+  for (int u = threadIdx.x; u < kRows * kPairs; u += PrefillConfig<D>::kThreads) {
+    const int r = u / kPairs;
+    const int j = u % kPairs;
     const int pos = position_of(r);
     if (pos < 0) continue;
-    float sn, cs;
-    sincosf(__fmul_rn(static_cast<float>(pos), inv_freq), &sn, &cs);
-    T* p1 = tile + PrefillSwz<D>(r, e / 8) + e % 8;
-    T* p2 = tile + PrefillSwz<D>(r, (e + kHalf) / 8) + e % 8;
-    const float x1 = Ops::ToFloat(*p1), x2 = Ops::ToFloat(*p2);
-    *p1 = Ops::FromFloat(x1 * cs - x2 * sn);
-    *p2 = Ops::FromFloat(x2 * cs + x1 * sn);
+    float cs[8], sn[8];
+    if (table != nullptr) {
+      const float4* t = reinterpret_cast<const float4*>(
+          table + static_cast<size_t>(pos - base) * (D / 2) + j * 8);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float4 v = __ldg(t + k);
+        cs[2 * k] = v.x;
+        sn[2 * k] = v.y;
+        cs[2 * k + 1] = v.z;
+        sn[2 * k + 1] = v.w;
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        sincosf(__fmul_rn(static_cast<float>(pos), __ldg(inv_freq + j * 8 + k)), &sn[k], &cs[k]);
+      }
+    }
+    uint4* p1 = reinterpret_cast<uint4*>(tile + PrefillSwz<D>(r, j));
+    uint4* p2 = reinterpret_cast<uint4*>(tile + PrefillSwz<D>(r, j + kPairs));
+    uint4 a = *p1, b = *p2;
+    T* x1 = reinterpret_cast<T*>(&a);
+    T* x2 = reinterpret_cast<T*>(&b);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const float f1 = Ops::ToFloat(x1[k]), f2 = Ops::ToFloat(x2[k]);
+      x1[k] = Ops::FromFloat(f1 * cs[k] - f2 * sn[k]);
+      x2[k] = Ops::FromFloat(f2 * cs[k] + f1 * sn[k]);
+    }
+    *p1 = a;
+    *p2 = b;
   }
 }
 
@@ -175,8 +226,9 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
   const int32_t* positions = args.positions + item.page_begin;
   const int last_row = item.row_begin + item.num_rows - 1;
-  const int kv_end = item.history + last_row / group + 1;
-  const int num_tiles = (kv_end + kTile - 1) / kTile;
+  const int kv_end = min(item.kv_stop, item.history + last_row / group + 1);
+  const int first_tile = item.kv_begin / kTile;
+  const int num_tiles = (kv_end + kTile - 1) / kTile - first_tile;
 
   // Q rows (zero-filled past num_rows): the first async group.
   {
@@ -218,7 +270,7 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < num_tiles) load_tile(s, s);
+    if (s < num_tiles) load_tile(first_tile + s, s);
     CpAsyncCommit();
   }
 
@@ -231,8 +283,6 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   const int lim_row1 = item.history + (wrow + g + 8) / group + 1;
   const int warp_min_lim = item.history + wrow / group + 1;
   const int warp_max_lim = item.history + min(wrow + 15, last_row) / group + 1;
-  const float inv_freq = static_cast<float>(
-      pow(static_cast<double>(args.rope_theta), -2.0 * (tid % (D / 2)) / D));
 
   uint32_t qf[D / 16][4];
   float o[D / 8][4];
@@ -240,18 +290,19 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 
-  for (int tile = 0; tile < num_tiles; ++tile) {
-    const int pre = tile + kStages - 1;
-    if (pre < num_tiles) load_tile(pre, pre % kStages);
+  const float2* const table = args.rope_table;
+  for (int i = 0; i < num_tiles; ++i) {
+    const int pre = i + kStages - 1;
+    if (pre < num_tiles) load_tile(first_tile + pre, pre % kStages);
     CpAsyncCommit();
     CpAsyncWait<kStages - 1>();
     __syncthreads();
-    T* sk = skv + (tile % kStages) * 2 * Cfg::kTileElems;
+    T* sk = skv + (i % kStages) * 2 * Cfg::kTileElems;
     T* sv = sk + Cfg::kTileElems;
-    const int t0 = tile * kTile;
-    if (tile == 0) {
+    const int t0 = (first_tile + i) * kTile;
+    if (i == 0) {
       if (args.apply_rope) {
-        RotateTile<T, D>(sq, inv_freq, [&](int r) {
+        RotateTile<T, D, kTile>(sq, table, args.rope_table_base, args.inv_freq, [&](int r) {
           if (r >= item.num_rows) return -1;
           const int t = item.history + (item.row_begin + r) / group;
           return positions[t / tpc] + t % tpc;
@@ -264,7 +315,7 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
       }
     }
     if (args.apply_rope) {
-      RotateTile<T, D>(sk, inv_freq, [&](int r) {
+      RotateTile<T, D, kTile>(sk, table, args.rope_table_base, args.inv_freq, [&](int r) {
         const int t = t0 + r;
         if (t >= kv_end) return -1;
         return positions[t / tpc] + t % tpc;
@@ -287,12 +338,23 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   for (int half = 0; half < 2; ++half) {
     const int r_local = warp * 16 + g + half * 8;
     if (r_local >= item.num_rows) continue;
-    const int row = item.row_begin + r_local;
-    const int qh = kvh * group + row % group;
-    const size_t dst_row = static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh;
     const float l = half ? l1 : l0;
     const float m = half ? m1 : m0;
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    if (item.partial_row >= 0) {  // one piece of a split tile: fp32 state
+      const size_t prow = static_cast<size_t>(kvh) * args.partial_rows + item.partial_row + r_local;
+      float* dst = args.partial_out + prow * D + t4 * 2;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        *reinterpret_cast<float2*>(dst + j * 8) =
+            make_float2(o[j][half * 2] * inv, o[j][half * 2 + 1] * inv);
+      }
+      if (t4 == 0) args.partial_lse[prow] = l > 0.0f ? m + log2f(l) : -INFINITY;
+      continue;
+    }
+    const int row = item.row_begin + r_local;
+    const int qh = kvh * group + row % group;
+    const size_t dst_row = static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh;
     T* dst = static_cast<T*>(args.out) + dst_row * D + t4 * 2;
 #pragma unroll
     for (int j = 0; j < D / 8; ++j) {
@@ -300,6 +362,41 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
       *reinterpret_cast<uint32_t*>(dst + j * 8) = packed;
     }
     if (t4 == 0 && args.lse != nullptr) args.lse[dst_row] = l > 0.0f ? m + log2f(l) : -INFINITY;
+  }
+}
+
+// Merges the pieces of split tiles (PrefillMerge, grid (merges, kv_heads),
+// kMergeThreads threads): one warp per row, D / 32 elements per lane, the
+// pieces' states combined with AttentionState (merge_state.cuh); writes the
+// row's output in the dtype and its base-2 LSE.
+inline constexpr int kPrefillMergeThreads = 256;
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kPrefillMergeThreads) PrefillMergeKernel(const PrefillArgs args) {
+  constexpr int kPer = D / 32;
+  const PrefillMerge mg = args.merges[blockIdx.x];
+  const int kvh = blockIdx.y;
+  const int group = args.num_q_heads / args.num_kv_heads;
+  const int lane = threadIdx.x % 32;
+  for (int r = threadIdx.x / 32; r < mg.num_rows; r += kPrefillMergeThreads / 32) {
+    AttentionState<kPer> st;
+    st.Init();
+    for (int p = 0; p < mg.num_pieces; ++p) {
+      const size_t prow = static_cast<size_t>(kvh) * args.partial_rows + mg.partial_row +
+                          static_cast<size_t>(p) * mg.num_rows + r;
+      float v[kPer];
+      const float* src = args.partial_out + prow * D + lane * kPer;
+#pragma unroll
+      for (int k = 0; k < kPer; ++k) v[k] = src[k];
+      st.Merge(v, args.partial_lse[prow]);
+    }
+    const int row = mg.row_begin + r;
+    const int qh = kvh * group + row % group;
+    const size_t dst_row = static_cast<size_t>(mg.q_offset + row / group) * args.num_q_heads + qh;
+    T* dst = static_cast<T*>(args.out) + dst_row * D + lane * kPer;
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) dst[k] = MmaOps<T>::FromFloat(st.v[k]);
+    if (lane == 0 && args.lse != nullptr) args.lse[dst_row] = st.s;
   }
 }
 

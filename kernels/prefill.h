@@ -31,6 +31,15 @@ struct DevicePrefillPlan {
   const void* const* pages = nullptr;
   const int32_t* positions = nullptr;
   const PrefillItem* items = nullptr;
+  int num_merges = 0;
+  const PrefillMerge* merges = nullptr;
+  int partial_rows = 0;           // per KV head
+  float* partial_out = nullptr;   // [kv_heads][partial_rows][head_dim]
+  float* partial_lse = nullptr;   // [kv_heads][partial_rows]
+  const float* inv_freq = nullptr;  // [head_dim / 2]
+  int rope_table_base = 0;
+  int rope_table_rows = 0;
+  float2* rope_table = nullptr;   // [rope_table_rows][head_dim / 2] (cos, sin)
 };
 
 // Device workspace bytes that UploadPrefillPlan needs for `plan`.
@@ -45,7 +54,9 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
                                                     size_t workspace_bytes,
                                                     cudaStream_t stream);
 
-// Runs the plan: queries [total_tokens][q_heads][head_dim] (device, KV
+// Runs the plan (the RoPE table pre-kernel when the plan has a table, the
+// attention kernel, the merge of split tiles when it has any; all on
+// `stream`): queries [total_tokens][q_heads][head_dim] (device, KV
 // dtype, unrotated) -> out (same shape and dtype) and lse
 // [total_tokens][q_heads] (float, base 2; may be null). Queries and out
 // 16-byte aligned. Rows of sequences without new tokens: nothing written.

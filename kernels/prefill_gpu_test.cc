@@ -3,7 +3,8 @@
 // each run; odd numbers of new tokens (1, 7, 17, 63, 65, 1000) over odd
 // histories, partial last chunks, mixed batches (decodes, re-based and
 // truncated positions, shared chunks, a sequence without new tokens), GQA
-// groups 1, 4 and 7, fp16 and bf16, head_dim 64 and 128.
+// groups 1, 4 and 7, fp16 and bf16, head_dim 64 and 128; split KV (forced)
+// and the RoPE table against the sincosf fallback (bit for bit).
 //
 // Tolerances (vs the double reference; lse in base 2), as the decode kernels:
 //   fp16: ||out - ref|| / ||ref|| <= 2e-3, max |out - ref| <= 1e-2,
@@ -95,8 +96,8 @@ void ExpectClose(KvDtype dtype, int head_dim, const std::vector<uint16_t>& out,
   EXPECT_LE(max_lse, tol.lse) << what;
 }
 
-// Uploads the case's pool, runs the kernel, compares with the reference.
-void RunAndCompare(PrefillCase& c, const std::string& what) {
+void RunAndCompareInto(PrefillCase& c, const std::string& what, const PrefillOptions& options,
+                       bool expect_split, std::vector<uint16_t>* out_values) {
   const KvLayout& layout = c.layout();
   const PrefillBatch host = c.batch();
   ReferenceOutput ref;
@@ -108,8 +109,10 @@ void RunAndCompare(PrefillCase& c, const std::string& what) {
   const std::vector<const void*> chunks = c.Rebase(host.chunks, pool.get());
   const PrefillBatch dev{chunks, host.positions, host.chunk_offsets, host.kv_lengths,
                          host.query_offsets};
-  absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(layout, c.options(), dev);
+  absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(layout, options, dev);
   ASSERT_TRUE(plan.ok()) << plan.status();
+  if (expect_split) ASSERT_FALSE(plan->merges.empty()) << what << ": nothing split";
+  if (options.apply_rope && options.max_rope_table_bytes == 0) ASSERT_EQ(plan->rope_table_rows, 0);
   DeviceBuffer ws(PrefillWorkspaceBytes(*plan));
   const size_t q_bytes = c.queries().size() * 2;
   const size_t rows = c.queries().size() / layout.head_dim;
@@ -123,11 +126,24 @@ void RunAndCompare(PrefillCase& c, const std::string& what) {
   s = RunPrefill(*dplan, q.get(), out.get(), static_cast<float*>(lse.get()), nullptr);
   ASSERT_TRUE(s.ok()) << s;
   CUDA_OK(cudaDeviceSynchronize());
-  std::vector<uint16_t> got(c.queries().size());
+  std::vector<uint16_t>& got = *out_values;
+  got.assign(c.queries().size(), 0);
   std::vector<float> got_lse(rows);
   CUDA_OK(cudaMemcpy(got.data(), out.get(), q_bytes, cudaMemcpyDeviceToHost));
   CUDA_OK(cudaMemcpy(got_lse.data(), lse.get(), lse.bytes(), cudaMemcpyDeviceToHost));
   ExpectClose(layout.dtype, layout.head_dim, got, got_lse, ref, what);
+}
+
+// Uploads the case's pool, runs the kernel, compares with the reference;
+// `tuning` (when given) replaces the case's options for the plan (the RoPE
+// table limit and the split target; the semantics must stay the same).
+// Returns the output for differential checks.
+std::vector<uint16_t> RunAndCompare(PrefillCase& c, const std::string& what,
+                                    const PrefillOptions* tuning = nullptr,
+                                    bool expect_split = false) {
+  std::vector<uint16_t> got;
+  RunAndCompareInto(c, what, tuning ? *tuning : c.options(), expect_split, &got);
+  return got;
 }
 
 struct Shape {
@@ -194,6 +210,49 @@ TEST_P(GpuPrefillTest, MixedBatchMatchesReference) {
                    .share_with = 0, .shared_chunks = 2});
     c.Finish();
     RunAndCompare(c, absl::StrCat(Name(GetParam()), " mixed rope=", rope, " seed ", seed));
+  }
+}
+
+// Split KV: a split target far above the launch's blocks cuts every tile
+// longer than 256 keys into pieces of 256 (the shortest piece), merged by
+// the second kernel; histories that end inside a piece, tiles whose rows
+// reach into different pieces, decodes, RoPE on and off.
+TEST_P(GpuPrefillTest, SplitKvMatchesReference) {
+  const int tpc = GetParam().tpc;
+  for (bool rope : {true, false}) {
+    const uint32_t seed = std::random_device{}();
+    PrefillCase c(Layout(), Options(rope), seed);
+    c.AddSequence({.history = 1500, .num_new = 1, .first_position = 3});
+    c.AddSequence({.history = 700, .num_new = 33});
+    c.AddSequence({.history = 255, .num_new = 300, .first_position = 20000});
+    c.AddSequence({.history = 4 * tpc + 1, .num_new = 7, .share_with = 0, .shared_chunks = 3});
+    c.AddSequence({.history = 9, .num_new = 0});
+    c.Finish();
+    PrefillOptions tuning = c.options();
+    tuning.split_target_blocks = 1 << 20;
+    RunAndCompare(c, absl::StrCat(Name(GetParam()), " split rope=", rope, " seed ", seed), &tuning,
+                  /*expect_split=*/true);
+  }
+}
+
+// The RoPE table and the sincosf fallback compute the same fp32 angles and
+// cos / sin: both match the reference and agree bit for bit (split and not).
+TEST_P(GpuPrefillTest, RopeTableAndSincosFallbackAgree) {
+  const uint32_t seed = std::random_device{}();
+  PrefillCase c(Layout(), Options(true), seed);
+  c.AddSequence({.history = 333, .num_new = 65, .first_position = 11});
+  c.AddSequence({.history = 2 * GetParam().tpc, .num_new = 1, .first_position = 70000});
+  c.AddSequence({.history = 0, .num_new = 17});
+  c.Finish();
+  for (int split : {0, 1 << 20}) {
+    PrefillOptions table = c.options();
+    table.split_target_blocks = split;
+    PrefillOptions fallback = table;
+    fallback.max_rope_table_bytes = 0;
+    const std::string what = absl::StrCat(Name(GetParam()), " split=", split != 0, " seed ", seed);
+    const std::vector<uint16_t> a = RunAndCompare(c, what + " table", &table);
+    const std::vector<uint16_t> b = RunAndCompare(c, what + " sincosf", &fallback);
+    EXPECT_EQ(a, b) << what << ": table and sincosf differ";
   }
 }
 

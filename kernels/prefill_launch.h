@@ -27,11 +27,21 @@ struct PrefillArgs {
   int32_t tokens_per_chunk;
   float scale_log2;          // softmax scale * log2(e)
   int32_t apply_rope;
-  float rope_theta;
+  const float* inv_freq;     // [head_dim / 2] RoPE frequencies
+  float2* rope_table;        // null: sincosf; else filled here, then read
+  int32_t rope_table_base;   // position of table row 0
+  int32_t rope_table_rows;
+  const PrefillMerge* merges;  // split KV (PrefillItem::partial_row)
+  int32_t num_merges;
+  int32_t partial_rows;      // per KV head
+  float* partial_out;        // [num_kv_heads][partial_rows][head_dim]
+  float* partial_lse;        // [num_kv_heads][partial_rows]
   int32_t dtype;             // 0 = fp16, 1 = bf16
 };
 
-// Grid (num_items, num_kv_heads), 128 threads.
+// The RoPE table kernel when rope_table is set, then the attention kernel
+// (grid (num_items, num_kv_heads), 128 threads), then the merge kernel when
+// num_merges > 0 (grid (num_merges, num_kv_heads)), on `stream`.
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -15,6 +15,50 @@ int64_t DefaultPosition(const PrefillBatch& batch, int b, int entry, int tpc) {
   return int64_t{entry - batch.chunk_offsets[b]} * tpc;
 }
 
+// Cuts the KV extent of long tiles into pieces of whole 64-token tiles while
+// the launch has fewer than target_blocks blocks: the piece length is the
+// total work over the target (at least kPrefillMinSplitTokens), so that the
+// pieces of all tiles together are about target_blocks blocks.
+template <typename Extent>
+void SplitLongTiles(int target_blocks, int kv_heads, Extent extent,
+                    PrefillPlan* plan) {
+  const int64_t blocks = static_cast<int64_t>(plan->items.size()) * kv_heads;
+  if (target_blocks <= 0 || blocks == 0 || blocks >= target_blocks) return;
+  constexpr int kTile = kPrefillRowsPerTile;  // KV tokens per kernel step
+  int64_t work = 0;  // KV tiles x heads
+  for (const PrefillItem& it : plan->items) {
+    work += (extent(it) + kTile - 1) / kTile * int64_t{kv_heads};
+  }
+  const int64_t piece_tiles = std::max<int64_t>(
+      kPrefillMinSplitTokens / kTile, (work + target_blocks - 1) / target_blocks);
+  const int piece = static_cast<int>(piece_tiles * kTile);
+  std::vector<PrefillItem> items;
+  for (const PrefillItem& it : plan->items) {
+    const int end = extent(it);
+    const int pieces = (end + piece - 1) / piece;
+    if (pieces <= 1) {
+      items.push_back(it);
+      continue;
+    }
+    PrefillMerge merge;
+    merge.q_offset = it.q_offset;
+    merge.row_begin = it.row_begin;
+    merge.num_rows = it.num_rows;
+    merge.partial_row = plan->partial_rows;
+    merge.num_pieces = pieces;
+    plan->merges.push_back(merge);
+    for (int p = 0; p < pieces; ++p) {
+      PrefillItem part = it;
+      part.kv_begin = p * piece;
+      part.kv_stop = std::min(end, (p + 1) * piece);
+      part.partial_row = plan->partial_rows + p * it.num_rows;
+      items.push_back(part);
+    }
+    plan->partial_rows += pieces * it.num_rows;
+  }
+  plan->items = std::move(items);
+}
+
 }  // namespace
 
 float PrefillOptions::EffectiveScale(int head_dim) const {
@@ -143,12 +187,25 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
   }
   // Heaviest tiles first: the KV extent of a tile's last row.
   auto extent = [group](const PrefillItem& it) {
-    return it.history + (it.row_begin + it.num_rows - 1) / group + 1;
+    return std::min(it.kv_stop,
+                    it.history + (it.row_begin + it.num_rows - 1) / group + 1) -
+           it.kv_begin;
   };
+  SplitLongTiles(options.split_target_blocks, layout.num_kv_heads, extent, &plan);
   std::stable_sort(plan.items.begin(), plan.items.end(),
                    [&](const PrefillItem& a, const PrefillItem& b) {
                      return extent(a) > extent(b);
                    });
+  if (options.apply_rope && !plan.positions.empty()) {
+    const auto [lo, hi] =
+        std::minmax_element(plan.positions.begin(), plan.positions.end());
+    const int64_t rows = int64_t{*hi} + tpc - *lo;
+    const int64_t bytes = rows * (layout.head_dim / 2) * 8;
+    if (bytes <= options.max_rope_table_bytes) {
+      plan.rope_table_base = *lo;
+      plan.rope_table_rows = static_cast<int32_t>(rows);
+    }
+  }
   // Unique bytes: each distinct chunk slice once, at its largest use.
   absl::flat_hash_set<const void*> seen;
   const int64_t token_bytes =

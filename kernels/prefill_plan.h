@@ -49,6 +49,17 @@ struct PrefillOptions {
   float scale = 0.0f;           // 0 means 1/sqrt(head_dim)
   bool apply_rope = true;       // rotate keys and queries (see above)
   float rope_theta = 500000.0f; // Llama-3
+  // RoPE cos/sin table: when the positions of a launch span at most this
+  // many bytes of table ((max - min + 1) positions x head_dim / 2 x 8 bytes),
+  // a pre-kernel fills the table in the workspace and the kernel reads it
+  // instead of calling sincosf (same fp32 angles, same values); otherwise
+  // (or 0) the kernel calls sincosf.
+  int64_t max_rope_table_bytes = int64_t{64} << 20;
+  // Split KV: while the launch has fewer than this many blocks (items x KV
+  // heads), long tiles are cut into pieces of whole 64-token KV tiles (at
+  // least kPrefillMinSplitTokens each) whose partial states a second kernel
+  // merges. 0: never split. The default is 2 blocks per SM of an H100/H200.
+  int split_target_blocks = 264;
 
   float EffectiveScale(int head_dim) const;
 };
@@ -96,6 +107,14 @@ struct PrefillPlan {
   std::vector<const void*> pages;
   std::vector<int32_t> positions;  // one per page
   std::vector<PrefillItem> items;
+  // Split KV (see PrefillItem): one record per split tile, and the partial
+  // rows per KV head that its pieces write (0 when nothing is split).
+  std::vector<PrefillMerge> merges;
+  int32_t partial_rows = 0;
+  // RoPE table rows for positions [rope_table_base, rope_table_base +
+  // rope_table_rows); 0 rows: no table (RoPE off, or the span too large).
+  int32_t rope_table_base = 0;
+  int32_t rope_table_rows = 0;
 
   // Statistics (computed): unique K+V bytes of distinct chunk slices, and
   // the attention FLOPs (2 matrix products, causal extents).
@@ -107,6 +126,7 @@ struct PrefillPlan {
 
 // Validates (as ValidatePrefill) and plans. Sequences with no new tokens
 // get no item.
+inline constexpr int kPrefillMinSplitTokens = 256;
 absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
                                              const PrefillOptions& options,
                                              const PrefillBatch& batch);

@@ -204,6 +204,72 @@ TEST(PrefillReferenceTest, SingleTokenReturnsItsValue) {
   }
 }
 
+// Plans of one sequence (history + num_new tokens, 64-token chunks at
+// positions from `first`) with fake chunk pointers: splitting and the RoPE
+// table.
+PrefillPlan PlanOne(const KvLayout& layout, const PrefillOptions& options, int history,
+                    int num_new, int first = 0) {
+  const int len = history + num_new;
+  const int n = (len + layout.tokens_per_chunk - 1) / layout.tokens_per_chunk;
+  static char dummy[16];
+  std::vector<const void*> chunks(n, dummy);
+  std::vector<int32_t> positions(n);
+  for (int i = 0; i < n; ++i) positions[i] = first + i * layout.tokens_per_chunk;
+  const std::vector<int32_t> offsets{0, n}, lengths{len}, qoffs{0, num_new};
+  absl::StatusOr<PrefillPlan> plan =
+      BuildPrefillPlan(layout, options, PrefillBatch{chunks, positions, offsets, lengths, qoffs});
+  EXPECT_TRUE(plan.ok()) << plan.status();
+  return plan.ok() ? *std::move(plan) : PrefillPlan{};
+}
+
+TEST(PrefillPlanTest, LongDecodeIsSplitIntoPiecesOfWholeTiles) {
+  const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
+  PrefillOptions options;
+  options.num_q_heads = 32;
+  const PrefillPlan plan = PlanOne(layout, options, 32768, 1);
+  // 513 KV tiles x 8 heads over 264 blocks: pieces of 16 tiles (1024 keys).
+  ASSERT_EQ(plan.merges.size(), 1u);
+  EXPECT_EQ(plan.merges[0].num_pieces, 33);
+  EXPECT_EQ(plan.merges[0].num_rows, 4);
+  EXPECT_EQ(plan.partial_rows, 33 * 4);
+  ASSERT_EQ(plan.items.size(), 33u);
+  int covered = 0;
+  for (const PrefillItem& it : plan.items) {
+    EXPECT_EQ(it.kv_begin % kPrefillRowsPerTile, 0);
+    EXPECT_GE(it.partial_row, 0);
+    covered += it.kv_stop - it.kv_begin;
+  }
+  EXPECT_EQ(covered, 32769);
+  options.split_target_blocks = 0;
+  const PrefillPlan whole = PlanOne(layout, options, 32768, 1);
+  ASSERT_EQ(whole.items.size(), 1u);
+  EXPECT_TRUE(whole.merges.empty());
+  EXPECT_EQ(whole.items[0].partial_row, -1);
+}
+
+TEST(PrefillPlanTest, ShortOrWideLaunchesAreNotSplit) {
+  const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
+  PrefillOptions options;
+  options.num_q_heads = 32;
+  EXPECT_TRUE(PlanOne(layout, options, 100, 1).merges.empty());  // < 256 keys
+  // 2048 new tokens: 128 tiles x 8 heads >= 264 blocks.
+  EXPECT_TRUE(PlanOne(layout, options, 16384, 2048).merges.empty());
+}
+
+TEST(PrefillPlanTest, RopeTableSpansThePositionsUnlessTooLarge) {
+  const KvLayout layout{KvDtype::kFloat16, 2, 64, 64};
+  PrefillOptions options;
+  options.num_q_heads = 4;
+  PrefillPlan plan = PlanOne(layout, options, 1000, 24, 70000);
+  EXPECT_EQ(plan.rope_table_base, 70000);
+  EXPECT_EQ(plan.rope_table_rows, 16 * 64);  // 16 chunks of 64 positions
+  options.max_rope_table_bytes = int64_t{16 * 64} * 32 * 8 - 1;
+  EXPECT_EQ(PlanOne(layout, options, 1000, 24, 70000).rope_table_rows, 0);
+  options.max_rope_table_bytes = int64_t{64} << 20;
+  options.apply_rope = false;
+  EXPECT_EQ(PlanOne(layout, options, 1000, 24, 70000).rope_table_rows, 0);
+}
+
 // Host-side validation: the most specific code for each bad input.
 class PrefillValidationTest : public ::testing::Test {
  protected:
