@@ -14,6 +14,8 @@
 #include "proto/grpc_status.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
 #include "store/common/status_macros.h"
+#include "store/metrics.h"
+#include "store/metrics_http.h"
 #include "transport/ucx_transport.h"
 
 namespace strata::store {
@@ -94,14 +96,25 @@ class StrataService final : public pb::Strata::Service {
 
   void StartDraining() { draining_ = true; }
 
-  grpc::Status GetNodeInfo(grpc::ServerContext*, const pb::NodeInfoRequest*,
-                           pb::NodeInfo* out) override {
+  // The metrics page (Prometheus text format).
+  std::string RenderMetrics() const { return metrics_.Render(engine_->Stats(), info_.node_id()); }
+
+  grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const pb::NodeInfoRequest* req, pb::NodeInfo* out) override {
+    return Timed(ServerMetrics::kGetNodeInfo, [&] { return GetNodeInfoImpl(ctx, req, out); });
+  }
+
+  grpc::Status GetNodeInfoImpl(grpc::ServerContext*, const pb::NodeInfoRequest*,
+                           pb::NodeInfo* out) {
     *out = info_;
     return grpc::Status::OK;
   }
 
-  grpc::Status RegisterNamespace(grpc::ServerContext* ctx, const pb::RegisterNamespaceRequest* req,
-                                 pb::RegisterNamespaceResponse* out) override {
+  grpc::Status RegisterNamespace(grpc::ServerContext* ctx, const pb::RegisterNamespaceRequest* req, pb::RegisterNamespaceResponse* out) override {
+    return Timed(ServerMetrics::kRegisterNamespace, [&] { return RegisterNamespaceImpl(ctx, req, out); });
+  }
+
+  grpc::Status RegisterNamespaceImpl(grpc::ServerContext* ctx, const pb::RegisterNamespaceRequest* req,
+                                 pb::RegisterNamespaceResponse* out) {
     auto spec = FromProto(req->spec());
     if (!spec.ok()) return ToGrpcStatus(spec.status());
     // Bound how many namespaces one caller can create (until tenants are
@@ -130,8 +143,12 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Lookup(grpc::ServerContext*, const pb::LookupRequest* req,
-                      pb::LookupResponse* out) override {
+  grpc::Status Lookup(grpc::ServerContext* ctx, const pb::LookupRequest* req, pb::LookupResponse* out) override {
+    return Timed(ServerMetrics::kLookup, [&] { return LookupImpl(ctx, req, out); });
+  }
+
+  grpc::Status LookupImpl(grpc::ServerContext*, const pb::LookupRequest* req,
+                      pb::LookupResponse* out) {
     auto keys = ParseKeys(req->keys());
     if (!keys.ok()) return ToGrpcStatus(keys.status());
     auto result = engine_->Lookup(req->namespace_id(), *keys);
@@ -142,8 +159,12 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Get(grpc::ServerContext*, const pb::GetRequest* req,
-                   pb::GetResponse* out) override {
+  grpc::Status Get(grpc::ServerContext* ctx, const pb::GetRequest* req, pb::GetResponse* out) override {
+    return Timed(ServerMetrics::kGet, [&] { return GetImpl(ctx, req, out); });
+  }
+
+  grpc::Status GetImpl(grpc::ServerContext*, const pb::GetRequest* req,
+                   pb::GetResponse* out) {
     if (absl::Status s = CheckClientId(req->client_id()); !s.ok()) return ToGrpcStatus(s);
     // Piggybacked releases first, even while draining: they free leases.
     for (uint64_t id : req->release_lease_ids()) ReleaseOwned(id, req->client_id());
@@ -155,6 +176,9 @@ class StrataService final : public pb::Strata::Service {
     RecordOwner(lease->id, req->client_id(), lease->expires);
     out->set_lease_id(lease->id);
     out->set_expires_unix_ms(absl::ToUnixMillis(lease->expires));
+    uint64_t bytes = 0;
+    for (const ReadChunk& c : lease->chunks) bytes += c.data.size();
+    metrics_.ObserveTransfer(/*get=*/true, bytes);
     for (const ReadChunk& c : lease->chunks) {
       pb::ChunkLocation* loc = out->add_chunks();
       loc->set_address(dram_base_ + c.pool_offset);
@@ -165,8 +189,12 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Release(grpc::ServerContext*, const pb::ReleaseRequest* req,
-                       pb::ReleaseResponse*) override {
+  grpc::Status Release(grpc::ServerContext* ctx, const pb::ReleaseRequest* req, pb::ReleaseResponse* out) override {
+    return Timed(ServerMetrics::kRelease, [&] { return ReleaseImpl(ctx, req, out); });
+  }
+
+  grpc::Status ReleaseImpl(grpc::ServerContext*, const pb::ReleaseRequest* req,
+                       pb::ReleaseResponse*) {
     if (absl::Status s = CheckOwner(req->lease_id(), req->client_id()); !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -176,8 +204,12 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status PutBegin(grpc::ServerContext*, const pb::PutBeginRequest* req,
-                        pb::PutBeginResponse* out) override {
+  grpc::Status PutBegin(grpc::ServerContext* ctx, const pb::PutBeginRequest* req, pb::PutBeginResponse* out) override {
+    return Timed(ServerMetrics::kPutBegin, [&] { return PutBeginImpl(ctx, req, out); });
+  }
+
+  grpc::Status PutBeginImpl(grpc::ServerContext*, const pb::PutBeginRequest* req,
+                        pb::PutBeginResponse* out) {
     if (draining_) return ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     if (absl::Status s = CheckClientId(req->client_id()); !s.ok()) return ToGrpcStatus(s);
     std::vector<PutItem> items;
@@ -202,6 +234,9 @@ class StrataService final : public pb::Strata::Service {
     RecordOwner(lease->id, req->client_id(), lease->expires);
     out->set_lease_id(lease->id);
     out->set_expires_unix_ms(absl::ToUnixMillis(lease->expires));
+    uint64_t bytes = 0;
+    for (const PutSlot& slot : lease->slots) bytes += slot.dest.size();
+    metrics_.ObserveTransfer(/*get=*/false, bytes);
     for (const PutSlot& slot : lease->slots) {
       pb::PutSlot* s = out->add_slots();
       s->set_already_present(slot.already_present);
@@ -213,8 +248,12 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status PutCommit(grpc::ServerContext*, const pb::PutCommitRequest* req,
-                         pb::PutCommitResponse*) override {
+  grpc::Status PutCommit(grpc::ServerContext* ctx, const pb::PutCommitRequest* req, pb::PutCommitResponse* out) override {
+    return Timed(ServerMetrics::kPutCommit, [&] { return PutCommitImpl(ctx, req, out); });
+  }
+
+  grpc::Status PutCommitImpl(grpc::ServerContext*, const pb::PutCommitRequest* req,
+                         pb::PutCommitResponse*) {
     if (absl::Status s = CheckOwner(req->lease_id(), req->client_id()); !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -224,8 +263,12 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status PutAbort(grpc::ServerContext*, const pb::PutAbortRequest* req,
-                        pb::PutAbortResponse*) override {
+  grpc::Status PutAbort(grpc::ServerContext* ctx, const pb::PutAbortRequest* req, pb::PutAbortResponse* out) override {
+    return Timed(ServerMetrics::kPutAbort, [&] { return PutAbortImpl(ctx, req, out); });
+  }
+
+  grpc::Status PutAbortImpl(grpc::ServerContext*, const pb::PutAbortRequest* req,
+                        pb::PutAbortResponse*) {
     if (absl::Status s = CheckOwner(req->lease_id(), req->client_id()); !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -234,8 +277,12 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status Hint(grpc::ServerContext*, const pb::HintRequest* req,
-                    pb::HintResponse* out) override {
+  grpc::Status Hint(grpc::ServerContext* ctx, const pb::HintRequest* req, pb::HintResponse* out) override {
+    return Timed(ServerMetrics::kHint, [&] { return HintImpl(ctx, req, out); });
+  }
+
+  grpc::Status HintImpl(grpc::ServerContext*, const pb::HintRequest* req,
+                    pb::HintResponse* out) {
     std::vector<JobHint> jobs;
     jobs.reserve(req->jobs_size());
     for (int i = 0; i < req->jobs_size(); ++i) {
@@ -255,54 +302,23 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status Stats(grpc::ServerContext*, const pb::StatsRequest*,
-                     pb::StatsResponse* out) override {
-    EngineStats s = engine_->Stats();
+  grpc::Status Stats(grpc::ServerContext* ctx, const pb::StatsRequest* req, pb::StatsResponse* out) override {
+    return Timed(ServerMetrics::kStats, [&] { return StatsImpl(ctx, req, out); });
+  }
+
+  grpc::Status StatsImpl(grpc::ServerContext*, const pb::StatsRequest*,
+                     pb::StatsResponse* out) {
     auto& v = *out->mutable_values();
-    v["dram_capacity_bytes"] = s.dram_capacity_bytes;
-    v["dram_used_bytes"] = s.dram_used_bytes;
-    v["nvme_capacity_bytes"] = s.nvme_capacity_bytes;
-    v["nvme_used_bytes"] = s.nvme_used_bytes;
-    v["index_entries"] = s.index_entries;
-    v["index_memory_bytes"] = s.index_memory_bytes;
-    v["chunks_in_dram"] = s.chunks_in_dram;
-    v["chunks_on_nvme"] = s.chunks_on_nvme;
-    v["active_read_leases"] = s.active_read_leases;
-    v["active_write_leases"] = s.active_write_leases;
-    v["namespaces"] = s.namespaces;
-    v["write_back_queue"] = s.write_back_queue;
-    v["puts_committed"] = s.puts_committed;
-    v["puts_already_present"] = s.puts_already_present;
-    v["reads_dram"] = s.reads_dram;
-    v["reads_nvme"] = s.reads_nvme;
-    v["lookups_hit"] = s.lookups_hit;
-    v["lookups_miss"] = s.lookups_miss;
-    v["dram_evictions"] = s.dram_evictions;
-    v["nvme_evictions"] = s.nvme_evictions;
-    v["write_backs"] = s.write_backs;
-    v["write_back_errors"] = s.write_back_errors;
-    v["checksum_failures"] = s.checksum_failures;
-    v["leases_expired"] = s.leases_expired;
-    v["chunks_restored"] = s.chunks_restored;
-    v["hint_schedulers"] = s.hint_schedulers;
-    v["hint_jobs"] = s.hint_jobs;
-    v["hinted_chunks"] = s.hinted_chunks;
-    v["hint_sets_received"] = s.hint_sets_received;
-    v["prefetches_issued"] = s.prefetches_issued;
-    v["prefetches_used"] = s.prefetches_used;
-    v["prefetches_wasted"] = s.prefetches_wasted;
-    v["dram_evictions_unhinted"] = s.dram_evictions_unhinted;
-    v["dram_evictions_hinted"] = s.dram_evictions_hinted;
-    v["chunks_unpersisted"] = s.chunks_unpersisted;
-    v["nvme_read_errors"] = s.nvme_read_errors;
-    v["write_back_failing"] = s.write_back_failing;
-    v["namespaces_removed"] = s.namespaces_removed;
-    v["hint_resolve_steps"] = s.hint_resolve_steps;
+    for (const auto& [name, value] : StatsValues(engine_->Stats())) v[name] = value;
     return grpc::Status::OK;
   }
 
-  grpc::Status Health(grpc::ServerContext*, const pb::HealthRequest*,
-                      pb::HealthResponse* out) override {
+  grpc::Status Health(grpc::ServerContext* ctx, const pb::HealthRequest* req, pb::HealthResponse* out) override {
+    return Timed(ServerMetrics::kHealth, [&] { return HealthImpl(ctx, req, out); });
+  }
+
+  grpc::Status HealthImpl(grpc::ServerContext*, const pb::HealthRequest*,
+                      pb::HealthResponse* out) {
     out->set_serving(!draining_);
     const absl::Status persistence = engine_->PersistenceStatus();
     out->set_persisting(persistence.ok());
@@ -313,8 +329,12 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status RemoveNamespace(grpc::ServerContext*, const pb::RemoveNamespaceRequest* req,
-                               pb::RemoveNamespaceResponse* out) override {
+  grpc::Status RemoveNamespace(grpc::ServerContext* ctx, const pb::RemoveNamespaceRequest* req, pb::RemoveNamespaceResponse* out) override {
+    return Timed(ServerMetrics::kRemoveNamespace, [&] { return RemoveNamespaceImpl(ctx, req, out); });
+  }
+
+  grpc::Status RemoveNamespaceImpl(grpc::ServerContext*, const pb::RemoveNamespaceRequest* req,
+                               pb::RemoveNamespaceResponse* out) {
     if (draining_) return ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     auto spec = FromProto(req->spec());
     if (!spec.ok()) return ToGrpcStatus(spec.status());
@@ -372,6 +392,16 @@ class StrataService final : public pb::Strata::Service {
     return absl::OkStatus();
   }
 
+  // Runs one RPC's body and records its latency and outcome.
+  template <typename Body>
+  grpc::Status Timed(ServerMetrics::Rpc rpc, Body body) {
+    const absl::Time start = absl::Now();
+    grpc::Status status = body();
+    metrics_.ObserveRpc(rpc, absl::ToDoubleSeconds(absl::Now() - start),
+                        static_cast<absl::StatusCode>(status.error_code()));
+    return status;
+  }
+
   // Whether the engine no longer holds the lease after a call that returned
   // `s`: a call of the wrong kind (FailedPrecondition) or with the wrong
   // number of checksums (InvalidArgument) leaves it open, still the caller's.
@@ -405,6 +435,7 @@ class StrataService final : public pb::Strata::Service {
   const pb::NodeInfo info_;
   const uint64_t dram_base_;
   std::atomic<bool> draining_{false};
+  ServerMetrics metrics_;
 
   absl::Mutex mu_;
   absl::flat_hash_map<uint64_t, Owner> owners_ ABSL_GUARDED_BY(mu_);
@@ -459,8 +490,16 @@ class StoreServerImpl final : public StoreServer {
     const std::string& addr = options.listen_address;
     address_ = absl::StrCat(addr.substr(0, addr.rfind(':')), ":", port_);
     transports_ = ucx_->transports_in_use();
+    if (!options.metrics_listen.empty()) {
+      StrataService* service = service_.get();
+      ASSIGN_OR_RETURN(metrics_http_,
+                       MetricsHttpServer::Start(options.metrics_listen,
+                                                [service] { return service->RenderMetrics(); }));
+    }
     return absl::OkStatus();
   }
+
+  int metrics_port() const override { return metrics_http_ != nullptr ? metrics_http_->port() : 0; }
 
   int port() const override { return port_; }
   std::string address() const override { return address_; }
@@ -481,6 +520,7 @@ class StoreServerImpl final : public StoreServer {
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
       server_->Wait();
     }
+    if (metrics_http_ != nullptr) metrics_http_->Stop();
     absl::Status status;
     if (engine_ != nullptr) status = engine_->FlushWriteBack();
     dram_.reset();
@@ -498,6 +538,7 @@ class StoreServerImpl final : public StoreServer {
   int port_ = 0;
   std::string address_;
   std::string transports_;
+  std::unique_ptr<MetricsHttpServer> metrics_http_;
   absl::Mutex shutdown_mu_;
   bool stopped_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };

@@ -34,6 +34,9 @@ struct ServerOptions {
   // started (registering an existing namespace is free); past it,
   // ResourceExhausted. 0: no limit.
   int max_namespaces_per_peer = 1024;
+  // host:port for GET /metrics (Prometheus text format); empty: none; port 0
+  // picks a free port (see StoreServer::metrics_port()).
+  std::string metrics_listen;
 };
 
 // Thread-safe. Destroying a running server shuts it down with no grace.
@@ -49,6 +52,8 @@ class StoreServer {
   // "host:port" that clients connect to.
   virtual std::string address() const = 0;
   virtual std::string ucx_transports() const = 0;
+  // The bound metrics port; 0 without --metrics_listen.
+  virtual int metrics_port() const = 0;
 
   // Graceful stop: refuses new gets and puts (Unavailable), waits up to
   // `grace` for outstanding leases to be released or committed, stops gRPC,

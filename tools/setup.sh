@@ -23,6 +23,8 @@ PACKAGES=(
   libxxhash-dev
   redis-server
   redis-tools
+  libcpp-httplib-dev
+  prometheus
 )
 
 SUDO=""

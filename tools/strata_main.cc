@@ -272,6 +272,7 @@ int Serve(const std::vector<std::string>& args) {
   int64_t prefetch_jobs = 8;
   int64_t max_namespaces_per_peer = 1024;
   std::string nvme_faults;
+  std::string metrics_listen;
   cli::Bytes prefetch_bytes{0};
   cli::FlagSet flags(
       "strata serve [flags]\n\n"
@@ -301,6 +302,9 @@ int Serve(const std::vector<std::string>& args) {
   flags.Add("lease_ttl", "default lease duration", &lease_ttl);
   flags.Add("shutdown_grace", "how long shutdown waits for outstanding leases", &grace);
   flags.Add("port_file", "write the bound port to this file once listening", &port_file);
+  flags.Add("metrics_listen",
+            "serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks one)",
+            &metrics_listen);
   flags.Add("max_namespaces_per_peer",
             "most namespaces one client host may register (0: no limit)",
             &max_namespaces_per_peer);
@@ -370,6 +374,7 @@ int Serve(const std::vector<std::string>& args) {
   server_options.ucx_transports = transports;
   server_options.max_namespaces_per_peer = static_cast<int>(max_namespaces_per_peer);
   server_options.data_listen = data_listen;
+  server_options.metrics_listen = metrics_listen;
   auto server = store::StoreServer::Start(*std::move(engine), server_options);
   if (!server.ok()) {
     std::fprintf(stderr, "strata serve: %s\n", server.status().ToString().c_str());
@@ -381,6 +386,11 @@ int Serve(const std::vector<std::string>& args) {
                       : absl::StrCat(cli::FormatBytes(nvme.value), " in ", data_dir).c_str(),
               static_cast<unsigned long long>(stats.chunks_restored),
               (*server)->ucx_transports().c_str());
+  if ((*server)->metrics_port() != 0) {
+    const std::string host = metrics_listen.substr(0, metrics_listen.rfind(':'));
+    std::printf("strata serve: metrics at http://%s:%d/metrics\n", host.c_str(),
+                (*server)->metrics_port());
+  }
   std::fflush(stdout);
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";

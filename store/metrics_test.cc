@@ -1,0 +1,44 @@
+#include "store/metrics.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace strata::store {
+namespace {
+
+TEST(MetricsTest, CountersGaugesAndHistograms) {
+  ServerMetrics m;
+  m.ObserveRpc(ServerMetrics::kGet, 0.0001, absl::StatusCode::kOk);
+  m.ObserveRpc(ServerMetrics::kGet, 0.002, absl::StatusCode::kNotFound);
+  m.ObserveTransfer(/*get=*/true, 1 << 20);
+  EngineStats stats;
+  stats.dram_capacity_bytes = 1000;
+  stats.dram_used_bytes = 250;
+  stats.puts_committed = 7;
+  const std::string page = m.Render(stats, "n1");
+  EXPECT_NE(page.find("# HELP strata_puts_committed_total Chunks committed.\n"
+                      "# TYPE strata_puts_committed_total counter\n"
+                      "strata_puts_committed_total{node=\"n1\"} 7\n"),
+            std::string::npos);
+  EXPECT_NE(page.find("strata_dram_used_bytes{node=\"n1\"} 250\n"), std::string::npos);
+  EXPECT_NE(page.find("strata_tier_fill_ratio{node=\"n1\",tier=\"dram\"} 0.250000\n"),
+            std::string::npos);
+  EXPECT_NE(page.find("strata_rpc_duration_seconds_count{node=\"n1\",rpc=\"Get\"} 2\n"),
+            std::string::npos);
+  // 100 us falls in the 0.0001 bucket (25, 50, 100 us ...): cumulative 1 there.
+  EXPECT_NE(page.find("strata_rpc_duration_seconds_bucket{node=\"n1\",rpc=\"Get\",le=\"0.0001\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(page.find("strata_rpc_duration_seconds_bucket{node=\"n1\",rpc=\"Get\",le=\"+Inf\"} 2\n"),
+            std::string::npos);
+  EXPECT_NE(page.find("strata_rpcs_total{node=\"n1\",rpc=\"Get\",code=\"NOT_FOUND\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(page.find("strata_request_bytes_count{node=\"n1\",op=\"get\"} 1\n"), std::string::npos);
+  // Every stats value is on the page.
+  for (const auto& [name, value] : StatsValues(stats)) {
+    EXPECT_NE(page.find(std::string("strata_") + name), std::string::npos) << name;
+  }
+}
+
+}  // namespace
+}  // namespace strata::store
