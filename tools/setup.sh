@@ -25,6 +25,10 @@ PACKAGES=(
   redis-tools
   libcpp-httplib-dev
   prometheus
+  python3-dev
+  python3-pybind11
+  python3-pytest
+  python3-numpy
 )
 
 SUDO=""
