@@ -19,7 +19,7 @@ bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 // Metadata (uploaded) first, then buffers the kernels fill.
 struct WorkspaceLayout {
   size_t pages, positions, items, merges, inv_freq, metadata;
-  size_t rope_table, partial_out, partial_lse, total;
+  size_t rope_table, rotated_keys, partial_out, partial_lse, total;
 };
 
 WorkspaceLayout LayoutFor(const PrefillPlan& plan) {
@@ -39,6 +39,8 @@ WorkspaceLayout LayoutFor(const PrefillPlan& plan) {
   w.rope_table = off;
   off = AlignUp(off + static_cast<size_t>(plan.rope_table_rows) * plan.layout.head_dim / 2 *
                           sizeof(float2));
+  w.rotated_keys = off;
+  off = AlignUp(off + static_cast<size_t>(plan.rotated_key_bytes));
   const size_t partial = static_cast<size_t>(plan.partial_rows) * plan.layout.num_kv_heads;
   w.partial_out = off;
   off = AlignUp(off + partial * plan.layout.head_dim * sizeof(float));
@@ -108,6 +110,8 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
   d.rope_table_rows = plan.rope_table_rows;
   d.rope_table = plan.rope_table_rows > 0 ? reinterpret_cast<float2*>(base + w.rope_table)
                                           : nullptr;
+  d.num_pages = static_cast<int>(plan.pages.size());
+  d.rotated_keys = plan.rotated_key_bytes > 0 ? base + w.rotated_keys : nullptr;
   return d;
 }
 
@@ -138,6 +142,8 @@ absl::Status RunPrefill(const DevicePrefillPlan& plan, const void* queries, void
   a.rope_table = plan.rope_table;
   a.rope_table_base = plan.rope_table_base;
   a.rope_table_rows = plan.rope_table_rows;
+  a.rotated_keys = plan.rotated_keys;
+  a.num_pages = plan.num_pages;
   a.merges = plan.merges;
   a.num_merges = plan.num_merges;
   a.partial_rows = plan.partial_rows;

@@ -33,6 +33,16 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
+  if (args.rotated_keys != nullptr) {
+    const int64_t n = static_cast<int64_t>(args.num_pages) * args.num_kv_heads *
+                      args.tokens_per_chunk * (D / 16);
+    const int blocks = static_cast<int>(std::min<int64_t>(
+        (n + device::kPrefillRotateThreads - 1) / device::kPrefillRotateThreads, 1 << 16));
+    device::PrefillRotateKeysKernel<T, D><<<blocks, device::kPrefillRotateThreads, 0, stream>>>(
+        args);
+    const cudaError_t err = cudaGetLastError();
+    if (err != cudaSuccess) return err;
+  }
   const dim3 grid(args.num_items, args.num_kv_heads);
   kernel<<<grid, device::PrefillConfig<D>::kThreads, kSmem, stream>>>(args);
   cudaError_t err = cudaGetLastError();
@@ -47,6 +57,7 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
   if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535 ||
       args.num_merges < 0 || (args.apply_rope && args.inv_freq == nullptr) ||
+      (args.rotated_keys != nullptr && (!args.apply_rope || args.num_pages <= 0)) ||
       (args.num_merges > 0 && (args.partial_out == nullptr || args.partial_lse == nullptr))) {
     return cudaErrorInvalidValue;
   }
@@ -65,6 +76,10 @@ template __global__ void device::PrefillKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__nv_bfloat16, 64>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__nv_bfloat16, 128>(const PrefillArgs);
+template __global__ void device::PrefillRotateKeysKernel<__half, 64>(const PrefillArgs);
+template __global__ void device::PrefillRotateKeysKernel<__half, 128>(const PrefillArgs);
+template __global__ void device::PrefillRotateKeysKernel<__nv_bfloat16, 64>(const PrefillArgs);
+template __global__ void device::PrefillRotateKeysKernel<__nv_bfloat16, 128>(const PrefillArgs);
 template __global__ void device::PrefillMergeKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillMergeKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillMergeKernel<__nv_bfloat16, 64>(const PrefillArgs);

@@ -11,7 +11,10 @@
 // RoPE (when enabled): each K tile is rotated in shared memory after it
 // lands, the Q tile once before its fragments are loaded, 16 bytes at a
 // time, with cos / sin from the launch's table (PrefillRopeTableKernel) or,
-// without one, from sincosf (same values).
+// without one, from sincosf (same values). With keys rotated ahead
+// (PrefillRotateKeysKernel, for launches whose keys are read by several
+// query tiles) K tiles come rotated from the workspace copy and only Q is
+// rotated here; V is never rotated.
 // Output: normalised rows in the dtype and their base-2 log-sum-exp or, for
 // a piece of a split tile, fp32 partial states that PrefillMergeKernel
 // combines.
@@ -67,53 +70,98 @@ __global__ void PrefillRopeTableKernel(float2* table, const float* inv_freq, int
   }
 }
 
+// Rotates 8 frequencies of one row at position `pos`: a holds elements
+// j * 8 .. j * 8 + 8 of the first half, b the same of the second half; cos /
+// sin from `table` (rows indexed by position - base) or, without a table,
+// from sincosf. Explicit fp32 roundings (no contraction choices left to the
+// compiler), so every caller produces the same bits.
+template <typename T, int D>
+__device__ __forceinline__ void RotateVectors(uint4& a, uint4& b, int pos, int j,
+                                              const float2* __restrict__ table, int base,
+                                              const float* __restrict__ inv_freq) {
+  using Ops = MmaOps<T>;
+  float cs[8], sn[8];
+  if (table != nullptr) {
+    const float4* t = reinterpret_cast<const float4*>(
+        table + static_cast<size_t>(pos - base) * (D / 2) + j * 8);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float4 v = __ldg(t + k);
+      cs[2 * k] = v.x;
+      sn[2 * k] = v.y;
+      cs[2 * k + 1] = v.z;
+      sn[2 * k + 1] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      sincosf(__fmul_rn(static_cast<float>(pos), __ldg(inv_freq + j * 8 + k)), &sn[k], &cs[k]);
+    }
+  }
+  T* x1 = reinterpret_cast<T*>(&a);
+  T* x2 = reinterpret_cast<T*>(&b);
+#pragma unroll
+  for (int k = 0; k < 8; ++k) {
+    const float f1 = Ops::ToFloat(x1[k]), f2 = Ops::ToFloat(x2[k]);
+    x1[k] = Ops::FromFloat(__fmaf_rn(f1, cs[k], -__fmul_rn(f2, sn[k])));
+    x2[k] = Ops::FromFloat(__fmaf_rn(f2, cs[k], __fmul_rn(f1, sn[k])));
+  }
+}
+
 // Rotates the rows r in [0, kRows) of a swizzled tile with position_of(r) >= 0
 // (a position; < 0: row left alone). A thread's unit is one row's 16-byte
 // vector j of the first half and vector j + D / 16 of the second half (8
-// frequencies): cos / sin from `table` (rows indexed by position - base) or,
-// without a table, from sincosf.
+// frequencies).
 template <typename T, int D, int kRows, typename PositionOf>
 __device__ __forceinline__ void RotateTile(T* tile, const float2* __restrict__ table, int base,
                                            const float* __restrict__ inv_freq,
                                            PositionOf position_of) {
-  using Ops = MmaOps<T>;
   constexpr int kPairs = D / 16;
   for (int u = threadIdx.x; u < kRows * kPairs; u += PrefillConfig<D>::kThreads) {
     const int r = u / kPairs;
     const int j = u % kPairs;
     const int pos = position_of(r);
     if (pos < 0) continue;
-    float cs[8], sn[8];
-    if (table != nullptr) {
-      const float4* t = reinterpret_cast<const float4*>(
-          table + static_cast<size_t>(pos - base) * (D / 2) + j * 8);
-#pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const float4 v = __ldg(t + k);
-        cs[2 * k] = v.x;
-        sn[2 * k] = v.y;
-        cs[2 * k + 1] = v.z;
-        sn[2 * k + 1] = v.w;
-      }
-    } else {
-#pragma unroll
-      for (int k = 0; k < 8; ++k) {
-        sincosf(__fmul_rn(static_cast<float>(pos), __ldg(inv_freq + j * 8 + k)), &sn[k], &cs[k]);
-      }
-    }
     uint4* p1 = reinterpret_cast<uint4*>(tile + PrefillSwz<D>(r, j));
     uint4* p2 = reinterpret_cast<uint4*>(tile + PrefillSwz<D>(r, j + kPairs));
     uint4 a = *p1, b = *p2;
-    T* x1 = reinterpret_cast<T*>(&a);
-    T* x2 = reinterpret_cast<T*>(&b);
-#pragma unroll
-    for (int k = 0; k < 8; ++k) {
-      const float f1 = Ops::ToFloat(x1[k]), f2 = Ops::ToFloat(x2[k]);
-      x1[k] = Ops::FromFloat(f1 * cs[k] - f2 * sn[k]);
-      x2[k] = Ops::FromFloat(f2 * cs[k] + f1 * sn[k]);
-    }
+    RotateVectors<T, D>(a, b, pos, j, table, base, inv_freq);
     *p1 = a;
     *p2 = b;
+  }
+}
+
+// Keys rotated ahead (PrefillArgs::rotated_keys): every token slot of every
+// page-table entry and KV head, rotated at positions[entry] + slot, written
+// to rotated_keys [num_pages][num_kv_heads][tokens_per_chunk][D]. Slots past
+// a sequence's kv length are rotated too (never read). One thread per row
+// and 8-frequency unit, grid-stride.
+inline constexpr int kPrefillRotateThreads = 256;
+
+template <typename T, int D>
+__global__ void __launch_bounds__(kPrefillRotateThreads)
+    PrefillRotateKeysKernel(const PrefillArgs args) {
+  constexpr int kPairs = D / 16;
+  const int tpc = args.tokens_per_chunk;
+  const int64_t rows = static_cast<int64_t>(args.num_pages) * args.num_kv_heads * tpc;
+  const T* const* pages = reinterpret_cast<const T* const*>(args.pages);
+  T* const out = static_cast<T*>(args.rotated_keys);
+  for (int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+       u < rows * kPairs; u += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(u % kPairs);
+    const int64_t row = u / kPairs;  // (entry, head, slot)
+    const int slot = static_cast<int>(row % tpc);
+    const int64_t eh = row / tpc;
+    const int e = static_cast<int>(eh / args.num_kv_heads);
+    const int h = static_cast<int>(eh % args.num_kv_heads);
+    const T* src = pages[e] + (static_cast<size_t>(h) * tpc + slot) * D;
+    T* dst = out + static_cast<size_t>(row) * D;
+    uint4 a = *reinterpret_cast<const uint4*>(src + j * 8);
+    uint4 b = *reinterpret_cast<const uint4*>(src + (j + kPairs) * 8);
+    RotateVectors<T, D>(a, b, args.positions[e] + slot, j, args.rope_table, args.rope_table_base,
+                        args.inv_freq);
+    *reinterpret_cast<uint4*>(dst + j * 8) = a;
+    *reinterpret_cast<uint4*>(dst + (j + kPairs) * 8) = b;
   }
 }
 
@@ -224,6 +272,14 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
   const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
   const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
+  // Keys rotated ahead: this sequence's entries for this head, entry stride.
+  const T* const rot_keys =
+      args.rotated_keys == nullptr
+          ? nullptr
+          : static_cast<const T*>(args.rotated_keys) +
+                (static_cast<size_t>(item.page_begin) * args.num_kv_heads + kvh) * tpc * D;
+  const size_t rot_stride = static_cast<size_t>(args.num_kv_heads) * tpc * D;
+  const bool rotate_k = args.apply_rope && rot_keys == nullptr;
   const int32_t* positions = args.positions + item.page_begin;
   const int last_row = item.row_begin + item.num_rows - 1;
   const int kv_end = min(item.kv_stop, item.history + last_row / group + 1);
@@ -264,7 +320,12 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
     for (int k = 0; k < kRowsPerThread; ++k) {
       const int r = r0 + k * kRowStep;
       const bool valid = t0 + r < kv_end;
-      CpAsync16(SmemAddr(sk + PrefillSwz<D>(r, col)), src[k], valid);
+      const T* ksrc = src[k];
+      if (rot_keys != nullptr) {
+        const int t = min(t0 + r, kv_end - 1);
+        ksrc = rot_keys + (t / tpc) * rot_stride + static_cast<size_t>(t % tpc) * D + col * 8;
+      }
+      CpAsync16(SmemAddr(sk + PrefillSwz<D>(r, col)), ksrc, valid);
       CpAsync16(SmemAddr(sv + PrefillSwz<D>(r, col)), src[k] + v_offset, valid);
     }
   };
@@ -314,7 +375,7 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
         Ldmatrix4(qf[k], SmemAddr(sq + PrefillSwz<D>(warp * 16 + (lane % 16), k * 2 + lane / 16)));
       }
     }
-    if (args.apply_rope) {
+    if (rotate_k) {
       RotateTile<T, D, kTile>(sk, table, args.rope_table_base, args.inv_freq, [&](int r) {
         const int t = t0 + r;
         if (t >= kv_end) return -1;

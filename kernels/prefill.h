@@ -40,6 +40,8 @@ struct DevicePrefillPlan {
   int rope_table_base = 0;
   int rope_table_rows = 0;
   float2* rope_table = nullptr;   // [rope_table_rows][head_dim / 2] (cos, sin)
+  int num_pages = 0;
+  void* rotated_keys = nullptr;   // [num_pages][kv_heads][tokens_per_chunk][head_dim]
 };
 
 // Device workspace bytes that UploadPrefillPlan needs for `plan`.
@@ -55,7 +57,7 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
                                                     cudaStream_t stream);
 
 // Runs the plan (the RoPE table pre-kernel when the plan has a table, the
-// attention kernel, the merge of split tiles when it has any; all on
+// key rotation pre-kernel when it rotates keys ahead, the attention kernel, the merge of split tiles when it has any; all on
 // `stream`): queries [total_tokens][q_heads][head_dim] (device, KV
 // dtype, unrotated) -> out (same shape and dtype) and lse
 // [total_tokens][q_heads] (float, base 2; may be null). Queries and out

@@ -3,8 +3,9 @@
 // each run; odd numbers of new tokens (1, 7, 17, 63, 65, 1000) over odd
 // histories, partial last chunks, mixed batches (decodes, re-based and
 // truncated positions, shared chunks, a sequence without new tokens), GQA
-// groups 1, 4 and 7, fp16 and bf16, head_dim 64 and 128; split KV (forced)
-// and the RoPE table against the sincosf fallback (bit for bit).
+// groups 1, 4 and 7, fp16 and bf16, head_dim 64 and 128; split KV (forced),
+// the RoPE table against the sincosf fallback and keys rotated ahead against
+// keys rotated in the kernel (bit for bit).
 //
 // Tolerances (vs the double reference; lse in base 2), as the decode kernels:
 //   fp16: ||out - ref|| / ||ref|| <= 2e-3, max |out - ref| <= 1e-2,
@@ -113,6 +114,12 @@ void RunAndCompareInto(PrefillCase& c, const std::string& what, const PrefillOpt
   ASSERT_TRUE(plan.ok()) << plan.status();
   if (expect_split) ASSERT_FALSE(plan->merges.empty()) << what << ": nothing split";
   if (options.apply_rope && options.max_rope_table_bytes == 0) ASSERT_EQ(plan->rope_table_rows, 0);
+  if (options.apply_rope && options.key_rotation == PrefillOptions::KeyRotation::kAhead) {
+    ASSERT_GT(plan->rotated_key_bytes, 0) << what << ": keys not rotated ahead";
+  }
+  if (options.key_rotation == PrefillOptions::KeyRotation::kInKernel) {
+    ASSERT_EQ(plan->rotated_key_bytes, 0) << what << ": keys rotated ahead";
+  }
   DeviceBuffer ws(PrefillWorkspaceBytes(*plan));
   const size_t q_bytes = c.queries().size() * 2;
   const size_t rows = c.queries().size() / layout.head_dim;
@@ -253,6 +260,38 @@ TEST_P(GpuPrefillTest, RopeTableAndSincosFallbackAgree) {
     const std::vector<uint16_t> a = RunAndCompare(c, what + " table", &table);
     const std::vector<uint16_t> b = RunAndCompare(c, what + " sincosf", &fallback);
     EXPECT_EQ(a, b) << what << ": table and sincosf differ";
+  }
+}
+
+// Keys rotated ahead (pre-kernel into the workspace) and keys rotated in
+// the attention kernel: both match the reference and agree bit for bit, with
+// the table and with sincosf, split and not, over decodes, partial chunks,
+// re-based positions and chunks shared at different positions.
+TEST_P(GpuPrefillTest, KeysRotatedAheadMatchInKernelRotation) {
+  const int tpc = GetParam().tpc;
+  const uint32_t seed = std::random_device{}();
+  PrefillCase c(Layout(), Options(true), seed);
+  c.AddSequence({.history = 333, .num_new = 65, .first_position = 11});
+  c.AddSequence({.history = 2 * tpc, .num_new = 1, .first_position = 70000});
+  c.AddSequence({.history = 3 * tpc + 9, .num_new = 40, .first_position = 500,
+                 .share_with = 0, .shared_chunks = 3});
+  c.AddSequence({.history = 0, .num_new = 17});
+  c.AddSequence({.history = 5, .num_new = 0});
+  c.Finish();
+  for (int split : {0, 1 << 20}) {
+    for (int64_t table_bytes : {int64_t{64} << 20, int64_t{0}}) {
+      PrefillOptions in_kernel = c.options();
+      in_kernel.split_target_blocks = split;
+      in_kernel.max_rope_table_bytes = table_bytes;
+      in_kernel.key_rotation = PrefillOptions::KeyRotation::kInKernel;
+      PrefillOptions ahead = in_kernel;
+      ahead.key_rotation = PrefillOptions::KeyRotation::kAhead;
+      const std::string what = absl::StrCat(Name(GetParam()), " split=", split != 0,
+                                            " table=", table_bytes != 0, " seed ", seed);
+      const std::vector<uint16_t> a = RunAndCompare(c, what + " in kernel", &in_kernel);
+      const std::vector<uint16_t> b = RunAndCompare(c, what + " ahead", &ahead);
+      EXPECT_EQ(a, b) << what << ": keys rotated ahead and in the kernel differ";
+    }
   }
 }
 

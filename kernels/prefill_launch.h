@@ -31,6 +31,10 @@ struct PrefillArgs {
   float2* rope_table;        // null: sincosf; else filled here, then read
   int32_t rope_table_base;   // position of table row 0
   int32_t rope_table_rows;
+  void* rotated_keys;        // null: keys rotated in the kernel; else
+                             // [num_pages][num_kv_heads][tokens_per_chunk]
+                             // [head_dim], filled here, then read
+  int32_t num_pages;
   const PrefillMerge* merges;  // split KV (PrefillItem::partial_row)
   int32_t num_merges;
   int32_t partial_rows;      // per KV head
@@ -39,7 +43,8 @@ struct PrefillArgs {
   int32_t dtype;             // 0 = fp16, 1 = bf16
 };
 
-// The RoPE table kernel when rope_table is set, then the attention kernel
+// The RoPE table kernel when rope_table is set, the key rotation kernel
+// when rotated_keys is set, then the attention kernel
 // (grid (num_items, num_kv_heads), 128 threads), then the merge kernel when
 // num_merges > 0 (grid (num_merges, num_kv_heads)), on `stream`.
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream);

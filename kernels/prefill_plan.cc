@@ -206,6 +206,28 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
       plan.rope_table_rows = static_cast<int32_t>(rows);
     }
   }
+  if (options.apply_rope &&
+      options.key_rotation != PrefillOptions::KeyRotation::kInKernel) {
+    // Key reads by query tiles (a split tile's pieces read disjoint keys).
+    int64_t reads = 0, keys = 0;
+    for (int b = 0; b < plan.batch; ++b) {
+      const int64_t rows =
+          int64_t{batch.query_offsets[b + 1] - batch.query_offsets[b]} * group;
+      const int64_t tiles = (rows + kPrefillRowsPerTile - 1) / kPrefillRowsPerTile;
+      if (tiles == 0) continue;
+      reads += tiles * batch.kv_lengths[b];
+      keys += batch.kv_lengths[b];
+    }
+    const int64_t bytes = static_cast<int64_t>(plan.pages.size()) *
+                          layout.num_kv_heads * tpc * layout.head_dim *
+                          static_cast<int64_t>(kKvElementBytes);
+    const bool worth =
+        options.key_rotation == PrefillOptions::KeyRotation::kAhead ||
+        reads >= 2 * keys;
+    if (keys > 0 && worth && bytes <= options.max_rotated_key_bytes) {
+      plan.rotated_key_bytes = bytes;
+    }
+  }
   // Unique bytes: each distinct chunk slice once, at its largest use.
   absl::flat_hash_set<const void*> seen;
   const int64_t token_bytes =

@@ -60,6 +60,18 @@ struct PrefillOptions {
   // least kPrefillMinSplitTokens each) whose partial states a second kernel
   // merges. 0: never split. The default is 2 blocks per SM of an H100/H200.
   int split_target_blocks = 264;
+  // Keys rotated ahead (RoPE on): a pre-kernel rotates the keys of every
+  // page-table entry once into the workspace ([entries][kv_heads]
+  // [tokens_per_chunk][head_dim], the dtype, same fp32 arithmetic as the
+  // in-kernel rotation, so the same bits), and the attention kernel reads
+  // them from there instead of rotating each K tile in every block that
+  // reads it. kAuto: ahead when the keys are read by at least two query
+  // tiles on average (long prefills; not decodes or short prefills, which
+  // read each key once) and the copy fits in max_rotated_key_bytes; kAhead:
+  // whenever it fits; kInKernel: never.
+  enum class KeyRotation { kAuto, kInKernel, kAhead };
+  KeyRotation key_rotation = KeyRotation::kAuto;
+  int64_t max_rotated_key_bytes = int64_t{1} << 30;
 
   float EffectiveScale(int head_dim) const;
 };
@@ -115,6 +127,9 @@ struct PrefillPlan {
   // rope_table_rows); 0 rows: no table (RoPE off, or the span too large).
   int32_t rope_table_base = 0;
   int32_t rope_table_rows = 0;
+  // Bytes of the rotated keys in the workspace (options.key_rotation); 0:
+  // keys rotated in the attention kernel (or RoPE off).
+  int64_t rotated_key_bytes = 0;
 
   // Statistics (computed): unique K+V bytes of distinct chunk slices, and
   // the attention FLOPs (2 matrix products, causal extents).

@@ -270,6 +270,30 @@ TEST(PrefillPlanTest, RopeTableSpansThePositionsUnlessTooLarge) {
   EXPECT_EQ(PlanOne(layout, options, 1000, 24, 70000).rope_table_rows, 0);
 }
 
+TEST(PrefillPlanTest, KeysRotatedAheadWhenReadByManyQueryTiles) {
+  const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
+  PrefillOptions options;
+  options.num_q_heads = 32;
+  const int64_t entry_bytes = int64_t{8} * 64 * 128 * 2;  // heads x slots x dim x 2
+  // 2048 new tokens x 4 heads = 128 query tiles read every key.
+  EXPECT_EQ(PlanOne(layout, options, 16384, 2048).rotated_key_bytes, 288 * entry_bytes);
+  // 16 new tokens: one tile per key; a decode: one tile.
+  EXPECT_EQ(PlanOne(layout, options, 4096, 16).rotated_key_bytes, 0);
+  EXPECT_EQ(PlanOne(layout, options, 4096, 1).rotated_key_bytes, 0);
+  // 17 new tokens: two tiles.
+  EXPECT_EQ(PlanOne(layout, options, 4096, 17).rotated_key_bytes, 65 * entry_bytes);
+  options.key_rotation = PrefillOptions::KeyRotation::kAhead;
+  EXPECT_EQ(PlanOne(layout, options, 4096, 1).rotated_key_bytes, 65 * entry_bytes);
+  options.max_rotated_key_bytes = 65 * entry_bytes - 1;
+  EXPECT_EQ(PlanOne(layout, options, 4096, 1).rotated_key_bytes, 0);
+  options.max_rotated_key_bytes = int64_t{1} << 30;
+  options.key_rotation = PrefillOptions::KeyRotation::kInKernel;
+  EXPECT_EQ(PlanOne(layout, options, 16384, 2048).rotated_key_bytes, 0);
+  options.key_rotation = PrefillOptions::KeyRotation::kAhead;
+  options.apply_rope = false;
+  EXPECT_EQ(PlanOne(layout, options, 16384, 2048).rotated_key_bytes, 0);
+}
+
 // Host-side validation: the most specific code for each bad input.
 class PrefillValidationTest : public ::testing::Test {
  protected:

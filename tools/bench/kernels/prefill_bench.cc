@@ -1,13 +1,16 @@
 // Benchmark of Strata's prefill-over-cached-chunks kernel (kernels/prefill.h).
 //
 //   prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]
-//                 [--no-rope] [--print-configs]
+//                 [--no-rope] [--key-rotation=auto|kernel|ahead]
+//                 [--print-configs]
 // SHAPE is gqa_bf16 (Llama-3-8B: 32 q / 8 kv heads, d128, bf16) or mha_fp16
 // (32 / 32 heads, d128, fp16); 64-token chunks. One sequence per config: a
 // cached history of HISTORY tokens followed by NEW new tokens (their K/V in
 // the chunks after the history, the last chunk partial), keys rotated at
 // their chunk positions (RoPE theta 500000) unless --no-rope. Default grid:
 // both shapes x history 1k/4k/16k/32k x new 1/128/512/2048.
+// --key-rotation: where keys are rotated (PrefillOptions::key_rotation;
+// default auto: ahead for the configs whose keys several query tiles read).
 //
 // Time: the launch captured in a CUDA graph, median of 5 repetitions of
 // `iters` back-to-back replays between two CUDA events, rotating over up to 4
@@ -91,7 +94,8 @@ struct Result {
   double us, tflops, floor_us, flops, bytes;
 };
 
-Result RunConfig(const Shape& sh, int history, int num_new, bool rope, int iters) {
+Result RunConfig(const Shape& sh, int history, int num_new, bool rope,
+                 PrefillOptions::KeyRotation key_rotation, int iters) {
   const KvLayout& L = sh.layout;
   const int tpc = L.tokens_per_chunk;
   const int len = history + num_new;
@@ -103,6 +107,7 @@ Result RunConfig(const Shape& sh, int history, int num_new, bool rope, int iters
   PrefillOptions options;
   options.num_q_heads = sh.q_heads;
   options.apply_rope = rope;
+  options.key_rotation = key_rotation;
   const size_t q_elems = static_cast<size_t>(num_new) * sh.q_heads * L.head_dim;
   void *q, *out;
   CHECK_CUDA(cudaMalloc(&q, q_elems * 2));
@@ -189,12 +194,16 @@ int Main(int argc, char** argv) {
   std::string csv_path;
   int iters = 20;
   bool rope = true;
+  PrefillOptions::KeyRotation key_rotation = PrefillOptions::KeyRotation::kAuto;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--configs=", 0) == 0) configs = a.substr(10);
     else if (a.rfind("--csv=", 0) == 0) csv_path = a.substr(6);
     else if (a.rfind("--iters=", 0) == 0) iters = std::max(1, std::atoi(a.c_str() + 8));
     else if (a == "--no-rope") rope = false;
+    else if (a == "--key-rotation=auto") key_rotation = PrefillOptions::KeyRotation::kAuto;
+    else if (a == "--key-rotation=kernel") key_rotation = PrefillOptions::KeyRotation::kInKernel;
+    else if (a == "--key-rotation=ahead") key_rotation = PrefillOptions::KeyRotation::kAhead;
     else if (a == "--print-configs") {
       std::printf("%s\n", configs.c_str());
       return 0;
@@ -226,7 +235,7 @@ int Main(int argc, char** argv) {
     const std::string shape = c.substr(0, p1);
     const int history = std::atoi(c.substr(p1 + 1, p2 - p1 - 1).c_str());
     const int num_new = std::atoi(c.substr(p2 + 1).c_str());
-    const Result r = RunConfig(ShapeByName(shape), history, num_new, rope, iters);
+    const Result r = RunConfig(ShapeByName(shape), history, num_new, rope, key_rotation, iters);
     std::printf("%-9s hist %6d new %5d  %10.1f us  %6.1f TFLOP/s  floor %9.1f us  x%.2f\n",
                 shape.c_str(), history, num_new, r.us, r.tflops, r.floor_us, r.us / r.floor_us);
     std::fflush(stdout);
