@@ -273,8 +273,10 @@ TEST_P(GpuPrefillTest, KeysRotatedAheadMatchInKernelRotation) {
   PrefillCase c(Layout(), Options(true), seed);
   c.AddSequence({.history = 333, .num_new = 65, .first_position = 11});
   c.AddSequence({.history = 2 * tpc, .num_new = 1, .first_position = 70000});
+  // Sequence 0's full history chunks, at most 3, are shared (with 256-token
+  // chunks it has one).
   c.AddSequence({.history = 3 * tpc + 9, .num_new = 40, .first_position = 500,
-                 .share_with = 0, .shared_chunks = 3});
+                 .share_with = 0, .shared_chunks = std::min(3, 333 / tpc)});
   c.AddSequence({.history = 0, .num_new = 17});
   c.AddSequence({.history = 5, .num_new = 0});
   c.Finish();

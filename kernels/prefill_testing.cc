@@ -1,5 +1,8 @@
 #include "kernels/prefill_testing.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 #include <cassert>
 
 #include "kernels/attention_reference.h"
@@ -31,7 +34,14 @@ void PrefillCase::AddSequence(const PrefillSeqSpec& spec) {
     s.chunk_positions.push_back(pos0);
     int32_t id;
     if (c < spec.shared_chunks) {
-      assert(spec.share_with >= 0 && spec.share_with < num_seqs());
+      // A case that shares more chunks than the other sequence has is a bug
+      // of the test itself: stop loudly (also in optimized builds).
+      if (spec.share_with < 0 || spec.share_with >= num_seqs() ||
+          static_cast<size_t>(c) >= seqs_[spec.share_with].chunk_ids.size()) {
+        std::fprintf(stderr, "PrefillCase: chunk %d shared with sequence %d, which has no such "
+                     "chunk\n", c, spec.share_with);
+        std::abort();
+      }
       id = seqs_[spec.share_with].chunk_ids[c];
     } else {
       id = num_slices_++;
