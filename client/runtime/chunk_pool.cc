@@ -127,7 +127,7 @@ absl::StatusOr<SlotId> ChunkPool::Allocate(const ChunkKey& key, std::optional<Ch
   return *slot;
 }
 
-absl::Status ChunkPool::MarkReady(SlotId slot) {
+absl::Status ChunkPool::MarkReady(SlotId slot, bool hold) {
   if (absl::Status st = CheckSlot(slot); !st.ok()) return st;
   absl::MutexLock lock(&mu_);
   Slot& s = slots_[slot];
@@ -138,6 +138,7 @@ absl::Status ChunkPool::MarkReady(SlotId slot) {
   entry_slots_[s.entry] = slot;
   auto p = parent_of_.find(s.entry);
   policy_->OnInsert(s.entry, p == parent_of_.end() ? eviction::kNoEntry : p->second);
+  if (hold) ++s.holds;
   return absl::OkStatus();
 }
 

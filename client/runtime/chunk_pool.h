@@ -100,9 +100,10 @@ class ChunkPool {
   // chunk). AlreadyExists when `key` is indexed; ResourceExhausted (naming the
   // counts) when every slot is loading, held or pinned.
   absl::StatusOr<SlotId> Allocate(const ChunkKey& key, std::optional<ChunkKey> parent);
-  // The slot's bytes were verified: it becomes ready and evictable.
-  // FailedPrecondition unless it is loading.
-  absl::Status MarkReady(SlotId slot);
+  // The slot's bytes were verified: it becomes ready and evictable. With
+  // `hold`, the caller also holds it (as Acquire, in the same step, so that
+  // it cannot be evicted in between). FailedPrecondition unless it is loading.
+  absl::Status MarkReady(SlotId slot, bool hold = false);
   // The load failed: the slot is freed and its key unindexed (never served).
   // FailedPrecondition unless it is loading.
   absl::Status FailLoad(SlotId slot);
