@@ -75,6 +75,37 @@ TEST_F(ChunkPoolTest, CarvesSlotsAndLayerSlices) {
   EXPECT_EQ(pool->HostBytes(1)->size(), kChunk);
 }
 
+// Memory the host must not touch (as device memory): a pointer is handed out
+// but never dereferenced.
+class FakeDeviceMemory final : public SlotMemory {
+ public:
+  std::byte* base() const override { return reinterpret_cast<std::byte*>(uintptr_t{1} << 40); }
+  size_t bytes() const override { return 4 * kChunk; }
+  bool host_accessible() const override { return false; }
+};
+
+TEST_F(ChunkPoolTest, DeviceMemoryHasSlicesButNoHostBytes) {
+  ChunkPool::Options o;
+  o.chunk_bytes = kChunk;
+  o.layer_bytes = kLayer;
+  auto pool = ChunkPool::Create(o, std::make_unique<FakeDeviceMemory>());
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  EXPECT_FALSE((*pool)->host_accessible());
+  EXPECT_EQ(*(*pool)->LayerSlice(2, 1), reinterpret_cast<std::byte*>(uintptr_t{1} << 40) + 2 * kChunk + kLayer);
+  EXPECT_EQ((*pool)->HostBytes(0).status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(ChunkPoolTest, MarkReadyCanHoldAtOnce) {
+  auto pool = MakePool(1);
+  auto s = pool->Allocate(Key(1), std::nullopt);
+  ASSERT_TRUE(s.ok());
+  ASSERT_TRUE(pool->MarkReady(*s, /*hold=*/true).ok());
+  EXPECT_EQ(*pool->HoldCount(*s), 1);
+  EXPECT_EQ(pool->Allocate(Key(2), std::nullopt).status().code(), StatusCode::kResourceExhausted);
+  ASSERT_TRUE(pool->Release(*s).ok());
+  EXPECT_TRUE(pool->Allocate(Key(2), std::nullopt).ok());
+}
+
 TEST_F(ChunkPoolTest, LoadingSlotIsNeverServedAndAFailedLoadFreesIt) {
   auto pool = MakePool(2);
   auto s = pool->Allocate(Key(1), std::nullopt);
