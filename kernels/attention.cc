@@ -5,15 +5,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_launch.h"
+#include "kernels/workspace_upload.h"
 
 namespace strata::kernels {
 namespace {
 
-constexpr size_t kAlign = 256;
-
-size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+using internal::Aligned16;
+using internal::AlignUp;
+using internal::Put;
 
 // Byte offsets of the plan's arrays inside the workspace.
 struct WorkspaceLayout {
@@ -44,11 +43,6 @@ WorkspaceLayout LayoutFor(const AttentionPlan& plan) {
   return w;
 }
 
-template <typename T>
-void Put(std::vector<char>& buf, size_t offset, const std::vector<T>& v) {
-  if (!v.empty()) std::memcpy(buf.data() + offset, v.data(), v.size() * sizeof(T));
-}
-
 absl::Status RunPlan(const absl::StatusOr<AttentionPlan>& plan, const void* queries,
                      void* out, float* lse, void* workspace, size_t workspace_bytes,
                      cudaStream_t stream) {
@@ -65,7 +59,7 @@ size_t PlanWorkspaceBytes(const AttentionPlan& plan) { return LayoutFor(plan).to
 absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace,
                                       size_t workspace_bytes, cudaStream_t stream) {
   const WorkspaceLayout w = LayoutFor(plan);
-  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % kAlign != 0) {
+  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % internal::kWorkspaceAlign != 0) {
     return absl::InvalidArgumentError("workspace must be non-null and 256-byte aligned");
   }
   if (workspace_bytes < w.total) {

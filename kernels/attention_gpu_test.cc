@@ -22,6 +22,7 @@
 #include "kernels/attention.h"
 #include "kernels/attention_plan.h"
 #include "kernels/attention_reference.h"
+#include "kernels/gpu_testing.h"
 #include "kernels/attention_testing.h"
 
 namespace strata::kernels {
@@ -30,68 +31,10 @@ namespace {
 using testing::TestBatch;
 using testing::TreeSpec;
 
-#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
 
 // Move-only owner of a device allocation.
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    if (cudaMalloc(&ptr_, bytes == 0 ? 1 : bytes) != cudaSuccess) ptr_ = nullptr;
-  }
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* get() const { return ptr_; }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_;
-};
-
-struct Tolerance {
-  double rel, abs, lse;
-};
-Tolerance TolFor(KvDtype dtype) {
-  return dtype == KvDtype::kFloat16 ? Tolerance{2e-3, 1e-2, 5e-3}
-                                    : Tolerance{1.5e-2, 6e-2, 3e-2};
-}
-
-// Compares a GPU result (dtype bits, float lse) with a reference.
-void ExpectClose(KvDtype dtype, const std::vector<uint16_t>& out,
-                 const std::vector<float>& lse, const ReferenceOutput& ref,
-                 const std::string& what) {
-  const Tolerance tol = TolFor(dtype);
-  ASSERT_EQ(out.size(), ref.out.size());
-  double err2 = 0, ref2 = 0, max_abs = 0, max_lse = 0;
-  size_t nan = 0;
-  for (size_t i = 0; i < out.size(); ++i) {
-    const double v = ToFloat(dtype, out[i]);
-    if (!std::isfinite(v)) {
-      ++nan;
-      continue;
-    }
-    err2 += (v - ref.out[i]) * (v - ref.out[i]);
-    ref2 += ref.out[i] * ref.out[i];
-    max_abs = std::max(max_abs, std::fabs(v - ref.out[i]));
-  }
-  for (size_t i = 0; i < lse.size(); ++i) {
-    if (!std::isfinite(lse[i])) {
-      ++nan;
-      continue;
-    }
-    max_lse = std::max(max_lse, std::fabs(lse[i] - ref.lse[i]));
-  }
-  EXPECT_EQ(nan, 0u) << what << ": unwritten or non-finite outputs";
-  const double rel = std::sqrt(err2 / std::max(ref2, 1e-30));
-  std::printf("error %-58s rel %.2e  max_abs %.2e  max_lse %.2e\n", what.c_str(), rel, max_abs,
-              max_lse);
-  EXPECT_LE(rel, tol.rel) << what;
-  EXPECT_LE(max_abs, tol.abs) << what;
-  EXPECT_LE(max_lse, tol.lse) << what;
-}
+using testing::DeviceBuffer;
+using testing::ExpectClose;
 
 // Uploads a TestBatch's pool, runs `plan_of(device batch)` on the GPU and
 // returns out / lse on the host.

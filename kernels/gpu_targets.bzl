@@ -38,6 +38,7 @@ def attention_gpu_targets():
             ":attention_cpu",
             ":attention_cuda",
             ":cuda_status",
+            ":workspace_upload",
             "@system//:absl",
         ],
     )
@@ -62,6 +63,7 @@ def attention_gpu_targets():
             ":attention_cpu",
             ":cuda_status",
             ":prefill_cuda",
+            ":workspace_upload",
             "@system//:absl",
         ],
     )
@@ -73,9 +75,21 @@ def attention_gpu_targets():
         linkstatic = 1,
         deps = [
             ":attention_cpu",
+            ":gpu_testing",
             ":prefill",
             ":prefill_testing",
             "@system//:gtest_main",
+        ],
+    )
+    native.cc_library(
+        name = "gpu_testing",
+        testonly = 1,
+        srcs = ["gpu_testing.cc"],
+        hdrs = ["gpu_testing.h"],
+        deps = [
+            ":attention_cpu",
+            "@local_cuda//:cudart_static",
+            "@system//:gtest",
         ],
     )
     native.cc_test(
@@ -88,6 +102,7 @@ def attention_gpu_targets():
             ":attention",
             ":attention_cpu",
             ":attention_testing",
+            ":gpu_testing",
             "@system//:gtest_main",
         ],
     )

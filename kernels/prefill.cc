@@ -6,15 +6,14 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cuda_status.h"
 #include "kernels/prefill_launch.h"
+#include "kernels/workspace_upload.h"
 
 namespace strata::kernels {
 namespace {
 
-constexpr size_t kAlign = 256;
-
-size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+using internal::Aligned16;
+using internal::AlignUp;
+using internal::Put;
 
 // Metadata (uploaded) first, then buffers the kernels fill.
 struct WorkspaceLayout {
@@ -46,7 +45,7 @@ WorkspaceLayout LayoutFor(const PrefillPlan& plan) {
   off = AlignUp(off + partial * plan.layout.head_dim * sizeof(float));
   w.partial_lse = off;
   off = AlignUp(off + partial * sizeof(float));
-  w.total = std::max<size_t>(off, kAlign);
+  w.total = std::max<size_t>(off, internal::kWorkspaceAlign);
   return w;
 }
 
@@ -59,7 +58,7 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
                                                     size_t workspace_bytes,
                                                     cudaStream_t stream) {
   const WorkspaceLayout w = LayoutFor(plan);
-  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % kAlign != 0) {
+  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % internal::kWorkspaceAlign != 0) {
     return absl::InvalidArgumentError("workspace must be non-null and 256-byte aligned");
   }
   if (workspace_bytes < w.total) {
@@ -70,19 +69,10 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
     if (!Aligned16(p)) return absl::InvalidArgumentError("chunk slice not 16-byte aligned");
   }
   std::vector<char> host(w.metadata, 0);
-  if (!plan.pages.empty()) {
-    std::memcpy(host.data() + w.pages, plan.pages.data(), plan.pages.size() * sizeof(void*));
-    std::memcpy(host.data() + w.positions, plan.positions.data(),
-                plan.positions.size() * sizeof(int32_t));
-  }
-  if (!plan.items.empty()) {
-    std::memcpy(host.data() + w.items, plan.items.data(),
-                plan.items.size() * sizeof(PrefillItem));
-  }
-  if (!plan.merges.empty()) {
-    std::memcpy(host.data() + w.merges, plan.merges.data(),
-                plan.merges.size() * sizeof(PrefillMerge));
-  }
+  Put(host, w.pages, plan.pages);
+  Put(host, w.positions, plan.positions);
+  Put(host, w.items, plan.items);
+  Put(host, w.merges, plan.merges);
   for (int i = 0; i < plan.layout.head_dim / 2; ++i) {
     const float f = PrefillRopeInvFreq(plan.options.rope_theta, i, plan.layout.head_dim);
     std::memcpy(host.data() + w.inv_freq + i * sizeof(float), &f, sizeof(float));

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "kernels/attention_reference.h"
+#include "kernels/gpu_testing.h"
 #include "kernels/prefill.h"
 #include "kernels/prefill_testing.h"
 
@@ -34,68 +35,9 @@ namespace {
 using testing::PrefillCase;
 using testing::PrefillSeqSpec;
 
-#define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
 
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    if (cudaMalloc(&ptr_, bytes == 0 ? 1 : bytes) != cudaSuccess) ptr_ = nullptr;
-  }
-  ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFree(ptr_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* get() const { return ptr_; }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* ptr_ = nullptr;
-  size_t bytes_;
-};
-
-struct Tolerance {
-  double rel, abs, lse;
-};
-Tolerance TolFor(KvDtype dtype) {
-  return dtype == KvDtype::kFloat16 ? Tolerance{2e-3, 1e-2, 5e-3}
-                                    : Tolerance{1.5e-2, 6e-2, 3e-2};
-}
-
-// Compares rows that have a reference (finite lse) and checks that the GPU
-// wrote every one of them.
-void ExpectClose(KvDtype dtype, int head_dim, const std::vector<uint16_t>& out,
-                 const std::vector<float>& lse, const ReferenceOutput& ref,
-                 const std::string& what) {
-  const Tolerance tol = TolFor(dtype);
-  ASSERT_EQ(out.size(), ref.out.size());
-  double err2 = 0, ref2 = 0, max_abs = 0, max_lse = 0;
-  size_t nan = 0;
-  for (size_t i = 0; i < out.size(); ++i) {
-    const double v = ToFloat(dtype, out[i]);
-    if (!std::isfinite(v)) {
-      ++nan;
-      continue;
-    }
-    err2 += (v - ref.out[i]) * (v - ref.out[i]);
-    ref2 += ref.out[i] * ref.out[i];
-    max_abs = std::max(max_abs, std::fabs(v - ref.out[i]));
-  }
-  for (size_t i = 0; i < lse.size(); ++i) {
-    if (!std::isfinite(lse[i])) {
-      ++nan;
-      continue;
-    }
-    max_lse = std::max(max_lse, std::fabs(lse[i] - ref.lse[i]));
-  }
-  EXPECT_EQ(nan, 0u) << what << ": unwritten or non-finite outputs";
-  const double rel = std::sqrt(err2 / std::max(ref2, 1e-30));
-  std::printf("error %-64s rel %.2e  max_abs %.2e  max_lse %.2e\n", what.c_str(), rel, max_abs,
-              max_lse);
-  EXPECT_LE(rel, tol.rel) << what;
-  EXPECT_LE(max_abs, tol.abs) << what;
-  EXPECT_LE(max_lse, tol.lse) << what;
-}
+using testing::DeviceBuffer;
+using testing::ExpectClose;
 
 void RunAndCompareInto(PrefillCase& c, const std::string& what, const PrefillOptions& options,
                        bool expect_split, std::vector<uint16_t>* out_values) {
@@ -138,7 +80,7 @@ void RunAndCompareInto(PrefillCase& c, const std::string& what, const PrefillOpt
   std::vector<float> got_lse(rows);
   CUDA_OK(cudaMemcpy(got.data(), out.get(), q_bytes, cudaMemcpyDeviceToHost));
   CUDA_OK(cudaMemcpy(got_lse.data(), lse.get(), lse.bytes(), cudaMemcpyDeviceToHost));
-  ExpectClose(layout.dtype, layout.head_dim, got, got_lse, ref, what);
+  ExpectClose(layout.dtype, got, got_lse, ref, what);
 }
 
 // Uploads the case's pool, runs the kernel, compares with the reference;
@@ -326,7 +268,7 @@ TEST(GpuPrefillApiTest, WrapperAndErrorCodes) {
   ReferenceOutput ref;
   ASSERT_TRUE(ReferencePrefill(layout, options, c.queries(), host, &ref).ok());
   ref.lse.clear();
-  ExpectClose(layout.dtype, layout.head_dim, got, {}, ref, "PrefillAttention wrapper");
+  ExpectClose(layout.dtype, got, {}, ref, "PrefillAttention wrapper");
 
   auto call = [&](const PrefillBatch& b, const void* qp, size_t ws_bytes) {
     return PrefillAttention(layout, options, b, qp, out.get(), nullptr, ws.get(), ws_bytes,
