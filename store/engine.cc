@@ -345,10 +345,7 @@ absl::StatusOr<uint64_t> EngineImpl::RemoveNamespace(uint32_t ns) {
     if (index_.Find(on_nvme[i]) == kNoEntry) {
       if (absl::Status s = nvme_->Delete(on_nvme[i]); !s.ok() && status.ok()) status = s;
     }
-    if ((i + 1) % kDeletesPerLock == 0) {
-      mu_.Unlock();
-      mu_.Lock();
-    }
+    if ((i + 1) % kDeletesPerLock == 0) YieldLock();
   }
   if (nvme_ != nullptr && status.ok()) status = nvme_->DeleteNamespace(ns);
   if (!status.ok()) {
