@@ -52,6 +52,22 @@ absl::Status RunPlan(const absl::StatusOr<AttentionPlan>& plan, const void* quer
   return RunAttention(*dev, queries, out, lse, stream);
 }
 
+// Plan options for the current device: its multiprocessor count (the
+// default of 132 where it cannot be read; a launch on the device then fails
+// with the real error).
+PlanOptions DevicePlanOptions() {
+  PlanOptions po;
+  int device = 0, sms = 0;
+  if (cudaGetDevice(&device) == cudaSuccess &&
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
+      sms > 0) {
+    po.num_sms = sms;
+  } else {
+    (void)cudaGetLastError();
+  }
+  return po;
+}
+
 }  // namespace
 
 size_t PlanWorkspaceBytes(const AttentionPlan& plan) { return LayoutFor(plan).total; }
@@ -141,7 +157,7 @@ absl::Status PagedDecode(const KvLayout& layout, const AttentionOptions& options
                          const PagedBatch& batch, const void* queries, void* out,
                          float* lse, void* workspace, size_t workspace_bytes,
                          cudaStream_t stream) {
-  return RunPlan(BuildPagedPlan(layout, options, batch, PlanOptions{}), queries, out,
+  return RunPlan(BuildPagedPlan(layout, options, batch, DevicePlanOptions()), queries, out,
                  lse, workspace, workspace_bytes, stream);
 }
 
@@ -150,7 +166,7 @@ absl::Status PrefixAwareDecode(const KvLayout& layout,
                                const PagedBatch& batch, const void* queries,
                                void* out, float* lse, void* workspace,
                                size_t workspace_bytes, cudaStream_t stream) {
-  return RunPlan(BuildPrefixTreePlan(layout, options, batch, PlanOptions{}), queries,
+  return RunPlan(BuildPrefixTreePlan(layout, options, batch, DevicePlanOptions()), queries,
                  out, lse, workspace, workspace_bytes, stream);
 }
 
@@ -161,7 +177,7 @@ absl::Status RelayDecode(const KvLayout& layout, const AttentionOptions& options
                          void* workspace, size_t workspace_bytes,
                          cudaStream_t stream) {
   return RunPlan(BuildRelayPlan(layout, options, prefix_chunks, prefix_length, context,
-                                PlanOptions{}),
+                                DevicePlanOptions()),
                  queries, out, lse, workspace, workspace_bytes, stream);
 }
 

@@ -21,6 +21,36 @@ struct Run {
 
 int CeilDiv(int64_t a, int64_t b) { return static_cast<int>((a + b - 1) / b); }
 
+// Pieces for a run of num_chunks chunks whose every piece is
+// blocks_per_piece blocks (row tiles x KV heads) of 64-row tiles. Such
+// blocks do four times the MMA work per KV byte of a lone sequence's block
+// (GQA groups fill their rows), so their time is set by the multiprocessor
+// that runs the most of their tiles; the block scheduler hands the first
+// blocks of a launch (these are the longest, hence first) one per SM, then a
+// second one per SM, and so on. The busiest SM runs
+//   ceil(pieces x blocks_per_piece / num_sms) x ceil(num_chunks / pieces)
+// chunks of this run. Returns the fewest pieces in [min_pieces, max_pieces]
+// (fewer partial states to write and merge) whose load is within 1/16 of the
+// smallest load there; `current` is kept unless its load is above that.
+int RowTiledRunPieces(int num_chunks, int current, int blocks_per_piece,
+                      int num_sms, int min_pieces, int max_pieces) {
+  auto load = [&](int p) {
+    return int64_t{CeilDiv(int64_t{p} * blocks_per_piece, num_sms)} *
+           CeilDiv(num_chunks, p);
+  };
+  min_pieces = std::max(1, min_pieces);
+  int64_t min_load = load(current);
+  for (int p = min_pieces; p <= max_pieces; ++p) {
+    min_load = std::min(min_load, load(p));
+  }
+  const int64_t good_enough = min_load + min_load / 16;
+  if (load(current) <= good_enough) return current;
+  for (int p = min_pieces; p <= max_pieces; ++p) {
+    if (load(p) <= good_enough) return p;
+  }
+  return current;
+}
+
 // Splits runs into items, assigns partial slots and merge lists.
 absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
                                      const AttentionOptions& options, int batch,
@@ -40,8 +70,8 @@ absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
     units += int64_t{r.num_chunks} *
              CeilDiv(int64_t{r.seqs.size()} * group, kMaxRowsPerItem);
   }
-  const int target_items =
-      std::max(1, plan_options.target_blocks / layout.num_kv_heads);
+  const int target_items = std::max(
+      1, plan_options.EffectiveTargetBlocks() / layout.num_kv_heads);
   int max_chunks = std::max(1, CeilDiv(units, target_items));
   if (plan_options.max_chunks_per_item > 0) {
     max_chunks = std::min(max_chunks, plan_options.max_chunks_per_item);
@@ -64,13 +94,26 @@ absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
     // again by the merge) and reads tokens x head_dim x 2 KV elements: keep
     // pieces long next to their rows so that partial states stay a small
     // fraction of the bytes moved (unless the caller bounds the length).
-    int run_chunks = std::max(
-        max_chunks,
-        CeilDiv(int64_t{plan_options.min_piece_tokens_per_row} * rows, tpc));
+    const int min_piece_chunks = std::max(
+        1, CeilDiv(int64_t{plan_options.min_piece_tokens_per_row} * rows, tpc));
+    int run_chunks = std::max(max_chunks, min_piece_chunks);
     if (plan_options.max_chunks_per_item > 0) {
       run_chunks = std::min(run_chunks, plan_options.max_chunks_per_item);
     }
-    const int pieces = CeilDiv(r.num_chunks, run_chunks);
+    int pieces = CeilDiv(r.num_chunks, run_chunks);
+    const int row_tiles = CeilDiv(rows, kMaxRowsPerItem);
+    if (plan_options.spread_row_tiled_runs && row_tiles > 1) {
+      const int min_pieces =
+          plan_options.max_chunks_per_item > 0
+              ? CeilDiv(r.num_chunks, plan_options.max_chunks_per_item)
+              : 1;
+      const int max_pieces =
+          std::max(min_pieces, r.num_chunks / min_piece_chunks);
+      pieces = RowTiledRunPieces(r.num_chunks, pieces,
+                                 row_tiles * layout.num_kv_heads,
+                                 std::max(1, plan_options.num_sms), min_pieces,
+                                 max_pieces);
+    }
     for (int p = 0; p < pieces; ++p) {
       const int c0 = static_cast<int>(int64_t{r.num_chunks} * p / pieces);
       const int c1 = static_cast<int>(int64_t{r.num_chunks} * (p + 1) / pieces);

@@ -27,6 +27,7 @@
 #ifndef STRATA_KERNELS_ATTENTION_PLAN_H_
 #define STRATA_KERNELS_ATTENTION_PLAN_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -38,14 +39,26 @@
 namespace strata::kernels {
 
 struct PlanOptions {
-  // Blocks (items x KV heads) to aim for: two per multiprocessor of an H100
-  // (132 SMs; two blocks fit an SM). Measured best among 132..2112 there.
-  int target_blocks = 132 * 2;
+  // Multiprocessors of the GPU that runs the plan. The host API
+  // (attention.h) reads it from the current device; planners stay pure.
+  int num_sms = 132;
+  // Blocks (items x KV heads) to aim for; 0: 2 x num_sms (two blocks fit an
+  // SM). Measured best among 132..2112 on the H100 (132 SMs).
+  int target_blocks = 0;
   // Upper bound on the chunks of one item (0: no bound beyond balancing).
   int max_chunks_per_item = 0;
   // A run shared by R query rows (per KV head) is not cut into pieces of
   // fewer than min_piece_tokens_per_row x R tokens (0: no lower bound).
   int min_piece_tokens_per_row = 2;
+  // Runs with more than one row tile per KV head (> kMaxRowsPerItem rows,
+  // e.g. a GQA prefix shared by a batch of 32: 128 rows) are cut so that
+  // their blocks spread evenly over the multiprocessors (see
+  // HeavyRunPieces in attention_plan.cc).
+  bool spread_row_tiled_runs = true;
+
+  int EffectiveTargetBlocks() const {
+    return target_blocks > 0 ? target_blocks : 2 * std::max(1, num_sms);
+  }
 };
 
 struct AttentionPlan {

@@ -1,5 +1,7 @@
 #include "kernels/attention_plan.h"
 
+#include <map>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -64,6 +66,7 @@ TEST(PlanTest, SplitsLongRunsAndTilesRows) {
   PlanOptions po;
   po.max_chunks_per_item = 16;
   po.target_blocks = 8;
+  po.spread_row_tiled_runs = false;  // the chunk-count split alone
   auto plan = BuildPrefixTreePlan(Layout(), Options(), b.view(), po);
   ASSERT_TRUE(plan.ok()) << plan.status();
   int shared_items = 0;
@@ -103,6 +106,136 @@ TEST(PlanTest, SharedPiecesAreLongComparedWithTheirRows) {
     }
   }
   EXPECT_EQ(shared_items, 8 * 2);  // 8 pieces x 2 row tiles
+}
+
+// attention_bench's page tables: prefix chunks shared by every sequence,
+// then `priv` private tokens each.
+Batch SharedPrefix(int prefix, int batch, int priv) {
+  Batch b;
+  for (int s = 0; s < batch; ++s) {
+    std::vector<int> ids;
+    for (int i = 0; i < prefix / 64; ++i) ids.push_back(i);
+    for (int i = 0; i < priv / 64; ++i) ids.push_back(100000 + s * 1000 + i);
+    b.Add(ids, prefix + priv);
+  }
+  return b;
+}
+
+KvLayout GqaLayout() { return KvLayout{KvDtype::kBFloat16, 8, 128, 64}; }
+
+// Every (sequence, token) pair is covered by exactly one item's row tile for
+// every query head of the group, and merged from exactly the slots written.
+void ExpectCoversEveryTokenOnce(const AttentionPlan& plan, const Batch& b) {
+  const int group = plan.group();
+  // (sequence, query head in group, absolute position) -> times covered.
+  std::map<std::tuple<int, int, int>, int> covered;
+  std::map<int, int> slot_writes;
+  for (const WorkItem& it : plan.items) {
+    for (int r = it.row_begin; r < it.row_begin + it.num_rows; ++r) {
+      const int seq = plan.seq_ids[it.seq_begin + r / group];
+      for (int t = 0; t < it.num_tokens; ++t) {
+        ++covered[{seq, r % group, it.position + t}];
+      }
+      ++slot_writes[it.slot_base + (r / group) * plan.options.num_q_heads + r % group];
+    }
+  }
+  int64_t expected = 0;
+  for (size_t s = 0; s < b.lengths.size(); ++s) expected += int64_t{b.lengths[s]} * group;
+  EXPECT_EQ(static_cast<int64_t>(covered.size()), expected);
+  for (const auto& [key, n] : covered) ASSERT_EQ(n, 1);
+  for (const auto& [slot, n] : slot_writes) ASSERT_EQ(n, 1);
+  for (size_t s = 0; s < b.lengths.size(); ++s) {
+    for (int k = plan.merge_offsets[s]; k < plan.merge_offsets[s + 1]; ++k) {
+      for (int h = 0; h < group; ++h) EXPECT_EQ(slot_writes.count(plan.merge_slots[k] + h), 1u);
+    }
+  }
+}
+
+int RowTiledBlocks(const AttentionPlan& plan) {
+  int n = 0;
+  for (const WorkItem& it : plan.items) {
+    if (it.num_seqs * plan.group() > kMaxRowsPerItem) n += plan.layout.num_kv_heads;
+  }
+  return n;
+}
+
+TEST(PlanTest, TargetBlocksFollowTheSmCount) {
+  PlanOptions po;
+  EXPECT_EQ(po.EffectiveTargetBlocks(), 264);
+  po.num_sms = 78;
+  EXPECT_EQ(po.EffectiveTargetBlocks(), 156);
+  po.target_blocks = 40;
+  EXPECT_EQ(po.EffectiveTargetBlocks(), 40);
+  // Fewer SMs: fewer, longer private items.
+  Batch b;
+  for (int s = 0; s < 4; ++s) b.Add({s * 100, s * 100 + 1, s * 100 + 2, s * 100 + 3}, 4 * 64);
+  PlanOptions small, large;
+  small.num_sms = 4;    // 8 blocks: one item per KV head
+  large.num_sms = 132;
+  auto p_small = BuildPagedPlan(Layout(), Options(), b.view(), small);
+  auto p_large = BuildPagedPlan(Layout(), Options(), b.view(), large);
+  ASSERT_TRUE(p_small.ok() && p_large.ok());
+  EXPECT_EQ(p_small->items.size(), 4u);
+  EXPECT_EQ(p_large->items.size(), 16u);
+}
+
+// GQA (32 query / 8 KV heads) prefixes shared by 32..128 sequences have 2..8
+// row tiles per KV head; their blocks are cut so that each of the 132 SMs
+// gets one (128 blocks), where the chunk-count balance alone left some SMs
+// with two.
+TEST(PlanTest, RowTiledGqaRunsSpreadOverTheSms) {
+  struct Case {
+    int prefix, batch, priv;
+    int blocks_before, blocks_after;
+  };
+  for (const Case& c : {Case{4096, 32, 128, 176, 128}, Case{4096, 64, 128, 192, 128},
+                        Case{8192, 64, 128, 224, 128}, Case{16384, 32, 128, 240, 128},
+                        Case{16384, 128, 512, 192, 128}, Case{4096, 128, 256, 128, 128},
+                        Case{1024, 32, 512, 32, 64}}) {
+    SCOPED_TRACE(testing::Message() << c.prefix << ":" << c.batch << ":" << c.priv);
+    const Batch b = SharedPrefix(c.prefix, c.batch, c.priv);
+    PlanOptions after;
+    after.num_sms = 132;
+    PlanOptions before = after;
+    before.spread_row_tiled_runs = false;
+    auto p_before = BuildPrefixTreePlan(GqaLayout(), Options(), b.view(), before);
+    auto p_after = BuildPrefixTreePlan(GqaLayout(), Options(), b.view(), after);
+    ASSERT_TRUE(p_before.ok() && p_after.ok());
+    EXPECT_EQ(RowTiledBlocks(*p_before), c.blocks_before);
+    EXPECT_EQ(RowTiledBlocks(*p_after), c.blocks_after);
+    // Pieces stay at least min_piece_tokens_per_row x rows long.
+    for (const WorkItem& it : p_after->items) {
+      if (it.num_seqs > 1) EXPECT_GE(it.num_tokens, 2 * c.batch * 4);
+    }
+    ExpectCoversEveryTokenOnce(*p_after, b);
+    // Longest first.
+    for (size_t i = 1; i < p_after->items.size(); ++i) {
+      EXPECT_GE(p_after->items[i - 1].num_tokens, p_after->items[i].num_tokens);
+    }
+  }
+}
+
+// The choice keeps the current cut when cutting finer would gain little:
+// MHA 16384:128:512 (64 row-tiled blocks a piece) stays at 2 pieces rather
+// than 37 pieces for 2 % less load and twelve times the partial states.
+TEST(PlanTest, RowTiledRunsAreNotCutFinerForLittleGain) {
+  const Batch b = SharedPrefix(16384, 128, 512);
+  KvLayout mha = Layout();
+  mha.num_kv_heads = 32;
+  PlanOptions po;
+  auto plan = BuildPrefixTreePlan(mha, Options(), b.view(), po);
+  ASSERT_TRUE(plan.ok());
+  EXPECT_EQ(RowTiledBlocks(*plan), 2 * 2 * 32);
+}
+
+TEST(PlanTest, RowTiledRunsRespectMaxChunksPerItem) {
+  const Batch b = SharedPrefix(4096, 32, 128);
+  PlanOptions po;
+  po.max_chunks_per_item = 2;
+  auto plan = BuildPrefixTreePlan(GqaLayout(), Options(), b.view(), po);
+  ASSERT_TRUE(plan.ok());
+  for (const WorkItem& it : plan->items) EXPECT_LE(it.num_tokens, 2 * 64);
+  ExpectCoversEveryTokenOnce(*plan, b);
 }
 
 TEST(PlanTest, RejectsBadShapes) {

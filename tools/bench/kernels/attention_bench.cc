@@ -2,7 +2,8 @@
 //
 //   attention_bench [--configs=SHAPE:PREFIX:BATCH:PRIVATE,...] [--tree]
 //                   [--iters=N] [--csv=PATH] [--profile]
-//                   [--target-blocks=N] [--rows-factor=F]  (PlanOptions)
+//                   [--target-blocks=N] [--rows-factor=F] [--no-spread]
+//                   (PlanOptions; num_sms is the device's)
 // SHAPE is mha_fp16 (32 q / 32 kv heads, d128, fp16) or gqa_bf16 (32 q / 8 kv
 // heads, d128, bf16). For each config: every sequence = the shared prefix's
 // chunks ++ its own private chunks (64 tokens per chunk); times our paged,
@@ -348,6 +349,7 @@ int Main(int argc, char** argv) {
     else if (a == "--tree") tree = true;
     else if (a == "--profile") g_profile = true;
     else if (a.rfind("--target-blocks=", 0) == 0) g_plan_options.target_blocks = std::atoi(a.c_str() + 16);
+    else if (a == "--no-spread") g_plan_options.spread_row_tiled_runs = false;
     else if (a.rfind("--rows-factor=", 0) == 0) g_plan_options.min_piece_tokens_per_row = std::atoi(a.c_str() + 14);
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
@@ -356,11 +358,13 @@ int Main(int argc, char** argv) {
   }
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  g_plan_options.num_sms = prop.multiProcessorCount;
   const double bw = MeasureCopyBandwidth();
   std::printf("device %s, %d SMs; device-to-device copy %.0f GB/s (read + write); "
-              "plan: target_blocks %d, min_piece_tokens_per_row %d\n",
-              prop.name, prop.multiProcessorCount, bw / 1e9, g_plan_options.target_blocks,
-              g_plan_options.min_piece_tokens_per_row);
+              "plan: target_blocks %d, min_piece_tokens_per_row %d, spread_row_tiled_runs %d\n",
+              prop.name, prop.multiProcessorCount, bw / 1e9,
+              g_plan_options.EffectiveTargetBlocks(), g_plan_options.min_piece_tokens_per_row,
+              g_plan_options.spread_row_tiled_runs ? 1 : 0);
   FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
   if (csv != nullptr) {
     std::fprintf(csv, "shape,prefix,batch,private,paged_us,prefix_aware_us,relay_us,"
