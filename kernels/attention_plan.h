@@ -53,8 +53,9 @@ struct PlanOptions {
   // Runs with more than one row tile per KV head (> kMaxRowsPerItem rows,
   // e.g. a GQA prefix shared by a batch of 32: 128 rows) are cut so that
   // their blocks spread evenly over the multiprocessors (see
-  // HeavyRunPieces in attention_plan.cc).
-  bool spread_row_tiled_runs = true;
+  // HeavyRunPieces in attention_plan.cc). Off: measured slower on the H200
+  // (kernels/README.md, "Tuning").
+  bool spread_row_tiled_runs = false;
 
   int EffectiveTargetBlocks() const {
     return target_blocks > 0 ? target_blocks : 2 * std::max(1, num_sms);

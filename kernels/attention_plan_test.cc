@@ -196,6 +196,7 @@ TEST(PlanTest, RowTiledGqaRunsSpreadOverTheSms) {
     const Batch b = SharedPrefix(c.prefix, c.batch, c.priv);
     PlanOptions after;
     after.num_sms = 132;
+    after.spread_row_tiled_runs = true;
     PlanOptions before = after;
     before.spread_row_tiled_runs = false;
     auto p_before = BuildPrefixTreePlan(GqaLayout(), Options(), b.view(), before);

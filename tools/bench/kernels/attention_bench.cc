@@ -2,7 +2,7 @@
 //
 //   attention_bench [--configs=SHAPE:PREFIX:BATCH:PRIVATE,...] [--tree]
 //                   [--iters=N] [--csv=PATH] [--profile]
-//                   [--target-blocks=N] [--rows-factor=F] [--no-spread]
+//                   [--target-blocks=N] [--rows-factor=F] [--spread]
 //                   (PlanOptions; num_sms is the device's)
 // SHAPE is mha_fp16 (32 q / 32 kv heads, d128, fp16) or gqa_bf16 (32 q / 8 kv
 // heads, d128, bf16). For each config: every sequence = the shared prefix's
@@ -349,7 +349,7 @@ int Main(int argc, char** argv) {
     else if (a == "--tree") tree = true;
     else if (a == "--profile") g_profile = true;
     else if (a.rfind("--target-blocks=", 0) == 0) g_plan_options.target_blocks = std::atoi(a.c_str() + 16);
-    else if (a == "--no-spread") g_plan_options.spread_row_tiled_runs = false;
+    else if (a == "--spread") g_plan_options.spread_row_tiled_runs = true;
     else if (a.rfind("--rows-factor=", 0) == 0) g_plan_options.min_piece_tokens_per_row = std::atoi(a.c_str() + 14);
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());

@@ -113,7 +113,9 @@ void Report(const std::string& title, const Shape& sh, const PagedBatch& batch,
   std::printf("%s\n", title.c_str());
   PlanOptions before = base;
   before.spread_row_tiled_runs = false;
-  for (const auto& [label, po] : {std::pair{"before", before}, std::pair{"after", base}}) {
+  PlanOptions after = base;
+  after.spread_row_tiled_runs = true;
+  for (const auto& [label, po] : {std::pair{"default", before}, std::pair{"spread", after}}) {
     auto plan = kernels::BuildPrefixTreePlan(sh.layout, sh.options, batch, po);
     if (!plan.ok()) {
       std::fprintf(stderr, "%s\n", plan.status().ToString().c_str());
