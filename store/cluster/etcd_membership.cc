@@ -1,10 +1,10 @@
 #include "store/cluster/etcd_membership.h"
 
+#include <algorithm>
 #include <map>
 #include <thread>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "store/cluster/etcd_client.h"
 #include "store/common/log.h"
