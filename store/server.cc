@@ -480,6 +480,7 @@ class StoreServerImpl final : public StoreServer {
     builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port_);
     builder.SetMaxReceiveMessageSize(options.max_message_bytes);
     info.set_node_id(options.node_id.empty() ? options.listen_address : options.node_id);
+    node_id_ = info.node_id();
     service_ = std::make_unique<StrataService>(engine_.get(), options, info);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
@@ -504,6 +505,8 @@ class StoreServerImpl final : public StoreServer {
   int port() const override { return port_; }
   std::string address() const override { return address_; }
   std::string ucx_transports() const override { return transports_; }
+  std::string node_id() const override { return node_id_; }
+  std::string server_version() const override { return kServerVersion; }
 
   absl::Status Shutdown(absl::Duration grace) override {
     absl::MutexLock lock(&shutdown_mu_);
@@ -538,6 +541,7 @@ class StoreServerImpl final : public StoreServer {
   int port_ = 0;
   std::string address_;
   std::string transports_;
+  std::string node_id_;
   std::unique_ptr<MetricsHttpServer> metrics_http_;
   absl::Mutex shutdown_mu_;
   bool stopped_ ABSL_GUARDED_BY(shutdown_mu_) = false;

@@ -52,6 +52,10 @@ class StoreServer {
   // "host:port" that clients connect to.
   virtual std::string address() const = 0;
   virtual std::string ucx_transports() const = 0;
+  // The node id in node info (ServerOptions::node_id or its default).
+  virtual std::string node_id() const = 0;
+  // The server version in node info, e.g. "strata-0.2".
+  virtual std::string server_version() const = 0;
   // The bound metrics port; 0 without --metrics_listen.
   virtual int metrics_port() const = 0;
 

@@ -29,6 +29,7 @@ PACKAGES=(
   python3-pybind11
   python3-pytest
   python3-numpy
+  etcd-server
 )
 
 SUDO=""

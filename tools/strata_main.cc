@@ -30,6 +30,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "store/cluster/etcd_registration.h"
+#include "store/cluster/membership.h"
+#include "store/cluster/node_record.h"
 #include "store/common/checksum.h"
 #include "store/common/key_chain.h"
 #include "store/engine.h"
@@ -274,11 +277,14 @@ int Serve(const std::vector<std::string>& args) {
   std::string nvme_faults;
   std::string metrics_listen;
   cli::Bytes prefetch_bytes{0};
+  std::string etcd, cluster_name = "strata", peers, advertise;
+  absl::Duration etcd_lease_ttl = absl::Seconds(5);
   cli::FlagSet flags(
       "strata serve [flags]\n\n"
       "Runs a store node: gRPC control plane on --listen, UCX data plane over the\n"
       "node's DRAM pool, RocksDB NVMe tier in --data_dir (embedded default: no other\n"
-      "service needed). SIGTERM or Ctrl-C stops accepting gets and puts, waits up to\n"
+      "service needed). With --etcd it registers in a cluster's membership under a\n"
+      "lease. SIGTERM or Ctrl-C deregisters, stops accepting gets and puts, waits up to\n"
       "--shutdown_grace for leases, flushes write-back and closes RocksDB cleanly.");
   flags.Add("listen", "gRPC listen address host:port (port 0 picks a free port)", &listen);
   flags.Add("data_listen",
@@ -312,6 +318,23 @@ int Serve(const std::vector<std::string>& args) {
             "testing only: inject NVMe faults, e.g. write_error=0.01,torn=0.001,seed=3 "
             "(store/faulty_nvme_tier.h)",
             &nvme_faults);
+  flags.Add("etcd",
+            "etcd client endpoints host:port[,host:port...]: register this node in the "
+            "cluster's membership under a lease (default: none, the node runs alone)",
+            &etcd);
+  flags.Add("cluster", "cluster name: the node registers under /strata/NAME/nodes/ in etcd",
+            &cluster_name);
+  flags.Add("etcd_lease_ttl",
+            "TTL of the node's etcd lease (whole seconds), renewed every third of it; a node "
+            "that stops renewing leaves the membership within it",
+            &etcd_lease_ttl);
+  flags.Add("peers",
+            "static cluster host:port,... (instead of --etcd): checked and logged; clients "
+            "are given the same list",
+            &peers);
+  flags.Add("advertise",
+            "host:port clients dial, published in etcd (default: the bound --listen address)",
+            &advertise);
   auto rest = flags.Parse(args);
   if (!rest.ok() || !rest->empty()) {
     std::fprintf(stderr, "strata serve: %s\n",
@@ -331,6 +354,40 @@ int Serve(const std::vector<std::string>& args) {
     std::fprintf(stderr, "strata serve: --max_namespaces_per_peer must be in [0, 65535]\n");
     return 2;
   }
+  if (!etcd.empty() && !peers.empty()) {
+    std::fprintf(stderr, "strata serve: give --etcd or --peers, not both\n");
+    return 2;
+  }
+  if (!etcd.empty()) {
+    if (absl::Status s = cluster::ValidateClusterName(cluster_name); !s.ok()) {
+      std::fprintf(stderr, "strata serve: --cluster: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    if (node_id.empty() && listen.size() >= 2 && listen.substr(listen.size() - 2) == ":0") {
+      std::fprintf(stderr,
+                   "strata serve: --etcd with --listen on port 0 needs --node_id (the default id, "
+                   "the listen address, would not be unique)\n");
+      return 2;
+    }
+    if (absl::Status s = cluster::ValidateNodeId(node_id.empty() ? listen : node_id); !s.ok()) {
+      std::fprintf(stderr, "strata serve: --node_id: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+    if (etcd_lease_ttl < absl::Seconds(1)) {
+      std::fprintf(stderr, "strata serve: --etcd_lease_ttl must be at least 1s\n");
+      return 2;
+    }
+  }
+  std::unique_ptr<cluster::Membership> static_peers;
+  if (!peers.empty()) {
+    auto parsed = cluster::CreateStaticMembership(peers);
+    if (!parsed.ok()) {
+      std::fprintf(stderr, "strata serve: --peers: %s\n",
+                   std::string(parsed.status().message()).c_str());
+      return 2;
+    }
+    static_peers = *std::move(parsed);
+  }
   std::optional<store::NvmeFaults> faults;
   if (!nvme_faults.empty()) {
     auto parsed = store::NvmeFaults::Parse(nvme_faults);
@@ -342,6 +399,7 @@ int Serve(const std::vector<std::string>& args) {
   }
   sigset_t stop_signals;
   BlockStopSignals(&stop_signals);
+  const absl::Time start_time = absl::Now();
 
   store::EngineOptions options;
   options.dram_bytes = dram.value;
@@ -391,6 +449,42 @@ int Serve(const std::vector<std::string>& args) {
     std::printf("strata serve: metrics at http://%s:%d/metrics\n", host.c_str(),
                 (*server)->metrics_port());
   }
+  std::unique_ptr<cluster::EtcdRegistration> registration;
+  if (!etcd.empty()) {
+    cluster::EtcdRegistrationOptions reg;
+    reg.endpoints = etcd;
+    reg.cluster = cluster_name;
+    reg.lease_ttl = etcd_lease_ttl;
+    reg.record.node_id = (*server)->node_id();
+    reg.record.grpc_address = advertise.empty() ? (*server)->address() : advertise;
+    reg.record.dram_bytes = stats.dram_capacity_bytes;
+    reg.record.nvme_capacity_bytes = no_nvme ? 0 : nvme.value;
+    reg.record.start_unix_ms = absl::ToUnixMillis(start_time);
+    reg.record.server_version = (*server)->server_version();
+    reg.record.ucx_transports = (*server)->ucx_transports();
+    const std::string host = reg.record.grpc_address.substr(0, reg.record.grpc_address.rfind(':'));
+    if (host.empty() || host == "0.0.0.0" || host == "[::]") {
+      std::fprintf(stderr, "strata serve: listening on %s: give --advertise, the address "
+                   "clients should dial\n", reg.record.grpc_address.c_str());
+      return 2;
+    }
+    auto registered = cluster::EtcdRegistration::Start(reg);
+    if (!registered.ok()) {
+      std::fprintf(stderr, "strata serve: cannot register in etcd %s: %s\n", etcd.c_str(),
+                   registered.status().ToString().c_str());
+      return 1;
+    }
+    registration = *std::move(registered);
+    std::printf("strata serve: registered as %s in cluster %s on etcd %s (lease %s)\n",
+                reg.record.node_id.c_str(), cluster_name.c_str(), etcd.c_str(),
+                absl::FormatDuration(etcd_lease_ttl).c_str());
+  } else if (static_peers != nullptr) {
+    const cluster::MembershipView view = static_peers->Snapshot();
+    const bool listed = view.Find((*server)->node_id()) != nullptr ||
+                        view.Find(advertise.empty() ? (*server)->address() : advertise) != nullptr;
+    std::printf("strata serve: static cluster of %zu peers%s\n", view.nodes.size(),
+                listed ? "" : " (this node is not among them)");
+  }
   std::fflush(stdout);
   if (!port_file.empty()) {
     const std::string tmp = port_file + ".tmp";
@@ -403,6 +497,16 @@ int Serve(const std::vector<std::string>& args) {
   }
   int sig = 0;
   sigwait(&stop_signals, &sig);
+  if (registration != nullptr) {
+    // Leave the membership first, so that clients stop routing here while
+    // the node drains.
+    absl::Status left = registration->Deregister();
+    std::printf("strata serve: %s\n",
+                left.ok() ? "deregistered from etcd"
+                          : absl::StrCat("deregistration failed (the lease expires within ",
+                                         absl::FormatDuration(etcd_lease_ttl), "): ",
+                                         left.ToString()).c_str());
+  }
   std::printf("strata serve: %s received; draining (grace %s)\n", strsignal(sig),
               absl::FormatDuration(grace).c_str());
   std::fflush(stdout);
