@@ -58,15 +58,9 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
                                                     size_t workspace_bytes,
                                                     cudaStream_t stream) {
   const WorkspaceLayout w = LayoutFor(plan);
-  if (workspace == nullptr || reinterpret_cast<uintptr_t>(workspace) % internal::kWorkspaceAlign != 0) {
-    return absl::InvalidArgumentError("workspace must be non-null and 256-byte aligned");
-  }
-  if (workspace_bytes < w.total) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "workspace has ", workspace_bytes, " bytes, the plan needs ", w.total));
-  }
-  for (const void* p : plan.pages) {
-    if (!Aligned16(p)) return absl::InvalidArgumentError("chunk slice not 16-byte aligned");
+  if (absl::Status s = internal::CheckUpload(workspace, workspace_bytes, w.total, plan.pages);
+      !s.ok()) {
+    return s;
   }
   std::vector<char> host(w.metadata, 0);
   Put(host, w.pages, plan.pages);

@@ -25,6 +25,8 @@
 
 #include "kernels/attention.h"
 #include "kernels/attention_plan.h"
+#include "tools/bench/kernels/decode_shapes.h"
+#include "tools/bench/kernels/bench_check.h"
 #include "tools/bench/kernels/fill.h"
 
 namespace strata::bench {
@@ -38,49 +40,8 @@ using kernels::KvLayout;
 using kernels::PagedBatch;
 using kernels::PlanOptions;
 
-#define CHECK_CUDA(expr)                                                        \
-  do {                                                                          \
-    cudaError_t e = (expr);                                                     \
-    if (e != cudaSuccess) {                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,         \
-                   cudaGetErrorString(e));                                      \
-      std::exit(1);                                                             \
-    }                                                                           \
-  } while (0)
-
-#define CHECK_OK(expr)                                                          \
-  do {                                                                          \
-    absl::Status s = (expr);                                                    \
-    if (!s.ok()) {                                                              \
-      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, s.ToString().c_str()); \
-      std::exit(1);                                                             \
-    }                                                                           \
-  } while (0)
-
-struct Shape {
-  std::string name;
-  KvLayout layout;
-  AttentionOptions options;
-};
-
-Shape ShapeByName(const std::string& name) {
-  Shape s;
-  s.name = name;
-  s.layout.head_dim = 128;
-  s.layout.tokens_per_chunk = 64;
-  s.options.num_q_heads = 32;
-  if (name == "mha_fp16") {
-    s.layout.dtype = KvDtype::kFloat16;
-    s.layout.num_kv_heads = 32;
-  } else if (name == "gqa_bf16") {
-    s.layout.dtype = KvDtype::kBFloat16;
-    s.layout.num_kv_heads = 8;
-  } else {
-    std::fprintf(stderr, "unknown shape %s\n", name.c_str());
-    std::exit(2);
-  }
-  return s;
-}
+using bench::Shape;
+using bench::ShapeByName;
 
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());

@@ -13,11 +13,21 @@ def attention_bench_targets():
         hdrs = ["fill.h"],
         cu_hdrs = ["fill.h"],
     )
+    native.cc_library(
+        name = "bench_check",
+        hdrs = ["bench_check.h"],
+        deps = [
+            "@local_cuda//:cudart_static",
+            "@system//:absl",
+        ],
+    )
     native.cc_binary(
         name = "attention_bench",
         srcs = ["attention_bench.cc"],
         linkstatic = 1,
         deps = [
+            ":bench_check",
+            ":decode_shapes",
             ":fill",
             "//kernels:attention",
             "//kernels:attention_cpu",
@@ -28,6 +38,7 @@ def attention_bench_targets():
         srcs = ["prefill_bench.cc"],
         linkstatic = 1,
         deps = [
+            ":bench_check",
             ":fill",
             "//kernels:attention_cpu",
             "//kernels:prefill",

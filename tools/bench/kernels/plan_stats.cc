@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "kernels/attention_plan.h"
+#include "tools/bench/kernels/decode_shapes.h"
 
 namespace strata::bench {
 namespace {
@@ -33,30 +34,8 @@ using kernels::PagedBatch;
 using kernels::PlanOptions;
 using kernels::WorkItem;
 
-struct Shape {
-  std::string name;
-  KvLayout layout;
-  AttentionOptions options;
-};
-
-Shape ShapeByName(const std::string& name) {
-  Shape s;
-  s.name = name;
-  s.layout.head_dim = 128;
-  s.layout.tokens_per_chunk = 64;
-  s.options.num_q_heads = 32;
-  if (name == "mha_fp16") {
-    s.layout.dtype = KvDtype::kFloat16;
-    s.layout.num_kv_heads = 32;
-  } else if (name == "gqa_bf16") {
-    s.layout.dtype = KvDtype::kBFloat16;
-    s.layout.num_kv_heads = 8;
-  } else {
-    std::fprintf(stderr, "unknown shape %s\n", name.c_str());
-    std::exit(2);
-  }
-  return s;
-}
+using bench::Shape;
+using bench::ShapeByName;
 
 const void* Ptr(size_t i) { return reinterpret_cast<const void*>(0x10000 * (i + 1)); }
 

@@ -29,6 +29,7 @@
 
 #include "kernels/prefill.h"
 #include "kernels/prefill_plan.h"
+#include "tools/bench/kernels/bench_check.h"
 #include "tools/bench/kernels/fill.h"
 
 namespace strata::bench {
@@ -43,25 +44,6 @@ using kernels::PrefillPlan;
 
 constexpr double kBytesPerSecond = 4.25e12;
 constexpr double kFlopsPerSecond = 790e12;
-
-#define CHECK_CUDA(expr)                                                        \
-  do {                                                                          \
-    cudaError_t e = (expr);                                                     \
-    if (e != cudaSuccess) {                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr,         \
-                   cudaGetErrorString(e));                                      \
-      std::exit(1);                                                             \
-    }                                                                           \
-  } while (0)
-
-#define CHECK_OK(expr)                                                          \
-  do {                                                                          \
-    absl::Status s = (expr);                                                    \
-    if (!s.ok()) {                                                              \
-      std::fprintf(stderr, "%s:%d %s\n", __FILE__, __LINE__, s.ToString().c_str()); \
-      std::exit(1);                                                             \
-    }                                                                           \
-  } while (0)
 
 struct Shape {
   KvLayout layout;
