@@ -99,22 +99,26 @@ class StrataService final : public pb::Strata::Service {
   // The metrics page (Prometheus text format).
   std::string RenderMetrics() const { return metrics_.Render(engine_->Stats(), info_.node_id()); }
 
-  grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const pb::NodeInfoRequest* req, pb::NodeInfo* out) override {
+  grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const pb::NodeInfoRequest* req,
+                           pb::NodeInfo* out) override {
     return Timed(ServerMetrics::kGetNodeInfo, [&] { return GetNodeInfoImpl(ctx, req, out); });
   }
 
   grpc::Status GetNodeInfoImpl(grpc::ServerContext*, const pb::NodeInfoRequest*,
-                           pb::NodeInfo* out) {
+                               pb::NodeInfo* out) {
     *out = info_;
     return grpc::Status::OK;
   }
 
-  grpc::Status RegisterNamespace(grpc::ServerContext* ctx, const pb::RegisterNamespaceRequest* req, pb::RegisterNamespaceResponse* out) override {
-    return Timed(ServerMetrics::kRegisterNamespace, [&] { return RegisterNamespaceImpl(ctx, req, out); });
+  grpc::Status RegisterNamespace(grpc::ServerContext* ctx, const pb::RegisterNamespaceRequest* req,
+                                 pb::RegisterNamespaceResponse* out) override {
+    return Timed(ServerMetrics::kRegisterNamespace,
+                 [&] { return RegisterNamespaceImpl(ctx, req, out); });
   }
 
-  grpc::Status RegisterNamespaceImpl(grpc::ServerContext* ctx, const pb::RegisterNamespaceRequest* req,
-                                 pb::RegisterNamespaceResponse* out) {
+  grpc::Status RegisterNamespaceImpl(grpc::ServerContext* ctx,
+                                     const pb::RegisterNamespaceRequest* req,
+                                     pb::RegisterNamespaceResponse* out) {
     auto spec = FromProto(req->spec());
     if (!spec.ok()) return ToGrpcStatus(spec.status());
     // Bound how many namespaces one caller can create (until tenants are
@@ -125,10 +129,10 @@ class StrataService final : public pb::Strata::Service {
     auto& mine = ns_by_peer_[peer];
     if (!exists && options_.max_namespaces_per_peer > 0 &&
         mine.size() >= static_cast<size_t>(options_.max_namespaces_per_peer)) {
-      return ToGrpcStatus(absl::ResourceExhaustedError(absl::StrCat(
-          "register namespace: ", peer, " has registered ", mine.size(),
-          " live namespaces, the limit per caller (--max_namespaces_per_peer); "
-          "remove unused ones first")));
+      return ToGrpcStatus(absl::ResourceExhaustedError(
+          absl::StrCat("register namespace: ", peer, " has registered ", mine.size(),
+                       " live namespaces, the limit per caller (--max_namespaces_per_peer); "
+                       "remove unused ones first")));
     }
     auto id = engine_->RegisterNamespace(*spec, req->tenant());
     if (!id.ok()) return ToGrpcStatus(id.status());
@@ -143,12 +147,13 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Lookup(grpc::ServerContext* ctx, const pb::LookupRequest* req, pb::LookupResponse* out) override {
+  grpc::Status Lookup(grpc::ServerContext* ctx, const pb::LookupRequest* req,
+                      pb::LookupResponse* out) override {
     return Timed(ServerMetrics::kLookup, [&] { return LookupImpl(ctx, req, out); });
   }
 
   grpc::Status LookupImpl(grpc::ServerContext*, const pb::LookupRequest* req,
-                      pb::LookupResponse* out) {
+                          pb::LookupResponse* out) {
     auto keys = ParseKeys(req->keys());
     if (!keys.ok()) return ToGrpcStatus(keys.status());
     auto result = engine_->Lookup(req->namespace_id(), *keys);
@@ -159,12 +164,12 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Get(grpc::ServerContext* ctx, const pb::GetRequest* req, pb::GetResponse* out) override {
+  grpc::Status Get(grpc::ServerContext* ctx, const pb::GetRequest* req,
+                   pb::GetResponse* out) override {
     return Timed(ServerMetrics::kGet, [&] { return GetImpl(ctx, req, out); });
   }
 
-  grpc::Status GetImpl(grpc::ServerContext*, const pb::GetRequest* req,
-                   pb::GetResponse* out) {
+  grpc::Status GetImpl(grpc::ServerContext*, const pb::GetRequest* req, pb::GetResponse* out) {
     if (absl::Status s = CheckClientId(req->client_id()); !s.ok()) return ToGrpcStatus(s);
     // Piggybacked releases first, even while draining: they free leases.
     for (uint64_t id : req->release_lease_ids()) ReleaseOwned(id, req->client_id());
@@ -189,12 +194,13 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status Release(grpc::ServerContext* ctx, const pb::ReleaseRequest* req, pb::ReleaseResponse* out) override {
+  grpc::Status Release(grpc::ServerContext* ctx, const pb::ReleaseRequest* req,
+                       pb::ReleaseResponse* out) override {
     return Timed(ServerMetrics::kRelease, [&] { return ReleaseImpl(ctx, req, out); });
   }
 
   grpc::Status ReleaseImpl(grpc::ServerContext*, const pb::ReleaseRequest* req,
-                       pb::ReleaseResponse*) {
+                           pb::ReleaseResponse*) {
     if (absl::Status s = CheckOwner(req->lease_id(), req->client_id()); !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -204,12 +210,13 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status PutBegin(grpc::ServerContext* ctx, const pb::PutBeginRequest* req, pb::PutBeginResponse* out) override {
+  grpc::Status PutBegin(grpc::ServerContext* ctx, const pb::PutBeginRequest* req,
+                        pb::PutBeginResponse* out) override {
     return Timed(ServerMetrics::kPutBegin, [&] { return PutBeginImpl(ctx, req, out); });
   }
 
   grpc::Status PutBeginImpl(grpc::ServerContext*, const pb::PutBeginRequest* req,
-                        pb::PutBeginResponse* out) {
+                            pb::PutBeginResponse* out) {
     if (draining_) return ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     if (absl::Status s = CheckClientId(req->client_id()); !s.ok()) return ToGrpcStatus(s);
     std::vector<PutItem> items;
@@ -222,8 +229,8 @@ class StrataService final : public pb::Strata::Service {
       if (!item.parent_key().empty()) {
         auto parent = ParseKey(item.parent_key(), i);
         if (!parent.ok()) {
-          return ToGrpcStatus(absl::InvalidArgumentError(
-              absl::StrCat("parent of ", parent.status().message())));
+          return ToGrpcStatus(
+              absl::InvalidArgumentError(absl::StrCat("parent of ", parent.status().message())));
         }
         p.parent = *parent;
       }
@@ -248,12 +255,13 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status PutCommit(grpc::ServerContext* ctx, const pb::PutCommitRequest* req, pb::PutCommitResponse* out) override {
+  grpc::Status PutCommit(grpc::ServerContext* ctx, const pb::PutCommitRequest* req,
+                         pb::PutCommitResponse* out) override {
     return Timed(ServerMetrics::kPutCommit, [&] { return PutCommitImpl(ctx, req, out); });
   }
 
   grpc::Status PutCommitImpl(grpc::ServerContext*, const pb::PutCommitRequest* req,
-                         pb::PutCommitResponse*) {
+                             pb::PutCommitResponse*) {
     if (absl::Status s = CheckOwner(req->lease_id(), req->client_id()); !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -263,12 +271,13 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status PutAbort(grpc::ServerContext* ctx, const pb::PutAbortRequest* req, pb::PutAbortResponse* out) override {
+  grpc::Status PutAbort(grpc::ServerContext* ctx, const pb::PutAbortRequest* req,
+                        pb::PutAbortResponse* out) override {
     return Timed(ServerMetrics::kPutAbort, [&] { return PutAbortImpl(ctx, req, out); });
   }
 
   grpc::Status PutAbortImpl(grpc::ServerContext*, const pb::PutAbortRequest* req,
-                        pb::PutAbortResponse*) {
+                            pb::PutAbortResponse*) {
     if (absl::Status s = CheckOwner(req->lease_id(), req->client_id()); !s.ok()) {
       return ToGrpcStatus(s);
     }
@@ -277,12 +286,12 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status Hint(grpc::ServerContext* ctx, const pb::HintRequest* req, pb::HintResponse* out) override {
+  grpc::Status Hint(grpc::ServerContext* ctx, const pb::HintRequest* req,
+                    pb::HintResponse* out) override {
     return Timed(ServerMetrics::kHint, [&] { return HintImpl(ctx, req, out); });
   }
 
-  grpc::Status HintImpl(grpc::ServerContext*, const pb::HintRequest* req,
-                    pb::HintResponse* out) {
+  grpc::Status HintImpl(grpc::ServerContext*, const pb::HintRequest* req, pb::HintResponse* out) {
     std::vector<JobHint> jobs;
     jobs.reserve(req->jobs_size());
     for (int i = 0; i < req->jobs_size(); ++i) {
@@ -302,23 +311,23 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
-  grpc::Status Stats(grpc::ServerContext* ctx, const pb::StatsRequest* req, pb::StatsResponse* out) override {
+  grpc::Status Stats(grpc::ServerContext* ctx, const pb::StatsRequest* req,
+                     pb::StatsResponse* out) override {
     return Timed(ServerMetrics::kStats, [&] { return StatsImpl(ctx, req, out); });
   }
 
-  grpc::Status StatsImpl(grpc::ServerContext*, const pb::StatsRequest*,
-                     pb::StatsResponse* out) {
+  grpc::Status StatsImpl(grpc::ServerContext*, const pb::StatsRequest*, pb::StatsResponse* out) {
     auto& v = *out->mutable_values();
     for (const auto& [name, value] : StatsValues(engine_->Stats())) v[name] = value;
     return grpc::Status::OK;
   }
 
-  grpc::Status Health(grpc::ServerContext* ctx, const pb::HealthRequest* req, pb::HealthResponse* out) override {
+  grpc::Status Health(grpc::ServerContext* ctx, const pb::HealthRequest* req,
+                      pb::HealthResponse* out) override {
     return Timed(ServerMetrics::kHealth, [&] { return HealthImpl(ctx, req, out); });
   }
 
-  grpc::Status HealthImpl(grpc::ServerContext*, const pb::HealthRequest*,
-                      pb::HealthResponse* out) {
+  grpc::Status HealthImpl(grpc::ServerContext*, const pb::HealthRequest*, pb::HealthResponse* out) {
     out->set_serving(!draining_);
     const absl::Status persistence = engine_->PersistenceStatus();
     out->set_persisting(persistence.ok());
@@ -329,12 +338,14 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status RemoveNamespace(grpc::ServerContext* ctx, const pb::RemoveNamespaceRequest* req, pb::RemoveNamespaceResponse* out) override {
-    return Timed(ServerMetrics::kRemoveNamespace, [&] { return RemoveNamespaceImpl(ctx, req, out); });
+  grpc::Status RemoveNamespace(grpc::ServerContext* ctx, const pb::RemoveNamespaceRequest* req,
+                               pb::RemoveNamespaceResponse* out) override {
+    return Timed(ServerMetrics::kRemoveNamespace,
+                 [&] { return RemoveNamespaceImpl(ctx, req, out); });
   }
 
   grpc::Status RemoveNamespaceImpl(grpc::ServerContext*, const pb::RemoveNamespaceRequest* req,
-                               pb::RemoveNamespaceResponse* out) {
+                                   pb::RemoveNamespaceResponse* out) {
     if (draining_) return ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
     auto spec = FromProto(req->spec());
     if (!spec.ok()) return ToGrpcStatus(spec.status());
@@ -342,9 +353,9 @@ class StrataService final : public pb::Strata::Service {
     // the namespace's spec and tenant.
     auto id = engine_->FindNamespace(*spec, req->tenant());
     if (!id.ok()) {
-      return ToGrpcStatus(absl::NotFoundError(absl::StrCat(
-          "remove namespace: no namespace of model '", spec->model_id, "' for tenant '",
-          req->tenant(), "' with this layout is registered")));
+      return ToGrpcStatus(absl::NotFoundError(
+          absl::StrCat("remove namespace: no namespace of model '", spec->model_id,
+                       "' for tenant '", req->tenant(), "' with this layout is registered")));
     }
     auto removed = engine_->RemoveNamespace(*id);
     if (!removed.ok()) return ToGrpcStatus(removed.status());
@@ -373,7 +384,8 @@ class StrataService final : public pb::Strata::Service {
     // Leases that expired in the engine are dropped here now and then.
     if (owners_.size() > 2 * last_prune_size_ + 1024) {
       const absl::Time now = absl::Now();
-      absl::erase_if(owners_, [&](const auto& kv) { return kv.second.expires + absl::Minutes(1) < now; });
+      absl::erase_if(owners_,
+                     [&](const auto& kv) { return kv.second.expires + absl::Minutes(1) < now; });
       last_prune_size_ = owners_.size();
     }
   }
@@ -485,17 +497,17 @@ class StoreServerImpl final : public StoreServer {
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot listen on ", options.listen_address, " (address in use or invalid)"));
+      return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address,
+                                                 " (address in use or invalid)"));
     }
     const std::string& addr = options.listen_address;
     address_ = absl::StrCat(addr.substr(0, addr.rfind(':')), ":", port_);
     transports_ = ucx_->transports_in_use();
     if (!options.metrics_listen.empty()) {
       StrataService* service = service_.get();
-      ASSIGN_OR_RETURN(metrics_http_,
-                       MetricsHttpServer::Start(options.metrics_listen,
-                                                [service] { return service->RenderMetrics(); }));
+      ASSIGN_OR_RETURN(metrics_http_, MetricsHttpServer::Start(options.metrics_listen, [service] {
+                         return service->RenderMetrics();
+                       }));
     }
     return absl::OkStatus();
   }
