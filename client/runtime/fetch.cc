@@ -1,5 +1,6 @@
 #include "client/runtime/fetch.h"
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <optional>
@@ -12,7 +13,7 @@ namespace {
 
 // A run of consecutive slots loaded by one Client::Load.
 struct Run {
-  size_t first = 0;  // index into the allocated slots
+  size_t first = 0;  // index into the loading slots
   size_t count = 0;
   std::shared_ptr<client::Transfer> transfer;
 };
@@ -30,18 +31,17 @@ struct LayerGate {
 
 }  // namespace
 
-absl::StatusOr<FetchResult> Fetch(client::Client& client, const client::Namespace& ns,
-                                  ChunkPool& pool, std::span<const ChunkKey> keys,
-                                  const FetchOptions& options) {
+absl::StatusOr<FetchReservation> ReserveFetch(client::Client& client, const client::Namespace& ns,
+                                              ChunkPool& pool, std::span<const ChunkKey> keys,
+                                              size_t max_load) {
   if (pool.chunk_bytes() != ns.chunk_bytes || pool.layer_bytes() != ns.layer_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "pool of ", pool.chunk_bytes(), "-byte chunks (", pool.layer_bytes(),
         "-byte layers) for a namespace of ", ns.chunk_bytes, " (", ns.layer_bytes, ")"));
   }
-  if (!pool.host_accessible()) {
-    return absl::FailedPreconditionError("fetch loads into host memory; the pool is device memory");
-  }
-  FetchResult result;
+  FetchReservation res;
+  res.num_keys = keys.size();
+  FetchResult& result = res.result;
 
   // 1. The prefix already in the pool.
   while (result.slots.size() < keys.size()) {
@@ -51,24 +51,25 @@ absl::StatusOr<FetchResult> Fetch(client::Client& client, const client::Namespac
   }
   result.pool_hits = result.slots.size();
   const size_t base = result.slots.size();
-  auto finish = [&]() -> absl::StatusOr<FetchResult> {
-    result.recompute = result.slots.size() < keys.size();
-    return std::move(result);
-  };
-  if (base == keys.size()) return finish();
+  if (base == keys.size()) return res;
 
   // 2. One lookup for the rest.
   const std::span<const ChunkKey> rest = keys.subspan(base);
   auto lookup = client.Lookup(ns, rest);
   if (!lookup.ok()) {
     result.stop_reason = lookup.status();
-    return finish();
+    return res;
   }
-  const size_t cached = std::min(lookup->prefix_chunks, rest.size());
+  size_t cached = std::min(lookup->prefix_chunks, rest.size());
+  if (cached > max_load) {
+    result.stop_reason = absl::ResourceExhaustedError(
+        absl::StrCat("the store holds ", cached, " chunks of the chain; at most ", max_load,
+                     " are loaded at once"));
+    cached = max_load;
+  }
 
   // 3. Slots for the store's cached prefix.
-  std::vector<SlotId> fresh;
-  fresh.reserve(cached);
+  res.loading.reserve(cached);
   for (size_t i = 0; i < cached; ++i) {
     const size_t k = base + i;
     auto slot = pool.Allocate(keys[k], k > 0 ? std::optional(keys[k - 1]) : std::nullopt);
@@ -76,9 +77,42 @@ absl::StatusOr<FetchResult> Fetch(client::Client& client, const client::Namespac
       result.stop_reason = slot.status();
       break;
     }
-    fresh.push_back(*slot);
+    res.loading.push_back(*slot);
   }
-  if (fresh.empty()) return finish();
+  res.load_keys.assign(rest.begin(), rest.begin() + res.loading.size());
+  return res;
+}
+
+FetchResult FinishFetch(ChunkPool& pool, FetchReservation reservation, size_t verified,
+                        absl::Status failure) {
+  FetchResult result = std::move(reservation.result);
+  for (size_t i = 0; i < reservation.loading.size(); ++i) {
+    const SlotId slot = reservation.loading[i];
+    if (i < verified) {
+      (void)pool.MarkReady(slot, /*hold=*/true);  // loading, ours: cannot fail
+      result.slots.push_back(slot);
+      ++result.loaded;
+    } else {
+      (void)pool.FailLoad(slot);
+    }
+  }
+  if (!failure.ok()) result.stop_reason = std::move(failure);
+  result.recompute = result.slots.size() < reservation.num_keys;
+  return result;
+}
+
+absl::StatusOr<FetchResult> Fetch(client::Client& client, const client::Namespace& ns,
+                                  ChunkPool& pool, std::span<const ChunkKey> keys,
+                                  const FetchOptions& options) {
+  if (!pool.host_accessible()) {
+    return absl::FailedPreconditionError(
+        "Fetch loads into host memory; a device pool is fetched by a DeviceFetcher");
+  }
+  auto reserved = ReserveFetch(client, ns, pool, keys);
+  if (!reserved.ok()) return reserved.status();
+  const std::vector<SlotId>& fresh = reserved->loading;
+  const std::span<const ChunkKey> load_keys = reserved->load_keys;
+  if (fresh.empty()) return FinishFetch(pool, *std::move(reserved), 0, absl::OkStatus());
 
   // 4. One load per run of consecutive slots.
   std::vector<Run> runs;
@@ -102,7 +136,8 @@ absl::StatusOr<FetchResult> Fetch(client::Client& client, const client::Namespac
     std::span<std::byte> dest(bytes->data(), run.count * pool.chunk_bytes());
     std::function<void(uint32_t)> on_layer;
     if (gate) on_layer = [gate](uint32_t layer) { gate->Done(layer); };
-    auto transfer = client.Load(ns, rest.subspan(run.first, run.count), dest, std::move(on_layer));
+    auto transfer = client.Load(ns, load_keys.subspan(run.first, run.count), dest,
+                                std::move(on_layer));
     if (!transfer.ok()) {
       failure = transfer.status();
       break;
@@ -111,25 +146,15 @@ absl::StatusOr<FetchResult> Fetch(client::Client& client, const client::Namespac
     ++started;
   }
 
-  // 5. Verify in chain order; from the first failure on, free (after the
-  // transfer ended).
+  // 5. Verify in chain order; from the first failure on, free (after every
+  // transfer ended: each Wait returns only then).
+  size_t verified = 0;
   for (size_t r = 0; r < runs.size(); ++r) {
-    const Run& run = runs[r];
-    absl::Status s = r < started ? run.transfer->Wait() : failure;
+    absl::Status s = r < started ? runs[r].transfer->Wait() : failure;
     if (failure.ok() && !s.ok()) failure = s;
-    const bool usable = failure.ok();
-    for (size_t i = run.first; i < run.first + run.count; ++i) {
-      if (usable) {
-        (void)pool.MarkReady(fresh[i], /*hold=*/true);  // loading, ours: cannot fail
-        result.slots.push_back(fresh[i]);
-        ++result.loaded;
-      } else {
-        (void)pool.FailLoad(fresh[i]);
-      }
-    }
+    if (failure.ok()) verified += runs[r].count;
   }
-  if (!failure.ok()) result.stop_reason = failure;
-  return finish();
+  return FinishFetch(pool, *std::move(reserved), verified, std::move(failure));
 }
 
 }  // namespace strata::runtime

@@ -13,8 +13,11 @@
 // The result is the usable prefix; the caller recomputes the rest. Nothing
 // unverified is ever served.
 //
-// This version loads into host memory (the pool's SlotMemory must be host
-// accessible): the device copy path comes with the GPU runtime.
+// Fetch loads straight into the slots, so the pool's SlotMemory must be host
+// accessible. A pool on device memory is fetched by a DeviceFetcher
+// (device_fetch.h, GPU builds only), which stages through pinned host memory
+// and is built from the same parts: ReserveFetch (steps 1-3) and
+// FinishFetch (step 5).
 #ifndef STRATA_CLIENT_RUNTIME_FETCH_H_
 #define STRATA_CLIENT_RUNTIME_FETCH_H_
 
@@ -60,12 +63,41 @@ struct FetchResult {
 // Fetches `keys` (one key chain from its first chunk) of namespace `ns` into
 // `pool`. Errors only for bad input: InvalidArgument when the pool's chunk
 // or layer size differs from the namespace's; FailedPrecondition when the
-// pool's memory is not host accessible. Transfer failures are reported in
-// the result (recompute), never as garbage in a ready slot.
-// Thread-safe as its parts are (Client and ChunkPool are).
+// pool's memory is not host accessible (use a DeviceFetcher). Transfer
+// failures are reported in the result (recompute), never as garbage in a
+// ready slot. Thread-safe as its parts are (Client and ChunkPool are).
 absl::StatusOr<FetchResult> Fetch(client::Client& client, const client::Namespace& ns,
                                   ChunkPool& pool, std::span<const ChunkKey> keys,
                                   const FetchOptions& options = {});
+
+// --- The parts of a fetch, for loaders with their own step 4 --------------
+
+// Steps 1-3 done; the slots to load are the caller's until FinishFetch.
+struct FetchReservation {
+  // slots: the pool hits, held for the caller; stop_reason: why fewer slots
+  // than the store's cached prefix were reserved, if so.
+  FetchResult result;
+  size_t num_keys = 0;  // keys.size() of the fetch
+  // keys[result.slots.size() ..], as many as were reserved, each with its
+  // slot (state loading) at the same index.
+  std::vector<ChunkKey> load_keys;
+  std::vector<SlotId> loading;
+};
+
+// Steps 1-3 of Fetch for any pool: the prefix in the pool, one lookup, and
+// slots (loading) for at most `max_load` chunks of the store's cached prefix
+// (stop_reason ResourceExhausted when the limit cut it). Errors as Fetch,
+// except that the pool's memory may be anywhere.
+absl::StatusOr<FetchReservation> ReserveFetch(client::Client& client, const client::Namespace& ns,
+                                              ChunkPool& pool, std::span<const ChunkKey> keys,
+                                              size_t max_load = SIZE_MAX);
+
+// Step 5: the first `verified` loading slots (their bytes checked) become
+// ready, held once for the caller, and join the result; the others are freed
+// and `failure`, if not OK, becomes the stop reason. REQUIRES: nothing
+// writes the loading slots any more (their transfers and copies ended).
+FetchResult FinishFetch(ChunkPool& pool, FetchReservation reservation, size_t verified,
+                        absl::Status failure);
 
 }  // namespace strata::runtime
 

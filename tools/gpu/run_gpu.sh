@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the GPU tests (attention and prefill kernels; the client's GPU loads
-# and saves) and the kernel benchmarks on a GPU machine, from binaries built
-# elsewhere with static cudart.
+# and saves; the worker runtime's device fetch) and the kernel benchmarks on a
+# GPU machine, from binaries built elsewhere with static cudart.
 #
 # Here (with a CUDA toolkit):
 #   tools/gpu/run_gpu.sh package          # bazel build, copy binaries to .devbin/
@@ -14,9 +14,41 @@
 # SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER; PREFILL_CONFIGS
 # (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench);
 # ONLY=prefill runs only the prefill test, benchmark and baseline (about two
-# minutes), ONLY=decode everything but those.
+# minutes), ONLY=decode everything but those, ONLY=runtime only the worker
+# runtime's device fetch test (tests/runtime_device_fetch_test: layer-by-layer
+# fetch into an HBM chunk pool, and its bandwidth beside a pinned H2D copy)
+# under UCX_TLS default and tcp. `ONLY=runtime tools/gpu/run_gpu.sh package`
+# builds and carries just that test.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+
+# Copies a client test binary (an in-process store node, gRPC and UCX) to
+# .devbin/ with every Debian library it links and UCX's transport modules.
+carry_client_test() {
+  local bin="$1" target="$2"
+  cp -Lf "$bin/tests/$target" .devbin/
+  chmod u+w ".devbin/$target"
+  mkdir -p .devbin/lib .devbin/ucx
+  ldd ".devbin/$target" | awk '/=> \// {print $3}' |
+    grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' |
+    xargs -r -I{} cp -Lf {} .devbin/lib/
+  cp -Lf /usr/lib/x86_64-linux-gnu/ucx/*.so.0 .devbin/ucx/
+}
+
+# Runs a client test binary under UCX_TLS default and tcp; sets rc=1 on a
+# failure.
+run_client_test() {
+  local target="$1" out="$2" libs="$3" tls test_rc
+  for tls in "" tcp; do
+    echo "== $target (UCX_TLS=${tls:-default})" >> "$out/$target.log"
+    LD_LIBRARY_PATH="$libs" UCX_MODULE_DIR="$PWD/.devbin/ucx" UCX_TLS="$tls" \
+      "./.devbin/$target" 2>&1 | tee -a "$out/$target.log" |
+      grep -E "^\[  (PASSED|FAILED) |Failure|^fetch|^pinned|^device fetch"
+    test_rc=${PIPESTATUS[0]}
+    echo "$target (UCX_TLS=${tls:-default}) exit code: $test_rc"
+    [[ $test_rc == 0 ]] || rc=1
+  done
+}
 
 # The full grid of the issue: 2 shapes x prefix 1024..16384 x batch 16..128 x
 # private 128 and 512 (80 configs), plus 4096:128:256 of PAPERS.md.
@@ -34,10 +66,16 @@ done
 
 case "${1:-}" in
   package)
-    bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench \
-      //kernels:prefill_gpu_test //tools/bench/kernels:prefill_bench || exit 1
     mkdir -p .devbin
     bin="$(bazel info -c opt bazel-bin)"
+    if [[ "${ONLY:-}" == runtime ]]; then
+      bazel build -c opt //tests:runtime_device_fetch_test || exit 1
+      carry_client_test "$bin" runtime_device_fetch_test
+      ls -l .devbin
+      exit 0
+    fi
+    bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench \
+      //kernels:prefill_gpu_test //tools/bench/kernels:prefill_bench || exit 1
     cp -Lf "$bin/kernels/attention_gpu_test" "$bin/tools/bench/kernels/attention_bench" \
       "$bin/kernels/prefill_gpu_test" "$bin/tools/bench/kernels/prefill_bench" .devbin/
     chmod u+w .devbin/*
@@ -48,17 +86,13 @@ case "${1:-}" in
       ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
         xargs -r -I{} cp -Lf {} .devbin/lib/
     done
-    # The client's GPU loads and saves (tests/gpu_client_test: an in-process
-    # store node, gRPC and UCX): carry every Debian library it links and
-    # UCX's transport modules.
-    bazel build -c opt //tests:gpu_client_test || exit 1
-    cp -Lf "$bin/tests/gpu_client_test" .devbin/
-    chmod u+w .devbin/gpu_client_test
-    mkdir -p .devbin/ucx
-    ldd .devbin/gpu_client_test | awk '/=> \// {print $3}' |
-      grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' |
-      xargs -r -I{} cp -Lf {} .devbin/lib/
-    cp -Lf /usr/lib/x86_64-linux-gnu/ucx/*.so.0 .devbin/ucx/
+    # The client's GPU loads and saves (tests/gpu_client_test) and the worker
+    # runtime's device fetch (tests/runtime_device_fetch_test): an in-process
+    # store node, gRPC and UCX, so every Debian library they link and UCX's
+    # transport modules go with them.
+    bazel build -c opt //tests:gpu_client_test //tests:runtime_device_fetch_test || exit 1
+    carry_client_test "$bin" gpu_client_test
+    carry_client_test "$bin" runtime_device_fetch_test
     ls -l .devbin
     ;;
   run)
@@ -68,6 +102,10 @@ case "${1:-}" in
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
     rc=0
     only="${ONLY:-}"
+    if [[ "$only" == runtime ]]; then
+      run_client_test runtime_device_fetch_test "$out" "$libs"
+      exit $rc
+    fi
     decode=1 prefill=1
     [[ "$only" == prefill ]] && decode=0
     [[ "$only" == decode ]] && prefill=0
@@ -97,13 +135,8 @@ case "${1:-}" in
       [[ $test_rc == 0 ]] || rc=1
     fi
     if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
-      for tls in "" tcp; do
-        LD_LIBRARY_PATH="$libs" UCX_MODULE_DIR="$PWD/.devbin/ucx" UCX_TLS="$tls" \
-          ./.devbin/gpu_client_test 2>&1 | tee -a "$out/gpu_client_test.log" | grep -E "^\[  (PASSED|FAILED) |Failure"
-        client_rc=${PIPESTATUS[0]}
-        echo "gpu_client_test (UCX_TLS=${tls:-default}) exit code: $client_rc"
-        [[ $client_rc == 0 ]] || rc=1
-      done
+      run_client_test gpu_client_test "$out" "$libs"
+      run_client_test runtime_device_fetch_test "$out" "$libs"
     fi
     if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
       configs="${CONFIGS:-$DEFAULT_CONFIGS}"

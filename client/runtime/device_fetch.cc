@@ -1,0 +1,349 @@
+#include "client/runtime/device_fetch.h"
+
+#include <cuda_runtime_api.h>
+
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "kernels/cuda_status.h"
+
+namespace strata::runtime {
+namespace {
+
+using kernels::CudaStatus;
+
+// Makes `device` current for a scope and restores the caller's device.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    status_ = CudaStatus(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~DeviceScope() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+  const absl::Status& status() const { return status_; }
+
+ private:
+  int previous_ = -1;
+  absl::Status status_;
+};
+
+// The copies of one load, shared with the client's on_layer callback: a
+// callback of a failed transfer may still run after Transfer::Wait returned,
+// so it holds this state and finds it closed.
+class LayerCopies {
+ public:
+  // Consecutive slots: chunks [first, first + count) of the staging buffer go
+  // to `dest` (the first slot's base), one after the other.
+  struct Run {
+    size_t first = 0;
+    size_t count = 0;
+    std::byte* dest = nullptr;
+  };
+
+  LayerCopies(int device, cudaStream_t stream, const std::byte* staging, uint64_t chunk_bytes,
+              uint64_t layer_bytes, std::vector<Run> runs)
+      : device_(device),
+        stream_(stream),
+        staging_(staging),
+        chunk_bytes_(chunk_bytes),
+        layer_bytes_(layer_bytes),
+        runs_(std::move(runs)) {}
+  ~LayerCopies() {
+    for (cudaEvent_t ev : events_) cudaEventDestroy(ev);
+  }
+  LayerCopies(const LayerCopies&) = delete;
+  LayerCopies& operator=(const LayerCopies&) = delete;
+
+  // One event per layer. Before the load starts.
+  absl::Status CreateEvents(uint32_t layers) {
+    DeviceScope scope(device_);
+    if (!scope.status().ok()) return scope.status();
+    absl::MutexLock lock(&mu_);
+    enqueued_.assign(layers, false);
+    for (uint32_t l = 0; l < layers; ++l) {
+      cudaEvent_t ev = nullptr;
+      absl::Status s =
+          CudaStatus(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
+      if (!s.ok()) return s;
+      events_.push_back(ev);
+    }
+    return absl::OkStatus();
+  }
+
+  // The client's on_layer: layer `layer` is in the staging buffer. Enqueues
+  // its copies and records its event; nothing once closed or after an error.
+  void OnLayer(uint32_t layer) {
+    absl::MutexLock lock(&mu_);
+    if (closed_ || !status_.ok() || layer >= events_.size()) return;
+    absl::Status s = CudaStatus(cudaSetDevice(device_), "cudaSetDevice");
+    const size_t offset = static_cast<size_t>(layer) * layer_bytes_;
+    for (const Run& run : runs_) {
+      if (!s.ok()) break;
+      s = CudaStatus(cudaMemcpy2DAsync(run.dest + offset, chunk_bytes_,
+                                       staging_ + run.first * chunk_bytes_ + offset, chunk_bytes_,
+                                       layer_bytes_, run.count, cudaMemcpyHostToDevice, stream_),
+                     "cudaMemcpy2DAsync of a layer");
+    }
+    if (s.ok()) s = CudaStatus(cudaEventRecord(events_[layer], stream_), "cudaEventRecord");
+    if (s.ok()) {
+      enqueued_[layer] = true;
+    } else {
+      status_ = s;
+    }
+  }
+
+  // Blocks until layer `layer`'s copies are enqueued (the transfer said the
+  // layer arrived, so its callback runs) or copying failed; its event.
+  absl::StatusOr<cudaEvent_t> AwaitEnqueued(uint32_t layer) {
+    absl::MutexLock lock(&mu_);
+    auto settled = [this, layer]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return enqueued_[layer] || !status_.ok() || closed_;
+    };
+    mu_.Await(absl::Condition(&settled));
+    if (!status_.ok()) return status_;
+    if (!enqueued_[layer]) return absl::AbortedError("the load ended before the layer was copied");
+    return events_[layer];
+  }
+
+  // No copy is enqueued after this; the copy errors seen so far.
+  absl::Status Close() {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    return status_;
+  }
+
+ private:
+  // Constant after construction.
+  const int device_;
+  const cudaStream_t stream_;
+  const std::byte* const staging_;
+  const uint64_t chunk_bytes_;
+  const uint64_t layer_bytes_;
+  const std::vector<Run> runs_;
+
+  absl::Mutex mu_;
+  std::vector<cudaEvent_t> events_ ABSL_GUARDED_BY(mu_);  // fixed once created
+  std::vector<bool> enqueued_ ABSL_GUARDED_BY(mu_);
+  absl::Status status_ ABSL_GUARDED_BY(mu_);
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+class DeviceFetcherImpl;
+
+class LayerwiseDeviceLoadImpl final : public LayerwiseDeviceLoad {
+ public:
+  LayerwiseDeviceLoadImpl(DeviceFetcherImpl* fetcher, ChunkPool* pool,
+                          FetchReservation reservation, std::shared_ptr<LayerCopies> copies,
+                          std::shared_ptr<client::Transfer> transfer, absl::Status start_status)
+      : fetcher_(fetcher),
+        pool_(pool),
+        num_layers_(pool->num_layers()),
+        copies_(std::move(copies)),
+        transfer_(std::move(transfer)),
+        start_status_(std::move(start_status)),
+        reservation_(std::move(reservation)) {
+    slots_ = reservation_.result.slots;
+    slots_.insert(slots_.end(), reservation_.loading.begin(), reservation_.loading.end());
+  }
+  ~LayerwiseDeviceLoadImpl() override {
+    bool waited;
+    {
+      absl::MutexLock lock(&mu_);
+      waited = result_.has_value();
+    }
+    if (waited) return;
+    for (SlotId slot : Wait().slots) (void)pool_->Release(slot);
+  }
+
+  std::span<const SlotId> slots() const override { return slots_; }
+
+  absl::Status WaitLayer(uint32_t layer, CUstream_st* stream) override {
+    auto ev = LayerEvent(layer);
+    if (!ev.ok()) return ev.status();
+    if (*ev == nullptr) return absl::OkStatus();
+    return CudaStatus(cudaStreamWaitEvent(stream, *ev, 0), "cudaStreamWaitEvent");
+  }
+
+  absl::Status WaitLayer(uint32_t layer) override {
+    auto ev = LayerEvent(layer);
+    if (!ev.ok()) return ev.status();
+    if (*ev == nullptr) return absl::OkStatus();
+    return CudaStatus(cudaEventSynchronize(*ev), "cudaEventSynchronize");
+  }
+
+  FetchResult Wait() override;
+
+ private:
+  // Layer `layer`'s event once its copies are enqueued; null when nothing is
+  // loaded.
+  absl::StatusOr<cudaEvent_t> LayerEvent(uint32_t layer) {
+    if (layer >= num_layers_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer ", layer, " out of range [0, ", num_layers_, ")"));
+    }
+    if (!start_status_.ok()) return start_status_;
+    if (transfer_ == nullptr) return nullptr;
+    if (absl::Status s = transfer_->WaitLayer(layer); !s.ok()) return s;
+    return copies_->AwaitEnqueued(layer);
+  }
+
+  // Constant after construction.
+  DeviceFetcherImpl* const fetcher_;
+  ChunkPool* const pool_;
+  const uint32_t num_layers_;
+  const std::shared_ptr<LayerCopies> copies_;  // null when nothing is loaded
+  const std::shared_ptr<client::Transfer> transfer_;
+  const absl::Status start_status_;
+  std::vector<SlotId> slots_;
+
+  absl::Mutex mu_;
+  FetchReservation reservation_ ABSL_GUARDED_BY(mu_);
+  std::optional<FetchResult> result_ ABSL_GUARDED_BY(mu_);
+};
+
+class DeviceFetcherImpl final : public DeviceFetcher {
+ public:
+  ~DeviceFetcherImpl() override {
+    if (stream_ != nullptr) {
+      cudaStreamSynchronize(stream_);
+      cudaStreamDestroy(stream_);
+    }
+    if (staging_ != nullptr) cudaFreeHost(staging_);
+  }
+
+  absl::Status Init(const Options& options) {
+    device_ = options.device;
+    DeviceScope scope(device_);
+    if (!scope.status().ok()) return scope.status();
+    if (absl::Status s = CudaStatus(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                                    "cudaStreamCreate");
+        !s.ok()) {
+      return s;
+    }
+    void* p = nullptr;
+    if (absl::Status s = CudaStatus(cudaHostAlloc(&p, options.staging_bytes, cudaHostAllocDefault),
+                                    "cudaHostAlloc of the staging buffer");
+        !s.ok()) {
+      return s;
+    }
+    staging_ = static_cast<std::byte*>(p);
+    staging_bytes_ = options.staging_bytes;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::unique_ptr<LayerwiseDeviceLoad>> Start(
+      client::Client& client, const client::Namespace& ns, ChunkPool& pool,
+      std::span<const ChunkKey> keys) override {
+    if (pool.host_accessible()) {
+      return absl::FailedPreconditionError("the pool is host memory: fetch it with Fetch");
+    }
+    const size_t max_load = ns.chunk_bytes == 0 ? 0 : staging_bytes_ / ns.chunk_bytes;
+    if (max_load == 0) {
+      return absl::InvalidArgumentError(absl::StrCat("a staging buffer of ", staging_bytes_,
+                                                     " bytes cannot hold a chunk of ",
+                                                     ns.chunk_bytes));
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      if (busy_) {
+        return absl::FailedPreconditionError("the fetcher's previous load has not been waited for");
+      }
+      busy_ = true;
+    }
+    auto reserved = ReserveFetch(client, ns, pool, keys, max_load);
+    if (!reserved.ok()) {
+      EndLoad();
+      return reserved.status();
+    }
+    std::shared_ptr<LayerCopies> copies;
+    std::shared_ptr<client::Transfer> transfer;
+    absl::Status start_status;
+    const std::vector<SlotId>& loading = reserved->loading;
+    if (!loading.empty()) {
+      std::vector<LayerCopies::Run> runs;
+      for (size_t i = 0; i < loading.size(); ++i) {
+        if (runs.empty() || loading[i] != loading[i - 1] + 1) {
+          runs.push_back({i, 0, *pool.SlotBase(loading[i])});  // a slot of the pool: valid
+        }
+        ++runs.back().count;
+      }
+      copies = std::make_shared<LayerCopies>(device_, stream_, staging_, ns.chunk_bytes,
+                                             ns.layer_bytes, std::move(runs));
+      start_status = copies->CreateEvents(pool.num_layers());
+      if (start_status.ok()) {
+        std::span<std::byte> dest(staging_, loading.size() * ns.chunk_bytes);
+        auto t = client.Load(ns, reserved->load_keys, dest,
+                             [copies](uint32_t layer) { copies->OnLayer(layer); });
+        if (t.ok()) {
+          transfer = *std::move(t);
+        } else {
+          start_status = t.status();
+        }
+      }
+    }
+    return std::unique_ptr<LayerwiseDeviceLoad>(new LayerwiseDeviceLoadImpl(
+        this, &pool, *std::move(reserved), std::move(copies), std::move(transfer),
+        std::move(start_status)));
+  }
+
+  // The load ended: no byte of staging or the copy stream is in use.
+  void EndLoad() {
+    absl::MutexLock lock(&mu_);
+    busy_ = false;
+  }
+
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  // Constant after Init.
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::byte* staging_ = nullptr;
+  size_t staging_bytes_ = 0;
+
+  absl::Mutex mu_;
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+FetchResult LayerwiseDeviceLoadImpl::Wait() {
+  absl::MutexLock lock(&mu_);
+  if (result_.has_value()) return *result_;
+  absl::Status failure = start_status_;
+  if (transfer_ != nullptr) {
+    // The checksum verdict; after it no byte lands in the staging buffer.
+    absl::Status verdict = transfer_->Wait();
+    absl::Status copy_status = copies_->Close();
+    absl::Status sync =
+        CudaStatus(cudaStreamSynchronize(fetcher_->stream()), "cudaStreamSynchronize");
+    for (const absl::Status& s : {verdict, copy_status, sync}) {
+      if (failure.ok() && !s.ok()) failure = s;
+    }
+  } else if (copies_ != nullptr) {
+    (void)copies_->Close();
+  }
+  const size_t verified = failure.ok() ? reservation_.loading.size() : 0;
+  result_ = FinishFetch(*pool_, std::move(reservation_), verified, std::move(failure));
+  fetcher_->EndLoad();
+  return *result_;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DeviceFetcher>> DeviceFetcher::Create(const Options& options) {
+  if (options.staging_bytes == 0) {
+    return absl::InvalidArgumentError("a device fetcher needs staging_bytes > 0");
+  }
+  auto fetcher = std::make_unique<DeviceFetcherImpl>();
+  if (absl::Status s = fetcher->Init(options); !s.ok()) return s;
+  return std::unique_ptr<DeviceFetcher>(std::move(fetcher));
+}
+
+}  // namespace strata::runtime
