@@ -1,8 +1,14 @@
 #include "client/client.h"
 
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <deque>
+#include <fstream>
 #include <thread>
 #include <utility>
 
@@ -14,6 +20,7 @@
 #include "proto/grpc_status.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
 #include "store/common/checksum.h"
+#include "store/common/log.h"
 #include "store/common/status_macros.h"
 #include "transport/ucx_transport.h"
 
@@ -26,6 +33,13 @@ constexpr uint32_t kProtocolVersion = 1;
 
 std::string KeyBytes(const ChunkKey& key) {
   return std::string(reinterpret_cast<const char*>(key.bytes.data()), ChunkKey::kSize);
+}
+
+std::string BootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
 }
 
 Tier FromProto(int tier) {
@@ -136,11 +150,13 @@ class ClientImpl final : public Client {
     }
     if (release_thread_.joinable()) release_thread_.join();
     SendReleases(TakeReleases());
+    if (shm_base_ != nullptr) munmap(const_cast<std::byte*>(shm_base_), shm_bytes_);
   }
 
   absl::Status Init();
 
   const NodeInfo& node() const override { return node_; }
+  std::string_view data_path() const override { return shm_base_ != nullptr ? "shm" : "ucx"; }
   absl::StatusOr<Namespace> RegisterNamespace(const NamespaceSpec& spec,
                                               std::string_view tenant) override;
   absl::StatusOr<LookupResult> Lookup(const Namespace& ns,
@@ -177,6 +193,14 @@ class ClientImpl final : public Client {
   uint32_t LeaseMs() const {
     return static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease_ttl));
   }
+  // Maps the node's shared pool read-only when the node offers it and runs
+  // on this host; leaves shm_base_ null (loads over UCX) otherwise.
+  void MapSharedPool();
+  // Copies the leased chunks at pool offsets `offsets` into `dest` on the
+  // job queue, layer by layer, and reports each slice to `t`.
+  void CopyFromSharedPool(TransferImpl* t, std::span<std::byte> dest,
+                          std::vector<uint64_t> offsets, uint32_t layers, uint64_t chunk_bytes,
+                          uint64_t layer_bytes);
   // The data-plane endpoint, reconnected if an earlier transfer broke it.
   absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
 
@@ -197,6 +221,9 @@ class ClientImpl final : public Client {
   NodeInfo node_;
   pb::NodeInfo info_;
   std::unique_ptr<transport::UcxContext> ucx_;
+  // The node's pool mapped read-only (same host), or null; constant after Init.
+  const std::byte* shm_base_ = nullptr;
+  uint64_t shm_bytes_ = 0;
 
   absl::Mutex ep_mu_;
   std::unique_ptr<transport::Endpoint> endpoint_ ABSL_GUARDED_BY(ep_mu_);
@@ -332,8 +359,53 @@ absl::Status ClientImpl::Init() {
   ucx.transports = options_.ucx_transports;
   ucx.progress_thread = true;
   ASSIGN_OR_RETURN(ucx_, transport::UcxContext::Create(ucx));
+  if (options_.same_host == SameHost::kAuto) MapSharedPool();
   absl::MutexLock lock(&ep_mu_);
   return EnsureEndpoint();
+}
+
+void ClientImpl::MapSharedPool() {
+  if (info_.shm_path().empty() || info_.host_boot_id().empty() ||
+      info_.host_boot_id() != BootId() || info_.shm_bytes() < info_.dram_bytes()) {
+    return;  // not shared, or another host
+  }
+  const int fd = open(info_.shm_path().c_str(), O_RDONLY | O_CLOEXEC);
+  std::string why;
+  struct stat st{};
+  if (fd < 0) {
+    why = std::strerror(errno);
+  } else if (fstat(fd, &st) != 0 || st.st_ino != info_.shm_inode() ||
+             static_cast<uint64_t>(st.st_size) != info_.shm_bytes()) {
+    why = "it is not the node's pool (another process namespace?)";
+  } else {
+    void* p = mmap(nullptr, info_.shm_bytes(), PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      why = std::strerror(errno);
+    } else {
+      shm_base_ = static_cast<const std::byte*>(p);
+      shm_bytes_ = info_.shm_bytes();
+    }
+  }
+  if (fd >= 0) close(fd);  // the mapping keeps the pool
+  if (shm_base_ == nullptr) {
+    LogInfo("strata client: node %s is on this host but its DRAM pool (%s) cannot be mapped: "
+            "%s; loads use UCX",
+            info_.node_id().c_str(), info_.shm_path().c_str(), why.c_str());
+  }
+}
+
+void ClientImpl::CopyFromSharedPool(TransferImpl* t, std::span<std::byte> dest,
+                                    std::vector<uint64_t> offsets, uint32_t layers,
+                                    uint64_t chunk_bytes, uint64_t layer_bytes) {
+  Enqueue([this, t, dest, offsets = std::move(offsets), layers, chunk_bytes, layer_bytes] {
+    for (uint32_t l = 0; l < layers; ++l) {
+      for (size_t c = 0; c < offsets.size(); ++c) {
+        std::memcpy(dest.data() + c * chunk_bytes + l * layer_bytes,
+                    shm_base_ + offsets[c] + l * layer_bytes, layer_bytes);
+        t->OpDone(l, absl::OkStatus());
+      }
+    }
+  });
 }
 
 absl::Status ClientImpl::EnsureEndpoint() {
@@ -491,10 +563,20 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
     ReleaseLease(lease);
     return absl::InternalError("get: the node returned a different number of chunks");
   }
+  std::vector<uint64_t> offsets;  // in the shared pool, when mapped
   for (const pb::ChunkLocation& c : resp.chunks()) {
     if (c.size() != ns.chunk_bytes) {
       ReleaseLease(lease);
       return absl::InternalError("get: the node returned a chunk of the wrong size");
+    }
+    if (shm_base_ != nullptr) {
+      const uint64_t offset = c.address() - info_.dram_base();
+      if (c.address() < info_.dram_base() || offset > shm_bytes_ ||
+          shm_bytes_ - offset < c.size()) {
+        ReleaseLease(lease);
+        return absl::InternalError("get: the node returned a chunk outside its pool");
+      }
+      offsets.push_back(offset);
     }
   }
   const uint32_t layers = ns.spec.num_layers;
@@ -524,6 +606,11 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
     ReleaseLease(lease);
     transfer.reset();  // drop the self-reference held by this job
   };
+  if (shm_base_ != nullptr) {
+    CopyFromSharedPool(t, dest, std::move(offsets), layers, ns.chunk_bytes, ns.layer_bytes);
+    t->OpDone(layers, absl::OkStatus());  // the +1 guard
+    return std::shared_ptr<Transfer>(transfer);
+  }
   // Post layer by layer, so that layer 0 of every chunk is requested first.
   absl::Status post_error;
   {

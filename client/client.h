@@ -1,7 +1,9 @@
 // strata::client::Client: an inference worker's handle on a Strata store node.
 //
 // Metadata goes over gRPC; chunk bytes move by UCX one-sided RMA directly
-// between the caller's buffers and the node's registered DRAM pool. Loads
+// between the caller's buffers and the node's registered DRAM pool. On the
+// node's host, loads copy the leased chunks out of the pool mapped read-only
+// (ClientOptions::same_host). Loads
 // arrive layer by layer (AttentionStore's layer-wise pre-loading: compute on
 // layer 0 while later layers are in flight) and saves return at once while the
 // bytes move (asynchronous saving).
@@ -16,6 +18,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,6 +30,16 @@
 
 namespace strata::client {
 
+// Whether loads from a node on this host read its DRAM pool through shared
+// memory.
+enum class SameHost : uint8_t {
+  // Shared memory when the node shares its pool and runs on this host (same
+  // boot id) and the pool can be mapped; UCX otherwise.
+  kAuto = 0,
+  // UCX always.
+  kOff = 1,
+};
+
 struct ClientOptions {
   std::string server_address;  // host:port of a store node
   std::string ucx_transports;  // "" = UCX's default (or UCX_TLS)
@@ -37,6 +50,8 @@ struct ClientOptions {
   absl::Duration lease_ttl = absl::ZeroDuration();
   // Identifies this client's leases; empty picks a random id.
   std::string client_id;
+  // Loads over shared memory from a node on this host (saves always use UCX).
+  SameHost same_host = SameHost::kAuto;
 };
 
 // A namespace registered on the node, with the key chain derived from it
@@ -103,6 +118,9 @@ class Client {
   virtual ~Client() = default;
 
   virtual const NodeInfo& node() const = 0;
+  // How loads move bytes: "shm" (copied out of the node's pool mapped
+  // read-only, on the node's host) or "ucx".
+  virtual std::string_view data_path() const = 0;
   virtual absl::StatusOr<Namespace> RegisterNamespace(const NamespaceSpec& spec,
                                                       std::string_view tenant) = 0;
   virtual absl::StatusOr<LookupResult> Lookup(const Namespace& ns,

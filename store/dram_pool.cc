@@ -1,6 +1,7 @@
 #include "store/dram_pool.h"
 
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,18 +11,34 @@
 
 namespace strata::store {
 
-absl::StatusOr<std::unique_ptr<DramPool>> DramPool::Create(uint64_t bytes) {
+absl::StatusOr<std::unique_ptr<DramPool>> DramPool::Create(uint64_t bytes, bool shared) {
   if (bytes == 0) return absl::InvalidArgumentError("DRAM pool size must be positive");
   const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
   const uint64_t size = (bytes + page - 1) / page * page;
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("cannot map a DRAM pool of ", size, " bytes: ", std::strerror(errno)));
+  int fd = -1;
+  if (shared) {
+    fd = memfd_create("strata-dram-pool", MFD_CLOEXEC);
+    if (fd < 0 || fchmod(fd, 0600) != 0 || ftruncate(fd, static_cast<off_t>(size)) != 0) {
+      const int err = errno;
+      if (fd >= 0) close(fd);
+      return absl::ResourceExhaustedError(absl::StrCat("cannot create a shared DRAM pool of ",
+                                                       size, " bytes: ", std::strerror(err)));
+    }
   }
-  return std::unique_ptr<DramPool>(new DramPool(static_cast<std::byte*>(p), size));
+  void* p = shared ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
+                   : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    const int err = errno;
+    if (fd >= 0) close(fd);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot map a DRAM pool of ", size, " bytes: ", std::strerror(err)));
+  }
+  return std::unique_ptr<DramPool>(new DramPool(static_cast<std::byte*>(p), size, fd));
 }
 
-DramPool::~DramPool() { munmap(base_, capacity()); }
+DramPool::~DramPool() {
+  munmap(base_, capacity());
+  if (fd_ >= 0) close(fd_);
+}
 
 }  // namespace strata::store

@@ -1,6 +1,9 @@
 // DramPool: one large page-aligned host region, carved into chunk slots.
 // The region is a single mapping so that it can be registered with the
-// transport (UCX) once.
+// transport (UCX) once. A shared pool lives in a memfd (mode 0600) mapped
+// MAP_SHARED, so that a client of the same user on the same host can map it
+// read-only through /proc/<pid>/fd/<fd> (share_path()); the memory goes when
+// the pool and every such mapping are gone, so nothing is left behind.
 #ifndef STRATA_STORE_DRAM_POOL_H_
 #define STRATA_STORE_DRAM_POOL_H_
 
@@ -9,6 +12,9 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
+
+#include <unistd.h>
 
 #include "absl/status/statusor.h"
 #include "store/range_allocator.h"
@@ -21,9 +27,9 @@ class DramPool {
  public:
   static constexpr uint64_t kSlotAlignment = 256;
 
-  // `bytes` is rounded up to whole pages. InvalidArgument for 0; 
-  // ResourceExhausted when the mapping fails.
-  static absl::StatusOr<std::unique_ptr<DramPool>> Create(uint64_t bytes);
+  // `bytes` is rounded up to whole pages. InvalidArgument for 0;
+  // ResourceExhausted when the mapping (or, with `shared`, the memfd) fails.
+  static absl::StatusOr<std::unique_ptr<DramPool>> Create(uint64_t bytes, bool shared = false);
   ~DramPool();
   DramPool(const DramPool&) = delete;
   DramPool& operator=(const DramPool&) = delete;
@@ -38,11 +44,19 @@ class DramPool {
   uint64_t capacity() const { return allocator_.capacity(); }
   uint64_t used() const { return allocator_.used(); }
   uint64_t LargestFree() const { return allocator_.LargestFree(); }
+  // Where another process of this user may open the shared pool
+  // ("/proc/<pid>/fd/<fd>"); empty for a private pool.
+  const std::string& share_path() const { return share_path_; }
 
  private:
-  DramPool(std::byte* base, uint64_t bytes) : base_(base), allocator_(bytes, kSlotAlignment) {}
+  DramPool(std::byte* base, uint64_t bytes, int fd)
+      : base_(base), fd_(fd), allocator_(bytes, kSlotAlignment) {
+    if (fd_ >= 0) share_path_ = "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd_);
+  }
 
   std::byte* const base_;
+  const int fd_;  // the memfd of a shared pool; -1 otherwise
+  std::string share_path_;
   RangeAllocator allocator_;
 };
 

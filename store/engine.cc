@@ -770,7 +770,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
                    eviction::CreatePolicy(options.dram_policy, clock));
   ASSIGN_OR_RETURN(std::unique_ptr<eviction::EvictionPolicy> nvme_policy,
                    eviction::CreatePolicy(options.nvme_policy, clock));
-  ASSIGN_OR_RETURN(std::unique_ptr<DramPool> pool, DramPool::Create(options.dram_bytes));
+  ASSIGN_OR_RETURN(std::unique_ptr<DramPool> pool, DramPool::Create(options.dram_bytes, options.shared_dram));
   std::unique_ptr<NvmeTier> nvme;
   if (!options.nvme_path.empty()) {
     NvmeTierOptions nvme_options;

@@ -43,6 +43,9 @@ namespace strata::store {
 struct EngineOptions {
   // Size of the DRAM pool (rounded up to whole pages). Must be > 0.
   uint64_t dram_bytes = uint64_t{1} << 30;
+  // Put the DRAM pool in shared memory (a memfd, mode 0600) that clients of
+  // the same user on this host may map read-only (dram_share_path()).
+  bool shared_dram = false;
   // NVMe tier directory; empty for a DRAM-only node.
   std::string nvme_path;
   // Bytes of chunk payload the NVMe tier may hold; required (> 0) with a path.
@@ -281,6 +284,10 @@ class Engine {
   virtual EngineStats Stats() const = 0;
   // The DRAM pool, for registration with a transport.
   virtual std::span<std::byte> dram_region() const = 0;
+  // With EngineOptions::shared_dram: a path through which another process of
+  // this user on this host can open the pool (valid while the engine lives);
+  // empty otherwise.
+  virtual std::string dram_share_path() const = 0;
   // The most keys one call accepts (EngineOptions::max_keys_per_call).
   virtual size_t max_keys_per_call() const = 0;
 };

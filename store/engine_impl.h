@@ -97,6 +97,7 @@ class EngineImpl final : public Engine {
   absl::Status PersistenceStatus() const override;
   EngineStats Stats() const override;
   std::span<std::byte> dram_region() const override { return pool_->region(); }
+  std::string dram_share_path() const override { return pool_->share_path(); }
   size_t max_keys_per_call() const override { return options_.max_keys_per_call; }
 
  private:

@@ -1,8 +1,11 @@
 #include "store/server.h"
 
 #include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <fstream>
 #include <utility>
 #include <vector>
 
@@ -85,6 +88,15 @@ pb::Tier ToProto(Tier tier) {
       break;
   }
   return pb::TIER_MISSING;
+}
+
+// This host's boot id (empty if unreadable): tells a client whether it runs
+// on the node's host.
+std::string BootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
 }
 
 absl::Duration LeaseTtl(uint32_t ms) { return absl::Milliseconds(ms); }  // 0: engine default
@@ -487,6 +499,16 @@ class StoreServerImpl final : public StoreServer {
     info.set_ucx_transports(ucx_->transports_in_use());
     info.set_nvme_capacity_bytes(engine_->Stats().nvme_capacity_bytes);
     info.set_max_keys_per_call(static_cast<uint32_t>(engine_->max_keys_per_call()));
+    const std::string share = engine_->dram_share_path();
+    struct stat st{};
+    const std::string boot_id = BootId();
+    if (!share.empty() && !boot_id.empty() && stat(share.c_str(), &st) == 0) {
+      info.set_shm_path(share);
+      info.set_shm_bytes(engine_->dram_region().size());
+      info.set_shm_inode(st.st_ino);
+      info.set_host_boot_id(boot_id);
+      info.set_node_pid(static_cast<uint32_t>(getpid()));
+    }
 
     grpc::ServerBuilder builder;
     builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &port_);

@@ -272,6 +272,7 @@ int Serve(const std::vector<std::string>& args) {
   cli::Bytes dram{1ull << 30}, nvme{16ull << 30};
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
   bool no_nvme = false;
+  bool shm_pool = true;
   int64_t prefetch_jobs = 8;
   int64_t max_namespaces_per_peer = 1024;
   std::string nvme_faults;
@@ -294,6 +295,10 @@ int Serve(const std::vector<std::string>& args) {
             "UCX_NET_DEVICES environment variable, when set, wins over host",
             &data_listen);
   flags.Add("dram", "size of the DRAM pool", &dram);
+  flags.Add("shm_pool",
+            "put the DRAM pool in shared memory (a memfd, mode 0600) that clients of the same "
+            "user on this host map read-only to copy leased chunks out (--noshm_pool: UCX only)",
+            &shm_pool);
   flags.Add("data_dir", "RocksDB directory of the NVMe tier (created if missing)", &data_dir);
   flags.Add("nvme", "capacity of the NVMe tier (chunk payload bytes)", &nvme);
   flags.Add("no_nvme", "run with DRAM only (no --data_dir)", &no_nvme);
@@ -403,6 +408,7 @@ int Serve(const std::vector<std::string>& args) {
 
   store::EngineOptions options;
   options.dram_bytes = dram.value;
+  options.shared_dram = shm_pool;
   if (!no_nvme) {
     options.nvme_path = data_dir;
     options.nvme_capacity_bytes = nvme.value;

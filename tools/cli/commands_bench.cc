@@ -313,9 +313,10 @@ int BenchCommand(const std::vector<std::string>& args) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  std::printf("strata bench: %lld clients -> %s (node %s), UCX %s; chunk %s in %lld slice(s); "
-              "get_ratio %.2f; puts %s; working set %lld chunks (%s)\n",
+  std::printf("strata bench: %lld clients -> %s (node %s), loads over %s, UCX %s; chunk %s in "
+              "%lld slice(s); get_ratio %.2f; puts %s; working set %lld chunks (%s)\n",
               static_cast<long long>(c.clients), cf.server.c_str(), first.node().node_id.c_str(),
+              std::string(first.data_path()).c_str(),
               cf.ucx_transports.empty() ? "default transports" : cf.ucx_transports.c_str(),
               FormatBytes(chunk).c_str(), static_cast<long long>(c.slices), c.get_ratio,
               c.put_keys.c_str(), static_cast<long long>(keys), FormatBytes(keys * chunk).c_str());

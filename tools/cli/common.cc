@@ -44,6 +44,10 @@ void ConnectFlags::Register(FlagSet* flags) {
              "shared memory on one host)",
              &ucx_transports);
   flags->Add("rpc_timeout", "deadline of each control-plane call", &rpc_timeout);
+  flags->Add("same_host",
+             "loads from a node on this host copy out of its shared DRAM pool when it can be "
+             "mapped (--nosame_host: loads always use UCX)",
+             &same_host);
 }
 
 client::ClientOptions ConnectFlags::Options() const {
@@ -51,6 +55,7 @@ client::ClientOptions ConnectFlags::Options() const {
   options.server_address = server;
   options.ucx_transports = ucx_transports;
   options.rpc_timeout = rpc_timeout;
+  options.same_host = same_host ? client::SameHost::kAuto : client::SameHost::kOff;
   return options;
 }
 

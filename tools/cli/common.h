@@ -35,6 +35,7 @@ struct ConnectFlags {
   std::string server = "127.0.0.1:7400";
   std::string ucx_transports;
   absl::Duration rpc_timeout = absl::Seconds(10);
+  bool same_host = true;  // false: ClientOptions::same_host = kOff
 
   void Register(FlagSet* flags);
   client::ClientOptions Options() const;
