@@ -1,0 +1,250 @@
+// A real store node whose DRAM pool is shared (a memfd) and real clients in
+// one process, so on one host: loads copy the leased chunks out of the pool
+// mapped read-only, verified as over UCX; same_host = kOff and a node without
+// a shared pool keep loads on UCX.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "client/client.h"
+#include "gtest/gtest.h"
+#include "proto/strata/v1/strata.grpc.pb.h"
+#include "store/engine.h"
+#include "store/server.h"
+
+namespace strata {
+namespace {
+
+namespace pb = ::strata::v1;
+
+NamespaceSpec Spec() {
+  NamespaceSpec spec;
+  spec.model_id = "same-host-test";
+  spec.num_layers = 4;
+  spec.num_kv_heads = 2;
+  spec.head_dim = 64;
+  spec.dtype = DType::kFloat16;
+  spec.tokens_per_chunk = 16;  // 32 KiB chunks, 8 KiB layers
+  return spec;
+}
+
+std::vector<std::byte> Bytes(size_t n, uint64_t seed) {
+  std::vector<std::byte> v(n);
+  std::mt19937_64 rng(seed);
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    const uint64_t x = rng();
+    std::memcpy(v.data() + i, &x, 8);
+  }
+  return v;
+}
+
+class SameHostTest : public ::testing::Test {
+ protected:
+  void StartNode(bool shared) {
+    store::EngineOptions eo;
+    eo.dram_bytes = 16 << 20;
+    eo.shared_dram = shared;
+    auto engine = store::Engine::Open(eo);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    region_ = (*engine)->dram_region();
+    store::ServerOptions so;
+    so.listen_address = "127.0.0.1:0";
+    auto server = store::StoreServer::Start(*std::move(engine), so);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    stub_ = pb::Strata::NewStub(
+        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    clients_.clear();
+    if (server_) {
+      EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    }
+  }
+
+  client::Client* NewClient(client::SameHost same_host) {
+    client::ClientOptions o;
+    o.server_address = server_->address();
+    o.same_host = same_host;
+    auto c = client::Client::Connect(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    if (!c.ok()) return nullptr;
+    clients_.push_back(*std::move(c));
+    return clients_.back().get();
+  }
+
+  // Saves `n` chunks of one chain through `c` (over UCX) and returns the keys.
+  std::vector<ChunkKey> Save(client::Client* c, const client::Namespace& ns, size_t n,
+                             uint64_t seed, std::vector<std::byte>* bytes) {
+    std::vector<uint32_t> tokens(n * 16);
+    std::mt19937 rng(seed);
+    for (auto& t : tokens) t = rng() % 50000;
+    std::vector<ChunkKey> keys = ns.Keys(tokens);
+    *bytes = Bytes(n * ns.chunk_bytes, seed);
+    auto t = c->Save(ns, keys, *bytes);
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (t.ok()) {
+      EXPECT_TRUE((*t)->Wait().ok());
+    }
+    return keys;
+  }
+
+  pb::NodeInfo Info() {
+    pb::NodeInfo info;
+    grpc::ClientContext ctx;
+    EXPECT_TRUE(stub_->GetNodeInfo(&ctx, pb::NodeInfoRequest(), &info).ok());
+    return info;
+  }
+
+  uint64_t OpenReadLeases(client::Client* c) {
+    auto stats = c->Stats();
+    EXPECT_TRUE(stats.ok()) << stats.status();
+    return stats.ok() ? stats->at("active_read_leases") : 0;
+  }
+
+  std::span<std::byte> region_;  // the node's pool, written in-process below
+  std::unique_ptr<store::StoreServer> server_;
+  std::unique_ptr<pb::Strata::Stub> stub_;
+  std::vector<std::unique_ptr<client::Client>> clients_;
+};
+
+TEST_F(SameHostTest, LoadsCopyOutOfTheSharedPoolLayerByLayer) {
+  StartNode(/*shared=*/true);
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->data_path(), "shm");
+  auto ns = c->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = Save(c, *ns, 5, 1, &bytes);
+
+  std::vector<std::byte> out(bytes.size(), std::byte{0});
+  absl::Mutex mu;
+  std::vector<uint32_t> layers_seen;
+  auto t = c->Load(*ns, keys, out, [&](uint32_t l) {
+    absl::MutexLock lock(&mu);
+    layers_seen.push_back(l);
+  });
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->WaitLayer(0).ok());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const size_t off = i * ns->chunk_bytes;
+    EXPECT_TRUE(std::equal(out.begin() + off, out.begin() + off + ns->layer_bytes,
+                           bytes.begin() + off));
+  }
+  ASSERT_TRUE((*t)->Wait().ok());
+  EXPECT_EQ(out, bytes);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(layers_seen, (std::vector<uint32_t>{0, 1, 2, 3}));  // in order, once each
+  }
+  // A slice of the chain, and a miss that moves nothing.
+  std::vector<std::byte> two(2 * ns->chunk_bytes);
+  auto t2 = c->Load(*ns, std::span<const ChunkKey>(keys).subspan(2, 2), two);
+  ASSERT_TRUE(t2.ok()) << t2.status();
+  ASSERT_TRUE((*t2)->Wait().ok());
+  EXPECT_TRUE(std::equal(two.begin(), two.end(), bytes.begin() + 2 * ns->chunk_bytes));
+  std::vector<ChunkKey> missing = {keys[0]};
+  missing[0].bytes[0] ^= 1;
+  std::vector<std::byte> one(ns->chunk_bytes);
+  EXPECT_EQ(c->Load(*ns, missing, one).status().code(), absl::StatusCode::kNotFound);
+  // The read leases are released behind the loads.
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (OpenReadLeases(c) != 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(OpenReadLeases(c), 0u);
+}
+
+TEST_F(SameHostTest, NodeInfoNamesAPrivatePoolThatGoesAtShutdown) {
+  StartNode(/*shared=*/true);
+  const pb::NodeInfo info = Info();
+  ASSERT_FALSE(info.shm_path().empty());
+  EXPECT_EQ(info.node_pid(), static_cast<uint32_t>(getpid()));
+  std::ifstream boot("/proc/sys/kernel/random/boot_id");
+  std::string boot_id;
+  std::getline(boot, boot_id);
+  EXPECT_EQ(info.host_boot_id(), boot_id);
+  EXPECT_EQ(info.shm_bytes(), region_.size());
+  struct stat st{};
+  ASSERT_EQ(stat(info.shm_path().c_str(), &st), 0) << info.shm_path();
+  EXPECT_EQ(st.st_mode & 07777, 0600u);  // only the node's user
+  EXPECT_EQ(st.st_uid, getuid());
+  EXPECT_EQ(st.st_ino, info.shm_inode());
+  EXPECT_EQ(static_cast<uint64_t>(st.st_size), info.shm_bytes());
+
+  ASSERT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+  server_.reset();
+  // The memfd is closed: the path names nothing, or another file.
+  struct stat after{};
+  EXPECT_TRUE(stat(info.shm_path().c_str(), &after) != 0 || after.st_ino != info.shm_inode());
+}
+
+TEST_F(SameHostTest, SameHostOffAndUnsharedPoolsLoadOverUcx) {
+  StartNode(/*shared=*/true);
+  client::Client* off = NewClient(client::SameHost::kOff);
+  ASSERT_NE(off, nullptr);
+  EXPECT_EQ(off->data_path(), "ucx");
+  auto ns = off->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = Save(off, *ns, 3, 2, &bytes);
+  std::vector<std::byte> out(bytes.size());
+  auto t = off->Load(*ns, keys, out);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Wait().ok());
+  EXPECT_EQ(out, bytes);
+}
+
+TEST_F(SameHostTest, ANodeWithoutASharedPoolIsReadOverUcx) {
+  StartNode(/*shared=*/false);
+  EXPECT_TRUE(Info().shm_path().empty());
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->data_path(), "ucx");
+  auto ns = c->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = Save(c, *ns, 2, 3, &bytes);
+  std::vector<std::byte> out(bytes.size());
+  auto t = c->Load(*ns, keys, out);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Wait().ok());
+  EXPECT_EQ(out, bytes);
+}
+
+TEST_F(SameHostTest, ACorruptByteInThePoolFailsTheLoadWithDataLoss) {
+  StartNode(/*shared=*/true);
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->data_path(), "shm");
+  auto ns = c->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = Save(c, *ns, 2, 4, &bytes);
+  // Find chunk 1 in the pool and flip one byte of its last layer.
+  const std::span<const std::byte> chunk1(bytes.data() + ns->chunk_bytes, ns->chunk_bytes);
+  auto at = std::search(region_.begin(), region_.end(), chunk1.begin(), chunk1.end());
+  ASSERT_NE(at, region_.end());
+  at[ns->chunk_bytes - 100] ^= std::byte{0x10};
+
+  std::vector<std::byte> out(bytes.size());
+  auto t = c->Load(*ns, keys, out);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ((*t)->Wait().code(), absl::StatusCode::kDataLoss);
+  // Chunk 0 alone is intact and still loads.
+  std::vector<std::byte> first(ns->chunk_bytes);
+  auto t0 = c->Load(*ns, std::span<const ChunkKey>(keys).first(1), first);
+  ASSERT_TRUE(t0.ok()) << t0.status();
+  ASSERT_TRUE((*t0)->Wait().ok());
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), bytes.begin()));
+}
+
+}  // namespace
+}  // namespace strata
