@@ -444,8 +444,9 @@ int Serve(const std::vector<std::string>& args) {
     std::fprintf(stderr, "strata serve: %s\n", server.status().ToString().c_str());
     return 1;
   }
-  std::printf("strata serve: listening on %s; DRAM %s; NVMe %s; %llu chunks restored; UCX %s\n",
+  std::printf("strata serve: listening on %s; DRAM %s%s; NVMe %s; %llu chunks restored; UCX %s\n",
               (*server)->address().c_str(), cli::FormatBytes(stats.dram_capacity_bytes).c_str(),
+              shm_pool ? " (shared memory)" : "",
               no_nvme ? "off"
                       : absl::StrCat(cli::FormatBytes(nvme.value), " in ", data_dir).c_str(),
               static_cast<unsigned long long>(stats.chunks_restored),
