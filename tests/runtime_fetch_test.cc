@@ -57,7 +57,8 @@ std::vector<uint32_t> Tokens(size_t n, uint32_t seed) {
 
 class RuntimeFetchTest : public ::testing::Test {
  protected:
-  void StartNode(std::vector<std::string> args, uint32_t heads, uint32_t tokens, size_t slots) {
+  void StartNode(std::vector<std::string> args, uint32_t heads, uint32_t tokens, size_t slots,
+                 client::SameHost same_host = client::SameHost::kAuto) {
     const std::string dir = std::filesystem::path(::testing::TempDir()) /
                             ::testing::UnitTest::GetInstance()->current_test_info()->name();
     server_ = std::make_unique<testing::ServerProcess>(std::move(args), dir + ".port");
@@ -67,6 +68,7 @@ class RuntimeFetchTest : public ::testing::Test {
     o.ucx_transports = "tcp";
     o.transfer_timeout = absl::Seconds(4);
     o.rpc_timeout = absl::Seconds(2);
+    o.same_host = same_host;
     auto c = client::Client::Connect(o);
     ASSERT_TRUE(c.ok()) << c.status();
     client_ = *std::move(c);
@@ -197,8 +199,12 @@ TEST_F(RuntimeFetchTest, AMissingChunkEndsThePrefix) {
 TEST_F(RuntimeFetchTest, ANodeKilledMidLoadMeansRecomputeAndFreesTheSlots) {
   // 1 MiB chunks (4 layers x 2 x 4 heads x 128 tokens x 128 x 2 B), 48 of them.
   constexpr size_t kChunks = 48;
-  ASSERT_NO_FATAL_FAILURE(
-      StartNode({"--no_nvme", "--dram=512MiB", "--ucx_transports=tcp", "--lease_ttl=30s"}, 4, 128, kChunks));
+  // Over UCX: the transfer is cut off mid-way (over shared memory a load whose
+  // lease was granted completes from the pool the client maps; see below).
+  ASSERT_NO_FATAL_FAILURE(StartNode({"--no_nvme", "--dram=512MiB", "--ucx_transports=tcp",
+                                     "--lease_ttl=30s"},
+                                    4, 128, kChunks, client::SameHost::kOff));
+  ASSERT_EQ(client_->data_path(), "ucx");
   ASSERT_EQ(ns_.chunk_bytes, uint64_t{1} << 20);
   const std::vector<ChunkKey> keys = ns_.Keys(Tokens(kChunks * 128, 5));
   const std::vector<std::byte> bytes = Bytes(kChunks * ns_.chunk_bytes, 14);
@@ -229,6 +235,42 @@ TEST_F(RuntimeFetchTest, ANodeKilledMidLoadMeansRecomputeAndFreesTheSlots) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_TRUE(r->recompute);
   EXPECT_TRUE(r->slots.empty());
+  EXPECT_FALSE(r->stop_reason.ok());
+}
+
+TEST_F(RuntimeFetchTest, ANodeKilledMidLoadOverSharedMemoryStillYieldsVerifiedChunks) {
+  constexpr size_t kChunks = 8;
+  ASSERT_NO_FATAL_FAILURE(StartNode({"--no_nvme", "--dram=64MiB", "--lease_ttl=30s"}, 2, 16,
+                                    kChunks, client::SameHost::kAuto));
+  ASSERT_EQ(client_->data_path(), "shm");
+  const std::vector<ChunkKey> keys = ns_.Keys(Tokens(kChunks * 16, 7));
+  const std::vector<std::byte> bytes = Bytes(kChunks * ns_.chunk_bytes, 15);
+  ASSERT_NO_FATAL_FAILURE(Save(keys, 0, kChunks, bytes));
+
+  const pid_t pid = server_->pid();
+  std::atomic<bool> killed{false};
+  runtime::FetchOptions fo;
+  fo.on_layer = [&](uint32_t layer) {
+    if (layer == 0 && !killed.exchange(true)) kill(pid, SIGKILL);
+  };
+  // The lease was granted before the node died: the mapped pool still holds
+  // the chunks, and every one is checksum-verified.
+  auto r = runtime::Fetch(*client_, ns_, *pool_, keys, fo);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(killed.load());
+  EXPECT_EQ(r->loaded, kChunks);
+  EXPECT_TRUE(r->stop_reason.ok()) << r->stop_reason;
+  ASSERT_NO_FATAL_FAILURE(ReleaseAll(*r));
+
+  // With the node gone no new lease is granted: nothing more is read.
+  runtime::ChunkPool::Options po;
+  po.chunk_bytes = ns_.chunk_bytes;
+  po.layer_bytes = ns_.layer_bytes;
+  auto fresh = ChunkPool::Create(po, *runtime::CreateHostSlotMemory(kChunks * po.chunk_bytes));
+  ASSERT_TRUE(fresh.ok());
+  r = runtime::Fetch(*client_, ns_, **fresh, keys);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->recompute);
   EXPECT_FALSE(r->stop_reason.ok());
 }
 
