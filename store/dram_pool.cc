@@ -33,7 +33,10 @@ absl::StatusOr<std::unique_ptr<DramPool>> DramPool::Create(uint64_t bytes, bool 
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot map a DRAM pool of ", size, " bytes: ", std::strerror(err)));
   }
-  return std::unique_ptr<DramPool>(new DramPool(static_cast<std::byte*>(p), size, fd));
+  std::string share_path;
+  if (fd >= 0) share_path = absl::StrCat("/proc/", getpid(), "/fd/", fd);
+  return std::unique_ptr<DramPool>(
+      new DramPool(static_cast<std::byte*>(p), size, fd, std::move(share_path)));
 }
 
 DramPool::~DramPool() {

@@ -13,8 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
-
-#include <unistd.h>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "store/range_allocator.h"
@@ -49,14 +48,13 @@ class DramPool {
   const std::string& share_path() const { return share_path_; }
 
  private:
-  DramPool(std::byte* base, uint64_t bytes, int fd)
-      : base_(base), fd_(fd), allocator_(bytes, kSlotAlignment) {
-    if (fd_ >= 0) share_path_ = "/proc/" + std::to_string(getpid()) + "/fd/" + std::to_string(fd_);
-  }
+  DramPool(std::byte* base, uint64_t bytes, int fd, std::string share_path)
+      : base_(base), fd_(fd), share_path_(std::move(share_path)),
+        allocator_(bytes, kSlotAlignment) {}
 
   std::byte* const base_;
   const int fd_;  // the memfd of a shared pool; -1 otherwise
-  std::string share_path_;
+  const std::string share_path_;
   RangeAllocator allocator_;
 };
 
