@@ -56,9 +56,12 @@ class RuntimeDeviceFetchTest : public ::testing::Test {
   // A node of `dram` bytes, a namespace of 8 layers with 2 MiB chunks, a
   // device pool of `slots` chunks (poisoned) and a fetcher staging
   // `staging_chunks` chunks.
-  void SetUpNode(uint64_t dram, size_t slots, size_t staging_chunks) {
+  // `shared`: the node's pool in shared memory, so the client loads from
+  // it directly (same host) instead of over UCX.
+  void SetUpNode(uint64_t dram, size_t slots, size_t staging_chunks, bool shared = false) {
     store::EngineOptions eo;
     eo.dram_bytes = dram;
+    eo.shared_dram = shared;
     auto engine = store::Engine::Open(eo);
     ASSERT_TRUE(engine.ok()) << engine.status();
     store::ServerOptions so;
@@ -97,6 +100,8 @@ class RuntimeDeviceFetchTest : public ::testing::Test {
     fetcher_ = *std::move(fetcher);
     ASSERT_EQ(cudaStreamCreateWithFlags(&compute_, cudaStreamNonBlocking), cudaSuccess);
   }
+  void MeasureBandwidth(bool shared);
+
   void TearDown() override {
     if (compute_ != nullptr) cudaStreamDestroy(compute_);
     fetcher_.reset();
@@ -298,10 +303,16 @@ TEST_F(RuntimeDeviceFetchTest, RejectsBadInputAndStopsAtTheStagingSize) {
 // Reports (does not assert) the bandwidth of a whole fetch, store -> pinned
 // staging -> HBM, beside a plain pinned host-to-device cudaMemcpy of the same
 // size; the bytes are checked.
-TEST_F(RuntimeDeviceFetchTest, ReportsFetchBandwidthAgainstPinnedCopy) {
+// The fetch's bandwidth (store -> pinned -> HBM) against a pinned copy, with
+// the client loading over UCX or, same host, out of the shared pool.
+void RuntimeDeviceFetchTest::MeasureBandwidth(bool shared) {
   constexpr size_t kChunks = 64;  // 128 MiB
   constexpr int kRounds = 3;
-  ASSERT_NO_FATAL_FAILURE(SetUpNode(uint64_t{1} << 30, kChunks, kChunks));
+  ASSERT_NO_FATAL_FAILURE(SetUpNode(uint64_t{1} << 30, kChunks, kChunks, shared));
+  std::printf("loads over %s\n", std::string(client_->data_path()).c_str());
+  if (shared) {
+    ASSERT_EQ(client_->data_path(), "shm");
+  }
   const size_t total = kChunks * ns_.chunk_bytes;
   using Clock = std::chrono::steady_clock;
   auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
@@ -347,6 +358,12 @@ TEST_F(RuntimeDeviceFetchTest, ReportsFetchBandwidthAgainstPinnedCopy) {
               kRounds, best_fetch / 1e9, 100 * best_fetch / best_h2d, best_first_layer * 1e3);
   RecordProperty("fetch_gbps", std::to_string(best_fetch / 1e9));
   RecordProperty("pinned_h2d_gbps", std::to_string(best_h2d / 1e9));
+}
+
+TEST_F(RuntimeDeviceFetchTest, ReportsFetchBandwidthAgainstPinnedCopy) { MeasureBandwidth(false); }
+
+TEST_F(RuntimeDeviceFetchTest, ReportsSameHostFetchBandwidthAgainstPinnedCopy) {
+  MeasureBandwidth(true);
 }
 
 }  // namespace
