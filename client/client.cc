@@ -559,6 +559,15 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
     RETURN_IF_ERROR(FromGrpcStatus(rpc));
   }
   const uint64_t lease = resp.lease_id();
+  if (resp.node_incarnation() != 0 && info_.incarnation() != 0 &&
+      resp.node_incarnation() != info_.incarnation()) {
+    // Its pool and data-plane address are new: what this client mapped or
+    // imported at connect would read another node's memory.
+    ReleaseLease(lease);
+    return absl::UnavailableError(absl::StrCat(
+        "get: the node at ", options_.server_address,
+        " restarted since this client connected; connect a new client"));
+  }
   if (static_cast<size_t>(resp.chunks_size()) != keys.size()) {
     ReleaseLease(lease);
     return absl::InternalError("get: the node returned a different number of chunks");

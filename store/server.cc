@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -193,6 +194,7 @@ class StrataService final : public pb::Strata::Service {
     RecordOwner(lease->id, req->client_id(), lease->expires);
     out->set_lease_id(lease->id);
     out->set_expires_unix_ms(absl::ToUnixMillis(lease->expires));
+    out->set_node_incarnation(info_.incarnation());
     uint64_t bytes = 0;
     for (const ReadChunk& c : lease->chunks) bytes += c.data.size();
     metrics_.ObserveTransfer(/*get=*/true, bytes);
@@ -499,6 +501,7 @@ class StoreServerImpl final : public StoreServer {
     info.set_ucx_transports(ucx_->transports_in_use());
     info.set_nvme_capacity_bytes(engine_->Stats().nvme_capacity_bytes);
     info.set_max_keys_per_call(static_cast<uint32_t>(engine_->max_keys_per_call()));
+    info.set_incarnation(absl::Uniform<uint64_t>(absl::BitGen()) | 1);
     const std::string share = engine_->dram_share_path();
     struct stat st{};
     const std::string boot_id = BootId();
