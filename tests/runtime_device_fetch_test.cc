@@ -22,9 +22,13 @@
 #include "gtest/gtest.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tests/test_data.h"
 
 namespace strata {
 namespace {
+
+using testing::Bytes;
+using testing::Tokens;
 
 using runtime::ChunkPool;
 using runtime::DeviceFetcher;
@@ -33,23 +37,6 @@ using runtime::LayerwiseDeviceLoad;
 using runtime::SlotId;
 
 constexpr uint32_t kLayers = 8;
-
-std::vector<std::byte> Bytes(size_t n, uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    const uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, 8);
-  }
-  return v;
-}
-
-std::vector<uint32_t> Tokens(size_t n, uint32_t seed) {
-  std::vector<uint32_t> t(n);
-  std::mt19937 rng(seed);
-  for (auto& x : t) x = rng() % 50000;
-  return t;
-}
 
 class RuntimeDeviceFetchTest : public ::testing::Test {
  protected:

@@ -19,9 +19,13 @@
 #include "client/runtime/slot_memory.h"
 #include "gtest/gtest.h"
 #include "tests/server_process.h"
+#include "tests/test_data.h"
 
 namespace strata {
 namespace {
+
+using testing::Bytes;
+using testing::Tokens;
 
 using runtime::ChunkPool;
 using runtime::FetchResult;
@@ -36,23 +40,6 @@ NamespaceSpec Spec(uint32_t heads, uint32_t tokens) {
   spec.dtype = DType::kBFloat16;
   spec.tokens_per_chunk = tokens;
   return spec;
-}
-
-std::vector<std::byte> Bytes(size_t n, uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    const uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, 8);
-  }
-  return v;
-}
-
-std::vector<uint32_t> Tokens(size_t n, uint32_t seed) {
-  std::vector<uint32_t> t(n);
-  std::mt19937 rng(seed);
-  for (auto& x : t) x = rng() % 50000;
-  return t;
 }
 
 class RuntimeFetchTest : public ::testing::Test {

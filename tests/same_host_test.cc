@@ -20,9 +20,12 @@
 #include "proto/strata/v1/strata.grpc.pb.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tests/test_data.h"
 
 namespace strata {
 namespace {
+
+using testing::Bytes;
 
 namespace pb = ::strata::v1;
 
@@ -35,16 +38,6 @@ NamespaceSpec Spec() {
   spec.dtype = DType::kFloat16;
   spec.tokens_per_chunk = 16;  // 32 KiB chunks, 8 KiB layers
   return spec;
-}
-
-std::vector<std::byte> Bytes(size_t n, uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    const uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, 8);
-  }
-  return v;
 }
 
 class SameHostTest : public ::testing::Test {

@@ -17,10 +17,13 @@
 #include "store/common/checksum.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tests/test_data.h"
 #include <grpcpp/grpcpp.h>
 
 namespace strata {
 namespace {
+
+using testing::Bytes;
 
 namespace pb = ::strata::v1;
 
@@ -33,16 +36,6 @@ NamespaceSpec Spec() {
   spec.dtype = DType::kBFloat16;
   spec.tokens_per_chunk = 16;  // 4 layers x 2 x 2 heads x 16 x 64 x 2 B = 32 KiB
   return spec;
-}
-
-std::vector<std::byte> Bytes(size_t n, uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (size_t i = 0; i + 8 <= n; i += 8) {
-    uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, 8);
-  }
-  return v;
 }
 
 class ServiceTest : public ::testing::TestWithParam<std::string> {

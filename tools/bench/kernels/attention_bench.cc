@@ -26,7 +26,7 @@
 #include "kernels/attention.h"
 #include "kernels/attention_plan.h"
 #include "tools/bench/kernels/decode_shapes.h"
-#include "tools/bench/kernels/bench_check.h"
+#include "tools/bench/kernels/bench_util.h"
 #include "tools/bench/kernels/fill.h"
 
 namespace strata::bench {
@@ -42,11 +42,6 @@ using kernels::PlanOptions;
 
 using bench::Shape;
 using bench::ShapeByName;
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Device-to-device copy bandwidth, bytes read + written per second.
 double MeasureCopyBandwidth() {
@@ -110,32 +105,10 @@ double TimePlans(const std::vector<AttentionPlan>& plans, const void* q, void* o
   if (!g_profile) {
     std::vector<cudaGraphExec_t> graphs;
     for (const DevicePlan& d : dev) {
-      cudaGraph_t g;
-      CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-      CHECK_OK(kernels::RunAttention(d, q, out, nullptr, stream));
-      CHECK_CUDA(cudaStreamEndCapture(stream, &g));
-      cudaGraphExec_t exec;
-      CHECK_CUDA(cudaGraphInstantiate(&exec, g, 0));
-      CHECK_CUDA(cudaGraphDestroy(g));
-      graphs.push_back(exec);
+      graphs.push_back(CaptureGraph(
+          stream, [&] { CHECK_OK(kernels::RunAttention(d, q, out, nullptr, stream)); }));
     }
-    cudaEvent_t e0, e1;
-    CHECK_CUDA(cudaEventCreate(&e0));
-    CHECK_CUDA(cudaEventCreate(&e1));
-    for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphLaunch(g, stream));
-    std::vector<double> t;
-    for (int rep = 0; rep < 5; ++rep) {
-      CHECK_CUDA(cudaEventRecord(e0, stream));
-      for (int i = 0; i < iters; ++i) CHECK_CUDA(cudaGraphLaunch(graphs[i % graphs.size()], stream));
-      CHECK_CUDA(cudaEventRecord(e1, stream));
-      CHECK_CUDA(cudaEventSynchronize(e1));
-      float ms;
-      CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-      t.push_back(ms * 1e3 / iters);
-    }
-    result = Median(t);
-    CHECK_CUDA(cudaEventDestroy(e0));
-    CHECK_CUDA(cudaEventDestroy(e1));
+    result = TimeGraphsUs(stream, graphs, iters);
     for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphExecDestroy(g));
   }
   CHECK_CUDA(cudaStreamDestroy(stream));

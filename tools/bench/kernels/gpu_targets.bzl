@@ -14,8 +14,8 @@ def attention_bench_targets():
         cu_hdrs = ["fill.h"],
     )
     native.cc_library(
-        name = "bench_check",
-        hdrs = ["bench_check.h"],
+        name = "bench_util",
+        hdrs = ["bench_util.h"],
         deps = [
             "@local_cuda//:cudart_static",
             "@system//:absl",
@@ -26,7 +26,7 @@ def attention_bench_targets():
         srcs = ["attention_bench.cc"],
         linkstatic = 1,
         deps = [
-            ":bench_check",
+            ":bench_util",
             ":decode_shapes",
             ":fill",
             "//kernels:attention",
@@ -38,7 +38,7 @@ def attention_bench_targets():
         srcs = ["prefill_bench.cc"],
         linkstatic = 1,
         deps = [
-            ":bench_check",
+            ":bench_util",
             ":fill",
             "//kernels:attention_cpu",
             "//kernels:prefill",

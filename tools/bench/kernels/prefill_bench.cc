@@ -29,7 +29,7 @@
 
 #include "kernels/prefill.h"
 #include "kernels/prefill_plan.h"
-#include "tools/bench/kernels/bench_check.h"
+#include "tools/bench/kernels/bench_util.h"
 #include "tools/bench/kernels/fill.h"
 
 namespace strata::bench {
@@ -65,11 +65,6 @@ Shape ShapeByName(const std::string& name) {
     std::exit(2);
   }
   return s;
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 struct Result {
@@ -122,34 +117,12 @@ Result RunConfig(const Shape& sh, int history, int num_new, bool rope,
     CHECK_OK(dev.status());
     CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream));  // warm-up
     CHECK_CUDA(cudaStreamSynchronize(stream));
-    cudaGraph_t g;
-    CHECK_CUDA(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream));
-    CHECK_CUDA(cudaStreamEndCapture(stream, &g));
-    cudaGraphExec_t exec;
-    CHECK_CUDA(cudaGraphInstantiate(&exec, g, 0));
-    CHECK_CUDA(cudaGraphDestroy(g));
-    graphs.push_back(exec);
+    graphs.push_back(CaptureGraph(
+        stream, [&] { CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream)); }));
   }
-  cudaEvent_t e0, e1;
-  CHECK_CUDA(cudaEventCreate(&e0));
-  CHECK_CUDA(cudaEventCreate(&e1));
-  for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphLaunch(g, stream));
-  std::vector<double> t;
-  for (int rep = 0; rep < 5; ++rep) {
-    CHECK_CUDA(cudaEventRecord(e0, stream));
-    for (int i = 0; i < iters; ++i) CHECK_CUDA(cudaGraphLaunch(graphs[i % graphs.size()], stream));
-    CHECK_CUDA(cudaEventRecord(e1, stream));
-    CHECK_CUDA(cudaEventSynchronize(e1));
-    float ms;
-    CHECK_CUDA(cudaEventElapsedTime(&ms, e0, e1));
-    t.push_back(ms * 1e3 / iters);
-  }
-  r.us = Median(t);
+  r.us = TimeGraphsUs(stream, graphs, iters);
   r.tflops = r.flops / (r.us * 1e-6) / 1e12;
   r.floor_us = std::max(r.bytes / kBytesPerSecond, r.flops / kFlopsPerSecond) * 1e6;
-  CHECK_CUDA(cudaEventDestroy(e0));
-  CHECK_CUDA(cudaEventDestroy(e1));
   for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphExecDestroy(g));
   for (void* p : pools) CHECK_CUDA(cudaFree(p));
   for (void* p : workspaces) CHECK_CUDA(cudaFree(p));
