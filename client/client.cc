@@ -176,6 +176,13 @@ class ClientImpl final : public Client {
   absl::StatusOr<uint64_t> RemoveNamespace(const NamespaceSpec& spec,
                                            std::string_view tenant) override;
 
+  std::span<const std::byte> shared_pool() const override {
+    return shm_base_ != nullptr ? std::span<const std::byte>(shm_base_, shm_bytes_)
+                                : std::span<const std::byte>();
+  }
+  absl::StatusOr<std::unique_ptr<MappedChunks>> LeaseMapped(
+      const Namespace& ns, std::span<const ChunkKey> keys) override;
+
   // Aborts every operation in flight on the endpoint (a stuck transfer).
   void AbortTransfers() {
     absl::MutexLock lock(&ep_mu_);
@@ -193,6 +200,19 @@ class ClientImpl final : public Client {
   uint32_t LeaseMs() const {
     return static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease_ttl));
   }
+  // A read lease on chunks: its id, and each chunk's node address, offset in
+  // the shared pool (when mapped) and checksum.
+  struct Leased {
+    uint64_t lease = 0;
+    std::vector<uint64_t> addresses;
+    std::vector<uint64_t> offsets;
+    std::vector<uint64_t> checksums;
+  };
+  // One Get: the lease (released again on any error). Carries queued
+  // releases.
+  absl::StatusOr<Leased> Lease(const Namespace& ns, std::span<const ChunkKey> keys);
+  friend class MappedChunksImpl;
+
   // Maps the node's shared pool read-only when the node offers it and runs
   // on this host; leaves shm_base_ null (loads over UCX) otherwise.
   void MapSharedPool();
@@ -531,15 +551,8 @@ void ClientImpl::ReleaseLoop() {
   }
 }
 
-absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
-    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
-    std::function<void(uint32_t)> on_layer) {
-  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
-  if (dest.size() != keys.size() * ns.chunk_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("load: destination of ", dest.size(),
-                                                   " bytes for ", keys.size(), " chunks of ",
-                                                   ns.chunk_bytes, " bytes"));
-  }
+absl::StatusOr<ClientImpl::Leased> ClientImpl::Lease(const Namespace& ns,
+                                                     std::span<const ChunkKey> keys) {
   pb::GetRequest req;
   req.set_client_id(client_id_);
   req.set_namespace_id(ns.id);
@@ -588,13 +601,72 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
       offsets.push_back(offset);
     }
   }
+  Leased out;
+  out.lease = lease;
+  out.offsets = std::move(offsets);
+  for (const pb::ChunkLocation& c : resp.chunks()) {
+    out.addresses.push_back(c.address());
+    out.checksums.push_back(c.checksum());
+  }
+  return out;
+}
+
+class MappedChunksImpl final : public MappedChunks {
+ public:
+  MappedChunksImpl(ClientImpl* client, uint64_t lease, std::vector<std::span<const std::byte>> chunks,
+                   std::vector<uint64_t> checksums)
+      : client_(client), lease_(lease), chunks_(std::move(chunks)), checksums_(std::move(checksums)) {}
+  ~MappedChunksImpl() override { client_->ReleaseLease(lease_); }
+  size_t size() const override { return chunks_.size(); }
+  std::span<const std::byte> chunk(size_t i) const override { return chunks_[i]; }
+  absl::Status Verify(size_t i) const override {
+    if (ChunkChecksum(chunks_[i]) != checksums_[i]) {
+      return absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  ClientImpl* const client_;
+  const uint64_t lease_;
+  const std::vector<std::span<const std::byte>> chunks_;
+  const std::vector<uint64_t> checksums_;
+};
+
+absl::StatusOr<std::unique_ptr<MappedChunks>> ClientImpl::LeaseMapped(
+    const Namespace& ns, std::span<const ChunkKey> keys) {
+  if (shm_base_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "lease-mapped: the node's pool is not mapped (not on this host, or same_host off)");
+  }
+  if (keys.empty()) return absl::InvalidArgumentError("lease-mapped: no keys");
+  absl::StatusOr<Leased> leased = Lease(ns, keys);
+  if (!leased.ok()) return leased.status();
+  std::vector<std::span<const std::byte>> chunks;
+  for (uint64_t off : leased->offsets) chunks.emplace_back(shm_base_ + off, ns.chunk_bytes);
+  return std::unique_ptr<MappedChunks>(
+      new MappedChunksImpl(this, leased->lease, std::move(chunks), std::move(leased->checksums)));
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
+    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
+    std::function<void(uint32_t)> on_layer) {
+  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
+  if (dest.size() != keys.size() * ns.chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("load: destination of ", dest.size(),
+                                                   " bytes for ", keys.size(), " chunks of ",
+                                                   ns.chunk_bytes, " bytes"));
+  }
+  absl::StatusOr<Leased> leased = Lease(ns, keys);
+  if (!leased.ok()) return leased.status();
+  const uint64_t lease = leased->lease;
+  std::vector<uint64_t> offsets = std::move(leased->offsets);
   const uint32_t layers = ns.spec.num_layers;
   const uint32_t n = static_cast<uint32_t>(keys.size());
   auto transfer = std::make_shared<TransferImpl>(this, layers, n, int64_t{layers} * n,
                                                  absl::Now() + options_.transfer_timeout);
   transfer->on_layer = std::move(on_layer);
-  std::vector<uint64_t> checksums;
-  for (const pb::ChunkLocation& c : resp.chunks()) checksums.push_back(c.checksum());
+  std::vector<uint64_t> checksums = leased->checksums;
   TransferImpl* t = transfer.get();
   // Runs once every slice has landed (or failed): verify, release, finish.
   transfer->on_all_ops_done = [this, t, transfer, lease, dest, checksums,
@@ -632,7 +704,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
           continue;
         }
         std::span<std::byte> local = dest.subspan(c * ns.chunk_bytes + l * ns.layer_bytes, ns.layer_bytes);
-        const uint64_t remote = resp.chunks(c).address() + l * ns.layer_bytes;
+        const uint64_t remote = leased->addresses[c] + l * ns.layer_bytes;
         post_error = endpoint_->PostGet(local, *remote_, remote,
                                         [t, l](absl::Status s) { t->OpDone(l, s); });
         if (!post_error.ok()) {

@@ -109,6 +109,21 @@ class Transfer {
   virtual bool done() const = 0;
 };
 
+// Chunks under a read lease, seen in place in the node's DRAM pool mapped
+// read-only by a client on the node's host: what a GPU copies from directly
+// (after registering Client::shared_pool() with CUDA). The lease keeps the
+// node from evicting or replacing them; it is released when this object
+// goes. The bytes are not verified until Verify: check every chunk before
+// trusting what was computed from it.
+class MappedChunks {
+ public:
+  virtual ~MappedChunks() = default;
+  virtual size_t size() const = 0;
+  virtual std::span<const std::byte> chunk(size_t i) const = 0;
+  // OK when chunk i matches its checksum; DataLoss otherwise. Thread-safe.
+  virtual absl::Status Verify(size_t i) const = 0;
+};
+
 // Thread-safe.
 class Client {
  public:
@@ -142,6 +157,19 @@ class Client {
   virtual absl::StatusOr<std::shared_ptr<Transfer>> Save(
       const Namespace& ns, std::span<const ChunkKey> keys, std::span<const std::byte> src,
       std::optional<ChunkKey> parent = std::nullopt) = 0;
+
+  // The node's DRAM pool as this client maps it (empty unless data_path()
+  // is "shm"), for registering once with a GPU runtime.
+  virtual std::span<const std::byte> shared_pool() const { return {}; }
+  // Leases `keys` and returns them in place in shared_pool(): one Get, no
+  // copy. FailedPrecondition unless data_path() is "shm"; NotFound when a
+  // key is not stored; InvalidArgument for no keys.
+  virtual absl::StatusOr<std::unique_ptr<MappedChunks>> LeaseMapped(
+      const Namespace& ns, std::span<const ChunkKey> keys) {
+    (void)ns;
+    (void)keys;
+    return absl::FailedPreconditionError("lease-mapped: not supported by this client");
+  }
 
   // Sends the scheduler's upcoming jobs; replaces its previous hint set.
   virtual absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
