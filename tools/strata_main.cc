@@ -10,6 +10,9 @@
 //   strata lookup ...      per-key tier and cached prefix of files or keys
 //   strata stats           a node's counters
 //   strata bench [flags]   load generator: N clients, get/put mix, latency
+//   strata worker run|bench   the GPU worker runtime (strata_worker): a
+//                          conversation turn of a Llama model over a node;
+//                          TTFT of returning conversations
 //   strata help            this text
 //
 // The subcommands that talk to a node live in tools/cli/commands*.
@@ -17,11 +20,14 @@
 // `strata <command> --help` lists a command's flags.
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <optional>
 #include <string>
@@ -535,10 +541,35 @@ constexpr char kUsage[] =
     "  stats   print a node's counters\n"
     "  remove-namespace  remove a namespace and all its chunks from a node\n"
     "  bench   load generator: N clients, get/put mix, throughput and latency\n"
+    "  worker  the GPU worker runtime (strata_worker; CUDA builds): `worker run` a\n"
+    "          conversation turn of a Llama model over a node, `worker bench` TTFT\n"
     "  help    show this text\n\n"
     "Commands that talk to a node connect to --server (default 127.0.0.1:7400).\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n"
     "`strata <command> --help` lists the command's flags.\n";
+
+// `strata worker ...`: the GPU worker runtime's tools live in their own
+// binary (CUDA and cuBLAS), strata_worker, found beside this one (or in
+// worker/ below it, as Bazel lays them out).
+int Worker(char** argv) {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  for (const std::filesystem::path& candidate :
+       {self.parent_path() / "strata_worker", self.parent_path() / "worker" / "strata_worker"}) {
+    if (std::filesystem::exists(candidate)) {
+      const std::string path = candidate.string();
+      argv[1] = const_cast<char*>(path.c_str());
+      execv(path.c_str(), argv + 1);
+      std::fprintf(stderr, "strata worker: cannot run %s: %s\n", path.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+  std::fprintf(stderr,
+               "strata worker: strata_worker is not installed beside %s (it is built only where a "
+               "CUDA toolkit is present: bazel build //tools/worker:strata_worker)\n",
+               self.c_str());
+  return 1;
+}
 
 }  // namespace
 }  // namespace strata
@@ -561,6 +592,7 @@ int main(int argc, char** argv) {
   }
   if (std::strcmp(argv[1], "bench") == 0) return strata::cli::BenchCommand(args);
   if (std::strcmp(argv[1], "replay") == 0) return strata::cli::ReplayCommand(args);
+  if (std::strcmp(argv[1], "worker") == 0) return strata::Worker(argv);
   std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", argv[1], strata::kUsage);
   return 2;
 }

@@ -4,6 +4,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <cmath>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -87,6 +88,21 @@ absl::StatusOr<LlamaConfig> LlamaConfig::FromHfJson(std::string_view json) {
       it != s.fields().end() && it->second.kind_case() != google::protobuf::Value::kNullValue) {
     return absl::InvalidArgumentError("config.json: rope_scaling is not supported");
   }
+  // Newer files carry RoPE as rope_parameters {rope_type, rope_theta}.
+  std::optional<double> rope_theta;
+  if (auto it = s.fields().find("rope_parameters");
+      it != s.fields().end() && it->second.kind_case() == google::protobuf::Value::kStructValue) {
+    const google::protobuf::Struct& rp = it->second.struct_value();
+    auto type = rp.fields().find("rope_type");
+    if (type != rp.fields().end() && type->second.string_value() != "default") {
+      return absl::InvalidArgumentError(absl::StrCat("config.json: rope_type '",
+                                                     type->second.string_value(),
+                                                     "' is not supported (default only)"));
+    }
+    absl::StatusOr<double> theta = Number(rp, "rope_theta");
+    if (!theta.ok()) return theta.status();
+    rope_theta = *theta;
+  }
   LlamaConfig c;
   absl::StatusOr<int> v;
   if (!(v = Int(s, "num_hidden_layers")).ok()) return v.status();
@@ -113,13 +129,15 @@ absl::StatusOr<LlamaConfig> LlamaConfig::FromHfJson(std::string_view json) {
   absl::StatusOr<double> d = Number(s, "rms_norm_eps");
   if (!d.ok()) return d.status();
   c.rms_eps = static_cast<float>(*d);
-  if (s.fields().contains("rope_theta")) {
+  if (rope_theta.has_value()) {
+    c.rope_theta = static_cast<float>(*rope_theta);
+  } else if (s.fields().contains("rope_theta")) {
     if (!(d = Number(s, "rope_theta")).ok()) return d.status();
     c.rope_theta = static_cast<float>(*d);
   } else {
     c.rope_theta = 10000.0f;
   }
-  const std::string dtype = str("torch_dtype");
+  const std::string dtype = !str("torch_dtype").empty() ? str("torch_dtype") : str("dtype");
   if (dtype == "float16") {
     c.dtype = kernels::KvDtype::kFloat16;
   } else if (dtype == "bfloat16" || dtype.empty()) {

@@ -187,6 +187,22 @@ TEST(LlamaConfigTest, ReadsHuggingFaceConfig) {
     "torch_dtype": "bfloat16", "rope_scaling": null})");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->DebugString(), LlamaConfig::Llama3_8B().DebugString());
+  // The newer form: rope_parameters and dtype.
+  absl::StatusOr<LlamaConfig> v5 = LlamaConfig::FromHfJson(R"({
+    "model_type": "llama", "num_hidden_layers": 4, "hidden_size": 1024, "head_dim": 128,
+    "num_attention_heads": 8, "num_key_value_heads": 2, "intermediate_size": 2816,
+    "vocab_size": 32000, "rms_norm_eps": 1e-05, "dtype": "bfloat16",
+    "rope_parameters": {"rope_theta": 500000.0, "rope_type": "default"}})");
+  ASSERT_TRUE(v5.ok()) << v5.status();
+  EXPECT_EQ(v5->DebugString(), LlamaConfig::Small().DebugString());
+  EXPECT_EQ(v5->rope_theta, 500000.0f);
+  EXPECT_EQ(LlamaConfig::FromHfJson(R"({
+    "model_type": "llama", "num_hidden_layers": 4, "hidden_size": 1024,
+    "num_attention_heads": 8, "intermediate_size": 2816, "vocab_size": 32000,
+    "rms_norm_eps": 1e-05, "rope_parameters": {"rope_theta": 5e5, "rope_type": "llama3"}})")
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(LlamaConfig::FromHfJson(R"({"model_type": "gpt2"})").status().code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(LlamaConfig::FromHfJson("not json").status().code(),
