@@ -20,4 +20,18 @@ ChunkKey ScopeKey(const ChunkKey& namespace_root, const ChunkKey& key) {
   return out;
 }
 
+std::string ScopeName(std::string_view tenant, std::string_view name) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(name.data(), name.size(), digest, &len, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(tenant);
+  out.push_back('/');
+  for (int i = 0; i < 16; ++i) {
+    out.push_back(kHex[digest[i] >> 4]);
+    out.push_back(kHex[digest[i] & 15]);
+  }
+  return out;
+}
+
 }  // namespace strata::auth

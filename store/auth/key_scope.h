@@ -9,12 +9,20 @@
 #ifndef STRATA_STORE_AUTH_KEY_SCOPE_H_
 #define STRATA_STORE_AUTH_KEY_SCOPE_H_
 
+#include <string>
+#include <string_view>
+
 #include "store/common/chunk_key.h"
 
 namespace strata::auth {
 
 // Thread-safe; pure.
 ChunkKey ScopeKey(const ChunkKey& namespace_root, const ChunkKey& key);
+
+// A name chosen by a client (a scheduler id), scoped to its tenant:
+// "TENANT/" and the first 32 hex digits of SHA-256(name). At most 97 bytes
+// for a valid tenant name.
+std::string ScopeName(std::string_view tenant, std::string_view name);
 
 }  // namespace strata::auth
 
