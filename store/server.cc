@@ -128,6 +128,20 @@ std::string BootId() {
 
 absl::Duration LeaseTtl(uint32_t ms) { return absl::Milliseconds(ms); }  // 0: engine default
 
+// Loads the tenants file. Quotas in it are refused (Unimplemented) rather
+// than silently ignored: this node does not enforce them yet.
+absl::StatusOr<auth::TenantTable> LoadTenants(const std::string& path) {
+  ASSIGN_OR_RETURN(auth::TenantTable table, auth::TenantTable::Load(path));
+  for (const auto& [name, entry] : table.tenants()) {
+    if (entry.quota.dram_bytes != 0 || entry.quota.nvme_bytes != 0) {
+      return absl::UnimplementedError(absl::StrCat(
+          "tenants file ", path, ": tenant '", name,
+          "' has a quota (dram=/nvme=), which this node does not enforce yet; remove it"));
+    }
+  }
+  return table;
+}
+
 class StrataService final : public pb::Strata::Service {
  public:
   StrataService(Engine* engine, const ServerOptions& options, pb::NodeInfo info,
@@ -150,7 +164,7 @@ class StrataService final : public pb::Strata::Service {
     if (options_.tenants_file.empty()) {
       return absl::FailedPreconditionError("the node runs without a tenants file (--tenants)");
     }
-    ASSIGN_OR_RETURN(auth::TenantTable table, auth::TenantTable::Load(options_.tenants_file));
+    ASSIGN_OR_RETURN(auth::TenantTable table, LoadTenants(options_.tenants_file));
     const size_t n = table.size();
     {
       absl::MutexLock lock(&tenants_mu_);
@@ -756,7 +770,7 @@ class StoreServerImpl final : public StoreServer {
 
     std::shared_ptr<const auth::TenantTable> tenants;
     if (!options.tenants_file.empty()) {
-      ASSIGN_OR_RETURN(auth::TenantTable table, auth::TenantTable::Load(options.tenants_file));
+      ASSIGN_OR_RETURN(auth::TenantTable table, LoadTenants(options.tenants_file));
       tenants = std::make_shared<const auth::TenantTable>(std::move(table));
     }
     std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();

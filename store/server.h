@@ -50,6 +50,8 @@ struct ServerOptions {
   // every call must carry a tenant token ("authorization: Bearer TOKEN"
   // metadata), a namespace belongs to the tenant that registered it, and
   // leases and hints to the calling tenant. Reloaded by ReloadTenants().
+  // Quotas in the file (dram=, nvme=) are not enforced yet and are refused
+  // (Unimplemented).
   std::string tenants_file;
   // Most DRAM bytes one caller may hold reserved under open write leases
   // (the caller: its tenant with authentication, its host otherwise); past

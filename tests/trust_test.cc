@@ -634,6 +634,12 @@ TEST(TenantFileTest, ANodeWithABadTenantsFileDoesNotStart) {
   so.tenants_file = path.string();
   auto server = store::StoreServer::Start(*std::move(engine), so);
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << server.status();
+  // Quotas are not enforced yet: refused, not ignored.
+  WriteFile(path, "a " + auth::HashToken("a:1") + " dram=1GiB\n");
+  engine = store::Engine::Open(eo);
+  ASSERT_TRUE(engine.ok());
+  server = store::StoreServer::Start(*std::move(engine), so);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnimplemented) << server.status();
   fs::remove(path);
   // Without authentication a reload has nothing to read.
   auto plain = StartNode(store::ServerOptions(), 16 << 20);

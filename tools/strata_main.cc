@@ -359,8 +359,8 @@ int Serve(const std::vector<std::string>& args) {
             "needs --tls_cert)",
             &tls_client_ca);
   flags.Add("tenants",
-            "tenants file (tenant, salted token hashes, quotas; see `strata token`): turns "
-            "authentication on; reloaded on SIGHUP",
+            "tenants file (a line per tenant: name and salted token hashes, as `strata token` "
+            "prints them): turns authentication on; reloaded on SIGHUP",
             &tenants_file);
   flags.Add("max_put_reservation",
             "most DRAM one caller (its tenant, or its host without --tenants) may hold under open "
@@ -573,19 +573,16 @@ int Serve(const std::vector<std::string>& args) {
 // the tenants file on stdout; or, with --hash, the line for an existing one.
 int Token(const std::vector<std::string>& args) {
   std::string tenant, out, hash;
-  cli::Bytes dram{0}, nvme{0};
   cli::FlagSet flags(
-      "strata token --tenant NAME --out FILE [--dram SIZE] [--nvme SIZE]\n"
-      "strata token --hash FILE [--dram SIZE] [--nvme SIZE]\n\n"
+      "strata token --tenant NAME --out FILE\n"
+      "strata token --hash FILE\n\n"
       "Writes a new random token TENANT:SECRET for tenant NAME to FILE (mode 0600; clients\n"
       "give it with --token_file) and prints the tenants-file line for it: the tenant, a\n"
-      "salted SHA-256 of the token, and the quotas given. The node keeps only the hash.\n"
+      "salted SHA-256 of the token. The node keeps only the hash.\n"
       "With --hash, prints the line for the token already in FILE (a fresh salt).");
   flags.Add("tenant", "tenant of the new token ([A-Za-z0-9._-], 1-64)", &tenant);
   flags.Add("out", "file to write the new token to (created with mode 0600)", &out);
   flags.Add("hash", "file holding an existing token to print the line for", &hash);
-  flags.Add("dram", "DRAM quota written on the line (0: none)", &dram);
-  flags.Add("nvme", "NVMe quota written on the line (0: none)", &nvme);
   auto rest = flags.Parse(args);
   if (!rest.ok() || !rest->empty()) {
     std::fprintf(stderr, "strata token: %s\n",
@@ -636,10 +633,7 @@ int Token(const std::vector<std::string>& args) {
       return 1;
     }
   }
-  std::string entry = absl::StrCat(tenant, " ", auth::HashToken(token));
-  if (dram.value != 0) absl::StrAppend(&entry, " dram=", dram.value);
-  if (nvme.value != 0) absl::StrAppend(&entry, " nvme=", nvme.value);
-  std::printf("%s\n", entry.c_str());
+  std::printf("%s %s\n", tenant.c_str(), auth::HashToken(token).c_str());
   return 0;
 }
 
