@@ -9,6 +9,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -196,7 +197,11 @@ class ClientImpl final : public Client {
   void Prepare(grpc::ClientContext* ctx) const {
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::microseconds(absl::ToInt64Microseconds(options_.rpc_timeout)));
+    if (!token_.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
   }
+  // The channel's credentials (TLS when tls_ca_file is set) and the token.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
+      grpc::ChannelArguments* args);
   uint32_t LeaseMs() const {
     return static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease_ttl));
   }
@@ -236,6 +241,7 @@ class ClientImpl final : public Client {
 
   const ClientOptions options_;
   std::string client_id_;
+  std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Strata::Stub> stub_;
   NodeInfo node_;
@@ -355,16 +361,25 @@ absl::Status ClientImpl::Init() {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.server_address,
-                                       grpc::InsecureChannelCredentials(), args);
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials, Credentials(&args));
+  channel_ = grpc::CreateCustomChannel(options_.server_address, credentials, args);
   stub_ = pb::Strata::NewStub(channel_);
   grpc::ClientContext ctx;
   Prepare(&ctx);
   grpc::Status s = stub_->GetNodeInfo(&ctx, pb::NodeInfoRequest(), &info_);
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    return FromGrpcStatus(s);
+  }
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot reach the store node at ",
-                                               options_.server_address, ": ",
-                                               s.error_message()));
+    const bool tls = !options_.tls_ca_file.empty();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot reach the store node at ", options_.server_address, ": ", s.error_message(),
+        tls ? " (with TLS: the node's certificate must be signed by the CA in tls_ca_file and "
+              "name the server (tls_server_name); a node that requires client certificates "
+              "accepts only one signed by its client CA (tls_cert_file, tls_key_file); a node "
+              "without TLS refuses the handshake)"
+            : " (a node with TLS needs tls_ca_file)"));
   }
   if (info_.protocol_version() != kProtocolVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -382,6 +397,75 @@ absl::Status ClientImpl::Init() {
   if (options_.same_host == SameHost::kAuto) MapSharedPool();
   absl::MutexLock lock(&ep_mu_);
   return EnsureEndpoint();
+}
+
+namespace {
+
+// A whole file; NotFound / PermissionDenied / Unavailable naming it.
+absl::StatusOr<std::string> ReadFileNamed(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+    if (err == ENOENT) return absl::NotFoundError(msg);
+    if (err == EACCES) return absl::PermissionDeniedError(msg);
+    return absl::UnavailableError(msg);
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientImpl::Credentials(
+    grpc::ChannelArguments* args) {
+  if (!options_.token.empty() && !options_.token_file.empty()) {
+    return absl::InvalidArgumentError("give a token or a token file, not both");
+  }
+  token_ = options_.token;
+  if (!options_.token_file.empty()) {
+    ASSIGN_OR_RETURN(token_, ReadFileNamed(options_.token_file, "token file"));
+    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.back()))) {
+      token_.pop_back();
+    }
+    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.front()))) {
+      token_.erase(token_.begin());
+    }
+    if (token_.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token file ", options_.token_file, " is empty"));
+    }
+  }
+  for (char c : token_) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "the token holds a character that is not printable ASCII (expected TENANT:SECRET)");
+    }
+  }
+  if (options_.tls_ca_file.empty()) {
+    if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty() ||
+        !options_.tls_server_name.empty()) {
+      return absl::InvalidArgumentError(
+          "TLS options given without tls_ca_file (the CA that signed the node's certificate)");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a client certificate needs both tls_cert_file and tls_key_file");
+  }
+  grpc::SslCredentialsOptions ssl;
+  ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileNamed(options_.tls_ca_file, "TLS CA"));
+  if (!options_.tls_cert_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                     ReadFileNamed(options_.tls_cert_file, "TLS client certificate"));
+    ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFileNamed(options_.tls_key_file, "TLS client key"));
+  }
+  if (!options_.tls_server_name.empty()) {
+    args->SetSslTargetNameOverride(options_.tls_server_name);
+  }
+  return grpc::SslCredentials(ssl);
 }
 
 void ClientImpl::MapSharedPool() {

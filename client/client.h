@@ -52,6 +52,22 @@ struct ClientOptions {
   std::string client_id;
   // Loads over shared memory from a node on this host (saves always use UCX).
   SameHost same_host = SameHost::kAuto;
+
+  // TLS to the node's gRPC port (the data plane is not encrypted). TLS is
+  // used when tls_ca_file is set: a PEM file of the CA(s) that signed the
+  // node's certificate.
+  std::string tls_ca_file;
+  // Mutual TLS: this client's certificate (chain) and key, PEM files.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // The name the node's certificate must carry; empty: the host of
+  // server_address.
+  std::string tls_server_name;
+  // Tenant token ("TENANT:SECRET") sent with every call to a node that
+  // authenticates; or a file holding it (surrounding white space ignored).
+  // At most one of the two.
+  std::string token;
+  std::string token_file;
 };
 
 // A namespace registered on the node, with the key chain derived from it
@@ -128,7 +144,11 @@ class MappedChunks {
 class Client {
  public:
   // Connects the control plane and the data plane. Unavailable when the node
-  // cannot be reached; FailedPrecondition for an incompatible protocol.
+  // cannot be reached or the TLS handshake fails (the message says which
+  // options to check); Unauthenticated when the node authenticates and the
+  // token is missing or wrong; FailedPrecondition for an incompatible
+  // protocol; NotFound / InvalidArgument for unreadable or bad TLS or token
+  // files.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
   virtual ~Client() = default;
 

@@ -13,11 +13,13 @@
 //   strata worker run|bench   the GPU worker runtime (strata_worker): a
 //                          conversation turn of a Llama model over a node;
 //                          TTFT of returning conversations
+//   strata token ...       a new tenant token and its tenants-file line
 //   strata help            this text
 //
 // The subcommands that talk to a node live in tools/cli/commands*.
 //
 // `strata <command> --help` lists a command's flags.
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
@@ -33,9 +35,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "store/auth/tenants.h"
+#include "store/auth/tls.h"
 #include "store/cluster/etcd_registration.h"
 #include "store/cluster/membership.h"
 #include "store/cluster/node_record.h"
@@ -268,6 +273,7 @@ void BlockStopSignals(sigset_t* set) {
   sigemptyset(set);
   sigaddset(set, SIGINT);
   sigaddset(set, SIGTERM);
+  sigaddset(set, SIGHUP);  // reloads the tenants file
   pthread_sigmask(SIG_BLOCK, set, nullptr);
 }
 
@@ -286,6 +292,8 @@ int Serve(const std::vector<std::string>& args) {
   cli::Bytes prefetch_bytes{0};
   std::string etcd, cluster_name = "strata", peers, advertise;
   absl::Duration etcd_lease_ttl = absl::Seconds(5);
+  std::string tls_cert, tls_key, tls_client_ca, tenants_file;
+  cli::Bytes max_put_reservation{0};
   cli::FlagSet flags(
       "strata serve [flags]\n\n"
       "Runs a store node: gRPC control plane on --listen, UCX data plane over the\n"
@@ -346,6 +354,23 @@ int Serve(const std::vector<std::string>& args) {
   flags.Add("advertise",
             "host:port clients dial, published in etcd (default: the bound --listen address)",
             &advertise);
+  flags.Add("tls_cert",
+            "PEM file of the node's TLS certificate (chain): the gRPC port speaks TLS (with "
+            "--tls_key; default: plaintext, logged when not on loopback)",
+            &tls_cert);
+  flags.Add("tls_key", "PEM file of the private key of --tls_cert", &tls_key);
+  flags.Add("tls_client_ca",
+            "PEM file of the CA whose signed client certificates alone may connect (mutual TLS; "
+            "needs --tls_cert)",
+            &tls_client_ca);
+  flags.Add("tenants",
+            "tenants file (a line per tenant: name and salted token hashes, as `strata token` "
+            "prints them): turns authentication on; reloaded on SIGHUP",
+            &tenants_file);
+  flags.Add("max_put_reservation",
+            "most DRAM one caller (its tenant, or its host without --tenants) may hold under open "
+            "write leases (0: half of --dram)",
+            &max_put_reservation);
   auto rest = flags.Parse(args);
   if (!rest.ok() || !rest->empty()) {
     std::fprintf(stderr, "strata serve: %s\n",
@@ -445,6 +470,11 @@ int Serve(const std::vector<std::string>& args) {
   server_options.max_namespaces_per_peer = static_cast<int>(max_namespaces_per_peer);
   server_options.data_listen = data_listen;
   server_options.metrics_listen = metrics_listen;
+  server_options.tls_cert_file = tls_cert;
+  server_options.tls_key_file = tls_key;
+  server_options.tls_client_ca_file = tls_client_ca;
+  server_options.tenants_file = tenants_file;
+  server_options.max_put_reservation_bytes = max_put_reservation.value;
   auto server = store::StoreServer::Start(*std::move(engine), server_options);
   if (!server.ok()) {
     std::fprintf(stderr, "strata serve: %s\n", server.status().ToString().c_str());
@@ -457,6 +487,12 @@ int Serve(const std::vector<std::string>& args) {
                       : absl::StrCat(cli::FormatBytes(nvme.value), " in ", data_dir).c_str(),
               static_cast<unsigned long long>(stats.chunks_restored),
               (*server)->ucx_transports().c_str());
+  std::printf("strata serve: gRPC %s; %s\n",
+              (*server)->tls() ? (tls_client_ca.empty() ? "over TLS" : "over mutual TLS")
+                               : "in plaintext",
+              (*server)->authentication()
+                  ? absl::StrCat("tenants authenticated (", tenants_file, ")").c_str()
+                  : "no authentication (no --tenants)");
   if ((*server)->metrics_port() != 0) {
     const std::string host = metrics_listen.substr(0, metrics_listen.rfind(':'));
     std::printf("strata serve: metrics at http://%s:%d/metrics\n", host.c_str(),
@@ -509,7 +545,16 @@ int Serve(const std::vector<std::string>& args) {
     }
   }
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (true) {
+    sigwait(&stop_signals, &sig);
+    if (sig != SIGHUP) break;
+    absl::Status reloaded = (*server)->ReloadTenants();
+    std::printf("strata serve: SIGHUP: %s\n",
+                reloaded.ok() ? absl::StrCat("tenants reloaded from ", tenants_file).c_str()
+                              : absl::StrCat("tenants not reloaded, the previous table stays: ",
+                                             reloaded.ToString()).c_str());
+    std::fflush(stdout);
+  }
   if (registration != nullptr) {
     // Leave the membership first, so that clients stop routing here while
     // the node drains.
@@ -529,6 +574,74 @@ int Serve(const std::vector<std::string>& args) {
   return s.ok() ? 0 : 1;
 }
 
+// strata token: a new tenant token in a file (mode 0600) and its line for
+// the tenants file on stdout; or, with --hash, the line for an existing one.
+int Token(const std::vector<std::string>& args) {
+  std::string tenant, out, hash;
+  cli::FlagSet flags(
+      "strata token --tenant NAME --out FILE\n"
+      "strata token --hash FILE\n\n"
+      "Writes a new random token TENANT:SECRET for tenant NAME to FILE (mode 0600; clients\n"
+      "give it with --token_file) and prints the tenants-file line for it: the tenant, a\n"
+      "salted SHA-256 of the token. The node keeps only the hash.\n"
+      "With --hash, prints the line for the token already in FILE (a fresh salt).");
+  flags.Add("tenant", "tenant of the new token ([A-Za-z0-9._-], 1-64)", &tenant);
+  flags.Add("out", "file to write the new token to (created with mode 0600)", &out);
+  flags.Add("hash", "file holding an existing token to print the line for", &hash);
+  auto rest = flags.Parse(args);
+  if (!rest.ok() || !rest->empty()) {
+    std::fprintf(stderr, "strata token: %s\n",
+                 rest.ok() ? "no positional arguments are taken (see --help)"
+                           : std::string(rest.status().message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  std::string token;
+  if (!hash.empty()) {
+    if (!tenant.empty() || !out.empty()) {
+      std::fprintf(stderr, "strata token: --hash takes no --tenant or --out\n");
+      return 2;
+    }
+    auto text = auth::ReadWholeFile(hash, "token file");
+    if (!text.ok()) {
+      std::fprintf(stderr, "strata token: %s\n", text.status().ToString().c_str());
+      return 1;
+    }
+    token = std::string(absl::StripAsciiWhitespace(*text));
+    tenant = token.substr(0, token.find(':'));
+    if (token.find(':') == std::string::npos || !auth::ValidateTenantName(tenant).ok()) {
+      std::fprintf(stderr, "strata token: %s does not hold a token TENANT:SECRET\n",
+                   hash.c_str());
+      return 1;
+    }
+  } else {
+    if (tenant.empty() || out.empty()) {
+      std::fprintf(stderr, "strata token: give --tenant and --out (or --hash FILE)\n");
+      return 2;
+    }
+    auto fresh = auth::NewToken(tenant);
+    if (!fresh.ok()) {
+      std::fprintf(stderr, "strata token: --tenant: %s\n",
+                   std::string(fresh.status().message()).c_str());
+      return 2;
+    }
+    token = *fresh;
+    const int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    const std::string line = token + "\n";
+    if (fd < 0 || write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
+        close(fd) != 0) {
+      std::fprintf(stderr, "strata token: cannot create %s: %s\n", out.c_str(),
+                   std::strerror(errno));
+      return 1;
+    }
+  }
+  std::printf("%s %s\n", tenant.c_str(), auth::HashToken(token).c_str());
+  return 0;
+}
+
 constexpr char kUsage[] =
     "usage: strata <command> [flags]\n\n"
     "commands:\n"
@@ -543,6 +656,7 @@ constexpr char kUsage[] =
     "  bench   load generator: N clients, get/put mix, throughput and latency\n"
     "  worker  the GPU worker runtime (strata_worker; CUDA builds): `worker run` a\n"
     "          conversation turn of a Llama model over a node, `worker bench` TTFT\n"
+    "  token   a new tenant token and its line for the tenants file (--tenants)\n"
     "  help    show this text\n\n"
     "Commands that talk to a node connect to --server (default 127.0.0.1:7400).\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n"
@@ -583,6 +697,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (std::strcmp(argv[1], "serve") == 0) return strata::Serve(args);
   if (std::strcmp(argv[1], "local") == 0) return strata::Local(args);
+  if (std::strcmp(argv[1], "token") == 0) return strata::Token(args);
   if (std::strcmp(argv[1], "put") == 0) return strata::cli::PutCommand(args);
   if (std::strcmp(argv[1], "get") == 0) return strata::cli::GetCommand(args);
   if (std::strcmp(argv[1], "lookup") == 0) return strata::cli::LookupCommand(args);
