@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/synchronization/mutex.h"
 #include "kernels/cuda_status.h"
 
@@ -232,10 +234,17 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
     slots_.insert(slots_.end(), reservation_.loading.begin(), reservation_.loading.end());
     if (mapped_ != nullptr && start_status_.ok()) {
       verdicts_.resize(mapped_->size());
-      const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency() / 2, 1, 8);
-      for (size_t k = 0; k < std::min(threads, mapped_->size()); ++k) {
-        verifiers_.emplace_back([this, k, threads] {
-          for (size_t i = k; i < verdicts_.size(); i += threads) verdicts_[i] = mapped_->Verify(i);
+      // Hashing is what a same-host load waits for last: all cores but
+      // two (the caller's and the copy stream's), chunks handed out in
+      // order so that the verified prefix grows from the front.
+      const size_t cores = std::thread::hardware_concurrency();
+      const size_t threads =
+          std::min(std::clamp<size_t>(cores > 2 ? cores - 2 : 1, 1, 16), mapped_->size());
+      for (size_t k = 0; k < threads; ++k) {
+        verifiers_.emplace_back([this] {
+          for (size_t i = next_.fetch_add(1); i < verdicts_.size(); i = next_.fetch_add(1)) {
+            verdicts_[i] = mapped_->Verify(i);
+          }
         });
       }
     }
@@ -288,7 +297,9 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
   const absl::Status start_status_;
   std::vector<SlotId> slots_;
   std::vector<absl::Status> verdicts_;  // one per loaded chunk, written by verifiers_
+  std::atomic<size_t> next_{0};         // the next chunk to verify
   std::vector<std::thread> verifiers_;
+  const absl::Time start_ = absl::Now();
 
   absl::Mutex mu_;
   FetchReservation reservation_ ABSL_GUARDED_BY(mu_);
@@ -383,6 +394,15 @@ class DeviceFetcherImpl final : public DeviceFetcher {
         std::move(start_status)));
   }
 
+  absl::Status Prepare(client::Client& client) override {
+    if (!same_host_direct_ || client.data_path() != "shm" || client.shared_pool().empty()) {
+      return absl::OkStatus();
+    }
+    if (UseMapped(client)) return absl::OkStatus();
+    absl::MutexLock lock(&mu_);
+    return register_error_;
+  }
+
   // Whether loads from `client` go straight from its mapping of the node's
   // pool to the GPU: same host, enabled, and the mapping registered with
   // CUDA (once; a failure is logged and the staging path used).
@@ -405,6 +425,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
     if (!s.ok()) {
       (void)cudaGetLastError();
       register_failed_ = true;
+      register_error_ = s;
       std::fprintf(stderr, "device fetch: loads go through pinned staging: %s\n",
                    std::string(s.message()).c_str());
       return false;
@@ -435,18 +456,37 @@ class DeviceFetcherImpl final : public DeviceFetcher {
           start_status = m.status();
         }
       }
+      // Runs of chunks consecutive both in the pool and in the node's pool
+      // (a chain saved in one put usually is): one pitched copy per run
+      // and layer.
+      struct Run {
+        std::byte* dest;
+        const std::byte* src;
+        size_t count;
+      };
+      std::vector<Run> runs;
+      for (size_t c = 0; start_status.ok() && c < reserved->loading.size(); ++c) {
+        std::byte* dest = *pool.SlotBase(reserved->loading[c]);
+        const std::byte* src = mapped->chunk(c).data();
+        if (!runs.empty() && runs.back().dest + runs.back().count * ns.chunk_bytes == dest &&
+            runs.back().src + runs.back().count * ns.chunk_bytes == src) {
+          ++runs.back().count;
+        } else {
+          runs.push_back({dest, src, 1});
+        }
+      }
       for (uint32_t l = 0; start_status.ok() && l < pool.num_layers(); ++l) {
         cudaEvent_t ev = nullptr;
         start_status =
             CudaStatus(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
         if (ev != nullptr) events.push_back(ev);
         const size_t offset = static_cast<size_t>(l) * ns.layer_bytes;
-        for (size_t c = 0; start_status.ok() && c < reserved->loading.size(); ++c) {
+        for (size_t r = 0; start_status.ok() && r < runs.size(); ++r) {
           start_status = CudaStatus(
-              cudaMemcpyAsync(*pool.SlotBase(reserved->loading[c]) + offset,
-                              mapped->chunk(c).data() + offset, ns.layer_bytes,
-                              cudaMemcpyHostToDevice, stream_),
-              "cudaMemcpyAsync of a layer from the shared pool");
+              cudaMemcpy2DAsync(runs[r].dest + offset, ns.chunk_bytes, runs[r].src + offset,
+                                ns.chunk_bytes, ns.layer_bytes, runs[r].count,
+                                cudaMemcpyHostToDevice, stream_),
+              "cudaMemcpy2DAsync of a layer from the shared pool");
         }
         if (start_status.ok()) {
           start_status = CudaStatus(cudaEventRecord(ev, stream_), "cudaEventRecord");
@@ -479,6 +519,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
   void* registered_ ABSL_GUARDED_BY(mu_) = nullptr;  // the client's pool mapping, registered
   bool register_failed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status register_error_ ABSL_GUARDED_BY(mu_);
 };
 
 FetchResult LayerwiseDeviceLoadImpl::Wait() {
@@ -507,15 +548,18 @@ FetchResult MappedDeviceLoad::Wait() {
   absl::MutexLock lock(&mu_);
   if (result_.has_value()) return *result_;
   absl::Status failure = start_status_;
+  absl::Duration copied, verified_at;
   if (!events_.empty()) {
     // Copies were enqueued (some may have failed to be): let them drain
     // before the slots or the lease go.
     absl::Status sync =
         CudaStatus(cudaStreamSynchronize(fetcher_->stream()), "cudaStreamSynchronize");
     if (failure.ok()) failure = sync;
+    copied = absl::Now() - start_;
   }
   for (std::thread& t : verifiers_) t.join();
   verifiers_.clear();
+  verified_at = absl::Now() - start_;
   // The verified prefix: chunks up to the first that failed its check.
   size_t verified = 0;
   if (failure.ok()) {
@@ -524,6 +568,8 @@ FetchResult MappedDeviceLoad::Wait() {
   }
   mapped_.reset();  // releases the lease
   result_ = FinishFetch(*pool_, std::move(reservation_), verified, std::move(failure));
+  result_->copied_after = copied;
+  result_->verified_after = verified_at;
   fetcher_->EndLoad();
   return *result_;
 }

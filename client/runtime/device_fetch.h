@@ -92,6 +92,13 @@ class DeviceFetcher {
   static absl::StatusOr<std::unique_ptr<DeviceFetcher>> Create(const Options& options);
   virtual ~DeviceFetcher() = default;
 
+  // Same host: registers `client`'s mapping of the node's pool with CUDA now
+  // (it pins the whole mapping: seconds for many GiB), so that the first
+  // load does not pay for it. OK when there is nothing to register (not on
+  // the node's host, or same_host_direct off); the CUDA error otherwise, after
+  // which loads use staging.
+  virtual absl::Status Prepare(client::Client& client) = 0;
+
   // Starts fetching `keys` (one key chain from its first chunk) of `ns` into
   // `pool`. InvalidArgument when the pool's chunk or layer size differs from
   // the namespace's or staging cannot hold one chunk; FailedPrecondition when

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace strata::runtime {
 namespace {
@@ -157,6 +158,7 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   const std::span<const ChunkKey> cached_keys = std::span(keys).first(usable);
 
   std::unique_ptr<PrefixLoad> load;
+  const absl::Time t_start = absl::Now();
   if (source == WorkerOptions::Source::kStore) {
     absl::StatusOr<std::unique_ptr<PrefixLoad>> started =
         device_->StartLoad(*client_, ns_, *pool_, cached_keys);
@@ -168,6 +170,7 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
                                           ? std::span<const ChunkKey>()
                                           : cached_keys);
   }
+  const absl::Duration load_start = absl::Now() - t_start;
   const std::vector<SlotId> cached(load->slots().begin(), load->slots().end());
   const size_t c = cached.size();
   const int history = static_cast<int>(c) * tpc_;
@@ -219,7 +222,7 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   };
 
   absl::Status step_status = alloc_error;
-  absl::Duration load_wait;
+  absl::Duration load_wait, forward;
   if (step_status.ok()) {
     std::vector<std::byte*> bases;
     for (SlotId s : cached) bases.push_back(*pool_->SlotBase(s));
@@ -233,13 +236,17 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
         load_wait += absl::Now() - t0;
         return st;
       };
+      const absl::Time t0 = absl::Now();
       step_status = model_->Forward(batch, logits);
+      forward = absl::Now() - t0;
     } else {
       step_status = step.status();
     }
   }
   // The load's verdict, whatever happened to the step.
+  const absl::Time t_verdict = absl::Now();
   FetchResult result = load->Wait();
+  const absl::Duration verdict_wait = absl::Now() - t_verdict;
   if (!step_status.ok() || result.slots.size() < c) {
     drop_fresh();
     for (SlotId s : result.slots) (void)pool_->Release(s);
@@ -281,6 +288,11 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   stats.computed_tokens = n - history;
   stats.load_stop_reason = result.stop_reason;
   stats.load_wait = load_wait;
+  stats.load_start = load_start;
+  stats.forward = forward;
+  stats.verdict_wait = verdict_wait;
+  stats.copied_after = result.copied_after;
+  stats.verified_after = result.verified_after;
   return stats;
 }
 

@@ -87,6 +87,11 @@ struct TurnStats {
   absl::Status load_stop_reason;  // why the cached prefix ended early, if it did
   absl::Duration time_to_logits;  // the turn's wall time (its TTFT)
   absl::Duration load_wait;       // of it, spent waiting for loaded layers
+  // Of it: starting the load (pool hits, lookup, lease, copies enqueued),
+  // the model step, and waiting for the load's verdict after the step.
+  absl::Duration load_start, forward, verdict_wait;
+  // The load's own timeline (FetchResult): bytes in HBM, bytes verified.
+  absl::Duration copied_after, verified_after;
 };
 
 struct WorkerCounters {
