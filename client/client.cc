@@ -10,6 +10,7 @@
 #include <atomic>
 #include <deque>
 #include <fstream>
+#include <sstream>
 #include <thread>
 #include <utility>
 
@@ -176,14 +177,20 @@ class ClientImpl final : public Client {
   absl::StatusOr<std::shared_ptr<Transfer>> LoadIsolated(const Namespace& ns,
                                                          std::span<const ChunkKey> keys,
                                                          std::span<std::byte> dest,
-                                                         std::function<void(uint32_t)> on_layer,
-                                                         pb::GetRequest req);
+                                                         std::function<void(uint32_t)> on_layer);
   absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
                     std::span<const HintJob> jobs, absl::Duration ttl) override;
   absl::StatusOr<std::map<std::string, uint64_t>> Stats() override;
   absl::Status Health() override;
   absl::StatusOr<uint64_t> RemoveNamespace(const NamespaceSpec& spec,
                                            std::string_view tenant) override;
+
+  std::span<const std::byte> shared_pool() const override {
+    return shm_base_ != nullptr ? std::span<const std::byte>(shm_base_, shm_bytes_)
+                                : std::span<const std::byte>();
+  }
+  absl::StatusOr<std::unique_ptr<MappedChunks>> LeaseMapped(
+      const Namespace& ns, std::span<const ChunkKey> keys) override;
 
   // Aborts every operation in flight on the endpoint (a stuck transfer).
   void AbortTransfers() {
@@ -202,10 +209,27 @@ class ClientImpl final : public Client {
   void Prepare(grpc::ClientContext* ctx) const {
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::microseconds(absl::ToInt64Microseconds(options_.rpc_timeout)));
+    if (!token_.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
   }
+  // The channel's credentials (TLS when tls_ca_file is set) and the token.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
+      grpc::ChannelArguments* args);
   uint32_t LeaseMs() const {
     return static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease_ttl));
   }
+  // A read lease on chunks: its id, and each chunk's node address, offset in
+  // the shared pool (when mapped) and checksum.
+  struct Leased {
+    uint64_t lease = 0;
+    std::vector<uint64_t> addresses;
+    std::vector<uint64_t> offsets;
+    std::vector<uint64_t> checksums;
+  };
+  // One Get: the lease (released again on any error). Carries queued
+  // releases.
+  absl::StatusOr<Leased> Lease(const Namespace& ns, std::span<const ChunkKey> keys);
+  friend class MappedChunksImpl;
+
   // Maps the node's shared pool read-only when the node offers it and runs
   // on this host; leaves shm_base_ null (loads over UCX) otherwise.
   void MapSharedPool();
@@ -243,6 +267,7 @@ class ClientImpl final : public Client {
 
   const ClientOptions options_;
   std::string client_id_;
+  std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Strata::Stub> stub_;
   NodeInfo node_;
@@ -368,16 +393,25 @@ absl::Status ClientImpl::Init() {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.server_address,
-                                       grpc::InsecureChannelCredentials(), args);
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials, Credentials(&args));
+  channel_ = grpc::CreateCustomChannel(options_.server_address, credentials, args);
   stub_ = pb::Strata::NewStub(channel_);
   grpc::ClientContext ctx;
   Prepare(&ctx);
   grpc::Status s = stub_->GetNodeInfo(&ctx, pb::NodeInfoRequest(), &info_);
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    return FromGrpcStatus(s);
+  }
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot reach the store node at ",
-                                               options_.server_address, ": ",
-                                               s.error_message()));
+    const bool tls = !options_.tls_ca_file.empty();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot reach the store node at ", options_.server_address, ": ", s.error_message(),
+        tls ? " (with TLS: the node's certificate must be signed by the CA in tls_ca_file and "
+              "name the server (tls_server_name); a node that requires client certificates "
+              "accepts only one signed by its client CA (tls_cert_file, tls_key_file); a node "
+              "without TLS refuses the handshake)"
+            : " (a node with TLS needs tls_ca_file)"));
   }
   if (info_.protocol_version() != kProtocolVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -412,6 +446,75 @@ absl::Status ClientImpl::Init() {
   }
   absl::MutexLock lock(&ep_mu_);
   return EnsureEndpoint();
+}
+
+namespace {
+
+// A whole file; NotFound / PermissionDenied / Unavailable naming it.
+absl::StatusOr<std::string> ReadFileNamed(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+    if (err == ENOENT) return absl::NotFoundError(msg);
+    if (err == EACCES) return absl::PermissionDeniedError(msg);
+    return absl::UnavailableError(msg);
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientImpl::Credentials(
+    grpc::ChannelArguments* args) {
+  if (!options_.token.empty() && !options_.token_file.empty()) {
+    return absl::InvalidArgumentError("give a token or a token file, not both");
+  }
+  token_ = options_.token;
+  if (!options_.token_file.empty()) {
+    ASSIGN_OR_RETURN(token_, ReadFileNamed(options_.token_file, "token file"));
+    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.back()))) {
+      token_.pop_back();
+    }
+    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.front()))) {
+      token_.erase(token_.begin());
+    }
+    if (token_.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token file ", options_.token_file, " is empty"));
+    }
+  }
+  for (char c : token_) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "the token holds a character that is not printable ASCII (expected TENANT:SECRET)");
+    }
+  }
+  if (options_.tls_ca_file.empty()) {
+    if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty() ||
+        !options_.tls_server_name.empty()) {
+      return absl::InvalidArgumentError(
+          "TLS options given without tls_ca_file (the CA that signed the node's certificate)");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a client certificate needs both tls_cert_file and tls_key_file");
+  }
+  grpc::SslCredentialsOptions ssl;
+  ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileNamed(options_.tls_ca_file, "TLS CA"));
+  if (!options_.tls_cert_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                     ReadFileNamed(options_.tls_cert_file, "TLS client certificate"));
+    ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFileNamed(options_.tls_key_file, "TLS client key"));
+  }
+  if (!options_.tls_server_name.empty()) {
+    args->SetSslTargetNameOverride(options_.tls_server_name);
+  }
+  return grpc::SslCredentials(ssl);
 }
 
 void ClientImpl::MapSharedPool() {
@@ -585,20 +688,12 @@ void ClientImpl::ReleaseLoop() {
   }
 }
 
-absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
-    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
-    std::function<void(uint32_t)> on_layer) {
-  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
-  if (dest.size() != keys.size() * ns.chunk_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("load: destination of ", dest.size(),
-                                                   " bytes for ", keys.size(), " chunks of ",
-                                                   ns.chunk_bytes, " bytes"));
-  }
+absl::StatusOr<ClientImpl::Leased> ClientImpl::Lease(const Namespace& ns,
+                                                     std::span<const ChunkKey> keys) {
   pb::GetRequest req;
   req.set_client_id(client_id_);
   req.set_namespace_id(ns.id);
   req.set_lease_ms(LeaseMs());
-  if (isolated()) return LoadIsolated(ns, keys, dest, std::move(on_layer), std::move(req));
   for (const ChunkKey& k : keys) req.add_keys(KeyBytes(k));
   const std::vector<uint64_t> carried = TakeReleases();
   for (uint64_t id : carried) req.add_release_lease_ids(id);
@@ -643,13 +738,78 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
       offsets.push_back(offset);
     }
   }
+  Leased out;
+  out.lease = lease;
+  out.offsets = std::move(offsets);
+  for (const pb::ChunkLocation& c : resp.chunks()) {
+    out.addresses.push_back(c.address());
+    out.checksums.push_back(c.checksum());
+  }
+  return out;
+}
+
+class MappedChunksImpl final : public MappedChunks {
+ public:
+  MappedChunksImpl(ClientImpl* client, uint64_t lease, std::vector<std::span<const std::byte>> chunks,
+                   std::vector<uint64_t> checksums)
+      : client_(client), lease_(lease), chunks_(std::move(chunks)), checksums_(std::move(checksums)) {}
+  ~MappedChunksImpl() override { client_->ReleaseLease(lease_); }
+  size_t size() const override { return chunks_.size(); }
+  std::span<const std::byte> chunk(size_t i) const override { return chunks_[i]; }
+  absl::Status Verify(size_t i) const override {
+    if (ChunkChecksum(chunks_[i]) != checksums_[i]) {
+      return absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  ClientImpl* const client_;
+  const uint64_t lease_;
+  const std::vector<std::span<const std::byte>> chunks_;
+  const std::vector<uint64_t> checksums_;
+};
+
+absl::StatusOr<std::unique_ptr<MappedChunks>> ClientImpl::LeaseMapped(
+    const Namespace& ns, std::span<const ChunkKey> keys) {
+  if (isolated()) {
+    return absl::FailedPreconditionError(
+        "lease-mapped: the node isolates tenants (--isolate_tenants) and shares no pool; "
+        "use Load");
+  }
+  if (shm_base_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "lease-mapped: the node's pool is not mapped (not on this host, or same_host off)");
+  }
+  if (keys.empty()) return absl::InvalidArgumentError("lease-mapped: no keys");
+  absl::StatusOr<Leased> leased = Lease(ns, keys);
+  if (!leased.ok()) return leased.status();
+  std::vector<std::span<const std::byte>> chunks;
+  for (uint64_t off : leased->offsets) chunks.emplace_back(shm_base_ + off, ns.chunk_bytes);
+  return std::unique_ptr<MappedChunks>(
+      new MappedChunksImpl(this, leased->lease, std::move(chunks), std::move(leased->checksums)));
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
+    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
+    std::function<void(uint32_t)> on_layer) {
+  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
+  if (dest.size() != keys.size() * ns.chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("load: destination of ", dest.size(),
+                                                   " bytes for ", keys.size(), " chunks of ",
+                                                   ns.chunk_bytes, " bytes"));
+  }
+  if (isolated()) return LoadIsolated(ns, keys, dest, std::move(on_layer));
+  absl::StatusOr<Leased> leased = Lease(ns, keys);
+  if (!leased.ok()) return leased.status();
+  const uint64_t lease = leased->lease;
+  std::vector<uint64_t> offsets = std::move(leased->offsets);
   const uint32_t layers = ns.spec.num_layers;
   const uint32_t n = static_cast<uint32_t>(keys.size());
   auto transfer = std::make_shared<TransferImpl>(this, layers, n, int64_t{layers} * n,
                                                  absl::Now() + options_.transfer_timeout);
   transfer->on_layer = std::move(on_layer);
-  std::vector<uint64_t> checksums;
-  for (const pb::ChunkLocation& c : resp.chunks()) checksums.push_back(c.checksum());
+  std::vector<uint64_t> checksums = leased->checksums;
   TransferImpl* t = transfer.get();
   // Runs once every slice has landed (or failed): verify, release, finish.
   transfer->on_all_ops_done = [this, t, transfer, lease, dest, checksums,
@@ -687,7 +847,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
           continue;
         }
         std::span<std::byte> local = dest.subspan(c * ns.chunk_bytes + l * ns.layer_bytes, ns.layer_bytes);
-        const uint64_t remote = resp.chunks(c).address() + l * ns.layer_bytes;
+        const uint64_t remote = leased->addresses[c] + l * ns.layer_bytes;
         post_error = endpoint_->PostGet(local, *remote_, remote,
                                         [t, l](absl::Status s) { t->OpDone(l, s); });
         if (!post_error.ok()) {
@@ -719,7 +879,11 @@ transport::MessageTarget ClientImpl::OnDataMessage(std::span<const std::byte> he
 
 absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
     const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
-    std::function<void(uint32_t)> on_layer, pb::GetRequest req) {
+    std::function<void(uint32_t)> on_layer) {
+  pb::GetRequest req;
+  req.set_client_id(client_id_);
+  req.set_namespace_id(ns.id);
+  req.set_lease_ms(LeaseMs());
   const uint32_t layers = ns.spec.num_layers;
   const uint32_t n = static_cast<uint32_t>(keys.size());
   auto transfer = std::make_shared<TransferImpl>(this, layers, n, int64_t{layers} * n,
@@ -745,6 +909,15 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
   if (!rpc.ok()) {
     forget();
     return rpc;
+  }
+  if (resp.node_incarnation() != 0 && info_.incarnation() != 0 &&
+      resp.node_incarnation() != info_.incarnation()) {
+    // A restarted node: it knows neither this client's attachment nor the
+    // transfer, so nothing will arrive.
+    forget();
+    return absl::UnavailableError(absl::StrCat(
+        "get: the node at ", options_.server_address,
+        " restarted since this client connected; connect a new client"));
   }
   if (static_cast<size_t>(resp.chunks_size()) != keys.size() || !resp.released()) {
     forget();

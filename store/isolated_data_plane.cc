@@ -33,8 +33,9 @@ transport::MessageSink IsolatedDataPlane::Sink() {
   };
 }
 
-absl::Status IsolatedDataPlane::Attach(const std::string& client_id,
+absl::Status IsolatedDataPlane::Attach(const DataPlaneCaller& caller,
                                        std::string_view worker_address) {
+  const std::string& client_id = caller.client_id;
   {
     absl::MutexLock lock(&clients_mu_);
     if (clients_.contains(client_id)) {
@@ -48,27 +49,42 @@ absl::Status IsolatedDataPlane::Attach(const std::string& client_id,
   }
   ASSIGN_OR_RETURN(std::unique_ptr<transport::Endpoint> ep, ucx_->Connect(worker_address));
   absl::MutexLock lock(&clients_mu_);
-  if (!clients_.emplace(client_id, std::move(ep)).second) {
+  if (!clients_.emplace(client_id, Attachment{caller, std::move(ep)}).second) {
     return absl::AlreadyExistsError(
         absl::StrCat("client ", client_id, " has attached its data plane already"));
   }
   return absl::OkStatus();
 }
 
-absl::Status IsolatedDataPlane::SendGet(const std::string& client_id, uint64_t transfer_id,
+absl::StatusOr<std::shared_ptr<transport::Endpoint>> IsolatedDataPlane::EndpointOf(
+    const DataPlaneCaller& caller) const {
+  absl::MutexLock lock(&clients_mu_);
+  auto it = clients_.find(caller.client_id);
+  if (it == clients_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "client ", caller.client_id, " has not attached its data plane (AttachDataPlane)"));
+  }
+  if (!(it->second.owner == caller)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the data plane of client ", caller.client_id,
+                     " was attached on another connection or by another tenant"));
+  }
+  return it->second.endpoint;
+}
+
+absl::Status IsolatedDataPlane::CheckAttached(const DataPlaneCaller& caller) const {
+  return EndpointOf(caller).status();
+}
+
+absl::Status IsolatedDataPlane::SendGet(const DataPlaneCaller& caller, uint64_t transfer_id,
                                         const ReadLease& lease, uint32_t ns, uint32_t layers,
                                         uint64_t layer_bytes) {
-  std::shared_ptr<transport::Endpoint> ep;
-  {
-    absl::MutexLock lock(&clients_mu_);
-    auto it = clients_.find(client_id);
-    if (it != clients_.end()) ep = it->second;
-  }
-  if (ep == nullptr) {
+  absl::StatusOr<std::shared_ptr<transport::Endpoint>> found = EndpointOf(caller);
+  if (!found.ok()) {
     (void)engine_->Release(lease.id);
-    return absl::FailedPreconditionError(
-        absl::StrCat("client ", client_id, " has not attached its data plane (AttachDataPlane)"));
+    return found.status();
   }
+  const std::shared_ptr<transport::Endpoint> ep = *std::move(found);
   // Copy out under the lease, verify, and let the lease go: the pool is
   // never exposed to the transport, and no client can hold a slot.
   uint64_t total = 0;

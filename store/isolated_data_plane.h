@@ -37,13 +37,24 @@
 
 namespace strata::store {
 
-// The tenant a data-plane call acts for. Until calls are authenticated
-// (`authenticated` empty), the tenant namespace `ns` was registered with:
-// naming a namespace is acting as its tenant. The seam for authenticated
-// identity: with one, a namespace of another tenant is PermissionDenied.
-// NotFound for an unknown namespace.
+// The tenant a data-plane transfer on namespace `ns` acts for. With
+// authentication (`authenticated`: the tenant of the call's token), that
+// tenant, and a namespace of another tenant is PermissionDenied. Without it
+// (`authenticated` empty), the tenant `ns` was registered with: naming a
+// namespace is acting as its tenant. NotFound for an unknown namespace.
 absl::StatusOr<std::string> CallerTenant(const Engine& engine, uint32_t ns,
                                          std::string_view authenticated);
+
+// Whom a data-plane attachment belongs to: the same three things a lease
+// belongs to on the control plane (store/server.cc), so that a client id
+// replayed from another connection or tenant reaches nothing.
+struct DataPlaneCaller {
+  std::string tenant;     // authenticated tenant; empty without authentication
+  std::string peer;       // the gRPC connection ("ipv4:127.0.0.1:51234")
+  std::string client_id;  // the client's id (GetRequest.client_id, ...)
+
+  bool operator==(const DataPlaneCaller&) const = default;
+};
 
 class IsolatedDataPlane {
  public:
@@ -63,17 +74,25 @@ class IsolatedDataPlane {
   // The context to connect to clients with; set once, before Attach.
   void SetContext(transport::UcxContext* ucx) { ucx_ = ucx; }
 
-  // Connects to `client_id`'s worker. AlreadyExists when the id is attached.
-  absl::Status Attach(const std::string& client_id, std::string_view worker_address);
+  // Connects to the worker of `caller.client_id`, which from then on
+  // belongs to `caller`. AlreadyExists when the id is attached (by anyone).
+  absl::Status Attach(const DataPlaneCaller& caller, std::string_view worker_address);
+
+  // OK when `caller.client_id` is attached by `caller` itself.
+  // FailedPrecondition when it is not attached; PermissionDenied when it was
+  // attached on another connection or by another tenant.
+  absl::Status CheckAttached(const DataPlaneCaller& caller) const;
 
   // Copies lease `lease` (held by the caller) out of the pool, releases it,
-  // and sends the chunks to `client_id` as transfer `transfer_id`, layer by
-  // layer (`layers` slices of `layer_bytes` per chunk). FailedPrecondition
-  // when the client is not attached; DataLoss when a chunk does not match its
-  // checksum (the DRAM copy is dropped); Unavailable when its endpoint broke.
-  // The lease is released whatever the outcome.
-  absl::Status SendGet(const std::string& client_id, uint64_t transfer_id, const ReadLease& lease,
-                       uint32_t ns, uint32_t layers, uint64_t layer_bytes);
+  // and sends the chunks to the endpoint `caller` attached, as transfer
+  // `transfer_id`, layer by layer (`layers` slices of `layer_bytes` per
+  // chunk). FailedPrecondition / PermissionDenied as CheckAttached (nothing is
+  // sent); DataLoss when a chunk does not match its checksum (the DRAM copy
+  // is dropped); Unavailable when its endpoint broke. The lease is released
+  // whatever the outcome.
+  absl::Status SendGet(const DataPlaneCaller& caller, uint64_t transfer_id,
+                       const ReadLease& lease, uint32_t ns, uint32_t layers,
+                       uint64_t layer_bytes);
 
   // Registers write lease `lease` of `client_id`, whose slots `expected`
   // (positions in the request) will arrive as messages.
@@ -95,16 +114,24 @@ class IsolatedDataPlane {
     uint64_t chunk_bytes = 0;
   };
 
+  struct Attachment {
+    DataPlaneCaller owner;
+    std::shared_ptr<transport::Endpoint> endpoint;
+  };
+
   transport::MessageTarget OnMessage(std::span<const std::byte> header, size_t bytes);
+  // The endpoint `caller` attached, or why there is none for it.
+  absl::StatusOr<std::shared_ptr<transport::Endpoint>> EndpointOf(
+      const DataPlaneCaller& caller) const;
 
   Engine* const engine_;
   const size_t max_clients_;
   transport::UcxContext* ucx_ = nullptr;
   Counters counters_;
 
-  absl::Mutex clients_mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<transport::Endpoint>> clients_
-      ABSL_GUARDED_BY(clients_mu_);
+  mutable absl::Mutex clients_mu_;
+  // By client id.
+  absl::flat_hash_map<std::string, Attachment> clients_ ABSL_GUARDED_BY(clients_mu_);
 
   absl::Mutex in_mu_;
   absl::CondVar in_cv_;

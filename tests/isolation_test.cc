@@ -7,10 +7,18 @@
 // The same attack against a node that does not isolate tenants succeeds (so
 // the attack code works). A forged data-plane put message naming the owner's
 // write lease is rejected too.
+//
+// With tenant authentication (--tenants) on an isolated node: a client id's
+// data plane belongs to the connection and tenant that attached it, as a
+// lease does, so a client id attached first by another tenant, or replayed
+// from another connection, receives nothing and opens no lease.
 #include <grpcpp/grpcpp.h>
 #include <ucp/api/ucp.h>
 
+#include <atomic>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -20,6 +28,8 @@
 #include "gtest/gtest.h"
 #include "proto/data_message.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
+#include "store/auth/key_scope.h"
+#include "store/auth/tenants.h"
 #include "store/engine.h"
 #include "store/server.h"
 #include "tests/test_data.h"
@@ -163,6 +173,34 @@ class RawUcxAttacker {
   bool ponged_ = false;
 };
 
+// A UCX worker that only receives data-plane messages and counts them: the
+// worker a client (or an attacker) attaches.
+class MessageWorker {
+ public:
+  static absl::StatusOr<std::unique_ptr<MessageWorker>> Create(const std::string& transports) {
+    auto w = std::unique_ptr<MessageWorker>(new MessageWorker());
+    transport::UcxOptions o;
+    o.transports = transports;
+    o.remote_access = false;
+    MessageWorker* self = w.get();
+    o.on_message = [self](std::span<const std::byte>, size_t) {
+      ++self->received_;
+      return transport::MessageTarget{};  // dropped
+    };
+    auto ucx = transport::UcxContext::Create(o);
+    if (!ucx.ok()) return ucx.status();
+    w->ucx_ = *std::move(ucx);
+    return w;
+  }
+  std::string address() const { return ucx_->worker_address(); }
+  int received() const { return received_.load(); }
+
+ private:
+  MessageWorker() = default;
+  std::atomic<int> received_{0};
+  std::unique_ptr<transport::UcxContext> ucx_;
+};
+
 // (isolate_tenants, UCX transports)
 class IsolationTest : public ::testing::TestWithParam<std::tuple<bool, std::string>> {
  protected:
@@ -243,8 +281,10 @@ TEST_P(IsolationTest, RawUcxReadAndWriteOfAnotherTenantsChunk) {
   ASSERT_TRUE((*her_save)->Wait().ok());
 
   // Where the owner's chunk lies in the node's memory (the attacker is
-  // granted that knowledge: the worst case).
-  auto lease = engine_->Acquire(ns->id, std::span(&key, 1));
+  // granted that knowledge: the worst case). The node stores it under the
+  // namespace-scoped key.
+  const ChunkKey stored = auth::ScopeKey(ns->chain->root(), key);
+  auto lease = engine_->Acquire(ns->id, std::span(&stored, 1));
   ASSERT_TRUE(lease.ok());
   const uint64_t address = reinterpret_cast<uint64_t>(lease->chunks[0].data.data());
   ASSERT_TRUE(engine_->Release(lease->id).ok());
@@ -288,7 +328,18 @@ TEST_P(IsolationTest, ForgedPutMessageForAnotherClientsLeaseIsRejected) {
   auto ns = owner->RegisterNamespace(Spec(), "tenant-a");
   ASSERT_TRUE(ns.ok());
   const ChunkKey key = ns->Keys(std::vector<uint32_t>(16, 5))[0];
-  // The owner's write lease, taken over gRPC; the attacker learns its id.
+  // The owner attaches its data plane and takes a write lease, over gRPC;
+  // the attacker learns the lease's id.
+  auto owner_worker = MessageWorker::Create(transports());
+  ASSERT_TRUE(owner_worker.ok()) << owner_worker.status();
+  {
+    pb::AttachDataPlaneRequest attach;
+    attach.set_client_id("owner-client");
+    attach.set_worker_address((*owner_worker)->address());
+    pb::AttachDataPlaneResponse attached;
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(stub_->AttachDataPlane(&ctx, attach, &attached).ok());
+  }
   pb::PutBeginRequest begin;
   begin.set_client_id("owner-client");
   begin.set_namespace_id(ns->id);
@@ -327,6 +378,49 @@ TEST_P(IsolationTest, ForgedPutMessageForAnotherClientsLeaseIsRejected) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
 }
 
+TEST_P(IsolationTest, AttachDataPlaneOnlyOnIsolatedNodesAndOncePerClientId) {
+  auto worker = MessageWorker::Create(transports());
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  auto attach = [&](const std::string& id) {
+    pb::AttachDataPlaneRequest req;
+    req.set_client_id(id);
+    req.set_worker_address((*worker)->address());
+    pb::AttachDataPlaneResponse out;
+    grpc::ClientContext ctx;
+    return stub_->AttachDataPlane(&ctx, req, &out).error_code();
+  };
+  if (!isolated()) {
+    EXPECT_EQ(attach("some-client"), grpc::StatusCode::FAILED_PRECONDITION);
+    return;
+  }
+  EXPECT_EQ(attach(""), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(attach("some-client"), grpc::StatusCode::OK);
+  EXPECT_EQ(attach("some-client"), grpc::StatusCode::ALREADY_EXISTS);
+  // A get naming a client id that never attached pins nothing.
+  client::Client* owner = NewClient();
+  ASSERT_NE(owner, nullptr);
+  auto ns = owner->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(ns.ok());
+  const ChunkKey key = ns->Keys(std::vector<uint32_t>(16, 6))[0];
+  const std::vector<std::byte> bytes = testing::Bytes(ns->chunk_bytes, 6);
+  auto saved = owner->Save(*ns, std::span(&key, 1), bytes);
+  ASSERT_TRUE(saved.ok());
+  ASSERT_TRUE((*saved)->Wait().ok());
+  pb::GetRequest get;
+  get.set_client_id("never-attached");
+  get.set_namespace_id(ns->id);
+  get.add_keys(std::string(key.AsStringView()));
+  pb::GetResponse got;
+  grpc::ClientContext ctx;
+  EXPECT_EQ(stub_->Get(&ctx, get, &got).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(engine_->Stats().active_read_leases, 0u);
+  // The GPU runtime's same-host path does not exist on an isolated node.
+  EXPECT_TRUE(owner->shared_pool().empty());
+  auto mapped = owner->LeaseMapped(*ns, std::span(&key, 1));
+  EXPECT_EQ(mapped.status().code(), absl::StatusCode::kFailedPrecondition) << mapped.status();
+  EXPECT_NE(mapped.status().message().find("isolate"), std::string::npos) << mapped.status();
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Transports, IsolationTest,
     ::testing::Combine(::testing::Bool(), ::testing::Values("tcp", "posix,sysv,cma,self")),
@@ -334,6 +428,187 @@ INSTANTIATE_TEST_SUITE_P(
       return absl::StrCat(std::get<0>(info.param) ? "Isolated" : "Open",
                           std::get<1>(info.param) == "tcp" ? "Tcp" : "SharedMemory");
     });
+
+// ------------------------------------------- isolation with tenants
+
+// An isolated node that authenticates tenants "a" and "b" (tcp).
+class IsolatedTenantTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::path(::testing::TempDir()) / "isolation_test_tenants";
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    token_a_ = *auth::NewToken("a");
+    token_b_ = *auth::NewToken("b");
+    std::ofstream(dir_ / "tenants") << "a " << auth::HashToken(token_a_) << "\n"
+                                    << "b " << auth::HashToken(token_b_) << "\n";
+    store::EngineOptions eo;
+    eo.dram_bytes = 16 << 20;
+    auto engine = store::Engine::Open(eo);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = engine->get();
+    store::ServerOptions so;
+    so.listen_address = "127.0.0.1:0";
+    so.ucx_transports = "tcp";
+    so.isolate_tenants = true;
+    so.tenants_file = (dir_ / "tenants").string();
+    auto server = store::StoreServer::Start(*std::move(engine), so);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    auto a = Connect(token_a_, "client-a");
+    ASSERT_TRUE(a.ok()) << a.status();
+    a_ = *std::move(a);
+    auto ns = a_->RegisterNamespace(Spec(), "a");
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    ns_a_ = *ns;
+    key_ = ns_a_.Keys(std::vector<uint32_t>(16, 21))[0];
+    bytes_ = testing::Bytes(ns_a_.chunk_bytes, 21);
+    auto saved = a_->Save(ns_a_, std::span(&key_, 1), bytes_);
+    ASSERT_TRUE(saved.ok()) << saved.status();
+    ASSERT_TRUE((*saved)->Wait().ok());
+  }
+  void TearDown() override {
+    a_.reset();
+    if (server_) EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    std::filesystem::remove_all(dir_);
+  }
+
+  absl::StatusOr<std::unique_ptr<client::Client>> Connect(const std::string& token,
+                                                          const std::string& id) {
+    client::ClientOptions o;
+    o.server_address = server_->address();
+    o.ucx_transports = "tcp";
+    o.client_id = id;
+    o.token = token;
+    return client::Client::Connect(o);
+  }
+
+  // A gRPC connection of its own (not shared with other channels of this
+  // process), sending `token`.
+  struct Raw {
+    std::unique_ptr<pb::Strata::Stub> stub;
+    std::string token;
+    template <typename Req, typename Resp>
+    grpc::StatusCode Call(grpc::Status (pb::Strata::Stub::*method)(grpc::ClientContext*,
+                                                                    const Req&, Resp*),
+                          const Req& req, Resp* resp) {
+      grpc::ClientContext ctx;
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+      if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+      return ((*stub).*method)(&ctx, req, resp).error_code();
+    }
+    grpc::StatusCode Attach(const std::string& id, const std::string& worker) {
+      pb::AttachDataPlaneRequest req;
+      req.set_client_id(id);
+      req.set_worker_address(worker);
+      pb::AttachDataPlaneResponse out;
+      return Call(&pb::Strata::Stub::AttachDataPlane, req, &out);
+    }
+    grpc::StatusCode Get(const std::string& id, uint32_t ns, const ChunkKey& key) {
+      pb::GetRequest req;
+      req.set_client_id(id);
+      req.set_namespace_id(ns);
+      req.set_transfer_id(77);
+      req.add_keys(std::string(key.AsStringView()));
+      pb::GetResponse out;
+      return Call(&pb::Strata::Stub::Get, req, &out);
+    }
+    grpc::StatusCode PutBegin(const std::string& id, uint32_t ns, const ChunkKey& key) {
+      pb::PutBeginRequest req;
+      req.set_client_id(id);
+      req.set_namespace_id(ns);
+      req.add_items()->set_key(std::string(key.AsStringView()));
+      pb::PutBeginResponse out;
+      return Call(&pb::Strata::Stub::PutBegin, req, &out);
+    }
+  };
+  Raw NewRaw(const std::string& token) {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return Raw{pb::Strata::NewStub(grpc::CreateCustomChannel(
+                   server_->address(), grpc::InsecureChannelCredentials(), args)),
+               token};
+  }
+
+  std::filesystem::path dir_;
+  std::string token_a_, token_b_;
+  store::Engine* engine_ = nullptr;  // owned by server_
+  std::unique_ptr<store::StoreServer> server_;
+  std::unique_ptr<client::Client> a_;
+  client::Namespace ns_a_;
+  ChunkKey key_;
+  std::vector<std::byte> bytes_;
+};
+
+TEST_F(IsolatedTenantTest, AuthenticatedClientsMoveTheirOwnBytesOnly) {
+  // Tenant a's own client: loads what it saved, over messages.
+  std::vector<std::byte> out(ns_a_.chunk_bytes);
+  auto load = a_->Load(ns_a_, std::span(&key_, 1), out);
+  ASSERT_TRUE(load.ok()) << load.status();
+  ASSERT_TRUE((*load)->Wait().ok());
+  EXPECT_EQ(out, bytes_);
+  EXPECT_EQ(a_->data_path(), "ucx");
+  EXPECT_EQ(a_->LeaseMapped(ns_a_, std::span(&key_, 1)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  // Without a token nothing attaches.
+  auto worker = MessageWorker::Create("tcp");
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  EXPECT_EQ(NewRaw("").Attach("anonymous", (*worker)->address()),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(Connect("", "anonymous").status().code(), absl::StatusCode::kUnauthenticated);
+
+  // Tenant b's client, attached as itself, names a's namespace: refused
+  // before anything is pinned, nothing is sent.
+  auto b = Connect(token_b_, "client-b");
+  ASSERT_TRUE(b.ok()) << b.status();
+  std::vector<std::byte> stolen(ns_a_.chunk_bytes);
+  auto theft = (*b)->Load(ns_a_, std::span(&key_, 1), stolen);
+  EXPECT_EQ(theft.status().code(), absl::StatusCode::kPermissionDenied) << theft.status();
+  auto squat = (*b)->Save(ns_a_, std::span(&key_, 1), bytes_);
+  EXPECT_EQ(squat.status().code(), absl::StatusCode::kPermissionDenied) << squat.status();
+  EXPECT_EQ(std::count(stolen.begin(), stolen.end(), std::byte{0}),
+            static_cast<ptrdiff_t>(stolen.size()));
+}
+
+// Attack: receive tenant a's chunks by attaching a's client id first, or by
+// replaying a's attached client id from another connection.
+TEST_F(IsolatedTenantTest, AClientIdsDataPlaneBelongsToTheConnectionAndTenantThatAttachedIt) {
+  auto thief_worker = MessageWorker::Create("tcp");
+  ASSERT_TRUE(thief_worker.ok()) << thief_worker.status();
+  // Tenant b squats the client id a's next client will use.
+  Raw thief_b = NewRaw(token_b_);
+  ASSERT_EQ(thief_b.Attach("victim-next", (*thief_worker)->address()), grpc::StatusCode::OK);
+  auto victim = Connect(token_a_, "victim-next");
+  EXPECT_EQ(victim.status().code(), absl::StatusCode::kAlreadyExists) << victim.status();
+  // A get or put of tenant a naming the squatted id is refused before
+  // anything is pinned or sent: nothing goes to the squatter's worker.
+  Raw victim_raw = NewRaw(token_a_);
+  EXPECT_EQ(victim_raw.Get("victim-next", ns_a_.id, key_), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(victim_raw.PutBegin("victim-next", ns_a_.id, ns_a_.Keys(std::vector<uint32_t>(16, 9))[0]),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  // a's attached client id replayed from another connection, by tenant b
+  // and by tenant a itself: refused; a second attachment of it too.
+  for (const std::string& token : {token_b_, token_a_}) {
+    Raw thief = NewRaw(token);
+    EXPECT_EQ(thief.Attach("client-a", (*thief_worker)->address()),
+              grpc::StatusCode::ALREADY_EXISTS);
+    EXPECT_EQ(thief.Get("client-a", ns_a_.id, key_), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_EQ(thief.PutBegin("client-a", ns_a_.id, ns_a_.Keys(std::vector<uint32_t>(16, 10))[0]),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+  EXPECT_EQ(engine_->Stats().active_read_leases, 0u);
+  EXPECT_EQ(engine_->Stats().active_write_leases, 0u);
+  EXPECT_EQ((*thief_worker)->received(), 0);
+
+  // The owner's own connection still loads.
+  std::vector<std::byte> out(ns_a_.chunk_bytes);
+  auto load = a_->Load(ns_a_, std::span(&key_, 1), out);
+  ASSERT_TRUE(load.ok()) << load.status();
+  ASSERT_TRUE((*load)->Wait().ok());
+  EXPECT_EQ(out, bytes_);
+}
 
 }  // namespace
 }  // namespace strata

@@ -2,7 +2,11 @@
 
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <optional>
+#include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -208,9 +212,93 @@ class LayerwiseDeviceLoadImpl final : public LayerwiseDeviceLoad {
   std::optional<FetchResult> result_ ABSL_GUARDED_BY(mu_);
 };
 
+// A load on the same host: the leased chunks are read by the GPU straight out
+// of the node's pool (mapped by the client, registered with CUDA), every
+// layer's copies enqueued at once on the fetcher's stream, while host
+// threads check every chunk's checksum against the same bytes.
+class MappedDeviceLoad final : public LayerwiseDeviceLoad {
+ public:
+  MappedDeviceLoad(DeviceFetcherImpl* fetcher, ChunkPool* pool, FetchReservation reservation,
+                   std::unique_ptr<client::MappedChunks> mapped, std::vector<cudaEvent_t> events,
+                   absl::Status start_status)
+      : fetcher_(fetcher),
+        pool_(pool),
+        num_layers_(pool->num_layers()),
+        mapped_(std::move(mapped)),
+        events_(std::move(events)),
+        start_status_(std::move(start_status)),
+        reservation_(std::move(reservation)) {
+    slots_ = reservation_.result.slots;
+    slots_.insert(slots_.end(), reservation_.loading.begin(), reservation_.loading.end());
+    if (mapped_ != nullptr && start_status_.ok()) {
+      verdicts_.resize(mapped_->size());
+      const size_t threads = std::clamp<size_t>(std::thread::hardware_concurrency() / 2, 1, 8);
+      for (size_t k = 0; k < std::min(threads, mapped_->size()); ++k) {
+        verifiers_.emplace_back([this, k, threads] {
+          for (size_t i = k; i < verdicts_.size(); i += threads) verdicts_[i] = mapped_->Verify(i);
+        });
+      }
+    }
+  }
+  ~MappedDeviceLoad() override {
+    bool waited;
+    {
+      absl::MutexLock lock(&mu_);
+      waited = result_.has_value();
+    }
+    if (!waited) {
+      for (SlotId slot : Wait().slots) (void)pool_->Release(slot);
+    }
+    for (cudaEvent_t ev : events_) cudaEventDestroy(ev);
+  }
+
+  std::span<const SlotId> slots() const override { return slots_; }
+
+  absl::Status WaitLayer(uint32_t layer, CUstream_st* stream) override {
+    auto ev = LayerEvent(layer);
+    if (!ev.ok()) return ev.status();
+    if (*ev == nullptr) return absl::OkStatus();
+    return CudaStatus(cudaStreamWaitEvent(stream, *ev, 0), "cudaStreamWaitEvent");
+  }
+  absl::Status WaitLayer(uint32_t layer) override {
+    auto ev = LayerEvent(layer);
+    if (!ev.ok()) return ev.status();
+    if (*ev == nullptr) return absl::OkStatus();
+    return CudaStatus(cudaEventSynchronize(*ev), "cudaEventSynchronize");
+  }
+
+  FetchResult Wait() override;
+
+ private:
+  absl::StatusOr<cudaEvent_t> LayerEvent(uint32_t layer) {
+    if (layer >= num_layers_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("layer ", layer, " out of range [0, ", num_layers_, ")"));
+    }
+    if (!start_status_.ok()) return start_status_;
+    if (events_.empty()) return nullptr;
+    return events_[layer];
+  }
+
+  DeviceFetcherImpl* const fetcher_;
+  ChunkPool* const pool_;
+  const uint32_t num_layers_;
+  std::unique_ptr<client::MappedChunks> mapped_;  // released by Wait
+  const std::vector<cudaEvent_t> events_;         // one per layer; empty when nothing loads
+  const absl::Status start_status_;
+  std::vector<SlotId> slots_;
+  std::vector<absl::Status> verdicts_;  // one per loaded chunk, written by verifiers_
+  std::vector<std::thread> verifiers_;
+
+  absl::Mutex mu_;
+  FetchReservation reservation_ ABSL_GUARDED_BY(mu_);
+  std::optional<FetchResult> result_ ABSL_GUARDED_BY(mu_);
+};
+
 class DeviceFetcherImpl final : public DeviceFetcher {
  public:
   ~DeviceFetcherImpl() override {
+    if (registered_ != nullptr) cudaHostUnregister(registered_);
     if (stream_ != nullptr) {
       cudaStreamSynchronize(stream_);
       cudaStreamDestroy(stream_);
@@ -235,6 +323,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
     }
     staging_ = static_cast<std::byte*>(p);
     staging_bytes_ = options.staging_bytes;
+    same_host_direct_ = options.same_host_direct;
     return absl::OkStatus();
   }
 
@@ -257,6 +346,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
       }
       busy_ = true;
     }
+    if (UseMapped(client)) return StartMapped(client, ns, pool, keys);
     auto reserved = ReserveFetch(client, ns, pool, keys, max_load);
     if (!reserved.ok()) {
       EndLoad();
@@ -293,6 +383,81 @@ class DeviceFetcherImpl final : public DeviceFetcher {
         std::move(start_status)));
   }
 
+  // Whether loads from `client` go straight from its mapping of the node's
+  // pool to the GPU: same host, enabled, and the mapping registered with
+  // CUDA (once; a failure is logged and the staging path used).
+  bool UseMapped(client::Client& client) {
+    if (!same_host_direct_ || client.data_path() != "shm") return false;
+    const std::span<const std::byte> pool = client.shared_pool();
+    if (pool.empty()) return false;
+    absl::MutexLock lock(&mu_);
+    if (registered_ == pool.data()) return true;
+    if (register_failed_) return false;
+    DeviceScope scope(device_);
+    if (registered_ != nullptr) cudaHostUnregister(registered_);
+    registered_ = nullptr;
+    void* base = const_cast<std::byte*>(pool.data());
+    absl::Status s = scope.status();
+    if (s.ok()) {
+      s = CudaStatus(cudaHostRegister(base, pool.size(), cudaHostRegisterReadOnly),
+                     "cudaHostRegister of the node's shared pool");
+    }
+    if (!s.ok()) {
+      (void)cudaGetLastError();
+      register_failed_ = true;
+      std::fprintf(stderr, "device fetch: loads go through pinned staging: %s\n",
+                   std::string(s.message()).c_str());
+      return false;
+    }
+    registered_ = base;
+    return true;
+  }
+
+  absl::StatusOr<std::unique_ptr<LayerwiseDeviceLoad>> StartMapped(
+      client::Client& client, const client::Namespace& ns, ChunkPool& pool,
+      std::span<const ChunkKey> keys) {
+    auto reserved = ReserveFetch(client, ns, pool, keys);
+    if (!reserved.ok()) {
+      EndLoad();
+      return reserved.status();
+    }
+    std::unique_ptr<client::MappedChunks> mapped;
+    std::vector<cudaEvent_t> events;
+    absl::Status start_status;
+    if (!reserved->loading.empty()) {
+      DeviceScope scope(device_);
+      start_status = scope.status();
+      if (start_status.ok()) {
+        auto m = client.LeaseMapped(ns, reserved->load_keys);
+        if (m.ok()) {
+          mapped = *std::move(m);
+        } else {
+          start_status = m.status();
+        }
+      }
+      for (uint32_t l = 0; start_status.ok() && l < pool.num_layers(); ++l) {
+        cudaEvent_t ev = nullptr;
+        start_status =
+            CudaStatus(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming), "cudaEventCreate");
+        if (ev != nullptr) events.push_back(ev);
+        const size_t offset = static_cast<size_t>(l) * ns.layer_bytes;
+        for (size_t c = 0; start_status.ok() && c < reserved->loading.size(); ++c) {
+          start_status = CudaStatus(
+              cudaMemcpyAsync(*pool.SlotBase(reserved->loading[c]) + offset,
+                              mapped->chunk(c).data() + offset, ns.layer_bytes,
+                              cudaMemcpyHostToDevice, stream_),
+              "cudaMemcpyAsync of a layer from the shared pool");
+        }
+        if (start_status.ok()) {
+          start_status = CudaStatus(cudaEventRecord(ev, stream_), "cudaEventRecord");
+        }
+      }
+    }
+    return std::unique_ptr<LayerwiseDeviceLoad>(
+        new MappedDeviceLoad(this, &pool, *std::move(reserved), std::move(mapped),
+                             std::move(events), std::move(start_status)));
+  }
+
   // The load ended: no byte of staging or the copy stream is in use.
   void EndLoad() {
     absl::MutexLock lock(&mu_);
@@ -308,9 +473,12 @@ class DeviceFetcherImpl final : public DeviceFetcher {
   cudaStream_t stream_ = nullptr;
   std::byte* staging_ = nullptr;
   size_t staging_bytes_ = 0;
+  bool same_host_direct_ = true;
 
   absl::Mutex mu_;
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
+  void* registered_ ABSL_GUARDED_BY(mu_) = nullptr;  // the client's pool mapping, registered
+  bool register_failed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 FetchResult LayerwiseDeviceLoadImpl::Wait() {
@@ -330,6 +498,31 @@ FetchResult LayerwiseDeviceLoadImpl::Wait() {
     (void)copies_->Close();
   }
   const size_t verified = failure.ok() ? reservation_.loading.size() : 0;
+  result_ = FinishFetch(*pool_, std::move(reservation_), verified, std::move(failure));
+  fetcher_->EndLoad();
+  return *result_;
+}
+
+FetchResult MappedDeviceLoad::Wait() {
+  absl::MutexLock lock(&mu_);
+  if (result_.has_value()) return *result_;
+  absl::Status failure = start_status_;
+  if (!events_.empty()) {
+    // Copies were enqueued (some may have failed to be): let them drain
+    // before the slots or the lease go.
+    absl::Status sync =
+        CudaStatus(cudaStreamSynchronize(fetcher_->stream()), "cudaStreamSynchronize");
+    if (failure.ok()) failure = sync;
+  }
+  for (std::thread& t : verifiers_) t.join();
+  verifiers_.clear();
+  // The verified prefix: chunks up to the first that failed its check.
+  size_t verified = 0;
+  if (failure.ok()) {
+    while (verified < verdicts_.size() && verdicts_[verified].ok()) ++verified;
+    if (verified < verdicts_.size()) failure = verdicts_[verified];
+  }
+  mapped_.reset();  // releases the lease
   result_ = FinishFetch(*pool_, std::move(reservation_), verified, std::move(failure));
   fetcher_->EndLoad();
   return *result_;

@@ -78,6 +78,13 @@ class DeviceFetcher {
     // Pinned staging: a fetch loads at most staging_bytes / chunk_bytes
     // chunks (the rest are left to recompute). REQUIRES > 0.
     size_t staging_bytes = 0;
+    // Same host (the client reads the node's pool through shared memory):
+    // register the client's mapping of the pool with CUDA once and copy the
+    // leased chunks straight from it into their slots, every layer enqueued
+    // at once, host threads checking checksums meanwhile; no staging limit.
+    // Falls back to staging (logged once) when registration fails.
+    // REQUIRES then: the fetcher is destroyed before the client.
+    bool same_host_direct = true;
   };
 
   // InvalidArgument for 0 staging bytes; the CUDA error when the device,

@@ -219,6 +219,9 @@ int BenchCommand(const std::vector<std::string>& args) {
       "(chunk_bytes / slices) has arrived. Ctrl-C stops early and still prints the\n"
       "summary. Exit 1 on any error or mismatch.");
   cf.Register(&flags);
+  std::string tenant = "bench";
+  flags.Add("tenant", "tenant of the bench namespace (with --token_file: the token's tenant)",
+            &tenant);
   flags.Add("clients", "concurrent clients (threads, one Client each)", &c.clients);
   flags.Add("chunk_bytes", "chunk size; a multiple of 256 x --slices", &c.chunk_bytes);
   flags.Add("slices", "layers per chunk (one slice each)", &c.slices);
@@ -275,7 +278,7 @@ int BenchCommand(const std::vector<std::string>& args) {
   spec.tokens_per_chunk = static_cast<uint32_t>(token_heads / kv_heads);
   std::vector<std::unique_ptr<Worker>> workers;
   for (int64_t i = 0; i < c.clients; ++i) {
-    auto session = OpenSession("bench", cf, spec, "bench");
+    auto session = OpenSession("bench", cf, spec, tenant);
     if (session == nullptr) return kExitFailure;
     auto w = std::make_unique<Worker>();
     w->id = static_cast<int>(i);
