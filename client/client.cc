@@ -7,17 +7,20 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <atomic>
 #include <deque>
 #include <fstream>
 #include <sstream>
 #include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "proto/data_message.h"
 #include "proto/grpc_status.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
 #include "store/common/checksum.h"
@@ -170,6 +173,11 @@ class ClientImpl final : public Client {
                                                  std::span<const ChunkKey> keys,
                                                  std::span<const std::byte> src,
                                                  std::optional<ChunkKey> parent) override;
+  // Load from an isolated node: the node sends the bytes (see InboundLoad).
+  absl::StatusOr<std::shared_ptr<Transfer>> LoadIsolated(const Namespace& ns,
+                                                         std::span<const ChunkKey> keys,
+                                                         std::span<std::byte> dest,
+                                                         std::function<void(uint32_t)> on_layer);
   absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
                     std::span<const HintJob> jobs, absl::Duration ttl) override;
   absl::StatusOr<std::map<std::string, uint64_t>> Stats() override;
@@ -189,6 +197,10 @@ class ClientImpl final : public Client {
     absl::MutexLock lock(&ep_mu_);
     if (endpoint_ != nullptr) (void)endpoint_->WaitAll(absl::ZeroDuration());
     broken_ = true;
+    // Isolated nodes: messages of loads that arrive from now on are dropped
+    // (a receive already under way still completes into its buffer).
+    absl::MutexLock in_lock(&in_mu_);
+    inbound_.clear();
   }
   void Enqueue(std::function<void()> job) { jobs_->Push(std::move(job)); }
   absl::Duration rpc_timeout() const { return options_.rpc_timeout; }
@@ -229,6 +241,20 @@ class ClientImpl final : public Client {
   // The data-plane endpoint, reconnected if an earlier transfer broke it.
   absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
 
+  // Isolated nodes (NodeInfo.isolated_data_plane): the node sends a get's
+  // layer slices as messages carrying the load's transfer id; they land in
+  // the load's destination.
+  struct InboundLoad {
+    std::shared_ptr<TransferImpl> transfer;
+    std::span<std::byte> dest;
+    uint64_t chunk_bytes = 0;
+    uint64_t layer_bytes = 0;
+    uint32_t chunks = 0;
+    uint32_t layers = 0;
+  };
+  transport::MessageTarget OnDataMessage(std::span<const std::byte> header, size_t bytes);
+  bool isolated() const { return info_.isolated_data_plane(); }
+
   // Read leases are released lazily: ReleaseLease queues the id; the next
   // Load carries the queued ids in its Get (no round trip of their own), and
   // a background thread sends what no Load took within kReleaseDelay in one
@@ -246,6 +272,11 @@ class ClientImpl final : public Client {
   std::unique_ptr<pb::Strata::Stub> stub_;
   NodeInfo node_;
   pb::NodeInfo info_;
+  // Loads from an isolated node waiting for their messages (declared before
+  // ucx_ so that they outlive its progress thread).
+  absl::Mutex in_mu_;
+  absl::flat_hash_map<uint64_t, InboundLoad> inbound_ ABSL_GUARDED_BY(in_mu_);
+  std::atomic<uint64_t> next_transfer_id_{absl::Uniform<uint64_t>(absl::BitGen()) | 1};
   std::unique_ptr<transport::UcxContext> ucx_;
   // The node's pool mapped read-only (same host), or null; constant after Init.
   const std::byte* shm_base_ = nullptr;
@@ -261,6 +292,7 @@ class ClientImpl final : public Client {
   bool broken_ ABSL_GUARDED_BY(ep_mu_) = false;
 
   std::unique_ptr<JobQueue> jobs_ = std::make_unique<JobQueue>();
+
 
   static constexpr absl::Duration kReleaseDelay = absl::Milliseconds(2);
   static constexpr size_t kMaxQueuedReleases = 256;
@@ -393,8 +425,25 @@ absl::Status ClientImpl::Init() {
   transport::UcxOptions ucx;
   ucx.transports = options_.ucx_transports;
   ucx.progress_thread = true;
+  if (isolated()) {
+    // Nothing of this process is exposed either: the node sends messages.
+    ucx.remote_access = false;
+    ucx.on_message = [this](std::span<const std::byte> header, size_t bytes) {
+      return OnDataMessage(header, bytes);
+    };
+  }
   ASSIGN_OR_RETURN(ucx_, transport::UcxContext::Create(ucx));
-  if (options_.same_host == SameHost::kAuto) MapSharedPool();
+  if (isolated()) {
+    pb::AttachDataPlaneRequest attach;
+    attach.set_client_id(client_id_);
+    attach.set_worker_address(ucx_->worker_address());
+    pb::AttachDataPlaneResponse attached;
+    grpc::ClientContext actx;
+    Prepare(&actx);
+    RETURN_IF_ERROR(FromGrpcStatus(stub_->AttachDataPlane(&actx, attach, &attached)));
+  } else if (options_.same_host == SameHost::kAuto) {
+    MapSharedPool();
+  }
   absl::MutexLock lock(&ep_mu_);
   return EnsureEndpoint();
 }
@@ -519,6 +568,10 @@ absl::Status ClientImpl::EnsureEndpoint() {
     retired_.push_back(std::move(endpoint_));
   }
   ASSIGN_OR_RETURN(endpoint_, ucx_->Connect(info_.ucx_worker_address()));
+  if (isolated()) {  // messages only: there is no remote memory to import
+    broken_ = false;
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(remote_,
                    endpoint_->ImportRemote(info_.dram_base(), info_.dram_bytes(), info_.dram_rkey()));
   broken_ = false;
@@ -719,6 +772,11 @@ class MappedChunksImpl final : public MappedChunks {
 
 absl::StatusOr<std::unique_ptr<MappedChunks>> ClientImpl::LeaseMapped(
     const Namespace& ns, std::span<const ChunkKey> keys) {
+  if (isolated()) {
+    return absl::FailedPreconditionError(
+        "lease-mapped: the node isolates tenants (--isolate_tenants) and shares no pool; "
+        "use Load");
+  }
   if (shm_base_ == nullptr) {
     return absl::FailedPreconditionError(
         "lease-mapped: the node's pool is not mapped (not on this host, or same_host off)");
@@ -741,6 +799,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
                                                    " bytes for ", keys.size(), " chunks of ",
                                                    ns.chunk_bytes, " bytes"));
   }
+  if (isolated()) return LoadIsolated(ns, keys, dest, std::move(on_layer));
   absl::StatusOr<Leased> leased = Lease(ns, keys);
   if (!leased.ok()) return leased.status();
   const uint64_t lease = leased->lease;
@@ -799,6 +858,91 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
     }
   }
   t->OpDone(layers, absl::OkStatus());  // the +1 guard: everything is posted
+  return std::shared_ptr<Transfer>(transfer);
+}
+
+transport::MessageTarget ClientImpl::OnDataMessage(std::span<const std::byte> header,
+                                                   size_t bytes) {
+  std::optional<proto::DataMessage> m = proto::DataMessage::Decode(header);
+  if (!m.has_value() || m->kind != proto::DataMessage::Kind::kGetSlice) return {};
+  absl::MutexLock lock(&in_mu_);
+  auto it = inbound_.find(m->id);
+  if (it == inbound_.end()) return {};
+  const InboundLoad& in = it->second;
+  if (m->index >= in.chunks || m->layer >= in.layers || bytes != in.layer_bytes) return {};
+  transport::MessageTarget target;
+  target.dest = in.dest.subspan(m->index * in.chunk_bytes + m->layer * in.layer_bytes,
+                                in.layer_bytes);
+  target.done = [t = in.transfer, layer = m->layer](absl::Status s) { t->OpDone(layer, s); };
+  return target;
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
+    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
+    std::function<void(uint32_t)> on_layer) {
+  pb::GetRequest req;
+  req.set_client_id(client_id_);
+  req.set_namespace_id(ns.id);
+  req.set_lease_ms(LeaseMs());
+  const uint32_t layers = ns.spec.num_layers;
+  const uint32_t n = static_cast<uint32_t>(keys.size());
+  auto transfer = std::make_shared<TransferImpl>(this, layers, n, int64_t{layers} * n,
+                                                 absl::Now() + options_.transfer_timeout);
+  transfer->on_layer = std::move(on_layer);
+  const uint64_t id = next_transfer_id_.fetch_add(1);
+  {
+    absl::MutexLock lock(&in_mu_);
+    inbound_[id] = InboundLoad{transfer, dest, ns.chunk_bytes, ns.layer_bytes, n, layers};
+  }
+  auto forget = [this, id] {
+    absl::MutexLock lock(&in_mu_);
+    inbound_.erase(id);
+  };
+  req.set_transfer_id(id);
+  for (const ChunkKey& k : keys) req.add_keys(KeyBytes(k));
+  const std::vector<uint64_t> carried = TakeReleases();
+  for (uint64_t lease : carried) req.add_release_lease_ids(lease);
+  pb::GetResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  absl::Status rpc = FromGrpcStatus(stub_->Get(&ctx, req, &resp));
+  if (!rpc.ok()) {
+    forget();
+    return rpc;
+  }
+  if (resp.node_incarnation() != 0 && info_.incarnation() != 0 &&
+      resp.node_incarnation() != info_.incarnation()) {
+    // A restarted node: it knows neither this client's attachment nor the
+    // transfer, so nothing will arrive.
+    forget();
+    return absl::UnavailableError(absl::StrCat(
+        "get: the node at ", options_.server_address,
+        " restarted since this client connected; connect a new client"));
+  }
+  if (static_cast<size_t>(resp.chunks_size()) != keys.size() || !resp.released()) {
+    forget();
+    return absl::InternalError("get: malformed response of an isolated node");
+  }
+  std::vector<uint64_t> checksums;
+  for (const pb::ChunkLocation& c : resp.chunks()) checksums.push_back(c.checksum());
+  TransferImpl* t = transfer.get();
+  transfer->on_all_ops_done = [this, t, transfer, dest, checksums, forget,
+                               chunk = ns.chunk_bytes]() mutable {
+    forget();  // late or repeated messages for this transfer are dropped
+    absl::Status status;
+    {
+      absl::MutexLock lock(&t->mu_);
+      status = t->ops_status_;
+    }
+    for (size_t i = 0; status.ok() && i < checksums.size(); ++i) {
+      if (ChunkChecksum(dest.subspan(i * chunk, chunk)) != checksums[i]) {
+        status = absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
+      }
+    }
+    t->Finish(status);
+    transfer.reset();
+  };
+  t->OpDone(layers, absl::OkStatus());  // the +1 guard: the node sends the rest
   return std::shared_ptr<Transfer>(transfer);
 }
 
@@ -874,7 +1018,23 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Save(const Namespace& ns,
   {
     absl::MutexLock lock(&ep_mu_);
     post_error = EnsureEndpoint();
+    proto::DataMessage m;
+    m.kind = proto::DataMessage::Kind::kPutChunk;
+    m.id = lease;
+    m.client_id = client_id_;
     for (uint32_t i : to_write) {
+      if (isolated()) {  // the node copies it into slot i of the lease
+        if (post_error.ok()) {
+          m.index = i;
+          const std::string header = m.Encode();
+          post_error = endpoint_->PostSend(std::as_bytes(std::span(header)),
+                                           src.subspan(i * ns.chunk_bytes, ns.chunk_bytes),
+                                           [t](absl::Status s) { t->OpDone(0, s); });
+          if (post_error.code() == absl::StatusCode::kUnavailable) broken_ = true;
+        }
+        if (!post_error.ok()) t->OpDone(0, post_error);
+        continue;
+      }
       const pb::PutSlot& slot = resp.slots(i);
       if (post_error.ok() && slot.size() != ns.chunk_bytes) {
         post_error = absl::InternalError("put: the node returned a slot of the wrong size");

@@ -23,6 +23,7 @@
 #include "store/common/key_chain.h"
 #include "store/common/log.h"
 #include "store/common/status_macros.h"
+#include "store/isolated_data_plane.h"
 #include "store/metrics.h"
 #include "store/metrics_http.h"
 #include "transport/ucx_transport.h"
@@ -145,7 +146,7 @@ absl::StatusOr<auth::TenantTable> LoadTenants(const std::string& path) {
 class StrataService final : public pb::Strata::Service {
  public:
   StrataService(Engine* engine, const ServerOptions& options, pb::NodeInfo info,
-                std::shared_ptr<const auth::TenantTable> tenants)
+                IsolatedDataPlane* isolated, std::shared_ptr<const auth::TenantTable> tenants)
       : engine_(engine),
         options_(options),
         info_(std::move(info)),
@@ -153,6 +154,7 @@ class StrataService final : public pb::Strata::Service {
         put_reservation_cap_(options.max_put_reservation_bytes != 0
                                  ? options.max_put_reservation_bytes
                                  : engine->dram_region().size() / 2),
+        isolated_(isolated),
         tenants_(std::move(tenants)) {}
 
   bool authentication() const {
@@ -319,8 +321,15 @@ class StrataService final : public pb::Strata::Service {
     if (!ns.ok()) return ToGrpcStatus(ns.status());
     auto keys = ParseScopedKeys(req->keys(), ns->root);
     if (!keys.ok()) return ToGrpcStatus(keys.status());
+    if (isolated_ != nullptr) {  // nothing is pinned for a caller the bytes cannot go to
+      if (absl::Status s = isolated_->CheckAttached(DataPlaneCallerOf(who, req->client_id()));
+          !s.ok()) {
+        return ToGrpcStatus(s);
+      }
+    }
     auto lease = engine_->Acquire(req->namespace_id(), *keys, LeaseTtl(req->lease_ms()));
     if (!lease.ok()) return ToGrpcStatus(lease.status());
+    if (isolated_ != nullptr) return IsolatedGet(who, *req, *lease, out);
     RecordOwner(lease->id, who, req->client_id(), lease->expires);
     out->set_lease_id(lease->id);
     out->set_expires_unix_ms(absl::ToUnixMillis(lease->expires));
@@ -365,6 +374,14 @@ class StrataService final : public pb::Strata::Service {
     if (absl::Status s = CheckClientId(req->client_id()); !s.ok()) return ToGrpcStatus(s);
     auto ns = AuthorizeNamespace(who, req->namespace_id());
     if (!ns.ok()) return ToGrpcStatus(ns.status());
+    if (isolated_ != nullptr) {
+      // The chunks will arrive as messages naming this client id: only the
+      // caller that attached it may open a lease for them.
+      if (absl::Status s = CheckIsolatedCaller(who, req->client_id(), req->namespace_id());
+          !s.ok()) {
+        return ToGrpcStatus(s);
+      }
+    }
     std::vector<PutItem> items;
     items.reserve(req->items_size());
     for (int i = 0; i < req->items_size(); ++i) {
@@ -395,6 +412,7 @@ class StrataService final : public pb::Strata::Service {
     Unreserve(caller, want);
     if (!lease.ok()) return ToGrpcStatus(lease.status());
     RecordOwner(lease->id, who, req->client_id(), lease->expires, reserved);
+    if (isolated_ != nullptr) ExpectIsolatedPut(*req, *lease);
     out->set_lease_id(lease->id);
     out->set_expires_unix_ms(absl::ToUnixMillis(lease->expires));
     uint64_t bytes = 0;
@@ -404,7 +422,7 @@ class StrataService final : public pb::Strata::Service {
       pb::PutSlot* s = out->add_slots();
       s->set_already_present(slot.already_present);
       if (!slot.already_present) {
-        s->set_address(dram_base_ + slot.pool_offset);
+        if (isolated_ == nullptr) s->set_address(dram_base_ + slot.pool_offset);
         s->set_size(slot.dest.size());
       }
     }
@@ -416,13 +434,19 @@ class StrataService final : public pb::Strata::Service {
     return Handle(ServerMetrics::kPutCommit, *ctx, [&](const CallIdentity& who) { return PutCommitImpl(who, ctx, req, out); });
   }
 
-  grpc::Status PutCommitImpl(const CallIdentity& who, grpc::ServerContext*, const pb::PutCommitRequest* req,
+  grpc::Status PutCommitImpl(const CallIdentity& who, grpc::ServerContext* ctx,
+                             const pb::PutCommitRequest* req,
                              pb::PutCommitResponse*) {
     if (absl::Status s = CheckOwner(req->lease_id(), who, req->client_id()); !s.ok()) {
       return ToGrpcStatus(s);
     }
+    if (isolated_ != nullptr) {
+      absl::Status arrived = isolated_->AwaitPut(req->lease_id(), CommitDeadline(ctx));
+      if (!arrived.ok()) return ToGrpcStatus(arrived);
+    }
     std::vector<uint64_t> sums(req->checksums().begin(), req->checksums().end());
     absl::Status s = engine_->CommitPut(req->lease_id(), sums);
+    if (isolated_ != nullptr && LeaseIsGone(s)) isolated_->ForgetPut(req->lease_id());
     if (LeaseIsGone(s)) ForgetOwner(req->lease_id());
     return ToGrpcStatus(s);
   }
@@ -439,6 +463,7 @@ class StrataService final : public pb::Strata::Service {
     }
     absl::Status s = engine_->AbortPut(req->lease_id());
     if (LeaseIsGone(s)) ForgetOwner(req->lease_id());
+    if (isolated_ != nullptr && LeaseIsGone(s)) isolated_->ForgetPut(req->lease_id());
     return ToGrpcStatus(s);
   }
 
@@ -487,6 +512,9 @@ class StrataService final : public pb::Strata::Service {
   grpc::Status StatsImpl(const CallIdentity& who, grpc::ServerContext*, const pb::StatsRequest*, pb::StatsResponse* out) {
     auto& v = *out->mutable_values();
     for (const auto& [name, value] : StatsValues(engine_->Stats())) v[name] = value;
+    if (isolated_ != nullptr) {
+      v["data_plane_messages_rejected"] = isolated_->counters().messages_rejected.load();
+    }
     if (!who.tenant.empty()) {
       // The caller's own tenant; other tenants' figures are not shown.
       uint64_t namespaces = 0;
@@ -559,7 +587,91 @@ class StrataService final : public pb::Strata::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status AttachDataPlane(grpc::ServerContext* ctx, const pb::AttachDataPlaneRequest* req,
+                               pb::AttachDataPlaneResponse* out) override {
+    return Handle(ServerMetrics::kAttachDataPlane, *ctx, [&](const CallIdentity& who) {
+      return AttachDataPlaneImpl(who, ctx, req, out);
+    });
+  }
+
+  grpc::Status AttachDataPlaneImpl(const CallIdentity& who, grpc::ServerContext*,
+                                   const pb::AttachDataPlaneRequest* req,
+                                   pb::AttachDataPlaneResponse*) {
+    if (isolated_ == nullptr) {
+      return ToGrpcStatus(absl::FailedPreconditionError(
+          "this node does not isolate tenants: read node info's dram_rkey instead"));
+    }
+    if (draining_) return ToGrpcStatus(absl::UnavailableError("the server is shutting down"));
+    if (absl::Status s = CheckClientId(req->client_id()); !s.ok()) return ToGrpcStatus(s);
+    return ToGrpcStatus(
+        isolated_->Attach(DataPlaneCallerOf(who, req->client_id()), req->worker_address()));
+  }
+
  private:
+  // --- isolated data plane (ServerOptions::isolate_tenants) ---
+
+  // The data-plane owner of `client_id` as called by `who`: the same three
+  // things a lease belongs to (Owner).
+  static DataPlaneCaller DataPlaneCallerOf(const CallIdentity& who, const std::string& client_id) {
+    return DataPlaneCaller{who.tenant, who.peer, client_id};
+  }
+
+  // Whether `who` may move bytes of namespace `ns` over the data plane
+  // attached as `client_id`: its tenant's namespace (CallerTenant), and an
+  // attachment of its own.
+  absl::Status CheckIsolatedCaller(const CallIdentity& who, const std::string& client_id,
+                                   uint32_t ns) {
+    RETURN_IF_ERROR(CallerTenant(*engine_, ns, who.tenant).status());
+    return isolated_->CheckAttached(DataPlaneCallerOf(who, client_id));
+  }
+
+  grpc::Status IsolatedGet(const CallIdentity& who, const pb::GetRequest& req,
+                           const ReadLease& lease, pb::GetResponse* out) {
+    auto tenant = CallerTenant(*engine_, req.namespace_id(), who.tenant);
+    auto info = engine_->GetNamespace(req.namespace_id());
+    if (!tenant.ok() || !info.ok()) {
+      (void)engine_->Release(lease.id);
+      return ToGrpcStatus(!tenant.ok() ? tenant.status() : info.status());
+    }
+    ChunkLayout layout(info->spec);
+    absl::Status sent = isolated_->SendGet(DataPlaneCallerOf(who, req.client_id()),
+                                           req.transfer_id(), lease, req.namespace_id(),
+                                           info->spec.num_layers, layout.layer_bytes());
+    if (!sent.ok()) return ToGrpcStatus(sent);
+    out->set_lease_id(lease.id);
+    out->set_released(true);
+    out->set_expires_unix_ms(absl::ToUnixMillis(lease.expires));
+    out->set_node_incarnation(info_.incarnation());
+    uint64_t bytes = 0;
+    for (const ReadChunk& c : lease.chunks) {
+      bytes += c.data.size();
+      pb::ChunkLocation* loc = out->add_chunks();
+      loc->set_size(c.data.size());
+      loc->set_checksum(c.checksum);
+      loc->set_found_in(ToProto(c.found_in));
+    }
+    metrics_.ObserveTransfer(/*get=*/true, bytes);
+    return grpc::Status::OK;
+  }
+
+  void ExpectIsolatedPut(const pb::PutBeginRequest& req, const PutLease& lease) {
+    std::vector<uint32_t> expected;
+    uint64_t chunk_bytes = 0;
+    for (uint32_t i = 0; i < lease.slots.size(); ++i) {
+      if (lease.slots[i].already_present) continue;
+      expected.push_back(i);
+      chunk_bytes = lease.slots[i].dest.size();
+    }
+    isolated_->ExpectPut(lease.id, req.client_id(), std::move(expected), chunk_bytes);
+  }
+
+  static absl::Time CommitDeadline(grpc::ServerContext* ctx) {
+    // Answer before the caller gives up, so that it learns why.
+    const absl::Time cap = absl::Now() + absl::Seconds(30);
+    const absl::Time deadline = absl::FromChrono(ctx->deadline()) - absl::Milliseconds(100);
+    return deadline < cap ? deadline : cap;
+  }
+
   // A lease belongs to the identity that took it: its tenant, its connection
   // and its client id, all three (a client id alone is a bearer token that
   // anyone who sees it could replay).
@@ -708,6 +820,7 @@ class StrataService final : public pb::Strata::Service {
   const pb::NodeInfo info_;
   const uint64_t dram_base_;
   const uint64_t put_reservation_cap_;
+  IsolatedDataPlane* const isolated_;  // null unless isolate_tenants
   std::atomic<bool> draining_{false};
   ServerMetrics metrics_;
 
@@ -743,16 +856,28 @@ class StoreServerImpl final : public StoreServer {
       ucx.data_listen = addr.substr(0, addr.rfind(':'));
     }
     ucx.progress_thread = true;
+    if (options.isolate_tenants) {
+      isolated_ = std::make_unique<IsolatedDataPlane>(engine_.get(), kMaxAttachedClients);
+      ucx.remote_access = false;
+      ucx.on_message = isolated_->Sink();
+    }
     ASSIGN_OR_RETURN(ucx_, transport::UcxContext::Create(ucx));
-    ASSIGN_OR_RETURN(dram_, ucx_->Register(engine_->dram_region()));
+    if (isolated_ != nullptr) {
+      isolated_->SetContext(ucx_.get());
+    } else {
+      ASSIGN_OR_RETURN(dram_, ucx_->Register(engine_->dram_region()));
+    }
 
     pb::NodeInfo info;
     info.set_protocol_version(kProtocolVersion);
     info.set_server_version(kServerVersion);
     info.set_ucx_worker_address(ucx_->worker_address());
-    info.set_dram_base(dram_->base());
-    info.set_dram_bytes(dram_->size());
-    info.set_dram_rkey(dram_->packed_rkey());
+    info.set_dram_bytes(engine_->dram_region().size());
+    if (dram_ != nullptr) {
+      info.set_dram_base(dram_->base());
+      info.set_dram_rkey(dram_->packed_rkey());
+    }
+    info.set_isolated_data_plane(isolated_ != nullptr);
     info.set_ucx_transports(ucx_->transports_in_use());
     info.set_nvme_capacity_bytes(engine_->Stats().nvme_capacity_bytes);
     info.set_max_keys_per_call(static_cast<uint32_t>(engine_->max_keys_per_call()));
@@ -760,7 +885,8 @@ class StoreServerImpl final : public StoreServer {
     const std::string share = engine_->dram_share_path();
     struct stat st{};
     const std::string boot_id = BootId();
-    if (!share.empty() && !boot_id.empty() && stat(share.c_str(), &st) == 0) {
+    if (isolated_ == nullptr && !share.empty() && !boot_id.empty() &&
+        stat(share.c_str(), &st) == 0) {
       info.set_shm_path(share);
       info.set_shm_bytes(engine_->dram_region().size());
       info.set_shm_inode(st.st_ino);
@@ -792,7 +918,8 @@ class StoreServerImpl final : public StoreServer {
     builder.SetMaxReceiveMessageSize(options.max_message_bytes);
     info.set_node_id(options.node_id.empty() ? options.listen_address : options.node_id);
     node_id_ = info.node_id();
-    service_ = std::make_unique<StrataService>(engine_.get(), options, info, tenants);
+    service_ =
+        std::make_unique<StrataService>(engine_.get(), options, info, isolated_.get(), tenants);
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     if (server_ == nullptr || port_ == 0) {
@@ -847,13 +974,17 @@ class StoreServerImpl final : public StoreServer {
     absl::Status status;
     if (engine_ != nullptr) status = engine_->FlushWriteBack();
     dram_.reset();
+    isolated_.reset();  // its endpoints before the context
     ucx_.reset();
     engine_.reset();  // joins background threads, closes RocksDB
     return status;
   }
 
  private:
+  static constexpr size_t kMaxAttachedClients = 4096;
+
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<IsolatedDataPlane> isolated_;
   std::unique_ptr<transport::UcxContext> ucx_;
   std::unique_ptr<transport::RegisteredMemory> dram_;
   std::unique_ptr<StrataService> service_;

@@ -37,6 +37,10 @@ struct ServerOptions {
   // host:port for GET /metrics (Prometheus text format); empty: none; port 0
   // picks a free port (see StoreServer::metrics_port()).
   std::string metrics_listen;
+  // Isolate tenants on the data plane (store/isolated_data_plane.h): grant
+  // clients no remote access to the node's memory and move bytes as
+  // two-sided messages; no shared pool is offered.
+  bool isolate_tenants = false;
 
   // TLS on the gRPC port: PEM files of the node's certificate (chain) and its
   // private key; both or neither. Empty: plaintext (logged when the node

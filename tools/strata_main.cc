@@ -285,6 +285,7 @@ int Serve(const std::vector<std::string>& args) {
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
   bool no_nvme = false;
   bool shm_pool = true;
+  bool isolate_tenants = false;
   int64_t prefetch_jobs = 8;
   int64_t max_namespaces_per_peer = 1024;
   std::string nvme_faults;
@@ -313,6 +314,11 @@ int Serve(const std::vector<std::string>& args) {
             "put the DRAM pool in shared memory (a memfd, mode 0600) that clients of the same "
             "user on this host map read-only to copy leased chunks out (--noshm_pool: UCX only)",
             &shm_pool);
+  flags.Add("isolate_tenants",
+            "grant clients no remote access to the node's memory: bytes move as two-sided "
+            "UCX messages the node checks against the caller's leases, and no shared pool "
+            "is offered (README \"Security\"); implies --noshm_pool",
+            &isolate_tenants);
   flags.Add("data_dir", "RocksDB directory of the NVMe tier (created if missing)", &data_dir);
   flags.Add("nvme", "capacity of the NVMe tier (chunk payload bytes)", &nvme);
   flags.Add("no_nvme", "run with DRAM only (no --data_dir)", &no_nvme);
@@ -439,7 +445,7 @@ int Serve(const std::vector<std::string>& args) {
 
   store::EngineOptions options;
   options.dram_bytes = dram.value;
-  options.shared_dram = shm_pool;
+  options.shared_dram = shm_pool && !isolate_tenants;
   if (!no_nvme) {
     options.nvme_path = data_dir;
     options.nvme_capacity_bytes = nvme.value;
@@ -469,6 +475,7 @@ int Serve(const std::vector<std::string>& args) {
   server_options.ucx_transports = transports;
   server_options.max_namespaces_per_peer = static_cast<int>(max_namespaces_per_peer);
   server_options.data_listen = data_listen;
+  server_options.isolate_tenants = isolate_tenants;
   server_options.metrics_listen = metrics_listen;
   server_options.tls_cert_file = tls_cert;
   server_options.tls_key_file = tls_key;
@@ -482,7 +489,7 @@ int Serve(const std::vector<std::string>& args) {
   }
   std::printf("strata serve: listening on %s; DRAM %s%s; NVMe %s; %llu chunks restored; UCX %s\n",
               (*server)->address().c_str(), cli::FormatBytes(stats.dram_capacity_bytes).c_str(),
-              shm_pool ? " (shared memory)" : "",
+              isolate_tenants ? " (tenants isolated)" : shm_pool ? " (shared memory)" : "",
               no_nvme ? "off"
                       : absl::StrCat(cli::FormatBytes(nvme.value), " in ", data_dir).c_str(),
               static_cast<unsigned long long>(stats.chunks_restored),
