@@ -230,7 +230,8 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
   MappedDeviceLoad(DeviceFetcherImpl* fetcher, ChunkPool* pool, FetchReservation reservation,
                    std::unique_ptr<client::MappedChunks> mapped, std::vector<Run> runs,
                    std::vector<cudaEvent_t> events, cudaEvent_t timing[2], uint64_t chunk_bytes,
-                   uint64_t layer_bytes, size_t verify_threads, absl::Status start_status)
+                   uint64_t layer_bytes, uint64_t min_copy_bytes, size_t verify_threads,
+                   absl::Status start_status)
       : fetcher_(fetcher),
         pool_(pool),
         num_layers_(pool->num_layers()),
@@ -240,6 +241,7 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
         timing_{timing[0], timing[1]},
         chunk_bytes_(chunk_bytes),
         layer_bytes_(layer_bytes),
+        min_copy_bytes_(min_copy_bytes),
         start_status_(std::move(start_status)),
         reservation_(std::move(reservation)) {
     slots_ = reservation_.result.slots;
@@ -316,6 +318,7 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
   const cudaEvent_t timing_[2];                   // around the copies (timed), or null
   const uint64_t chunk_bytes_;
   const uint64_t layer_bytes_;
+  const uint64_t min_copy_bytes_;
   absl::Mutex enqueue_mu_;
   bool enqueued_ ABSL_GUARDED_BY(enqueue_mu_) = false;
   absl::Status enqueue_status_ ABSL_GUARDED_BY(enqueue_mu_);
@@ -360,6 +363,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
     staging_ = static_cast<std::byte*>(p);
     staging_bytes_ = options.staging_bytes;
     same_host_direct_ = options.same_host_direct;
+    min_copy_bytes_ = options.min_copy_bytes;
     const size_t cores = std::max<size_t>(std::thread::hardware_concurrency(), 2);
     verify_threads_ = options.verify_threads > 0 ? options.verify_threads : std::min<size_t>(cores / 2, 16);
     return absl::OkStatus();
@@ -511,7 +515,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
     return std::unique_ptr<LayerwiseDeviceLoad>(
         new MappedDeviceLoad(this, &pool, *std::move(reserved), std::move(mapped), std::move(runs),
                              std::move(events), timing, ns.chunk_bytes, ns.layer_bytes,
-                             verify_threads_, std::move(start_status)));
+                             min_copy_bytes_, verify_threads_, std::move(start_status)));
   }
 
   // The load ended: no byte of staging or the copy stream is in use.
@@ -531,6 +535,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
   size_t staging_bytes_ = 0;
   bool same_host_direct_ = true;
   size_t verify_threads_ = 1;
+  uint64_t min_copy_bytes_ = 0;
 
   absl::Mutex mu_;
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
@@ -568,15 +573,22 @@ absl::Status MappedDeviceLoad::Enqueue() {
   const cudaStream_t stream = fetcher_->stream();
   absl::Status st = CudaStatus(cudaSetDevice(fetcher_->device()), "cudaSetDevice");
   if (st.ok() && timing_[0] != nullptr) st = CudaStatus(cudaEventRecord(timing_[0], stream), "cudaEventRecord");
-  for (uint32_t l = 0; st.ok() && l < num_layers_; ++l) {
-    const size_t offset = static_cast<size_t>(l) * layer_bytes_;
+  // Layers go in groups of `group` consecutive layers (contiguous in every
+  // chunk), so that each copy moves at least min_copy_bytes per chunk.
+  const uint32_t group = static_cast<uint32_t>(std::clamp<uint64_t>(
+      (min_copy_bytes_ + layer_bytes_ - 1) / layer_bytes_, 1, num_layers_));
+  for (uint32_t first = 0; st.ok() && first < num_layers_; first += group) {
+    const uint32_t layers = std::min(group, num_layers_ - first);
+    const size_t offset = static_cast<size_t>(first) * layer_bytes_;
     for (size_t r = 0; st.ok() && r < runs_.size(); ++r) {
       st = CudaStatus(cudaMemcpy2DAsync(runs_[r].dest + offset, chunk_bytes_, runs_[r].src + offset,
-                                        chunk_bytes_, layer_bytes_, runs_[r].count,
+                                        chunk_bytes_, layers * layer_bytes_, runs_[r].count,
                                         cudaMemcpyHostToDevice, stream),
-                      "cudaMemcpy2DAsync of a layer from the shared pool");
+                      "cudaMemcpy2DAsync of layers from the shared pool");
     }
-    if (st.ok()) st = CudaStatus(cudaEventRecord(events_[l], stream), "cudaEventRecord");
+    for (uint32_t l = first; st.ok() && l < first + layers; ++l) {
+      st = CudaStatus(cudaEventRecord(events_[l], stream), "cudaEventRecord");
+    }
   }
   if (st.ok() && timing_[1] != nullptr) st = CudaStatus(cudaEventRecord(timing_[1], stream), "cudaEventRecord");
   enqueue_status_ = st;

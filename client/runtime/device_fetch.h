@@ -88,6 +88,10 @@ class DeviceFetcher {
     // Threads checking a same-host load's checksums; 0: half the cores (at
     // most 16), leaving the rest to the caller and the node.
     size_t verify_threads = 0;
+    // Same host: each copy moves at least this many bytes of a chunk (whole
+    // groups of consecutive layers, which share one event: layer l is then
+    // usable once its group arrived). 0: one layer per copy.
+    uint64_t min_copy_bytes = 0;
   };
 
   // InvalidArgument for 0 staging bytes; the CUDA error when the device,

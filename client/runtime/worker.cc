@@ -1,6 +1,7 @@
 #include "client/runtime/worker.h"
 
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -170,8 +171,15 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
                                           ? std::span<const ChunkKey>()
                                           : cached_keys);
   }
+  // Without overlap the load is finished and verified before the step: the
+  // step then reads verified bytes only.
+  std::optional<FetchResult> early;
+  if (!options_.overlap) early = load->Wait();
   const absl::Duration load_start = absl::Now() - t_start;
-  const std::vector<SlotId> cached(load->slots().begin(), load->slots().end());
+  const std::vector<SlotId> cached = early.has_value()
+                                         ? early->slots
+                                         : std::vector<SlotId>(load->slots().begin(),
+                                                               load->slots().end());
   const size_t c = cached.size();
   const int history = static_cast<int>(c) * tpc_;
 
@@ -230,12 +238,14 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
     absl::StatusOr<SequenceStep> step = SequenceStep::Make(bases, history, n, tpc_);
     if (step.ok()) {
       ForwardBatch batch = step->Batch(tokens.subspan(static_cast<size_t>(history)));
-      batch.before_attention = [&](int layer) {
-        const absl::Time t0 = absl::Now();
-        absl::Status st = load->BeforeAttention(layer);
-        load_wait += absl::Now() - t0;
-        return st;
-      };
+      if (options_.overlap) {
+        batch.before_attention = [&](int layer) {
+          const absl::Time t0 = absl::Now();
+          absl::Status st = load->BeforeAttention(layer);
+          load_wait += absl::Now() - t0;
+          return st;
+        };
+      }
       const absl::Time t0 = absl::Now();
       step_status = model_->Forward(batch, logits);
       forward = absl::Now() - t0;
@@ -245,7 +255,7 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   }
   // The load's verdict, whatever happened to the step.
   const absl::Time t_verdict = absl::Now();
-  FetchResult result = load->Wait();
+  FetchResult result = early.has_value() ? *std::move(early) : load->Wait();
   const absl::Duration verdict_wait = absl::Now() - t_verdict;
   if (!step_status.ok() || result.slots.size() < c) {
     drop_fresh();

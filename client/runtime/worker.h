@@ -76,6 +76,9 @@ struct WorkerOptions {
   Source source = Source::kStore;
   // Save the full chunks a step computed (in the background).
   bool save = true;
+  // Run the model step while the prefix loads (layer l waiting for layer l
+  // only), or only once the whole load arrived and was verified.
+  bool overlap = true;
 };
 
 struct TurnStats {

@@ -320,8 +320,8 @@ int Bench(const std::vector<std::string>& args) {
   std::string shape = "llama3-8b", histories = "1024,4096,16384", strata_bin = SiblingStrata();
   std::string data_dir = "/tmp/strata-worker-bench";
   int64_t tpc = 256, seed = 1, reps = 3, decode = 32, trace_seed = 1, verify_threads = 0;
-  bool same_host = true, nvme = true;
-  cli::Bytes pool_bytes{8ull << 30}, dram{8ull << 30}, nvme_bytes{24ull << 30};
+  bool same_host = true, nvme = true, interference = false, overlap = true;
+  cli::Bytes pool_bytes{8ull << 30}, dram{8ull << 30}, nvme_bytes{24ull << 30}, min_copy{0};
   cli::FlagSet flags(
       "strata_worker bench [flags]\n\n"
       "Time to first token of a returning conversation on this GPU, against a\n"
@@ -343,6 +343,12 @@ int Bench(const std::vector<std::string>& args) {
   flags.Add("verify_threads", "threads checking a same-host load's checksums (0: half the cores)",
             &verify_threads);
   flags.Add("nvme", "also measure loads from NVMe (restarts the node)", &nvme);
+  flags.Add("overlap", "run the model step while the history loads (else after it)", &overlap);
+  flags.Add("min_copy", "same host: least bytes of a chunk per copy (groups of layers)", &min_copy);
+  flags.Add("interference",
+            "also time the compute-only turn beside a host-to-device copy of the history's "
+            "size (from pinned memory; from the registered pool mapping)",
+            &interference);
   flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
   flags.Add("dram", "the node's DRAM pool", &dram);
   flags.Add("nvme_bytes", "the node's NVMe tier", &nvme_bytes);
@@ -399,6 +405,7 @@ int Bench(const std::vector<std::string>& args) {
   runtime::DeviceFetcher::Options fo;
   fo.staging_bytes = std::min<uint64_t>(pool_bytes.value / 2, 4ull << 30);
   fo.verify_threads = static_cast<size_t>(verify_threads);
+  fo.min_copy_bytes = min_copy.value;
   auto fetcher = runtime::DeviceFetcher::Create(fo);
   if (!fetcher.ok()) return Fail(fetcher.status());
   // Registering the client's mapping of the node's pool with CUDA (same
@@ -430,6 +437,7 @@ int Bench(const std::vector<std::string>& args) {
     WorkerOptions wo;
     wo.source = source;
     wo.save = false;
+    wo.overlap = overlap;
     auto w = Worker::Create(client.get(), ns, m->model.get(), pool, device.get(), wo);
     if (!w.ok()) return w.status();
     std::vector<float> logits;
@@ -503,10 +511,9 @@ int Bench(const std::vector<std::string>& args) {
           absl::ToDoubleMilliseconds(dr->load_wait), absl::ToDoubleMilliseconds(dr->verdict_wait),
           absl::ToDoubleMilliseconds(dr->copied_after),
           absl::ToDoubleMilliseconds(dr->verified_after)));
-      auto co = turn(conv, WorkerOptions::Source::kPoolOnly, &kept, 0, nullptr);
-      if (!co.ok()) return Fail(co.status());
-      compute_ms.push_back(absl::ToDoubleMilliseconds(co->time_to_logits));
-      // The load alone, into a fresh pool.
+      // The load alone, into a fresh pool; then the same turn with exactly
+      // the history in that pool (compute only).
+      std::unique_ptr<ChunkPool> hist;
       {
         auto pool = MakePool(ns, pool_bytes.value);
         if (!pool.ok()) return Fail(pool.status());
@@ -534,6 +541,56 @@ int Bench(const std::vector<std::string>& args) {
         }
         if (dev != nullptr) cudaFree(dev);
         if (host != nullptr) cudaFreeHost(host);
+        hist = *std::move(pool);
+      }
+      auto co = turn(conv, WorkerOptions::Source::kPoolOnly, &hist, 0, nullptr);
+      if (!co.ok()) return Fail(co.status());
+      compute_ms.push_back(absl::ToDoubleMilliseconds(co->time_to_logits));
+      if (interference && r == 0) {
+        // The same compute-only turn while a copy of the history's size runs
+        // on another stream: from pinned memory, then (same host) from the
+        // registered mapping of the node's pool.
+        const size_t bytes = static_cast<size_t>(h / tpc) * ns.chunk_bytes;
+        void* dev = nullptr;
+        void* pinned = nullptr;
+        cudaStream_t side = nullptr;
+        const std::span<const std::byte> mapping = client->shared_pool();
+        // Alone again first: the turn above may have added its own new
+        // chunks to the pool.
+        auto alone = turn(conv, WorkerOptions::Source::kPoolOnly, &hist, 0, nullptr);
+        if (!alone.ok()) return Fail(alone.status());
+        if (cudaMalloc(&dev, bytes) == cudaSuccess &&
+            cudaHostAlloc(&pinned, bytes, cudaHostAllocDefault) == cudaSuccess &&
+            cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking) == cudaSuccess) {
+          std::memset(pinned, 1, bytes);
+          for (int src = 0; src < 2; ++src) {
+            if (src == 1 && mapping.size() < bytes) break;
+            const void* from = src == 0 ? pinned : static_cast<const void*>(mapping.data());
+            cudaEvent_t e0, e1;
+            cudaEventCreate(&e0);
+            cudaEventCreate(&e1);
+            cudaEventRecord(e0, side);
+            cudaMemcpyAsync(dev, from, bytes, cudaMemcpyHostToDevice, side);
+            cudaEventRecord(e1, side);
+            auto with = turn(conv, WorkerOptions::Source::kPoolOnly, &hist, 0, nullptr);
+            cudaStreamSynchronize(side);
+            float copy_ms = 0;
+            cudaEventElapsedTime(&copy_ms, e0, e1);
+            cudaEventDestroy(e0);
+            cudaEventDestroy(e1);
+            if (!with.ok()) return Fail(with.status());
+            breakdowns.push_back(absl::StrFormat(
+                "history %d: the compute-only turn took %.1f ms alone and %.1f ms while a %zu MiB "
+                "copy from %s ran beside it (the copy: %.1f ms, %.1f GB/s)",
+                h, absl::ToDoubleMilliseconds(alone->time_to_logits),
+                absl::ToDoubleMilliseconds(with->time_to_logits), bytes >> 20,
+                src == 0 ? "pinned host memory" : "the registered mapping of the node's pool",
+                copy_ms, bytes / (copy_ms * 1e6)));
+          }
+        }
+        if (side != nullptr) cudaStreamDestroy(side);
+        if (pinned != nullptr) cudaFreeHost(pinned);
+        if (dev != nullptr) cudaFree(dev);
       }
       // Overlap: the share of the shorter of load and compute that ran
       // under the other (1: TTFT = max(load, compute); 0: their sum).
