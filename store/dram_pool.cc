@@ -1,5 +1,6 @@
 #include "store/dram_pool.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,6 +25,17 @@ absl::StatusOr<std::unique_ptr<DramPool>> DramPool::Create(uint64_t bytes, bool 
       return absl::ResourceExhaustedError(absl::StrCat("cannot create a shared DRAM pool of ",
                                                        size, " bytes: ", std::strerror(err)));
     }
+    // Every page allocated now, in one go: a pool the host's shared memory
+    // cannot hold fails here with a clear error instead of a SIGBUS at the
+    // first chunk written past the limit, and pages allocated together are
+    // more often physically contiguous (faster DMA for a GPU reading them).
+    if (fallocate(fd, 0, 0, static_cast<off_t>(size)) != 0) {
+      const int err = errno;
+      close(fd);
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot reserve a shared DRAM pool of ", size, " bytes: ", std::strerror(err),
+          " (--noshm_pool keeps the pool private)"));
+    }
   }
   void* p = shared ? mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
                    : mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -33,6 +45,7 @@ absl::StatusOr<std::unique_ptr<DramPool>> DramPool::Create(uint64_t bytes, bool 
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot map a DRAM pool of ", size, " bytes: ", std::strerror(err)));
   }
+  if (shared) (void)madvise(p, size, MADV_HUGEPAGE);  // where shmem huge pages are enabled
   std::string share_path;
   if (fd >= 0) share_path = absl::StrCat("/proc/", getpid(), "/fd/", fd);
   return std::unique_ptr<DramPool>(
