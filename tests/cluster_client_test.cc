@@ -14,6 +14,8 @@
 //   - another cluster name on the same etcd sees none of it.
 #include "client/cluster_client.h"
 
+#include <sys/wait.h>
+
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -447,6 +449,98 @@ TEST_F(ClusterClientTest, EtcdDownNodesKeepServingAndAllRecover) {
   const LoadOutcome o = LoadAndCheck(*c, *ns, more);
   EXPECT_TRUE(o.status.ok()) << o.status;
   for (auto& n : nodes) EXPECT_EQ(n->Stop(), 0);
+}
+
+// Runs `strata ARGS` and returns its exit code, with stdout and stderr in
+// `*out`.
+int RunStrata(const std::string& args, std::string* out) {
+  const std::string cmd =
+      absl::StrCat(std::getenv("TEST_SRCDIR"), "/strata/tools/strata ", args, " 2>&1");
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return -1;
+  out->clear();
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out->append(buf, n);
+  const int status = pclose(p);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The value of "key: value" in `text`, or -1.
+int64_t Counter(const std::string& text, const std::string& key) {
+  const size_t at = text.find("\n" + key + ": ");
+  if (at == std::string::npos) return -1;
+  return std::stoll(text.substr(at + key.size() + 3));
+}
+
+TEST_F(ClusterClientTest, CliListsMembersAndSumsCountersAndStaticPeersWork) {
+  std::unique_ptr<ClusterClient> c = Connect(*etcd_, "cli");
+  ASSERT_NE(c, nullptr);
+  auto n0 = Node(*etcd_, "cli", "n0");
+  auto n1 = Node(*etcd_, "cli", "n1");
+  n0->Start();
+  n1->Start();
+  ASSERT_TRUE(WaitForView(*c, absl::Seconds(5), [](const auto& v) { return v.nodes.size() == 2; }));
+  auto ns = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  const Chain chain = MakeChain(*ns, 20, 7);
+  auto save = c->Save(*ns, chain.keys, chain.bytes);
+  ASSERT_TRUE(save.ok()) << save.status();
+  ASSERT_TRUE((*save)->Wait().ok());
+
+  const std::string etcd = absl::StrCat("--etcd=", etcd_->endpoint(), " --cluster=cli");
+  std::string out;
+  ASSERT_EQ(RunStrata("cluster " + etcd, &out), 0) << out;
+  EXPECT_NE(out.find("cluster cli: 2 members"), std::string::npos) << out;
+  for (const auto* n : {n0.get(), n1.get()}) {
+    EXPECT_NE(out.find(n->address()), std::string::npos) << out;
+  }
+  EXPECT_NE(out.find("32MiB"), std::string::npos) << out;  // each node's DRAM capacity
+  ASSERT_EQ(RunStrata("stats " + etcd, &out), 0) << out;
+  out = "\n" + out;
+  EXPECT_EQ(Counter(out, "puts_committed"), 20) << out;
+  EXPECT_EQ(Counter(out, "chunks_in_dram"), 20) << out;
+  EXPECT_EQ(Counter(out, "dram_capacity_bytes"), 2 * (32 << 20)) << out;
+  EXPECT_EQ(Counter(out, "cluster.nodes_answered"), 2) << out;
+  EXPECT_EQ(Counter(out, "cluster.view_current"), 1) << out;
+  const std::string peers = absl::StrCat("--peers=", n0->address(), ",", n1->address());
+  ASSERT_EQ(RunStrata("stats " + peers, &out), 0) << out;
+  out = "\n" + out;
+  EXPECT_EQ(Counter(out, "puts_committed"), 20) << out;
+
+  // Usage errors.
+  EXPECT_EQ(RunStrata("cluster", &out), 2) << out;
+  EXPECT_EQ(RunStrata("cluster " + etcd + " " + peers, &out), 2) << out;
+  EXPECT_EQ(RunStrata("stats " + etcd + " " + peers, &out), 2) << out;
+  EXPECT_EQ(RunStrata("cluster --etcd=" + etcd_->endpoint() + " --cluster=no/slash", &out), 1)
+      << out;
+
+  // A cluster client on the static list: its own placement (node ids are
+  // the addresses), the same guarantees.
+  client::ClusterClientOptions options;
+  options.peers = absl::StrCat(n0->address(), ",", n1->address());
+  auto fixed = ClusterClient::Create(options);
+  ASSERT_TRUE(fixed.ok()) << fixed.status();
+  EXPECT_EQ((*fixed)->View().nodes.size(), 2u);
+  auto fixed_ns = (*fixed)->RegisterNamespace(Spec(), "t", 2);
+  ASSERT_TRUE(fixed_ns.ok()) << fixed_ns.status();
+  const Chain other = MakeChain(*fixed_ns, 10, 8);
+  save = (*fixed)->Save(*fixed_ns, other.keys, other.bytes);
+  ASSERT_TRUE(save.ok()) << save.status();
+  ASSERT_TRUE((*save)->Wait().ok());
+  LoadOutcome o = LoadAndCheck(**fixed, *fixed_ns, other);
+  EXPECT_TRUE(o.status.ok()) << o.status;
+
+  // A member that does not answer: listed as such, exit status 1; with two
+  // replicas the static client still loads everything.
+  n1->Kill();
+  ASSERT_EQ(RunStrata("cluster " + etcd, &out), 1) << out;
+  EXPECT_NE(out.find("Unavailable"), std::string::npos) << out;
+  ASSERT_EQ(RunStrata("stats " + peers, &out), 1) << out;
+  o = LoadAndCheck(**fixed, *fixed_ns, other);
+  EXPECT_TRUE(o.status.ok()) << o.status;
+  EXPECT_EQ(o.wrong, 0u);
+  EXPECT_EQ(n0->Stop(), 0);
 }
 
 TEST(ClusterClientOptionsTest, NeedsExactlyOneMembershipSource) {
