@@ -508,6 +508,18 @@ TEST_F(ClusterClientTest, CliListsMembersAndSumsCountersAndStaticPeersWork) {
   out = "\n" + out;
   EXPECT_EQ(Counter(out, "puts_committed"), 20) << out;
 
+  // bench over the cluster: gets of 8 chunks fan out to both nodes.
+  ASSERT_EQ(RunStrata("bench " + peers +
+                          " --replicas 2 --clients 2 --chunk_bytes 64KiB --keys 32 "
+                          "--chunks_per_get 8 --get_ratio 0.9 --duration 1s --warmup 0s",
+                      &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("a cluster of 2 nodes (R=2)"), std::string::npos) << out;
+  EXPECT_NE(out.find("0 corrupt, 0 errors"), std::string::npos) << out;
+  EXPECT_EQ(RunStrata("bench " + peers + " --replicas 0", &out), 2) << out;
+  EXPECT_EQ(RunStrata("bench " + peers + " --chunks_per_get 0", &out), 2) << out;
+
   // Usage errors.
   EXPECT_EQ(RunStrata("cluster", &out), 2) << out;
   EXPECT_EQ(RunStrata("cluster " + etcd + " " + peers, &out), 2) << out;
