@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <map>
 #include <set>
 #include <thread>
@@ -160,6 +161,14 @@ class ClusterTransferImpl final : public ClusterTransfer {
   absl::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
+// Which layers of one node's part of a load were reported to the transfer
+// (so that a retry elsewhere only checks them, never rewrites them).
+struct PartLayers {
+  explicit PartLayers(uint32_t layers) : credited(layers, false) {}
+  absl::Mutex mu;
+  std::vector<bool> credited ABSL_GUARDED_BY(mu);
+};
+
 // Detached threads that wait for node transfers; the client's destructor
 // waits until none is left. Shared with the threads, so that the last one
 // may unlock after the client is gone.
@@ -233,6 +242,23 @@ class ClusterClientImpl final : public ClusterClient {
                 std::span<const ChunkKey> keys, std::span<std::byte> dest,
                 const std::vector<std::vector<std::string>>& candidates, const std::string& id,
                 std::vector<size_t> chunks, bool may_look_up);
+  // A part of load `t` failed after its Get (`status`): loads its chunks
+  // (indices `chunks` into the load's keys; their keys `keys` and
+  // destinations `dests`) from their next live replicas (`next`, per chunk)
+  // into scratch memory, checks the layers the failed part already reported
+  // against them, and copies the rest. Fails for t what none can serve.
+  void Recover(const std::shared_ptr<ClusterTransferImpl>& t, const ClusterNamespace& ns,
+               const std::vector<size_t>& chunks, const std::vector<ChunkKey>& keys,
+               const std::vector<std::span<std::byte>>& dests,
+               const std::vector<std::vector<std::string>>& next, const std::vector<bool>& credited,
+               absl::Status status);
+  // One retry of Recover on node `id` for the part's chunks `js`.
+  absl::Status LoadVerified(const std::shared_ptr<ClusterTransferImpl>& t,
+                            const ClusterNamespace& ns, const std::string& id,
+                            const std::vector<size_t>& js, const std::vector<size_t>& chunks,
+                            const std::vector<ChunkKey>& keys,
+                            const std::vector<std::span<std::byte>>& dests,
+                            const std::vector<bool>& credited);
   void StartWaiter(std::function<void()> job);
 
   const ClusterClientOptions options_;
@@ -541,16 +567,38 @@ void ClusterClientImpl::LoadFrom(const std::shared_ptr<ClusterTransferImpl>& t,
   auto node = Node(id, ns.handle);
   if (node.ok()) {
     t->Begin();
-    auto part = node->client->LoadChunks(node->ns, sub, dests,
-                                         [t, n = chunks.size()](uint32_t l) { t->Credit(l, n); });
+    auto layers = std::make_shared<PartLayers>(ns.spec.num_layers);
+    auto part =
+        node->client->LoadChunks(node->ns, sub, dests, [t, layers, n = chunks.size()](uint32_t l) {
+          {
+            absl::MutexLock lock(&layers->mu);
+            if (l < layers->credited.size()) {
+              layers->credited[l] = true;
+            }
+          }
+          t->Credit(l, n);
+        });
     if (part.ok()) {
-      StartWaiter([this, t, part = *part, client = node->client, id, chunks] {
+      // Per chunk, the replicas after this one (for a failure mid-transfer).
+      std::vector<std::vector<std::string>> next(chunks.size());
+      for (size_t j = 0; j < chunks.size(); ++j) {
+        const std::vector<std::string>& c = candidates[chunks[j]];
+        auto it = std::find(c.begin(), c.end(), id);
+        if (it != c.end()) next[j].assign(it + 1, c.end());
+      }
+      StartWaiter([this, t, ns, part = *part, client = node->client, id, chunks, sub, dests,
+                   next = std::move(next), layers] {
         const absl::Status s = part->Wait();
         if (!s.ok()) {
-          // The bytes of these chunks are not to be trusted: missing.
-          chunks_missing_ += chunks.size();
-          t->Fail(chunks, s);
+          // Its bytes are not to be trusted: the chunks come from elsewhere
+          // or are missing.
           NodeFailed(id, client, s);
+          std::vector<bool> credited;
+          {
+            absl::MutexLock lock(&layers->mu);
+            credited = layers->credited;
+          }
+          Recover(t, ns, chunks, sub, dests, next, credited, s);
         }
         t->End();
       });
@@ -600,6 +648,98 @@ void ClusterClientImpl::LoadFrom(const std::shared_ptr<ClusterTransferImpl>& t,
     ++retries_;
     LoadFrom(t, ns, keys, dest, candidates, to, std::move(moved), /*may_look_up=*/true);
   }
+}
+
+void ClusterClientImpl::Recover(const std::shared_ptr<ClusterTransferImpl>& t,
+                                const ClusterNamespace& ns, const std::vector<size_t>& chunks,
+                                const std::vector<ChunkKey>& keys,
+                                const std::vector<std::span<std::byte>>& dests,
+                                const std::vector<std::vector<std::string>>& next,
+                                const std::vector<bool>& credited, absl::Status status) {
+  std::vector<size_t> pos(chunks.size(), 0);  // per chunk, its next candidate
+  std::vector<size_t> pending(chunks.size());
+  for (size_t j = 0; j < chunks.size(); ++j) pending[j] = j;
+  while (!pending.empty()) {
+    std::map<std::string, std::vector<size_t>> groups;
+    std::vector<size_t> none;
+    for (size_t j : pending) {
+      while (pos[j] < next[j].size() && Suspect(next[j][pos[j]])) ++pos[j];
+      if (pos[j] < next[j].size()) {
+        groups[next[j][pos[j]]].push_back(j);
+      } else {
+        none.push_back(chunks[j]);
+      }
+    }
+    if (!none.empty()) {
+      chunks_missing_ += none.size();
+      t->Fail(none, status);
+    }
+    pending.clear();
+    for (const auto& [id, js] : groups) {
+      ++retries_;
+      absl::Status s = LoadVerified(t, ns, id, js, chunks, keys, dests, credited);
+      if (s.ok()) continue;
+      status = s;
+      for (size_t j : js) {
+        ++pos[j];
+        pending.push_back(j);
+      }
+    }
+  }
+}
+
+absl::Status ClusterClientImpl::LoadVerified(const std::shared_ptr<ClusterTransferImpl>& t,
+                                             const ClusterNamespace& ns, const std::string& id,
+                                             const std::vector<size_t>& js,
+                                             const std::vector<size_t>& chunks,
+                                             const std::vector<ChunkKey>& keys,
+                                             const std::vector<std::span<std::byte>>& dests,
+                                             const std::vector<bool>& credited) {
+  auto node = Node(id, ns.handle);
+  if (!node.ok()) return node.status();
+  std::vector<std::byte> scratch(js.size() * ns.chunk_bytes);
+  std::vector<ChunkKey> sub;
+  std::vector<std::span<std::byte>> into;
+  for (size_t k = 0; k < js.size(); ++k) {
+    sub.push_back(keys[js[k]]);
+    into.push_back(std::span<std::byte>(scratch).subspan(k * ns.chunk_bytes, ns.chunk_bytes));
+  }
+  auto part = node->client->LoadChunks(node->ns, sub, into, nullptr);
+  absl::Status s = part.ok() ? (*part)->Wait() : part.status();
+  if (!s.ok()) {
+    NodeFailed(id, node->client, s);
+    return s;
+  }
+  // Verified bytes: the layers already reported must equal them (they came
+  // from completed reads of the failed node); the others are copied.
+  const uint32_t layers = ns.spec.num_layers;
+  for (size_t k = 0; k < js.size(); ++k) {
+    const std::span<std::byte> to = dests[js[k]];
+    const std::span<const std::byte> from = into[k];
+    bool differs = false;
+    for (uint32_t l = 0; l < layers && !differs; ++l) {
+      if (credited[l]) {
+        differs = std::memcmp(to.data() + l * ns.layer_bytes, from.data() + l * ns.layer_bytes,
+                              ns.layer_bytes) != 0;
+      }
+    }
+    if (differs) {
+      ++chunks_missing_;
+      t->Fail(std::vector<size_t>{chunks[js[k]]},
+              absl::DataLossError("a layer already reported differs from its replica's"));
+      continue;
+    }
+    for (uint32_t l = 0; l < layers; ++l) {
+      if (!credited[l]) {
+        std::memcpy(to.data() + l * ns.layer_bytes, from.data() + l * ns.layer_bytes,
+                    ns.layer_bytes);
+      }
+    }
+  }
+  for (uint32_t l = 0; l < layers; ++l) {
+    if (!credited[l]) t->Credit(l, js.size());
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<ClusterTransfer>> ClusterClientImpl::Load(

@@ -13,9 +13,13 @@
 //     once, into the caller's buffer; the layer-wise contract holds across
 //     nodes: on_layer(l) runs once layer l of every chunk arrived, whichever
 //     node sent it. A node that fails a Get (down, restarted, or no longer
-//     holding a chunk) is replaced by the chunk's next replica; chunks that
-//     no replica can serve are reported missing, never filled with wrong or
-//     partial bytes (each chunk is checksummed by the node that sent it).
+//     holding a chunk) is replaced by the chunk's next replica. A node that
+//     fails after its bytes started moving is replaced too: its chunks are
+//     loaded from their next replica into scratch memory, the layers already
+//     reported are checked against those bytes (never rewritten) and the
+//     rest copied. Chunks that no replica can serve are reported missing,
+//     never filled with wrong or partial bytes (each chunk is checksummed by
+//     the node that sent it).
 //   - Save writes each chunk to its R replicas, all nodes at once.
 //   - A node that fails a call is skipped for `suspect_for`; a node that
 //     leaves the membership is no longer routed to. While etcd is

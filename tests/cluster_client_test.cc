@@ -112,14 +112,16 @@ class ClusterClientTest : public ::testing::Test {
   }
 
   // A cluster client of `cluster`, once etcd answers.
-  static std::unique_ptr<ClusterClient> Connect(const testing::EtcdProcess& etcd,
-                                                const std::string& cluster) {
+  static std::unique_ptr<ClusterClient> Connect(
+      const testing::EtcdProcess& etcd, const std::string& cluster,
+      client::SameHost same_host = client::SameHost::kAuto) {
     client::ClusterClientOptions options;
     options.etcd_endpoints = etcd.endpoint();
     options.cluster = cluster;
     options.etcd_rpc_timeout = absl::Seconds(1);
     options.node.rpc_timeout = absl::Seconds(2);
     options.node.transfer_timeout = absl::Seconds(4);
+    options.node.same_host = same_host;
     const absl::Time deadline = absl::Now() + absl::Seconds(15);
     while (true) {
       auto c = ClusterClient::Create(options);
@@ -257,7 +259,7 @@ TEST_F(ClusterClientTest, SpreadLoadAndSigkillCostsMissesOnly) {
   std::atomic<bool> stop{false};
   std::atomic<int> loads{0}, failed{0}, wrong{0};
   std::thread loader([&] {
-    for (int i = 0; i < 2000 && !stop.load(); ++i) {
+    for (int i = 0; i < 10000 && !stop.load(); ++i) {
       const LoadOutcome o = LoadAndCheck(*c, *ns, chain);
       ++loads;
       if (!o.status.ok()) ++failed;
@@ -314,7 +316,9 @@ TEST_F(ClusterClientTest, SpreadLoadAndSigkillCostsMissesOnly) {
 }
 
 TEST_F(ClusterClientTest, TwoReplicasLoseNothingWhenANodeDies) {
-  std::unique_ptr<ClusterClient> c = Connect(*etcd_, "replicated");  // etcd answers
+  // Over UCX (not the nodes' shared pools), so that loads in flight when
+  // the node dies fail and are completed from the other replica.
+  std::unique_ptr<ClusterClient> c = Connect(*etcd_, "replicated", client::SameHost::kOff);
   ASSERT_NE(c, nullptr);
   auto nodes = ThreeNodes(*etcd_, "replicated");
   ASSERT_TRUE(WaitForView(*c, absl::Seconds(5), [](const auto& v) { return v.nodes.size() == 3; }));
@@ -333,8 +337,34 @@ TEST_F(ClusterClientTest, TwoReplicasLoseNothingWhenANodeDies) {
   }
   ASSERT_GT(on_n2, 0u);
 
-  // Dead but still listed (its lease runs): the other replica serves.
+  // Killed while loads run back to back: every load still succeeds, the
+  // chunks of a load cut short coming from their other replica.
+  std::atomic<bool> stop{false};
+  std::atomic<int> loads{0}, failed{0}, wrong{0};
+  std::thread loader([&] {
+    for (int i = 0; i < 10000 && !stop.load(); ++i) {
+      const LoadOutcome o = LoadAndCheck(*c, *ns, chain);
+      ++loads;
+      if (!o.status.ok()) {
+        ++failed;
+        ADD_FAILURE() << o.status;
+      }
+      wrong += static_cast<int>(o.wrong);
+    }
+  });
+  while (loads.load() < 3) absl::SleepFor(absl::Milliseconds(5));
   nodes[2]->Kill();
+  const int at_kill = loads.load();
+  while (loads.load() < at_kill + 20) absl::SleepFor(absl::Milliseconds(5));
+  stop = true;
+  loader.join();
+  std::printf("R=2, n2 SIGKILLed: %d loads, %d failed, %d wrong chunks, %llu retries\n",
+              loads.load(), failed.load(), wrong.load(),
+              static_cast<unsigned long long>(c->Stats()["cluster.load_retries"]));
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(wrong.load(), 0);
+
+  // Dead but still listed (its lease runs): the other replica serves.
   for (int i = 0; i < 5; ++i) {
     const LoadOutcome o = LoadAndCheck(*c, *ns, chain);
     EXPECT_TRUE(o.status.ok()) << o.status;
