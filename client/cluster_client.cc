@@ -205,6 +205,8 @@ class ClusterClientImpl final : public ClusterClient {
                                                         std::span<const ChunkKey> keys,
                                                         std::span<const std::byte> src,
                                                         std::optional<ChunkKey> parent) override;
+  absl::Status Hint(const ClusterNamespace& ns, std::string_view scheduler_id,
+                    std::span<const ClusterHintJob> jobs, absl::Duration ttl) override;
   std::map<std::string, uint64_t> Stats() const override;
   std::map<std::string, absl::StatusOr<std::map<std::string, uint64_t>>> NodeStats() override;
   std::map<std::string, absl::Status> NodeHealth() override;
@@ -281,6 +283,7 @@ class ClusterClientImpl final : public ClusterClient {
   std::atomic<uint64_t> loads_{0};
   std::atomic<uint64_t> saves_{0};
   std::atomic<uint64_t> lookups_{0};
+  std::atomic<uint64_t> hint_nodes_failed_{0};
 };
 
 MembershipView ClusterClientImpl::Refresh() {
@@ -847,6 +850,75 @@ absl::StatusOr<std::shared_ptr<ClusterTransfer>> ClusterClientImpl::Save(
   return std::shared_ptr<ClusterTransfer>(t);
 }
 
+absl::Status ClusterClientImpl::Hint(const ClusterNamespace& ns, std::string_view scheduler_id,
+                                     std::span<const ClusterHintJob> jobs, absl::Duration ttl) {
+  constexpr size_t kMaxJobsPerNode = 4096;  // the node's default max_hint_jobs
+  const MembershipView view = Refresh();
+  const std::vector<std::string> ids = view.NodeIds();
+  // Soonest first, so that a node's limit drops the latest jobs.
+  std::vector<size_t> order(jobs.size());
+  for (size_t j = 0; j < jobs.size(); ++j) order[j] = j;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return jobs[a].queue_position < jobs[b].queue_position;
+  });
+  std::map<std::string, std::vector<HintJob>> per_node;
+  for (const std::string& id : ids) per_node[id];
+  for (size_t j : order) {
+    const std::vector<ChunkKey>& chain = jobs[j].chain;
+    // Per node, whether it holds chunk i (and so i's parent link, when it
+    // holds i - 1 too).
+    std::vector<std::vector<size_t>> holders(chain.size());
+    for (size_t i = 0; i < chain.size(); ++i) {
+      holders[i] = cluster::PlaceReplicas(chain[i], ids, ns.replicas);
+    }
+    for (size_t i = 0; i < chain.size(); ++i) {
+      for (size_t n : holders[i]) {
+        const bool run_ends =
+            i + 1 == chain.size() ||
+            std::find(holders[i + 1].begin(), holders[i + 1].end(), n) == holders[i + 1].end();
+        std::vector<HintJob>& out = per_node[ids[n]];
+        if (run_ends && out.size() < kMaxJobsPerNode) {
+          out.push_back({chain[i], jobs[j].queue_position, jobs[j].expected_start});
+        }
+      }
+    }
+  }
+  std::vector<std::pair<std::string, absl::Status>> results;
+  for (const std::string& id : ids) results.emplace_back(id, absl::OkStatus());
+  std::vector<std::function<void()>> calls;
+  for (auto& [id, result] : results) {
+    if (Suspect(id)) {
+      result = absl::UnavailableError(absl::StrCat("node ", id, " failed recently"));
+      continue;
+    }
+    calls.push_back([this, &ns, scheduler_id, ttl, &per_node, id = id, r = &result] {
+      auto node = Node(id, ns.handle);
+      if (!node.ok()) {
+        *r = node.status();
+        return;
+      }
+      *r = node->client->Hint(node->ns, scheduler_id, per_node.at(id), ttl);
+      if (!r->ok()) NodeFailed(id, node->client, *r);
+    });
+  }
+  RunConcurrently(std::move(calls));
+  absl::Status unreachable;
+  size_t took = 0;
+  for (const auto& [id, r] : results) {
+    if (r.ok()) {
+      ++took;
+    } else if (NodeDown(r)) {
+      ++hint_nodes_failed_;
+      if (unreachable.ok()) unreachable = r;
+    } else {
+      return r;  // the node refuses the hints themselves
+    }
+  }
+  if (took == 0 && !ids.empty()) return unreachable;
+  if (ids.empty()) return absl::UnavailableError("the cluster has no live node");
+  return absl::OkStatus();
+}
+
 std::map<std::string, uint64_t> ClusterClientImpl::Stats() const {
   const MembershipView view = membership_->Snapshot();
   return {
@@ -860,6 +932,7 @@ std::map<std::string, uint64_t> ClusterClientImpl::Stats() const {
       {"cluster.load_retries", retries_.load()},
       {"cluster.chunks_missing", chunks_missing_.load()},
       {"cluster.replica_writes_failed", replica_writes_failed_.load()},
+      {"cluster.hint_nodes_failed", hint_nodes_failed_.load()},
   };
 }
 

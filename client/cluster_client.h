@@ -101,6 +101,14 @@ class ClusterTransfer : public Transfer {
   virtual std::vector<size_t> missing() const = 0;
 };
 
+// One upcoming job of a scheduler's queue: its chain's stored keys, in
+// chain order, and when it runs.
+struct ClusterHintJob {
+  std::vector<ChunkKey> chain;
+  uint32_t queue_position = 0;  // 0 runs next
+  absl::Time expected_start = absl::InfinitePast();
+};
+
 // One member as this client sees it.
 struct ClusterMember {
   cluster::NodeRecord record;
@@ -161,6 +169,18 @@ class ClusterClient {
   virtual absl::StatusOr<std::shared_ptr<ClusterTransfer>> Save(
       const ClusterNamespace& ns, std::span<const ChunkKey> keys, std::span<const std::byte> src,
       std::optional<ChunkKey> parent = std::nullopt) = 0;
+
+  // Sends the scheduler's upcoming jobs to the nodes that hold their chunks
+  // and replaces the scheduler's previous hint set on every live node (a
+  // node holding none of them gets an empty set). A node walks a hinted key
+  // back through the parents it holds, so each node is sent, per job, the
+  // last key of every run of consecutive chunks it holds; jobs past a node's
+  // limit (4096 hinted keys) are left out, latest first. OK when every node
+  // that answered took its set (Stats counts the nodes that failed);
+  // InvalidArgument (a node's refusal: bad scheduler id, ttl) as the node
+  // says; Unavailable when no node took it.
+  virtual absl::Status Hint(const ClusterNamespace& ns, std::string_view scheduler_id,
+                            std::span<const ClusterHintJob> jobs, absl::Duration ttl) = 0;
 
   // This client's counters (cluster.*: view version and currency, members,
   // node errors, retries, chunks missing, replica writes failed).

@@ -254,6 +254,34 @@ TEST_F(ClusterClientTest, SpreadLoadAndSigkillCostsMissesOnly) {
   EXPECT_EQ(c->Load(*ns, chain.keys, std::span<std::byte>(dest).first(100)).status().code(),
             absl::StatusCode::kInvalidArgument);
 
+  // Hints go to the nodes that hold the chain: each gets the last key of
+  // every run of consecutive chunks it holds, and walks each run back.
+  size_t runs = 0;
+  for (size_t i = 0; i < primary.size(); ++i)
+    runs += i + 1 == primary.size() || primary[i + 1] != primary[i];
+  client::ClusterHintJob job;
+  job.chain = chain.keys;
+  EXPECT_EQ(c->Hint(*ns, "", std::span(&job, 1), absl::Seconds(30)).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(c->Hint(*ns, "sched", std::span(&job, 1), absl::Seconds(30)).ok());
+  auto summed = [&](const char* key) {
+    int64_t sum = 0;
+    for (const auto& [id, s] : c->NodeStats())
+      sum += s.ok() ? static_cast<int64_t>(s->at(key)) : -1000;
+    return sum;
+  };
+  const absl::Time hint_deadline = absl::Now() + absl::Seconds(10);
+  while (summed("hinted_chunks") != 48 && absl::Now() < hint_deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(summed("hinted_chunks"), 48);
+  EXPECT_EQ(summed("hint_jobs"), static_cast<int64_t>(runs));
+  ASSERT_TRUE(c->Hint(*ns, "sched", {}, absl::Seconds(30)).ok());  // withdrawn everywhere
+  while (summed("hinted_chunks") != 0 && absl::Now() < hint_deadline) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_EQ(summed("hinted_chunks"), 0);
+
   // Loads run while n1 is SIGKILLed: every chunk arrives right or is
   // reported missing.
   std::atomic<bool> stop{false};
