@@ -14,11 +14,14 @@
 //   - another cluster name on the same etcd sees none of it.
 #include "client/cluster_client.h"
 
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <set>
 #include <string>
@@ -420,6 +423,74 @@ TEST_F(ClusterClientTest, TwoReplicasLoseNothingWhenANodeDies) {
   EXPECT_GT(c->Stats()["cluster.load_retries"], 0u);
   EXPECT_EQ(nodes[0]->Stop(), 0);
   EXPECT_EQ(nodes[1]->Stop(), 0);
+}
+
+// Waits (up to 5 s) until process `pid` is stopped by a signal (state T in
+// /proc/PID/stat: a SIGSTOP takes effect asynchronously).
+bool WaitUntilStopped(pid_t pid) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (absl::Now() < deadline) {
+    std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+    std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t paren = stat.rfind(')');
+    if (paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'T') {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return false;
+}
+
+// A node that stops answering without closing anything (SIGSTOP: its
+// sockets stay open, as behind a partition): the client's calls to it time
+// out (rpc_timeout 2 s) and go to the other replica; it leaves the view when
+// its lease expires, and comes back (registering again) when it resumes.
+TEST_F(ClusterClientTest, SilentNodeTimesOutAndIsRoutedAround) {
+  std::unique_ptr<ClusterClient> c = Connect(*etcd_, "silent");
+  ASSERT_NE(c, nullptr);
+  auto nodes = ThreeNodes(*etcd_, "silent");
+  ASSERT_TRUE(WaitForView(*c, absl::Seconds(5), [](const auto& v) { return v.nodes.size() == 3; }));
+  auto ns = c->RegisterNamespace(Spec(), "t", 2);
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  const Chain chain = MakeChain(*ns, 24, 9);
+  auto save = c->Save(*ns, chain.keys, chain.bytes);
+  ASSERT_TRUE(save.ok()) << save.status();
+  ASSERT_TRUE((*save)->Wait().ok());
+
+  ASSERT_EQ(kill(nodes[0]->pid(), SIGSTOP), 0);
+  ASSERT_TRUE(WaitUntilStopped(nodes[0]->pid()));
+  const absl::Time stopped = absl::Now();
+  LoadOutcome o = LoadAndCheck(*c, *ns, chain);
+  const absl::Duration first = absl::Now() - stopped;
+  EXPECT_TRUE(o.status.ok()) << o.status;
+  EXPECT_EQ(o.wrong, 0u);
+  for (const client::ClusterMember& m : c->Members()) {
+    if (m.record.node_id == "n0") EXPECT_TRUE(m.suspect) << "n0 should be skipped now";
+  }
+  o = LoadAndCheck(*c, *ns, chain);
+  EXPECT_TRUE(o.status.ok()) << o.status;
+  const bool dropped =
+      WaitForView(*c, kLeaseTtl + absl::Seconds(10), [](const auto& v) { return !Has(v, "n0"); });
+  std::printf(
+      "n0 silent: first load done after %.0f ms (rpc_timeout 2 s), dropped from the view "
+      "after %.0f ms (lease TTL %s)\n",
+      absl::ToDoubleMilliseconds(first), absl::ToDoubleMilliseconds(absl::Now() - stopped),
+      absl::FormatDuration(kLeaseTtl).c_str());
+  EXPECT_TRUE(dropped);
+  o = LoadAndCheck(*c, *ns, chain);
+  EXPECT_TRUE(o.status.ok()) << o.status;
+
+  // It resumes: registers again (its lease expired) and serves its chunks.
+  ASSERT_EQ(kill(nodes[0]->pid(), SIGCONT), 0);
+  ASSERT_TRUE(WaitForView(*c, absl::Seconds(10), [](const auto& v) { return Has(v, "n0"); }));
+  auto lookup = c->Lookup(*ns, chain.keys);
+  ASSERT_TRUE(lookup.ok());
+  EXPECT_EQ(lookup->prefix_chunks, chain.keys.size());
+  EXPECT_TRUE(lookup->unreachable.empty());
+  EXPECT_NE(std::count(lookup->holders.begin(), lookup->holders.end(), "n0"), 0);
+  o = LoadAndCheck(*c, *ns, chain);
+  EXPECT_TRUE(o.status.ok()) << o.status;
+  for (auto& n : nodes) EXPECT_EQ(n->Stop(), 0);
 }
 
 TEST_F(ClusterClientTest, NodeBackWithItsDataRejoinsAndServesIt) {
