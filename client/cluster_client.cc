@@ -181,7 +181,7 @@ class ClusterClientImpl final : public ClusterClient {
  public:
   ClusterClientImpl(const ClusterClientOptions& options,
                     std::unique_ptr<cluster::Membership> membership)
-      : options_(options), membership_(std::move(membership)) {}
+      : options_(options), membership_(std::move(membership)), hot_(options.hot) {}
 
   ~ClusterClientImpl() override {
     absl::MutexLock lock(&waiters_->mu);
@@ -235,15 +235,24 @@ class ClusterClientImpl final : public ClusterClient {
   // skipped for suspect_for and reconnected after.
   void NodeFailed(const std::string& id, const std::shared_ptr<Client>& client,
                   const absl::Status& status);
-  // Live replicas of `key` (not suspect), best first.
-  std::vector<std::string> LiveReplicas(const ClusterNamespace& ns, const ChunkKey& key,
-                                        const std::vector<std::string>& ids);
+  // The live nodes (not suspect) among the `count` best of `key`, best first.
+  std::vector<std::string> LiveReplicas(const ChunkKey& key, const std::vector<std::string>& ids,
+                                        size_t count);
+  // How many nodes hold `key` now: R, plus the extra replicas while it is hot.
+  size_t ReplicaCount(const ClusterNamespace& ns, bool hot) const {
+    return ns.replicas + (hot ? options_.hot_extra_replicas : 0);
+  }
+  // Copies hot chunks (key, verified bytes) that node `served_by` sent to
+  // their other replicas (those that hold them already move no bytes).
+  void CopyHot(const ClusterNamespace& ns, const std::string& served_by,
+               const std::vector<std::pair<ChunkKey, std::vector<std::byte>>>& copies);
   // Loads `chunks` (indices into keys) from node `id`; on failure, from
   // their next candidates; fails for t what none can serve.
   void LoadFrom(const std::shared_ptr<ClusterTransferImpl>& t, const ClusterNamespace& ns,
                 std::span<const ChunkKey> keys, std::span<std::byte> dest,
-                const std::vector<std::vector<std::string>>& candidates, const std::string& id,
-                std::vector<size_t> chunks, bool may_look_up);
+                const std::vector<std::vector<std::string>>& candidates,
+                const std::vector<bool>& hot, const std::string& id, std::vector<size_t> chunks,
+                bool may_look_up);
   // A part of load `t` failed after its Get (`status`): loads its chunks
   // (indices `chunks` into the load's keys; their keys `keys` and
   // destinations `dests`) from their next live replicas (`next`, per chunk)
@@ -266,6 +275,7 @@ class ClusterClientImpl final : public ClusterClient {
   const ClusterClientOptions options_;
   const std::unique_ptr<cluster::Membership> membership_;
   const std::shared_ptr<Waiters> waiters_ = std::make_shared<Waiters>();
+  mutable HotChunks hot_;
 
   absl::Mutex mu_;
   uint64_t seen_version_ ABSL_GUARDED_BY(mu_) = 0;
@@ -284,6 +294,7 @@ class ClusterClientImpl final : public ClusterClient {
   std::atomic<uint64_t> saves_{0};
   std::atomic<uint64_t> lookups_{0};
   std::atomic<uint64_t> hint_nodes_failed_{0};
+  std::atomic<uint64_t> hot_copies_{0};
 };
 
 MembershipView ClusterClientImpl::Refresh() {
@@ -415,11 +426,11 @@ void ClusterClientImpl::NodeFailed(const std::string& id, const std::shared_ptr<
   }
 }
 
-std::vector<std::string> ClusterClientImpl::LiveReplicas(const ClusterNamespace& ns,
-                                                         const ChunkKey& key,
-                                                         const std::vector<std::string>& ids) {
+std::vector<std::string> ClusterClientImpl::LiveReplicas(const ChunkKey& key,
+                                                         const std::vector<std::string>& ids,
+                                                         size_t count) {
   std::vector<std::string> out;
-  for (size_t i : cluster::PlaceReplicas(key, ids, ns.replicas)) {
+  for (size_t i : cluster::PlaceReplicas(key, ids, count)) {
     if (!Suspect(ids[i])) out.push_back(ids[i]);
   }
   return out;
@@ -502,7 +513,7 @@ absl::StatusOr<ClusterLookupResult> ClusterClientImpl::Lookup(const ClusterNames
   std::vector<std::vector<std::string>> replicas(keys.size());
   std::map<std::string, std::vector<size_t>> asked;
   for (size_t i = 0; i < keys.size(); ++i) {
-    replicas[i] = LiveReplicas(ns, keys[i], ids);
+    replicas[i] = LiveReplicas(keys[i], ids, ReplicaCount(ns, hot_.IsHot(keys[i])));
     for (const std::string& id : replicas[i]) asked[id].push_back(i);
   }
   struct Answer {
@@ -557,8 +568,8 @@ void ClusterClientImpl::LoadFrom(const std::shared_ptr<ClusterTransferImpl>& t,
                                  const ClusterNamespace& ns, std::span<const ChunkKey> keys,
                                  std::span<std::byte> dest,
                                  const std::vector<std::vector<std::string>>& candidates,
-                                 const std::string& id, std::vector<size_t> chunks,
-                                 bool may_look_up) {
+                                 const std::vector<bool>& hot, const std::string& id,
+                                 std::vector<size_t> chunks, bool may_look_up) {
   std::vector<ChunkKey> sub;
   std::vector<std::span<std::byte>> dests;
   for (size_t i : chunks) {
@@ -589,20 +600,33 @@ void ClusterClientImpl::LoadFrom(const std::shared_ptr<ClusterTransferImpl>& t,
         auto it = std::find(c.begin(), c.end(), id);
         if (it != c.end()) next[j].assign(it + 1, c.end());
       }
+      std::vector<bool> part_hot(chunks.size());
+      for (size_t j = 0; j < chunks.size(); ++j) part_hot[j] = hot[chunks[j]];
       StartWaiter([this, t, ns, part = *part, client = node->client, id, chunks, sub, dests,
-                   next = std::move(next), layers] {
+                   next = std::move(next), layers, part_hot = std::move(part_hot)] {
         const absl::Status s = part->Wait();
-        if (!s.ok()) {
-          // Its bytes are not to be trusted: the chunks come from elsewhere
-          // or are missing.
-          NodeFailed(id, client, s);
-          std::vector<bool> credited;
-          {
-            absl::MutexLock lock(&layers->mu);
-            credited = layers->credited;
+        if (s.ok()) {
+          // Hot chunks: copy the verified bytes before the caller may reuse
+          // them, then to the extra replicas once the load is over.
+          std::vector<std::pair<ChunkKey, std::vector<std::byte>>> copies;
+          for (size_t j = 0; j < chunks.size(); ++j) {
+            if (part_hot[j] && hot_.ClaimCopy(sub[j])) {
+              copies.emplace_back(sub[j], std::vector<std::byte>(dests[j].begin(), dests[j].end()));
+            }
           }
-          Recover(t, ns, chunks, sub, dests, next, credited, s);
+          t->End();
+          if (!copies.empty()) CopyHot(ns, id, copies);
+          return;
         }
+        // Its bytes are not to be trusted: the chunks come from elsewhere or
+        // are missing.
+        NodeFailed(id, client, s);
+        std::vector<bool> credited;
+        {
+          absl::MutexLock lock(&layers->mu);
+          credited = layers->credited;
+        }
+        Recover(t, ns, chunks, sub, dests, next, credited, s);
         t->End();
       });
       return;
@@ -619,7 +643,7 @@ void ClusterClientImpl::LoadFrom(const std::shared_ptr<ClusterTransferImpl>& t,
           (lookup->tiers[j] == Tier::kMissing ? elsewhere : here).push_back(chunks[j]);
         }
         if (!here.empty()) {
-          LoadFrom(t, ns, keys, dest, candidates, id, std::move(here), /*may_look_up=*/false);
+          LoadFrom(t, ns, keys, dest, candidates, hot, id, std::move(here), /*may_look_up=*/false);
         }
       }
     } else {
@@ -649,7 +673,37 @@ void ClusterClientImpl::LoadFrom(const std::shared_ptr<ClusterTransferImpl>& t,
   }
   for (auto& [to, moved] : next) {
     ++retries_;
-    LoadFrom(t, ns, keys, dest, candidates, to, std::move(moved), /*may_look_up=*/true);
+    LoadFrom(t, ns, keys, dest, candidates, hot, to, std::move(moved), /*may_look_up=*/true);
+  }
+}
+
+void ClusterClientImpl::CopyHot(
+    const ClusterNamespace& ns, const std::string& served_by,
+    const std::vector<std::pair<ChunkKey, std::vector<std::byte>>>& copies) {
+  const std::vector<std::string> ids = Refresh().NodeIds();
+  std::map<std::string, std::vector<size_t>> per_node;
+  for (size_t c = 0; c < copies.size(); ++c) {
+    for (const std::string& id : LiveReplicas(copies[c].first, ids, ReplicaCount(ns, true))) {
+      if (id != served_by) per_node[id].push_back(c);
+    }
+  }
+  for (const auto& [id, cs] : per_node) {
+    auto node = Node(id, ns.handle);
+    if (!node.ok()) continue;
+    std::vector<ChunkKey> keys;
+    std::vector<std::optional<ChunkKey>> parents(cs.size());
+    std::vector<std::span<const std::byte>> srcs;
+    for (size_t c : cs) {
+      keys.push_back(copies[c].first);
+      srcs.emplace_back(copies[c].second);
+    }
+    auto part = node->client->SaveChunks(node->ns, keys, parents, srcs);
+    const absl::Status s = part.ok() ? (*part)->Wait() : part.status();
+    if (s.ok()) {
+      hot_copies_ += cs.size();
+    } else {
+      NodeFailed(id, node->client, s);
+    }
   }
 }
 
@@ -759,10 +813,19 @@ absl::StatusOr<std::shared_ptr<ClusterTransfer>> ClusterClientImpl::Load(
   auto t = std::make_shared<ClusterTransferImpl>(ClusterTransferImpl::Kind::kLoad, keys.size(),
                                                  ns.spec.num_layers, std::move(on_layer));
   std::vector<std::vector<std::string>> candidates(keys.size());
+  std::vector<bool> hot(keys.size());
   std::map<std::string, std::vector<size_t>> first;
   std::vector<size_t> none;
   for (size_t i = 0; i < keys.size(); ++i) {
-    candidates[i] = LiveReplicas(ns, keys[i], ids);
+    const HotChunks::Read read = hot_.RecordRead(keys[i]);
+    hot[i] = read.hot;
+    candidates[i] = LiveReplicas(keys[i], ids, ReplicaCount(ns, read.hot));
+    if (read.hot && !candidates[i].empty()) {
+      // Spread this client's reads of a hot chunk over its replicas.
+      std::rotate(candidates[i].begin(),
+                  candidates[i].begin() + read.sequence % candidates[i].size(),
+                  candidates[i].end());
+    }
     (candidates[i].empty() ? none : first[candidates[i][0]]).push_back(i);
   }
   if (!none.empty()) {
@@ -772,8 +835,8 @@ absl::StatusOr<std::shared_ptr<ClusterTransfer>> ClusterClientImpl::Load(
   }
   std::vector<std::function<void()>> jobs;
   for (auto& [id, chunks] : first) {
-    jobs.push_back([this, &t, &ns, keys, dest, &candidates, id = id, chunks = chunks] {
-      LoadFrom(t, ns, keys, dest, candidates, id, chunks, /*may_look_up=*/true);
+    jobs.push_back([this, &t, &ns, keys, dest, &candidates, &hot, id = id, chunks = chunks] {
+      LoadFrom(t, ns, keys, dest, candidates, hot, id, chunks, /*may_look_up=*/true);
     });
   }
   RunConcurrently(std::move(jobs));
@@ -933,6 +996,8 @@ std::map<std::string, uint64_t> ClusterClientImpl::Stats() const {
       {"cluster.chunks_missing", chunks_missing_.load()},
       {"cluster.replica_writes_failed", replica_writes_failed_.load()},
       {"cluster.hint_nodes_failed", hint_nodes_failed_.load()},
+      {"cluster.hot_chunks", hot_.HotCount()},
+      {"cluster.hot_copies", hot_copies_.load()},
   };
 }
 

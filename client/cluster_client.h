@@ -21,6 +21,10 @@
 //     never filled with wrong or partial bytes (each chunk is checksummed by
 //     the node that sent it).
 //   - Save writes each chunk to its R replicas, all nodes at once.
+//   - A chunk this client reads often (hot_chunks.h) gets extra replicas:
+//     lookups and loads use R + hot_extra_replicas nodes, loads spread over
+//     them, and after a load the first reader in a window copies the chunk
+//     to those that lack it.
 //   - A node that fails a call is skipped for `suspect_for`; a node that
 //     leaves the membership is no longer routed to. While etcd is
 //     unreachable the last view is kept (Stats: cluster.view_current = 0, and
@@ -43,6 +47,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "client/hot_chunks.h"
 #include "store/cluster/membership.h"
 #include "store/common/chunk_key.h"
 #include "store/common/key_chain.h"
@@ -63,6 +68,11 @@ struct ClusterClientOptions {
   ClientOptions node;
   // How long a node that failed a call is skipped.
   absl::Duration suspect_for = absl::Seconds(1);
+  // Hot chunks (hot_chunks.h has the rule): a key this client reads
+  // hot.reads times within hot.window (default 64 in 10 s; 0 turns it off)
+  // is placed on replicas + hot_extra_replicas nodes while it stays hot.
+  HotChunkOptions hot;
+  uint32_t hot_extra_replicas = 2;
 };
 
 // A namespace of the cluster: registered on each node on first use.
@@ -138,7 +148,8 @@ class ClusterClient {
                                                              std::string_view tenant,
                                                              uint32_t replicas = 1) = 0;
 
-  // The ids of the live nodes that hold `key`, best first.
+  // The ids of the R live nodes that hold `key`, best first (a hot key has
+  // extra replicas after these).
   virtual std::vector<std::string> Replicas(const ClusterNamespace& ns, const ChunkKey& key) = 0;
 
   // Asks all live replicas of `keys` at once. Fails only for bad arguments;
@@ -183,7 +194,8 @@ class ClusterClient {
                             std::span<const ClusterHintJob> jobs, absl::Duration ttl) = 0;
 
   // This client's counters (cluster.*: view version and currency, members,
-  // node errors, retries, chunks missing, replica writes failed).
+  // node errors, retries, chunks missing, replica writes failed, hot chunks
+  // and the copies made of them).
   virtual std::map<std::string, uint64_t> Stats() const = 0;
   // Every live member's own Stats(), by node id; a member that does not
   // answer maps to its error.

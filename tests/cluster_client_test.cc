@@ -23,6 +23,7 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -115,9 +116,12 @@ class ClusterClientTest : public ::testing::Test {
   }
 
   // A cluster client of `cluster`, once etcd answers.
+  // Hot-chunk replication is off unless `hot` is given: these tests watch
+  // exactly R replicas.
   static std::unique_ptr<ClusterClient> Connect(
       const testing::EtcdProcess& etcd, const std::string& cluster,
-      client::SameHost same_host = client::SameHost::kAuto) {
+      client::SameHost same_host = client::SameHost::kAuto,
+      std::optional<client::HotChunkOptions> hot = std::nullopt) {
     client::ClusterClientOptions options;
     options.etcd_endpoints = etcd.endpoint();
     options.cluster = cluster;
@@ -125,6 +129,8 @@ class ClusterClientTest : public ::testing::Test {
     options.node.rpc_timeout = absl::Seconds(2);
     options.node.transfer_timeout = absl::Seconds(4);
     options.node.same_host = same_host;
+    options.hot.reads = 0;
+    if (hot) options.hot = *hot;
     const absl::Time deadline = absl::Now() + absl::Seconds(15);
     while (true) {
       auto c = ClusterClient::Create(options);
@@ -465,7 +471,9 @@ TEST_F(ClusterClientTest, SilentNodeTimesOutAndIsRoutedAround) {
   EXPECT_TRUE(o.status.ok()) << o.status;
   EXPECT_EQ(o.wrong, 0u);
   for (const client::ClusterMember& m : c->Members()) {
-    if (m.record.node_id == "n0") EXPECT_TRUE(m.suspect) << "n0 should be skipped now";
+    if (m.record.node_id == "n0") {
+      EXPECT_TRUE(m.suspect) << "n0 should be skipped now";
+    }
   }
   o = LoadAndCheck(*c, *ns, chain);
   EXPECT_TRUE(o.status.ok()) << o.status;
@@ -578,6 +586,101 @@ TEST_F(ClusterClientTest, EtcdDownNodesKeepServingAndAllRecover) {
   const LoadOutcome o = LoadAndCheck(*c, *ns, more);
   EXPECT_TRUE(o.status.ok()) << o.status;
   for (auto& n : nodes) EXPECT_EQ(n->Stop(), 0);
+}
+
+// A chunk read often enough turns hot: this client copies it to two more
+// nodes and spreads its reads over them, so that with R = 1 it survives its
+// primary's death; once it cools (the test's clock moves on) it is read from
+// its one replica again.
+TEST_F(ClusterClientTest, HotChunksGetExtraReplicasAndLoseThemWhenTheyCool) {
+  std::atomic<int64_t> skew_s{0};
+  client::HotChunkOptions hot;
+  hot.reads = 8;
+  hot.window = absl::Seconds(10);
+  hot.now = [&skew_s] { return absl::Now() + absl::Seconds(skew_s.load()); };
+  std::unique_ptr<ClusterClient> c = Connect(*etcd_, "hot", client::SameHost::kAuto, hot);
+  ASSERT_NE(c, nullptr);
+  auto nodes = ThreeNodes(*etcd_, "hot");
+  ASSERT_TRUE(WaitForView(*c, absl::Seconds(5), [](const auto& v) { return v.nodes.size() == 3; }));
+  auto ns = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  const Chain chain = MakeChain(*ns, 6, 11);
+  auto save = c->Save(*ns, chain.keys, chain.bytes);
+  ASSERT_TRUE(save.ok()) << save.status();
+  ASSERT_TRUE((*save)->Wait().ok());
+  auto summed = [&](const char* key) {
+    int64_t sum = 0;
+    for (const auto& [id, s] : c->NodeStats()) {
+      sum += s.ok() ? static_cast<int64_t>(s->at(key)) : -1000;
+    }
+    return sum;
+  };
+  EXPECT_EQ(summed("chunks_in_dram"), 6);
+
+  // Seven reads: still cold, one copy each.
+  for (int i = 0; i < 7; ++i) ASSERT_TRUE(LoadAndCheck(*c, *ns, chain).status.ok());
+  EXPECT_EQ(c->Stats()["cluster.hot_chunks"], 0u);
+  EXPECT_EQ(summed("chunks_in_dram"), 6);
+  // The eighth makes them hot; its copies go to the two other nodes.
+  ASSERT_TRUE(LoadAndCheck(*c, *ns, chain).status.ok());
+  EXPECT_EQ(c->Stats()["cluster.hot_chunks"], 6u);
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (c->Stats()["cluster.hot_copies"] < 12 && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(c->Stats()["cluster.hot_copies"], 12u);
+  EXPECT_EQ(summed("chunks_in_dram"), 18);
+  // The reads spread over the three copies: every node serves some.
+  auto per_node_reads = [&] {
+    std::map<std::string, uint64_t> reads;
+    for (const auto& [id, s] : c->NodeStats()) reads[id] = s.ok() ? s->at("reads_dram") : 0;
+    return reads;
+  };
+  const std::map<std::string, uint64_t> reads_before = per_node_reads();
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(LoadAndCheck(*c, *ns, chain).status.ok());
+  uint64_t total = 0;
+  for (const auto& [id, n] : per_node_reads()) {
+    EXPECT_GT(n, reads_before.at(id)) << id << " served none of the hot chunks";
+    total += n - reads_before.at(id);
+  }
+  EXPECT_EQ(total, 36u);
+  EXPECT_EQ(c->Stats()["cluster.hot_copies"], 12u);  // once per window
+  auto lookup = c->Lookup(*ns, chain.keys);
+  ASSERT_TRUE(lookup.ok());
+  EXPECT_EQ(lookup->prefix_chunks, 6u);
+
+  // n0 dies: every chunk is still served, its own from the extra copies.
+  std::vector<size_t> on_n0;
+  for (size_t i = 0; i < chain.keys.size(); ++i) {
+    if (c->Replicas(*ns, chain.keys[i])[0] == "n0") on_n0.push_back(i);
+  }
+  ASSERT_FALSE(on_n0.empty());
+  nodes[0]->Kill();
+  for (int i = 0; i < 4; ++i) {
+    const LoadOutcome o = LoadAndCheck(*c, *ns, chain);
+    EXPECT_TRUE(o.status.ok()) << o.status;
+    EXPECT_EQ(o.wrong, 0u);
+  }
+
+  // Once n0 has left the view, the rest of each of its chunks' ranking
+  // moves up: their new single replica is the node that was second, which
+  // holds a hot copy. Cooled (no read for two windows), every chunk is read
+  // from that one replica only.
+  ASSERT_TRUE(
+      WaitForView(*c, kLeaseTtl + absl::Seconds(10), [](const auto& v) { return !Has(v, "n0"); }));
+  skew_s = 25;
+  EXPECT_EQ(c->Stats()["cluster.hot_chunks"], 0u);
+  std::map<std::string, uint64_t> expected;
+  for (const ChunkKey& k : chain.keys) ++expected[c->Replicas(*ns, k)[0]];
+  const std::map<std::string, uint64_t> cool_before = per_node_reads();
+  const LoadOutcome o = LoadAndCheck(*c, *ns, chain);
+  EXPECT_TRUE(o.status.ok()) << o.status;
+  EXPECT_EQ(o.wrong, 0u);
+  for (const auto& [id, n] : per_node_reads()) {
+    EXPECT_EQ(n - cool_before.at(id), expected[id]) << id;
+  }
+  EXPECT_EQ(nodes[1]->Stop(), 0);
+  EXPECT_EQ(nodes[2]->Stop(), 0);
 }
 
 // Runs `strata ARGS` and returns its exit code, with stdout and stderr in
