@@ -7,16 +7,20 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <atomic>
 #include <deque>
 #include <fstream>
+#include <sstream>
 #include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "proto/data_message.h"
 #include "proto/grpc_status.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
 #include "store/common/checksum.h"
@@ -177,6 +181,11 @@ class ClientImpl final : public Client {
       const Namespace& ns, std::span<const ChunkKey> keys,
       std::span<const std::optional<ChunkKey>> parents,
       std::span<const std::span<const std::byte>> srcs) override;
+  // Load from an isolated node: the node sends the bytes (see InboundLoad).
+  absl::StatusOr<std::shared_ptr<Transfer>> LoadIsolated(const Namespace& ns,
+                                                         std::span<const ChunkKey> keys,
+                                                         std::vector<std::span<std::byte>> dests,
+                                                         std::function<void(uint32_t)> on_layer);
   absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
                     std::span<const HintJob> jobs, absl::Duration ttl) override;
   absl::StatusOr<std::map<std::string, uint64_t>> Stats() override;
@@ -184,11 +193,22 @@ class ClientImpl final : public Client {
   absl::StatusOr<uint64_t> RemoveNamespace(const NamespaceSpec& spec,
                                            std::string_view tenant) override;
 
+  std::span<const std::byte> shared_pool() const override {
+    return shm_base_ != nullptr ? std::span<const std::byte>(shm_base_, shm_bytes_)
+                                : std::span<const std::byte>();
+  }
+  absl::StatusOr<std::unique_ptr<MappedChunks>> LeaseMapped(
+      const Namespace& ns, std::span<const ChunkKey> keys) override;
+
   // Aborts every operation in flight on the endpoint (a stuck transfer).
   void AbortTransfers() {
     absl::MutexLock lock(&ep_mu_);
     if (endpoint_ != nullptr) (void)endpoint_->WaitAll(absl::ZeroDuration());
     broken_ = true;
+    // Isolated nodes: messages of loads that arrive from now on are dropped
+    // (a receive already under way still completes into its buffer).
+    absl::MutexLock in_lock(&in_mu_);
+    inbound_.clear();
   }
   void Enqueue(std::function<void()> job) { jobs_->Push(std::move(job)); }
   absl::Duration rpc_timeout() const { return options_.rpc_timeout; }
@@ -197,19 +217,49 @@ class ClientImpl final : public Client {
   void Prepare(grpc::ClientContext* ctx) const {
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::microseconds(absl::ToInt64Microseconds(options_.rpc_timeout)));
+    if (!token_.empty()) ctx->AddMetadata("authorization", absl::StrCat("Bearer ", token_));
   }
+  // The channel's credentials (TLS when tls_ca_file is set) and the token.
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> Credentials(
+      grpc::ChannelArguments* args);
   uint32_t LeaseMs() const {
     return static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.lease_ttl));
   }
+  // A read lease on chunks: its id, and each chunk's node address, offset in
+  // the shared pool (when mapped) and checksum.
+  struct Leased {
+    uint64_t lease = 0;
+    std::vector<uint64_t> addresses;
+    std::vector<uint64_t> offsets;
+    std::vector<uint64_t> checksums;
+  };
+  // One Get: the lease (released again on any error). Carries queued
+  // releases.
+  absl::StatusOr<Leased> Lease(const Namespace& ns, std::span<const ChunkKey> keys);
+  friend class MappedChunksImpl;
+
   // Maps the node's shared pool read-only when the node offers it and runs
   // on this host; leaves shm_base_ null (loads over UCX) otherwise.
   void MapSharedPool();
-  // Copies the leased chunks at pool offsets `offsets` into `dest` on the
+  // Copies the leased chunks at pool offsets `offsets` into `dests` on the
   // job queue, layer by layer, and reports each slice to `t`.
   void CopyFromSharedPool(TransferImpl* t, std::vector<std::span<std::byte>> dests,
                           std::vector<uint64_t> offsets, uint32_t layers, uint64_t layer_bytes);
   // The data-plane endpoint, reconnected if an earlier transfer broke it.
   absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
+
+  // Isolated nodes (NodeInfo.isolated_data_plane): the node sends a get's
+  // layer slices as messages carrying the load's transfer id; they land in
+  // the load's per-chunk destinations.
+  struct InboundLoad {
+    std::shared_ptr<TransferImpl> transfer;
+    std::vector<std::span<std::byte>> dests;  // one per chunk, chunk_bytes each
+    uint64_t layer_bytes = 0;
+    uint32_t chunks = 0;
+    uint32_t layers = 0;
+  };
+  transport::MessageTarget OnDataMessage(std::span<const std::byte> header, size_t bytes);
+  bool isolated() const { return info_.isolated_data_plane(); }
 
   // Read leases are released lazily: ReleaseLease queues the id; the next
   // Load carries the queued ids in its Get (no round trip of their own), and
@@ -223,10 +273,16 @@ class ClientImpl final : public Client {
 
   const ClientOptions options_;
   std::string client_id_;
+  std::string token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Strata::Stub> stub_;
   NodeInfo node_;
   pb::NodeInfo info_;
+  // Loads from an isolated node waiting for their messages (declared before
+  // ucx_ so that they outlive its progress thread).
+  absl::Mutex in_mu_;
+  absl::flat_hash_map<uint64_t, InboundLoad> inbound_ ABSL_GUARDED_BY(in_mu_);
+  std::atomic<uint64_t> next_transfer_id_{absl::Uniform<uint64_t>(absl::BitGen()) | 1};
   std::unique_ptr<transport::UcxContext> ucx_;
   // The node's pool mapped read-only (same host), or null; constant after Init.
   const std::byte* shm_base_ = nullptr;
@@ -242,6 +298,7 @@ class ClientImpl final : public Client {
   bool broken_ ABSL_GUARDED_BY(ep_mu_) = false;
 
   std::unique_ptr<JobQueue> jobs_ = std::make_unique<JobQueue>();
+
 
   static constexpr absl::Duration kReleaseDelay = absl::Milliseconds(2);
   static constexpr size_t kMaxQueuedReleases = 256;
@@ -342,16 +399,25 @@ absl::Status ClientImpl::Init() {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
-  channel_ = grpc::CreateCustomChannel(options_.server_address,
-                                       grpc::InsecureChannelCredentials(), args);
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials, Credentials(&args));
+  channel_ = grpc::CreateCustomChannel(options_.server_address, credentials, args);
   stub_ = pb::Strata::NewStub(channel_);
   grpc::ClientContext ctx;
   Prepare(&ctx);
   grpc::Status s = stub_->GetNodeInfo(&ctx, pb::NodeInfoRequest(), &info_);
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+      s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    return FromGrpcStatus(s);
+  }
   if (!s.ok()) {
-    return absl::UnavailableError(absl::StrCat("cannot reach the store node at ",
-                                               options_.server_address, ": ",
-                                               s.error_message()));
+    const bool tls = !options_.tls_ca_file.empty();
+    return absl::UnavailableError(absl::StrCat(
+        "cannot reach the store node at ", options_.server_address, ": ", s.error_message(),
+        tls ? " (with TLS: the node's certificate must be signed by the CA in tls_ca_file and "
+              "name the server (tls_server_name); a node that requires client certificates "
+              "accepts only one signed by its client CA (tls_cert_file, tls_key_file); a node "
+              "without TLS refuses the handshake)"
+            : " (a node with TLS needs tls_ca_file)"));
   }
   if (info_.protocol_version() != kProtocolVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -365,10 +431,96 @@ absl::Status ClientImpl::Init() {
   transport::UcxOptions ucx;
   ucx.transports = options_.ucx_transports;
   ucx.progress_thread = true;
+  if (isolated()) {
+    // Nothing of this process is exposed either: the node sends messages.
+    ucx.remote_access = false;
+    ucx.on_message = [this](std::span<const std::byte> header, size_t bytes) {
+      return OnDataMessage(header, bytes);
+    };
+  }
   ASSIGN_OR_RETURN(ucx_, transport::UcxContext::Create(ucx));
-  if (options_.same_host == SameHost::kAuto) MapSharedPool();
+  if (isolated()) {
+    pb::AttachDataPlaneRequest attach;
+    attach.set_client_id(client_id_);
+    attach.set_worker_address(ucx_->worker_address());
+    pb::AttachDataPlaneResponse attached;
+    grpc::ClientContext actx;
+    Prepare(&actx);
+    RETURN_IF_ERROR(FromGrpcStatus(stub_->AttachDataPlane(&actx, attach, &attached)));
+  } else if (options_.same_host == SameHost::kAuto) {
+    MapSharedPool();
+  }
   absl::MutexLock lock(&ep_mu_);
   return EnsureEndpoint();
+}
+
+namespace {
+
+// A whole file; NotFound / PermissionDenied / Unavailable naming it.
+absl::StatusOr<std::string> ReadFileNamed(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
+    if (err == ENOENT) return absl::NotFoundError(msg);
+    if (err == EACCES) return absl::PermissionDeniedError(msg);
+    return absl::UnavailableError(msg);
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientImpl::Credentials(
+    grpc::ChannelArguments* args) {
+  if (!options_.token.empty() && !options_.token_file.empty()) {
+    return absl::InvalidArgumentError("give a token or a token file, not both");
+  }
+  token_ = options_.token;
+  if (!options_.token_file.empty()) {
+    ASSIGN_OR_RETURN(token_, ReadFileNamed(options_.token_file, "token file"));
+    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.back()))) {
+      token_.pop_back();
+    }
+    while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.front()))) {
+      token_.erase(token_.begin());
+    }
+    if (token_.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token file ", options_.token_file, " is empty"));
+    }
+  }
+  for (char c : token_) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          "the token holds a character that is not printable ASCII (expected TENANT:SECRET)");
+    }
+  }
+  if (options_.tls_ca_file.empty()) {
+    if (!options_.tls_cert_file.empty() || !options_.tls_key_file.empty() ||
+        !options_.tls_server_name.empty()) {
+      return absl::InvalidArgumentError(
+          "TLS options given without tls_ca_file (the CA that signed the node's certificate)");
+    }
+    return grpc::InsecureChannelCredentials();
+  }
+  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a client certificate needs both tls_cert_file and tls_key_file");
+  }
+  grpc::SslCredentialsOptions ssl;
+  ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileNamed(options_.tls_ca_file, "TLS CA"));
+  if (!options_.tls_cert_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_cert_chain,
+                     ReadFileNamed(options_.tls_cert_file, "TLS client certificate"));
+    ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFileNamed(options_.tls_key_file, "TLS client key"));
+  }
+  if (!options_.tls_server_name.empty()) {
+    args->SetSslTargetNameOverride(options_.tls_server_name);
+  }
+  return grpc::SslCredentials(ssl);
 }
 
 void ClientImpl::MapSharedPool() {
@@ -422,6 +574,10 @@ absl::Status ClientImpl::EnsureEndpoint() {
     retired_.push_back(std::move(endpoint_));
   }
   ASSIGN_OR_RETURN(endpoint_, ucx_->Connect(info_.ucx_worker_address()));
+  if (isolated()) {  // messages only: there is no remote memory to import
+    broken_ = false;
+    return absl::OkStatus();
+  }
   ASSIGN_OR_RETURN(remote_,
                    endpoint_->ImportRemote(info_.dram_base(), info_.dram_bytes(), info_.dram_rkey()));
   broken_ = false;
@@ -538,38 +694,8 @@ void ClientImpl::ReleaseLoop() {
   }
 }
 
-absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
-    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
-    std::function<void(uint32_t)> on_layer) {
-  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
-  if (dest.size() != keys.size() * ns.chunk_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("load: destination of ", dest.size(),
-                                                   " bytes for ", keys.size(), " chunks of ",
-                                                   ns.chunk_bytes, " bytes"));
-  }
-  std::vector<std::span<std::byte>> dests;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    dests.push_back(dest.subspan(i * ns.chunk_bytes, ns.chunk_bytes));
-  }
-  return LoadChunks(ns, keys, dests, std::move(on_layer));
-}
-
-absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
-    const Namespace& ns, std::span<const ChunkKey> keys,
-    std::span<const std::span<std::byte>> dests_in, std::function<void(uint32_t)> on_layer) {
-  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
-  if (dests_in.size() != keys.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("load: ", dests_in.size(),
-                                                   " destinations for ", keys.size(), " chunks"));
-  }
-  for (const std::span<std::byte>& d : dests_in) {
-    if (d.size() != ns.chunk_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("load: a destination of ", d.size(),
-                                                     " bytes for a chunk of ", ns.chunk_bytes,
-                                                     " bytes"));
-    }
-  }
-  std::vector<std::span<std::byte>> dests(dests_in.begin(), dests_in.end());
+absl::StatusOr<ClientImpl::Leased> ClientImpl::Lease(const Namespace& ns,
+                                                     std::span<const ChunkKey> keys) {
   pb::GetRequest req;
   req.set_client_id(client_id_);
   req.set_namespace_id(ns.id);
@@ -618,13 +744,101 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
       offsets.push_back(offset);
     }
   }
+  Leased out;
+  out.lease = lease;
+  out.offsets = std::move(offsets);
+  for (const pb::ChunkLocation& c : resp.chunks()) {
+    out.addresses.push_back(c.address());
+    out.checksums.push_back(c.checksum());
+  }
+  return out;
+}
+
+class MappedChunksImpl final : public MappedChunks {
+ public:
+  MappedChunksImpl(ClientImpl* client, uint64_t lease, std::vector<std::span<const std::byte>> chunks,
+                   std::vector<uint64_t> checksums)
+      : client_(client), lease_(lease), chunks_(std::move(chunks)), checksums_(std::move(checksums)) {}
+  ~MappedChunksImpl() override { client_->ReleaseLease(lease_); }
+  size_t size() const override { return chunks_.size(); }
+  std::span<const std::byte> chunk(size_t i) const override { return chunks_[i]; }
+  absl::Status Verify(size_t i) const override {
+    if (ChunkChecksum(chunks_[i]) != checksums_[i]) {
+      return absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  ClientImpl* const client_;
+  const uint64_t lease_;
+  const std::vector<std::span<const std::byte>> chunks_;
+  const std::vector<uint64_t> checksums_;
+};
+
+absl::StatusOr<std::unique_ptr<MappedChunks>> ClientImpl::LeaseMapped(
+    const Namespace& ns, std::span<const ChunkKey> keys) {
+  if (isolated()) {
+    return absl::FailedPreconditionError(
+        "lease-mapped: the node isolates tenants (--isolate_tenants) and shares no pool; "
+        "use Load");
+  }
+  if (shm_base_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "lease-mapped: the node's pool is not mapped (not on this host, or same_host off)");
+  }
+  if (keys.empty()) return absl::InvalidArgumentError("lease-mapped: no keys");
+  absl::StatusOr<Leased> leased = Lease(ns, keys);
+  if (!leased.ok()) return leased.status();
+  std::vector<std::span<const std::byte>> chunks;
+  for (uint64_t off : leased->offsets) chunks.emplace_back(shm_base_ + off, ns.chunk_bytes);
+  return std::unique_ptr<MappedChunks>(
+      new MappedChunksImpl(this, leased->lease, std::move(chunks), std::move(leased->checksums)));
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
+    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
+    std::function<void(uint32_t)> on_layer) {
+  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
+  if (dest.size() != keys.size() * ns.chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("load: destination of ", dest.size(),
+                                                   " bytes for ", keys.size(), " chunks of ",
+                                                   ns.chunk_bytes, " bytes"));
+  }
+  std::vector<std::span<std::byte>> dests;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    dests.push_back(dest.subspan(i * ns.chunk_bytes, ns.chunk_bytes));
+  }
+  return LoadChunks(ns, keys, dests, std::move(on_layer));
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
+    const Namespace& ns, std::span<const ChunkKey> keys,
+    std::span<const std::span<std::byte>> dests_in, std::function<void(uint32_t)> on_layer) {
+  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
+  if (dests_in.size() != keys.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("load: ", dests_in.size(),
+                                                   " destinations for ", keys.size(), " chunks"));
+  }
+  for (const std::span<std::byte>& d : dests_in) {
+    if (d.size() != ns.chunk_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("load: a destination of ", d.size(),
+                                                     " bytes for a chunk of ", ns.chunk_bytes,
+                                                     " bytes"));
+    }
+  }
+  std::vector<std::span<std::byte>> dests(dests_in.begin(), dests_in.end());
+  if (isolated()) return LoadIsolated(ns, keys, std::move(dests), std::move(on_layer));
+  absl::StatusOr<Leased> leased = Lease(ns, keys);
+  if (!leased.ok()) return leased.status();
+  const uint64_t lease = leased->lease;
+  std::vector<uint64_t> offsets = std::move(leased->offsets);
   const uint32_t layers = ns.spec.num_layers;
   const uint32_t n = static_cast<uint32_t>(keys.size());
   auto transfer = std::make_shared<TransferImpl>(this, layers, n, int64_t{layers} * n,
                                                  absl::Now() + options_.transfer_timeout);
   transfer->on_layer = std::move(on_layer);
-  std::vector<uint64_t> checksums;
-  for (const pb::ChunkLocation& c : resp.chunks()) checksums.push_back(c.checksum());
+  std::vector<uint64_t> checksums = leased->checksums;
   TransferImpl* t = transfer.get();
   // Runs once every slice has landed (or failed): verify, release, finish.
   transfer->on_all_ops_done = [this, t, transfer, lease, dests, checksums]() mutable {
@@ -661,7 +875,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
           continue;
         }
         std::span<std::byte> local = dests[c].subspan(l * ns.layer_bytes, ns.layer_bytes);
-        const uint64_t remote = resp.chunks(c).address() + l * ns.layer_bytes;
+        const uint64_t remote = leased->addresses[c] + l * ns.layer_bytes;
         post_error = endpoint_->PostGet(local, *remote_, remote,
                                         [t, l](absl::Status s) { t->OpDone(l, s); });
         if (!post_error.ok()) {
@@ -672,6 +886,90 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
     }
   }
   t->OpDone(layers, absl::OkStatus());  // the +1 guard: everything is posted
+  return std::shared_ptr<Transfer>(transfer);
+}
+
+transport::MessageTarget ClientImpl::OnDataMessage(std::span<const std::byte> header,
+                                                   size_t bytes) {
+  std::optional<proto::DataMessage> m = proto::DataMessage::Decode(header);
+  if (!m.has_value() || m->kind != proto::DataMessage::Kind::kGetSlice) return {};
+  absl::MutexLock lock(&in_mu_);
+  auto it = inbound_.find(m->id);
+  if (it == inbound_.end()) return {};
+  const InboundLoad& in = it->second;
+  if (m->index >= in.chunks || m->layer >= in.layers || bytes != in.layer_bytes) return {};
+  transport::MessageTarget target;
+  target.dest = in.dests[m->index].subspan(m->layer * in.layer_bytes, in.layer_bytes);
+  target.done = [t = in.transfer, layer = m->layer](absl::Status s) { t->OpDone(layer, s); };
+  return target;
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
+    const Namespace& ns, std::span<const ChunkKey> keys, std::vector<std::span<std::byte>> dests,
+    std::function<void(uint32_t)> on_layer) {
+  pb::GetRequest req;
+  req.set_client_id(client_id_);
+  req.set_namespace_id(ns.id);
+  req.set_lease_ms(LeaseMs());
+  const uint32_t layers = ns.spec.num_layers;
+  const uint32_t n = static_cast<uint32_t>(keys.size());
+  auto transfer = std::make_shared<TransferImpl>(this, layers, n, int64_t{layers} * n,
+                                                 absl::Now() + options_.transfer_timeout);
+  transfer->on_layer = std::move(on_layer);
+  const uint64_t id = next_transfer_id_.fetch_add(1);
+  {
+    absl::MutexLock lock(&in_mu_);
+    inbound_[id] = InboundLoad{transfer, dests, ns.layer_bytes, n, layers};
+  }
+  auto forget = [this, id] {
+    absl::MutexLock lock(&in_mu_);
+    inbound_.erase(id);
+  };
+  req.set_transfer_id(id);
+  for (const ChunkKey& k : keys) req.add_keys(KeyBytes(k));
+  const std::vector<uint64_t> carried = TakeReleases();
+  for (uint64_t lease : carried) req.add_release_lease_ids(lease);
+  pb::GetResponse resp;
+  grpc::ClientContext ctx;
+  Prepare(&ctx);
+  absl::Status rpc = FromGrpcStatus(stub_->Get(&ctx, req, &resp));
+  if (!rpc.ok()) {
+    forget();
+    return rpc;
+  }
+  if (resp.node_incarnation() != 0 && info_.incarnation() != 0 &&
+      resp.node_incarnation() != info_.incarnation()) {
+    // A restarted node: it knows neither this client's attachment nor the
+    // transfer, so nothing will arrive.
+    forget();
+    return absl::UnavailableError(absl::StrCat(
+        "get: the node at ", options_.server_address,
+        " restarted since this client connected; connect a new client"));
+  }
+  if (static_cast<size_t>(resp.chunks_size()) != keys.size() || !resp.released()) {
+    forget();
+    return absl::InternalError("get: malformed response of an isolated node");
+  }
+  std::vector<uint64_t> checksums;
+  for (const pb::ChunkLocation& c : resp.chunks()) checksums.push_back(c.checksum());
+  TransferImpl* t = transfer.get();
+  transfer->on_all_ops_done = [this, t, transfer, dests = std::move(dests), checksums,
+                               forget]() mutable {
+    forget();  // late or repeated messages for this transfer are dropped
+    absl::Status status;
+    {
+      absl::MutexLock lock(&t->mu_);
+      status = t->ops_status_;
+    }
+    for (size_t i = 0; status.ok() && i < checksums.size(); ++i) {
+      if (ChunkChecksum(dests[i]) != checksums[i]) {
+        status = absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
+      }
+    }
+    t->Finish(status);
+    transfer.reset();
+  };
+  t->OpDone(layers, absl::OkStatus());  // the +1 guard: the node sends the rest
   return std::shared_ptr<Transfer>(transfer);
 }
 
@@ -769,7 +1067,22 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::SaveChunks(
   {
     absl::MutexLock lock(&ep_mu_);
     post_error = EnsureEndpoint();
+    proto::DataMessage m;
+    m.kind = proto::DataMessage::Kind::kPutChunk;
+    m.id = lease;
+    m.client_id = client_id_;
     for (uint32_t i : to_write) {
+      if (isolated()) {  // the node copies it into slot i of the lease
+        if (post_error.ok()) {
+          m.index = i;
+          const std::string header = m.Encode();
+          post_error = endpoint_->PostSend(std::as_bytes(std::span(header)),
+                                           srcs[i], [t](absl::Status s) { t->OpDone(0, s); });
+          if (post_error.code() == absl::StatusCode::kUnavailable) broken_ = true;
+        }
+        if (!post_error.ok()) t->OpDone(0, post_error);
+        continue;
+      }
       const pb::PutSlot& slot = resp.slots(i);
       if (post_error.ok() && slot.size() != ns.chunk_bytes) {
         post_error = absl::InternalError("put: the node returned a slot of the wrong size");

@@ -52,6 +52,22 @@ struct ClientOptions {
   std::string client_id;
   // Loads over shared memory from a node on this host (saves always use UCX).
   SameHost same_host = SameHost::kAuto;
+
+  // TLS to the node's gRPC port (the data plane is not encrypted). TLS is
+  // used when tls_ca_file is set: a PEM file of the CA(s) that signed the
+  // node's certificate.
+  std::string tls_ca_file;
+  // Mutual TLS: this client's certificate (chain) and key, PEM files.
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // The name the node's certificate must carry; empty: the host of
+  // server_address.
+  std::string tls_server_name;
+  // Tenant token ("TENANT:SECRET") sent with every call to a node that
+  // authenticates; or a file holding it (surrounding white space ignored).
+  // At most one of the two.
+  std::string token;
+  std::string token_file;
 };
 
 // A namespace registered on the node, with the key chain derived from it
@@ -109,11 +125,30 @@ class Transfer {
   virtual bool done() const = 0;
 };
 
+// Chunks under a read lease, seen in place in the node's DRAM pool mapped
+// read-only by a client on the node's host: what a GPU copies from directly
+// (after registering Client::shared_pool() with CUDA). The lease keeps the
+// node from evicting or replacing them; it is released when this object
+// goes. The bytes are not verified until Verify: check every chunk before
+// trusting what was computed from it.
+class MappedChunks {
+ public:
+  virtual ~MappedChunks() = default;
+  virtual size_t size() const = 0;
+  virtual std::span<const std::byte> chunk(size_t i) const = 0;
+  // OK when chunk i matches its checksum; DataLoss otherwise. Thread-safe.
+  virtual absl::Status Verify(size_t i) const = 0;
+};
+
 // Thread-safe.
 class Client {
  public:
   // Connects the control plane and the data plane. Unavailable when the node
-  // cannot be reached; FailedPrecondition for an incompatible protocol.
+  // cannot be reached or the TLS handshake fails (the message says which
+  // options to check); Unauthenticated when the node authenticates and the
+  // token is missing or wrong; FailedPrecondition for an incompatible
+  // protocol; NotFound / InvalidArgument for unreadable or bad TLS or token
+  // files.
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
   virtual ~Client() = default;
 
@@ -160,6 +195,19 @@ class Client {
       const Namespace& ns, std::span<const ChunkKey> keys,
       std::span<const std::optional<ChunkKey>> parents,
       std::span<const std::span<const std::byte>> srcs) = 0;
+
+  // The node's DRAM pool as this client maps it (empty unless data_path()
+  // is "shm"), for registering once with a GPU runtime.
+  virtual std::span<const std::byte> shared_pool() const { return {}; }
+  // Leases `keys` and returns them in place in shared_pool(): one Get, no
+  // copy. FailedPrecondition unless data_path() is "shm"; NotFound when a
+  // key is not stored; InvalidArgument for no keys.
+  virtual absl::StatusOr<std::unique_ptr<MappedChunks>> LeaseMapped(
+      const Namespace& ns, std::span<const ChunkKey> keys) {
+    (void)ns;
+    (void)keys;
+    return absl::FailedPreconditionError("lease-mapped: not supported by this client");
+  }
 
   // Sends the scheduler's upcoming jobs; replaces its previous hint set.
   virtual absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,

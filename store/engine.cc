@@ -480,11 +480,56 @@ absl::StatusOr<PutLease> EngineImpl::BeginPut(uint32_t ns, std::span<const PutIt
   return result;
 }
 
+bool EngineImpl::AwaitNoWriters(LeaseId lease_id) {
+  while (true) {
+    auto it = leases_.find(lease_id);
+    if (it == leases_.end()) return false;
+    if (it->second.writers == 0) return true;
+    cv_.Wait(&mu_);
+  }
+}
+
+absl::Status EngineImpl::WriteSlot(LeaseId lease_id, size_t index,
+                                   std::span<const std::byte> bytes) {
+  std::span<std::byte> dest;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = leases_.find(lease_id);
+    if (it == leases_.end() || !it->second.write || it->second.committing) {
+      return absl::NotFoundError(
+          absl::StrCat("write: no open write lease ", lease_id, " (unknown, expired or done)"));
+    }
+    Lease& lease = it->second;
+    if (index >= lease.requested) {
+      return absl::InvalidArgumentError(absl::StrCat("write: slot ", index, " of a lease of ",
+                                                     lease.requested, " chunks"));
+    }
+    auto pos = std::find(lease.positions.begin(), lease.positions.end(), index);
+    if (pos == lease.positions.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("write: slot ", index, " was already present; nothing to write"));
+    }
+    const IndexEntry* e = index_.Get(lease.entries[pos - lease.positions.begin()]);
+    if (bytes.size() != e->size) {
+      return absl::InvalidArgumentError(absl::StrCat("write: ", bytes.size(),
+                                                     " bytes for a chunk of ", e->size));
+    }
+    dest = pool_->Slot(e->dram_offset, e->size);
+    ++lease.writers;
+  }
+  std::memcpy(dest.data(), bytes.data(), bytes.size());
+  absl::MutexLock lock(&mu_);
+  --leases_.at(lease_id).writers;  // the lease outlives its writers
+  cv_.SignalAll();
+  return absl::OkStatus();
+}
+
 absl::Status EngineImpl::CommitPut(LeaseId lease_id, std::span<const uint64_t> checksums) {
   std::vector<std::span<const std::byte>> slots;
   std::vector<uint64_t> expected;
   {
     absl::MutexLock lock(&mu_);
+    AwaitNoWriters(lease_id);
     auto it = leases_.find(lease_id);
     if (it != leases_.end() && !it->second.write) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -542,6 +587,7 @@ absl::Status EngineImpl::CommitPut(LeaseId lease_id, std::span<const uint64_t> c
 
 absl::Status EngineImpl::AbortPut(LeaseId lease_id) {
   absl::MutexLock lock(&mu_);
+  AwaitNoWriters(lease_id);
   auto it = leases_.find(lease_id);
   if (it != leases_.end() && !it->second.write) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -702,6 +748,26 @@ absl::Status EngineImpl::Release(LeaseId lease_id) {
   }
   for (EntryId id : TakeLease(it).entries) Unpin(id);
   return absl::OkStatus();
+}
+
+absl::Status EngineImpl::CheckDramCopy(uint32_t ns, const ChunkKey& key) {
+  absl::MutexLock lock(&mu_);
+  EntryId id;
+  IndexEntry* e = FindCommitted(ns, key, &id);
+  if (e == nullptr || !e->has(IndexEntry::kInDram)) return absl::OkStatus();
+  if (ChunkChecksum(pool_->Slot(e->dram_offset, e->size)) == e->checksum) {
+    return absl::OkStatus();
+  }
+  ++counters_.checksum_failures;
+  const bool dropped =
+      e->read_pins == 0 && !(e->flags & (IndexEntry::kFlushPending | IndexEntry::kPromoting));
+  if (dropped) {
+    ++counters_.dram_evictions;
+    DropDram(id, *e);
+  }
+  return absl::DataLossError(absl::StrCat("chunk ", key.ShortHex(),
+                                          " does not match its checksum in DRAM",
+                                          dropped ? "; its DRAM copy was dropped" : ""));
 }
 
 // ------------------------------------------------------------ conveniences

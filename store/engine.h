@@ -241,6 +241,15 @@ class Engine {
   // Release) is FailedPrecondition and the lease stays as it was.
   virtual absl::Status CommitPut(LeaseId lease, std::span<const uint64_t> checksums) = 0;
   virtual absl::Status AbortPut(LeaseId lease) = 0;
+  // Copies `bytes` into slot `index` (the position in the BeginPut request)
+  // of open write lease `lease`, for a data plane that moves bytes through
+  // the node instead of letting the writer reach the pool. The lease cannot
+  // be committed, aborted or reaped while the copy runs. NotFound: no such
+  // open write lease (expired, done, committing, or a read lease);
+  // InvalidArgument: `index` out of range, a slot that was already present,
+  // or a size other than the chunk's.
+  virtual absl::Status WriteSlot(LeaseId lease, size_t index,
+                                 std::span<const std::byte> bytes) = 0;
 
   // Pins every key under one read lease, promoting from NVMe as needed. All
   // or nothing: NotFound names the first missing key; DataLoss when an NVMe
@@ -248,6 +257,13 @@ class Engine {
   virtual absl::StatusOr<ReadLease> Acquire(uint32_t ns, std::span<const ChunkKey> keys,
                                             absl::Duration ttl = absl::ZeroDuration()) = 0;
   virtual absl::Status Release(LeaseId lease) = 0;
+  // A reader found the DRAM copy of `key` (namespace `ns`) not matching its
+  // checksum: the engine checks it again and, if it is corrupt, counts it
+  // (checksum_failures) and drops it once no lease pins it and it is not
+  // waiting for write-back (a copy on NVMe stays and is promoted on the next
+  // read). DataLoss when corrupt; OK when the copy verifies (or is not in
+  // DRAM any more).
+  virtual absl::Status CheckDramCopy(uint32_t ns, const ChunkKey& key) = 0;
 
   // Conveniences over the above for one chunk: copy in / copy out, with
   // checksums computed and verified.

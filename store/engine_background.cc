@@ -61,7 +61,9 @@ size_t EngineImpl::ReapExpiredLeases() {
   std::vector<LeaseId> expired;
   for (const auto& [when, id] : lease_expiry_) {
     if (when > now) break;
-    if (!leases_.at(id).committing) expired.push_back(id);
+    const Lease& lease = leases_.at(id);
+    // A lease with copies running into it goes at the next round.
+    if (!lease.committing && lease.writers == 0) expired.push_back(id);
   }
   for (LeaseId id : expired) {
     Lease lease = TakeLease(leases_.find(id));

@@ -84,9 +84,11 @@ class EngineImpl final : public Engine {
                                     absl::Duration ttl) override;
   absl::Status CommitPut(LeaseId lease, std::span<const uint64_t> checksums) override;
   absl::Status AbortPut(LeaseId lease) override;
+  absl::Status WriteSlot(LeaseId lease, size_t index, std::span<const std::byte> bytes) override;
   absl::StatusOr<ReadLease> Acquire(uint32_t ns, std::span<const ChunkKey> keys,
                                     absl::Duration ttl) override;
   absl::Status Release(LeaseId lease) override;
+  absl::Status CheckDramCopy(uint32_t ns, const ChunkKey& key) override;
   absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
                    std::span<const std::byte> payload) override;
   absl::Status Get(uint32_t ns, const ChunkKey& key, std::span<std::byte> out) override;
@@ -111,7 +113,12 @@ class EngineImpl final : public Engine {
     // request's length (CommitPut takes one checksum per requested item).
     std::vector<uint32_t> positions;
     uint32_t requested = 0;
+    // WriteSlot copies running into this write lease's slots (without the
+    // lock): until they end the lease is not committed, aborted or reaped.
+    int writers = 0;
   };
+  // Waits until no WriteSlot copies into `lease_id`; false if it is gone.
+  bool AwaitNoWriters(LeaseId lease_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // A live namespace (registered, not being removed).
   absl::StatusOr<const NamespaceInfo*> FindNamespace(uint32_t ns) const

@@ -382,3 +382,68 @@ TEST_F(EngineTest, CorruptedDirectoryIsDataLoss) {
 
 }  // namespace
 }  // namespace strata::store
+
+namespace strata::store {
+namespace {
+
+class EngineIsolationTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Engine> Open() {
+    EngineOptions o;
+    o.dram_bytes = 16 * kChunk;
+    o.reap_interval = absl::ZeroDuration();
+    auto engine = Engine::Open(o);
+    EXPECT_TRUE(engine.ok()) << engine.status();
+    return engine.ok() ? *std::move(engine) : nullptr;
+  }
+};
+
+TEST_F(EngineIsolationTest, WriteSlotCopiesIntoOpenWriteLeasesOnly) {
+  auto engine = Open();
+  auto ns = engine->RegisterNamespace(SmallSpec(4), "tenant");
+  ASSERT_TRUE(ns.ok());
+  ASSERT_TRUE(testing::PutTestKey(*engine, *ns, 1, kChunk, {}).ok());
+  const PutItem items[] = {{testing::TestKey(1), {}}, {testing::TestKey(2), {}}};
+  auto lease = engine->BeginPut(*ns, items);
+  ASSERT_TRUE(lease.ok());
+  const std::vector<std::byte> bytes = testing::Payload(testing::TestKey(2), kChunk);
+  EXPECT_EQ(engine->WriteSlot(lease->id, 0, bytes).code(),
+            absl::StatusCode::kInvalidArgument);  // already present
+  EXPECT_EQ(engine->WriteSlot(lease->id, 2, bytes).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->WriteSlot(lease->id, 1, std::span(bytes).first(100)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->WriteSlot(lease->id ^ 1, 1, bytes).code(), absl::StatusCode::kNotFound);
+  auto read = engine->Acquire(*ns, std::span(&items[0].key, 1));
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(engine->WriteSlot(read->id, 0, bytes).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(engine->Release(read->id).ok());
+  ASSERT_TRUE(engine->WriteSlot(lease->id, 1, bytes).ok());
+  const uint64_t sums[] = {0, ChunkChecksum(bytes)};
+  ASSERT_TRUE(engine->CommitPut(lease->id, sums).ok());
+  EXPECT_TRUE(testing::VerifyTestKey(*engine, *ns, 2, kChunk).ok());
+  EXPECT_EQ(engine->WriteSlot(lease->id, 1, bytes).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(EngineIsolationTest, CorruptDramCopyIsDroppedAndCounted) {
+  auto engine = Open();
+  auto ns = engine->RegisterNamespace(SmallSpec(4), "tenant");
+  ASSERT_TRUE(ns.ok());
+  ASSERT_TRUE(testing::PutTestKey(*engine, *ns, 1, kChunk, {}).ok());
+  const ChunkKey key = testing::TestKey(1);
+  EXPECT_TRUE(engine->CheckDramCopy(*ns, key).ok());  // intact: kept
+  auto read = engine->Acquire(*ns, std::span(&key, 1));
+  ASSERT_TRUE(read.ok());
+  const_cast<std::byte&>(read->chunks[0].data[100]) ^= std::byte{1};  // a flipped bit
+  // Pinned: counted, not dropped under the reader.
+  EXPECT_EQ(engine->CheckDramCopy(*ns, key).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine->Stats().checksum_failures, 1u);
+  ASSERT_TRUE(engine->Release(read->id).ok());
+  EXPECT_EQ(engine->CheckDramCopy(*ns, key).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(engine->Stats().checksum_failures, 2u);
+  auto after = engine->Lookup(*ns, std::span(&key, 1));
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->tiers[0], Tier::kMissing);  // no NVMe tier: the chunk is gone
+}
+
+}  // namespace
+}  // namespace strata::store

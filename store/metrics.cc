@@ -159,7 +159,8 @@ void Histogram::Render(absl::string_view name, absl::string_view labels, std::st
 const char* ServerMetrics::RpcName(Rpc rpc) {
   static constexpr const char* kNames[kNumRpcs] = {
       "GetNodeInfo", "RegisterNamespace", "Lookup", "Get",    "Release", "PutBegin",
-      "PutCommit",   "PutAbort",          "Hint",   "Stats",  "Health",  "RemoveNamespace"};
+      "PutCommit",   "PutAbort",          "Hint",   "Stats",  "Health",  "RemoveNamespace",
+      "AttachDataPlane"};
   return kNames[rpc];
 }
 

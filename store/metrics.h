@@ -57,6 +57,7 @@ class ServerMetrics {
     kStats,
     kHealth,
     kRemoveNamespace,
+    kAttachDataPlane,
     kNumRpcs
   };
   static const char* RpcName(Rpc rpc);

@@ -37,6 +37,31 @@ struct ServerOptions {
   // host:port for GET /metrics (Prometheus text format); empty: none; port 0
   // picks a free port (see StoreServer::metrics_port()).
   std::string metrics_listen;
+  // Isolate tenants on the data plane (store/isolated_data_plane.h): grant
+  // clients no remote access to the node's memory and move bytes as
+  // two-sided messages; no shared pool is offered.
+  bool isolate_tenants = false;
+
+  // TLS on the gRPC port: PEM files of the node's certificate (chain) and its
+  // private key; both or neither. Empty: plaintext (logged when the node
+  // listens on anything but loopback).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  // Mutual TLS: only clients presenting a certificate signed by a CA in this
+  // PEM file complete the handshake. Needs tls_cert_file.
+  std::string tls_client_ca_file;
+  // Tenants file (store/auth/tenants.h). Non-empty turns authentication on:
+  // every call must carry a tenant token ("authorization: Bearer TOKEN"
+  // metadata), a namespace belongs to the tenant that registered it, and
+  // leases and hints to the calling tenant. Reloaded by ReloadTenants().
+  // Quotas in the file (dram=, nvme=) are not enforced yet and are refused
+  // (Unimplemented).
+  std::string tenants_file;
+  // Most DRAM bytes one caller may hold reserved under open write leases
+  // (the caller: its tenant with authentication, its host otherwise); past
+  // it, PutBegin is ResourceExhausted for that caller only. 0: half the DRAM
+  // pool.
+  uint64_t max_put_reservation_bytes = 0;
 };
 
 // Thread-safe. Destroying a running server shuts it down with no grace.
@@ -58,6 +83,17 @@ class StoreServer {
   virtual std::string server_version() const = 0;
   // The bound metrics port; 0 without --metrics_listen.
   virtual int metrics_port() const = 0;
+  // Whether calls are authenticated (ServerOptions::tenants_file).
+  virtual bool authentication() const = 0;
+  // Whether the gRPC port speaks TLS.
+  virtual bool tls() const = 0;
+
+  // Reads the tenants file again and uses it for the calls that follow
+  // (tokens added, rotated or revoked; quotas changed). On an error the
+  // table in use stays. FailedPrecondition without a tenants file; the
+  // file's errors (NotFound, InvalidArgument naming the line) otherwise.
+  // Namespaces of a tenant that left stay stored but no token reaches them.
+  virtual absl::Status ReloadTenants() = 0;
 
   // Graceful stop: refuses new gets and puts (Unavailable), waits up to
   // `grace` for outstanding leases to be released or committed, stops gRPC,

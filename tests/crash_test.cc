@@ -40,6 +40,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "client/client.h"
+#include "store/auth/key_scope.h"
 
 extern char** environ;
 
@@ -487,7 +488,9 @@ int RunHarness(int argc, char** argv) {
           ++wrong;
           std::printf("WRONG BYTES at verification: chunk %s\n", hex.c_str());
         }
-      } else if (torn.contains(hex)) {
+      } else if (torn.contains(auth::ScopeKey(ns->chain->root(), *key).ToHex())) {
+        // The fault log names chunks by the key the node stores them under
+        // (scoped to the namespace, store/auth/key_scope.h).
         ++lost_torn;
       } else if (is_durable) {
         ++lost_durable;

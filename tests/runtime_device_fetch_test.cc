@@ -51,6 +51,7 @@ class RuntimeDeviceFetchTest : public ::testing::Test {
     eo.shared_dram = shared;
     auto engine = store::Engine::Open(eo);
     ASSERT_TRUE(engine.ok()) << engine.status();
+    region_ = (*engine)->dram_region();
     store::ServerOptions so;
     so.listen_address = "127.0.0.1:0";
     auto server = store::StoreServer::Start(*std::move(engine), so);
@@ -129,6 +130,7 @@ class RuntimeDeviceFetchTest : public ::testing::Test {
   }
 
   std::unique_ptr<store::StoreServer> server_;
+  std::span<std::byte> region_;  // the node's DRAM pool (in this process)
   std::unique_ptr<client::Client> client_;
   client::Namespace ns_;
   std::unique_ptr<ChunkPool> pool_;
@@ -284,6 +286,48 @@ TEST_F(RuntimeDeviceFetchTest, RejectsBadInputAndStopsAtTheStagingSize) {
   EXPECT_TRUE(r.recompute);
   EXPECT_EQ(r.stop_reason.code(), absl::StatusCode::kResourceExhausted) << r.stop_reason;
   for (uint32_t l = 0; l < kLayers; ++l) ASSERT_NO_FATAL_FAILURE(ExpectLayer(r.slots, l, bytes, nullptr));
+  ASSERT_NO_FATAL_FAILURE(ReleaseAll(r));
+}
+
+// Same host: the GPU copies the leased chunks straight out of the node's
+// pool (no staging limit) while host threads verify them; a chunk damaged in
+// the pool ends the verified prefix there, and its slot and those after it
+// are freed, never served.
+TEST_F(RuntimeDeviceFetchTest, SameHostLoadsReadThePoolDirectlyAndStopAtADamagedChunk) {
+  ASSERT_NO_FATAL_FAILURE(SetUpNode(256 << 20, 16, 1, /*shared=*/true));
+  ASSERT_EQ(client_->data_path(), "shm");
+  constexpr size_t kChunks = 6;
+  const std::vector<ChunkKey> keys = ns_.Keys(Tokens(kChunks * 64, 31));
+  const std::vector<std::byte> bytes = Bytes(kChunks * ns_.chunk_bytes, 41);
+  ASSERT_NO_FATAL_FAILURE(Save(keys, 0, kChunks, bytes));
+
+  // Staging holds one chunk, yet all six load: they do not pass through it.
+  auto load = fetcher_->Start(*client_, ns_, *pool_, keys);
+  ASSERT_TRUE(load.ok()) << load.status();
+  for (uint32_t l = 0; l < kLayers; ++l) ASSERT_TRUE((*load)->WaitLayer(l, compute_).ok());
+  FetchResult r = (*load)->Wait();
+  ASSERT_EQ(r.loaded, kChunks) << r.stop_reason;
+  for (uint32_t l = 0; l < kLayers; ++l) ASSERT_NO_FATAL_FAILURE(ExpectLayer(r.slots, l, bytes, compute_));
+  ASSERT_NO_FATAL_FAILURE(ReleaseAll(r));
+
+  // Another chain, chunk 3 damaged in the node's pool.
+  const std::vector<ChunkKey> keys2 = ns_.Keys(Tokens(kChunks * 64, 32));
+  const std::vector<std::byte> bytes2 = Bytes(kChunks * ns_.chunk_bytes, 42);
+  ASSERT_NO_FATAL_FAILURE(Save(keys2, 0, kChunks, bytes2));
+  const std::span<const std::byte> chunk3(bytes2.data() + 3 * ns_.chunk_bytes, ns_.chunk_bytes);
+  auto at = std::search(region_.begin(), region_.end(), chunk3.begin(), chunk3.end());
+  ASSERT_NE(at, region_.end());
+  at[ns_.chunk_bytes - 7] ^= std::byte{0x40};
+  const size_t free_before = pool_->Stats().free;
+  load = fetcher_->Start(*client_, ns_, *pool_, keys2);
+  ASSERT_TRUE(load.ok()) << load.status();
+  r = (*load)->Wait();
+  EXPECT_EQ(r.loaded, 3u);
+  EXPECT_TRUE(r.recompute);
+  EXPECT_EQ(r.stop_reason.code(), absl::StatusCode::kDataLoss) << r.stop_reason;
+  for (uint32_t l = 0; l < kLayers; ++l) ASSERT_NO_FATAL_FAILURE(ExpectLayer(r.slots, l, bytes2, nullptr));
+  EXPECT_EQ(pool_->Find(keys2[3]).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(pool_->Stats().free, free_before - 3);
   ASSERT_NO_FATAL_FAILURE(ReleaseAll(r));
 }
 

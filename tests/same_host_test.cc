@@ -247,6 +247,43 @@ TEST_F(SameHostTest, ACorruptByteInThePoolFailsTheLoadWithDataLoss) {
   EXPECT_TRUE(std::equal(first.begin(), first.end(), bytes.begin()));
 }
 
+// LeaseMapped: the leased chunks in place in the mapped pool (what the GPU
+// runtime copies from), verified on demand; refused without a mapping.
+TEST_F(SameHostTest, LeasedChunksAreSeenInPlaceAndVerifiedOnDemand) {
+  StartNode(/*shared=*/true);
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->data_path(), "shm");
+  auto ns = c->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = Save(c, *ns, 3, 7, &bytes);
+  auto mapped = c->LeaseMapped(*ns, keys);
+  ASSERT_TRUE(mapped.ok()) << mapped.status();
+  ASSERT_EQ((*mapped)->size(), 3u);
+  const std::span<const std::byte> pool = c->shared_pool();
+  for (size_t i = 0; i < 3; ++i) {
+    const std::span<const std::byte> chunk = (*mapped)->chunk(i);
+    EXPECT_TRUE(chunk.data() >= pool.data() && chunk.data() + chunk.size() <= pool.data() + pool.size());
+    EXPECT_TRUE(std::equal(chunk.begin(), chunk.end(), bytes.begin() + i * ns->chunk_bytes));
+    EXPECT_TRUE((*mapped)->Verify(i).ok());
+  }
+  // A byte flipped in the pool: that chunk fails its check, the others pass.
+  const size_t offset = static_cast<size_t>((*mapped)->chunk(1).data() - pool.data());
+  region_[offset + 5] ^= std::byte{0x01};
+  EXPECT_EQ((*mapped)->Verify(1).code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE((*mapped)->Verify(2).ok());
+  mapped->reset();  // releases the lease
+
+  std::vector<ChunkKey> absent = keys;
+  absent[2].bytes[0] ^= 0xff;
+  EXPECT_EQ(c->LeaseMapped(*ns, absent).status().code(), absl::StatusCode::kNotFound);
+  client::Client* off = NewClient(client::SameHost::kOff);
+  ASSERT_NE(off, nullptr);
+  EXPECT_TRUE(off->shared_pool().empty());
+  EXPECT_EQ(off->LeaseMapped(*ns, keys).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 // A client that connected before the node restarted must not read the new
 // pool through its old mapping (or the old UCX key): its loads say so
 // (Unavailable), never DataLoss or wrong bytes; a new client loads fine.

@@ -20,6 +20,7 @@ PACKAGES=(
   libgmock-dev
   libbenchmark-dev
   libssl-dev
+  openssl
   libxxhash-dev
   redis-server
   redis-tools

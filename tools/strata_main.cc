@@ -10,26 +10,37 @@
 //   strata lookup ...      per-key tier and cached prefix of files or keys
 //   strata stats           a node's counters
 //   strata bench [flags]   load generator: N clients, get/put mix, latency
+//   strata worker run|bench   the GPU worker runtime (strata_worker): a
+//                          conversation turn of a Llama model over a node;
+//                          TTFT of returning conversations
+//   strata token ...       a new tenant token and its tenants-file line
 //   strata help            this text
 //
 // The subcommands that talk to a node live in tools/cli/commands*.
 //
 // `strata <command> --help` lists a command's flags.
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <random>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "store/auth/tenants.h"
+#include "store/auth/tls.h"
 #include "store/cluster/etcd_registration.h"
 #include "store/cluster/membership.h"
 #include "store/cluster/node_record.h"
@@ -262,6 +273,7 @@ void BlockStopSignals(sigset_t* set) {
   sigemptyset(set);
   sigaddset(set, SIGINT);
   sigaddset(set, SIGTERM);
+  sigaddset(set, SIGHUP);  // reloads the tenants file
   pthread_sigmask(SIG_BLOCK, set, nullptr);
 }
 
@@ -273,6 +285,7 @@ int Serve(const std::vector<std::string>& args) {
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
   bool no_nvme = false;
   bool shm_pool = true;
+  bool isolate_tenants = false;
   int64_t prefetch_jobs = 8;
   int64_t max_namespaces_per_peer = 1024;
   std::string nvme_faults;
@@ -280,6 +293,8 @@ int Serve(const std::vector<std::string>& args) {
   cli::Bytes prefetch_bytes{0};
   std::string etcd, cluster_name = "strata", peers, advertise;
   absl::Duration etcd_lease_ttl = absl::Seconds(5);
+  std::string tls_cert, tls_key, tls_client_ca, tenants_file;
+  cli::Bytes max_put_reservation{0};
   cli::FlagSet flags(
       "strata serve [flags]\n\n"
       "Runs a store node: gRPC control plane on --listen, UCX data plane over the\n"
@@ -299,6 +314,11 @@ int Serve(const std::vector<std::string>& args) {
             "put the DRAM pool in shared memory (a memfd, mode 0600) that clients of the same "
             "user on this host map read-only to copy leased chunks out (--noshm_pool: UCX only)",
             &shm_pool);
+  flags.Add("isolate_tenants",
+            "grant clients no remote access to the node's memory: bytes move as two-sided "
+            "UCX messages the node checks against the caller's leases, and no shared pool "
+            "is offered (README \"Security\"); implies --noshm_pool",
+            &isolate_tenants);
   flags.Add("data_dir", "RocksDB directory of the NVMe tier (created if missing)", &data_dir);
   flags.Add("nvme", "capacity of the NVMe tier (chunk payload bytes)", &nvme);
   flags.Add("no_nvme", "run with DRAM only (no --data_dir)", &no_nvme);
@@ -340,6 +360,23 @@ int Serve(const std::vector<std::string>& args) {
   flags.Add("advertise",
             "host:port clients dial, published in etcd (default: the bound --listen address)",
             &advertise);
+  flags.Add("tls_cert",
+            "PEM file of the node's TLS certificate (chain): the gRPC port speaks TLS (with "
+            "--tls_key; default: plaintext, logged when not on loopback)",
+            &tls_cert);
+  flags.Add("tls_key", "PEM file of the private key of --tls_cert", &tls_key);
+  flags.Add("tls_client_ca",
+            "PEM file of the CA whose signed client certificates alone may connect (mutual TLS; "
+            "needs --tls_cert)",
+            &tls_client_ca);
+  flags.Add("tenants",
+            "tenants file (a line per tenant: name and salted token hashes, as `strata token` "
+            "prints them): turns authentication on; reloaded on SIGHUP",
+            &tenants_file);
+  flags.Add("max_put_reservation",
+            "most DRAM one caller (its tenant, or its host without --tenants) may hold under open "
+            "write leases (0: half of --dram)",
+            &max_put_reservation);
   auto rest = flags.Parse(args);
   if (!rest.ok() || !rest->empty()) {
     std::fprintf(stderr, "strata serve: %s\n",
@@ -408,7 +445,7 @@ int Serve(const std::vector<std::string>& args) {
 
   store::EngineOptions options;
   options.dram_bytes = dram.value;
-  options.shared_dram = shm_pool;
+  options.shared_dram = shm_pool && !isolate_tenants;
   if (!no_nvme) {
     options.nvme_path = data_dir;
     options.nvme_capacity_bytes = nvme.value;
@@ -438,7 +475,13 @@ int Serve(const std::vector<std::string>& args) {
   server_options.ucx_transports = transports;
   server_options.max_namespaces_per_peer = static_cast<int>(max_namespaces_per_peer);
   server_options.data_listen = data_listen;
+  server_options.isolate_tenants = isolate_tenants;
   server_options.metrics_listen = metrics_listen;
+  server_options.tls_cert_file = tls_cert;
+  server_options.tls_key_file = tls_key;
+  server_options.tls_client_ca_file = tls_client_ca;
+  server_options.tenants_file = tenants_file;
+  server_options.max_put_reservation_bytes = max_put_reservation.value;
   auto server = store::StoreServer::Start(*std::move(engine), server_options);
   if (!server.ok()) {
     std::fprintf(stderr, "strata serve: %s\n", server.status().ToString().c_str());
@@ -446,11 +489,17 @@ int Serve(const std::vector<std::string>& args) {
   }
   std::printf("strata serve: listening on %s; DRAM %s%s; NVMe %s; %llu chunks restored; UCX %s\n",
               (*server)->address().c_str(), cli::FormatBytes(stats.dram_capacity_bytes).c_str(),
-              shm_pool ? " (shared memory)" : "",
+              isolate_tenants ? " (tenants isolated)" : shm_pool ? " (shared memory)" : "",
               no_nvme ? "off"
                       : absl::StrCat(cli::FormatBytes(nvme.value), " in ", data_dir).c_str(),
               static_cast<unsigned long long>(stats.chunks_restored),
               (*server)->ucx_transports().c_str());
+  std::printf("strata serve: gRPC %s; %s\n",
+              (*server)->tls() ? (tls_client_ca.empty() ? "over TLS" : "over mutual TLS")
+                               : "in plaintext",
+              (*server)->authentication()
+                  ? absl::StrCat("tenants authenticated (", tenants_file, ")").c_str()
+                  : "no authentication (no --tenants)");
   if ((*server)->metrics_port() != 0) {
     const std::string host = metrics_listen.substr(0, metrics_listen.rfind(':'));
     std::printf("strata serve: metrics at http://%s:%d/metrics\n", host.c_str(),
@@ -503,7 +552,16 @@ int Serve(const std::vector<std::string>& args) {
     }
   }
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (true) {
+    sigwait(&stop_signals, &sig);
+    if (sig != SIGHUP) break;
+    absl::Status reloaded = (*server)->ReloadTenants();
+    std::printf("strata serve: SIGHUP: %s\n",
+                reloaded.ok() ? absl::StrCat("tenants reloaded from ", tenants_file).c_str()
+                              : absl::StrCat("tenants not reloaded, the previous table stays: ",
+                                             reloaded.ToString()).c_str());
+    std::fflush(stdout);
+  }
   if (registration != nullptr) {
     // Leave the membership first, so that clients stop routing here while
     // the node drains.
@@ -523,6 +581,74 @@ int Serve(const std::vector<std::string>& args) {
   return s.ok() ? 0 : 1;
 }
 
+// strata token: a new tenant token in a file (mode 0600) and its line for
+// the tenants file on stdout; or, with --hash, the line for an existing one.
+int Token(const std::vector<std::string>& args) {
+  std::string tenant, out, hash;
+  cli::FlagSet flags(
+      "strata token --tenant NAME --out FILE\n"
+      "strata token --hash FILE\n\n"
+      "Writes a new random token TENANT:SECRET for tenant NAME to FILE (mode 0600; clients\n"
+      "give it with --token_file) and prints the tenants-file line for it: the tenant, a\n"
+      "salted SHA-256 of the token. The node keeps only the hash.\n"
+      "With --hash, prints the line for the token already in FILE (a fresh salt).");
+  flags.Add("tenant", "tenant of the new token ([A-Za-z0-9._-], 1-64)", &tenant);
+  flags.Add("out", "file to write the new token to (created with mode 0600)", &out);
+  flags.Add("hash", "file holding an existing token to print the line for", &hash);
+  auto rest = flags.Parse(args);
+  if (!rest.ok() || !rest->empty()) {
+    std::fprintf(stderr, "strata token: %s\n",
+                 rest.ok() ? "no positional arguments are taken (see --help)"
+                           : std::string(rest.status().message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  std::string token;
+  if (!hash.empty()) {
+    if (!tenant.empty() || !out.empty()) {
+      std::fprintf(stderr, "strata token: --hash takes no --tenant or --out\n");
+      return 2;
+    }
+    auto text = auth::ReadWholeFile(hash, "token file");
+    if (!text.ok()) {
+      std::fprintf(stderr, "strata token: %s\n", text.status().ToString().c_str());
+      return 1;
+    }
+    token = std::string(absl::StripAsciiWhitespace(*text));
+    tenant = token.substr(0, token.find(':'));
+    if (token.find(':') == std::string::npos || !auth::ValidateTenantName(tenant).ok()) {
+      std::fprintf(stderr, "strata token: %s does not hold a token TENANT:SECRET\n",
+                   hash.c_str());
+      return 1;
+    }
+  } else {
+    if (tenant.empty() || out.empty()) {
+      std::fprintf(stderr, "strata token: give --tenant and --out (or --hash FILE)\n");
+      return 2;
+    }
+    auto fresh = auth::NewToken(tenant);
+    if (!fresh.ok()) {
+      std::fprintf(stderr, "strata token: --tenant: %s\n",
+                   std::string(fresh.status().message()).c_str());
+      return 2;
+    }
+    token = *fresh;
+    const int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    const std::string line = token + "\n";
+    if (fd < 0 || write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
+        close(fd) != 0) {
+      std::fprintf(stderr, "strata token: cannot create %s: %s\n", out.c_str(),
+                   std::strerror(errno));
+      return 1;
+    }
+  }
+  std::printf("%s %s\n", tenant.c_str(), auth::HashToken(token).c_str());
+  return 0;
+}
+
 constexpr char kUsage[] =
     "usage: strata <command> [flags]\n\n"
     "commands:\n"
@@ -536,10 +662,36 @@ constexpr char kUsage[] =
     "  cluster list a cluster's members: fill, chunk counts, health\n"
     "  remove-namespace  remove a namespace and all its chunks from a node\n"
     "  bench   load generator: N clients, get/put mix, throughput and latency\n"
+    "  worker  the GPU worker runtime (strata_worker; CUDA builds): `worker run` a\n"
+    "          conversation turn of a Llama model over a node, `worker bench` TTFT\n"
+    "  token   a new tenant token and its line for the tenants file (--tenants)\n"
     "  help    show this text\n\n"
     "Commands that talk to a node connect to --server (default 127.0.0.1:7400).\n"
     "Exit status: 0 success, 1 failure, 2 usage error.\n"
     "`strata <command> --help` lists the command's flags.\n";
+
+// `strata worker ...`: the GPU worker runtime's tools live in their own
+// binary (CUDA and cuBLAS), strata_worker, found beside this one (or in
+// worker/ below it, as Bazel lays them out).
+int Worker(char** argv) {
+  std::error_code ec;
+  const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  for (const std::filesystem::path& candidate :
+       {self.parent_path() / "strata_worker", self.parent_path() / "worker" / "strata_worker"}) {
+    if (std::filesystem::exists(candidate)) {
+      const std::string path = candidate.string();
+      argv[1] = const_cast<char*>(path.c_str());
+      execv(path.c_str(), argv + 1);
+      std::fprintf(stderr, "strata worker: cannot run %s: %s\n", path.c_str(), std::strerror(errno));
+      return 1;
+    }
+  }
+  std::fprintf(stderr,
+               "strata worker: strata_worker is not installed beside %s (it is built only where a "
+               "CUDA toolkit is present: bazel build //tools/worker:strata_worker)\n",
+               self.c_str());
+  return 1;
+}
 
 }  // namespace
 }  // namespace strata
@@ -553,6 +705,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (std::strcmp(argv[1], "serve") == 0) return strata::Serve(args);
   if (std::strcmp(argv[1], "local") == 0) return strata::Local(args);
+  if (std::strcmp(argv[1], "token") == 0) return strata::Token(args);
   if (std::strcmp(argv[1], "put") == 0) return strata::cli::PutCommand(args);
   if (std::strcmp(argv[1], "get") == 0) return strata::cli::GetCommand(args);
   if (std::strcmp(argv[1], "lookup") == 0) return strata::cli::LookupCommand(args);
@@ -563,6 +716,7 @@ int main(int argc, char** argv) {
   }
   if (std::strcmp(argv[1], "bench") == 0) return strata::cli::BenchCommand(args);
   if (std::strcmp(argv[1], "replay") == 0) return strata::cli::ReplayCommand(args);
+  if (std::strcmp(argv[1], "worker") == 0) return strata::Worker(argv);
   std::fprintf(stderr, "strata: unknown command '%s'\n\n%s", argv[1], strata::kUsage);
   return 2;
 }

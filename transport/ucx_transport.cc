@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <thread>
 #include <utility>
@@ -42,7 +43,7 @@ struct EpState;
 // The connection handshake and the endpoint's close are operations too, so
 // that everything an endpoint waits for is accounted in one place.
 struct Op {
-  enum class Kind { kRma, kHandshake, kClose };
+  enum class Kind { kRma, kHandshake, kClose, kSend };
 
   std::shared_ptr<EpState> ep;
   Endpoint::DoneCallback done;
@@ -54,6 +55,8 @@ struct Op {
   // told it failed through a stand-in, and UCX's completion, should it ever
   // come, only frees it.
   bool abandoned = false;
+  // kSend: the message header, kept until UCX completes the send.
+  std::string header;
 };
 
 // How the progress thread waits for UCX when it has nothing to progress.
@@ -107,6 +110,15 @@ class WorkerCore {
   void QueueFinished(Op* op) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     finished_.push_back(op);
   }
+  // Queues a user callback of an incoming message, run after `mu` is
+  // released (the message counted in `busy` until then).
+  void QueueCall(std::function<void()> call) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    calls_.push_back(std::move(call));
+  }
+
+  // Where incoming messages go (UcxOptions::on_message); constant after
+  // construction.
+  MessageSink sink;
 
   void NoteBusy() {
     if (busy.fetch_add(1, std::memory_order_acq_rel) == 0) Wake();
@@ -140,6 +152,7 @@ class WorkerCore {
   void Sleep(int timeout_ms);
 
   std::vector<Op*> finished_ ABSL_GUARDED_BY(mu);
+  std::vector<std::function<void()>> calls_ ABSL_GUARDED_BY(mu);
   std::atomic<bool> stop_{false};
 
  public:
@@ -179,11 +192,18 @@ struct EpState {
 unsigned WorkerCore::ProgressOnce() {
   unsigned events = 0;
   std::vector<Op*> finished;
+  std::vector<std::function<void()>> calls;
   {
     absl::MutexLock lock(&mu);
     while (unsigned n = ucp_worker_progress(worker)) events += n;
     finished.swap(finished_);
+    calls.swap(calls_);
   }
+  for (auto& call : calls) {
+    call();
+    busy.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  events += static_cast<unsigned>(calls.size());
   for (Op* op : finished) {
     if (op->abandoned) {  // its stand-in already finished it
       delete op;
@@ -363,6 +383,54 @@ ucs_status_t OnPong(void* arg, const void* /*header*/, size_t /*header_length*/,
   return UCS_OK;
 }
 
+// Two-sided messages (Endpoint::PostSend): the receiver's sink picks the
+// destination of each payload; nothing of the receiver is exposed.
+constexpr unsigned kMessageId = 0x5356;
+constexpr size_t kMaxMessageHeader = 1024;
+
+struct IncomingRecv {
+  WorkerCore* core;
+  std::function<void(absl::Status)> done;
+};
+
+void OnMessageData(void* request, ucs_status_t status, size_t /*length*/, void* user_data) {
+  auto* recv = static_cast<IncomingRecv*>(user_data);
+  recv->core->mu.AssertHeld();
+  recv->core->QueueCall([done = std::move(recv->done), status] {
+    done(FromUcsStatus(status, "receiving a message"));
+  });
+  delete recv;
+  if (request != nullptr) ucp_request_free(request);
+}
+
+ucs_status_t OnMessage(void* arg, const void* header, size_t header_length, void* data,
+                       size_t length, const ucp_am_recv_param_t* param) {
+  auto* core = static_cast<WorkerCore*>(arg);
+  core->mu.AssertHeld();
+  if (!core->sink) return UCS_OK;
+  MessageTarget target = core->sink(
+      std::span<const std::byte>(static_cast<const std::byte*>(header), header_length), length);
+  if (target.dest.empty() || target.dest.size() != length) {
+    // Dropped; a rendezvous sender learns it (its send fails).
+    return (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) ? UCS_ERR_REJECTED : UCS_OK;
+  }
+  core->NoteBusy();
+  if (!(param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV)) {
+    std::memcpy(target.dest.data(), data, length);
+    core->QueueCall([done = std::move(target.done)] { done(absl::OkStatus()); });
+    return UCS_OK;
+  }
+  auto* recv = new IncomingRecv{core, std::move(target.done)};
+  ucp_request_param_t rp;
+  rp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+  rp.cb.recv_am = &OnMessageData;
+  rp.user_data = recv;
+  ucs_status_ptr_t request =
+      ucp_am_recv_data_nbx(core->worker, data, target.dest.data(), length, &rp);
+  if (!UCS_PTR_IS_PTR(request)) OnMessageData(nullptr, UCS_PTR_STATUS(request), length, recv);
+  return UCS_INPROGRESS;
+}
+
 // --- RegisteredMemory / RemoteMemory ----------------------------------------
 
 class RegisteredMemoryImpl final : public RegisteredMemory {
@@ -467,6 +535,41 @@ class EndpointImpl final : public Endpoint {
                        uint64_t remote_addr, DoneCallback done) override {
     return Post(RmaKind::kPut, const_cast<std::byte*>(local.data()), local.size(),
                 remote, remote_addr, std::move(done));
+  }
+
+  absl::Status PostSend(std::span<const std::byte> header, std::span<const std::byte> payload,
+                        DoneCallback done) override {
+    if (header.size() > kMaxMessageHeader) {
+      return absl::InvalidArgumentError(absl::StrCat("message header of ", header.size(),
+                                                     " bytes; at most ", kMaxMessageHeader));
+    }
+    WorkerCore& core = *state_->core;
+    auto* op = new Op{state_, std::move(done), 1, UCS_OK, Op::Kind::kSend};
+    op->header.assign(reinterpret_cast<const char*>(header.data()), header.size());
+    absl::MutexLock lock(&core.mu);
+    if (absl::Status usable = UsableLocked(); !usable.ok()) {
+      delete op;
+      return usable;
+    }
+    ucp_request_param_t param;
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
+    param.cb.send = &OnRequestDone;
+    param.user_data = op;
+    ucs_status_ptr_t request = ucp_am_send_nbx(state_->ep, kMessageId, op->header.data(),
+                                               op->header.size(), payload.data(),
+                                               payload.size(), &param);
+    if (UCS_PTR_IS_ERR(request)) {
+      delete op;
+      return FromUcsStatus(UCS_PTR_STATUS(request), "posting a message");
+    }
+    state_->ops.insert(op);
+    {
+      absl::MutexLock ep_lock(&state_->mu);
+      ++state_->in_flight;
+    }
+    core.NoteBusy();
+    if (request == nullptr) OnPhaseDone(op, UCS_OK);
+    return absl::OkStatus();
   }
 
   // Completes the connection with a ping/pong round trip (see kPingId), so
@@ -761,10 +864,10 @@ class UcxContextImpl final : public UcxContext {
  public:
   UcxContextImpl(std::shared_ptr<WorkerCore> core, std::string address,
                  std::string transports, absl::Duration connect_timeout,
-                 absl::Duration close_timeout)
+                 absl::Duration close_timeout, bool remote_access)
       : core_(std::move(core)), address_(std::move(address)),
         transports_(std::move(transports)), connect_timeout_(connect_timeout),
-        close_timeout_(close_timeout) {}
+        close_timeout_(close_timeout), remote_access_(remote_access) {}
   ~UcxContextImpl() override { core_->StopProgressThread(); }
 
   std::string worker_address() const override { return address_; }
@@ -772,6 +875,10 @@ class UcxContextImpl final : public UcxContext {
   absl::StatusOr<std::unique_ptr<RegisteredMemory>> Register(
       std::span<std::byte> region) override {
     if (region.empty()) return absl::InvalidArgumentError("empty region");
+    if (!remote_access_) {
+      return absl::FailedPreconditionError(
+          "this UCX context grants no remote access (UcxOptions::remote_access is off)");
+    }
     ucp_mem_map_params_t params;
     params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
     params.address = region.data();
@@ -841,6 +948,7 @@ class UcxContextImpl final : public UcxContext {
   const std::string transports_;
   const absl::Duration connect_timeout_;
   const absl::Duration close_timeout_;
+  const bool remote_access_;
 };
 
 }  // namespace
@@ -904,7 +1012,10 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   }
   ucp_params_t params;
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_NAME;
-  params.features = UCP_FEATURE_RMA | UCP_FEATURE_AM | UCP_FEATURE_WAKEUP;
+  // Without UCP_FEATURE_RMA UCX installs no handler for emulated one-sided
+  // operations, so peers reach nothing of this process (see remote_access).
+  params.features = (options.remote_access ? UCP_FEATURE_RMA : 0) | UCP_FEATURE_AM |
+                    UCP_FEATURE_WAKEUP;
   params.name = "strata";
   ucs_status_t status = ucp_init(&params, config, &core->context);
   ucp_config_release(config);
@@ -928,7 +1039,9 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
     return FromUcsStatus(status, "creating UCX worker");
   }
 
-  for (auto [id, callback] : {std::pair{kPingId, &OnPing}, std::pair{kPongId, &OnPong}}) {
+  core->sink = options.on_message;
+  for (auto [id, callback] : {std::pair{kPingId, &OnPing}, std::pair{kPongId, &OnPong},
+                              std::pair{kMessageId, &OnMessage}}) {
     ucp_am_handler_param_t handler;
     handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB |
                          UCP_AM_HANDLER_PARAM_FIELD_ARG;
@@ -989,7 +1102,7 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   }
   return std::make_unique<UcxContextImpl>(std::move(core), std::move(wrapped),
                                           std::move(transports), options.connect_timeout,
-                                          options.close_timeout);
+                                          options.close_timeout, options.remote_access);
 }
 
 }  // namespace strata::transport

@@ -39,6 +39,20 @@
 
 namespace strata::transport {
 
+// Where the payload of an incoming message (Endpoint::PostSend) goes: into
+// `dest`, which must be exactly as long as the payload, after which `done`
+// runs with OK (or with the error that stopped the transfer). An empty
+// `dest` drops the message (`done` is not called).
+struct MessageTarget {
+  std::span<std::byte> dest;
+  std::function<void(absl::Status)> done;
+};
+// Decides, from a message's header and payload length, where its payload
+// goes. Runs on the progress thread inside UCX's progress, under the
+// transport's lock: it must be quick and must not call into the transport.
+using MessageSink =
+    std::function<MessageTarget(std::span<const std::byte> header, size_t payload_bytes)>;
+
 struct UcxOptions {
   // UCX transports to use, as UCX_TLS would take them: "tcp",
   // "posix,sysv,cma,self", ... The empty string means UCX's default (or the
@@ -80,6 +94,20 @@ struct UcxOptions {
   // UCX's default is 20 s; the UCX_KEEPALIVE_INTERVAL environment variable,
   // when set, wins.
   absl::Duration keepalive_interval = absl::Seconds(1);
+  // Whether peers may read and write this process's memory with one-sided
+  // operations. UCX 1.13 does not confine a peer's one-sided operations to
+  // the region a remote key describes: over tcp (RMA emulated over active
+  // messages) and cma (process_vm_readv/writev) a peer that can connect
+  // reaches any address of the process, with any remote key, forged ones
+  // included. With false the context is created without UCX's RMA feature,
+  // so it serves no one-sided operation at all (a peer's get or put is
+  // dropped and never completes); Register() is then FailedPrecondition and
+  // the context can only exchange messages (PostSend / on_message). A
+  // context with false may still connect to peers and send to them.
+  bool remote_access = true;
+  // Receives the messages peers send with Endpoint::PostSend; null drops
+  // them.
+  MessageSink on_message;
 };
 
 // A local region registered with UCX so that peers can reach it with
@@ -176,6 +204,15 @@ class Endpoint {
   // peer was merely stalled and resumes; its caller was told it failed and
   // must treat the destination as unwritten anyway.
   virtual absl::Status WaitAll(absl::Duration timeout) = 0;
+
+  // Posts a two-sided message: `header` (copied; at most 1 KiB) and
+  // `payload` (which must stay valid until `done` ran), delivered to the
+  // peer's UcxOptions::on_message, which chooses where the payload lands.
+  // The peer grants no memory access for it. `done` reports local
+  // completion (the payload may be reused), not that the peer accepted it.
+  // Errors as PostPut; InvalidArgument for a header over 1 KiB.
+  virtual absl::Status PostSend(std::span<const std::byte> header,
+                                std::span<const std::byte> payload, DoneCallback done) = 0;
 };
 
 // Owns the UCX context and worker (and the progress thread). Thread-safe:

@@ -163,6 +163,40 @@ absl::StatusOr<SlotId> ChunkPool::AllocatePrivate() {
   return *slot;
 }
 
+absl::Status ChunkPool::Publish(SlotId slot, const ChunkKey& key, std::optional<ChunkKey> parent) {
+  if (absl::Status st = CheckSlot(slot); !st.ok()) return st;
+  absl::MutexLock lock(&mu_);
+  Slot& s = slots_[slot];
+  if (!s.is_private || s.state != SlotState::kReady) {
+    return absl::FailedPreconditionError(absl::StrCat("slot ", slot, " is not a private slot"));
+  }
+  if (index_.contains(key)) {
+    return absl::AlreadyExistsError(absl::StrCat("chunk ", key.ShortHex(), " is already in the pool"));
+  }
+  s.is_private = false;
+  s.key = key;
+  s.entry = EntryFor(key);
+  const eviction::EntryId parent_id = parent.has_value() ? EntryFor(*parent) : eviction::kNoEntry;
+  parent_of_[s.entry] = parent_id;
+  index_[key] = slot;
+  entry_slots_[s.entry] = slot;
+  policy_->OnInsert(s.entry, parent_id);
+  return absl::OkStatus();
+}
+
+absl::Status ChunkPool::Discard(SlotId slot) {
+  if (absl::Status st = CheckSlot(slot); !st.ok()) return st;
+  absl::MutexLock lock(&mu_);
+  Slot& s = slots_[slot];
+  if (s.is_private || s.state != SlotState::kReady || s.holds > 0 || s.pins > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("slot ", slot, " is not a ready chunk that nobody holds"));
+  }
+  policy_->OnRemove(s.entry);
+  FreeSlot(slot);
+  return absl::OkStatus();
+}
+
 absl::Status ChunkPool::AcquireLocked(SlotId slot) {
   Slot& s = slots_[slot];
   if (s.state != SlotState::kReady) {

@@ -113,6 +113,17 @@ class ChunkPool {
   // Allocate.
   absl::StatusOr<SlotId> AllocatePrivate();
 
+  // A private slot whose chunk is now full becomes the keyed chunk `key`
+  // (ready, still held by its holders, evictable once released, served to
+  // others). AlreadyExists when `key` is in the pool (the slot stays
+  // private); FailedPrecondition unless the slot is private.
+  absl::Status Publish(SlotId slot, const ChunkKey& key, std::optional<ChunkKey> parent);
+
+  // A ready chunk found bad (its bytes failed a check): unindexed and
+  // freed. FailedPrecondition while it is held or pinned, or not a keyed
+  // ready chunk.
+  absl::Status Discard(SlotId slot);
+
   // --- References -----------------------------------------------------------
   // A sequence holds a ready slot (an access for eviction order). Acquire by
   // key: NotFound when absent, FailedPrecondition while loading.

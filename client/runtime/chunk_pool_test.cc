@@ -204,6 +204,29 @@ TEST_F(ChunkPoolTest, PrivateSlotsAreHeldAndFreedByTheirLastRelease) {
   EXPECT_FALSE(pool->full());
 }
 
+TEST_F(ChunkPoolTest, AFullPrivateChunkIsPublishedUnderItsKey) {
+  auto pool = MakePool(2);
+  const SlotId one = Ready(*pool, 1);
+  auto p = pool->AllocatePrivate();
+  ASSERT_TRUE(p.ok());
+  // Another chunk's key is refused and the slot stays private.
+  EXPECT_EQ(pool->Publish(*p, Key(1), std::nullopt).code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(pool->Publish(one, Key(3), std::nullopt).code(), StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(pool->Publish(*p, Key(2), Key(1)).ok());
+  EXPECT_EQ(*pool->Find(Key(2)), *p);
+  EXPECT_EQ(pool->Publish(*p, Key(4), std::nullopt).code(), StatusCode::kFailedPrecondition);
+  // Others can hold it; once its first holder lets go it is an ordinary
+  // chunk: kept while held, evictable after.
+  ASSERT_TRUE(pool->Acquire(Key(2)).ok());
+  ASSERT_TRUE(pool->Release(*p).ok());
+  EXPECT_EQ(*pool->State(*p), SlotState::kReady);
+  ASSERT_TRUE(pool->Release(*p).ok());
+  EXPECT_EQ(*pool->State(*p), SlotState::kReady);
+  ASSERT_TRUE(pool->Allocate(Key(5), std::nullopt).ok());  // evicts one of them
+  ASSERT_TRUE(pool->Allocate(Key(6), std::nullopt).ok());
+  EXPECT_EQ(pool->Find(Key(2)).status().code(), StatusCode::kNotFound);
+}
+
 TEST_F(ChunkPoolTest, SchedulerHintsKeepTheChunkNeededSoonest) {
   auto pool = MakePool(2, "scheduler");
   ASSERT_NE(pool, nullptr);

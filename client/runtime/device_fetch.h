@@ -78,12 +78,33 @@ class DeviceFetcher {
     // Pinned staging: a fetch loads at most staging_bytes / chunk_bytes
     // chunks (the rest are left to recompute). REQUIRES > 0.
     size_t staging_bytes = 0;
+    // Same host (the client reads the node's pool through shared memory):
+    // register the client's mapping of the pool with CUDA once and copy the
+    // leased chunks straight from it into their slots, every layer enqueued
+    // at once, host threads checking checksums meanwhile; no staging limit.
+    // Falls back to staging (logged once) when registration fails.
+    // REQUIRES then: the fetcher is destroyed before the client.
+    bool same_host_direct = true;
+    // Threads checking a same-host load's checksums; 0: half the cores (at
+    // most 16), leaving the rest to the caller and the node.
+    size_t verify_threads = 0;
+    // Same host: each copy moves at least this many bytes of a chunk (whole
+    // groups of consecutive layers, which share one event: layer l is then
+    // usable once its group arrived). 0: one layer per copy.
+    uint64_t min_copy_bytes = 0;
   };
 
   // InvalidArgument for 0 staging bytes; the CUDA error when the device,
   // stream or pinned memory cannot be had.
   static absl::StatusOr<std::unique_ptr<DeviceFetcher>> Create(const Options& options);
   virtual ~DeviceFetcher() = default;
+
+  // Same host: registers `client`'s mapping of the node's pool with CUDA now
+  // (it pins the whole mapping: seconds for many GiB), so that the first
+  // load does not pay for it. OK when there is nothing to register (not on
+  // the node's host, or same_host_direct off); the CUDA error otherwise, after
+  // which loads use staging.
+  virtual absl::Status Prepare(client::Client& client) = 0;
 
   // Starts fetching `keys` (one key chain from its first chunk) of `ns` into
   // `pool`. InvalidArgument when the pool's chunk or layer size differs from

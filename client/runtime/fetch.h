@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "absl/status/statusor.h"
 #include "client/client.h"
 #include "client/runtime/chunk_pool.h"
@@ -58,6 +59,10 @@ struct FetchResult {
   // be had (ResourceExhausted, or AlreadyExists while another fetch loads
   // that chunk). OK when the store simply has no more of the chain.
   absl::Status stop_reason;
+  // Where a load's time went, from its start (zero when not measured): the
+  // loaded bytes all in their slots, and all verified.
+  absl::Duration copied_after;
+  absl::Duration verified_after;
 };
 
 // Fetches `keys` (one key chain from its first chunk) of namespace `ns` into

@@ -18,6 +18,16 @@ cc_library(
     linkopts = ["-ldl", "-lrt", "-lpthread"],
 )
 
+# cuBLAS, linked dynamically (its static form is hundreds of MB): binaries
+# that use it find libcublas.so.13 through the rpath here, or LD_LIBRARY_PATH
+# on a GPU machine (its CUDA toolkit, or the nvidia-cublas wheel).
+cc_library(
+    name = "cublas",
+    hdrs = glob(["include/cublas*.h"]),
+    includes = ["include"],
+    linkopts = ["-L%{cuda}/lib64", "-lcublas", "-Wl,-rpath,%{cuda}/lib64"],
+)
+
 filegroup(
     name = "nvcc",
     srcs = ["bin/nvcc"],
@@ -38,7 +48,7 @@ def _cuda_configure_impl(ctx):
         ctx.symlink(cuda_path + "/include", "include")
         ctx.symlink(cuda_path + "/lib64", "lib64")
         ctx.symlink(cuda_path + "/bin", "bin")
-        ctx.file("BUILD", _CUDART_BUILD)
+        ctx.file("BUILD", _CUDART_BUILD.replace("%{cuda}", cuda_path))
     else:
         ctx.file("BUILD", _NO_CUDA_BUILD)
     ctx.file("defs.bzl", "HAS_CUDA = %s\nNVCC = %r\n" % (has_cuda, str(nvcc) if has_cuda else ""))

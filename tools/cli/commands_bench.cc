@@ -252,6 +252,9 @@ int BenchCommand(const std::vector<std::string>& args) {
   int64_t replicas = 1;
   flags.Add("replicas", "cluster: nodes that hold each chunk", &replicas);
   flags.Add("chunks_per_get", "consecutive working-set chunks one get loads", &c.chunks_per_get);
+  std::string tenant = "bench";
+  flags.Add("tenant", "tenant of the bench namespace (with --token_file: the token's tenant)",
+            &tenant);
   flags.Add("clients", "concurrent clients (threads, one Client each)", &c.clients);
   flags.Add("chunk_bytes", "chunk size; a multiple of 256 x --slices", &c.chunk_bytes);
   flags.Add("slices", "layers per chunk (one slice each)", &c.slices);
@@ -317,14 +320,14 @@ int BenchCommand(const std::vector<std::string>& args) {
     if (cl.given()) {
       w->cluster = OpenCluster("bench", cl, cf);
       if (w->cluster == nullptr) return kExitFailure;
-      auto ns = w->cluster->RegisterNamespace(spec, "bench", static_cast<uint32_t>(replicas));
+      auto ns = w->cluster->RegisterNamespace(spec, tenant, static_cast<uint32_t>(replicas));
       if (!ns.ok()) {
         std::fprintf(stderr, "strata bench: %s\n", StatusText(ns.status()).c_str());
         return kExitFailure;
       }
       w->cns = *std::move(ns);
     } else {
-      auto session = OpenSession("bench", cf, spec, "bench");
+      auto session = OpenSession("bench", cf, spec, tenant);
       if (session == nullptr) return kExitFailure;
       w->client = std::move(session->client);
       w->ns = std::move(session->ns);

@@ -48,6 +48,20 @@ void ConnectFlags::Register(FlagSet* flags) {
              "loads from a node on this host copy out of its shared DRAM pool when it can be "
              "mapped (--nosame_host: loads always use UCX)",
              &same_host);
+  flags->Add("tls_ca",
+             "PEM file of the CA that signed the node's certificate: talk TLS to the node "
+             "(default: plaintext)",
+             &tls_ca);
+  flags->Add("tls_cert", "PEM file of this client's certificate, for a node that requires one "
+             "(mutual TLS; with --tls_key)", &tls_cert);
+  flags->Add("tls_key", "PEM file of this client's private key (with --tls_cert)", &tls_key);
+  flags->Add("tls_server_name",
+             "name the node's certificate must carry (default: the host of --server)",
+             &tls_server_name);
+  flags->Add("token_file",
+             "file holding this tenant's token (TENANT:SECRET, as `strata token` writes it), "
+             "sent with every call to a node started with --tenants",
+             &token_file);
 }
 
 client::ClientOptions ConnectFlags::Options() const {
@@ -56,6 +70,11 @@ client::ClientOptions ConnectFlags::Options() const {
   options.ucx_transports = ucx_transports;
   options.rpc_timeout = rpc_timeout;
   options.same_host = same_host ? client::SameHost::kAuto : client::SameHost::kOff;
+  options.tls_ca_file = tls_ca;
+  options.tls_cert_file = tls_cert;
+  options.tls_key_file = tls_key;
+  options.tls_server_name = tls_server_name;
+  options.token_file = token_file;
   return options;
 }
 

@@ -18,7 +18,11 @@
 # runtime's device fetch test (tests/runtime_device_fetch_test: layer-by-layer
 # fetch into an HBM chunk pool, and its bandwidth beside a pinned H2D copy)
 # under UCX_TLS default and tcp. `ONLY=runtime tools/gpu/run_gpu.sh package`
-# builds and carries just that test.
+# builds and carries just that test. ONLY=worker: the worker runtime end to
+# end: that test, the check against transformers (tools/gpu/llama_check.py:
+# logits and greedy tokens of a seeded small Llama, full prefill and a
+# conversation loaded back from DRAM and NVMe) and `strata worker bench`
+# (TTFT; WORKER_BENCH_FLAGS adds flags); cuBLAS is the GPU machine's.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -26,11 +30,13 @@ cd "$(dirname "$0")/../.."
 # .devbin/ with every Debian library it links and UCX's transport modules.
 carry_client_test() {
   local bin="$1" target="$2"
-  cp -Lf "$bin/tests/$target" .devbin/
+  cp -Lf "$bin/tests/$target" .devbin/ 2>/dev/null || cp -Lf "$bin/$target" .devbin/
+  target="$(basename "$target")"
   chmod u+w ".devbin/$target"
   mkdir -p .devbin/lib .devbin/ucx
+  # cuBLAS is the GPU machine's own (its toolkit or the nvidia-cublas wheel).
   ldd ".devbin/$target" | awk '/=> \// {print $3}' |
-    grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' |
+    grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so|libcublas' |
     xargs -r -I{} cp -Lf {} .devbin/lib/
   cp -Lf /usr/lib/x86_64-linux-gnu/ucx/*.so.0 .devbin/ucx/
 }
@@ -68,9 +74,14 @@ case "${1:-}" in
   package)
     mkdir -p .devbin
     bin="$(bazel info -c opt bazel-bin)"
-    if [[ "${ONLY:-}" == runtime ]]; then
+    if [[ "${ONLY:-}" == runtime || "${ONLY:-}" == worker ]]; then
       bazel build -c opt //tests:runtime_device_fetch_test || exit 1
       carry_client_test "$bin" runtime_device_fetch_test
+      if [[ "${ONLY:-}" == worker ]]; then
+        bazel build -c opt //tools:strata //tools/worker:strata_worker || exit 1
+        carry_client_test "$bin" tools/strata
+        carry_client_test "$bin" tools/worker/strata_worker
+      fi
       ls -l .devbin
       exit 0
     fi
@@ -104,6 +115,31 @@ case "${1:-}" in
     only="${ONLY:-}"
     if [[ "$only" == runtime ]]; then
       run_client_test runtime_device_fetch_test "$out" "$libs"
+      exit $rc
+    fi
+    if [[ "$only" == worker ]]; then
+      # cuBLAS from the machine's CUDA toolkit or the nvidia-cublas wheel.
+      cublas=""
+      for d in /usr/local/cuda/lib64 \
+          "$(python3 -c 'import nvidia.cublas, os; print(os.path.join(list(nvidia.cublas.__path__)[0], "lib"))' 2>/dev/null)"; do
+        if [[ -n "$d" && -e "$d/libcublas.so.13" ]]; then cublas="$d"; break; fi
+      done
+      echo "cuBLAS from: ${cublas:-not found}"
+      export LD_LIBRARY_PATH="$libs${cublas:+:$cublas}" UCX_MODULE_DIR="$PWD/.devbin/ucx"
+      if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
+        ./.devbin/runtime_device_fetch_test 2>&1 | tee "$out/runtime_device_fetch_test.log" |
+          grep -E "^\[  (PASSED|FAILED) |Failure|^fetch|^pinned|^device fetch"
+        [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+        # Python is the machine's own: our libraries only for our binaries.
+        ourlibs="$LD_LIBRARY_PATH"
+        LD_LIBRARY_PATH= PYTHONUNBUFFERED=1 STRATA_LIBS="$ourlibs" \
+          python3 tools/gpu/llama_check.py --bin "$PWD/.devbin" --out "$out" 2>&1 |
+          tee "$out/llama_check.log" || rc=1
+      fi
+      if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
+        ./.devbin/strata_worker bench --strata="$PWD/.devbin/strata" ${WORKER_BENCH_FLAGS:-} 2>&1 |
+          tee "$out/worker_bench.md" || rc=1
+      fi
       exit $rc
     fi
     decode=1 prefill=1

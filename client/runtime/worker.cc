@@ -1,0 +1,410 @@
+#include "client/runtime/worker.h"
+
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace strata::runtime {
+namespace {
+
+class HostLoad final : public PrefixLoad {
+ public:
+  explicit HostLoad(FetchResult result) : result_(std::move(result)) {}
+  std::span<const SlotId> slots() const override { return result_.slots; }
+  absl::Status BeforeAttention(int) override { return absl::OkStatus(); }
+  FetchResult Wait() override { return std::move(result_); }
+
+ private:
+  FetchResult result_;
+};
+
+class HostKvDevice final : public KvDevice {
+ public:
+  absl::StatusOr<std::unique_ptr<PrefixLoad>> StartLoad(client::Client& client,
+                                                        const client::Namespace& ns,
+                                                        ChunkPool& pool,
+                                                        std::span<const ChunkKey> keys) override {
+    absl::StatusOr<FetchResult> r = Fetch(client, ns, pool, keys);
+    if (!r.ok()) return r.status();
+    return std::unique_ptr<PrefixLoad>(new HostLoad(*std::move(r)));
+  }
+  absl::Status CopyToHost(ChunkPool& pool, std::span<const SlotId> slots,
+                          std::span<std::byte> dest) override {
+    for (size_t i = 0; i < slots.size(); ++i) {
+      absl::StatusOr<std::span<std::byte>> b = pool.HostBytes(slots[i]);
+      if (!b.ok()) return b.status();
+      std::memcpy(dest.data() + i * pool.chunk_bytes(), b->data(), pool.chunk_bytes());
+    }
+    return absl::OkStatus();
+  }
+};
+
+// Pool hits only: the leading keys ready in the pool, each held once.
+class PoolHits final : public PrefixLoad {
+ public:
+  PoolHits(ChunkPool& pool, std::span<const ChunkKey> keys) {
+    for (const ChunkKey& k : keys) {
+      absl::StatusOr<SlotId> s = pool.Acquire(k);
+      if (!s.ok()) break;
+      result_.slots.push_back(*s);
+    }
+    result_.pool_hits = result_.slots.size();
+    result_.recompute = result_.slots.size() < keys.size();
+  }
+  std::span<const SlotId> slots() const override { return result_.slots; }
+  absl::Status BeforeAttention(int) override { return absl::OkStatus(); }
+  FetchResult Wait() override { return std::move(result_); }
+
+ private:
+  FetchResult result_;
+};
+
+std::vector<uint32_t> AsKeyTokens(std::span<const int32_t> tokens) {
+  return std::vector<uint32_t>(tokens.begin(), tokens.end());
+}
+
+}  // namespace
+
+std::unique_ptr<KvDevice> CreateHostKvDevice() { return std::make_unique<HostKvDevice>(); }
+
+absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(client::Client* client,
+                                                       const client::Namespace& ns,
+                                                       LlamaModel* model, ChunkPool* pool,
+                                                       KvDevice* device,
+                                                       const WorkerOptions& options) {
+  if (client == nullptr || model == nullptr || pool == nullptr || device == nullptr) {
+    return absl::InvalidArgumentError("worker: client, model, pool and device are required");
+  }
+  if (!ns.chain.has_value()) return absl::InvalidArgumentError("worker: namespace not registered");
+  if (absl::Status st = model->config().CheckNamespace(ns.spec); !st.ok()) return st;
+  if (static_cast<int>(ns.spec.tokens_per_chunk) != model->tokens_per_chunk()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "namespace '", ns.spec.model_id, "' has ", ns.spec.tokens_per_chunk,
+        " tokens per chunk but the model runs ", model->tokens_per_chunk()));
+  }
+  if (pool->chunk_bytes() != ns.chunk_bytes || pool->layer_bytes() != ns.layer_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "worker: the pool's chunks are ", pool->chunk_bytes(), " bytes (layers of ",
+        pool->layer_bytes(), "), the namespace's ", ns.chunk_bytes, " (", ns.layer_bytes, ")"));
+  }
+  return std::unique_ptr<Worker>(new Worker(client, ns, model, pool, device, options));
+}
+
+Worker::Worker(client::Client* client, const client::Namespace& ns, LlamaModel* model,
+               ChunkPool* pool, KvDevice* device, const WorkerOptions& options)
+    : client_(client),
+      ns_(ns),
+      model_(model),
+      pool_(pool),
+      device_(device),
+      options_(options),
+      tpc_(static_cast<int>(ns.spec.tokens_per_chunk)) {}
+
+Worker::~Worker() {
+  EndSequence();
+  Reap(true);
+}
+
+void Worker::EndSequence() {
+  for (SlotId s : slots_) (void)pool_->Release(s);
+  slots_.clear();
+  keys_.clear();
+  tokens_.clear();
+  has_partial_ = false;
+}
+
+absl::StatusOr<TurnStats> Worker::Prefill(std::span<const int32_t> tokens,
+                                          std::vector<float>* logits) {
+  EndSequence();
+  Reap(false);
+  if (tokens.empty()) return absl::InvalidArgumentError("prefill: no tokens");
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= model_->config().vocab) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("prefill: token ", t, " outside the vocabulary of ", model_->config().vocab));
+    }
+  }
+  const absl::Time start = absl::Now();
+  bool failed_late = false;
+  absl::StatusOr<TurnStats> stats = Attempt(tokens, options_.source, logits, &failed_late);
+  if (failed_late) {
+    // A loaded chunk failed after the model read it: everything the step
+    // produced is dropped; the verified chunks are now pool hits.
+    ++counters_.recomputes_after_failed_load;
+    const absl::Status reason = stats.ok() ? stats->load_stop_reason : stats.status();
+    stats = Attempt(tokens, WorkerOptions::Source::kPoolOnly, logits, &failed_late);
+    if (stats.ok()) {
+      stats->recomputed = true;
+      stats->load_stop_reason = reason;
+    }
+  }
+  if (!stats.ok()) return stats;
+  ++counters_.turns;
+  stats->time_to_logits = absl::Now() - start;
+  return stats;
+}
+
+absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
+                                          WorkerOptions::Source source,
+                                          std::vector<float>* logits, bool* failed_late) {
+  *failed_late = false;
+  const int n = static_cast<int>(tokens.size());
+  const std::vector<uint32_t> key_tokens = AsKeyTokens(tokens);
+  std::vector<ChunkKey> keys = ns_.Keys(key_tokens);
+  // At least the last token is computed (its logits are the point).
+  const size_t usable = static_cast<size_t>((n - 1) / tpc_);
+  const std::span<const ChunkKey> cached_keys = std::span(keys).first(usable);
+
+  std::unique_ptr<PrefixLoad> load;
+  const absl::Time t_start = absl::Now();
+  if (source == WorkerOptions::Source::kStore) {
+    absl::StatusOr<std::unique_ptr<PrefixLoad>> started =
+        device_->StartLoad(*client_, ns_, *pool_, cached_keys);
+    if (!started.ok()) return started.status();
+    load = *std::move(started);
+  } else {
+    load = std::make_unique<PoolHits>(*pool_,
+                                      source == WorkerOptions::Source::kNone
+                                          ? std::span<const ChunkKey>()
+                                          : cached_keys);
+  }
+  // Without overlap the load is finished and verified before the step: the
+  // step then reads verified bytes only.
+  std::optional<FetchResult> early;
+  if (!options_.overlap) early = load->Wait();
+  const absl::Duration load_start = absl::Now() - t_start;
+  const std::vector<SlotId> cached = early.has_value()
+                                         ? early->slots
+                                         : std::vector<SlotId>(load->slots().begin(),
+                                                               load->slots().end());
+  const size_t c = cached.size();
+  const int history = static_cast<int>(c) * tpc_;
+
+  // Slots for what this step computes: full chunks under their keys (or
+  // private when the key is already in the pool, e.g. being loaded by
+  // another worker), and the partial trailing chunk.
+  std::vector<SlotId> fresh;                // in chain order after the cached ones
+  std::vector<bool> keyed;                  // fresh[i] is a loading keyed slot
+  absl::Status alloc_error;
+  for (size_t i = c; i < keys.size() && alloc_error.ok(); ++i) {
+    absl::StatusOr<SlotId> s =
+        pool_->Allocate(keys[i], i > 0 ? std::optional(keys[i - 1]) : std::nullopt);
+    if (s.ok()) {
+      fresh.push_back(*s);
+      keyed.push_back(true);
+      continue;
+    }
+    if (!absl::IsAlreadyExists(s.status())) {
+      alloc_error = s.status();
+      break;
+    }
+    s = pool_->AllocatePrivate();
+    if (!s.ok()) {
+      alloc_error = s.status();
+      break;
+    }
+    fresh.push_back(*s);
+    keyed.push_back(false);
+  }
+  const bool partial = n % tpc_ != 0;
+  if (alloc_error.ok() && partial) {
+    absl::StatusOr<SlotId> s = pool_->AllocatePrivate();
+    if (s.ok()) {
+      fresh.push_back(*s);
+      keyed.push_back(false);
+    } else {
+      alloc_error = s.status();
+    }
+  }
+  auto drop_fresh = [&] {
+    for (size_t i = 0; i < fresh.size(); ++i) {
+      if (keyed[i]) {
+        (void)pool_->FailLoad(fresh[i]);
+      } else {
+        (void)pool_->Release(fresh[i]);
+      }
+    }
+  };
+
+  absl::Status step_status = alloc_error;
+  absl::Duration load_wait, forward;
+  if (step_status.ok()) {
+    std::vector<std::byte*> bases;
+    for (SlotId s : cached) bases.push_back(*pool_->SlotBase(s));
+    for (SlotId s : fresh) bases.push_back(*pool_->SlotBase(s));
+    absl::StatusOr<SequenceStep> step = SequenceStep::Make(bases, history, n, tpc_);
+    if (step.ok()) {
+      ForwardBatch batch = step->Batch(tokens.subspan(static_cast<size_t>(history)));
+      if (options_.overlap) {
+        batch.before_attention = [&](int layer) {
+          const absl::Time t0 = absl::Now();
+          absl::Status st = load->BeforeAttention(layer);
+          load_wait += absl::Now() - t0;
+          return st;
+        };
+      }
+      const absl::Time t0 = absl::Now();
+      step_status = model_->Forward(batch, logits);
+      forward = absl::Now() - t0;
+    } else {
+      step_status = step.status();
+    }
+  }
+  // The load's verdict, whatever happened to the step.
+  const absl::Time t_verdict = absl::Now();
+  FetchResult result = early.has_value() ? *std::move(early) : load->Wait();
+  const absl::Duration verdict_wait = absl::Now() - t_verdict;
+  if (!step_status.ok() || result.slots.size() < c) {
+    drop_fresh();
+    for (SlotId s : result.slots) (void)pool_->Release(s);
+    if (step_status.ok()) {
+      *failed_late = true;
+      TurnStats partial_stats;
+      partial_stats.load_stop_reason = result.stop_reason;
+      return partial_stats;
+    }
+    if (absl::IsResourceExhausted(step_status)) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "the worker's chunk pool cannot hold this conversation of ", n, " tokens: ",
+          step_status.message()));
+    }
+    return step_status;
+  }
+
+  // Keep the sequence: cached chunks (held by the fetch), computed ones.
+  std::vector<size_t> to_save;
+  std::vector<SlotId> save_slots;
+  for (size_t i = 0; i < fresh.size(); ++i) {
+    if (keyed[i]) {
+      (void)pool_->MarkReady(fresh[i], /*hold=*/true);
+      to_save.push_back(c + i);
+      save_slots.push_back(fresh[i]);
+    }
+  }
+  tokens_.assign(tokens.begin(), tokens.end());
+  keys_ = std::move(keys);
+  slots_ = result.slots;
+  slots_.insert(slots_.end(), fresh.begin(), fresh.end());
+  has_partial_ = partial;
+  if (options_.save && !to_save.empty()) Save(to_save, save_slots);
+
+  TurnStats stats;
+  stats.tokens = n;
+  stats.hit_tokens = static_cast<int>(result.pool_hits) * tpc_;
+  stats.loaded_tokens = static_cast<int>(result.loaded) * tpc_;
+  stats.computed_tokens = n - history;
+  stats.load_stop_reason = result.stop_reason;
+  stats.load_wait = load_wait;
+  stats.load_start = load_start;
+  stats.forward = forward;
+  stats.verdict_wait = verdict_wait;
+  stats.copied_after = result.copied_after;
+  stats.verified_after = result.verified_after;
+  return stats;
+}
+
+absl::Status Worker::Decode(int32_t token, std::vector<float>* logits) {
+  if (tokens_.empty()) return absl::FailedPreconditionError("decode: no sequence (Prefill first)");
+  if (token < 0 || token >= model_->config().vocab) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("decode: token ", token, " outside the vocabulary of ", model_->config().vocab));
+  }
+  Reap(false);
+  const int n = static_cast<int>(tokens_.size()) + 1;
+  if (!has_partial_) {
+    absl::StatusOr<SlotId> s = pool_->AllocatePrivate();
+    if (!s.ok()) return s.status();
+    slots_.push_back(*s);
+    has_partial_ = true;
+  }
+  tokens_.push_back(token);
+  std::vector<std::byte*> bases;
+  for (SlotId s : slots_) bases.push_back(*pool_->SlotBase(s));
+  absl::StatusOr<SequenceStep> step = SequenceStep::Make(bases, n - 1, n, tpc_);
+  absl::Status st = step.ok() ? model_->Forward(step->Batch(std::span(tokens_).last(1)), logits)
+                              : step.status();
+  if (!st.ok()) {
+    tokens_.pop_back();
+    if (n % tpc_ == 1) {  // the private chunk was taken for this token
+      (void)pool_->Release(slots_.back());
+      slots_.pop_back();
+      has_partial_ = false;
+    }
+    return st;
+  }
+  if (n % tpc_ == 0) {
+    // The trailing chunk is full: it becomes a keyed chunk, and is saved.
+    const std::vector<uint32_t> key_tokens = AsKeyTokens(tokens_);
+    keys_ = ns_.Keys(key_tokens);
+    const size_t i = keys_.size() - 1;
+    const SlotId slot = slots_.back();
+    has_partial_ = false;
+    if (pool_->Publish(slot, keys_[i], i > 0 ? std::optional(keys_[i - 1]) : std::nullopt).ok() &&
+        options_.save) {
+      const size_t idx[] = {i};
+      const SlotId sl[] = {slot};
+      Save(idx, sl);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Worker::Save(std::span<const size_t> indices, std::span<const SlotId> slots) {
+  // One save per run of consecutive chunks (a key chain segment).
+  size_t begin = 0;
+  while (begin < indices.size()) {
+    size_t end = begin + 1;
+    while (end < indices.size() && indices[end] == indices[end - 1] + 1) ++end;
+    Pending p;
+    p.chunks = end - begin;
+    p.bytes.resize(p.chunks * ns_.chunk_bytes);
+    absl::Status st = device_->CopyToHost(*pool_, slots.subspan(begin, p.chunks), p.bytes);
+    if (st.ok()) {
+      const size_t first = indices[begin];
+      absl::StatusOr<std::shared_ptr<client::Transfer>> t = client_->Save(
+          ns_, std::span(keys_).subspan(first, p.chunks), p.bytes,
+          first > 0 ? std::optional(keys_[first - 1]) : std::nullopt);
+      if (t.ok()) {
+        p.transfer = *std::move(t);
+        pending_.push_back(std::move(p));
+      } else {
+        st = t.status();
+      }
+    }
+    if (!st.ok()) {
+      counters_.chunks_save_failed += end - begin;
+      if (save_error_.ok()) save_error_ = st;
+    }
+    begin = end;
+  }
+}
+
+void Worker::Reap(bool wait) {
+  std::vector<Pending> still;
+  for (Pending& p : pending_) {
+    if (!wait && !p.transfer->done()) {
+      still.push_back(std::move(p));
+      continue;
+    }
+    absl::Status st = p.transfer->Wait();
+    if (st.ok()) {
+      counters_.chunks_saved += p.chunks;
+    } else {
+      counters_.chunks_save_failed += p.chunks;
+      if (save_error_.ok()) save_error_ = st;
+    }
+  }
+  pending_ = std::move(still);
+}
+
+absl::Status Worker::WaitSaves() {
+  Reap(true);
+  absl::Status st = std::move(save_error_);
+  save_error_ = absl::OkStatus();
+  return st;
+}
+
+}  // namespace strata::runtime

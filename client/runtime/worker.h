@@ -1,0 +1,177 @@
+// Worker: the runtime of one inference worker's conversation, end to end.
+// A turn brings the conversation's cached prefix into the chunk pool (pool
+// hits first, then the store, layer by layer), runs the model over the rest
+// with layer l's attention waiting only for layer l's loaded bytes, keeps
+// the K/V it computed in pool slots, and saves the full chunks it computed
+// back to the store in the background. Decode steps append one token at a
+// time; a trailing chunk stays private to the sequence until it is full,
+// then is published to the pool and saved.
+//
+// Verification: the attention of a layer may run before the whole load is
+// verified (that is what hides the load behind the compute). When the
+// load's verdict then says a chunk failed (checksum, node lost mid-load),
+// the step's output is discarded and the turn recomputed from the verified
+// prefix: bytes that failed their check never reach a returned logit.
+//
+// Where the pool lives is a KvDevice: host memory (HostKvDevice, used by the
+// CPU model and the tests) or a GPU (CudaKvDevice in worker_cuda.h).
+//
+// Thread-compatible: one conversation at a time per Worker; the pool and the
+// client may be shared with other workers.
+#ifndef STRATA_CLIENT_RUNTIME_WORKER_H_
+#define STRATA_CLIENT_RUNTIME_WORKER_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "client/client.h"
+#include "client/runtime/chunk_pool.h"
+#include "client/runtime/fetch.h"
+#include "client/runtime/llama_model.h"
+
+namespace strata::runtime {
+
+// A prefix being brought into the pool.
+class PrefixLoad {
+ public:
+  virtual ~PrefixLoad() = default;
+  // Pool hits then slots being loaded, in chain order.
+  virtual std::span<const SlotId> slots() const = 0;
+  // Returns once layer `layer` of every loaded slot may be read by the
+  // model's next work (for a GPU: that work is ordered after the copy).
+  virtual absl::Status BeforeAttention(int layer) = 0;
+  // The verdict (as FetchResult). Call once.
+  virtual FetchResult Wait() = 0;
+};
+
+class KvDevice {
+ public:
+  virtual ~KvDevice() = default;
+  // Starts a fetch of `keys` into `pool` (Fetch's sequencing).
+  virtual absl::StatusOr<std::unique_ptr<PrefixLoad>> StartLoad(client::Client& client,
+                                                                const client::Namespace& ns,
+                                                                ChunkPool& pool,
+                                                                std::span<const ChunkKey> keys) = 0;
+  // Copies `slots` (ready, the model done with them) to `dest`, chunk after
+  // chunk.
+  virtual absl::Status CopyToHost(ChunkPool& pool, std::span<const SlotId> slots,
+                                  std::span<std::byte> dest) = 0;
+};
+
+// A pool in host memory: loads through Fetch (on_layer gates the layers).
+std::unique_ptr<KvDevice> CreateHostKvDevice();
+
+struct WorkerOptions {
+  // Where a turn's cached prefix may come from.
+  enum class Source {
+    kStore,      // pool hits, then the store (the default)
+    kPoolOnly,   // pool hits only
+    kNone,       // nothing: recompute the whole conversation
+  };
+  Source source = Source::kStore;
+  // Save the full chunks a step computed (in the background).
+  bool save = true;
+  // Run the model step while the prefix loads (layer l waiting for layer l
+  // only), or only once the whole load arrived and was verified.
+  bool overlap = true;
+};
+
+struct TurnStats {
+  int tokens = 0;           // conversation length
+  int hit_tokens = 0;       // found in the pool
+  int loaded_tokens = 0;    // loaded from the store and verified
+  int computed_tokens = 0;  // run through the model (at least 1)
+  bool recomputed = false;  // a load failed late: the turn ran again
+  absl::Status load_stop_reason;  // why the cached prefix ended early, if it did
+  absl::Duration time_to_logits;  // the turn's wall time (its TTFT)
+  absl::Duration load_wait;       // of it, spent waiting for loaded layers
+  // Of it: starting the load (pool hits, lookup, lease, copies enqueued),
+  // the model step, and waiting for the load's verdict after the step.
+  absl::Duration load_start, forward, verdict_wait;
+  // The load's own timeline (FetchResult): bytes in HBM, bytes verified.
+  absl::Duration copied_after, verified_after;
+};
+
+struct WorkerCounters {
+  uint64_t turns = 0;
+  uint64_t recomputes_after_failed_load = 0;
+  uint64_t chunks_saved = 0;
+  uint64_t chunks_save_failed = 0;
+};
+
+class Worker {
+ public:
+  // InvalidArgument when the model does not fit the namespace (layers, KV
+  // heads, head_dim, dtype) or the pool's chunk and layer sizes differ from
+  // the namespace's: before anything moves. Pointers are not owned and must
+  // outlive the worker.
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(client::Client* client,
+                                                        const client::Namespace& ns,
+                                                        LlamaModel* model, ChunkPool* pool,
+                                                        KvDevice* device,
+                                                        const WorkerOptions& options = {});
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Starts a turn of the conversation `tokens` (all of it so far: earlier
+  // turns and the new prompt); `logits` gets the next token's. Ends the
+  // previous sequence first. InvalidArgument for no tokens or a token
+  // outside the vocabulary; ResourceExhausted when the pool cannot hold the
+  // conversation (nothing kept; other workers unaffected). Store failures
+  // are not errors: what could not be loaded is recomputed.
+  absl::StatusOr<TurnStats> Prefill(std::span<const int32_t> tokens, std::vector<float>* logits);
+  // Appends `token` to the current sequence and runs one step; `logits`
+  // gets the next token's. FailedPrecondition without a sequence.
+  absl::Status Decode(int32_t token, std::vector<float>* logits);
+  // Releases the sequence's slots (their chunks stay cached in the pool).
+  void EndSequence();
+  // Waits for the saves in flight; the first save error since the last call.
+  absl::Status WaitSaves();
+
+  std::span<const int32_t> tokens() const { return tokens_; }
+  const WorkerCounters& counters() const { return counters_; }
+
+ private:
+  struct Pending {
+    std::vector<std::byte> bytes;
+    std::shared_ptr<client::Transfer> transfer;
+    size_t chunks = 0;
+  };
+
+  Worker(client::Client* client, const client::Namespace& ns, LlamaModel* model, ChunkPool* pool,
+         KvDevice* device, const WorkerOptions& options);
+  absl::StatusOr<TurnStats> Attempt(std::span<const int32_t> tokens, WorkerOptions::Source source,
+                                    std::vector<float>* logits, bool* failed_late);
+  // Saves chunks keys_[i] for i in `indices` from `slots` (background).
+  void Save(std::span<const size_t> indices, std::span<const SlotId> slots);
+  void Reap(bool wait);
+
+  client::Client* const client_;
+  const client::Namespace ns_;
+  LlamaModel* const model_;
+  ChunkPool* const pool_;
+  KvDevice* const device_;
+  const WorkerOptions options_;
+  const int tpc_;
+
+  // The current sequence: its tokens, full-chunk keys, held slots (full
+  // chunks then the private partial one, if any).
+  std::vector<int32_t> tokens_;
+  std::vector<ChunkKey> keys_;
+  std::vector<SlotId> slots_;
+  bool has_partial_ = false;
+
+  std::vector<Pending> pending_;
+  absl::Status save_error_;
+  WorkerCounters counters_;
+};
+
+}  // namespace strata::runtime
+
+#endif  // STRATA_CLIENT_RUNTIME_WORKER_H_

@@ -1,0 +1,326 @@
+// The worker runtime end to end on the CPU model, against a real `strata
+// serve`: a conversation's chunks saved by one worker and loaded by another
+// give the same logits and the same greedy tokens as recomputing the whole
+// conversation (from DRAM, and from NVMe after the node restarted); a load
+// that fails after the model read it is discarded and recomputed; the store
+// gone means recompute; a model that does not fit the namespace and a pool
+// too small for a conversation are clear errors.
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/client.h"
+#include "client/runtime/chunk_pool.h"
+#include "client/runtime/llama_config.h"
+#include "client/runtime/llama_model.h"
+#include "client/runtime/llama_weights.h"
+#include "client/runtime/slot_memory.h"
+#include "client/runtime/worker.h"
+#include "gtest/gtest.h"
+#include "tests/server_process.h"
+
+namespace strata {
+namespace {
+
+using runtime::ChunkPool;
+using runtime::LlamaConfig;
+using runtime::Worker;
+using runtime::WorkerOptions;
+
+constexpr int kTpc = 16;
+
+LlamaConfig Tiny() {
+  LlamaConfig c;
+  c.num_layers = 2;
+  c.hidden = 128;
+  c.num_q_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 64;
+  c.intermediate = 256;
+  c.vocab = 97;
+  c.rope_theta = 10000.0f;
+  return c;
+}
+
+std::vector<int32_t> Conversation(int n, int salt) {
+  std::vector<int32_t> t;
+  for (int i = 0; i < n; ++i) t.push_back((i * 29 + salt * 7 + 3) % 97);
+  return t;
+}
+
+// A load whose verdict comes back worse than its slots promised: the last
+// loaded chunk "fails its checksum" after the model has read it.
+class LateFailure final : public runtime::KvDevice {
+ public:
+  explicit LateFailure(runtime::KvDevice* inner) : inner_(inner) {}
+  absl::StatusOr<std::unique_ptr<runtime::PrefixLoad>> StartLoad(
+      client::Client& client, const client::Namespace& ns, ChunkPool& pool,
+      std::span<const ChunkKey> keys) override {
+    auto load = inner_->StartLoad(client, ns, pool, keys);
+    if (!load.ok()) return load.status();
+    return std::unique_ptr<runtime::PrefixLoad>(new Load(*std::move(load), pool));
+  }
+  absl::Status CopyToHost(ChunkPool& pool, std::span<const runtime::SlotId> slots,
+                          std::span<std::byte> dest) override {
+    return inner_->CopyToHost(pool, slots, dest);
+  }
+
+ private:
+  class Load final : public runtime::PrefixLoad {
+   public:
+    Load(std::unique_ptr<runtime::PrefixLoad> inner, ChunkPool& pool)
+        : inner_(std::move(inner)), pool_(pool) {}
+    std::span<const runtime::SlotId> slots() const override { return inner_->slots(); }
+    absl::Status BeforeAttention(int layer) override { return inner_->BeforeAttention(layer); }
+    runtime::FetchResult Wait() override {
+      runtime::FetchResult r = inner_->Wait();
+      if (r.loaded > 0) {
+        // The chunk is dropped as a failed load would be.
+        (void)pool_.Release(r.slots.back());
+        (void)pool_.Discard(r.slots.back());
+        r.slots.pop_back();
+        --r.loaded;
+        r.recompute = true;
+        r.stop_reason = absl::DataLossError("load: chunk does not match its checksum");
+      }
+      return r;
+    }
+
+   private:
+    std::unique_ptr<runtime::PrefixLoad> inner_;
+    ChunkPool& pool_;
+  };
+  runtime::KvDevice* inner_;
+};
+
+class RuntimeWorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    config_ = Tiny();
+    weights_ = runtime::SeededLlamaWeights(config_, 11);
+    auto model = runtime::CreateCpuLlama(config_, kTpc, weights_->views);
+    ASSERT_TRUE(model.ok()) << model.status();
+    model_ = *std::move(model);
+    device_ = runtime::CreateHostKvDevice();
+    dir_ = std::filesystem::path(::testing::TempDir()) /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  }
+  void TearDown() override {
+    client_.reset();
+    server_.reset();
+  }
+
+  void StartNode(bool nvme) {
+    std::vector<std::string> args = {"--dram=64MiB", "--ucx_transports=tcp"};
+    if (nvme) {
+      args.push_back("--data_dir=" + dir_ + ".data");
+      args.push_back("--nvme=256MiB");
+    } else {
+      args.push_back("--no_nvme");
+    }
+    server_ = std::make_unique<testing::ServerProcess>(args, dir_ + ".port");
+    ASSERT_NO_FATAL_FAILURE(server_->Start());
+    ASSERT_NO_FATAL_FAILURE(Connect());
+  }
+  void Connect() {
+    client::ClientOptions o;
+    o.server_address = server_->address();
+    o.ucx_transports = "tcp";
+    o.rpc_timeout = absl::Seconds(2);
+    o.transfer_timeout = absl::Seconds(4);
+    auto c = client::Client::Connect(o);
+    ASSERT_TRUE(c.ok()) << c.status();
+    client_ = *std::move(c);
+    auto ns = client_->RegisterNamespace(config_.Namespace("tiny-llama", kTpc), "tenant");
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    ns_ = *ns;
+  }
+  std::unique_ptr<ChunkPool> Pool(size_t slots) {
+    auto mem = runtime::CreateHostSlotMemory(slots * ns_.chunk_bytes);
+    EXPECT_TRUE(mem.ok());
+    ChunkPool::Options po;
+    po.chunk_bytes = ns_.chunk_bytes;
+    po.layer_bytes = ns_.layer_bytes;
+    auto pool = ChunkPool::Create(po, *std::move(mem));
+    EXPECT_TRUE(pool.ok()) << pool.status();
+    return *std::move(pool);
+  }
+  std::unique_ptr<Worker> MakeWorker(ChunkPool* pool, WorkerOptions o = {},
+                                     runtime::KvDevice* device = nullptr) {
+    auto w = Worker::Create(client_.get(), ns_, model_.get(), pool,
+                            device != nullptr ? device : device_.get(), o);
+    EXPECT_TRUE(w.ok()) << w.status();
+    return *std::move(w);
+  }
+  // Greedy decoding of `steps` tokens after a prefill.
+  std::vector<int32_t> Greedy(Worker& w, std::vector<float> logits, int steps) {
+    std::vector<int32_t> out;
+    for (int i = 0; i < steps; ++i) {
+      out.push_back(runtime::ArgmaxRows(logits, config_.vocab)[0]);
+      EXPECT_TRUE(w.Decode(out.back(), &logits).ok());
+    }
+    return out;
+  }
+  // The reference: the whole conversation recomputed on a fresh pool.
+  void Recompute(std::span<const int32_t> tokens, std::vector<float>* logits,
+                 std::vector<int32_t>* greedy, int steps) {
+    auto pool = Pool(16);
+    WorkerOptions o;
+    o.source = WorkerOptions::Source::kNone;
+    o.save = false;
+    auto w = MakeWorker(pool.get(), o);
+    auto stats = w->Prefill(tokens, logits);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->computed_tokens, static_cast<int>(tokens.size()));
+    *greedy = Greedy(*w, *logits, steps);
+  }
+
+  LlamaConfig config_;
+  std::unique_ptr<runtime::OwnedLlamaWeights> weights_;
+  std::unique_ptr<runtime::LlamaModel> model_;
+  std::unique_ptr<runtime::KvDevice> device_;
+  std::string dir_;
+  std::unique_ptr<testing::ServerProcess> server_;
+  std::unique_ptr<client::Client> client_;
+  client::Namespace ns_;
+};
+
+TEST_F(RuntimeWorkerTest, ALoadedConversationContinuesExactlyAsRecomputed) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(/*nvme=*/true));
+  // Turn 1 on worker A: 40 tokens, then 12 decoded (the trailing chunk fills
+  // at 48 and is saved).
+  std::vector<int32_t> conv = Conversation(40, 1);
+  {
+    auto pool = Pool(16);
+    auto a = MakeWorker(pool.get());
+    std::vector<float> logits;
+    auto stats = a->Prefill(conv, &logits);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->computed_tokens, 40);
+    const std::vector<int32_t> reply = Greedy(*a, logits, 12);
+    conv.insert(conv.end(), reply.begin(), reply.end());
+    ASSERT_TRUE(a->WaitSaves().ok());
+    EXPECT_EQ(a->counters().chunks_saved, 3u);  // tokens 0..47
+  }
+  // Turn 2 on worker B (a fresh pool): the history plus a new prompt.
+  const std::vector<int32_t> prompt = Conversation(9, 2);
+  conv.insert(conv.end(), prompt.begin(), prompt.end());  // 61 tokens
+  std::vector<float> want;
+  std::vector<int32_t> want_tokens;
+  ASSERT_NO_FATAL_FAILURE(Recompute(conv, &want, &want_tokens, 20));
+
+  auto check_loaded = [&](const char* from) {
+    auto pool = Pool(16);
+    auto b = MakeWorker(pool.get());
+    std::vector<float> logits;
+    auto stats = b->Prefill(conv, &logits);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->loaded_tokens, 48) << from;
+    EXPECT_EQ(stats->computed_tokens, 13) << from;
+    EXPECT_EQ(logits, want) << from;
+    EXPECT_EQ(Greedy(*b, logits, 20), want_tokens) << from;
+  };
+  check_loaded("DRAM");
+  // After a restart the chunks come from NVMe.
+  client_.reset();
+  ASSERT_EQ(server_->Stop(), 0);
+  ASSERT_NO_FATAL_FAILURE(server_->Start());
+  ASSERT_NO_FATAL_FAILURE(Connect());
+  check_loaded("NVMe");
+}
+
+TEST_F(RuntimeWorkerTest, PoolHitsAndSharedPrefixes) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  auto pool = Pool(16);
+  auto w = MakeWorker(pool.get());
+  std::vector<float> logits;
+  const std::vector<int32_t> conv = Conversation(70, 3);
+  ASSERT_TRUE(w->Prefill(conv, &logits).ok());
+  // The same conversation again: everything but the last chunk's tokens is
+  // a pool hit.
+  auto again = w->Prefill(conv, &logits);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->hit_tokens, 64);
+  EXPECT_EQ(again->loaded_tokens, 0);
+  EXPECT_EQ(again->computed_tokens, 6);
+}
+
+TEST_F(RuntimeWorkerTest, ALoadThatFailsLateIsDiscardedAndRecomputed) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  std::vector<int32_t> conv = Conversation(50, 4);
+  {
+    auto pool = Pool(16);
+    auto a = MakeWorker(pool.get());
+    std::vector<float> logits;
+    ASSERT_TRUE(a->Prefill(conv, &logits).ok());
+    ASSERT_TRUE(a->WaitSaves().ok());
+  }
+  std::vector<float> want;
+  std::vector<int32_t> want_tokens;
+  ASSERT_NO_FATAL_FAILURE(Recompute(conv, &want, &want_tokens, 4));
+  LateFailure failing(device_.get());
+  auto pool = Pool(16);
+  auto b = MakeWorker(pool.get(), {}, &failing);
+  std::vector<float> logits;
+  auto stats = b->Prefill(conv, &logits);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_TRUE(stats->recomputed);
+  EXPECT_EQ(stats->load_stop_reason.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(b->counters().recomputes_after_failed_load, 1u);
+  // The two verified chunks were kept (pool hits on the second attempt).
+  EXPECT_EQ(stats->hit_tokens, 32);
+  EXPECT_EQ(logits, want);
+  EXPECT_EQ(Greedy(*b, logits, 4), want_tokens);
+}
+
+TEST_F(RuntimeWorkerTest, TheStoreGoneMeansRecompute) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  const std::vector<int32_t> conv = Conversation(40, 5);
+  std::vector<float> want;
+  std::vector<int32_t> want_tokens;
+  ASSERT_NO_FATAL_FAILURE(Recompute(conv, &want, &want_tokens, 2));
+  server_->Kill();
+  auto pool = Pool(16);
+  WorkerOptions o;
+  o.save = false;
+  auto w = MakeWorker(pool.get(), o);
+  std::vector<float> logits;
+  auto stats = w->Prefill(conv, &logits);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->computed_tokens, 40);
+  EXPECT_FALSE(stats->load_stop_reason.ok());
+  EXPECT_EQ(logits, want);
+}
+
+TEST_F(RuntimeWorkerTest, MismatchesAndAFullPoolAreClearErrors) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  // A namespace of another shape: refused before anything moves.
+  LlamaConfig other = config_;
+  other.num_layers = 3;
+  auto ns = client_->RegisterNamespace(other.Namespace("other", kTpc), "tenant");
+  ASSERT_TRUE(ns.ok());
+  auto pool = Pool(2);
+  auto w = Worker::Create(client_.get(), *ns, model_.get(), pool.get(), device_.get());
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(w.status().message().find("num_layers"), std::string::npos) << w.status();
+  auto ns32 = client_->RegisterNamespace(config_.Namespace("tpc32", 32), "tenant");
+  ASSERT_TRUE(ns32.ok());
+  w = Worker::Create(client_.get(), *ns32, model_.get(), pool.get(), device_.get());
+  EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument);
+
+  // Two slots cannot hold 40 tokens (three chunks): that request fails, the
+  // pool is left as it was, and a shorter conversation runs.
+  auto worker = MakeWorker(pool.get());
+  std::vector<float> logits;
+  auto stats = worker->Prefill(Conversation(40, 6), &logits);
+  EXPECT_EQ(stats.status().code(), absl::StatusCode::kResourceExhausted) << stats.status();
+  EXPECT_EQ(pool->Stats().free, 2u);
+  EXPECT_TRUE(worker->Prefill(Conversation(20, 6), &logits).ok());
+  EXPECT_EQ(worker->Decode(97, &logits).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(worker->Prefill(std::vector<int32_t>{}, &logits).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace strata
