@@ -169,14 +169,22 @@ class ClientImpl final : public Client {
                                                  std::span<const ChunkKey> keys,
                                                  std::span<std::byte> dest,
                                                  std::function<void(uint32_t)> on_layer) override;
+  absl::StatusOr<std::shared_ptr<Transfer>> LoadChunks(
+      const Namespace& ns, std::span<const ChunkKey> keys,
+      std::span<const std::span<std::byte>> dests,
+      std::function<void(uint32_t)> on_layer) override;
   absl::StatusOr<std::shared_ptr<Transfer>> Save(const Namespace& ns,
                                                  std::span<const ChunkKey> keys,
                                                  std::span<const std::byte> src,
                                                  std::optional<ChunkKey> parent) override;
+  absl::StatusOr<std::shared_ptr<Transfer>> SaveChunks(
+      const Namespace& ns, std::span<const ChunkKey> keys,
+      std::span<const std::optional<ChunkKey>> parents,
+      std::span<const std::span<const std::byte>> srcs) override;
   // Load from an isolated node: the node sends the bytes (see InboundLoad).
   absl::StatusOr<std::shared_ptr<Transfer>> LoadIsolated(const Namespace& ns,
                                                          std::span<const ChunkKey> keys,
-                                                         std::span<std::byte> dest,
+                                                         std::vector<std::span<std::byte>> dests,
                                                          std::function<void(uint32_t)> on_layer);
   absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
                     std::span<const HintJob> jobs, absl::Duration ttl) override;
@@ -233,21 +241,19 @@ class ClientImpl final : public Client {
   // Maps the node's shared pool read-only when the node offers it and runs
   // on this host; leaves shm_base_ null (loads over UCX) otherwise.
   void MapSharedPool();
-  // Copies the leased chunks at pool offsets `offsets` into `dest` on the
+  // Copies the leased chunks at pool offsets `offsets` into `dests` on the
   // job queue, layer by layer, and reports each slice to `t`.
-  void CopyFromSharedPool(TransferImpl* t, std::span<std::byte> dest,
-                          std::vector<uint64_t> offsets, uint32_t layers, uint64_t chunk_bytes,
-                          uint64_t layer_bytes);
+  void CopyFromSharedPool(TransferImpl* t, std::vector<std::span<std::byte>> dests,
+                          std::vector<uint64_t> offsets, uint32_t layers, uint64_t layer_bytes);
   // The data-plane endpoint, reconnected if an earlier transfer broke it.
   absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
 
   // Isolated nodes (NodeInfo.isolated_data_plane): the node sends a get's
   // layer slices as messages carrying the load's transfer id; they land in
-  // the load's destination.
+  // the load's per-chunk destinations.
   struct InboundLoad {
     std::shared_ptr<TransferImpl> transfer;
-    std::span<std::byte> dest;
-    uint64_t chunk_bytes = 0;
+    std::vector<std::span<std::byte>> dests;  // one per chunk, chunk_bytes each
     uint64_t layer_bytes = 0;
     uint32_t chunks = 0;
     uint32_t layers = 0;
@@ -547,13 +553,13 @@ void ClientImpl::MapSharedPool() {
   }
 }
 
-void ClientImpl::CopyFromSharedPool(TransferImpl* t, std::span<std::byte> dest,
+void ClientImpl::CopyFromSharedPool(TransferImpl* t, std::vector<std::span<std::byte>> dests,
                                     std::vector<uint64_t> offsets, uint32_t layers,
-                                    uint64_t chunk_bytes, uint64_t layer_bytes) {
-  Enqueue([this, t, dest, offsets = std::move(offsets), layers, chunk_bytes, layer_bytes] {
+                                    uint64_t layer_bytes) {
+  Enqueue([this, t, dests = std::move(dests), offsets = std::move(offsets), layers, layer_bytes] {
     for (uint32_t l = 0; l < layers; ++l) {
       for (size_t c = 0; c < offsets.size(); ++c) {
-        std::memcpy(dest.data() + c * chunk_bytes + l * layer_bytes,
+        std::memcpy(dests[c].data() + l * layer_bytes,
                     shm_base_ + offsets[c] + l * layer_bytes, layer_bytes);
         t->OpDone(l, absl::OkStatus());
       }
@@ -799,7 +805,30 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
                                                    " bytes for ", keys.size(), " chunks of ",
                                                    ns.chunk_bytes, " bytes"));
   }
-  if (isolated()) return LoadIsolated(ns, keys, dest, std::move(on_layer));
+  std::vector<std::span<std::byte>> dests;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    dests.push_back(dest.subspan(i * ns.chunk_bytes, ns.chunk_bytes));
+  }
+  return LoadChunks(ns, keys, dests, std::move(on_layer));
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
+    const Namespace& ns, std::span<const ChunkKey> keys,
+    std::span<const std::span<std::byte>> dests_in, std::function<void(uint32_t)> on_layer) {
+  if (keys.empty()) return absl::InvalidArgumentError("load: no keys");
+  if (dests_in.size() != keys.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("load: ", dests_in.size(),
+                                                   " destinations for ", keys.size(), " chunks"));
+  }
+  for (const std::span<std::byte>& d : dests_in) {
+    if (d.size() != ns.chunk_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("load: a destination of ", d.size(),
+                                                     " bytes for a chunk of ", ns.chunk_bytes,
+                                                     " bytes"));
+    }
+  }
+  std::vector<std::span<std::byte>> dests(dests_in.begin(), dests_in.end());
+  if (isolated()) return LoadIsolated(ns, keys, std::move(dests), std::move(on_layer));
   absl::StatusOr<Leased> leased = Lease(ns, keys);
   if (!leased.ok()) return leased.status();
   const uint64_t lease = leased->lease;
@@ -812,15 +841,14 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
   std::vector<uint64_t> checksums = leased->checksums;
   TransferImpl* t = transfer.get();
   // Runs once every slice has landed (or failed): verify, release, finish.
-  transfer->on_all_ops_done = [this, t, transfer, lease, dest, checksums,
-                               chunk = ns.chunk_bytes]() mutable {
+  transfer->on_all_ops_done = [this, t, transfer, lease, dests, checksums]() mutable {
     absl::Status status;
     {
       absl::MutexLock lock(&t->mu_);
       status = t->ops_status_;
     }
     for (size_t i = 0; status.ok() && i < checksums.size(); ++i) {
-      if (ChunkChecksum(dest.subspan(i * chunk, chunk)) != checksums[i]) {
+      if (ChunkChecksum(dests[i]) != checksums[i]) {
         status = absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
       }
     }
@@ -831,7 +859,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
     transfer.reset();  // drop the self-reference held by this job
   };
   if (shm_base_ != nullptr) {
-    CopyFromSharedPool(t, dest, std::move(offsets), layers, ns.chunk_bytes, ns.layer_bytes);
+    CopyFromSharedPool(t, std::move(dests), std::move(offsets), layers, ns.layer_bytes);
     t->OpDone(layers, absl::OkStatus());  // the +1 guard
     return std::shared_ptr<Transfer>(transfer);
   }
@@ -846,7 +874,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Load(
           t->OpDone(l, post_error);
           continue;
         }
-        std::span<std::byte> local = dest.subspan(c * ns.chunk_bytes + l * ns.layer_bytes, ns.layer_bytes);
+        std::span<std::byte> local = dests[c].subspan(l * ns.layer_bytes, ns.layer_bytes);
         const uint64_t remote = leased->addresses[c] + l * ns.layer_bytes;
         post_error = endpoint_->PostGet(local, *remote_, remote,
                                         [t, l](absl::Status s) { t->OpDone(l, s); });
@@ -871,14 +899,13 @@ transport::MessageTarget ClientImpl::OnDataMessage(std::span<const std::byte> he
   const InboundLoad& in = it->second;
   if (m->index >= in.chunks || m->layer >= in.layers || bytes != in.layer_bytes) return {};
   transport::MessageTarget target;
-  target.dest = in.dest.subspan(m->index * in.chunk_bytes + m->layer * in.layer_bytes,
-                                in.layer_bytes);
+  target.dest = in.dests[m->index].subspan(m->layer * in.layer_bytes, in.layer_bytes);
   target.done = [t = in.transfer, layer = m->layer](absl::Status s) { t->OpDone(layer, s); };
   return target;
 }
 
 absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
-    const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
+    const Namespace& ns, std::span<const ChunkKey> keys, std::vector<std::span<std::byte>> dests,
     std::function<void(uint32_t)> on_layer) {
   pb::GetRequest req;
   req.set_client_id(client_id_);
@@ -892,7 +919,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
   const uint64_t id = next_transfer_id_.fetch_add(1);
   {
     absl::MutexLock lock(&in_mu_);
-    inbound_[id] = InboundLoad{transfer, dest, ns.chunk_bytes, ns.layer_bytes, n, layers};
+    inbound_[id] = InboundLoad{transfer, dests, ns.layer_bytes, n, layers};
   }
   auto forget = [this, id] {
     absl::MutexLock lock(&in_mu_);
@@ -926,8 +953,8 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
   std::vector<uint64_t> checksums;
   for (const pb::ChunkLocation& c : resp.chunks()) checksums.push_back(c.checksum());
   TransferImpl* t = transfer.get();
-  transfer->on_all_ops_done = [this, t, transfer, dest, checksums, forget,
-                               chunk = ns.chunk_bytes]() mutable {
+  transfer->on_all_ops_done = [this, t, transfer, dests = std::move(dests), checksums,
+                               forget]() mutable {
     forget();  // late or repeated messages for this transfer are dropped
     absl::Status status;
     {
@@ -935,7 +962,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
       status = t->ops_status_;
     }
     for (size_t i = 0; status.ok() && i < checksums.size(); ++i) {
-      if (ChunkChecksum(dest.subspan(i * chunk, chunk)) != checksums[i]) {
+      if (ChunkChecksum(dests[i]) != checksums[i]) {
         status = absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
       }
     }
@@ -956,6 +983,33 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Save(const Namespace& ns,
                                                    keys.size(), " chunks of ", ns.chunk_bytes,
                                                    " bytes"));
   }
+  std::vector<std::optional<ChunkKey>> parents;
+  std::vector<std::span<const std::byte>> srcs;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    parents.push_back(i > 0 ? std::optional<ChunkKey>(keys[i - 1]) : parent);
+    srcs.push_back(src.subspan(i * ns.chunk_bytes, ns.chunk_bytes));
+  }
+  return SaveChunks(ns, keys, parents, srcs);
+}
+
+absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::SaveChunks(
+    const Namespace& ns, std::span<const ChunkKey> keys,
+    std::span<const std::optional<ChunkKey>> parents,
+    std::span<const std::span<const std::byte>> srcs_in) {
+  if (keys.empty()) return absl::InvalidArgumentError("save: no keys");
+  if (parents.size() != keys.size() || srcs_in.size() != keys.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("save: ", keys.size(), " keys with ",
+                                                   parents.size(), " parents and ",
+                                                   srcs_in.size(), " sources"));
+  }
+  for (const std::span<const std::byte>& s : srcs_in) {
+    if (s.size() != ns.chunk_bytes) {
+      return absl::InvalidArgumentError(absl::StrCat("save: a source of ", s.size(),
+                                                     " bytes for a chunk of ", ns.chunk_bytes,
+                                                     " bytes"));
+    }
+  }
+  std::vector<std::span<const std::byte>> srcs(srcs_in.begin(), srcs_in.end());
   pb::PutBeginRequest req;
   req.set_client_id(client_id_);
   req.set_namespace_id(ns.id);
@@ -963,11 +1017,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Save(const Namespace& ns,
   for (size_t i = 0; i < keys.size(); ++i) {
     pb::PutItem* item = req.add_items();
     item->set_key(KeyBytes(keys[i]));
-    if (i > 0) {
-      item->set_parent_key(KeyBytes(keys[i - 1]));
-    } else if (parent) {
-      item->set_parent_key(KeyBytes(*parent));
-    }
+    if (parents[i]) item->set_parent_key(KeyBytes(*parents[i]));
   }
   pb::PutBeginResponse resp;
   {
@@ -986,8 +1036,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Save(const Namespace& ns,
   auto transfer = std::make_shared<TransferImpl>(this, 0, 0, to_write.size(),
                                                  absl::Now() + options_.transfer_timeout);
   TransferImpl* t = transfer.get();
-  transfer->on_all_ops_done = [this, t, transfer, lease, src, n = keys.size(),
-                               chunk = ns.chunk_bytes]() mutable {
+  transfer->on_all_ops_done = [this, t, transfer, lease, srcs]() mutable {
     absl::Status status;
     {
       absl::MutexLock lock(&t->mu_);
@@ -997,7 +1046,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Save(const Namespace& ns,
       pb::PutCommitRequest commit;
       commit.set_client_id(client_id_);
       commit.set_lease_id(lease);
-      for (size_t i = 0; i < n; ++i) commit.add_checksums(ChunkChecksum(src.subspan(i * chunk, chunk)));
+      for (const std::span<const std::byte>& s : srcs) commit.add_checksums(ChunkChecksum(s));
       pb::PutCommitResponse out;
       grpc::ClientContext ctx;
       Prepare(&ctx);
@@ -1028,8 +1077,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Save(const Namespace& ns,
           m.index = i;
           const std::string header = m.Encode();
           post_error = endpoint_->PostSend(std::as_bytes(std::span(header)),
-                                           src.subspan(i * ns.chunk_bytes, ns.chunk_bytes),
-                                           [t](absl::Status s) { t->OpDone(0, s); });
+                                           srcs[i], [t](absl::Status s) { t->OpDone(0, s); });
           if (post_error.code() == absl::StatusCode::kUnavailable) broken_ = true;
         }
         if (!post_error.ok()) t->OpDone(0, post_error);
@@ -1043,7 +1091,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::Save(const Namespace& ns,
         t->OpDone(0, post_error);
         continue;
       }
-      post_error = endpoint_->PostPut(src.subspan(i * ns.chunk_bytes, ns.chunk_bytes), *remote_,
+      post_error = endpoint_->PostPut(srcs[i], *remote_,
                                       slot.address(), [t](absl::Status s) { t->OpDone(0, s); });
       if (!post_error.ok()) {
         if (post_error.code() == absl::StatusCode::kUnavailable) broken_ = true;

@@ -170,6 +170,15 @@ class Client {
       const Namespace& ns, std::span<const ChunkKey> keys, std::span<std::byte> dest,
       std::function<void(uint32_t layer)> on_layer = nullptr) = 0;
 
+  // Load with each chunk's destination given apart: dests[i] (chunk_bytes
+  // long) receives keys[i]. The same contract otherwise; a cluster client
+  // loads the chunks one node holds, scattered over the caller's buffer, in
+  // one call. REQUIRES: every dests[i] outlives the transfer.
+  virtual absl::StatusOr<std::shared_ptr<Transfer>> LoadChunks(
+      const Namespace& ns, std::span<const ChunkKey> keys,
+      std::span<const std::span<std::byte>> dests,
+      std::function<void(uint32_t layer)> on_layer = nullptr) = 0;
+
   // Saves `src` (keys.size() chunks in the store's layout) under `keys`, a
   // key chain segment whose first chunk follows `parent` (if any). Returns at
   // once; the transfer commits the chunks when their bytes are in place.
@@ -177,6 +186,15 @@ class Client {
   virtual absl::StatusOr<std::shared_ptr<Transfer>> Save(
       const Namespace& ns, std::span<const ChunkKey> keys, std::span<const std::byte> src,
       std::optional<ChunkKey> parent = std::nullopt) = 0;
+
+  // Save with each chunk given apart: srcs[i] (chunk_bytes long) under
+  // keys[i], whose parent in its key chain is parents[i] (if any). The chunks
+  // need not be one chain segment. REQUIRES: every srcs[i] outlives the
+  // transfer; the three spans have one size.
+  virtual absl::StatusOr<std::shared_ptr<Transfer>> SaveChunks(
+      const Namespace& ns, std::span<const ChunkKey> keys,
+      std::span<const std::optional<ChunkKey>> parents,
+      std::span<const std::span<const std::byte>> srcs) = 0;
 
   // The node's DRAM pool as this client maps it (empty unless data_path()
   // is "shm"), for registering once with a GPU runtime.

@@ -63,19 +63,22 @@ class EtcdProcess {
   ~EtcdProcess() { Kill(); }
 
   // Starts etcd; endpoint() is then its client address. The caller waits for
-  // it to answer (it takes about a second to elect itself).
+  // it to answer (it takes about a second to elect itself). Started again
+  // after Kill(), it comes back on the same ports with the same data.
   void Start() {
     const std::string bin = FindEtcd();
     ASSERT_FALSE(bin.empty())
         << "etcd is not installed (no etcd on PATH or in /usr/bin): run tools/setup.sh, which "
            "installs Debian's etcd-server";
-    const int client_port = PickFreePort();
-    const int peer_port = PickFreePort();
-    ASSERT_GT(client_port, 0);
-    ASSERT_GT(peer_port, 0);
-    endpoint_ = absl::StrCat("127.0.0.1:", client_port);
+    if (client_port_ == 0) {
+      client_port_ = PickFreePort();
+      peer_port_ = PickFreePort();
+    }
+    ASSERT_GT(client_port_, 0);
+    ASSERT_GT(peer_port_, 0);
+    endpoint_ = absl::StrCat("127.0.0.1:", client_port_);
     const std::string client_url = absl::StrCat("http://", endpoint_);
-    const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_port);
+    const std::string peer_url = absl::StrCat("http://127.0.0.1:", peer_port_);
     std::filesystem::create_directories(dir_);
     std::vector<std::string> args = {
         bin,
@@ -109,6 +112,8 @@ class EtcdProcess {
  private:
   const std::string dir_;
   std::string endpoint_;
+  int client_port_ = 0;
+  int peer_port_ = 0;
   pid_t pid_ = -1;
 };
 

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -319,6 +320,45 @@ TEST_P(IsolationTest, RawUcxReadAndWriteOfAnotherTenantsChunk) {
     EXPECT_TRUE(std::equal(stolen.begin(), stolen.end(), secret.begin()));
     EXPECT_EQ(loaded.code(), absl::StatusCode::kDataLoss) << loaded;
   }
+}
+
+// Chunks given apart (the cluster client's calls) on both data planes: each
+// source and destination is its own buffer, loaded in another order than
+// saved; on an isolated node the node's messages land in the right buffer.
+TEST_P(IsolationTest, ChunksGivenApartSaveAndLoadIntoTheirOwnBuffers) {
+  client::Client* c = NewClient();
+  ASSERT_NE(c, nullptr);
+  auto ns = c->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  const std::vector<ChunkKey> keys = ns->Keys(std::vector<uint32_t>(3 * 16, 9));
+  std::vector<std::vector<std::byte>> bytes;
+  std::vector<std::span<const std::byte>> srcs;
+  std::vector<std::optional<ChunkKey>> parents;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    bytes.push_back(testing::Bytes(ns->chunk_bytes, 40 + static_cast<int>(i)));
+    parents.push_back(i > 0 ? std::optional<ChunkKey>(keys[i - 1]) : std::nullopt);
+  }
+  for (const auto& b : bytes) srcs.emplace_back(b);
+  auto saved = c->SaveChunks(*ns, keys, parents, srcs);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  ASSERT_TRUE((*saved)->Wait().ok());
+
+  const std::vector<ChunkKey> picked = {keys[2], keys[0], keys[1]};
+  std::vector<std::vector<std::byte>> outs(3, std::vector<std::byte>(ns->chunk_bytes));
+  std::vector<std::span<std::byte>> dests;
+  for (auto& o : outs) dests.emplace_back(o);
+  auto load = c->LoadChunks(*ns, picked, dests);
+  ASSERT_TRUE(load.ok()) << load.status();
+  const absl::Status loaded = (*load)->Wait();
+  ASSERT_TRUE(loaded.ok()) << loaded;
+  EXPECT_EQ(outs[0], bytes[2]);
+  EXPECT_EQ(outs[1], bytes[0]);
+  EXPECT_EQ(outs[2], bytes[1]);
+
+  std::vector<std::byte> short_dest(ns->chunk_bytes / 2);
+  dests[1] = short_dest;
+  EXPECT_EQ(c->LoadChunks(*ns, picked, dests).status().code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST_P(IsolationTest, ForgedPutMessageForAnotherClientsLeaseIsRejected) {

@@ -6,6 +6,7 @@
 #define STRATA_TESTS_SERVER_PROCESS_H_
 
 #include <signal.h>
+#include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
+extern char** environ;
+
 namespace strata::testing {
 
 class ServerProcess {
@@ -33,18 +36,16 @@ class ServerProcess {
   void Start() {
     const std::string bin = std::string(std::getenv("TEST_SRCDIR")) + "/strata/tools/strata";
     std::filesystem::remove(port_file_);
-    pid_ = fork();
-    ASSERT_GE(pid_, 0);
-    if (pid_ == 0) {
-      std::vector<std::string> args = {bin, "serve", "--listen=127.0.0.1:0",
-                                       "--port_file=" + port_file_};
-      args.insert(args.end(), args_.begin(), args_.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(bin.c_str(), argv.data());
-      _exit(127);
-    }
+    // posix_spawn, not fork: no fork handler runs in this process, so a
+    // test that already uses gRPC keeps working channels.
+    std::vector<std::string> args = {bin, "serve", "--listen=127.0.0.1:0",
+                                     "--port_file=" + port_file_};
+    args.insert(args.end(), args_.begin(), args_.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ASSERT_EQ(posix_spawn(&pid_, bin.c_str(), nullptr, nullptr, argv.data(), environ), 0)
+        << "cannot start " << bin;
     for (int i = 0; i < 300 && !std::filesystem::exists(port_file_); ++i) {
       absl::SleepFor(absl::Milliseconds(20));
     }

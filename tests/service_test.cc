@@ -165,6 +165,61 @@ TEST_P(ServiceTest, SavingPresentKeysIsIdempotentAndMissingKeysAreNotFound) {
   ExpectIntact(keys, bytes);
 }
 
+// Chunks given apart (as the cluster client sends each node its share):
+// loaded into scattered buffers, saved from scattered buffers with their
+// own parents; mismatched sizes are refused before anything moves.
+TEST_P(ServiceTest, ChunksGivenApartLoadAndSave) {
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = SaveChain(4, 7, &bytes);
+  const size_t cb = ns_.chunk_bytes;
+  // Chunks 3 and 1, in that order, into two separate buffers.
+  std::vector<std::byte> a(cb), b(cb);
+  const std::vector<ChunkKey> picked = {keys[3], keys[1]};
+  const std::vector<std::span<std::byte>> dests = {a, b};
+  auto t = client_->LoadChunks(ns_, picked, dests);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Wait().ok());
+  EXPECT_TRUE(std::equal(a.begin(), a.end(), bytes.begin() + 3 * cb));
+  EXPECT_TRUE(std::equal(b.begin(), b.end(), bytes.begin() + 1 * cb));
+
+  // Two chunks of another chain that are not one segment: each with its
+  // own parent.
+  std::vector<std::byte> more = Bytes(2 * cb, 8);
+  std::vector<std::byte> other_bytes;
+  std::vector<ChunkKey> other = SaveChain(1, 9, &other_bytes);
+  std::vector<ChunkKey> apart = {other[0], other[0]};
+  apart[0].bytes[1] ^= 1;
+  apart[1].bytes[2] ^= 1;
+  const std::vector<std::optional<ChunkKey>> parents = {other[0], std::nullopt};
+  const std::vector<std::span<const std::byte>> srcs = {
+      std::span<const std::byte>(more).subspan(cb, cb),
+      std::span<const std::byte>(more).first(cb)};
+  auto s = client_->SaveChunks(ns_, apart, parents, srcs);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_TRUE((*s)->Wait().ok());
+  std::vector<std::byte> back(2 * cb);
+  auto l = client_->Load(ns_, apart, back);
+  ASSERT_TRUE(l.ok()) << l.status();
+  ASSERT_TRUE((*l)->Wait().ok());
+  EXPECT_TRUE(std::equal(back.begin(), back.begin() + cb, more.begin() + cb));
+  EXPECT_TRUE(std::equal(back.begin() + cb, back.end(), more.begin()));
+
+  // Sizes that do not match.
+  const std::vector<std::span<std::byte>> one = {a};
+  EXPECT_EQ(client_->LoadChunks(ns_, picked, one).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::vector<std::span<std::byte>> short_dest = {a, std::span<std::byte>(b).first(cb - 1)};
+  EXPECT_EQ(client_->LoadChunks(ns_, picked, short_dest).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->SaveChunks(ns_, apart, std::span(parents).first(1), srcs).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  const std::vector<std::span<const std::byte>> short_src = {srcs[0], srcs[1].first(8)};
+  EXPECT_EQ(client_->SaveChunks(ns_, apart, parents, short_src).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client_->LoadChunks(ns_, {}, {}).status().code(), absl::StatusCode::kInvalidArgument);
+  ExpectIntact(keys, bytes);
+}
+
 TEST_P(ServiceTest, BadInputOverTheWire) {
   std::vector<std::byte> bytes;
   std::vector<ChunkKey> keys = SaveChain(2, 3, &bytes);

@@ -658,7 +658,8 @@ constexpr char kUsage[] =
     "  put     store files on a node as chunks of a namespace; prints the keys\n"
     "  get     load chunks of files (or of keys) from a node into --out, verifying\n"
     "  lookup  per-key tier and the cached prefix of files or keys\n"
-    "  stats   print a node's counters\n"
+    "  stats   print a node's counters (or a cluster's, summed)\n"
+    "  cluster list a cluster's members: fill, chunk counts, health\n"
     "  remove-namespace  remove a namespace and all its chunks from a node\n"
     "  bench   load generator: N clients, get/put mix, throughput and latency\n"
     "  worker  the GPU worker runtime (strata_worker; CUDA builds): `worker run` a\n"
@@ -709,6 +710,7 @@ int main(int argc, char** argv) {
   if (std::strcmp(argv[1], "get") == 0) return strata::cli::GetCommand(args);
   if (std::strcmp(argv[1], "lookup") == 0) return strata::cli::LookupCommand(args);
   if (std::strcmp(argv[1], "stats") == 0) return strata::cli::StatsCommand(args);
+  if (std::strcmp(argv[1], "cluster") == 0) return strata::cli::ClusterCommand(args);
   if (std::strcmp(argv[1], "remove-namespace") == 0) {
     return strata::cli::RemoveNamespaceCommand(args);
   }

@@ -286,6 +286,14 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(std::string_view 
     // more often than every 5 s.
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+    // Try a lost etcd again at least every second (gRPC's default backoff
+    // grows to minutes, so a membership would stay stale long after etcd
+    // came back).
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    // Its own connections: a client made again after etcd came back does
+    // not inherit a connection of another that lost it.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     e.channel = grpc::CreateCustomChannel(e.address, grpc::InsecureChannelCredentials(), args);
     e.kv = epb::KV::NewStub(e.channel);
     e.lease = epb::Lease::NewStub(e.channel);

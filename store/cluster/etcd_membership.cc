@@ -58,6 +58,11 @@ class EtcdMembership final : public Membership {
       LogError("cluster %s: membership watch on etcd stopped (%s); keeping the last view",
                options_.cluster.c_str(), s.ToString().c_str());
       while (!canceller_.WaitForCancel(options_.retry_interval)) {
+        // A fresh connection each time: a channel that lost etcd may keep
+        // failing after etcd came back.
+        absl::StatusOr<std::unique_ptr<EtcdClient>> fresh =
+            EtcdClient::Create(options_.endpoints, options_.rpc_timeout);
+        if (fresh.ok()) etcd_ = *std::move(fresh);
         absl::StatusOr<EtcdRangeResult> listed = etcd_->RangePrefix(prefix_);
         if (listed.ok()) {
           next_revision = Relist(*listed);
@@ -137,8 +142,9 @@ class EtcdMembership final : public Membership {
   // Constant after construction.
   const EtcdMembershipOptions options_;
   const std::string prefix_;
-  const std::unique_ptr<EtcdClient> etcd_;
 
+  // Used by Start() and then by the watch thread only.
+  std::unique_ptr<EtcdClient> etcd_;
   EtcdCanceller canceller_;
   std::thread thread_;
 

@@ -18,6 +18,9 @@ int GetCommand(const std::vector<std::string>& args);
 int LookupCommand(const std::vector<std::string>& args);
 // strata stats: the node's counters, sorted, as "key: value".
 int StatsCommand(const std::vector<std::string>& args);
+// strata cluster: the members of a cluster, their fill and health
+// (commands_cluster.cc).
+int ClusterCommand(const std::vector<std::string>& args);
 int RemoveNamespaceCommand(const std::vector<std::string>& args);
 // strata bench: a load generator (commands_bench.cc).
 int BenchCommand(const std::vector<std::string>& args);

@@ -1,9 +1,10 @@
-// strata bench: a load generator against a store node.
+// strata bench: a load generator against a store node or a cluster.
 //
 // N client threads, each with its own Client (its own gRPC channel and UCX
-// endpoint), run a get/put mix for a fixed time after a warm-up. Gets load
-// one random chunk of a prefilled working set and verify every byte; puts
-// save one chunk. Latencies are exact per-operation samples.
+// endpoint) or ClusterClient, run a get/put mix for a fixed time after a
+// warm-up. Gets load --chunks_per_get consecutive chunks of a prefilled
+// working set and verify every byte; puts save one chunk. Latencies are exact
+// per-operation samples.
 #include <signal.h>
 
 #include <algorithm>
@@ -13,6 +14,8 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
@@ -58,6 +61,7 @@ bool Matches(std::span<const std::byte> chunk, uint64_t index, const ChunkKey& k
 
 struct Config {
   int64_t clients = 4;
+  int64_t chunks_per_get = 1;
   Bytes chunk_bytes{1 << 20};
   int64_t slices = 1;
   double get_ratio = 0.5;
@@ -83,8 +87,11 @@ struct Shared {
 
 struct Worker {
   int id = 0;
+  // One node (client) or a cluster (cluster).
   std::unique_ptr<client::Client> client;
   client::Namespace ns;
+  std::unique_ptr<client::ClusterClient> cluster;
+  client::ClusterNamespace cns;
   std::thread thread;
   // Measured samples, nanoseconds.
   std::vector<int64_t> get_ns, put_ns, first_slice_ns;
@@ -99,8 +106,23 @@ struct Worker {
 };
 
 absl::Status SaveOne(Worker& w, const ChunkKey& key, std::span<const std::byte> src) {
-  auto t = w.client->Save(w.ns, std::span<const ChunkKey>(&key, 1), src);
+  const std::span<const ChunkKey> keys(&key, 1);
+  if (w.cluster != nullptr) {
+    auto t = w.cluster->Save(w.cns, keys, src);
+    return t.ok() ? (*t)->Wait() : t.status();
+  }
+  auto t = w.client->Save(w.ns, keys, src);
   return t.ok() ? (*t)->Wait() : t.status();
+}
+
+absl::StatusOr<std::shared_ptr<client::Transfer>> Load(Worker& w, std::span<const ChunkKey> keys,
+                                                        std::span<std::byte> dest) {
+  if (w.cluster != nullptr) {
+    auto t = w.cluster->Load(w.cns, keys, dest);
+    if (!t.ok()) return t.status();
+    return std::shared_ptr<client::Transfer>(*std::move(t));
+  }
+  return w.client->Load(w.ns, keys, dest);
 }
 
 void Prefill(Worker& w, Shared& sh, std::vector<std::byte>& buf) {
@@ -119,7 +141,8 @@ void Prefill(Worker& w, Shared& sh, std::vector<std::byte>& buf) {
 void Run(Worker& w, Shared& sh) {
   const Config& c = sh.config;
   const uint64_t chunk = c.chunk_bytes.value;
-  std::vector<std::byte> src(sh.pattern), dest(chunk);
+  const size_t per_get = static_cast<size_t>(c.chunks_per_get);
+  std::vector<std::byte> src(sh.pattern), dest(chunk * per_get);
   std::mt19937_64 rng(static_cast<uint64_t>(c.seed) * 1000003 + w.id);
   std::uniform_real_distribution<double> coin(0, 1);
   uint32_t counter = 0;
@@ -130,17 +153,19 @@ void Run(Worker& w, Shared& sh) {
     int64_t first_slice = 0, done_ns = 0;
     absl::Status status;
     if (is_get) {
-      const size_t i = rng() % sh.working_set.size();
-      const ChunkKey& key = sh.working_set[i];
-      auto t = w.client->Load(w.ns, std::span<const ChunkKey>(&key, 1), dest);
+      const size_t i = rng() % (sh.working_set.size() - per_get + 1);
+      auto t = Load(w, std::span<const ChunkKey>(sh.working_set).subspan(i, per_get), dest);
       if (t.ok() && c.slices > 1 && (*t)->WaitLayer(0).ok()) first_slice = NowNs() - t0;
       status = t.ok() ? (*t)->Wait() : t.status();
       done_ns = NowNs();  // the pattern check below is bench's, not the load's
       if (status.ok()) {
-        if (c.verify && !Matches(dest, i, key, sh.pattern)) {
-          ++w.corrupt;
-          w.Error(absl::StrCat("get of chunk ", i),
-                  absl::DataLossError("bytes differ from the expected pattern"));
+        for (size_t j = 0; c.verify && j < per_get; ++j) {
+          if (!Matches(std::span<const std::byte>(dest).subspan(j * chunk, chunk), i + j,
+                       sh.working_set[i + j], sh.pattern)) {
+            ++w.corrupt;
+            w.Error(absl::StrCat("get of chunk ", i + j),
+                    absl::DataLossError("bytes differ from the expected pattern"));
+          }
         }
       } else if (status.code() == absl::StatusCode::kNotFound) {
         ++w.get_misses;  // evicted by the puts of a mixed run
@@ -196,6 +221,7 @@ void PrintRow(const char* name, std::vector<int64_t> samples, double seconds, ui
 
 int BenchCommand(const std::vector<std::string>& args) {
   ConnectFlags cf;
+  ClusterFlags cl;
   Shared sh;
   Config& c = sh.config;
   FlagSet flags(
@@ -217,8 +243,15 @@ int BenchCommand(const std::vector<std::string>& args) {
       "before bench's own byte comparison, which still occupies the client thread.\n"
       "With --slices > 1, gets also report the time until layer 0's slice\n"
       "(chunk_bytes / slices) has arrived. Ctrl-C stops early and still prints the\n"
-      "summary. Exit 1 on any error or mismatch.");
+      "summary. Exit 1 on any error or mismatch.\n"
+      "With --etcd (and --cluster) or --peers, each client is a cluster client: chunks\n"
+      "are placed on the members by rendezvous hashing (--replicas each) and a get of\n"
+      "--chunks_per_get chunks fans out to the nodes that hold them.");
   cf.Register(&flags);
+  cl.Register(&flags);
+  int64_t replicas = 1;
+  flags.Add("replicas", "cluster: nodes that hold each chunk", &replicas);
+  flags.Add("chunks_per_get", "consecutive working-set chunks one get loads", &c.chunks_per_get);
   std::string tenant = "bench";
   flags.Add("tenant", "tenant of the bench namespace (with --token_file: the token's tenant)",
             &tenant);
@@ -243,6 +276,10 @@ int BenchCommand(const std::vector<std::string>& args) {
   const uint64_t chunk = c.chunk_bytes.value;
   if (!positional.empty()) bad = "no positional arguments are taken";
   else if (c.clients < 1 || c.clients > 256) bad = "--clients must be 1..256";
+  else if (c.chunks_per_get < 1 || c.chunks_per_get > 4096)
+    bad = "--chunks_per_get must be 1..4096";
+  else if (!cl.etcd.empty() && !cl.peers.empty()) bad = "give --etcd or --peers, not both";
+  else if (replicas < 1 || replicas > 16) bad = "--replicas must be 1..16";
   else if (c.slices < 1 || c.slices > 1024) bad = "--slices must be 1..1024";
   else if (chunk == 0 || chunk % (256 * c.slices) != 0)
     bad = absl::StrCat("--chunk_bytes=", chunk, " is not a multiple of 256 x --slices (",
@@ -278,26 +315,65 @@ int BenchCommand(const std::vector<std::string>& args) {
   spec.tokens_per_chunk = static_cast<uint32_t>(token_heads / kv_heads);
   std::vector<std::unique_ptr<Worker>> workers;
   for (int64_t i = 0; i < c.clients; ++i) {
-    auto session = OpenSession("bench", cf, spec, tenant);
-    if (session == nullptr) return kExitFailure;
     auto w = std::make_unique<Worker>();
     w->id = static_cast<int>(i);
-    w->client = std::move(session->client);
-    w->ns = std::move(session->ns);
+    if (cl.given()) {
+      w->cluster = OpenCluster("bench", cl, cf);
+      if (w->cluster == nullptr) return kExitFailure;
+      auto ns = w->cluster->RegisterNamespace(spec, tenant, static_cast<uint32_t>(replicas));
+      if (!ns.ok()) {
+        std::fprintf(stderr, "strata bench: %s\n", StatusText(ns.status()).c_str());
+        return kExitFailure;
+      }
+      w->cns = *std::move(ns);
+    } else {
+      auto session = OpenSession("bench", cf, spec, tenant);
+      if (session == nullptr) return kExitFailure;
+      w->client = std::move(session->client);
+      w->ns = std::move(session->ns);
+    }
     workers.push_back(std::move(w));
   }
-  client::Client& first = *workers[0]->client;
-  const uint64_t dram = first.node().dram_bytes;
+  Worker& first = *workers[0];
+  // The counters of the node, or of every member summed.
+  auto node_stats = [&first]() -> absl::StatusOr<std::map<std::string, uint64_t>> {
+    if (first.cluster == nullptr) return first.client->Stats();
+    std::map<std::string, uint64_t> sum;
+    for (const auto& [id, s] : first.cluster->NodeStats()) {
+      if (!s.ok()) return s.status();
+      for (const auto& [k, v] : *s) sum[k] += v;
+    }
+    return sum;
+  };
+  uint64_t dram = 0;
+  std::string target, data_path;
+  if (first.cluster == nullptr) {
+    dram = first.client->node().dram_bytes;
+    target = absl::StrCat(cf.server, " (node ", first.client->node().node_id, ")");
+    data_path = std::string(first.client->data_path());
+  } else {
+    auto s = node_stats();
+    if (!s.ok()) {
+      std::fprintf(stderr, "strata bench: %s\n", StatusText(s.status()).c_str());
+      return kExitFailure;
+    }
+    // What the cluster holds once: each chunk takes `replicas` slots.
+    dram = (*s)["dram_capacity_bytes"] / static_cast<uint64_t>(replicas);
+    target = absl::StrCat("a cluster of ", first.cluster->View().nodes.size(), " nodes (R=",
+                          replicas, ")");
+    data_path = "the nodes' own paths";
+  }
   int64_t keys = c.keys;
   if (keys == 0) {
     keys = std::clamp<int64_t>((256ll << 20) / chunk, 4 * c.clients, 1024);
     keys = std::max<int64_t>(1, std::min<int64_t>(keys, dram / 2 / chunk));
   }
+  keys = std::max<int64_t>(keys, c.chunks_per_get);
   if (static_cast<uint64_t>(keys) * chunk > dram) {
     std::fprintf(stderr, "strata bench: warning: the working set (%s) exceeds the node's DRAM (%s)\n",
                  FormatBytes(keys * chunk).c_str(), FormatBytes(dram).c_str());
   }
-  sh.root = workers[0]->ns.chain->root();
+  sh.root = first.cluster != nullptr ? first.cns.chain->root() : first.ns.chain->root();
   sh.nonce = std::random_device()() | (uint64_t{std::random_device()()} << 32);
   for (int64_t i = 0; i < keys; ++i) {
     const uint32_t tokens[] = {static_cast<uint32_t>(c.seed), static_cast<uint32_t>(c.seed >> 32),
@@ -316,12 +392,12 @@ int BenchCommand(const std::vector<std::string>& args) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  std::printf("strata bench: %lld clients -> %s (node %s), loads over %s, UCX %s; chunk %s in "
-              "%lld slice(s); get_ratio %.2f; puts %s; working set %lld chunks (%s)\n",
-              static_cast<long long>(c.clients), cf.server.c_str(), first.node().node_id.c_str(),
-              std::string(first.data_path()).c_str(),
+  std::printf("strata bench: %lld clients -> %s, loads over %s, UCX %s; chunk %s in "
+              "%lld slice(s), %lld per get; get_ratio %.2f; puts %s; working set %lld chunks (%s)\n",
+              static_cast<long long>(c.clients), target.c_str(), data_path.c_str(),
               cf.ucx_transports.empty() ? "default transports" : cf.ucx_transports.c_str(),
-              FormatBytes(chunk).c_str(), static_cast<long long>(c.slices), c.get_ratio,
+              FormatBytes(chunk).c_str(), static_cast<long long>(c.slices),
+              static_cast<long long>(c.chunks_per_get), c.get_ratio,
               c.put_keys.c_str(), static_cast<long long>(keys), FormatBytes(keys * chunk).c_str());
   std::fflush(stdout);
   const int64_t prefill_start = NowNs();
@@ -343,7 +419,7 @@ int BenchCommand(const std::vector<std::string>& args) {
   }
   const double prefill_s = (NowNs() - prefill_start) / 1e9;
   std::printf("prefill: %lld chunks in %.2f s\n", static_cast<long long>(keys), prefill_s);
-  auto before = first.Stats();
+  auto before = node_stats();
 
   const int64_t start = NowNs();
   sh.measure_start = start + absl::ToInt64Nanoseconds(c.warmup);
@@ -401,9 +477,11 @@ int BenchCommand(const std::vector<std::string>& args) {
               seconds, absl::FormatDuration(c.warmup).c_str());
   std::printf("%-12s %9s %10s %8s %9s %9s %9s %9s\n", "op", "count", "ops/s", "GB/s", "p50",
               "p99", "p999", "max");
-  if (!get_ns.empty() || c.get_ratio > 0) PrintRow("get", get_ns, seconds, chunk);
+  if (!get_ns.empty() || c.get_ratio > 0) {
+    PrintRow("get", get_ns, seconds, chunk * c.chunks_per_get);
+  }
   if (!slice_ns.empty()) {
-    PrintRow("get slice0", slice_ns, seconds, chunk / c.slices);
+    PrintRow("get slice0", slice_ns, seconds, chunk * c.chunks_per_get / c.slices);
   }
   if (!put_ns.empty() || c.get_ratio < 1) PrintRow("put", put_ns, seconds, chunk);
   std::vector<int64_t> all(get_ns);
@@ -419,7 +497,7 @@ int BenchCommand(const std::vector<std::string>& args) {
                          "%llu corrupt, %llu errors\n",
               get_ns.size(), static_cast<unsigned long long>(misses),
               static_cast<unsigned long long>(corrupt), static_cast<unsigned long long>(get_errors));
-  auto after = first.Stats();
+  auto after = node_stats();
   if (before.ok() && after.ok()) {
     auto delta = [&](const char* k) { return (*after)[k] - (*before)[k]; };
     std::printf("puts: %llu errors; node counters over warm-up + run: %llu stored new, "

@@ -368,16 +368,26 @@ int LookupCommand(const std::vector<std::string>& args) {
 
 int StatsCommand(const std::vector<std::string>& args) {
   ConnectFlags cf;
+  ClusterFlags cl;
   FlagSet flags(
       "strata stats [flags]\n\n"
-      "Prints the node's counters, one \"key: value\" per line, sorted by key.");
+      "Prints the node's counters, one \"key: value\" per line, sorted by key. With\n"
+      "--etcd (and --cluster) or --peers: every member's counters summed, with\n"
+      "cluster.nodes_answered, cluster.nodes_failed and cluster.view_current (exit\n"
+      "status 1 when a member does not answer).");
   cf.Register(&flags);
+  cl.Register(&flags);
   std::vector<std::string> positional;
   if (int rc = ParseOrExit("stats", flags, args, &positional); rc >= 0) return rc;
   if (!positional.empty()) {
     std::fprintf(stderr, "strata stats: no positional arguments are taken (see --help)\n");
     return kExitUsage;
   }
+  if (!cl.etcd.empty() && !cl.peers.empty()) {
+    std::fprintf(stderr, "strata stats: give --etcd or --peers, not both\n");
+    return kExitUsage;
+  }
+  if (cl.given()) return ClusterStats(cl, cf);
   auto client = client::Client::Connect(cf.Options());
   if (!client.ok()) {
     std::fprintf(stderr, "strata stats: cannot connect to %s: %s\n", cf.server.c_str(),

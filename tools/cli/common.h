@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "client/client.h"
+#include "client/cluster_client.h"
 #include "store/common/chunk_key.h"
 #include "store/common/namespace.h"
 #include "tools/cli/flags.h"
@@ -46,6 +47,25 @@ struct ConnectFlags {
   void Register(FlagSet* flags);
   client::ClientOptions Options() const;
 };
+
+// --etcd, --cluster, --peers: a cluster instead of one --server.
+struct ClusterFlags {
+  std::string etcd;
+  std::string cluster = "strata";
+  std::string peers;
+
+  void Register(FlagSet* flags);
+  bool given() const { return !etcd.empty() || !peers.empty(); }
+  // Each node is reached with `connect`'s options.
+  client::ClusterClientOptions Options(const ConnectFlags& connect) const;
+};
+
+// The cluster's client; prints the error and returns null on failure.
+std::unique_ptr<client::ClusterClient> OpenCluster(const char* command, const ClusterFlags& cluster,
+                                                   const ConnectFlags& connect);
+
+// strata stats over a cluster: every member's counters summed.
+int ClusterStats(const ClusterFlags& cluster, const ConnectFlags& connect);
 
 // --model --layers --kv_heads --head_dim --dtype --tokens_per_chunk --tenant,
 // with the defaults of `strata local`.
