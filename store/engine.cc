@@ -159,7 +159,7 @@ absl::Status EngineImpl::CompletePromotion(EntryId id, const absl::Status& read)
   e.set(IndexEntry::kPromoting, false);
   if (read.ok()) {
     e.set(IndexEntry::kInDram, true);
-    dram_policy_->OnInsert(id, e.parent);
+    DramInsert(id, e);
     return absl::OkStatus();
   }
   pool_->Free(e.dram_offset, e.size);
@@ -186,13 +186,13 @@ void EngineImpl::DropDram(EntryId id, IndexEntry& e) {
   pool_->Free(e.dram_offset, e.size);
   CreditDram(e.ns, e.size);
   e.set(IndexEntry::kInDram, false);
-  dram_policy_->OnRemove(id);
+  DramRemove(id, e);
   MaybeErase(id, e);
 }
 
 void EngineImpl::DropNvme(EntryId id, IndexEntry& e) {
   e.set(IndexEntry::kOnNvme, false);
-  nvme_policy_->OnRemove(id);
+  NvmeRemove(id, e);
   CreditNvme(e.ns, e.size);
   MaybeErase(id, e);
 }
@@ -336,11 +336,11 @@ absl::StatusOr<uint64_t> EngineImpl::RemoveNamespace(uint32_t ns) {
     if (e.has(IndexEntry::kInDram)) {
       pool_->Free(e.dram_offset, e.size);
       CreditDram(ns, e.size);
-      dram_policy_->OnRemove(id);
+      DramRemove(id, e);
     }
     if (e.has(IndexEntry::kOnNvme)) {
       on_nvme.push_back(e.key);
-      nvme_policy_->OnRemove(id);
+      NvmeRemove(id, e);
       CreditNvme(ns, e.size);
     }
     index_.Erase(id);
@@ -457,7 +457,7 @@ absl::StatusOr<PutLease> EngineImpl::BeginPut(uint32_t ns, std::span<const PutIt
       // Committed (in DRAM, on NVMe or being promoted): idempotent success.
       slot.already_present = true;
       ++counters_.puts_already_present;
-      if (e->has(IndexEntry::kInDram)) dram_policy_->OnAccess(id);
+      if (e->has(IndexEntry::kInDram)) DramAccess(id, *e);
       result.slots.push_back(slot);
       continue;
     }
@@ -593,7 +593,7 @@ absl::Status EngineImpl::CommitPut(LeaseId lease_id, std::span<const uint64_t> c
     e.state = IndexEntry::kCommitted;
     e.checksum = expected[i];
     e.set(IndexEntry::kInDram, true);
-    dram_policy_->OnInsert(id, e.parent);
+    DramInsert(id, e);
     ++counters_.puts_committed;
     if (nvme_ != nullptr) {
       SetFlushPending(e, true);
@@ -752,9 +752,9 @@ absl::StatusOr<ReadLease> EngineImpl::Acquire(uint32_t ns, std::span<const Chunk
     IndexEntry& e = *index_.Get(ids[i]);
     if (result.chunks[i].found_in == Tier::kDram) {
       ++counters_.reads_dram;
-      dram_policy_->OnAccess(ids[i]);
+      DramAccess(ids[i], e);
     }
-    if (e.has(IndexEntry::kOnNvme)) nvme_policy_->OnAccess(ids[i]);
+    if (e.has(IndexEntry::kOnNvme)) NvmeAccess(ids[i], e);
     if (e.has(IndexEntry::kPrefetched)) {
       e.set(IndexEntry::kPrefetched, false);
       prefetched_.erase(ids[i]);

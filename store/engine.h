@@ -332,7 +332,9 @@ class Engine {
   // BeginPut of chunks larger than the NVMe quota is ResourceExhausted.
   // A hint set of more jobs than hint_jobs is ResourceExhausted. Lowering a
   // quota evicts the tenant's evictable chunks down to it at once; the rest
-  // goes as its chunks become evictable.
+  // goes as its chunks become evictable. A tenant with a DRAM (NVMe) quota
+  // keeps its own instance of the tier's policy over its chunks, so finding
+  // its victims does not walk past other tenants' chunks.
   virtual void SetTenantQuotas(const std::map<std::string, TenantQuota, std::less<>>& quotas) = 0;
   // `tenant`'s usage and quota (zeros for a tenant without namespaces).
   virtual TenantStats GetTenantStats(std::string_view tenant) const = 0;

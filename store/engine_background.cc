@@ -131,7 +131,7 @@ void EngineImpl::WriteBackOne(EntryId id) {
   if (status.ok()) {
     SetFlushPending(*e, false);
     e->set(IndexEntry::kOnNvme, true);
-    nvme_policy_->OnInsert(id, e->parent);
+    NvmeInsert(id, *e);
     ChargeNvme(e->ns, e->size);
     ++counters_.write_backs;
     if (!write_back_error_.ok()) {
@@ -276,7 +276,7 @@ absl::Status EngineImpl::Restore() {
     e.parent = it == parent_of.end() ? kNoEntry : it->second;
   });
   BreakParentCycles();
-  index_.ForEach([&](EntryId id, IndexEntry& e) { nvme_policy_->OnInsert(id, e.parent); });
+  index_.ForEach([&](EntryId id, IndexEntry& e) { NvmeInsert(id, e); });
   counters_.chunks_restored = index_.size();
   EnforceNvmeCapacity();
   return absl::OkStatus();

@@ -189,6 +189,7 @@ void EngineImpl::RebuildHints() {
     if (dram_done && nvme_done) break;
     YieldLock();
   }
+  HintTenantOrders();
 
   prefetch_wanted_ = true;
   cv_.SignalAll();

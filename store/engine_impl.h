@@ -149,7 +149,53 @@ class EngineImpl final : public Engine {
     // Its chunks queued for write-back (kFlushPending): DRAM it may get
     // back by waiting for the writer.
     uint64_t flush_pending = 0;
+    // With a DRAM (NVMe) quota: the tier's policy over this tenant's chunks
+    // only, fed the same events as the tier's own, so that its victims are
+    // found without walking past other tenants' chunks. Null without.
+    std::unique_ptr<EvictionPolicy> dram_order;
+    std::unique_ptr<EvictionPolicy> nvme_order;
   };
+  // The tier policies and, for a tenant with a quota, its own order: every
+  // residency change and access goes through these.
+  void DramInsert(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    dram_policy_->OnInsert(id, e.parent);
+    if (EvictionPolicy* own = AccountOf(e.ns).dram_order.get()) own->OnInsert(id, e.parent);
+  }
+  void DramAccess(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    dram_policy_->OnAccess(id);
+    if (EvictionPolicy* own = AccountOf(e.ns).dram_order.get()) own->OnAccess(id);
+  }
+  void DramRemove(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    dram_policy_->OnRemove(id);
+    if (EvictionPolicy* own = AccountOf(e.ns).dram_order.get()) own->OnRemove(id);
+  }
+  void NvmeInsert(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    nvme_policy_->OnInsert(id, e.parent);
+    if (EvictionPolicy* own = AccountOf(e.ns).nvme_order.get()) own->OnInsert(id, e.parent);
+  }
+  void NvmeAccess(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    nvme_policy_->OnAccess(id);
+    if (EvictionPolicy* own = AccountOf(e.ns).nvme_order.get()) own->OnAccess(id);
+  }
+  void NvmeRemove(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    nvme_policy_->OnRemove(id);
+    if (EvictionPolicy* own = AccountOf(e.ns).nvme_order.get()) own->OnRemove(id);
+  }
+  // Creates or drops `account`'s own orders to match its quota. A new one
+  // takes the tenant's resident chunks in the tier policy's victim order
+  // (those the policy does not offer yet, such as chunks with resident
+  // descendants under prefix-lru, as older) and their current hints.
+  void SyncTenantOrders(TenantAccount& account) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::unique_ptr<EvictionPolicy> NewTenantOrder(TenantAccount& account, EvictionPolicy& tier,
+                                                 const std::string& policy, uint8_t resident_flag)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a tier's policy orders by hints ("scheduler"); the others
+  // ignore them.
+  bool PoliciesUseHints() const {
+    return options_.dram_policy == "scheduler" || options_.nvme_policy == "scheduler";
+  }
+  // Gives each tenant order the hints of its own chunks (after a rebuild).
+  void HintTenantOrders() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The account of namespace slot `ns` (live or being removed).
   TenantAccount& AccountOf(uint32_t ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return *ns_account_[ns - 1];

@@ -2,6 +2,10 @@
 // to the tenant it was registered with) and room made within a quota from
 // the tenant's own chunks only.
 #include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -17,6 +21,7 @@ void EngineImpl::AttachAccount(uint32_t ns, const std::string& tenant) {
     account.stats.tenant = tenant;
     auto q = quotas_.find(tenant);
     if (q != quotas_.end()) account.stats.quota = q->second;
+    SyncTenantOrders(account);
   }
   ++account.stats.namespaces;
   if (ns_account_.size() < ns) ns_account_.resize(ns, nullptr);
@@ -50,12 +55,13 @@ bool EngineImpl::TrimTenantDram(TenantAccount& account, uint64_t size,
                                 const AllocationRules& rules) {
   const uint64_t quota = account.stats.quota.dram_bytes;
   if (quota == 0) return true;
+  // The tenant's own order: the DRAM policy's order over its chunks alone.
+  EvictionPolicy& order = *account.dram_order;
   while (account.stats.dram_bytes + size > quota) {
     auto pick = [&](bool evict_prefetched) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      return dram_policy_->PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      return order.PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
         const IndexEntry* e = index_.Get(id);
-        return e != nullptr && ns_account_[e->ns - 1] == &account &&
-               DramEvictable(id, *e, evict_prefetched) &&
+        return e != nullptr && DramEvictable(id, *e, evict_prefetched) &&
                NeededAt(id) > rules.protect_needed_until;
       });
     };
@@ -71,12 +77,12 @@ bool EngineImpl::TrimTenantDram(TenantAccount& account, uint64_t size,
 absl::Status EngineImpl::TrimTenantNvme(TenantAccount& account, uint64_t size) {
   const uint64_t quota = account.stats.quota.nvme_bytes;
   if (quota == 0) return absl::OkStatus();
+  EvictionPolicy& order = *account.nvme_order;
   while (account.stats.nvme_bytes + size > quota) {
-    const EntryId victim = nvme_policy_->PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    const EntryId victim = order.PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
       const IndexEntry* e = index_.Get(id);
       // Not one being read: a reader may be about to promote it.
-      return e != nullptr && ns_account_[e->ns - 1] == &account &&
-             !e->has(IndexEntry::kPromoting) && e->read_pins == 0;
+      return e != nullptr && !e->has(IndexEntry::kPromoting) && e->read_pins == 0;
     });
     if (victim == kNoEntry) {
       return absl::ResourceExhaustedError(absl::StrCat(
@@ -148,6 +154,7 @@ void EngineImpl::SetTenantQuotas(const std::map<std::string, TenantQuota, std::l
       it = accounts_.erase(it);
       continue;
     }
+    SyncTenantOrders(account);
     ++it;
   }
   for (const auto& [tenant, quota] : quotas_) {
@@ -155,6 +162,7 @@ void EngineImpl::SetTenantQuotas(const std::map<std::string, TenantQuota, std::l
     if (created) {
       it->second.stats.tenant = tenant;
       it->second.stats.quota = quota;
+      SyncTenantOrders(it->second);
     }
   }
   // Down to the new quotas at once, as far as the tenants' chunks allow.
@@ -169,6 +177,79 @@ void EngineImpl::SetTenantQuotas(const std::map<std::string, TenantQuota, std::l
                "they go at its next write-back",
                tenant.c_str(), s.ToString().c_str());
     }
+  }
+}
+
+void EngineImpl::SyncTenantOrders(TenantAccount& account) {
+  if (account.stats.quota.dram_bytes == 0) {
+    account.dram_order.reset();
+  } else if (account.dram_order == nullptr) {
+    account.dram_order =
+        NewTenantOrder(account, *dram_policy_, options_.dram_policy, IndexEntry::kInDram);
+  }
+  if (account.stats.quota.nvme_bytes == 0 || nvme_ == nullptr) {
+    account.nvme_order.reset();
+  } else if (account.nvme_order == nullptr) {
+    account.nvme_order =
+        NewTenantOrder(account, *nvme_policy_, options_.nvme_policy, IndexEntry::kOnNvme);
+  }
+}
+
+std::unique_ptr<EvictionPolicy> EngineImpl::NewTenantOrder(TenantAccount& account,
+                                                           EvictionPolicy& tier,
+                                                           const std::string& policy,
+                                                           uint8_t resident_flag) {
+  // The name was checked when the engine opened.
+  std::unique_ptr<EvictionPolicy> order = *eviction::CreatePolicy(policy, clock_);
+  auto mine = [&](const IndexEntry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return ns_account_[e.ns - 1] == &account;
+  };
+  // The tenant's chunks in the tier's victim order (a predicate that takes
+  // none walks it all).
+  std::vector<EntryId> offered;
+  absl::flat_hash_set<EntryId> offered_set;
+  (void)tier.PickVictim([&](EntryId id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    const IndexEntry* e = index_.Get(id);
+    if (e != nullptr && e->has(resident_flag) && mine(*e)) {
+      offered.push_back(id);
+      offered_set.insert(id);
+    }
+    return false;
+  });
+  // Inserted first, so older: the ones the tier does not offer yet.
+  index_.ForEach([&](EntryId id, IndexEntry& e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (e.state == IndexEntry::kCommitted && e.has(resident_flag) && mine(e) &&
+        !offered_set.contains(id)) {
+      order->OnInsert(id, e.parent);
+    }
+  });
+  for (EntryId id : offered) order->OnInsert(id, index_.Get(id)->parent);
+  if (!PoliciesUseHints()) return order;
+  std::vector<eviction::HintedEntry> hints;
+  for (const auto& [id, needed] : needed_at_) {
+    const IndexEntry* e = index_.Get(id);
+    if (e != nullptr && mine(*e)) hints.push_back({id, needed});
+  }
+  if (!hints.empty()) order->OnHints(hints);
+  return order;
+}
+
+void EngineImpl::HintTenantOrders() {
+  if (!PoliciesUseHints()) return;
+  absl::flat_hash_map<TenantAccount*, std::vector<eviction::HintedEntry>> by_tenant;
+  for (auto& [tenant, account] : accounts_) {
+    if (account.dram_order != nullptr || account.nvme_order != nullptr) by_tenant[&account];
+  }
+  if (by_tenant.empty()) return;
+  for (const auto& [id, needed] : needed_at_) {
+    const IndexEntry* e = index_.Get(id);
+    if (e == nullptr) continue;
+    auto it = by_tenant.find(ns_account_[e->ns - 1]);
+    if (it != by_tenant.end()) it->second.push_back({id, needed});
+  }
+  for (auto& [account, hints] : by_tenant) {
+    if (account->dram_order != nullptr) account->dram_order->OnHints(hints);
+    if (account->nvme_order != nullptr) account->nvme_order->OnHints(hints);
   }
 }
 

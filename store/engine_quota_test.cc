@@ -30,7 +30,7 @@ class EngineQuotaTest : public ::testing::Test {
 
   // A node of `dram_chunks` chunks of DRAM and, if nonzero, `nvme_chunks`
   // on NVMe, with tenants "a" and "b" registered.
-  void Open(uint64_t dram_chunks, uint64_t nvme_chunks = 0) {
+  void Open(uint64_t dram_chunks, uint64_t nvme_chunks = 0, std::string dram_policy = "lru") {
     EngineOptions o;
     o.dram_bytes = dram_chunks * kChunk;
     if (nvme_chunks > 0) {
@@ -39,7 +39,7 @@ class EngineQuotaTest : public ::testing::Test {
     }
     o.clock = &clock_;
     o.reap_interval = absl::ZeroDuration();
-    o.dram_policy = "lru";
+    o.dram_policy = dram_policy;
     auto engine = Engine::Open(o);
     ASSERT_TRUE(engine.ok()) << engine.status();
     engine_ = *std::move(engine);
@@ -55,8 +55,8 @@ class EngineQuotaTest : public ::testing::Test {
     engine_->SetTenantQuotas(quotas_);
   }
 
-  absl::Status Put(uint32_t ns, uint64_t i) {
-    return testing::PutTestKey(*engine_, ns, i, kChunk);
+  absl::Status Put(uint32_t ns, uint64_t i, std::optional<uint64_t> parent = {}) {
+    return testing::PutTestKey(*engine_, ns, i, kChunk, parent);
   }
   absl::Status Verify(uint32_t ns, uint64_t i) {
     return testing::VerifyTestKey(*engine_, ns, i, kChunk);
@@ -101,6 +101,29 @@ TEST_F(EngineQuotaTest, OverItsDramQuotaATenantEvictsOnlyItsOwnChunksInPolicyOrd
   EXPECT_EQ(Of("b").dram_bytes, 6 * kChunk);
   EXPECT_EQ(Of("b").dram_quota_evictions, 0u);
   EXPECT_EQ(engine_->Stats().dram_evictions, 2u);
+}
+
+TEST_F(EngineQuotaTest, PrefixLruOrderRestrictedToTheTenant) {
+  Open(32, 0, "prefix-lru");
+  SetQuota("a", {.dram_bytes = 4 * kChunk});
+  ASSERT_TRUE(Put(b_, 100).ok());
+  // A chain 1 <- 2 <- 3, then 4 on its own.
+  ASSERT_TRUE(Put(a_, 1).ok());
+  ASSERT_TRUE(Put(a_, 2, 1).ok());
+  ASSERT_TRUE(Put(a_, 3, 2).ok());
+  ASSERT_TRUE(Put(a_, 4).ok());
+  // 1 and 2 are older but have a cached descendant: the chain's tail goes
+  // first; then 2, a leaf once 3 went, at its own recency (older than 4's).
+  // b's chunk, older than all, stays.
+  ASSERT_TRUE(Put(a_, 5).ok());
+  EXPECT_EQ(TierOf(a_, 3), Tier::kMissing);
+  EXPECT_EQ(TierOf(a_, 1), Tier::kDram);
+  EXPECT_EQ(TierOf(a_, 2), Tier::kDram);
+  ASSERT_TRUE(Put(a_, 6).ok());
+  EXPECT_EQ(TierOf(a_, 2), Tier::kMissing);
+  EXPECT_EQ(TierOf(a_, 4), Tier::kDram);
+  EXPECT_EQ(TierOf(b_, 100), Tier::kDram);
+  EXPECT_EQ(Of("a").dram_quota_evictions, 2u);
 }
 
 TEST_F(EngineQuotaTest, RefusedWhenNothingOfItsOwnCanGoWhileOthersGoOn) {
