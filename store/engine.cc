@@ -120,14 +120,18 @@ std::optional<uint64_t> EngineImpl::AllocateDram(uint64_t size, AllocationRules 
       }
       continue;
     }
-    ++counters_.dram_evictions;
-    if (needed_at_.contains(victim)) {
-      ++counters_.dram_evictions_hinted;
-    } else {
-      ++counters_.dram_evictions_unhinted;
-    }
-    DropDram(victim, *index_.Get(victim));
+    EvictDram(victim);
   }
+}
+
+void EngineImpl::EvictDram(EntryId victim) {
+  ++counters_.dram_evictions;
+  if (needed_at_.contains(victim)) {
+    ++counters_.dram_evictions_hinted;
+  } else {
+    ++counters_.dram_evictions_unhinted;
+  }
+  DropDram(victim, *index_.Get(victim));
 }
 
 absl::Time EngineImpl::NeededAt(EntryId id) const {
@@ -155,10 +159,11 @@ absl::Status EngineImpl::CompletePromotion(EntryId id, const absl::Status& read)
   e.set(IndexEntry::kPromoting, false);
   if (read.ok()) {
     e.set(IndexEntry::kInDram, true);
-    dram_policy_->OnInsert(id, e.parent);
+    DramInsert(id, e);
     return absl::OkStatus();
   }
   pool_->Free(e.dram_offset, e.size);
+  CreditDram(e.ns, e.size);
   const std::string key = e.key.ShortHex();
   if (read.code() == absl::StatusCode::kDataLoss) ++counters_.checksum_failures;
   if (read.code() == absl::StatusCode::kDataLoss || read.code() == absl::StatusCode::kNotFound) {
@@ -179,15 +184,16 @@ void EngineImpl::DropDram(EntryId id, IndexEntry& e) {
     ++counters_.prefetches_wasted;
   }
   pool_->Free(e.dram_offset, e.size);
+  CreditDram(e.ns, e.size);
   e.set(IndexEntry::kInDram, false);
-  dram_policy_->OnRemove(id);
+  DramRemove(id, e);
   MaybeErase(id, e);
 }
 
 void EngineImpl::DropNvme(EntryId id, IndexEntry& e) {
   e.set(IndexEntry::kOnNvme, false);
-  nvme_policy_->OnRemove(id);
-  nvme_used_ -= e.size;
+  NvmeRemove(id, e);
+  CreditNvme(e.ns, e.size);
   MaybeErase(id, e);
 }
 
@@ -211,6 +217,7 @@ void EngineImpl::DiscardWrites(const Lease& lease) {
     IndexEntry* e = index_.Get(id);
     if (e == nullptr || e->state != IndexEntry::kWriting) continue;
     pool_->Free(e->dram_offset, e->size);
+    CreditDram(e->ns, e->size);
     index_.Erase(id);
   }
 }
@@ -275,6 +282,7 @@ absl::StatusOr<uint32_t> EngineImpl::RegisterNamespace(const NamespaceSpec& raw_
     namespaces_[slot] = std::move(info);
     ns_state_[slot] = NsState::kLive;
   }
+  AttachAccount(static_cast<uint32_t>(slot + 1), std::string(tenant));
   return static_cast<uint32_t>(slot + 1);
 }
 
@@ -323,16 +331,17 @@ absl::StatusOr<uint64_t> EngineImpl::RemoveNamespace(uint32_t ns) {
   for (EntryId id : ids) {
     IndexEntry& e = *index_.Get(id);
     // Queued write-backs skip entries that are no longer flush-pending.
-    e.set(IndexEntry::kFlushPending, false);
+    SetFlushPending(e, false);
     if (e.has(IndexEntry::kPrefetched)) prefetched_.erase(id);
     if (e.has(IndexEntry::kInDram)) {
       pool_->Free(e.dram_offset, e.size);
-      dram_policy_->OnRemove(id);
+      CreditDram(ns, e.size);
+      DramRemove(id, e);
     }
     if (e.has(IndexEntry::kOnNvme)) {
       on_nvme.push_back(e.key);
-      nvme_policy_->OnRemove(id);
-      nvme_used_ -= e.size;
+      NvmeRemove(id, e);
+      CreditNvme(ns, e.size);
     }
     index_.Erase(id);
   }
@@ -357,6 +366,7 @@ absl::StatusOr<uint64_t> EngineImpl::RemoveNamespace(uint32_t ns) {
   }
   ns_state_[ns - 1] = NsState::kFree;
   namespaces_[ns - 1] = NamespaceInfo();
+  DetachAccount(ns);
   ++counters_.namespaces_removed;
   cv_.SignalAll();
   return static_cast<uint64_t>(ids.size());
@@ -421,6 +431,7 @@ absl::StatusOr<PutLease> EngineImpl::BeginPut(uint32_t ns, std::span<const PutIt
         "); ", write_back_retry_.size(), " acknowledged chunks wait in DRAM for a retry"));
   }
   const uint32_t size = static_cast<uint32_t>(info->chunk_bytes);
+  RETURN_IF_ERROR(CheckTenantNvmeFits(ns, size));
   Lease lease;
   lease.write = true;
   lease.ns = ns;
@@ -446,12 +457,20 @@ absl::StatusOr<PutLease> EngineImpl::BeginPut(uint32_t ns, std::span<const PutIt
       // Committed (in DRAM, on NVMe or being promoted): idempotent success.
       slot.already_present = true;
       ++counters_.puts_already_present;
-      if (e->has(IndexEntry::kInDram)) dram_policy_->OnAccess(id);
+      if (e->has(IndexEntry::kInDram)) DramAccess(id, *e);
       result.slots.push_back(slot);
       continue;
     }
+    // Room within the tenant's quota first (from its own chunks only), and
+    // charged before AllocateDram may release the lock.
+    if (absl::Status room = MakeTenantDramRoom(ns, size, {}, "put"); !room.ok()) {
+      DiscardWrites(lease);
+      return room;
+    }
+    ChargeDram(ns, size);
     std::optional<uint64_t> offset = AllocateDram(size);
     if (!offset) {
+      CreditDram(ns, size);
       DiscardWrites(lease);
       return absl::ResourceExhaustedError(absl::StrCat(
           "put: no DRAM for a ", size, "-byte chunk: ", pool_->used(), " of ",
@@ -574,14 +593,21 @@ absl::Status EngineImpl::CommitPut(LeaseId lease_id, std::span<const uint64_t> c
     e.state = IndexEntry::kCommitted;
     e.checksum = expected[i];
     e.set(IndexEntry::kInDram, true);
-    dram_policy_->OnInsert(id, e.parent);
+    DramInsert(id, e);
     ++counters_.puts_committed;
     if (nvme_ != nullptr) {
-      e.set(IndexEntry::kFlushPending, true);
+      SetFlushPending(e, true);
       write_back_queue_.push_back(id);
     }
   }
   if (nvme_ != nullptr && !lease.entries.empty()) cv_.SignalAll();
+  // A quota lowered while the lease was open: back under it as far as the
+  // tenant's own chunks allow.
+  if (!lease.entries.empty() && ns_account_[lease.ns - 1] != nullptr) {
+    AllocationRules rules;
+    rules.wait_for_write_back = false;
+    (void)TrimTenantDram(AccountOf(lease.ns), 0, rules);
+  }
   return absl::OkStatus();
 }
 
@@ -611,21 +637,35 @@ absl::Status EngineImpl::PromoteLocked(std::span<const EntryId> ids) {
         !e.has(IndexEntry::kOnNvme)) {
       continue;
     }
-    std::optional<uint64_t> offset = AllocateDram(e.size);
-    if (!offset) {
+    auto abandon = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       for (EntryId m : mine) {
         IndexEntry& q = *index_.Get(m);
         pool_->Free(q.dram_offset, q.size);
+        CreditDram(q.ns, q.size);
         q.set(IndexEntry::kPromoting, false);
       }
       cv_.SignalAll();
+    };
+    // Room within the tenant's quota (from its own chunks only), charged
+    // before AllocateDram may release the lock.
+    if (absl::Status room = MakeTenantDramRoom(e.ns, e.size, {}, "get"); !room.ok()) {
+      abandon();
+      return room;
+    }
+    ChargeDram(e.ns, e.size);
+    std::optional<uint64_t> offset = AllocateDram(e.size);
+    if (!offset) {
+      CreditDram(e.ns, e.size);
+      abandon();
       return absl::ResourceExhaustedError(
           absl::StrCat("get: no DRAM to promote a ", e.size, "-byte chunk from NVMe"));
     }
-    // AllocateDram may have waited (dropping the lock): recheck.
+    // MakeTenantDramRoom or AllocateDram may have waited (dropping the
+    // lock): recheck.
     if (e.has(IndexEntry::kInDram) || e.has(IndexEntry::kPromoting) ||
         !e.has(IndexEntry::kOnNvme)) {
       pool_->Free(*offset, e.size);
+      CreditDram(e.ns, e.size);
       continue;
     }
     e.dram_offset = *offset;
@@ -712,9 +752,9 @@ absl::StatusOr<ReadLease> EngineImpl::Acquire(uint32_t ns, std::span<const Chunk
     IndexEntry& e = *index_.Get(ids[i]);
     if (result.chunks[i].found_in == Tier::kDram) {
       ++counters_.reads_dram;
-      dram_policy_->OnAccess(ids[i]);
+      DramAccess(ids[i], e);
     }
-    if (e.has(IndexEntry::kOnNvme)) nvme_policy_->OnAccess(ids[i]);
+    if (e.has(IndexEntry::kOnNvme)) NvmeAccess(ids[i], e);
     if (e.has(IndexEntry::kPrefetched)) {
       e.set(IndexEntry::kPrefetched, false);
       prefetched_.erase(ids[i]);

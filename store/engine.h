@@ -24,10 +24,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -198,6 +200,34 @@ struct EngineStats {
   uint64_t dram_evictions_hinted = 0;    // victims needed by a later job
 };
 
+// What one tenant may hold on the node (the tenants file's dram=, nvme=
+// and hint_jobs= fields). 0: no limit.
+struct TenantQuota {
+  uint64_t dram_bytes = 0;
+  uint64_t nvme_bytes = 0;
+  uint64_t hint_jobs = 0;  // jobs in one scheduler's hint set
+};
+
+// One tenant's part of the node: the bytes of its namespaces' chunks (a
+// tenant is the tenant string its namespaces were registered with) and
+// what its quota did.
+struct TenantStats {
+  std::string tenant;
+  TenantQuota quota;
+  uint64_t namespaces = 0;
+  // DRAM slots held by its chunks: being written, committed, or being
+  // promoted from NVMe.
+  uint64_t dram_bytes = 0;
+  uint64_t nvme_bytes = 0;
+  // Counters (kept while the tenant has a namespace or a quota).
+  uint64_t dram_quota_evictions = 0;  // own chunks evicted to stay within its DRAM quota
+  uint64_t nvme_quota_evictions = 0;  // own chunks deleted to stay within its NVMe quota
+  uint64_t quota_refusals = 0;        // calls refused (ResourceExhausted) by its quota
+  // Committed chunks left unpersisted (in DRAM only) because nothing of its
+  // own could leave NVMe to make room within its NVMe quota.
+  uint64_t nvme_quota_skips = 0;
+};
+
 // Safe for concurrent use by any number of threads.
 class Engine {
  public:
@@ -231,7 +261,9 @@ class Engine {
 
   // Two-phase put. Repeated keys in one call, or an item whose parent is its
   // own key, are InvalidArgument. ResourceExhausted while the node is not
-  // persisting (a write-back to NVMe failed and waits for a retry).
+  // persisting (a write-back to NVMe failed and waits for a retry), and when
+  // the namespace's tenant has no room left within its quota
+  // (SetTenantQuotas).
   virtual absl::StatusOr<PutLease> BeginPut(uint32_t ns, std::span<const PutItem> items,
                                             absl::Duration ttl = absl::ZeroDuration()) = 0;
   // `checksums` holds ChunkChecksum() of each slot's bytes, one per slot of
@@ -287,6 +319,27 @@ class Engine {
   // ResourceExhausted: a new scheduler past max_hint_schedulers.
   virtual absl::Status SetHints(std::string_view scheduler, uint32_t ns,
                                 std::span<const JobHint> jobs, absl::Duration ttl) = 0;
+
+  // Replaces every tenant's quota (a tenant not in `quotas` has none). A
+  // tenant over its DRAM quota makes room from its own chunks only, in the
+  // DRAM policy's order restricted to them: BeginPut and promotions on
+  // Acquire evict its evictable chunks (waiting, as for DRAM, for its chunks
+  // queued for write-back) and are ResourceExhausted, naming the tenant and
+  // its quota, when nothing of its own can go; other tenants' chunks are
+  // never evicted for it. Write-back deletes the tenant's own NVMe chunks
+  // (the NVMe policy's order) to stay within its NVMe quota; a chunk that
+  // still does not fit stays in DRAM unpersisted (nvme_quota_skips), and a
+  // BeginPut of chunks larger than the NVMe quota is ResourceExhausted.
+  // A hint set of more jobs than hint_jobs is ResourceExhausted. Lowering a
+  // quota evicts the tenant's evictable chunks down to it at once; the rest
+  // goes as its chunks become evictable. A tenant with a DRAM (NVMe) quota
+  // keeps its own instance of the tier's policy over its chunks, so finding
+  // its victims does not walk past other tenants' chunks.
+  virtual void SetTenantQuotas(const std::map<std::string, TenantQuota, std::less<>>& quotas) = 0;
+  // `tenant`'s usage and quota (zeros for a tenant without namespaces).
+  virtual TenantStats GetTenantStats(std::string_view tenant) const = 0;
+  // Every tenant with a live namespace or a quota, by name.
+  virtual std::vector<TenantStats> AllTenantStats() const = 0;
 
   // Frees what expired leases held; returns how many leases expired.
   virtual size_t ReapExpiredLeases() = 0;

@@ -108,19 +108,31 @@ void EngineImpl::WriteBackOne(EntryId id) {
   record.size = e->size;
   record.checksum = e->checksum;
   std::span<const std::byte> bytes = pool_->Slot(e->dram_offset, e->size);
+  // Room within the tenant's NVMe quota, from its own chunks only. When
+  // none of them can go the chunk stays in DRAM, unpersisted: evictable
+  // like a chunk of a node without NVMe.
+  absl::Status status = TrimTenantNvme(AccountOf(e->ns), e->size);
+  if (status.code() == absl::StatusCode::kResourceExhausted) {
+    ++AccountOf(e->ns).stats.nvme_quota_skips;
+    SetFlushPending(*e, false);
+    cv_.SignalAll();
+    return;
+  }
   write_back_busy_ = true;
   write_back_current_ = id;
-  mu_.Unlock();
-  absl::Status status = nvme_->Write(record, bytes);
-  mu_.Lock();
+  if (status.ok()) {
+    mu_.Unlock();
+    status = nvme_->Write(record, bytes);
+    mu_.Lock();
+  }
   write_back_busy_ = false;
   write_back_current_ = kNoEntry;
   e = index_.Get(id);  // pinned by kFlushPending: still live
   if (status.ok()) {
-    e->set(IndexEntry::kFlushPending, false);
+    SetFlushPending(*e, false);
     e->set(IndexEntry::kOnNvme, true);
-    nvme_policy_->OnInsert(id, e->parent);
-    nvme_used_ += e->size;
+    NvmeInsert(id, *e);
+    ChargeNvme(e->ns, e->size);
     ++counters_.write_backs;
     if (!write_back_error_.ok()) {
       // The tier takes writes again: retry the others now.
@@ -132,7 +144,7 @@ void EngineImpl::WriteBackOne(EntryId id) {
   } else if (status.code() == absl::StatusCode::kDataLoss) {
     // The tier refused bytes that do not match their checksum: the DRAM copy
     // itself is damaged. Never serve it: drop it (a counted loss).
-    e->set(IndexEntry::kFlushPending, false);
+    SetFlushPending(*e, false);
     ++counters_.checksum_failures;
     LogError("chunk %s: DRAM copy fails its checksum at write-back; dropped",
               e->key.ShortHex().c_str());
@@ -234,6 +246,7 @@ absl::Status EngineImpl::Restore() {
     ns_state_.resize(id - 1, NsState::kFree);
     namespaces_.push_back(std::move(info));
     ns_state_.push_back(NsState::kLive);
+    AttachAccount(id, decoded->second);
   }));
   RETURN_IF_ERROR(status);
   std::vector<std::pair<EntryId, ChunkKey>> parents;
@@ -252,7 +265,7 @@ absl::Status EngineImpl::Restore() {
     e.size = record.size;
     e.checksum = record.checksum;
     e.set(IndexEntry::kOnNvme, true);
-    nvme_used_ += record.size;
+    ChargeNvme(record.namespace_id, record.size);
     if (record.parent) parents.emplace_back(id, *record.parent);
   }));
   for (const ChunkKey& key : inconsistent) RETURN_IF_ERROR(nvme_->Delete(key));
@@ -263,7 +276,7 @@ absl::Status EngineImpl::Restore() {
     e.parent = it == parent_of.end() ? kNoEntry : it->second;
   });
   BreakParentCycles();
-  index_.ForEach([&](EntryId id, IndexEntry& e) { nvme_policy_->OnInsert(id, e.parent); });
+  index_.ForEach([&](EntryId id, IndexEntry& e) { NvmeInsert(id, e); });
   counters_.chunks_restored = index_.size();
   EnforceNvmeCapacity();
   return absl::OkStatus();

@@ -51,6 +51,14 @@ absl::Status EngineImpl::SetHints(std::string_view scheduler, uint32_t ns,
   }
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(FindNamespace(ns).status());
+  TenantAccount& account = AccountOf(ns);
+  const uint64_t job_quota = account.stats.quota.hint_jobs;
+  if (job_quota != 0 && jobs.size() > job_quota) {
+    ++account.stats.quota_refusals;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "hint: ", jobs.size(), " jobs exceed tenant '", account.stats.tenant, "''s quota of ",
+        job_quota, " jobs per scheduler (hint_jobs= in the tenants file)"));
+  }
   const std::string id(scheduler);
   if (!jobs.empty() && !hint_sets_.contains(id)) {
     const absl::Time now = clock_->Now();
@@ -181,6 +189,7 @@ void EngineImpl::RebuildHints() {
     if (dram_done && nvme_done) break;
     YieldLock();
   }
+  HintTenantOrders();
 
   prefetch_wanted_ = true;
   cv_.SignalAll();
@@ -221,8 +230,13 @@ void EngineImpl::PrefetchRound() {
       rules.wait_for_write_back = false;
       rules.protect_needed_until = NeededAt(id);
       rules.may_evict_prefetched = false;
+      // Within the tenant's DRAM quota, from its own chunks needed later;
+      // a tenant at its quota gets no prefetch (not a refusal: nobody asked).
+      if (!TrimTenantDram(AccountOf(e->ns), e->size, rules)) continue;
+      ChargeDram(e->ns, e->size);
       std::optional<uint64_t> offset = AllocateDram(e->size, rules);
       if (!offset) {
+        CreditDram(e->ns, e->size);
         full = true;
         break;
       }

@@ -6,7 +6,9 @@
 
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
+#include <string>
 #include <span>
 #include <string_view>
 #include <thread>
@@ -87,6 +89,9 @@ class EngineImpl final : public Engine {
   absl::Status WriteSlot(LeaseId lease, size_t index, std::span<const std::byte> bytes) override;
   absl::StatusOr<ReadLease> Acquire(uint32_t ns, std::span<const ChunkKey> keys,
                                     absl::Duration ttl) override;
+  void SetTenantQuotas(const std::map<std::string, TenantQuota, std::less<>>& quotas) override;
+  TenantStats GetTenantStats(std::string_view tenant) const override;
+  std::vector<TenantStats> AllTenantStats() const override;
   absl::Status Release(LeaseId lease) override;
   absl::Status CheckDramCopy(uint32_t ns, const ChunkKey& key) override;
   absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
@@ -137,6 +142,106 @@ class EngineImpl final : public Engine {
   Lease TakeLease(absl::flat_hash_map<LeaseId, Lease>::iterator it)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  // A tenant's usage and quota (engine_quota.cc). One per tenant string
+  // with a live namespace or a quota.
+  struct TenantAccount {
+    TenantStats stats;  // tenant, quota, bytes and counters
+    // Its chunks queued for write-back (kFlushPending): DRAM it may get
+    // back by waiting for the writer.
+    uint64_t flush_pending = 0;
+    // With a DRAM (NVMe) quota: the tier's policy over this tenant's chunks
+    // only, fed the same events as the tier's own, so that its victims are
+    // found without walking past other tenants' chunks. Null without.
+    std::unique_ptr<EvictionPolicy> dram_order;
+    std::unique_ptr<EvictionPolicy> nvme_order;
+  };
+  // The tier policies and, for a tenant with a quota, its own order: every
+  // residency change and access goes through these.
+  void DramInsert(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    dram_policy_->OnInsert(id, e.parent);
+    if (EvictionPolicy* own = AccountOf(e.ns).dram_order.get()) own->OnInsert(id, e.parent);
+  }
+  void DramAccess(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    dram_policy_->OnAccess(id);
+    if (EvictionPolicy* own = AccountOf(e.ns).dram_order.get()) own->OnAccess(id);
+  }
+  void DramRemove(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    dram_policy_->OnRemove(id);
+    if (EvictionPolicy* own = AccountOf(e.ns).dram_order.get()) own->OnRemove(id);
+  }
+  void NvmeInsert(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    nvme_policy_->OnInsert(id, e.parent);
+    if (EvictionPolicy* own = AccountOf(e.ns).nvme_order.get()) own->OnInsert(id, e.parent);
+  }
+  void NvmeAccess(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    nvme_policy_->OnAccess(id);
+    if (EvictionPolicy* own = AccountOf(e.ns).nvme_order.get()) own->OnAccess(id);
+  }
+  void NvmeRemove(EntryId id, const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    nvme_policy_->OnRemove(id);
+    if (EvictionPolicy* own = AccountOf(e.ns).nvme_order.get()) own->OnRemove(id);
+  }
+  // Creates or drops `account`'s own orders to match its quota. A new one
+  // takes the tenant's resident chunks in the tier policy's victim order
+  // (those the policy does not offer yet, such as chunks with resident
+  // descendants under prefix-lru, as older) and their current hints.
+  void SyncTenantOrders(TenantAccount& account) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::unique_ptr<EvictionPolicy> NewTenantOrder(TenantAccount& account, EvictionPolicy& tier,
+                                                 const std::string& policy, uint8_t resident_flag)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Whether a tier's policy orders by hints ("scheduler"); the others
+  // ignore them.
+  bool PoliciesUseHints() const {
+    return options_.dram_policy == "scheduler" || options_.nvme_policy == "scheduler";
+  }
+  // Gives each tenant order the hints of its own chunks (after a rebuild).
+  void HintTenantOrders() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The account of namespace slot `ns` (live or being removed).
+  TenantAccount& AccountOf(uint32_t ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return *ns_account_[ns - 1];
+  }
+  // Binds namespace slot `ns` (registered or restored) to its tenant's
+  // account, creating it; Detach undoes it when the slot is freed.
+  void AttachAccount(uint32_t ns, const std::string& tenant) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DetachAccount(uint32_t ns) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ChargeDram(uint32_t ns, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    AccountOf(ns).stats.dram_bytes += bytes;
+  }
+  void CreditDram(uint32_t ns, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    AccountOf(ns).stats.dram_bytes -= bytes;
+  }
+  void ChargeNvme(uint32_t ns, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    AccountOf(ns).stats.nvme_bytes += bytes;
+    nvme_used_ += bytes;
+  }
+  void CreditNvme(uint32_t ns, uint64_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    AccountOf(ns).stats.nvme_bytes -= bytes;
+    nvme_used_ -= bytes;
+  }
+  // Sets or clears kFlushPending on `e`, counting it for its tenant.
+  void SetFlushPending(IndexEntry& e, bool on) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Evicts DRAM copies of `account`'s own chunks (the DRAM policy's order
+  // restricted to them, as `rules` allow) until `size` more bytes fit its
+  // DRAM quota. False when nothing of its own can go and they do not fit.
+  bool TrimTenantDram(TenantAccount& account, uint64_t size, const AllocationRules& rules)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes `account`'s own NVMe chunks (the NVMe policy's order) until
+  // `size` more bytes fit its NVMe quota. ResourceExhausted when nothing of
+  // its own can go and they do not fit; an NVMe delete's error as it is.
+  absl::Status TrimTenantNvme(TenantAccount& account, uint64_t size)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Room for `size` more DRAM bytes of namespace `ns`'s tenant within its
+  // quota (TrimTenantDram), waiting up to write_back_wait for its chunks
+  // queued for write-back when `rules` allow. ResourceExhausted naming the
+  // tenant and its quota (counted as a refusal) when nothing of its own can
+  // go; NotFound if the namespace went while waiting. May release mu_.
+  absl::Status MakeTenantDramRoom(uint32_t ns, uint64_t size, const AllocationRules& rules,
+                                  const char* what) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // At BeginPut, with an NVMe tier: ResourceExhausted (counted as a
+  // refusal) when one chunk of `size` bytes is larger than the tenant's NVMe
+  // quota, so it could never be persisted.
+  absl::Status CheckTenantNvmeFits(uint32_t ns, uint64_t size) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Allocates `size` bytes of DRAM, evicting unpinned chunks as needed.
   std::optional<uint64_t> AllocateDram(uint64_t size, AllocationRules rules = {})
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -157,6 +262,8 @@ class EngineImpl final : public Engine {
   // Applies the outcome of reading `id` from NVMe into its reserved slot.
   absl::Status CompletePromotion(EntryId id, const absl::Status& read)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Evicts the DRAM copy of `victim` (DramEvictable), counting it.
+  void EvictDram(EntryId victim) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropDram(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropNvme(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Erases a committed entry that no tier holds and nothing pins.
@@ -206,6 +313,11 @@ class EngineImpl final : public Engine {
   // Index id - 1; kFree slots are reused by RegisterNamespace.
   std::vector<NamespaceInfo> namespaces_ ABSL_GUARDED_BY(mu_);
   std::vector<NsState> ns_state_ ABSL_GUARDED_BY(mu_);
+  // Per namespace slot: its tenant's account (null for kFree slots).
+  std::vector<TenantAccount*> ns_account_ ABSL_GUARDED_BY(mu_);
+  // By tenant; std::map keeps the accounts in place for ns_account_.
+  std::map<std::string, TenantAccount, std::less<>> accounts_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, TenantQuota, std::less<>> quotas_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<LeaseId, Lease> leases_ ABSL_GUARDED_BY(mu_);
   absl::btree_set<std::pair<absl::Time, LeaseId>> lease_expiry_ ABSL_GUARDED_BY(mu_);
   absl::BitGen rng_ ABSL_GUARDED_BY(mu_);

@@ -131,6 +131,64 @@ bool IsGauge(absl::string_view name) {
   return false;
 }
 
+std::vector<std::pair<const char*, uint64_t>> TenantStatsValues(const TenantStats& s) {
+  return {
+      {"dram_bytes", s.dram_bytes},
+      {"nvme_bytes", s.nvme_bytes},
+      {"dram_quota_bytes", s.quota.dram_bytes},
+      {"nvme_quota_bytes", s.quota.nvme_bytes},
+      {"hint_jobs_quota", s.quota.hint_jobs},
+      {"namespaces", s.namespaces},
+      {"dram_quota_evictions", s.dram_quota_evictions},
+      {"nvme_quota_evictions", s.nvme_quota_evictions},
+      {"quota_refusals", s.quota_refusals},
+      {"nvme_quota_skips", s.nvme_quota_skips},
+  };
+}
+
+namespace {
+
+struct TenantMetric {
+  absl::string_view name;
+  bool gauge;
+  absl::string_view help;
+};
+
+constexpr TenantMetric kTenantMetrics[] = {
+    {"dram_bytes", true, "DRAM bytes held by the tenant's chunks."},
+    {"nvme_bytes", true, "NVMe bytes held by the tenant's chunks."},
+    {"dram_quota_bytes", true, "The tenant's DRAM quota (0: no limit)."},
+    {"nvme_quota_bytes", true, "The tenant's NVMe quota (0: no limit)."},
+    {"hint_jobs_quota", true, "Most jobs in one hint set of the tenant (0: no limit)."},
+    {"namespaces", true, "Live namespaces of the tenant."},
+    {"dram_quota_evictions", false, "The tenant's chunks evicted to keep it within its DRAM quota."},
+    {"nvme_quota_evictions", false, "The tenant's chunks deleted to keep it within its NVMe quota."},
+    {"quota_refusals", false, "Calls refused by the tenant's quota."},
+    {"nvme_quota_skips", false, "The tenant's chunks left unpersisted for lack of NVMe quota."},
+};
+
+// A Prometheus label value: quote, backslash and newline escaped; bytes
+// other than printable ASCII as '?' (tenant strings are the client's choice
+// without authentication).
+std::string LabelValue(absl::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c < 0x20 || c > 0x7e) {
+      out.push_back('?');
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 Histogram::Histogram(std::vector<double> bounds)
     : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
 
@@ -187,7 +245,8 @@ void ServerMetrics::ObserveTransfer(bool get, uint64_t bytes) {
   (get ? get_bytes_ : put_bytes_).Observe(static_cast<double>(bytes));
 }
 
-std::string ServerMetrics::Render(const EngineStats& stats, absl::string_view node_id) const {
+std::string ServerMetrics::Render(const EngineStats& stats, const std::vector<TenantStats>& tenants,
+                                  absl::string_view node_id) const {
   std::string out;
   const std::string node = absl::StrCat("node=\"", node_id, "\"");
   for (const auto& [name, value] : StatsValues(stats)) {
@@ -207,6 +266,19 @@ std::string ServerMetrics::Render(const EngineStats& stats, absl::string_view no
   absl::StrAppend(&out, "strata_tier_fill_ratio{", node, ",tier=\"nvme\"} ",
                   absl::StrFormat("%.6f", ratio(stats.nvme_used_bytes, stats.nvme_capacity_bytes)),
                   "\n");
+  for (const TenantMetric& m : kTenantMetrics) {
+    const std::string metric =
+        absl::StrCat("strata_tenant_", m.name, m.gauge ? "" : "_total");
+    absl::StrAppend(&out, "# HELP ", metric, " ", m.help, "\n", "# TYPE ", metric,
+                    m.gauge ? " gauge\n" : " counter\n");
+    for (const TenantStats& t : tenants) {
+      for (const auto& [name, value] : TenantStatsValues(t)) {
+        if (name != m.name) continue;
+        absl::StrAppend(&out, metric, "{", node, ",tenant=\"", LabelValue(t.tenant), "\"} ",
+                        value, "\n");
+      }
+    }
+  }
   absl::StrAppend(&out, "# HELP strata_rpc_duration_seconds Time the node spent on each RPC.\n",
                   "# TYPE strata_rpc_duration_seconds histogram\n");
   for (int r = 0; r < kNumRpcs; ++r) {

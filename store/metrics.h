@@ -26,6 +26,9 @@ std::vector<std::pair<const char*, uint64_t>> StatsValues(const EngineStats& sta
 absl::string_view StatsHelp(absl::string_view name);
 // Whether the value of `name` (from StatsValues) is a gauge (else a counter).
 bool IsGauge(absl::string_view name);
+// One tenant's values by name (the Stats RPC prefixes them with "tenant_"):
+// its bytes, quotas (0: no limit), namespaces and quota counters.
+std::vector<std::pair<const char*, uint64_t>> TenantStatsValues(const TenantStats& stats);
 
 // A histogram with fixed upper bounds. Observe is lock-free.
 class Histogram {
@@ -66,8 +69,10 @@ class ServerMetrics {
   void ObserveRpc(Rpc rpc, double seconds, absl::StatusCode code);
   // Bytes named by one get (chunks x chunk size) or put.
   void ObserveTransfer(bool get, uint64_t bytes);
-  // The whole page.
-  std::string Render(const EngineStats& stats, absl::string_view node_id) const;
+  // The whole page; per-tenant values (TenantStatsValues) carry a `tenant`
+  // label (bytes other than printable ASCII shown as '?').
+  std::string Render(const EngineStats& stats, const std::vector<TenantStats>& tenants,
+                     absl::string_view node_id) const;
 
  private:
   std::array<Histogram, kNumRpcs> latency_;

@@ -16,7 +16,14 @@ TEST(MetricsTest, CountersGaugesAndHistograms) {
   stats.dram_capacity_bytes = 1000;
   stats.dram_used_bytes = 250;
   stats.puts_committed = 7;
-  const std::string page = m.Render(stats, "n1");
+  TenantStats a;
+  a.tenant = "team-a";
+  a.dram_bytes = 4096;
+  a.quota.dram_bytes = 8192;
+  a.quota_refusals = 3;
+  TenantStats odd;
+  odd.tenant = "q\"\\\n\x01";
+  const std::string page = m.Render(stats, {a, odd}, "n1");
   EXPECT_NE(page.find("# HELP strata_puts_committed_total Chunks committed.\n"
                       "# TYPE strata_puts_committed_total counter\n"
                       "strata_puts_committed_total{node=\"n1\"} 7\n"),
@@ -34,6 +41,22 @@ TEST(MetricsTest, CountersGaugesAndHistograms) {
   EXPECT_NE(page.find("strata_rpcs_total{node=\"n1\",rpc=\"Get\",code=\"NOT_FOUND\"} 1\n"),
             std::string::npos);
   EXPECT_NE(page.find("strata_request_bytes_count{node=\"n1\",op=\"get\"} 1\n"), std::string::npos);
+  // Per-tenant gauges and counters carry the tenant.
+  EXPECT_NE(page.find("# TYPE strata_tenant_dram_bytes gauge\n"
+                      "strata_tenant_dram_bytes{node=\"n1\",tenant=\"team-a\"} 4096\n"),
+            std::string::npos);
+  EXPECT_NE(page.find("strata_tenant_dram_quota_bytes{node=\"n1\",tenant=\"team-a\"} 8192\n"),
+            std::string::npos);
+  EXPECT_NE(page.find("# TYPE strata_tenant_quota_refusals_total counter\n"
+                      "strata_tenant_quota_refusals_total{node=\"n1\",tenant=\"team-a\"} 3\n"),
+            std::string::npos);
+  // A tenant string that is not a clean label value is escaped.
+  EXPECT_NE(page.find("strata_tenant_dram_bytes{node=\"n1\",tenant=\"q\\\"\\\\\\n?\"} 0\n"),
+            std::string::npos)
+      << page;
+  for (const auto& [name, value] : TenantStatsValues(a)) {
+    EXPECT_NE(page.find(std::string("strata_tenant_") + name), std::string::npos) << name;
+  }
   // Every stats value is on the page.
   for (const auto& [name, value] : StatsValues(stats)) {
     EXPECT_NE(page.find(std::string("strata_") + name), std::string::npos) << name;

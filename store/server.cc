@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <fstream>
+#include <map>
 #include <utility>
 #include <vector>
 
@@ -129,18 +130,15 @@ std::string BootId() {
 
 absl::Duration LeaseTtl(uint32_t ms) { return absl::Milliseconds(ms); }  // 0: engine default
 
-// Loads the tenants file. Quotas in it are refused (Unimplemented) rather
-// than silently ignored: this node does not enforce them yet.
-absl::StatusOr<auth::TenantTable> LoadTenants(const std::string& path) {
-  ASSIGN_OR_RETURN(auth::TenantTable table, auth::TenantTable::Load(path));
+// The quotas of a tenants file, for Engine::SetTenantQuotas.
+std::map<std::string, TenantQuota, std::less<>> QuotasOf(const auth::TenantTable& table) {
+  std::map<std::string, TenantQuota, std::less<>> quotas;
   for (const auto& [name, entry] : table.tenants()) {
-    if (entry.quota.dram_bytes != 0 || entry.quota.nvme_bytes != 0) {
-      return absl::UnimplementedError(absl::StrCat(
-          "tenants file ", path, ": tenant '", name,
-          "' has a quota (dram=/nvme=), which this node does not enforce yet; remove it"));
-    }
+    const auth::TenantQuota& q = entry.quota;
+    if (q.dram_bytes == 0 && q.nvme_bytes == 0 && q.hint_jobs == 0) continue;
+    quotas[name] = TenantQuota{q.dram_bytes, q.nvme_bytes, q.hint_jobs};
   }
-  return table;
+  return quotas;
 }
 
 class StrataService final : public pb::Strata::Service {
@@ -166,8 +164,12 @@ class StrataService final : public pb::Strata::Service {
     if (options_.tenants_file.empty()) {
       return absl::FailedPreconditionError("the node runs without a tenants file (--tenants)");
     }
-    ASSIGN_OR_RETURN(auth::TenantTable table, LoadTenants(options_.tenants_file));
+    // One reload at a time, so that two cannot leave one file's tokens with
+    // the other's quotas.
+    absl::MutexLock reload(&reload_mu_);
+    ASSIGN_OR_RETURN(auth::TenantTable table, auth::TenantTable::Load(options_.tenants_file));
     const size_t n = table.size();
+    engine_->SetTenantQuotas(QuotasOf(table));
     {
       absl::MutexLock lock(&tenants_mu_);
       tenants_ = std::make_shared<const auth::TenantTable>(std::move(table));
@@ -233,7 +235,9 @@ class StrataService final : public pb::Strata::Service {
   void StartDraining() { draining_ = true; }
 
   // The metrics page (Prometheus text format).
-  std::string RenderMetrics() const { return metrics_.Render(engine_->Stats(), info_.node_id()); }
+  std::string RenderMetrics() const {
+    return metrics_.Render(engine_->Stats(), engine_->AllTenantStats(), info_.node_id());
+  }
 
   grpc::Status GetNodeInfo(grpc::ServerContext* ctx, const pb::NodeInfoRequest* req,
                            pb::NodeInfo* out) override {
@@ -529,6 +533,10 @@ class StrataService final : public pb::Strata::Service {
       auto it = reserved_.find(CallerKey(who));
       v["tenant_put_reserved_bytes"] = it == reserved_.end() ? 0 : it->second;
       v["tenant_put_reservation_limit_bytes"] = put_reservation_cap_;
+      // Its bytes and quotas (0: no limit).
+      for (const auto& [name, value] : TenantStatsValues(engine_->GetTenantStats(who.tenant))) {
+        v[absl::StrCat("tenant_", name)] = value;
+      }
     }
     return grpc::Status::OK;
   }
@@ -824,6 +832,7 @@ class StrataService final : public pb::Strata::Service {
   std::atomic<bool> draining_{false};
   ServerMetrics metrics_;
 
+  absl::Mutex reload_mu_;  // held by ReloadTenants, before tenants_mu_
   mutable absl::Mutex tenants_mu_;
   // Null without authentication; replaced whole by ReloadTenants.
   std::shared_ptr<const auth::TenantTable> tenants_ ABSL_GUARDED_BY(tenants_mu_);
@@ -896,7 +905,8 @@ class StoreServerImpl final : public StoreServer {
 
     std::shared_ptr<const auth::TenantTable> tenants;
     if (!options.tenants_file.empty()) {
-      ASSIGN_OR_RETURN(auth::TenantTable table, LoadTenants(options.tenants_file));
+      ASSIGN_OR_RETURN(auth::TenantTable table, auth::TenantTable::Load(options.tenants_file));
+      engine_->SetTenantQuotas(QuotasOf(table));
       tenants = std::make_shared<const auth::TenantTable>(std::move(table));
     }
     std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials();

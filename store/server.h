@@ -54,8 +54,8 @@ struct ServerOptions {
   // every call must carry a tenant token ("authorization: Bearer TOKEN"
   // metadata), a namespace belongs to the tenant that registered it, and
   // leases and hints to the calling tenant. Reloaded by ReloadTenants().
-  // Quotas in the file (dram=, nvme=) are not enforced yet and are refused
-  // (Unimplemented).
+  // Quotas in the file (dram=, nvme=, hint_jobs=) bound each tenant's bytes
+  // and hint sets (Engine::SetTenantQuotas).
   std::string tenants_file;
   // Most DRAM bytes one caller may hold reserved under open write leases
   // (the caller: its tenant with authentication, its host otherwise); past
@@ -89,7 +89,8 @@ class StoreServer {
   virtual bool tls() const = 0;
 
   // Reads the tenants file again and uses it for the calls that follow
-  // (tokens added, rotated or revoked; quotas changed). On an error the
+  // (tokens added, rotated or revoked; quotas changed, applied at once:
+  // Engine::SetTenantQuotas). On an error the
   // table in use stays. FailedPrecondition without a tenants file; the
   // file's errors (NotFound, InvalidArgument naming the line) otherwise.
   // Namespaces of a tenant that left stay stored but no token reaches them.

@@ -44,6 +44,8 @@ grep -qE '^strata_puts_committed_total\{node="[^"]+"\} 3$' metrics.txt || fail "
 grep -qE '^strata_rpc_duration_seconds_count\{node="[^"]+",rpc="PutBegin"\} [1-9]' metrics.txt ||
   fail "no PutBegin latency"
 grep -qE '^strata_rpcs_total\{node="[^"]+",rpc="Get",code="OK"\} [1-9]' metrics.txt || fail "no Get outcome"
+grep -qE '^strata_tenant_dram_bytes\{node="[^"]+",tenant="[^"]*"\} [1-9]' metrics.txt ||
+  fail "no per-tenant DRAM bytes"
 grep -qE '^strata_tier_fill_ratio\{node="[^"]+",tier="dram"\} 0\.[0-9]+$' metrics.txt || fail "no DRAM fill"
 grep -qE '^strata_request_bytes_bucket\{node="[^"]+",op="put",le="\+Inf"\} [1-9]' metrics.txt ||
   fail "no put size histogram"

@@ -112,7 +112,31 @@ echo "a not-a-hash" >tenants
 reload
 grep -q "tenants not reloaded, the previous table stays" serve.log || fail "bad file not refused"
 run 0 get "${TLS[@]}" --token_file a2.token --tenant a --out copy3.bin file.bin
+
+# --- quotas: set by a reload, shown by `strata stats`; a bad line refused -----
+printf 'a %s dram=8MiB hint_jobs=64\n' "$hash2" >tenants
+cat b.line >>tenants
+reload
+run 0 stats "${TLS[@]}" --token_file a2.token
+expect_out "tenant_dram_quota_bytes: 8388608"
+expect_out "tenant_hint_jobs_quota: 64"
+expect_out "tenant_dram_bytes: 1048576"  # file.bin: one chunk of the CLI's default 1 MiB
+printf 'a %s dram=8MB\n' "$hash2" >tenants
+cat b.line >>tenants
+reload
+grep -q "tenants not reloaded, the previous table stays: INVALID_ARGUMENT: tenants:1: dram=8MB: unknown unit" serve.log ||
+  fail "a bad quota line is not refused with the file and line"
+run 0 stats "${TLS[@]}" --token_file a2.token
+expect_out "tenant_dram_quota_bytes: 8388608"
 stop_server
+
+# --- a node does not start with a quota line that does not parse -------------
+printf 'a %s nvme=lots\n' "$hash2" >bad_tenants
+rc=0
+timeout 30 "$STRATA" serve --listen 127.0.0.1:0 --no_nvme --dram 16MiB --tenants bad_tenants \
+  >out.txt 2>err.txt || rc=$?
+[ "$rc" -eq 1 ] || fail "strata serve with a bad quota line exited $rc, expected 1"
+expect_err "bad_tenants:1: nvme=lots: not a byte size"
 
 # --- plaintext on a non-loopback address is logged ----------------------------
 start_server --no_nvme --dram 16MiB --listen 0.0.0.0:0

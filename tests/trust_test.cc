@@ -621,6 +621,28 @@ TEST_F(TenantTest, ReloadRotatesTokensAndKeepsTheTableOnABadFile) {
   EXPECT_TRUE(Connect(token_b_, "b2").ok());
 }
 
+TEST_F(TenantTest, ReloadChangesQuotasAndRefusesABadQuotaLine) {
+  EXPECT_EQ(Stat(*a_, "tenant_dram_quota_bytes"), 0u);
+  const std::string a_line = "a " + auth::HashToken(token_a_);
+  const std::string b_line = "b " + auth::HashToken(token_b_);
+  WriteFile(dir_ / "tenants", a_line + " dram=1MiB nvme=2GiB hint_jobs=3\n" + b_line + "\n");
+  ASSERT_TRUE(server_->ReloadTenants().ok());
+  EXPECT_EQ(Stat(*a_, "tenant_dram_quota_bytes"), 1u << 20);
+  EXPECT_EQ(Stat(*a_, "tenant_nvme_quota_bytes"), 2ull << 30);
+  EXPECT_EQ(Stat(*a_, "tenant_hint_jobs_quota"), 3u);
+  EXPECT_EQ(Stat(*b_, "tenant_dram_quota_bytes"), 0u);
+  // A line that does not parse: refused with the file and the line; the
+  // quotas in use stay.
+  for (const std::string& bad : {std::string(" dram=1MiB nvme=12XB"), std::string(" dram=1MiB disk=1GiB"),
+                                 std::string(" hint_jobs=many"), std::string(" dram=1MiB dram=2MiB")}) {
+    WriteFile(dir_ / "tenants", b_line + "\n" + a_line + bad + "\n");
+    absl::Status s = server_->ReloadTenants();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find((dir_ / "tenants").string() + ":2: "), std::string::npos) << s;
+    EXPECT_EQ(Stat(*a_, "tenant_dram_quota_bytes"), 1u << 20);
+  }
+}
+
 TEST(TenantFileTest, ANodeWithABadTenantsFileDoesNotStart) {
   const fs::path path = fs::path(::testing::TempDir()) / "trust_test_bad_tenants";
   WriteFile(path, "a sha256:00:11\n");
@@ -634,12 +656,21 @@ TEST(TenantFileTest, ANodeWithABadTenantsFileDoesNotStart) {
   so.tenants_file = path.string();
   auto server = store::StoreServer::Start(*std::move(engine), so);
   EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << server.status();
-  // Quotas are not enforced yet: refused, not ignored.
-  WriteFile(path, "a " + auth::HashToken("a:1") + " dram=1GiB\n");
+  // A quota that does not parse: refused, naming the file and the line.
+  WriteFile(path, "# tenants\na " + auth::HashToken("a:1") + " dram=1GB\n");
   engine = store::Engine::Open(eo);
   ASSERT_TRUE(engine.ok());
   server = store::StoreServer::Start(*std::move(engine), so);
-  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnimplemented) << server.status();
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument) << server.status();
+  EXPECT_NE(server.status().message().find(path.string() + ":2: dram=1GB: unknown unit"),
+            std::string::npos)
+      << server.status();
+  // Quotas that parse are enforced (tests/quota_test.cc).
+  WriteFile(path, "a " + auth::HashToken("a:1") + " dram=1GiB nvme=2GiB hint_jobs=16\n");
+  engine = store::Engine::Open(eo);
+  ASSERT_TRUE(engine.ok());
+  server = store::StoreServer::Start(*std::move(engine), so);
+  EXPECT_TRUE(server.ok()) << server.status();
   fs::remove(path);
   // Without authentication a reload has nothing to read.
   auto plain = StartNode(store::ServerOptions(), 16 << 20);

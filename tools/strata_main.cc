@@ -370,8 +370,9 @@ int Serve(const std::vector<std::string>& args) {
             "needs --tls_cert)",
             &tls_client_ca);
   flags.Add("tenants",
-            "tenants file (a line per tenant: name and salted token hashes, as `strata token` "
-            "prints them): turns authentication on; reloaded on SIGHUP",
+            "tenants file (a line per tenant: name, salted token hashes as `strata token` "
+            "prints them, and optional quotas dram=SIZE nvme=SIZE hint_jobs=N): turns "
+            "authentication on; reloaded on SIGHUP",
             &tenants_file);
   flags.Add("max_put_reservation",
             "most DRAM one caller (its tenant, or its host without --tenants) may hold under open "

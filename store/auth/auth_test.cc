@@ -23,6 +23,7 @@ TEST(TenantTableTest, AuthenticatesTheRightTokenOnly) {
   EXPECT_EQ(table->Find("team-a")->quota.dram_bytes, 1ull << 30);
   EXPECT_EQ(table->Find("team-a")->quota.nvme_bytes, 2ull << 30);
   EXPECT_EQ(table->Find("team-b")->quota.dram_bytes, 0u);
+  EXPECT_EQ(table->Find("team-a")->quota.hint_jobs, 0u);
 
   // b's secret under a's name, a flipped digit, an unknown tenant, garbage.
   std::string swapped = "team-a:" + b.substr(7);
@@ -76,6 +77,13 @@ TEST(TenantTableTest, MalformedLinesNameFileAndLine) {
            {"a md5:00:" + std::string(64, '0'), "f:1: token hash"},
            {"a " + h + " dram=4XB", "f:1: dram=4XB: unknown unit"},
            {"a " + h + " cpu=4", "f:1: unknown field 'cpu=4'"},
+           {"a " + h + " dram=", "f:1: dram=: not a byte size"},
+           {"a " + h + " nvme=1.5GiB", "f:1: nvme=1.5GiB: unknown unit"},
+           {"a " + h + " dram=99999999999TiB", "f:1: dram=99999999999TiB: too large"},
+           {"a " + h + " dram=1GiB dram=2GiB", "f:1: dram= is given twice"},
+           {"a " + h + " hint_jobs=-1", "f:1: hint_jobs=-1: not a count of jobs"},
+           {"a " + h + " hint_jobs=8k", "f:1: hint_jobs=8k: not a count of jobs"},
+           {"a " + h + " hint_jobs", "f:1: hint_jobs: not a count of jobs"},
            {"a " + h + "\na " + h, "f:2: tenant 'a' is listed twice"},
            {std::string(65, 'x') + " " + h, "f:1: tenant name must be 1 to 64"},
        }) {
@@ -85,6 +93,20 @@ TEST(TenantTableTest, MalformedLinesNameFileAndLine) {
         << table.status().message();
   }
   EXPECT_EQ(NewToken("a:b").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(TenantTableTest, QuotaFieldsParse) {
+  const std::string h = HashToken("a:x");
+  auto table = TenantTable::Parse("a " + h + " hint_jobs=64 nvme=1048576 dram=512MiB\n" +
+                                      "b " + h + " dram=0 nvme=3TiB\n",
+                                  "f");
+  ASSERT_TRUE(table.ok()) << table.status();
+  EXPECT_EQ(table->Find("a")->quota.dram_bytes, 512ull << 20);
+  EXPECT_EQ(table->Find("a")->quota.nvme_bytes, 1048576u);
+  EXPECT_EQ(table->Find("a")->quota.hint_jobs, 64u);
+  EXPECT_EQ(table->Find("b")->quota.dram_bytes, 0u);
+  EXPECT_EQ(table->Find("b")->quota.nvme_bytes, 3ull << 40);
+  EXPECT_EQ(table->Find("b")->quota.hint_jobs, 0u);
 }
 
 TEST(TenantTableTest, LoadNamesAMissingFile) {

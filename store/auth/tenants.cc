@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -109,7 +110,9 @@ absl::StatusOr<TenantTable> TenantTable::Parse(std::string_view text, std::strin
     std::vector<absl::string_view> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
     if (fields.empty() || fields[0][0] == '#') continue;
-    if (fields.size() < 2) return bad("expected: TENANT sha256:SALT:HASH [dram=SIZE] [nvme=SIZE]");
+    if (fields.size() < 2) {
+      return bad("expected: TENANT sha256:SALT:HASH [dram=SIZE] [nvme=SIZE] [hint_jobs=N]");
+    }
     TenantEntry entry;
     entry.name = std::string(fields[0]);
     if (absl::Status s = ValidateTenantName(entry.name); !s.ok()) return bad(s.message());
@@ -127,19 +130,36 @@ absl::StatusOr<TenantTable> TenantTable::Parse(std::string_view text, std::strin
       entry.hashes.emplace_back(absl::HexStringToBytes(parts[1]),
                                 absl::HexStringToBytes(parts[2]));
     }
+    std::vector<absl::string_view> given;
     for (size_t i = 2; i < fields.size(); ++i) {
       std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(fields[i], '=');
       uint64_t* target = nullptr;
+      bool is_size = true;
       if (kv.first == "dram") {
         target = &entry.quota.dram_bytes;
       } else if (kv.first == "nvme") {
         target = &entry.quota.nvme_bytes;
+      } else if (kv.first == "hint_jobs") {
+        target = &entry.quota.hint_jobs;
+        is_size = false;
       } else {
-        return bad(absl::StrCat("unknown field '", fields[i], "' (quotas: dram=SIZE nvme=SIZE)"));
+        return bad(absl::StrCat("unknown field '", fields[i],
+                                "' (quotas: dram=SIZE nvme=SIZE hint_jobs=N)"));
       }
-      auto size = ParseSize(kv.second);
-      if (!size.ok()) return bad(absl::StrCat(fields[i], ": ", size.status().message()));
-      *target = *size;
+      if (std::find(given.begin(), given.end(), kv.first) != given.end()) {
+        return bad(absl::StrCat(kv.first, "= is given twice"));
+      }
+      given.push_back(kv.first);
+      if (is_size) {
+        auto size = ParseSize(kv.second);
+        if (!size.ok()) return bad(absl::StrCat(fields[i], ": ", size.status().message()));
+        *target = *size;
+      } else if (kv.second.empty() ||
+                 !std::all_of(kv.second.begin(), kv.second.end(),
+                              [](char c) { return c >= '0' && c <= '9'; }) ||
+                 !absl::SimpleAtoi(kv.second, target)) {
+        return bad(absl::StrCat(fields[i], ": not a count of jobs"));
+      }
     }
     table.tenants_.emplace(entry.name, std::move(entry));
   }

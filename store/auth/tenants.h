@@ -3,13 +3,15 @@
 //
 // A token is "TENANT:SECRET"; the node keeps only a salted SHA-256 of it:
 //
-//   # tenant   token hashes (comma-separated)         quotas (optional)
-//   team-a     sha256:SALT_HEX:HASH_HEX               dram=4GiB nvme=100GiB
+//   # tenant   token hashes (comma-separated)    quotas (optional)
+//   team-a     sha256:SALT_HEX:HASH_HEX          dram=4GiB nvme=100GiB hint_jobs=512
 //
 // HASH = SHA-256(SALT || token bytes), both lowercase hex. A tenant may list
 // several hashes (to rotate a token: add the new one, reload, move clients
 // over, remove the old one, reload). Blank lines and lines starting with '#'
-// are ignored. A quota of 0 or none means no limit.
+// are ignored. Quotas: dram= and nvme= take a byte size (B, KiB, MiB, GiB,
+// TiB; no suffix: bytes), hint_jobs= a count (jobs in one scheduler's hint
+// set); each at most once per line. A quota of 0 or none means no limit.
 #ifndef STRATA_STORE_AUTH_TENANTS_H_
 #define STRATA_STORE_AUTH_TENANTS_H_
 
@@ -30,6 +32,7 @@ absl::Status ValidateTenantName(std::string_view name);
 struct TenantQuota {
   uint64_t dram_bytes = 0;  // 0: no limit
   uint64_t nvme_bytes = 0;  // 0: no limit
+  uint64_t hint_jobs = 0;   // 0: no limit
 };
 
 struct TenantEntry {
@@ -43,8 +46,8 @@ struct TenantEntry {
 class TenantTable {
  public:
   // Parses the file format above. InvalidArgument naming `source` and the
-  // line for a malformed line, a bad name or hash, an unknown or bad quota,
-  // or a tenant listed twice.
+  // line for a malformed line, a bad name or hash, an unknown, bad or
+  // repeated quota, or a tenant listed twice.
   static absl::StatusOr<TenantTable> Parse(std::string_view text, std::string_view source);
   // Reads and parses `path`. NotFound / PermissionDenied naming the file when
   // it cannot be read; Parse's errors otherwise.
