@@ -220,6 +220,17 @@ TEST_F(RuntimeWorkerTest, ALoadedConversationContinuesExactlyAsRecomputed) {
     EXPECT_EQ(stats->computed_tokens, 13) << from;
     EXPECT_EQ(logits, want) << from;
     EXPECT_EQ(Greedy(*b, logits, 20), want_tokens) << from;
+    // The step run only after the verified load: the same.
+    auto pool2 = Pool(16);
+    WorkerOptions after;
+    after.overlap = false;
+    after.save = false;
+    auto c = MakeWorker(pool2.get(), after);
+    std::vector<float> logits2;
+    auto stats2 = c->Prefill(conv, &logits2);
+    ASSERT_TRUE(stats2.ok()) << stats2.status();
+    EXPECT_EQ(stats2->loaded_tokens, 48) << from;
+    EXPECT_EQ(logits2, want) << from;
   };
   check_loaded("DRAM");
   // After a restart the chunks come from NVMe.
