@@ -30,19 +30,6 @@ using runtime::WorkerOptions;
 
 constexpr int kTpc = 16;
 
-LlamaConfig Tiny() {
-  LlamaConfig c;
-  c.num_layers = 2;
-  c.hidden = 128;
-  c.num_q_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.intermediate = 256;
-  c.vocab = 97;
-  c.rope_theta = 10000.0f;
-  return c;
-}
-
 std::vector<int32_t> Conversation(int n, int salt) {
   std::vector<int32_t> t;
   for (int i = 0; i < n; ++i) t.push_back((i * 29 + salt * 7 + 3) % 97);
@@ -97,7 +84,7 @@ class LateFailure final : public runtime::KvDevice {
 class RuntimeWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    config_ = Tiny();
+    config_ = LlamaConfig::Tiny();
     weights_ = runtime::SeededLlamaWeights(config_, 11);
     auto model = runtime::CreateCpuLlama(config_, kTpc, weights_->views);
     ASSERT_TRUE(model.ok()) << model.status();

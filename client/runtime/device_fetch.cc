@@ -143,30 +143,11 @@ class LayerCopies {
 
 class DeviceFetcherImpl;
 
-class LayerwiseDeviceLoadImpl final : public LayerwiseDeviceLoad {
+// What both loads share: the slots, the layer waits on per-layer events.
+class EventLayerLoad : public LayerwiseDeviceLoad {
  public:
-  LayerwiseDeviceLoadImpl(DeviceFetcherImpl* fetcher, ChunkPool* pool,
-                          FetchReservation reservation, std::shared_ptr<LayerCopies> copies,
-                          std::shared_ptr<client::Transfer> transfer, absl::Status start_status)
-      : fetcher_(fetcher),
-        pool_(pool),
-        num_layers_(pool->num_layers()),
-        copies_(std::move(copies)),
-        transfer_(std::move(transfer)),
-        start_status_(std::move(start_status)),
-        reservation_(std::move(reservation)) {
-    slots_ = reservation_.result.slots;
-    slots_.insert(slots_.end(), reservation_.loading.begin(), reservation_.loading.end());
-  }
-  ~LayerwiseDeviceLoadImpl() override {
-    bool waited;
-    {
-      absl::MutexLock lock(&mu_);
-      waited = result_.has_value();
-    }
-    if (waited) return;
-    for (SlotId slot : Wait().slots) (void)pool_->Release(slot);
-  }
+  EventLayerLoad(ChunkPool* pool, absl::Status start_status)
+      : pool_(pool), num_layers_(pool->num_layers()), start_status_(std::move(start_status)) {}
 
   std::span<const SlotId> slots() const override { return slots_; }
 
@@ -184,17 +165,54 @@ class LayerwiseDeviceLoadImpl final : public LayerwiseDeviceLoad {
     return CudaStatus(cudaEventSynchronize(*ev), "cudaEventSynchronize");
   }
 
-  FetchResult Wait() override;
+ protected:
+  // Layer `layer`'s event once its copies are enqueued; null when nothing is
+  // loaded. Called after the range and start checks.
+  virtual absl::StatusOr<cudaEvent_t> Event(uint32_t layer) = 0;
+
+  ChunkPool* const pool_;
+  const uint32_t num_layers_;
+  const absl::Status start_status_;
+  std::vector<SlotId> slots_;
 
  private:
-  // Layer `layer`'s event once its copies are enqueued; null when nothing is
-  // loaded.
   absl::StatusOr<cudaEvent_t> LayerEvent(uint32_t layer) {
     if (layer >= num_layers_) {
       return absl::InvalidArgumentError(
           absl::StrCat("layer ", layer, " out of range [0, ", num_layers_, ")"));
     }
     if (!start_status_.ok()) return start_status_;
+    return Event(layer);
+  }
+};
+
+class LayerwiseDeviceLoadImpl final : public EventLayerLoad {
+ public:
+  LayerwiseDeviceLoadImpl(DeviceFetcherImpl* fetcher, ChunkPool* pool,
+                          FetchReservation reservation, std::shared_ptr<LayerCopies> copies,
+                          std::shared_ptr<client::Transfer> transfer, absl::Status start_status)
+      : EventLayerLoad(pool, std::move(start_status)),
+        fetcher_(fetcher),
+        copies_(std::move(copies)),
+        transfer_(std::move(transfer)),
+        reservation_(std::move(reservation)) {
+    slots_ = reservation_.result.slots;
+    slots_.insert(slots_.end(), reservation_.loading.begin(), reservation_.loading.end());
+  }
+  ~LayerwiseDeviceLoadImpl() override {
+    bool waited;
+    {
+      absl::MutexLock lock(&mu_);
+      waited = result_.has_value();
+    }
+    if (waited) return;
+    for (SlotId slot : Wait().slots) (void)pool_->Release(slot);
+  }
+
+  FetchResult Wait() override;
+
+ private:
+  absl::StatusOr<cudaEvent_t> Event(uint32_t layer) override {
     if (transfer_ == nullptr) return nullptr;
     if (absl::Status s = transfer_->WaitLayer(layer); !s.ok()) return s;
     return copies_->AwaitEnqueued(layer);
@@ -202,12 +220,8 @@ class LayerwiseDeviceLoadImpl final : public LayerwiseDeviceLoad {
 
   // Constant after construction.
   DeviceFetcherImpl* const fetcher_;
-  ChunkPool* const pool_;
-  const uint32_t num_layers_;
   const std::shared_ptr<LayerCopies> copies_;  // null when nothing is loaded
   const std::shared_ptr<client::Transfer> transfer_;
-  const absl::Status start_status_;
-  std::vector<SlotId> slots_;
 
   absl::Mutex mu_;
   FetchReservation reservation_ ABSL_GUARDED_BY(mu_);
@@ -218,7 +232,7 @@ class LayerwiseDeviceLoadImpl final : public LayerwiseDeviceLoad {
 // of the node's pool (mapped by the client, registered with CUDA), every
 // layer's copies enqueued at once on the fetcher's stream, while host
 // threads check every chunk's checksum against the same bytes.
-class MappedDeviceLoad final : public LayerwiseDeviceLoad {
+class MappedDeviceLoad final : public EventLayerLoad {
  public:
   // A run of chunks consecutive both in the pool and in the node's pool.
   struct Run {
@@ -232,9 +246,8 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
                    std::vector<cudaEvent_t> events, cudaEvent_t timing[2], uint64_t chunk_bytes,
                    uint64_t layer_bytes, uint64_t min_copy_bytes, size_t verify_threads,
                    absl::Status start_status)
-      : fetcher_(fetcher),
-        pool_(pool),
-        num_layers_(pool->num_layers()),
+      : EventLayerLoad(pool, std::move(start_status)),
+        fetcher_(fetcher),
         mapped_(std::move(mapped)),
         runs_(std::move(runs)),
         events_(std::move(events)),
@@ -242,7 +255,6 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
         chunk_bytes_(chunk_bytes),
         layer_bytes_(layer_bytes),
         min_copy_bytes_(min_copy_bytes),
-        start_status_(std::move(start_status)),
         reservation_(std::move(reservation)) {
     slots_ = reservation_.result.slots;
     slots_.insert(slots_.end(), reservation_.loading.begin(), reservation_.loading.end());
@@ -275,30 +287,10 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
     }
   }
 
-  std::span<const SlotId> slots() const override { return slots_; }
-
-  absl::Status WaitLayer(uint32_t layer, CUstream_st* stream) override {
-    auto ev = LayerEvent(layer);
-    if (!ev.ok()) return ev.status();
-    if (*ev == nullptr) return absl::OkStatus();
-    return CudaStatus(cudaStreamWaitEvent(stream, *ev, 0), "cudaStreamWaitEvent");
-  }
-  absl::Status WaitLayer(uint32_t layer) override {
-    auto ev = LayerEvent(layer);
-    if (!ev.ok()) return ev.status();
-    if (*ev == nullptr) return absl::OkStatus();
-    return CudaStatus(cudaEventSynchronize(*ev), "cudaEventSynchronize");
-  }
-
   FetchResult Wait() override;
 
  private:
-  absl::StatusOr<cudaEvent_t> LayerEvent(uint32_t layer) {
-    if (layer >= num_layers_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("layer ", layer, " out of range [0, ", num_layers_, ")"));
-    }
-    if (!start_status_.ok()) return start_status_;
+  absl::StatusOr<cudaEvent_t> Event(uint32_t layer) override {
     if (events_.empty()) return nullptr;
     if (absl::Status s = Enqueue(); !s.ok()) return s;
     return events_[layer];
@@ -310,8 +302,6 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
   absl::Status Enqueue();
 
   DeviceFetcherImpl* const fetcher_;
-  ChunkPool* const pool_;
-  const uint32_t num_layers_;
   std::unique_ptr<client::MappedChunks> mapped_;  // released by Wait
   const std::vector<Run> runs_;
   const std::vector<cudaEvent_t> events_;         // one per layer; empty when nothing loads
@@ -322,8 +312,6 @@ class MappedDeviceLoad final : public LayerwiseDeviceLoad {
   absl::Mutex enqueue_mu_;
   bool enqueued_ ABSL_GUARDED_BY(enqueue_mu_) = false;
   absl::Status enqueue_status_ ABSL_GUARDED_BY(enqueue_mu_);
-  const absl::Status start_status_;
-  std::vector<SlotId> slots_;
   std::vector<absl::Status> verdicts_;  // one per loaded chunk, written by verifiers_
   std::atomic<size_t> next_{0};         // the next chunk to verify
   std::vector<std::thread> verifiers_;

@@ -40,6 +40,19 @@ LlamaConfig LlamaConfig::Small() {
   return c;
 }
 
+LlamaConfig LlamaConfig::Tiny() {
+  LlamaConfig c;
+  c.num_layers = 2;
+  c.hidden = 128;
+  c.num_q_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 64;
+  c.intermediate = 256;
+  c.vocab = 97;
+  c.rope_theta = 10000.0f;
+  return c;
+}
+
 absl::StatusOr<LlamaConfig> LlamaConfig::Named(std::string_view name) {
   if (name == "llama3-8b") return Llama3_8B();
   if (name == "small") return Small();

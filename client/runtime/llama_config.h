@@ -39,6 +39,9 @@ struct LlamaConfig {
   // A small model of the same architecture for tests: 4 layers, hidden 1024,
   // 8 query / 2 KV heads of 128, intermediate 2816, vocabulary 32000.
   static LlamaConfig Small();
+  // A tiny model for CPU tests: 2 layers, hidden 128, 4 query / 2 KV heads
+  // of 64, intermediate 256, vocabulary 97, theta 10000.
+  static LlamaConfig Tiny();
   // "llama3-8b" or "small"; InvalidArgument otherwise.
   static absl::StatusOr<LlamaConfig> Named(std::string_view name);
   // A Hugging Face config.json (model_type llama; rope_scaling must be

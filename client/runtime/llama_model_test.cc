@@ -19,19 +19,6 @@ namespace {
 
 constexpr int kTpc = 16;
 
-LlamaConfig Tiny() {
-  LlamaConfig c;
-  c.num_layers = 2;
-  c.hidden = 128;
-  c.num_q_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 64;
-  c.intermediate = 256;
-  c.vocab = 97;
-  c.rope_theta = 10000.0f;
-  return c;
-}
-
 std::string TempPath(const std::string& name) {
   const char* dir = std::getenv("TEST_TMPDIR");
   return std::string(dir != nullptr ? dir : "/tmp") + "/" + name;
@@ -76,7 +63,7 @@ absl::Status RunStep(LlamaModel& model, const HostChunks& chunks, std::span<cons
 }
 
 TEST(LlamaModelTest, PrefillOverCachedChunksEqualsFullPrefill) {
-  const LlamaConfig c = Tiny();
+  const LlamaConfig c = LlamaConfig::Tiny();
   auto weights = SeededLlamaWeights(c, 7);
   auto model = CreateCpuLlama(c, kTpc, weights->views);
   ASSERT_TRUE(model.ok()) << model.status();
@@ -111,7 +98,7 @@ TEST(LlamaModelTest, PrefillOverCachedChunksEqualsFullPrefill) {
 }
 
 TEST(LlamaModelTest, GreedyDecodeStepByStepMatchesOneLongPrefill) {
-  const LlamaConfig c = Tiny();
+  const LlamaConfig c = LlamaConfig::Tiny();
   auto weights = SeededLlamaWeights(c, 3);
   auto model = CreateCpuLlama(c, kTpc, weights->views);
   ASSERT_TRUE(model.ok());
@@ -131,7 +118,7 @@ TEST(LlamaModelTest, GreedyDecodeStepByStepMatchesOneLongPrefill) {
 }
 
 TEST(LlamaModelTest, BadInputIsRefusedBeforeAnythingRuns) {
-  const LlamaConfig c = Tiny();
+  const LlamaConfig c = LlamaConfig::Tiny();
   auto weights = SeededLlamaWeights(c, 1);
   auto model = CreateCpuLlama(c, kTpc, weights->views);
   ASSERT_TRUE(model.ok());
@@ -164,7 +151,7 @@ TEST(LlamaModelTest, BadInputIsRefusedBeforeAnythingRuns) {
 }
 
 TEST(LlamaConfigTest, NamespaceMismatchNamesTheField) {
-  const LlamaConfig c = Tiny();
+  const LlamaConfig c = LlamaConfig::Tiny();
   NamespaceSpec spec = c.Namespace("tiny", kTpc);
   EXPECT_TRUE(c.CheckNamespace(spec).ok());
   spec.num_layers = 3;
@@ -217,7 +204,7 @@ TEST(LlamaConfigTest, ReadsHuggingFaceConfig) {
 }
 
 TEST(SafetensorsTest, WeightsRoundTripAndDamageIsRefused) {
-  const LlamaConfig c = Tiny();
+  const LlamaConfig c = LlamaConfig::Tiny();
   auto weights = SeededLlamaWeights(c, 5);
   const std::string path = TempPath("tiny.safetensors");
   ASSERT_TRUE(WriteLlamaSafetensors(path, c, weights->views).ok());
