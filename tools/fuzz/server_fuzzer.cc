@@ -24,6 +24,7 @@
 // is back where it started: no lease open, no namespace, no DRAM in use, no
 // DRAM reserved for puts. Every slot and chunk address a node hands out must
 // lie inside its DRAM pool.
+#include <google/protobuf/stubs/logging.h>
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -58,6 +59,13 @@ namespace pb = ::strata::v1;
 
 void Check(bool ok, const std::string& what) {
   if (!ok) Fail(what);
+}
+
+// STRATA_FUZZ_VERBOSE=1: print every call and its status (to see how far
+// an input gets).
+bool Verbose() {
+  static const bool verbose = std::getenv("STRATA_FUZZ_VERBOSE") != nullptr;
+  return verbose;
 }
 
 enum Caller { kTenantA = 0, kTenantB = 1, kNoToken = 2, kBadToken = 3 };
@@ -119,6 +127,10 @@ Node StartNode(const std::string& tenants_file) {
 }
 
 Harness* Setup() {
+  // Request bytes with invalid UTF-8 in a string field are refused by the
+  // parser, which logs each; that is expected here.
+  google::protobuf::SetLogHandler(
+      [](google::protobuf::LogLevel, const char*, int, const std::string&) {});
   auto* h = new Harness;
   auto a = strata::auth::NewToken("a");
   auto b = strata::auth::NewToken("b");
@@ -344,6 +356,10 @@ class Session {
     grpc::ClientContext ctx;
     SetCaller(h_, caller, &ctx);
     grpc::Status s = ((*node_.stub).*method)(&ctx, req, resp);
+    if (Verbose()) {
+      std::fprintf(stderr, "  %s -> %d %s\n", Req::descriptor()->name().c_str(),
+                   s.error_code(), s.error_message().c_str());
+    }
     Check(s.error_code() != grpc::StatusCode::UNKNOWN &&
               s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED &&
               s.error_code() != grpc::StatusCode::UNAVAILABLE,
