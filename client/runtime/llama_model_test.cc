@@ -217,10 +217,9 @@ TEST(LlamaConfigTest, ReadsHuggingFaceConfig) {
             absl::StatusCode::kInvalidArgument);
 }
 
-// The llama_config fuzz target's UBSan build overflowed int64 in
-// NumParameters (and int in q_dim) for a config.json with hidden_size and
-// intermediate_size near 2^30, which FromHfJson accepted (corpus:
-// llama_config/overflow.json).
+// FromHfJson accepted a config.json with hidden_size and intermediate_size
+// near 2^30, for which NumParameters overflows int64 (and q_dim int): UBSan
+// aborts tools/fuzz/llama_config_fuzzer on it (corpus: llama_config/overflow.json).
 TEST(LlamaConfigTest, RefusesDimensionsWhoseSizesWouldOverflow) {
   auto with = [](const std::string& fields) {
     return LlamaConfig::FromHfJson(absl::StrCat(

@@ -18,8 +18,10 @@ if [ "${1:-}" = "-t" ]; then seconds="$2"; shift 2; fi
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=(trace namespace envelope safetensors llama_config server)
 
-"$root/tools/fuzz/build.sh" "${targets[@]}" >"$out.build.log" 2>&1 || {
-  cat "$out.build.log"; echo "fuzz: build failed" >&2; exit 1; }
+mkdir -p "$out"
+mkdir -p "$out"
+"$root/tools/fuzz/build.sh" "${targets[@]}" >"$out/build.log" 2>&1 || {
+  cat "$out/build.log"; echo "fuzz: build failed" >&2; exit 1; }
 
 mkdir -p "$out/artifacts"
 rc=0
