@@ -131,7 +131,10 @@ class EntryTable {
   };
   struct SlotHash {
     using is_transparent = void;
-    size_t operator()(Slot slot) const { return absl::Hash<EntryId>{}(table->at(slot).id); }
+    size_t operator()(Slot slot) const {
+      const EntryId id = table->at(slot).id;  // by value: the field may be misaligned
+      return absl::Hash<EntryId>{}(id);
+    }
     size_t operator()(IdKey key) const { return absl::Hash<EntryId>{}(key.id); }
     const EntryTable* table;
   };

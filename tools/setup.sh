@@ -31,6 +31,9 @@ PACKAGES=(
   python3-pytest
   python3-numpy
   etcd-server
+  clang
+  libclang-rt-14-dev
+  make
 )
 
 SUDO=""

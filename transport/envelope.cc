@@ -71,6 +71,11 @@ absl::StatusOr<std::string_view> Unwrap(const char (&magic)[4], bool has_region,
   if (wrapped.size() < fixed) return invalid("too short");
   if (std::memcmp(wrapped.data(), magic, 4) != 0) return invalid("bad magic");
   if (Read<uint8_t>(wrapped, 4) != kVersion) return invalid("unsupported version");
+  // Reserved bytes are zero in version 1, so that one string has one meaning
+  // and a later version may give them one.
+  if (wrapped[5] != 0 || wrapped[6] != 0 || wrapped[7] != 0) {
+    return invalid("reserved bytes are not zero");
+  }
   const uint32_t payload_size = Read<uint32_t>(wrapped, 8);
   if (payload_size == 0 || payload_size > kMaxPayload ||
       wrapped.size() != fixed + payload_size) {

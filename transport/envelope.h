@@ -3,7 +3,7 @@
 //
 // UCX parses those strings without validating them and may abort on garbage,
 // so every string handed to a peer is wrapped as
-//   magic (4 bytes) | version (1) | reserved (3) | payload length (u32)
+//   magic (4 bytes) | version (1) | reserved (3, zero) | payload length (u32)
 //   | [rkey only: region base (u64) | region size (u64)]
 //   | payload (UCX's bytes) | FNV-1a 64 of everything before (u64)
 // in host byte order (peers are processes on hosts of one architecture; the
@@ -23,7 +23,8 @@ namespace strata::transport::internal {
 // Wraps a packed UCX worker address.
 std::string WrapWorkerAddress(std::string_view ucx_address);
 // Returns the UCX bytes inside. InvalidArgument for anything that
-// WrapWorkerAddress did not produce (bad magic, version, length, checksum).
+// WrapWorkerAddress did not produce (bad magic, version, reserved bytes,
+// length, checksum).
 absl::StatusOr<std::string> UnwrapWorkerAddress(std::string_view wrapped);
 
 struct RkeyEnvelope {

@@ -1,6 +1,8 @@
 #include "transport/envelope.h"
 
+#include <cstring>
 #include <string>
+#include <string_view>
 
 #include "gtest/gtest.h"
 
@@ -56,6 +58,39 @@ TEST(EnvelopeTest, RejectsGarbageTruncationCorruptionAndWrongKind) {
     corrupt[i] ^= 0x01;
     EXPECT_EQ(UnwrapRkey(corrupt).status().code(), absl::StatusCode::kInvalidArgument)
         << "byte " << i;
+  }
+}
+
+// Found by tools/fuzz/envelope_fuzzer (corpus: envelope/reserved-bytes): a
+// worker address with non-zero reserved bytes and a correct checksum was
+// accepted, so two different strings unwrapped to one address.
+uint64_t Fnv1a64(std::string_view bytes) {
+  uint64_t hash = 0xcbf29ce484222325ull;
+  for (unsigned char c : bytes) {
+    hash ^= c;
+    hash *= 0x100000001b3ull;
+  }
+  return hash;
+}
+
+TEST(EnvelopeTest, RejectsNonZeroReservedBytesEvenWithAValidChecksum) {
+  RkeyEnvelope key;
+  key.region_base = 4096;
+  key.region_size = 4096;
+  key.ucx_rkey = "rkey";
+  const std::string rkey = WrapRkey(key);
+  const std::string address = WrapWorkerAddress("address");
+  for (const std::string* wrapped : {&address, &rkey}) {
+    for (size_t i = 5; i < 8; ++i) {
+      std::string altered = *wrapped;
+      altered[i] = 0x01;
+      const uint64_t sum = Fnv1a64(std::string_view(altered).substr(0, altered.size() - 8));
+      std::memcpy(altered.data() + altered.size() - 8, &sum, 8);
+      const absl::Status s = wrapped == &rkey ? UnwrapRkey(altered).status()
+                                              : UnwrapWorkerAddress(altered).status();
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << "byte " << i;
+      EXPECT_NE(s.message().find("reserved"), std::string_view::npos) << s;
+    }
   }
 }
 

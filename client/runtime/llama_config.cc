@@ -167,16 +167,21 @@ absl::Status LlamaConfig::Validate() const {
   auto bad = [](absl::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat("llama config: ", what));
   };
+  // The upper bounds keep every derived size (q_dim, NumParameters) far
+  // from overflowing; the largest Llama models are well inside them.
   if (num_layers < 1 || num_layers > 1024) return bad("num_layers out of 1..1024");
   if (head_dim != 64 && head_dim != 128) return bad("head_dim must be 64 or 128");
   if (num_kv_heads < 1 || num_q_heads < num_kv_heads || num_q_heads % num_kv_heads != 0) {
     return bad("num_q_heads must be a positive multiple of num_kv_heads");
   }
-  if (hidden < 1 || hidden % 8 != 0) return bad("hidden must be a positive multiple of 8");
-  if (intermediate < 1 || intermediate % 8 != 0) {
-    return bad("intermediate must be a positive multiple of 8");
+  if (num_q_heads > 1024) return bad("num_q_heads out of 1..1024");
+  if (hidden < 1 || hidden % 8 != 0 || hidden > (1 << 16)) {
+    return bad("hidden must be a positive multiple of 8, at most 65536");
   }
-  if (vocab < 1) return bad("vocab must be positive");
+  if (intermediate < 1 || intermediate % 8 != 0 || intermediate > (1 << 20)) {
+    return bad("intermediate must be a positive multiple of 8, at most 1048576");
+  }
+  if (vocab < 1 || vocab > (1 << 24)) return bad("vocab out of 1..16777216");
   if (!(rms_eps > 0) || !(rope_theta > 1)) return bad("rms_eps and rope_theta must be positive");
   return absl::OkStatus();
 }

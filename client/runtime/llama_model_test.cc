@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "client/runtime/llama_config.h"
 #include "client/runtime/llama_weights.h"
 #include "client/runtime/safetensors.h"
@@ -201,6 +202,32 @@ TEST(LlamaConfigTest, ReadsHuggingFaceConfig) {
     "num_attention_heads": 2, "intermediate_size": 256, "vocab_size": 10, "rms_norm_eps": 1e-5,
     "rope_scaling": {"type": "linear", "factor": 2.0}})").status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// FromHfJson accepted a config.json with hidden_size and intermediate_size
+// near 2^30, for which NumParameters overflows int64 (and q_dim int): UBSan
+// aborts tools/fuzz/llama_config_fuzzer on it (corpus: llama_config/overflow.json).
+TEST(LlamaConfigTest, RefusesDimensionsWhoseSizesWouldOverflow) {
+  auto with = [](const std::string& fields) {
+    return LlamaConfig::FromHfJson(absl::StrCat(
+        R"({"model_type": "llama", "num_hidden_layers": 4, "num_key_value_heads": 2,
+            "head_dim": 128, "vocab_size": 32000, "rms_norm_eps": 1e-5, )",
+        fields, "}"));
+  };
+  absl::StatusOr<LlamaConfig> big = with(
+      R"("hidden_size": 1073741824, "num_attention_heads": 8, "intermediate_size": 1073741824)");
+  EXPECT_EQ(big.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(big.status().message().find("hidden"), std::string_view::npos) << big.status();
+  absl::StatusOr<LlamaConfig> heads = with(
+      R"("hidden_size": 1024, "num_attention_heads": 16777216, "intermediate_size": 1024)");
+  EXPECT_EQ(heads.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(heads.status().message().find("num_q_heads"), std::string_view::npos)
+      << heads.status();
+  // The largest real shapes stay accepted (Llama-3.1-405B).
+  absl::StatusOr<LlamaConfig> large = with(
+      R"("hidden_size": 16384, "num_attention_heads": 128, "intermediate_size": 53248)");
+  ASSERT_TRUE(large.ok()) << large.status();
+  EXPECT_GT(large->NumParameters(), 0);
 }
 
 TEST(SafetensorsTest, WeightsRoundTripAndDamageIsRefused) {

@@ -164,7 +164,9 @@ absl::StatusOr<Trace> ParseTrace(std::string_view text) {
         return LineError(line_no, "arrival must be >= 0 and non-decreasing");
       }
       trace.sessions.push_back(Session{arrival, system, {}});
-      trace.sessions.back().turns.reserve(turns);
+      // The count comes from the file: reserve no more than a sane session
+      // needs, or a count of 4e9 would ask for ~100 GB before any turn.
+      trace.sessions.back().turns.reserve(std::min<uint32_t>(turns, 1024));
       expected_turns = turns;
     } else if (f[0] == "turn") {
       uint32_t session, index;

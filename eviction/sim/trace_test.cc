@@ -117,6 +117,16 @@ TEST(TraceFormatTest, MalformedInputNamesTheLine) {
   EXPECT_NE(trace.status().message().find("line 4"), std::string::npos) << trace.status();
 }
 
+// A session line's turn count is read from the file: the parser reserved
+// that many turns at once, so "4000000000" asked for ~100 GB (an ASan
+// out-of-memory in tools/fuzz/trace_fuzzer; corpus: trace/huge-turn-count).
+TEST(TraceFormatTest, HugeTurnCountIsRefusedWithoutAllocatingIt) {
+  auto trace = ParseTrace("strata-trace 1\nsystem 0 10\nsession 0 0 0 4000000000\n");
+  ASSERT_FALSE(trace.ok());
+  EXPECT_EQ(trace.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(trace.status().message().find("lacks turns"), std::string::npos) << trace.status();
+}
+
 TEST(TraceFileTest, WriteThenRead) {
   const char* dir = std::getenv("TEST_TMPDIR");
   const std::string path = std::string(dir ? dir : "/tmp") + "/trace.txt";
