@@ -189,14 +189,14 @@ std::string LabelValue(absl::string_view v) {
 
 }  // namespace
 
-Histogram::Histogram(std::vector<double> bounds)
-    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1) {}
+Histogram::Histogram(std::vector<double> bounds, double resolution)
+    : bounds_(std::move(bounds)), counts_(bounds_.size() + 1), resolution_(resolution) {}
 
 void Histogram::Observe(double value) {
   size_t i = 0;
   while (i < bounds_.size() && value > bounds_[i]) ++i;
   counts_[i].fetch_add(1, std::memory_order_relaxed);
-  sum_micro_.fetch_add(static_cast<uint64_t>(std::llround(value * 1e6)),
+  sum_units_.fetch_add(static_cast<uint64_t>(std::llround(value / resolution_)),
                        std::memory_order_relaxed);
 }
 
@@ -210,7 +210,8 @@ void Histogram::Render(absl::string_view name, absl::string_view labels, std::st
   }
   const std::string braces = labels.empty() ? "" : absl::StrCat("{", labels, "}");
   absl::StrAppend(out, name, "_sum", braces, " ",
-                  absl::StrFormat("%.6f", sum_micro_.load(std::memory_order_relaxed) / 1e6), "\n");
+                  absl::StrFormat("%.6f", sum_units_.load(std::memory_order_relaxed) * resolution_),
+                  "\n");
   absl::StrAppend(out, name, "_count", braces, " ", cumulative, "\n");
 }
 
@@ -231,8 +232,8 @@ std::array<Histogram, sizeof...(I)> MakeLatency(std::index_sequence<I...>) {
 
 ServerMetrics::ServerMetrics()
     : latency_(MakeLatency(std::make_index_sequence<kNumRpcs>())),
-      get_bytes_(ByteBounds()),
-      put_bytes_(ByteBounds()) {}
+      get_bytes_(ByteBounds(), 1.0),
+      put_bytes_(ByteBounds(), 1.0) {}
 
 void ServerMetrics::ObserveRpc(Rpc rpc, double seconds, absl::StatusCode code) {
   latency_[rpc].Observe(seconds);

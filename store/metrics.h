@@ -30,10 +30,12 @@ bool IsGauge(absl::string_view name);
 // its bytes, quotas (0: no limit), namespaces and quota counters.
 std::vector<std::pair<const char*, uint64_t>> TenantStatsValues(const TenantStats& stats);
 
-// A histogram with fixed upper bounds. Observe is lock-free.
+// A histogram with fixed upper bounds. Observe is lock-free. The sum is kept
+// as a whole number of `resolution` (1e-6 for seconds; 1 for bytes, so that a
+// byte sum wraps only past 2^64 bytes).
 class Histogram {
  public:
-  explicit Histogram(std::vector<double> bounds);
+  explicit Histogram(std::vector<double> bounds, double resolution = 1e-6);
   void Observe(double value);
   // Appends NAME_bucket{LABELS,le="..."}, NAME_sum{LABELS}, NAME_count{LABELS}.
   void Render(absl::string_view name, absl::string_view labels, std::string* out) const;
@@ -41,7 +43,8 @@ class Histogram {
  private:
   const std::vector<double> bounds_;
   std::vector<std::atomic<uint64_t>> counts_;  // one per bound, then +Inf
-  std::atomic<uint64_t> sum_micro_{0};          // sum x 1e6, rounded
+  const double resolution_;
+  std::atomic<uint64_t> sum_units_{0};          // sum / resolution_, rounded
 };
 
 // Thread-safe.

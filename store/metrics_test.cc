@@ -7,6 +7,17 @@
 namespace strata::store {
 namespace {
 
+// Byte sums are kept in bytes: 20 TB of requests (past where a sum kept in
+// millionths wrapped, about 18.4 TB) still add up.
+TEST(MetricsTest, ByteSumsDoNotWrap) {
+  ServerMetrics m;
+  for (int i = 0; i < 10; ++i) m.ObserveTransfer(/*get=*/true, uint64_t{2} << 40);
+  const std::string page = m.Render(EngineStats{}, {}, "n1");
+  EXPECT_NE(page.find("strata_request_bytes_sum{node=\"n1\",op=\"get\"} 21990232555520.000000\n"),
+            std::string::npos)
+      << page.substr(page.find("strata_request_bytes_sum"), 120);
+}
+
 TEST(MetricsTest, CountersGaugesAndHistograms) {
   ServerMetrics m;
   m.ObserveRpc(ServerMetrics::kGet, 0.0001, absl::StatusCode::kOk);
