@@ -543,6 +543,21 @@ int RunHarness(int argc, char** argv) {
     std::printf("  final node           chunks_restored %llu\n",
                 (unsigned long long)stats->at("chunks_restored"));
   }
+  if (total.unexpected > 0) {
+    // The clients' own lines name those errors (their logs go with the
+    // test's temporary directory).
+    int shown = 0;
+    for (int i = 0; i < clients && shown < 20; ++i) {
+      std::ifstream in(dir / absl::StrCat("client-", i, ".log"));
+      std::string line;
+      while (shown < 20 && std::getline(in, line)) {
+        if (line.find("unexpected") != std::string::npos) {
+          std::printf("  %s\n", line.c_str());
+          ++shown;
+        }
+      }
+    }
+  }
   const bool ok = lost_durable == 0 && total.wrong_bytes == 0 && wrong == 0 &&
                   hung_clients == 0 && missing_results == 0 && bad_stops == 0 &&
                   total.unexpected == 0 && last_stop_ok && total.saves > 0 && total.loads > 0;
