@@ -708,7 +708,8 @@ absl::StatusOr<ClientImpl::Leased> ClientImpl::Lease(const Namespace& ns,
     grpc::ClientContext ctx;
     Prepare(&ctx);
     grpc::Status rpc = stub_->Get(&ctx, req, &resp);
-    if (!rpc.ok() && rpc.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    if (!rpc.ok() && (rpc.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                      rpc.error_code() == grpc::StatusCode::UNAVAILABLE)) {
       // The node may not have seen the releases: queue them again.
       for (uint64_t id : carried) ReleaseLease(id);
     }

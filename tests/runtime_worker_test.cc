@@ -81,6 +81,57 @@ class LateFailure final : public runtime::KvDevice {
   runtime::KvDevice* inner_;
 };
 
+// A load whose bytes stop coming under the step (the node lost at layer 1),
+// or that cannot even start.
+class BrokenLoad final : public runtime::KvDevice {
+ public:
+  BrokenLoad(runtime::KvDevice* inner, bool at_start) : inner_(inner), at_start_(at_start) {}
+  absl::StatusOr<std::unique_ptr<runtime::PrefixLoad>> StartLoad(
+      client::Client& client, const client::Namespace& ns, ChunkPool& pool,
+      std::span<const ChunkKey> keys) override {
+    if (at_start_) return absl::UnavailableError("the node cannot be reached");
+    auto load = inner_->StartLoad(client, ns, pool, keys);
+    if (!load.ok()) return load.status();
+    return std::unique_ptr<runtime::PrefixLoad>(new Load(*std::move(load), pool));
+  }
+  absl::Status CopyToHost(ChunkPool& pool, std::span<const runtime::SlotId> slots,
+                          std::span<std::byte> dest) override {
+    return inner_->CopyToHost(pool, slots, dest);
+  }
+
+ private:
+  class Load final : public runtime::PrefixLoad {
+   public:
+    Load(std::unique_ptr<runtime::PrefixLoad> inner, ChunkPool& pool)
+        : inner_(std::move(inner)), pool_(pool) {}
+    std::span<const runtime::SlotId> slots() const override { return inner_->slots(); }
+    absl::Status BeforeAttention(int layer) override {
+      if (layer == 1) return absl::UnavailableError("the node died mid-load");
+      return inner_->BeforeAttention(layer);
+    }
+    runtime::FetchResult Wait() override {
+      // As a device load does when its transfer failed: the loaded chunks
+      // are freed, the pool hits stay.
+      runtime::FetchResult r = inner_->Wait();
+      while (r.loaded > 0) {
+        (void)pool_.Release(r.slots.back());
+        (void)pool_.Discard(r.slots.back());
+        r.slots.pop_back();
+        --r.loaded;
+      }
+      r.recompute = true;
+      r.stop_reason = absl::UnavailableError("the node died mid-load");
+      return r;
+    }
+
+   private:
+    std::unique_ptr<runtime::PrefixLoad> inner_;
+    ChunkPool& pool_;
+  };
+  runtime::KvDevice* inner_;
+  bool at_start_;
+};
+
 class RuntimeWorkerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -270,6 +321,37 @@ TEST_F(RuntimeWorkerTest, ALoadThatFailsLateIsDiscardedAndRecomputed) {
   EXPECT_EQ(stats->hit_tokens, 32);
   EXPECT_EQ(logits, want);
   EXPECT_EQ(Greedy(*b, logits, 4), want_tokens);
+}
+
+TEST_F(RuntimeWorkerTest, ALoadThatFailsUnderTheStepOrCannotStartMeansRecompute) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  const std::vector<int32_t> conv = Conversation(50, 8);
+  {
+    auto pool = Pool(16);
+    auto a = MakeWorker(pool.get());
+    std::vector<float> logits;
+    ASSERT_TRUE(a->Prefill(conv, &logits).ok());
+    ASSERT_TRUE(a->WaitSaves().ok());
+  }
+  std::vector<float> want;
+  std::vector<int32_t> want_tokens;
+  ASSERT_NO_FATAL_FAILURE(Recompute(conv, &want, &want_tokens, 3));
+  for (bool at_start : {false, true}) {
+    BrokenLoad broken(device_.get(), at_start);
+    auto pool = Pool(16);
+    WorkerOptions o;
+    o.save = false;
+    auto w = MakeWorker(pool.get(), o, &broken);
+    std::vector<float> logits;
+    auto stats = w->Prefill(conv, &logits);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->load_stop_reason.code(), absl::StatusCode::kUnavailable) << at_start;
+    EXPECT_EQ(stats->computed_tokens, 50) << at_start;
+    EXPECT_EQ(stats->recomputed, !at_start);
+    EXPECT_EQ(logits, want) << at_start;
+    EXPECT_EQ(Greedy(*w, logits, 3), want_tokens) << at_start;
+    EXPECT_EQ(pool->Stats().loading, 0u);
+  }
 }
 
 TEST_F(RuntimeWorkerTest, TheStoreGoneMeansRecompute) {

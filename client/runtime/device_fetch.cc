@@ -88,7 +88,8 @@ class LayerCopies {
   void OnLayer(uint32_t layer) {
     absl::MutexLock lock(&mu_);
     if (closed_ || !status_.ok() || layer >= events_.size()) return;
-    absl::Status s = CudaStatus(cudaSetDevice(device_), "cudaSetDevice");
+    DeviceScope scope(device_);
+    absl::Status s = scope.status();
     const size_t offset = static_cast<size_t>(layer) * layer_bytes_;
     for (const Run& run : runs_) {
       if (!s.ok()) break;
@@ -417,7 +418,18 @@ class DeviceFetcherImpl final : public DeviceFetcher {
     if (!same_host_direct_ || client.data_path() != "shm" || client.shared_pool().empty()) {
       return absl::OkStatus();
     }
-    if (UseMapped(client)) return absl::OkStatus();
+    {
+      // A registration replaced under a load in flight would pull the
+      // memory from under its copies.
+      absl::MutexLock lock(&mu_);
+      if (busy_) {
+        return absl::FailedPreconditionError("prepare: the fetcher's load is still in flight");
+      }
+      busy_ = true;
+    }
+    const bool mapped = UseMapped(client);
+    EndLoad();
+    if (mapped) return absl::OkStatus();
     absl::MutexLock lock(&mu_);
     return register_error_;
   }
@@ -559,7 +571,8 @@ absl::Status MappedDeviceLoad::Enqueue() {
   if (enqueued_) return enqueue_status_;
   enqueued_ = true;
   const cudaStream_t stream = fetcher_->stream();
-  absl::Status st = CudaStatus(cudaSetDevice(fetcher_->device()), "cudaSetDevice");
+  DeviceScope scope(fetcher_->device());  // the caller's device is restored
+  absl::Status st = scope.status();
   if (st.ok() && timing_[0] != nullptr) st = CudaStatus(cudaEventRecord(timing_[0], stream), "cudaEventRecord");
   // Layers go in groups of `group` consecutive layers (contiguous in every
   // chunk), so that each copy moves at least min_copy_bytes per chunk.

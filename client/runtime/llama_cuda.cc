@@ -115,6 +115,15 @@ class CudaLlamaImpl final : public CudaLlama {
   }
 
   absl::Status Forward(const ForwardBatch& batch, std::vector<float>* logits) override {
+    absl::Status st = Step(batch, logits);
+    // On an error part of the step may still be queued (K/V scatters into the
+    // caller's slots among it): it finishes before the caller frees anything.
+    if (!st.ok() && stream_ != nullptr) cudaStreamSynchronize(stream_);
+    return st;
+  }
+
+ private:
+  absl::Status Step(const ForwardBatch& batch, std::vector<float>* logits) {
     if (absl::Status st = ValidateForward(config_, tpc_, batch); !st.ok()) return st;
     RETURN_IF_CUDA(cudaSetDevice(device_), "cudaSetDevice");
     const int n = static_cast<int>(batch.tokens.size());

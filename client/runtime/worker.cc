@@ -143,7 +143,8 @@ absl::StatusOr<TurnStats> Worker::Prefill(std::span<const int32_t> tokens,
   }
   if (!stats.ok()) return stats;
   ++counters_.turns;
-  stats->time_to_logits = absl::Now() - start;
+  // Up to the logits: the host copies of chunks to save come after them.
+  stats->time_to_logits = stats->logits_at - start;
   return stats;
 }
 
@@ -159,12 +160,17 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   const std::span<const ChunkKey> cached_keys = std::span(keys).first(usable);
 
   std::unique_ptr<PrefixLoad> load;
+  absl::Status start_failure;  // the store could not be asked: pool hits only
   const absl::Time t_start = absl::Now();
   if (source == WorkerOptions::Source::kStore) {
     absl::StatusOr<std::unique_ptr<PrefixLoad>> started =
         device_->StartLoad(*client_, ns_, *pool_, cached_keys);
-    if (!started.ok()) return started.status();
-    load = *std::move(started);
+    if (started.ok()) {
+      load = *std::move(started);
+    } else {
+      start_failure = started.status();
+      load = std::make_unique<PoolHits>(*pool_, cached_keys);
+    }
   } else {
     load = std::make_unique<PoolHits>(*pool_,
                                       source == WorkerOptions::Source::kNone
@@ -231,6 +237,7 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
 
   absl::Status step_status = alloc_error;
   absl::Duration load_wait, forward;
+  bool load_failed = false;  // a layer wait reported the load's failure
   if (step_status.ok()) {
     std::vector<std::byte*> bases;
     for (SlotId s : cached) bases.push_back(*pool_->SlotBase(s));
@@ -243,6 +250,7 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
           const absl::Time t0 = absl::Now();
           absl::Status st = load->BeforeAttention(layer);
           load_wait += absl::Now() - t0;
+          if (!st.ok()) load_failed = true;
           return st;
         };
       }
@@ -258,12 +266,17 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   FetchResult result = early.has_value() ? *std::move(early) : load->Wait();
   const absl::Duration verdict_wait = absl::Now() - t_verdict;
   if (!step_status.ok() || result.slots.size() < c) {
+    // The model's stream has drained (Forward returns only then, error or
+    // not), so nothing still writes the slots given back here.
     drop_fresh();
     for (SlotId s : result.slots) (void)pool_->Release(s);
-    if (step_status.ok()) {
+    if (step_status.ok() || load_failed) {
+      // The load failed under the step (a chunk's checksum, the node lost):
+      // the step's output is dropped and the turn runs again on what was
+      // verified.
       *failed_late = true;
       TurnStats partial_stats;
-      partial_stats.load_stop_reason = result.stop_reason;
+      partial_stats.load_stop_reason = result.stop_reason.ok() ? step_status : result.stop_reason;
       return partial_stats;
     }
     if (absl::IsResourceExhausted(step_status)) {
@@ -289,6 +302,7 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   slots_ = result.slots;
   slots_.insert(slots_.end(), fresh.begin(), fresh.end());
   has_partial_ = partial;
+  const absl::Time logits_at = absl::Now();
   if (options_.save && !to_save.empty()) Save(to_save, save_slots);
 
   TurnStats stats;
@@ -296,7 +310,8 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   stats.hit_tokens = static_cast<int>(result.pool_hits) * tpc_;
   stats.loaded_tokens = static_cast<int>(result.loaded) * tpc_;
   stats.computed_tokens = n - history;
-  stats.load_stop_reason = result.stop_reason;
+  stats.load_stop_reason = start_failure.ok() ? result.stop_reason : start_failure;
+  stats.logits_at = logits_at;
   stats.load_wait = load_wait;
   stats.load_start = load_start;
   stats.forward = forward;

@@ -88,7 +88,8 @@ struct TurnStats {
   int computed_tokens = 0;  // run through the model (at least 1)
   bool recomputed = false;  // a load failed late: the turn ran again
   absl::Status load_stop_reason;  // why the cached prefix ended early, if it did
-  absl::Duration time_to_logits;  // the turn's wall time (its TTFT)
+  absl::Duration time_to_logits;  // the turn's wall time up to its logits (TTFT)
+  absl::Time logits_at;           // when the logits were there
   absl::Duration load_wait;       // of it, spent waiting for loaded layers
   // Of it: starting the load (pool hits, lookup, lease, copies enqueued),
   // the model step, and waiting for the load's verdict after the step.
@@ -124,7 +125,10 @@ class Worker {
   // previous sequence first. InvalidArgument for no tokens or a token
   // outside the vocabulary; ResourceExhausted when the pool cannot hold the
   // conversation (nothing kept; other workers unaffected). Store failures
-  // are not errors: what could not be loaded is recomputed.
+  // (at the start of the load or under the step) are not errors: what could
+  // not be loaded is recomputed, and load_stop_reason says why. The turn
+  // returns once the chunks it computed are copied to the host for saving
+  // (time_to_logits stops before that copy).
   absl::StatusOr<TurnStats> Prefill(std::span<const int32_t> tokens, std::vector<float>* logits);
   // Appends `token` to the current sequence and runs one step; `logits`
   // gets the next token's. FailedPrecondition without a sequence.

@@ -511,6 +511,7 @@ int Bench(const std::vector<std::string>& args) {
           absl::ToDoubleMilliseconds(dr->load_wait), absl::ToDoubleMilliseconds(dr->verdict_wait),
           absl::ToDoubleMilliseconds(dr->copied_after),
           absl::ToDoubleMilliseconds(dr->verified_after)));
+      kept.reset();  // one pool of --pool bytes at a time
       // The load alone, into a fresh pool; then the same turn with exactly
       // the history in that pool (compute only).
       std::unique_ptr<ChunkPool> hist;
