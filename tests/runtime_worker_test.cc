@@ -5,6 +5,7 @@
 // that fails after the model read it is discarded and recomputed; the store
 // gone means recompute; a model that does not fit the namespace and a pool
 // too small for a conversation are clear errors.
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -36,17 +37,22 @@ std::vector<int32_t> Conversation(int n, int salt) {
   return t;
 }
 
-// A load whose verdict comes back worse than its slots promised: the last
-// loaded chunk "fails its checksum" after the model has read it.
-class LateFailure final : public runtime::KvDevice {
+// A KvDevice (a seam of ours) over the host one whose loads fail as a real
+// load can: the last loaded chunk fails its checksum after the model read it
+// (kLateChecksum), the bytes stop coming at layer 1 (kUnderStep: the node
+// died mid-load), or the load cannot start (kAtStart). A failed chunk is
+// dropped from the pool, as a device load frees it.
+class FaultyLoads final : public runtime::KvDevice {
  public:
-  explicit LateFailure(runtime::KvDevice* inner) : inner_(inner) {}
+  enum class Fault { kLateChecksum, kUnderStep, kAtStart };
+  FaultyLoads(runtime::KvDevice* inner, Fault fault) : inner_(inner), fault_(fault) {}
   absl::StatusOr<std::unique_ptr<runtime::PrefixLoad>> StartLoad(
       client::Client& client, const client::Namespace& ns, ChunkPool& pool,
       std::span<const ChunkKey> keys) override {
+    if (fault_ == Fault::kAtStart) return absl::UnavailableError("the node cannot be reached");
     auto load = inner_->StartLoad(client, ns, pool, keys);
     if (!load.ok()) return load.status();
-    return std::unique_ptr<runtime::PrefixLoad>(new Load(*std::move(load), pool));
+    return std::unique_ptr<runtime::PrefixLoad>(new Load(*std::move(load), pool, fault_));
   }
   absl::Status CopyToHost(ChunkPool& pool, std::span<const runtime::SlotId> slots,
                           std::span<std::byte> dest) override {
@@ -56,80 +62,41 @@ class LateFailure final : public runtime::KvDevice {
  private:
   class Load final : public runtime::PrefixLoad {
    public:
-    Load(std::unique_ptr<runtime::PrefixLoad> inner, ChunkPool& pool)
-        : inner_(std::move(inner)), pool_(pool) {}
-    std::span<const runtime::SlotId> slots() const override { return inner_->slots(); }
-    absl::Status BeforeAttention(int layer) override { return inner_->BeforeAttention(layer); }
-    runtime::FetchResult Wait() override {
-      runtime::FetchResult r = inner_->Wait();
-      if (r.loaded > 0) {
-        // The chunk is dropped as a failed load would be.
-        (void)pool_.Release(r.slots.back());
-        (void)pool_.Discard(r.slots.back());
-        r.slots.pop_back();
-        --r.loaded;
-        r.recompute = true;
-        r.stop_reason = absl::DataLossError("load: chunk does not match its checksum");
-      }
-      return r;
-    }
-
-   private:
-    std::unique_ptr<runtime::PrefixLoad> inner_;
-    ChunkPool& pool_;
-  };
-  runtime::KvDevice* inner_;
-};
-
-// A load whose bytes stop coming under the step (the node lost at layer 1),
-// or that cannot even start.
-class BrokenLoad final : public runtime::KvDevice {
- public:
-  BrokenLoad(runtime::KvDevice* inner, bool at_start) : inner_(inner), at_start_(at_start) {}
-  absl::StatusOr<std::unique_ptr<runtime::PrefixLoad>> StartLoad(
-      client::Client& client, const client::Namespace& ns, ChunkPool& pool,
-      std::span<const ChunkKey> keys) override {
-    if (at_start_) return absl::UnavailableError("the node cannot be reached");
-    auto load = inner_->StartLoad(client, ns, pool, keys);
-    if (!load.ok()) return load.status();
-    return std::unique_ptr<runtime::PrefixLoad>(new Load(*std::move(load), pool));
-  }
-  absl::Status CopyToHost(ChunkPool& pool, std::span<const runtime::SlotId> slots,
-                          std::span<std::byte> dest) override {
-    return inner_->CopyToHost(pool, slots, dest);
-  }
-
- private:
-  class Load final : public runtime::PrefixLoad {
-   public:
-    Load(std::unique_ptr<runtime::PrefixLoad> inner, ChunkPool& pool)
-        : inner_(std::move(inner)), pool_(pool) {}
+    Load(std::unique_ptr<runtime::PrefixLoad> inner, ChunkPool& pool, Fault fault)
+        : inner_(std::move(inner)), pool_(pool), fault_(fault) {}
     std::span<const runtime::SlotId> slots() const override { return inner_->slots(); }
     absl::Status BeforeAttention(int layer) override {
-      if (layer == 1) return absl::UnavailableError("the node died mid-load");
+      if (fault_ == Fault::kUnderStep && layer == 1) {
+        return absl::UnavailableError("the node died mid-load");
+      }
       return inner_->BeforeAttention(layer);
     }
     runtime::FetchResult Wait() override {
-      // As a device load does when its transfer failed: the loaded chunks
-      // are freed, the pool hits stay.
       runtime::FetchResult r = inner_->Wait();
-      while (r.loaded > 0) {
+      // The last loaded chunk fails; under the step, all of them do.
+      const size_t failing = fault_ == Fault::kUnderStep ? r.loaded : std::min<size_t>(r.loaded, 1);
+      for (size_t i = 0; i < failing; ++i) {
         (void)pool_.Release(r.slots.back());
         (void)pool_.Discard(r.slots.back());
         r.slots.pop_back();
         --r.loaded;
       }
-      r.recompute = true;
-      r.stop_reason = absl::UnavailableError("the node died mid-load");
+      if (failing > 0) {
+        r.recompute = true;
+        r.stop_reason = fault_ == Fault::kUnderStep
+                            ? absl::UnavailableError("the node died mid-load")
+                            : absl::DataLossError("load: chunk does not match its checksum");
+      }
       return r;
     }
 
    private:
     std::unique_ptr<runtime::PrefixLoad> inner_;
     ChunkPool& pool_;
+    const Fault fault_;
   };
   runtime::KvDevice* inner_;
-  bool at_start_;
+  const Fault fault_;
 };
 
 class RuntimeWorkerTest : public ::testing::Test {
@@ -308,7 +275,7 @@ TEST_F(RuntimeWorkerTest, ALoadThatFailsLateIsDiscardedAndRecomputed) {
   std::vector<float> want;
   std::vector<int32_t> want_tokens;
   ASSERT_NO_FATAL_FAILURE(Recompute(conv, &want, &want_tokens, 4));
-  LateFailure failing(device_.get());
+  FaultyLoads failing(device_.get(), FaultyLoads::Fault::kLateChecksum);
   auto pool = Pool(16);
   auto b = MakeWorker(pool.get(), {}, &failing);
   std::vector<float> logits;
@@ -337,7 +304,8 @@ TEST_F(RuntimeWorkerTest, ALoadThatFailsUnderTheStepOrCannotStartMeansRecompute)
   std::vector<int32_t> want_tokens;
   ASSERT_NO_FATAL_FAILURE(Recompute(conv, &want, &want_tokens, 3));
   for (bool at_start : {false, true}) {
-    BrokenLoad broken(device_.get(), at_start);
+    FaultyLoads broken(device_.get(), at_start ? FaultyLoads::Fault::kAtStart
+                                               : FaultyLoads::Fault::kUnderStep);
     auto pool = Pool(16);
     WorkerOptions o;
     o.save = false;
