@@ -23,6 +23,7 @@
 #include "proto/data_message.h"
 #include "proto/grpc_status.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
+#include "store/auth/tls.h"
 #include "store/common/checksum.h"
 #include "store/common/log.h"
 #include "store/common/status_macros.h"
@@ -454,25 +455,6 @@ absl::Status ClientImpl::Init() {
   return EnsureEndpoint();
 }
 
-namespace {
-
-// A whole file; NotFound / PermissionDenied / Unavailable naming it.
-absl::StatusOr<std::string> ReadFileNamed(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    const int err = errno;
-    const std::string msg = absl::StrCat(what, " ", path, ": ", std::strerror(err));
-    if (err == ENOENT) return absl::NotFoundError(msg);
-    if (err == EACCES) return absl::PermissionDeniedError(msg);
-    return absl::UnavailableError(msg);
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-}  // namespace
-
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientImpl::Credentials(
     grpc::ChannelArguments* args) {
   if (!options_.token.empty() && !options_.token_file.empty()) {
@@ -480,7 +462,7 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientImpl::Credential
   }
   token_ = options_.token;
   if (!options_.token_file.empty()) {
-    ASSIGN_OR_RETURN(token_, ReadFileNamed(options_.token_file, "token file"));
+    ASSIGN_OR_RETURN(token_, auth::ReadWholeFile(options_.token_file, "token file"));
     while (!token_.empty() && std::isspace(static_cast<unsigned char>(token_.back()))) {
       token_.pop_back();
     }
@@ -506,17 +488,14 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ClientImpl::Credential
     }
     return grpc::InsecureChannelCredentials();
   }
-  if (options_.tls_cert_file.empty() != options_.tls_key_file.empty()) {
-    return absl::InvalidArgumentError(
-        "a client certificate needs both tls_cert_file and tls_key_file");
-  }
+  // Checked here, so that a bad file is named instead of failing the handshake.
+  ASSIGN_OR_RETURN(auth::ClientTlsPem pem,
+                   auth::LoadClientTls(options_.tls_ca_file, options_.tls_cert_file,
+                                       options_.tls_key_file));
   grpc::SslCredentialsOptions ssl;
-  ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFileNamed(options_.tls_ca_file, "TLS CA"));
-  if (!options_.tls_cert_file.empty()) {
-    ASSIGN_OR_RETURN(ssl.pem_cert_chain,
-                     ReadFileNamed(options_.tls_cert_file, "TLS client certificate"));
-    ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFileNamed(options_.tls_key_file, "TLS client key"));
-  }
+  ssl.pem_root_certs = std::move(pem.root_certs);
+  ssl.pem_cert_chain = std::move(pem.cert_chain);
+  ssl.pem_private_key = std::move(pem.private_key);
   if (!options_.tls_server_name.empty()) {
     args->SetSslTargetNameOverride(options_.tls_server_name);
   }

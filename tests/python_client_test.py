@@ -21,19 +21,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def node():
+def _serve(name, args, **connect_options):
+    """Starts `strata serve ARGS` logging to NAME.log; yields its address once
+    strata.connect(address, **connect_options) answers health()."""
     port = _free_port()
-    log = open(os.path.join(WORK, "serve.log"), "w")
-    proc = subprocess.Popen(
-        [STRATA, "serve", f"--listen=127.0.0.1:{port}", "--dram=128MiB", "--nvme=512MiB",
-         f"--data_dir={os.path.join(WORK, 'data')}"],
-        stdout=log, stderr=subprocess.STDOUT)
+    log = open(os.path.join(WORK, f"{name}.log"), "w")
+    proc = subprocess.Popen([STRATA, "serve", f"--listen=127.0.0.1:{port}"] + args,
+                            stdout=log, stderr=subprocess.STDOUT)
     address = f"127.0.0.1:{port}"
     deadline = time.time() + 30
     while True:
         try:
-            strata.connect(address).health()
+            strata.connect(address, **connect_options).health()
             break
         except strata.Error:
             if time.time() > deadline or proc.poll() is not None:
@@ -43,6 +42,12 @@ def node():
     yield address
     proc.terminate()
     assert proc.wait(timeout=30) == 0
+
+
+@pytest.fixture(scope="module")
+def node():
+    yield from _serve("serve", ["--dram=128MiB", "--nvme=512MiB",
+                                f"--data_dir={os.path.join(WORK, 'data')}"])
 
 
 @pytest.fixture
@@ -182,3 +187,167 @@ def test_waiting_releases_the_gil(client):
     thread.join()
     assert np.array_equal(out, data)
     assert len(ticks) > 0
+
+
+# --- TLS, mutual TLS and tenants ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def pki():
+    """A CA, a node certificate for 127.0.0.1 and "strata-node", a client
+    certificate, and a second CA that signed neither; made by openssl here."""
+    d = os.path.join(WORK, "pki")
+    os.makedirs(d)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:strata-node\nextendedKeyUsage=serverAuth\n")
+    with open(os.path.join(d, "client.ext"), "w") as f:
+        f.write("extendedKeyUsage=clientAuth\n")
+    for ca in ("ca", "other-ca"):
+        openssl("req", "-x509", *ec, "-keyout", f"{ca}.key", "-out", f"{ca}.pem", "-days", "2",
+                "-subj", f"/CN={ca}")
+    for serial, who in ((1, "server"), (2, "client")):
+        openssl("req", *ec, "-keyout", f"{who}.key", "-out", f"{who}.csr", "-subj", f"/CN={who}")
+        openssl("x509", "-req", "-in", f"{who}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                "-set_serial", str(serial), "-days", "2", "-extfile", f"{who}.ext",
+                "-out", f"{who}.pem")
+    return lambda name: os.path.join(d, name)
+
+
+@pytest.fixture(scope="module")
+def tls_node(pki):
+    yield from _serve("tls", ["--dram=32MiB", "--no_nvme", f"--tls_cert={pki('server.pem')}",
+                              f"--tls_key={pki('server.key')}"],
+                      tls_ca_file=pki("ca.pem"))
+
+
+def _roundtrip(client, tenant, seed):
+    ns = _namespace(client, tenant=tenant)
+    keys, data = _conversation(ns, 2, seed=seed)
+    client.save(ns, keys, data).wait()
+    out = np.zeros_like(data)
+    client.load(ns, keys, out).wait()
+    assert np.array_equal(out, data)
+    return ns, keys, data
+
+
+def test_tls_with_the_ca(tls_node, pki):
+    c = strata.connect(tls_node, tls_ca_file=pki("ca.pem"))
+    _roundtrip(c, "py", seed=10)
+    # Reached by a name other than the address's host.
+    c = strata.connect(tls_node, tls_ca_file=pki("ca.pem"), tls_server_name="strata-node")
+    c.health()
+
+
+def test_tls_refusals_name_the_options(tls_node, pki):
+    cases = [
+        ({}, "UNAVAILABLE", "tls_ca_file"),  # plaintext against TLS
+        ({"tls_ca_file": pki("other-ca.pem")}, "UNAVAILABLE", "tls_ca_file"),
+        ({"tls_ca_file": pki("ca.pem"), "tls_server_name": "another-node"}, "UNAVAILABLE",
+         "tls_server_name"),
+        ({"tls_ca_file": pki("missing.pem")}, "NOT_FOUND", "missing.pem"),
+        ({"tls_ca_file": pki("server.ext")}, "INVALID_ARGUMENT", ""),  # not PEM
+        ({"tls_ca_file": pki("ca.pem"), "tls_cert_file": pki("client.pem")}, "INVALID_ARGUMENT",
+         "tls_key_file"),
+        ({"tls_cert_file": pki("client.pem"), "tls_key_file": pki("client.key")},
+         "INVALID_ARGUMENT", "tls_ca_file"),
+    ]
+    for options, code, words in cases:
+        with pytest.raises(strata.Error) as e:
+            strata.connect(tls_node, rpc_timeout=5.0, **options).health()
+        assert e.value.code == code, (options, str(e.value))
+        assert words in str(e.value), (options, str(e.value))
+
+
+def test_connect_options_are_keyword_only(tls_node, pki):
+    with pytest.raises(TypeError):
+        strata.connect(tls_node, "", "", 10.0, 30.0, pki("ca.pem"))
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    """Tokens of tenants a and b (`strata token`) and the tenants file of both."""
+    d = os.path.join(WORK, "tokens")
+    os.makedirs(d)
+    lines = []
+    for tenant in ("a", "b"):
+        out = subprocess.run([STRATA, "token", "--tenant", tenant, "--out",
+                              os.path.join(d, f"{tenant}.token")],
+                             check=True, capture_output=True, text=True).stdout
+        lines.append(out)
+    with open(os.path.join(d, "tenants"), "w") as f:
+        f.write("".join(lines))
+    return lambda name: os.path.join(d, name)
+
+
+@pytest.fixture(scope="module")
+def secure_node(pki, tokens):
+    """Mutual TLS and tenants."""
+    yield from _serve("secure", ["--dram=32MiB", "--no_nvme", f"--tls_cert={pki('server.pem')}",
+                                 f"--tls_key={pki('server.key')}",
+                                 f"--tls_client_ca={pki('ca.pem')}",
+                                 f"--tenants={tokens('tenants')}"],
+                      **_mtls(pki), token_file=tokens("a.token"))
+
+
+def _mtls(pki):
+    return {"tls_ca_file": pki("ca.pem"), "tls_cert_file": pki("client.pem"),
+            "tls_key_file": pki("client.key")}
+
+
+def test_tenant_with_its_token(secure_node, pki, tokens):
+    a = strata.connect(secure_node, **_mtls(pki), token_file=tokens("a.token"))
+    _roundtrip(a, "a", seed=11)
+    assert a.stats()["tenant_namespaces_registered"] >= 1
+    # The token itself rather than its file.
+    with open(tokens("b.token")) as f:
+        b = strata.connect(secure_node, **_mtls(pki), token=f.read().strip())
+    _roundtrip(b, "b", seed=12)
+
+
+def test_tenant_refusals(secure_node, pki, tokens):
+    a = strata.connect(secure_node, **_mtls(pki), token_file=tokens("a.token"))
+    ns, keys, data = _roundtrip(a, "a", seed=13)
+    # No token, a wrong one.
+    with pytest.raises(strata.Error) as e:
+        strata.connect(secure_node, **_mtls(pki)).health()
+    assert e.value.code == "UNAUTHENTICATED", str(e.value)
+    with open(tokens("a.token")) as f:
+        token = f.read().strip()
+    forged = token[:-1] + ("1" if token.endswith("0") else "0")
+    with pytest.raises(strata.Error) as e:
+        strata.connect(secure_node, **_mtls(pki), token=forged).health()
+    assert e.value.code == "UNAUTHENTICATED", str(e.value)
+    # Another tenant's namespace.
+    b = strata.connect(secure_node, **_mtls(pki), token_file=tokens("b.token"))
+    with pytest.raises(strata.Error) as e:
+        b.lookup(ns, keys)
+    assert e.value.code == "PERMISSION_DENIED", str(e.value)
+    with pytest.raises(strata.Error) as e:
+        b.load(ns, keys, np.zeros_like(data))
+    assert e.value.code == "PERMISSION_DENIED", str(e.value)
+    with pytest.raises(strata.Error) as e:
+        b.save(ns, keys, data).wait()
+    assert e.value.code == "PERMISSION_DENIED", str(e.value)
+    with pytest.raises(strata.Error) as e:
+        b.register_namespace("py-test", layers=2, kv_heads=2, head_dim=64, tenant="a")
+    assert e.value.code == "PERMISSION_DENIED", str(e.value)
+    # Mutual TLS: no client certificate.
+    with pytest.raises(strata.Error) as e:
+        strata.connect(secure_node, tls_ca_file=pki("ca.pem"), token_file=tokens("a.token"),
+                       rpc_timeout=5.0).health()
+    assert e.value.code == "UNAVAILABLE", str(e.value)
+    assert "tls_cert_file" in str(e.value)
+    # Token options that cannot be used.
+    for options, code in (({"token": "x:y", "token_file": tokens("a.token")}, "INVALID_ARGUMENT"),
+                          ({"token_file": tokens("missing.token")}, "NOT_FOUND")):
+        with pytest.raises(strata.Error) as e:
+            strata.connect(secure_node, **_mtls(pki), **options).health()
+        assert e.value.code == code, (options, str(e.value))
+    # Nothing of a's was lost.
+    out = np.zeros_like(data)
+    a.load(ns, keys, out).wait()
+    assert np.array_equal(out, data)

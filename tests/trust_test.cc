@@ -275,6 +275,22 @@ TEST_F(TlsTest, BadTlsFilesAreNamedAtStart) {
   client::ClientOptions missing_ca;
   missing_ca.tls_ca_file = pki.Path("missing-ca.pem");
   EXPECT_EQ(Connect(*server, missing_ca).status().code(), absl::StatusCode::kNotFound);
+  // Files that hold no certificate or key, a key of another certificate:
+  // refused before any handshake, naming the option.
+  auto refused = [&](const std::string& ca, const std::string& cert, const std::string& key,
+                     const std::string& words) {
+    client::ClientOptions o;
+    o.tls_ca_file = pki.Path(ca);
+    if (!cert.empty()) o.tls_cert_file = pki.Path(cert);
+    if (!key.empty()) o.tls_key_file = pki.Path(key);
+    absl::Status s = Connect(*server, o).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find(words), std::string::npos) << s;
+  };
+  refused("server.ext", "", "", "tls_ca_file");
+  refused("ca.pem", "client.ext", "client.key", "tls_cert_file");
+  refused("ca.pem", "client.pem", "client.ext", "tls_key_file");
+  refused("ca.pem", "client.pem", "server.key", "does not belong");
 }
 
 // -------------------------------------------------------------- tenants

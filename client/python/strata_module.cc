@@ -11,8 +11,12 @@
 //   t.wait_layer(0); t.wait()                   # the GIL is released while waiting
 //   c.save(ns, keys, kv_bytes).wait()
 //
+//   # TLS, mutual TLS and tenants (keyword arguments of connect):
+//   c = strata.connect("node:7400", tls_ca_file="ca.pem", tls_cert_file="me.pem",
+//                      tls_key_file="me.key", token_file="team-a.token")
+//
 // Errors are strata.Error exceptions whose `code` is the status code's name
-// ("NOT_FOUND", "INVALID_ARGUMENT", ...). Buffers: anything with the buffer
+// ("NOT_FOUND", "INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", ...). Buffers: anything with the buffer
 // protocol (numpy arrays, bytearray, memoryview; read-only ones for save),
 // C-contiguous; the transfer keeps a reference until it is done.
 #include <pybind11/pybind11.h>
@@ -245,13 +249,22 @@ class PyClient {
 };
 
 PyClient Connect(const std::string& address, const std::string& ucx_transports,
-                 const std::string& client_id, double rpc_timeout, double transfer_timeout) {
+                 const std::string& client_id, double rpc_timeout, double transfer_timeout,
+                 const std::string& tls_ca_file, const std::string& tls_cert_file,
+                 const std::string& tls_key_file, const std::string& tls_server_name,
+                 const std::string& token, const std::string& token_file) {
   client::ClientOptions o;
   o.server_address = address;
   o.ucx_transports = ucx_transports;
   o.client_id = client_id;
   o.rpc_timeout = absl::Seconds(rpc_timeout);
   o.transfer_timeout = absl::Seconds(transfer_timeout);
+  o.tls_ca_file = tls_ca_file;
+  o.tls_cert_file = tls_cert_file;
+  o.tls_key_file = tls_key_file;
+  o.tls_server_name = tls_server_name;
+  o.token = token;
+  o.token_file = token_file;
   absl::StatusOr<std::unique_ptr<client::Client>> c;
   {
     py::gil_scoped_release release;
@@ -312,6 +325,25 @@ PYBIND11_MODULE(strata, m) {
 
   m.def("connect", &Connect, py::arg("address") = "127.0.0.1:7400",
         py::arg("ucx_transports") = "", py::arg("client_id") = "", py::arg("rpc_timeout") = 10.0,
-        py::arg("transfer_timeout") = 30.0,
-        "Connects to a store node (gRPC control plane and UCX data plane).");
+        py::arg("transfer_timeout") = 30.0, py::kw_only(), py::arg("tls_ca_file") = "",
+        py::arg("tls_cert_file") = "", py::arg("tls_key_file") = "",
+        py::arg("tls_server_name") = "", py::arg("token") = "", py::arg("token_file") = "",
+        R"doc(Connects to a store node (gRPC control plane and UCX data plane).
+
+address: host:port of the node. rpc_timeout / transfer_timeout: seconds.
+tls_ca_file: PEM file of the CA(s) that signed the node's certificate; setting it
+  turns TLS on for the gRPC port (the data plane is not encrypted).
+tls_cert_file, tls_key_file: this client's certificate (chain) and key, PEM files,
+  for a node with mutual TLS (both or neither; need tls_ca_file).
+tls_server_name: the name the node's certificate must carry when it differs from
+  the host of `address`.
+token: the tenant token "TENANT:SECRET" for a node that authenticates tenants
+  (`strata serve --tenants`); token_file: a file holding it (`strata token --out`).
+  At most one of the two.
+
+Raises strata.Error with `code`: "UNAVAILABLE" when the node cannot be reached or
+the TLS handshake fails (the message names the options to check),
+"UNAUTHENTICATED" when the node authenticates and the token is missing or wrong,
+"NOT_FOUND" / "INVALID_ARGUMENT" for unreadable or bad TLS or token files and
+options that do not go together.)doc");
 }

@@ -94,4 +94,46 @@ absl::StatusOr<ServerTlsPem> LoadServerTls(const std::string& cert_file,
   return pem;
 }
 
+absl::StatusOr<ClientTlsPem> LoadClientTls(const std::string& ca_file,
+                                           const std::string& cert_file,
+                                           const std::string& key_file) {
+  ClientTlsPem pem;
+  auto ca = ReadWholeFile(ca_file, "TLS CA (tls_ca_file)");
+  if (!ca.ok()) return ca.status();
+  pem.root_certs = *std::move(ca);
+  if (FirstCert(pem.root_certs) == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("TLS CA (tls_ca_file) ", ca_file, " holds no PEM certificate"));
+  }
+  if (cert_file.empty() && key_file.empty()) return pem;
+  if (cert_file.empty() || key_file.empty()) {
+    return absl::InvalidArgumentError(
+        "a client certificate needs both tls_cert_file and tls_key_file");
+  }
+  auto cert = ReadWholeFile(cert_file, "TLS client certificate (tls_cert_file)");
+  if (!cert.ok()) return cert.status();
+  pem.cert_chain = *std::move(cert);
+  auto key = ReadWholeFile(key_file, "TLS client key (tls_key_file)");
+  if (!key.ok()) return key.status();
+  pem.private_key = *std::move(key);
+  auto x509 = FirstCert(pem.cert_chain);
+  if (x509 == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS client certificate (tls_cert_file) ",
+                                                   cert_file, " holds no PEM certificate"));
+  }
+  auto key_bio = Bio(pem.private_key);
+  std::unique_ptr<EVP_PKEY, KeyFree> pkey(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr));
+  if (pkey == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "TLS client key (tls_key_file) ", key_file, " holds no PEM private key (or it is encrypted)"));
+  }
+  if (X509_check_private_key(x509.get(), pkey.get()) != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("TLS client key (tls_key_file) ", key_file,
+                                                   " does not belong to the certificate in ",
+                                                   cert_file));
+  }
+  return pem;
+}
+
 }  // namespace strata::auth

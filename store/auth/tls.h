@@ -22,6 +22,21 @@ absl::StatusOr<ServerTlsPem> LoadServerTls(const std::string& cert_file,
                                            const std::string& key_file,
                                            const std::string& client_ca_file);
 
+// A client's TLS material: the CA(s) of the node's certificate and, for
+// mutual TLS, the client's certificate (chain) and key.
+struct ClientTlsPem {
+  std::string root_certs;
+  std::string cert_chain;   // empty: no client certificate
+  std::string private_key;
+};
+
+// Reads and checks the files (cert_file and key_file both empty or both
+// set): the same errors as LoadServerTls, naming the client's options
+// (tls_ca_file, tls_cert_file, tls_key_file).
+absl::StatusOr<ClientTlsPem> LoadClientTls(const std::string& ca_file,
+                                           const std::string& cert_file,
+                                           const std::string& key_file);
+
 // A whole file: NotFound / PermissionDenied / Unavailable naming `what` and
 // the path when it cannot be read.
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, const char* what);
