@@ -31,6 +31,7 @@ PACKAGES=(
   python3-pytest
   python3-numpy
   etcd-server
+  iproute2
   clang
   libclang-rt-14-dev
   make
