@@ -11,22 +11,17 @@
 #include "client/runtime/llama_kernels.h"
 #include "kernels/cuda_status.h"
 #include "kernels/prefill.h"
+#include "store/common/status_macros.h"
 
 namespace strata::runtime {
 namespace {
 
-#define RETURN_IF_CUDA(expr, what)                                        \
-  do {                                                                    \
-    if (absl::Status _st = kernels::CudaStatus((expr), what); !_st.ok()) { \
-      return _st;                                                         \
-    }                                                                     \
-  } while (0)
-
 absl::Status BlasStatus(cublasStatus_t s, const char* what) {
   if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
-  const absl::StatusCode code = s == CUBLAS_STATUS_ALLOC_FAILED ? absl::StatusCode::kResourceExhausted
-                                : s == CUBLAS_STATUS_INVALID_VALUE ? absl::StatusCode::kInvalidArgument
-                                                                   : absl::StatusCode::kInternal;
+  const absl::StatusCode code =
+      s == CUBLAS_STATUS_ALLOC_FAILED    ? absl::StatusCode::kResourceExhausted
+      : s == CUBLAS_STATUS_INVALID_VALUE ? absl::StatusCode::kInvalidArgument
+                                         : absl::StatusCode::kInternal;
   return absl::Status(code, absl::StrCat(what, ": cuBLAS: ", cublasGetStatusString(s)));
 }
 
@@ -39,7 +34,7 @@ struct DeviceBuffer {
     if (ptr != nullptr) cudaFree(ptr);
     ptr = nullptr;
     bytes = 0;
-    RETURN_IF_CUDA(cudaMalloc(&ptr, want), "cudaMalloc (activations)");
+    RETURN_IF_ERROR(kernels::CudaStatus(cudaMalloc(&ptr, want), "cudaMalloc (activations)"));
     bytes = want;
     return absl::OkStatus();
   }
@@ -64,23 +59,22 @@ class CudaLlamaImpl final : public CudaLlama {
   // Allocates every weight and sets the pointers; fill(spec, dst) writes one.
   template <typename Fill>
   absl::Status Init(Fill fill) {
-    RETURN_IF_CUDA(cudaSetDevice(device_), "cudaSetDevice");
-    RETURN_IF_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-    if (absl::Status st = BlasStatus(cublasCreate(&blas_), "cublasCreate"); !st.ok()) return st;
-    if (absl::Status st = BlasStatus(cublasSetStream(blas_, stream_), "cublasSetStream"); !st.ok()) {
-      return st;
-    }
+    RETURN_IF_ERROR(kernels::CudaStatus(cudaSetDevice(device_), "cudaSetDevice"));
+    RETURN_IF_ERROR(kernels::CudaStatus(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                                        "cudaStreamCreate"));
+    RETURN_IF_ERROR(BlasStatus(cublasCreate(&blas_), "cublasCreate"));
+    RETURN_IF_ERROR(BlasStatus(cublasSetStream(blas_, stream_), "cublasSetStream"));
     const size_t h = config_.hidden;
     auto alloc = [&](size_t elements, void** out) -> absl::Status {
-      RETURN_IF_CUDA(cudaMalloc(out, elements * 2), "cudaMalloc (weights)");
+      RETURN_IF_ERROR(kernels::CudaStatus(cudaMalloc(out, elements * 2), "cudaMalloc (weights)"));
       weights_.push_back(*out);
       weight_bytes_ += elements * 2;
       return absl::OkStatus();
     };
     layers_.resize(static_cast<size_t>(config_.num_layers));
-    if (absl::Status st = alloc(static_cast<size_t>(config_.vocab) * h, &embed_); !st.ok()) return st;
-    if (absl::Status st = alloc(h, &final_norm_); !st.ok()) return st;
-    if (absl::Status st = alloc(static_cast<size_t>(config_.vocab) * h, &lm_head_); !st.ok()) return st;
+    RETURN_IF_ERROR(alloc(static_cast<size_t>(config_.vocab) * h, &embed_));
+    RETURN_IF_ERROR(alloc(h, &final_norm_));
+    RETURN_IF_ERROR(alloc(static_cast<size_t>(config_.vocab) * h, &lm_head_));
     for (Layer& l : layers_) {
       for (auto [elements, out] :
            {std::pair<size_t, void**>{h, &l.attn_norm},
@@ -89,15 +83,15 @@ class CudaLlamaImpl final : public CudaLlama {
             {h, &l.mlp_norm},
             {2 * static_cast<size_t>(config_.intermediate) * h, &l.gu},
             {static_cast<size_t>(config_.intermediate) * h, &l.down}}) {
-        if (absl::Status st = alloc(elements, out); !st.ok()) return st;
+        RETURN_IF_ERROR(alloc(elements, out));
       }
     }
     for (const LlamaTensorSpec& spec : LlamaTensorSpecs(config_)) {
       size_t elements = 1;
       for (int64_t d : spec.shape) elements *= static_cast<size_t>(d);
-      if (absl::Status st = fill(spec, Destination(spec), elements); !st.ok()) return st;
+      RETURN_IF_ERROR(fill(spec, Destination(spec), elements));
     }
-    RETURN_IF_CUDA(cudaStreamSynchronize(stream_), "weights upload");
+    RETURN_IF_ERROR(kernels::CudaStatus(cudaStreamSynchronize(stream_), "weights upload"));
     return absl::OkStatus();
   }
 
@@ -124,8 +118,8 @@ class CudaLlamaImpl final : public CudaLlama {
 
  private:
   absl::Status Step(const ForwardBatch& batch, std::vector<float>* logits) {
-    if (absl::Status st = ValidateForward(config_, tpc_, batch); !st.ok()) return st;
-    RETURN_IF_CUDA(cudaSetDevice(device_), "cudaSetDevice");
+    RETURN_IF_ERROR(ValidateForward(config_, tpc_, batch));
+    RETURN_IF_ERROR(kernels::CudaStatus(cudaSetDevice(device_), "cudaSetDevice"));
     const int n = static_cast<int>(batch.tokens.size());
     const size_t h = config_.hidden;
     const int dt = config_.dtype == kernels::KvDtype::kBFloat16 ? 1 : 0;
@@ -155,12 +149,12 @@ class CudaLlamaImpl final : public CudaLlama {
                               {&act_, n * inter * 2},
                               {&down_, n * h * 2},
                               {&logits_, static_cast<size_t>(nrows) * config_.vocab * 4}}) {
-      if (absl::Status st = buf->Ensure(bytes); !st.ok()) return st;
+      RETURN_IF_ERROR(buf->Ensure(bytes));
     }
 
     // Per-token metadata: tokens, K/V slot bases, indices, logit rows.
     const size_t meta_bytes = n * (4 + 8 + 4) + nrows * 4 + 64;
-    if (absl::Status st = meta_.Ensure(meta_bytes); !st.ok()) return st;
+    RETURN_IF_ERROR(meta_.Ensure(meta_bytes));
     host_meta_.resize(meta_bytes);
     std::byte* hm = host_meta_.data();
     auto* d_slots = static_cast<std::byte*>(meta_.ptr);
@@ -168,8 +162,9 @@ class CudaLlamaImpl final : public CudaLlama {
     std::memcpy(hm + n * 8, batch.tokens.data(), n * 4);
     std::memcpy(hm + n * 12, batch.kv_index.data(), n * 4);
     std::memcpy(hm + n * 16, rows_.data(), nrows * 4);
-    RETURN_IF_CUDA(cudaMemcpyAsync(meta_.ptr, hm, n * 16 + nrows * 4, cudaMemcpyHostToDevice, stream_),
-                   "upload step metadata");
+    RETURN_IF_ERROR(kernels::CudaStatus(
+        cudaMemcpyAsync(meta_.ptr, hm, n * 16 + nrows * 4, cudaMemcpyHostToDevice, stream_),
+        "upload step metadata"));
     auto* slots = reinterpret_cast<void* const*>(d_slots);
     auto* tokens = reinterpret_cast<const int32_t*>(d_slots + n * 8);
     auto* kv_index = reinterpret_cast<const int32_t*>(d_slots + n * 12);
@@ -183,7 +178,7 @@ class CudaLlamaImpl final : public CudaLlama {
         kernels::BuildPrefillPlan(layout_, options, batch.attention);
     if (!plan.ok()) return plan.status();
     const size_t ws_bytes = kernels::PrefillWorkspaceBytes(*plan);
-    if (absl::Status st = workspace_.Ensure(ws_bytes); !st.ok()) return st;
+    RETURN_IF_ERROR(workspace_.Ensure(ws_bytes));
     absl::StatusOr<kernels::DevicePrefillPlan> dplan =
         kernels::UploadPrefillPlan(*plan, workspace_.ptr, workspace_.bytes, stream_);
     if (!dplan.ok()) return dplan.status();
@@ -195,69 +190,58 @@ class CudaLlamaImpl final : public CudaLlama {
         host_pages_[l * num_pages + e] = static_cast<const std::byte*>(plan->pages[e]) + l * slice;
       }
     }
-    if (absl::Status st = pages_.Ensure(host_pages_.size() * sizeof(void*)); !st.ok()) return st;
-    RETURN_IF_CUDA(cudaMemcpyAsync(pages_.ptr, host_pages_.data(), host_pages_.size() * sizeof(void*),
-                                   cudaMemcpyHostToDevice, stream_),
-                   "upload page tables");
+    RETURN_IF_ERROR(pages_.Ensure(host_pages_.size() * sizeof(void*)));
+    RETURN_IF_ERROR(kernels::CudaStatus(
+        cudaMemcpyAsync(pages_.ptr, host_pages_.data(), host_pages_.size() * sizeof(void*),
+                        cudaMemcpyHostToDevice, stream_),
+        "upload page tables"));
     auto* d_pages = static_cast<const void* const*>(pages_.ptr);
 
-    RETURN_IF_CUDA(LaunchEmbed(dt, tokens, embed_, x_.ptr, n, static_cast<int>(h), stream_), "embed");
+    RETURN_IF_ERROR(kernels::CudaStatus(
+        LaunchEmbed(dt, tokens, embed_, x_.ptr, n, static_cast<int>(h), stream_), "embed"));
     const void* delta = nullptr;
     for (int l = 0; l < config_.num_layers; ++l) {
       const Layer& w = layers_[l];
-      RETURN_IF_CUDA(LaunchAddNorm(dt, x_.ptr, delta, w.attn_norm, normed_.ptr, n,
-                                   static_cast<int>(h), config_.rms_eps, nullptr, stream_),
-                     "attention norm");
-      if (absl::Status st = Gemm(w.qkv, normed_.ptr, qkv_.ptr, n, static_cast<int>(h), qkv_dim, false);
-          !st.ok()) {
-        return st;
-      }
-      RETURN_IF_CUDA(LaunchScatterQkv(qkv_.ptr, q_.ptr, slots, kv_index, l * slice, n,
-                                      config_.q_dim(), config_.num_kv_heads, config_.head_dim, tpc_,
-                                      stream_),
-                     "scatter K/V");
+      RETURN_IF_ERROR(
+          kernels::CudaStatus(LaunchAddNorm(dt, x_.ptr, delta, w.attn_norm, normed_.ptr, n,
+                                            static_cast<int>(h), config_.rms_eps, nullptr, stream_),
+                              "attention norm"));
+      RETURN_IF_ERROR(Gemm(w.qkv, normed_.ptr, qkv_.ptr, n, static_cast<int>(h), qkv_dim, false));
+      RETURN_IF_ERROR(kernels::CudaStatus(
+          LaunchScatterQkv(qkv_.ptr, q_.ptr, slots, kv_index, l * slice, n, config_.q_dim(),
+                           config_.num_kv_heads, config_.head_dim, tpc_, stream_),
+          "scatter K/V"));
       if (batch.before_attention) {
-        if (absl::Status st = batch.before_attention(l); !st.ok()) return st;
+        RETURN_IF_ERROR(batch.before_attention(l));
       }
       kernels::DevicePrefillPlan layer_plan = *dplan;
       layer_plan.pages = d_pages + l * num_pages;
-      if (absl::Status st = kernels::RunPrefill(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_);
-          !st.ok()) {
-        return st;
-      }
-      if (absl::Status st = Gemm(w.o, attn_.ptr, o_.ptr, n, config_.q_dim(), static_cast<int>(h), false);
-          !st.ok()) {
-        return st;
-      }
-      RETURN_IF_CUDA(LaunchAddNorm(dt, x_.ptr, o_.ptr, w.mlp_norm, normed_.ptr, n,
-                                   static_cast<int>(h), config_.rms_eps, nullptr, stream_),
-                     "MLP norm");
-      if (absl::Status st = Gemm(w.gu, normed_.ptr, gu_.ptr, n, static_cast<int>(h),
-                                 2 * static_cast<int>(inter), false);
-          !st.ok()) {
-        return st;
-      }
-      RETURN_IF_CUDA(LaunchSwiGlu(dt, gu_.ptr, act_.ptr, n, static_cast<int>(inter), stream_), "SwiGLU");
-      if (absl::Status st = Gemm(w.down, act_.ptr, down_.ptr, n, static_cast<int>(inter),
-                                 static_cast<int>(h), false);
-          !st.ok()) {
-        return st;
-      }
+      RETURN_IF_ERROR(kernels::RunPrefill(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
+      RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, n, config_.q_dim(), static_cast<int>(h), false));
+      RETURN_IF_ERROR(
+          kernels::CudaStatus(LaunchAddNorm(dt, x_.ptr, o_.ptr, w.mlp_norm, normed_.ptr, n,
+                                            static_cast<int>(h), config_.rms_eps, nullptr, stream_),
+                              "MLP norm"));
+      RETURN_IF_ERROR(Gemm(w.gu, normed_.ptr, gu_.ptr, n, static_cast<int>(h),
+                           2 * static_cast<int>(inter), false));
+      RETURN_IF_ERROR(kernels::CudaStatus(
+          LaunchSwiGlu(dt, gu_.ptr, act_.ptr, n, static_cast<int>(inter), stream_), "SwiGLU"));
+      RETURN_IF_ERROR(Gemm(w.down, act_.ptr, down_.ptr, n, static_cast<int>(inter),
+                           static_cast<int>(h), false));
       delta = down_.ptr;
     }
-    RETURN_IF_CUDA(LaunchAddNorm(dt, x_.ptr, delta, final_norm_, normed_.ptr, nrows,
-                                 static_cast<int>(h), config_.rms_eps, rows, stream_),
-                   "final norm");
-    if (absl::Status st = Gemm(lm_head_, normed_.ptr, logits_.ptr, nrows, static_cast<int>(h),
-                               config_.vocab, true);
-        !st.ok()) {
-      return st;
-    }
+    RETURN_IF_ERROR(
+        kernels::CudaStatus(LaunchAddNorm(dt, x_.ptr, delta, final_norm_, normed_.ptr, nrows,
+                                          static_cast<int>(h), config_.rms_eps, rows, stream_),
+                            "final norm"));
+    RETURN_IF_ERROR(
+        Gemm(lm_head_, normed_.ptr, logits_.ptr, nrows, static_cast<int>(h), config_.vocab, true));
     logits->resize(static_cast<size_t>(nrows) * config_.vocab);
-    RETURN_IF_CUDA(cudaMemcpyAsync(logits->data(), logits_.ptr, logits->size() * 4,
-                                   cudaMemcpyDeviceToHost, stream_),
-                   "logits to host");
-    RETURN_IF_CUDA(cudaStreamSynchronize(stream_), "model step");
+    RETURN_IF_ERROR(
+        kernels::CudaStatus(cudaMemcpyAsync(logits->data(), logits_.ptr, logits->size() * 4,
+                                            cudaMemcpyDeviceToHost, stream_),
+                            "logits to host"));
+    RETURN_IF_ERROR(kernels::CudaStatus(cudaStreamSynchronize(stream_), "model step"));
     return absl::OkStatus();
   }
 
@@ -275,17 +259,28 @@ class CudaLlamaImpl final : public CudaLlama {
     const size_t h = config_.hidden;
     if (spec.layer < 0) return spec.slot == 0 ? embed_ : spec.slot == 1 ? final_norm_ : lm_head_;
     const Layer& l = layers_[spec.layer];
-    auto at = [](void* base, size_t elements) { return static_cast<std::byte*>(base) + elements * 2; };
+    auto at = [](void* base, size_t elements) {
+      return static_cast<std::byte*>(base) + elements * 2;
+    };
     switch (spec.slot) {
-      case 0: return l.attn_norm;
-      case 1: return l.qkv;
-      case 2: return at(l.qkv, config_.q_dim() * h);
-      case 3: return at(l.qkv, (config_.q_dim() + config_.kv_dim()) * h);
-      case 4: return l.o;
-      case 5: return l.mlp_norm;
-      case 6: return l.gu;
-      case 7: return at(l.gu, config_.intermediate * h);
-      default: return l.down;
+      case 0:
+        return l.attn_norm;
+      case 1:
+        return l.qkv;
+      case 2:
+        return at(l.qkv, config_.q_dim() * h);
+      case 3:
+        return at(l.qkv, (config_.q_dim() + config_.kv_dim()) * h);
+      case 4:
+        return l.o;
+      case 5:
+        return l.mlp_norm;
+      case 6:
+        return l.gu;
+      case 7:
+        return at(l.gu, config_.intermediate * h);
+      default:
+        return l.down;
     }
   }
 
@@ -313,14 +308,15 @@ class CudaLlamaImpl final : public CudaLlama {
   void* final_norm_ = nullptr;
   void* lm_head_ = nullptr;
   std::vector<Layer> layers_;
-  DeviceBuffer x_, normed_, qkv_, q_, attn_, o_, gu_, act_, down_, logits_, meta_, workspace_, pages_;
+  DeviceBuffer x_, normed_, qkv_, q_, attn_, o_, gu_, act_, down_, logits_, meta_, workspace_,
+      pages_;
   std::vector<int32_t> rows_;
   std::vector<std::byte> host_meta_;
   std::vector<const void*> host_pages_;
 };
 
 absl::Status CheckModel(const LlamaConfig& config, int tokens_per_chunk) {
-  if (absl::Status st = config.Validate(); !st.ok()) return st;
+  RETURN_IF_ERROR(config.Validate());
   return config.CheckNamespace(config.Namespace("model", tokens_per_chunk));
 }
 
@@ -330,23 +326,23 @@ absl::StatusOr<std::unique_ptr<CudaLlama>> CreateCudaLlama(const LlamaConfig& co
                                                            int tokens_per_chunk,
                                                            const LlamaWeightViews& weights,
                                                            int device) {
-  if (absl::Status st = CheckModel(config, tokens_per_chunk); !st.ok()) return st;
+  RETURN_IF_ERROR(CheckModel(config, tokens_per_chunk));
   if (weights.layers.size() != static_cast<size_t>(config.num_layers)) {
     return absl::InvalidArgumentError("weights: layer count differs from the config");
   }
   auto model = std::make_unique<CudaLlamaImpl>(config, tokens_per_chunk, device);
   LlamaWeightViews views = weights;
-  absl::Status st = model->Init([&](const LlamaTensorSpec& spec, void* dst,
-                                    size_t elements) -> absl::Status {
-    std::span<const uint16_t> src = spec.ViewIn(views);
-    if (src.size() != elements) {
-      return absl::InvalidArgumentError(absl::StrCat("weights: ", spec.name, " has ", src.size(),
-                                                     " elements, expected ", elements));
-    }
-    RETURN_IF_CUDA(cudaMemcpy(dst, src.data(), elements * 2, cudaMemcpyHostToDevice),
-                   "weights upload");
-    return absl::OkStatus();
-  });
+  absl::Status st =
+      model->Init([&](const LlamaTensorSpec& spec, void* dst, size_t elements) -> absl::Status {
+        std::span<const uint16_t> src = spec.ViewIn(views);
+        if (src.size() != elements) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "weights: ", spec.name, " has ", src.size(), " elements, expected ", elements));
+        }
+        RETURN_IF_ERROR(kernels::CudaStatus(
+            cudaMemcpy(dst, src.data(), elements * 2, cudaMemcpyHostToDevice), "weights upload"));
+        return absl::OkStatus();
+      });
   if (!st.ok()) return st;
   return std::unique_ptr<CudaLlama>(std::move(model));
 }
@@ -354,18 +350,18 @@ absl::StatusOr<std::unique_ptr<CudaLlama>> CreateCudaLlama(const LlamaConfig& co
 absl::StatusOr<std::unique_ptr<CudaLlama>> CreateSeededCudaLlama(const LlamaConfig& config,
                                                                  int tokens_per_chunk,
                                                                  uint64_t seed, int device) {
-  if (absl::Status st = CheckModel(config, tokens_per_chunk); !st.ok()) return st;
+  RETURN_IF_ERROR(CheckModel(config, tokens_per_chunk));
   auto model = std::make_unique<CudaLlamaImpl>(config, tokens_per_chunk, device);
   CUstream_st* stream = nullptr;
-  absl::Status st = model->Init([&](const LlamaTensorSpec& spec, void* dst,
-                                    size_t elements) -> absl::Status {
-    if (stream == nullptr) stream = model->stream();
-    RETURN_IF_CUDA(LaunchSeedFill(config.dtype == kernels::KvDtype::kBFloat16 ? 1 : 0, dst,
-                                  elements, seed, spec.id, spec.kind, spec.in_features,
-                                  config.hidden, stream),
-                   "seeded weights");
-    return absl::OkStatus();
-  });
+  absl::Status st =
+      model->Init([&](const LlamaTensorSpec& spec, void* dst, size_t elements) -> absl::Status {
+        if (stream == nullptr) stream = model->stream();
+        RETURN_IF_ERROR(kernels::CudaStatus(
+            LaunchSeedFill(config.dtype == kernels::KvDtype::kBFloat16 ? 1 : 0, dst, elements, seed,
+                           spec.id, spec.kind, spec.in_features, config.hidden, stream),
+            "seeded weights"));
+        return absl::OkStatus();
+      });
   if (!st.ok()) return st;
   return std::unique_ptr<CudaLlama>(std::move(model));
 }
