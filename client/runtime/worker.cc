@@ -10,6 +10,7 @@
 namespace strata::runtime {
 namespace {
 
+// A load that is over (the host pool's Fetch, or pool hits alone).
 class HostLoad final : public PrefixLoad {
  public:
   explicit HostLoad(FetchResult result) : result_(std::move(result)) {}
@@ -42,25 +43,19 @@ class HostKvDevice final : public KvDevice {
   }
 };
 
-// Pool hits only: the leading keys ready in the pool, each held once.
-class PoolHits final : public PrefixLoad {
- public:
-  PoolHits(ChunkPool& pool, std::span<const ChunkKey> keys) {
-    for (const ChunkKey& k : keys) {
-      absl::StatusOr<SlotId> s = pool.Acquire(k);
-      if (!s.ok()) break;
-      result_.slots.push_back(*s);
-    }
-    result_.pool_hits = result_.slots.size();
-    result_.recompute = result_.slots.size() < keys.size();
+// Pool hits only: the leading keys ready in the pool, each held once; a
+// load that is already over.
+std::unique_ptr<PrefixLoad> PoolHits(ChunkPool& pool, std::span<const ChunkKey> keys) {
+  FetchResult r;
+  for (const ChunkKey& k : keys) {
+    absl::StatusOr<SlotId> s = pool.Acquire(k);
+    if (!s.ok()) break;
+    r.slots.push_back(*s);
   }
-  std::span<const SlotId> slots() const override { return result_.slots; }
-  absl::Status BeforeAttention(int) override { return absl::OkStatus(); }
-  FetchResult Wait() override { return std::move(result_); }
-
- private:
-  FetchResult result_;
-};
+  r.pool_hits = r.slots.size();
+  r.recompute = r.slots.size() < keys.size();
+  return std::make_unique<HostLoad>(std::move(r));
+}
 
 std::vector<uint32_t> AsKeyTokens(std::span<const int32_t> tokens) {
   return std::vector<uint32_t>(tokens.begin(), tokens.end());
@@ -169,13 +164,11 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
       load = *std::move(started);
     } else {
       start_failure = started.status();
-      load = std::make_unique<PoolHits>(*pool_, cached_keys);
+      load = PoolHits(*pool_, cached_keys);
     }
   } else {
-    load = std::make_unique<PoolHits>(*pool_,
-                                      source == WorkerOptions::Source::kNone
-                                          ? std::span<const ChunkKey>()
-                                          : cached_keys);
+    load = PoolHits(*pool_, source == WorkerOptions::Source::kNone ? std::span<const ChunkKey>()
+                                                                    : cached_keys);
   }
   // Without overlap the load is finished and verified before the step: the
   // step then reads verified bytes only.
