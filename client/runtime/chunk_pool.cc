@@ -116,15 +116,19 @@ absl::StatusOr<SlotId> ChunkPool::Allocate(const ChunkKey& key, std::optional<Ch
   }
   auto slot = TakeFreeSlot();
   if (!slot.ok()) return slot.status();
-  Slot& s = slots_[*slot];
-  s.state = SlotState::kLoading;
+  slots_[*slot].state = SlotState::kLoading;
+  IndexKey(*slot, key, parent);
+  return *slot;
+}
+
+void ChunkPool::IndexKey(SlotId slot, const ChunkKey& key, std::optional<ChunkKey> parent) {
+  Slot& s = slots_[slot];
   s.key = key;
   s.entry = EntryFor(key);
-  // The parent's id is fixed now so that the policy sees it at MarkReady.
-  if (parent.has_value()) EntryFor(*parent);
+  // The parent's id is fixed now so that the policy sees it when the chunk
+  // becomes ready.
   parent_of_[s.entry] = parent.has_value() ? EntryFor(*parent) : eviction::kNoEntry;
-  index_[key] = *slot;
-  return *slot;
+  index_[key] = slot;
 }
 
 absl::Status ChunkPool::MarkReady(SlotId slot, bool hold) {
@@ -174,13 +178,9 @@ absl::Status ChunkPool::Publish(SlotId slot, const ChunkKey& key, std::optional<
     return absl::AlreadyExistsError(absl::StrCat("chunk ", key.ShortHex(), " is already in the pool"));
   }
   s.is_private = false;
-  s.key = key;
-  s.entry = EntryFor(key);
-  const eviction::EntryId parent_id = parent.has_value() ? EntryFor(*parent) : eviction::kNoEntry;
-  parent_of_[s.entry] = parent_id;
-  index_[key] = slot;
+  IndexKey(slot, key, parent);
   entry_slots_[s.entry] = slot;
-  policy_->OnInsert(s.entry, parent_id);
+  policy_->OnInsert(s.entry, parent_of_[s.entry]);
   return absl::OkStatus();
 }
 

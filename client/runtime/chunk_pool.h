@@ -185,6 +185,9 @@ class ChunkPool {
   // A free slot, evicting if needed; ResourceExhausted when none can be had.
   absl::StatusOr<SlotId> TakeFreeSlot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeSlot(SlotId slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives `slot` the key `key` (its policy id, its parent's, the index).
+  void IndexKey(SlotId slot, const ChunkKey& key, std::optional<ChunkKey> parent)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status AcquireLocked(SlotId slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Constant after construction.
