@@ -131,7 +131,8 @@ absl::StatusOr<WorkerOptions::Source> ParseSource(const std::string& s) {
 int Run(const std::vector<std::string>& args) {
   std::string server = "127.0.0.1:7400", model_dir, shape = "small", tokens_path, source = "store";
   std::string out_logits, out_tokens, tenant = "default", model_id;
-  int64_t tpc = 16, decode = 0, seed = 1;
+  int64_t tpc = 16, decode = 0, seed = 1, max_context = 0, keep_chunks = 1,
+          truncate_step_chunks = 0;
   bool all_logits = false, save = true, same_host = true;
   cli::Bytes pool_bytes{1ull << 30};
   cli::FlagSet flags(
@@ -158,6 +159,15 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("save", "save the chunks this turn computes to the node", &save);
   flags.Add("same_host", "read a node on this host through shared memory", &same_host);
   flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("max_context",
+            "context window in tokens (0: none); a longer conversation drops its oldest "
+            "chunks after --keep_chunks and reuses the rest at new positions",
+            &max_context);
+  flags.Add("keep_chunks", "chunks at the start (the system prompt) that truncation keeps",
+            &keep_chunks);
+  flags.Add("truncate_step_chunks",
+            "chunks dropped at a time when the window is full (0: a quarter of the window)",
+            &truncate_step_chunks);
   flags.Add("out_logits", "file for the logits (float32)", &out_logits);
   flags.Add("out_tokens", "file for the decoded tokens", &out_tokens);
   auto rest = flags.Parse(args);
@@ -167,6 +177,10 @@ int Run(const std::vector<std::string>& args) {
     return 0;
   }
   if (tokens_path.empty()) return Fail(absl::InvalidArgumentError("--tokens is required"));
+  if (all_logits && max_context > 0) {
+    return Fail(absl::InvalidArgumentError(
+        "--all_logits recomputes the whole conversation: it does not go with --max_context"));
+  }
   auto src = ParseSource(source);
   if (!src.ok()) return Fail(src.status());
   auto text = ReadFile(tokens_path);
@@ -201,6 +215,9 @@ int Run(const std::vector<std::string>& args) {
   WorkerOptions wo;
   wo.source = *src;
   wo.save = save;
+  wo.max_context = static_cast<int>(max_context);
+  wo.keep_chunks = static_cast<int>(keep_chunks);
+  wo.truncate_step_chunks = static_cast<int>(truncate_step_chunks);
   auto worker = Worker::Create(client->get(), *ns, m->model.get(), pool->get(), device.get(), wo);
   if (!worker.ok()) return Fail(worker.status());
 
@@ -231,9 +248,11 @@ int Run(const std::vector<std::string>& args) {
     if (absl::Status st = (*worker)->Decode(generated.back(), &logits); !st.ok()) return Fail(st);
   }
   absl::Status saves = (*worker)->WaitSaves();
-  std::printf("tokens=%d hit_tokens=%d loaded_tokens=%d computed_tokens=%d recomputed=%d "
+  std::printf("tokens=%d dropped_tokens=%d hit_tokens=%d loaded_tokens=%d computed_tokens=%d "
+              "recomputed=%d "
               "ttft_ms=%.3f load_wait_ms=%.3f chunks_saved=%llu data_path=%s load_stop=%s\n",
-              stats->tokens, stats->hit_tokens, stats->loaded_tokens, stats->computed_tokens,
+              stats->tokens, stats->dropped_tokens, stats->hit_tokens, stats->loaded_tokens,
+              stats->computed_tokens,
               stats->recomputed ? 1 : 0, absl::ToDoubleMilliseconds(stats->time_to_logits),
               absl::ToDoubleMilliseconds(stats->load_wait),
               static_cast<unsigned long long>((*worker)->counters().chunks_saved),
