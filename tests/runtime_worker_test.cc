@@ -543,4 +543,79 @@ TEST_F(RuntimeWorkerTest, TruncationOptions) {
   EXPECT_TRUE(w->Prefill(fits, &logits).ok());
 }
 
+// Several workers' conversations that share a system prompt decode in one
+// model step: the prompt's chunks sit once in the shared pool, and each
+// sequence's logits equal those of decoding it alone.
+TEST_F(RuntimeWorkerTest, ABatchOfWorkersDecodesInOneStep) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  const std::vector<int32_t> system = Conversation(32, 20);
+  std::vector<std::vector<int32_t>> convs;
+  for (int b = 0; b < 3; ++b) {
+    std::vector<int32_t> c = system;
+    const std::vector<int32_t> own = Conversation(5 + 9 * b, 21 + b);
+    c.insert(c.end(), own.begin(), own.end());
+    convs.push_back(c);
+  }
+  constexpr int kSteps = 12;  // workers 0 and 1 (37, 46 tokens) fill a chunk on the way
+  // Alone: each conversation decoded by itself (no store, no saves).
+  WorkerOptions alone_options;
+  alone_options.source = WorkerOptions::Source::kNone;
+  alone_options.save = false;
+  std::vector<std::vector<float>> alone_logits(3);
+  std::vector<std::vector<int32_t>> alone_tokens(3);
+  for (int b = 0; b < 3; ++b) {
+    auto pool = Pool(16);
+    auto w = MakeWorker(pool.get(), alone_options);
+    std::vector<float> logits;
+    ASSERT_TRUE(w->Prefill(convs[b], &logits).ok());
+    for (int i = 0; i < kSteps; ++i) {
+      alone_tokens[b].push_back(runtime::ArgmaxRows(logits, config_.vocab)[0]);
+      ASSERT_TRUE(w->Decode(alone_tokens[b].back(), &logits).ok());
+    }
+    alone_logits[b] = logits;
+  }
+  // Batched, one pool: the system prompt's two chunks are shared slots.
+  auto pool = Pool(16);
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<Worker*> batch;
+  std::vector<int32_t> next;
+  for (int b = 0; b < 3; ++b) {
+    workers.push_back(MakeWorker(pool.get()));
+    batch.push_back(workers.back().get());
+    std::vector<float> logits;
+    auto stats = workers.back()->Prefill(convs[b], &logits);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    if (b > 0) EXPECT_EQ(stats->hit_tokens, 32);
+    next.push_back(runtime::ArgmaxRows(logits, config_.vocab)[0]);
+  }
+  // The two shared chunks, worker 2's own full chunk, three partial ones.
+  EXPECT_EQ(pool->Stats().held, 6u);
+  std::vector<float> logits;
+  for (int step = 0; step < kSteps; ++step) {
+    for (int b = 0; b < 3; ++b) EXPECT_EQ(next[b], alone_tokens[b][step]) << b << " " << step;
+    ASSERT_TRUE(Worker::DecodeBatch(batch, next, runtime::AttentionKernel::kPrefill, &logits).ok());
+    next = runtime::ArgmaxRows(logits, config_.vocab);
+  }
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_EQ(std::vector<float>(logits.begin() + b * config_.vocab,
+                                 logits.begin() + (b + 1) * config_.vocab),
+              alone_logits[b])
+        << b;
+    EXPECT_EQ(workers[b]->tokens().size(), convs[b].size() + kSteps);
+  }
+  // Bad batches change nothing.
+  const int32_t two[] = {1, 2};
+  Worker* twice[] = {batch[0], batch[0]};
+  EXPECT_EQ(Worker::DecodeBatch(twice, two, runtime::AttentionKernel::kPrefill, &logits).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Worker::DecodeBatch(batch, two, runtime::AttentionKernel::kPrefill, &logits).code(),
+            absl::StatusCode::kInvalidArgument);
+  const int32_t bad[] = {1, config_.vocab, 2};
+  EXPECT_EQ(Worker::DecodeBatch(batch, bad, runtime::AttentionKernel::kPrefill, &logits).code(),
+            absl::StatusCode::kInvalidArgument);
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_EQ(workers[b]->tokens().size(), convs[b].size() + kSteps);
+  }
+}
+
 }  // namespace strata

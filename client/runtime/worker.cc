@@ -429,6 +429,12 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
 }
 
 absl::Status Worker::Decode(int32_t token, std::vector<float>* logits) {
+  Worker* self[] = {this};
+  const int32_t tok[] = {token};
+  return DecodeBatch(self, tok, AttentionKernel::kPrefill, logits);
+}
+
+absl::Status Worker::BeginDecode(int32_t token) {
   if (tokens_.empty()) return absl::FailedPreconditionError("decode: no sequence (Prefill first)");
   if (token < 0 || token >= model_->config().vocab) {
     return absl::InvalidArgumentError(
@@ -448,7 +454,6 @@ absl::Status Worker::Decode(int32_t token, std::vector<float>* logits) {
     dropped_ = dropped;
     ++counters_.truncated_turns;
   }
-  const int n = static_cast<int>(view_.size()) + 1;
   if (!has_partial_) {
     absl::StatusOr<SlotId> s = pool_->AllocatePrivate();
     if (!s.ok()) return s.status();
@@ -456,40 +461,82 @@ absl::Status Worker::Decode(int32_t token, std::vector<float>* logits) {
     has_partial_ = true;
   }
   view_.push_back(token);
-  std::vector<std::byte*> bases;
-  for (SlotId s : slots_) bases.push_back(*pool_->SlotBase(s));
-  absl::StatusOr<SequenceStep> step = SequenceStep::Make(bases, n - 1, n, tpc_);
-  absl::Status st = step.ok() ? model_->Forward(step->Batch(std::span(view_).last(1)), logits)
-                              : step.status();
-  if (!st.ok()) {
-    view_.pop_back();
-    if (n % tpc_ == 1) {  // the private chunk was taken for this token
-      (void)pool_->Release(slots_.back());
-      slots_.pop_back();
-      has_partial_ = false;
+  return absl::OkStatus();
+}
+
+void Worker::AbortDecode() {
+  const int n = static_cast<int>(view_.size());
+  view_.pop_back();
+  if (n % tpc_ == 1) {  // the private chunk was taken for this token
+    (void)pool_->Release(slots_.back());
+    slots_.pop_back();
+    has_partial_ = false;
+  }
+}
+
+void Worker::FinishDecode() {
+  tokens_.push_back(view_.back());
+  if (view_.size() % tpc_ != 0) return;
+  // The trailing chunk is full: it becomes a keyed chunk (its view key), and
+  // is saved. The exact chain's key needs the whole conversation.
+  const ChunkKey exact = ns_.Keys(AsKeyTokens(tokens_)).back();
+  const ChunkKey key = dropped_ > 0 ? TruncatedKey(exact, options_.keep_chunks, dropped_) : exact;
+  const std::optional<ChunkKey> parent = keys_.empty() ? std::nullopt : std::optional(keys_.back());
+  keys_.push_back(key);
+  const size_t i = keys_.size() - 1;
+  const SlotId slot = slots_.back();
+  has_partial_ = false;
+  if (pool_->Publish(slot, key, parent).ok() && options_.save) {
+    const size_t idx[] = {i};
+    const SlotId sl[] = {slot};
+    Save(idx, sl);
+  }
+}
+
+absl::Status Worker::DecodeBatch(std::span<Worker* const> workers,
+                                 std::span<const int32_t> tokens, AttentionKernel kernel,
+                                 std::vector<float>* logits) {
+  if (workers.empty() || workers.size() != tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("decode batch: ", workers.size(),
+                                                   " workers and ", tokens.size(), " tokens"));
+  }
+  LlamaModel* model = workers[0]->model_;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i]->model_ != model || workers[i]->pool_ != workers[0]->pool_) {
+      return absl::InvalidArgumentError("decode batch: workers of different models or pools");
     }
+    for (size_t j = 0; j < i; ++j) {
+      if (workers[j] == workers[i]) {
+        return absl::InvalidArgumentError("decode batch: a worker appears twice");
+      }
+    }
+  }
+  size_t begun = 0;
+  absl::Status st;
+  for (; begun < workers.size() && st.ok(); ++begun) {
+    st = workers[begun]->BeginDecode(tokens[begun]);
+    if (!st.ok()) break;
+  }
+  SequenceStep step;
+  for (size_t i = 0; i < begun && st.ok(); ++i) {
+    Worker& w = *workers[i];
+    std::vector<std::byte*> bases;
+    for (SlotId s : w.slots_) bases.push_back(*w.pool_->SlotBase(s));
+    const int n = static_cast<int>(w.view_.size());
+    st = step.Append(bases, n - 1, n, w.tpc_);
+  }
+  if (st.ok()) {
+    std::vector<int32_t> new_tokens;
+    for (Worker* w : workers) new_tokens.push_back(w->view_.back());
+    ForwardBatch batch = step.Batch(new_tokens);
+    batch.attention_kernel = kernel;
+    st = model->Forward(batch, logits);
+  }
+  if (!st.ok()) {
+    for (size_t i = 0; i < begun; ++i) workers[i]->AbortDecode();
     return st;
   }
-  tokens_.push_back(token);
-  if (n % tpc_ == 0) {
-    // The trailing chunk is full: it becomes a keyed chunk (its view key),
-    // and is saved.
-    // The exact chain's key needs the whole conversation.
-    const ChunkKey exact = ns_.Keys(AsKeyTokens(tokens_)).back();
-    const ChunkKey key =
-        dropped_ > 0 ? TruncatedKey(exact, options_.keep_chunks, dropped_) : exact;
-    const std::optional<ChunkKey> parent =
-        keys_.empty() ? std::nullopt : std::optional(keys_.back());
-    keys_.push_back(key);
-    const size_t i = keys_.size() - 1;
-    const SlotId slot = slots_.back();
-    has_partial_ = false;
-    if (pool_->Publish(slot, key, parent).ok() && options_.save) {
-      const size_t idx[] = {i};
-      const SlotId sl[] = {slot};
-      Save(idx, sl);
-    }
-  }
+  for (Worker* w : workers) w->FinishDecode();
   return absl::OkStatus();
 }
 

@@ -169,6 +169,17 @@ class Worker {
   // Appends `token` to the current sequence and runs one step; `logits`
   // gets the next token's. FailedPrecondition without a sequence.
   absl::Status Decode(int32_t token, std::vector<float>* logits);
+  // One decode step of several workers' current sequences in one model step
+  // (the same model and pool: a batch): workers[i] appends tokens[i];
+  // `logits` gets [workers][vocab]; `kernel` runs the attention (the decode
+  // kernels read a prefix the sequences share, e.g. a system prompt held in
+  // one pool slot, once for the batch). InvalidArgument for mismatched
+  // sizes, a repeated worker or workers of different models or pools; each
+  // worker's Decode errors. On error no sequence gains a token (a chunk
+  // that truncation dropped for the step stays dropped).
+  static absl::Status DecodeBatch(std::span<Worker* const> workers,
+                                  std::span<const int32_t> tokens, AttentionKernel kernel,
+                                  std::vector<float>* logits);
   // Releases the sequence's slots (their chunks stay cached in the pool).
   void EndSequence();
   // Waits for the saves in flight; the first save error since the last call.
@@ -201,6 +212,11 @@ class Worker {
                                     std::span<const ChunkKey> load_keys,
                                     WorkerOptions::Source source, std::vector<float>* logits,
                                     bool* failed_late);
+  // A decode step in three parts: the token appended to the view (a slot
+  // for it, truncation), undone on a failed step, or kept.
+  absl::Status BeginDecode(int32_t token);
+  void AbortDecode();
+  void FinishDecode();
   // Saves chunks keys_[i] for i in `indices` from `slots` (background).
   void Save(std::span<const size_t> indices, std::span<const SlotId> slots);
   void Reap(bool wait);
