@@ -54,9 +54,9 @@ class FaultyLoads final : public runtime::KvDevice {
     if (!load.ok()) return load.status();
     return std::unique_ptr<runtime::PrefixLoad>(new Load(*std::move(load), pool, fault_));
   }
-  absl::Status CopyToHost(ChunkPool& pool, std::span<const runtime::SlotId> slots,
-                          std::span<std::byte> dest) override {
-    return inner_->CopyToHost(pool, slots, dest);
+  absl::StatusOr<std::unique_ptr<runtime::HostCopy>> StartCopyToHost(
+      ChunkPool& pool, std::span<const runtime::SlotId> slots) override {
+    return inner_->StartCopyToHost(pool, slots);
   }
 
  private:

@@ -35,14 +35,14 @@ class HostKvDevice final : public KvDevice {
     if (!r.ok()) return r.status();
     return std::unique_ptr<PrefixLoad>(new HostLoad(*std::move(r)));
   }
-  absl::Status CopyToHost(ChunkPool& pool, std::span<const SlotId> slots,
-                          std::span<std::byte> dest) override {
+  absl::StatusOr<std::unique_ptr<HostCopy>> StartCopyToHost(
+      ChunkPool& pool, std::span<const SlotId> slots) override {
+    std::vector<std::byte> bytes(slots.size() * pool.chunk_bytes());
     for (size_t i = 0; i < slots.size(); ++i) {
-      absl::StatusOr<std::span<std::byte>> b = pool.HostBytes(slots[i]);
-      if (!b.ok()) return b.status();
-      std::memcpy(dest.data() + i * pool.chunk_bytes(), b->data(), pool.chunk_bytes());
+      ASSIGN_OR_RETURN(std::span<std::byte> b, pool.HostBytes(slots[i]));
+      std::memcpy(bytes.data() + i * pool.chunk_bytes(), b.data(), pool.chunk_bytes());
     }
-    return absl::OkStatus();
+    return std::unique_ptr<HostCopy>(new ReadyHostCopy(std::move(bytes)));
   }
 };
 
@@ -548,31 +548,60 @@ void Worker::Save(std::span<const size_t> indices, std::span<const SlotId> slots
     while (end < indices.size() && indices[end] == indices[end - 1] + 1) ++end;
     Pending p;
     p.chunks = end - begin;
-    p.bytes.resize(p.chunks * ns_.chunk_bytes);
-    absl::Status st = device_->CopyToHost(*pool_, slots.subspan(begin, p.chunks), p.bytes);
-    if (st.ok()) {
-      const size_t first = indices[begin];
-      absl::StatusOr<std::shared_ptr<client::Transfer>> t = client_->Save(
-          ns_, std::span(keys_).subspan(first, p.chunks), p.bytes,
-          first > 0 ? std::optional(keys_[first - 1]) : std::nullopt);
-      if (t.ok()) {
-        p.transfer = *std::move(t);
-        pending_.push_back(std::move(p));
-      } else {
-        st = t.status();
-      }
+    const size_t first = indices[begin];
+    p.keys.assign(keys_.begin() + first, keys_.begin() + first + p.chunks);
+    if (first > 0) p.parent = keys_[first - 1];
+    // Held until the copy is done: the sequence may end, and the slot be
+    // reused, before that.
+    for (SlotId s : slots.subspan(begin, p.chunks)) {
+      if (pool_->Acquire(s).ok()) p.held.push_back(s);
     }
-    if (!st.ok()) {
-      counters_.chunks_save_failed += end - begin;
-      if (save_error_.ok()) save_error_ = st;
+    absl::StatusOr<std::unique_ptr<HostCopy>> copy =
+        device_->StartCopyToHost(*pool_, slots.subspan(begin, p.chunks));
+    if (copy.ok()) {
+      p.copy = *std::move(copy);
+      pending_.push_back(std::move(p));
+    } else {
+      SaveFailed(p, copy.status());
     }
     begin = end;
   }
+  Reap(false);
+}
+
+void Worker::SaveFailed(Pending& p, const absl::Status& st) {
+  for (SlotId s : p.held) (void)pool_->Release(s);
+  p.held.clear();
+  counters_.chunks_save_failed += p.chunks;
+  if (save_error_.ok()) save_error_ = st;
 }
 
 void Worker::Reap(bool wait) {
   std::vector<Pending> still;
   for (Pending& p : pending_) {
+    if (p.transfer == nullptr) {
+      // The host copy: done, then the store transfer starts from it.
+      if (!wait && !p.copy->done()) {
+        still.push_back(std::move(p));
+        continue;
+      }
+      absl::Status st = p.copy->Wait();
+      for (SlotId s : p.held) (void)pool_->Release(s);
+      p.held.clear();
+      if (st.ok()) {
+        absl::StatusOr<std::shared_ptr<client::Transfer>> t =
+            client_->Save(ns_, p.keys, p.copy->bytes(), p.parent);
+        if (t.ok()) {
+          p.transfer = *std::move(t);
+        } else {
+          st = t.status();
+        }
+      }
+      if (!st.ok()) {
+        SaveFailed(p, st);
+        continue;
+      }
+    }
     if (!wait && !p.transfer->done()) {
       still.push_back(std::move(p));
       continue;
@@ -581,8 +610,7 @@ void Worker::Reap(bool wait) {
     if (st.ok()) {
       counters_.chunks_saved += p.chunks;
     } else {
-      counters_.chunks_save_failed += p.chunks;
-      if (save_error_.ok()) save_error_ = st;
+      SaveFailed(p, st);
     }
   }
   pending_ = std::move(still);

@@ -40,6 +40,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -66,6 +67,31 @@ class PrefixLoad {
   virtual FetchResult Wait() = 0;
 };
 
+// Chunks being copied from the pool to host memory (for a save).
+class HostCopy {
+ public:
+  virtual ~HostCopy() = default;
+  // True once the bytes are in host memory (does not block).
+  virtual bool done() = 0;
+  // Waits for the copy; its error, if any.
+  virtual absl::Status Wait() = 0;
+  // The chunks, in order; valid once done() or Wait() returned ok, while
+  // this object lives.
+  virtual std::span<const std::byte> bytes() const = 0;
+};
+
+// A finished copy in ordinary host memory.
+class ReadyHostCopy final : public HostCopy {
+ public:
+  explicit ReadyHostCopy(std::vector<std::byte> bytes) : bytes_(std::move(bytes)) {}
+  bool done() override { return true; }
+  absl::Status Wait() override { return absl::OkStatus(); }
+  std::span<const std::byte> bytes() const override { return bytes_; }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
 class KvDevice {
  public:
   virtual ~KvDevice() = default;
@@ -74,10 +100,11 @@ class KvDevice {
                                                                 const client::Namespace& ns,
                                                                 ChunkPool& pool,
                                                                 std::span<const ChunkKey> keys) = 0;
-  // Copies `slots` (ready, the model done with them) to `dest`, chunk after
-  // chunk.
-  virtual absl::Status CopyToHost(ChunkPool& pool, std::span<const SlotId> slots,
-                                  std::span<std::byte> dest) = 0;
+  // Starts copying `slots` (ready; the model's work that wrote them is
+  // queued or done) to host memory, chunk after chunk, without waiting for
+  // it. The caller holds the slots until the copy is done.
+  virtual absl::StatusOr<std::unique_ptr<HostCopy>> StartCopyToHost(
+      ChunkPool& pool, std::span<const SlotId> slots) = 0;
 };
 
 // A pool in host memory: loads through Fetch (on_layer gates the layers).
@@ -192,8 +219,13 @@ class Worker {
   const WorkerCounters& counters() const { return counters_; }
 
  private:
+  // A save: the host copy under way (the slots held until it is done),
+  // then the store transfer.
   struct Pending {
-    std::vector<std::byte> bytes;
+    std::unique_ptr<HostCopy> copy;
+    std::vector<SlotId> held;
+    std::vector<ChunkKey> keys;
+    std::optional<ChunkKey> parent;
     std::shared_ptr<client::Transfer> transfer;
     size_t chunks = 0;
   };
@@ -219,7 +251,10 @@ class Worker {
   void FinishDecode();
   // Saves chunks keys_[i] for i in `indices` from `slots` (background).
   void Save(std::span<const size_t> indices, std::span<const SlotId> slots);
+  // Moves saves along: copies that are done start their store transfers
+  // (all copies are waited for with `wait`), finished transfers are counted.
   void Reap(bool wait);
+  void SaveFailed(Pending& p, const absl::Status& st);
 
   client::Client* const client_;
   const client::Namespace ns_;
