@@ -3,6 +3,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -42,6 +43,19 @@ struct DeviceBuffer {
     if (ptr != nullptr) cudaFree(ptr);
   }
 };
+
+// Rows of every matrix product of a step of n tokens: n rounded up to a
+// bucket (16 up to 64, then 8 buckets per power of two, so at most 1/8 more
+// rows). cuBLAS chooses and prepares a kernel the first time it sees a
+// shape, which costs 15-25 ms per step on an H200 for Llama-3-8B's five
+// products; steps of n tokens share a shape with their bucket, and Warmup
+// prepares the buckets ahead of the first request.
+int GemmRows(int n) {
+  if (n <= 64) return std::max(16, (n + 15) / 16 * 16);
+  int step = 1;
+  while (step * 16 <= n) step *= 2;  // step = 2^(floor(log2 n) - 3)
+  return (n + step - 1) / step * step;
+}
 
 class CudaLlamaImpl final : public CudaLlama {
  public:
@@ -108,6 +122,25 @@ class CudaLlamaImpl final : public CudaLlama {
     return total;
   }
 
+  absl::Status Warmup(int max_rows) override {
+    if (max_rows < 0) return absl::InvalidArgumentError("warmup: negative rows");
+    RETURN_IF_ERROR(kernels::CudaStatus(cudaSetDevice(device_), "cudaSetDevice"));
+    const int h = config_.hidden;
+    const int inter = config_.intermediate;
+    const int qkv_dim = config_.q_dim() + 2 * config_.kv_dim();
+    for (int n = 1; n <= max_rows; n = GemmRows(n) + 1) {
+      const int np = GemmRows(n);
+      RETURN_IF_ERROR(EnsureRows(np, np));
+      const Layer& w = layers_[0];
+      RETURN_IF_ERROR(Gemm(w.qkv, normed_.ptr, qkv_.ptr, np, h, qkv_dim, false));
+      RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, np, config_.q_dim(), h, false));
+      RETURN_IF_ERROR(Gemm(w.gu, normed_.ptr, gu_.ptr, np, h, 2 * inter, false));
+      RETURN_IF_ERROR(Gemm(w.down, act_.ptr, down_.ptr, np, inter, h, false));
+      RETURN_IF_ERROR(Gemm(lm_head_, normed_.ptr, logits_.ptr, np, h, config_.vocab, true));
+    }
+    return kernels::CudaStatus(cudaStreamSynchronize(stream_), "warmup");
+  }
+
   absl::Status Forward(const ForwardBatch& batch, std::vector<float>* logits) override {
     absl::Status st = Step(batch, logits);
     // On an error part of the step may still be queued (K/V scatters into the
@@ -138,19 +171,12 @@ class CudaLlamaImpl final : public CudaLlama {
       }
     }
     const int nrows = static_cast<int>(rows_.size());
-
-    for (auto [buf, bytes] : {std::pair<DeviceBuffer*, size_t>{&x_, n * h * 2},
-                              {&normed_, n * h * 2},
-                              {&qkv_, static_cast<size_t>(n) * qkv_dim * 2},
-                              {&q_, static_cast<size_t>(n) * config_.q_dim() * 2},
-                              {&attn_, static_cast<size_t>(n) * config_.q_dim() * 2},
-                              {&o_, n * h * 2},
-                              {&gu_, n * 2 * inter * 2},
-                              {&act_, n * inter * 2},
-                              {&down_, n * h * 2},
-                              {&logits_, static_cast<size_t>(nrows) * config_.vocab * 4}}) {
-      RETURN_IF_ERROR(buf->Ensure(bytes));
-    }
+    // Products run over bucketed row counts (GemmRows); the rows past n hold
+    // whatever the buffers held and their results are never read.
+    const int np = GemmRows(n);
+    const int nrp = GemmRows(nrows);
+    RETURN_IF_ERROR(EnsureRows(np, nrp));
+    RETURN_IF_ERROR(q_.Ensure(static_cast<size_t>(n) * config_.q_dim() * 2));
 
     // Per-token metadata: tokens, K/V slot bases, indices, logit rows.
     const size_t meta_bytes = n * (4 + 8 + 4) + nrows * 4 + 64;
@@ -206,7 +232,7 @@ class CudaLlamaImpl final : public CudaLlama {
           kernels::CudaStatus(LaunchAddNorm(dt, x_.ptr, delta, w.attn_norm, normed_.ptr, n,
                                             static_cast<int>(h), config_.rms_eps, nullptr, stream_),
                               "attention norm"));
-      RETURN_IF_ERROR(Gemm(w.qkv, normed_.ptr, qkv_.ptr, n, static_cast<int>(h), qkv_dim, false));
+      RETURN_IF_ERROR(Gemm(w.qkv, normed_.ptr, qkv_.ptr, np, static_cast<int>(h), qkv_dim, false));
       RETURN_IF_ERROR(kernels::CudaStatus(
           LaunchScatterQkv(qkv_.ptr, q_.ptr, slots, kv_index, l * slice, n, config_.q_dim(),
                            config_.num_kv_heads, config_.head_dim, tpc_, stream_),
@@ -217,16 +243,16 @@ class CudaLlamaImpl final : public CudaLlama {
       kernels::DevicePrefillPlan layer_plan = *dplan;
       layer_plan.pages = d_pages + l * num_pages;
       RETURN_IF_ERROR(kernels::RunPrefill(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
-      RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, n, config_.q_dim(), static_cast<int>(h), false));
+      RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, np, config_.q_dim(), static_cast<int>(h), false));
       RETURN_IF_ERROR(
           kernels::CudaStatus(LaunchAddNorm(dt, x_.ptr, o_.ptr, w.mlp_norm, normed_.ptr, n,
                                             static_cast<int>(h), config_.rms_eps, nullptr, stream_),
                               "MLP norm"));
-      RETURN_IF_ERROR(Gemm(w.gu, normed_.ptr, gu_.ptr, n, static_cast<int>(h),
+      RETURN_IF_ERROR(Gemm(w.gu, normed_.ptr, gu_.ptr, np, static_cast<int>(h),
                            2 * static_cast<int>(inter), false));
       RETURN_IF_ERROR(kernels::CudaStatus(
           LaunchSwiGlu(dt, gu_.ptr, act_.ptr, n, static_cast<int>(inter), stream_), "SwiGLU"));
-      RETURN_IF_ERROR(Gemm(w.down, act_.ptr, down_.ptr, n, static_cast<int>(inter),
+      RETURN_IF_ERROR(Gemm(w.down, act_.ptr, down_.ptr, np, static_cast<int>(inter),
                            static_cast<int>(h), false));
       delta = down_.ptr;
     }
@@ -235,7 +261,7 @@ class CudaLlamaImpl final : public CudaLlama {
                                           static_cast<int>(h), config_.rms_eps, rows, stream_),
                             "final norm"));
     RETURN_IF_ERROR(
-        Gemm(lm_head_, normed_.ptr, logits_.ptr, nrows, static_cast<int>(h), config_.vocab, true));
+        Gemm(lm_head_, normed_.ptr, logits_.ptr, nrp, static_cast<int>(h), config_.vocab, true));
     logits->resize(static_cast<size_t>(nrows) * config_.vocab);
     RETURN_IF_ERROR(
         kernels::CudaStatus(cudaMemcpyAsync(logits->data(), logits_.ptr, logits->size() * 4,
@@ -254,6 +280,28 @@ class CudaLlamaImpl final : public CudaLlama {
     void* gu = nullptr;
     void* down = nullptr;
   };
+
+  // Activation buffers for products of `rows` rows and logits of
+  // `logit_rows` rows.
+  absl::Status EnsureRows(int rows, int logit_rows) {
+    const size_t n = static_cast<size_t>(rows);
+    const size_t h = config_.hidden;
+    const size_t inter = config_.intermediate;
+    const size_t qkv_dim = config_.q_dim() + 2 * config_.kv_dim();
+    for (auto [buf, bytes] :
+         {std::pair<DeviceBuffer*, size_t>{&x_, n * h * 2},
+          {&normed_, n * h * 2},
+          {&qkv_, n * qkv_dim * 2},
+          {&attn_, n * config_.q_dim() * 2},
+          {&o_, n * h * 2},
+          {&gu_, n * 2 * inter * 2},
+          {&act_, n * inter * 2},
+          {&down_, n * h * 2},
+          {&logits_, static_cast<size_t>(logit_rows) * config_.vocab * 4}}) {
+      RETURN_IF_ERROR(buf->Ensure(bytes));
+    }
+    return absl::OkStatus();
+  }
 
   void* Destination(const LlamaTensorSpec& spec) const {
     const size_t h = config_.hidden;

@@ -26,6 +26,11 @@ class CudaLlama : public LlamaModel {
   // Device bytes held by weights and by the largest step so far.
   virtual size_t weight_bytes() const = 0;
   virtual size_t activation_bytes() const = 0;
+  // Prepares cuBLAS for every step of up to `max_rows` new tokens (matrix
+  // products run over row counts rounded up to buckets; the first product of
+  // a shape costs cuBLAS tens of milliseconds), so that a request's first
+  // step does not pay for it. Grows the activation buffers to max_rows.
+  virtual absl::Status Warmup(int max_rows) = 0;
 };
 
 // Uploads `weights` (host views, e.g. of a mapped safetensors file) to

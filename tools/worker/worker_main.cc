@@ -78,7 +78,7 @@ struct LoadedModel {
 };
 
 absl::StatusOr<LoadedModel> LoadModel(const std::string& model_dir, const std::string& shape,
-                                      int64_t seed, int tpc) {
+                                      int64_t seed, int tpc, int64_t warmup_rows) {
   LoadedModel m;
   if (!model_dir.empty()) {
     absl::StatusOr<std::string> json = ReadFile(model_dir + "/config.json");
@@ -102,11 +102,38 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& model_dir, const std::s
     if (!model.ok()) return model.status();
     m.model = *std::move(model);
   }
+  const absl::Time t0 = absl::Now();
+  if (absl::Status st = m.model->Warmup(static_cast<int>(warmup_rows)); !st.ok()) return st;
+  if (warmup_rows > 0) {
+    std::fprintf(stderr, "model warmed up for steps of up to %lld tokens in %.0f ms\n",
+                 static_cast<long long>(warmup_rows),
+                 absl::ToDoubleMilliseconds(absl::Now() - t0));
+  }
   return m;
 }
 
+// A view of device memory owned elsewhere (the bench's pools reuse one
+// allocation, as a worker's one pool does for its whole life).
+class BorrowedSlotMemory final : public runtime::SlotMemory {
+ public:
+  explicit BorrowedSlotMemory(const runtime::SlotMemory* owner) : owner_(owner) {}
+  std::byte* base() const override { return owner_->base(); }
+  size_t bytes() const override { return owner_->bytes(); }
+  bool host_accessible() const override { return owner_->host_accessible(); }
+
+ private:
+  const runtime::SlotMemory* const owner_;
+};
+
+// Device memory that MakePool reuses when set (else each pool allocates).
+const runtime::SlotMemory* g_pool_memory = nullptr;
+
 absl::StatusOr<std::unique_ptr<ChunkPool>> MakePool(const client::Namespace& ns, uint64_t bytes) {
-  auto mem = runtime::CreateCudaSlotMemory(bytes);
+  absl::StatusOr<std::unique_ptr<runtime::SlotMemory>> mem =
+      g_pool_memory != nullptr && g_pool_memory->bytes() == bytes
+          ? absl::StatusOr<std::unique_ptr<runtime::SlotMemory>>(
+                std::make_unique<BorrowedSlotMemory>(g_pool_memory))
+          : runtime::CreateCudaSlotMemory(bytes);
   if (!mem.ok()) return mem.status();
   ChunkPool::Options o;
   o.chunk_bytes = ns.chunk_bytes;
@@ -130,13 +157,17 @@ absl::StatusOr<WorkerOptions::Source> ParseSource(const std::string& s) {
   return absl::InvalidArgumentError(absl::StrCat("--source '", s, "' (store, pool or none)"));
 }
 
+constexpr char kWarmupHelp[] =
+    "prepare the model's matrix products for steps of up to this many new tokens at start "
+    "(the first step of a new size otherwise pays cuBLAS's setup, tens of ms; 0: none)";
+
 // --- run --------------------------------------------------------------------
 
 int Run(const std::vector<std::string>& args) {
   std::string server = "127.0.0.1:7400", model_dir, shape = "small", tokens_path, source = "store";
   std::string out_logits, out_tokens, tenant = "default", model_id;
   int64_t tpc = 16, decode = 0, seed = 1, max_context = 0, keep_chunks = 1,
-          truncate_step_chunks = 0;
+          truncate_step_chunks = 0, warmup_rows = 2048;
   bool all_logits = false, save = true, same_host = true;
   cli::Bytes pool_bytes{1ull << 30};
   cli::FlagSet flags(
@@ -172,6 +203,7 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("truncate_step_chunks",
             "chunks dropped at a time when the window is full (0: a quarter of the window)",
             &truncate_step_chunks);
+  flags.Add("warmup_rows", kWarmupHelp, &warmup_rows);
   flags.Add("out_logits", "file for the logits (float32)", &out_logits);
   flags.Add("out_tokens", "file for the decoded tokens", &out_tokens);
   auto rest = flags.Parse(args);
@@ -197,7 +229,7 @@ int Run(const std::vector<std::string>& args) {
     }
     tokens.push_back(v);
   }
-  auto m = LoadModel(model_dir, shape, seed, static_cast<int>(tpc));
+  auto m = LoadModel(model_dir, shape, seed, static_cast<int>(tpc), warmup_rows);
   if (!m.ok()) return Fail(m.status());
   if (model_id.empty()) {
     model_id = model_dir.empty() ? shape : std::filesystem::path(model_dir).filename().string();
@@ -342,8 +374,10 @@ std::string SiblingStrata() {
 int Bench(const std::vector<std::string>& args) {
   std::string shape = "llama3-8b", histories = "1024,4096,16384", strata_bin = SiblingStrata();
   std::string data_dir = "/tmp/strata-worker-bench";
-  int64_t tpc = 256, seed = 1, reps = 3, decode = 32, trace_seed = 1, verify_threads = 0;
-  bool same_host = true, nvme = true, interference = false, overlap = true;
+  int64_t tpc = 256, seed = 1, reps = 3, decode = 32, trace_seed = 1, verify_threads = 0,
+          warmup_rows = -1;
+  bool same_host = true, nvme = true, interference = false, overlap = true, reuse_pool = true,
+       warm_shapes = false;
   cli::Bytes pool_bytes{8ull << 30}, dram{8ull << 30}, nvme_bytes{24ull << 30}, min_copy{0};
   cli::FlagSet flags(
       "strata_worker bench [flags]\n\n"
@@ -373,6 +407,18 @@ int Bench(const std::vector<std::string>& args) {
             "size (from pinned memory; from the registered pool mapping)",
             &interference);
   flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("warmup_rows",
+            "prepare the model's matrix products for steps of up to this many tokens first "
+            "(-1: the longest history plus 1024; 0: none)",
+            &warmup_rows);
+  flags.Add("reuse_pool_memory",
+            "every turn's fresh pool reuses one device allocation (as a worker's pool does); "
+            "--noreuse_pool_memory allocates each pool anew",
+            &reuse_pool);
+  flags.Add("warm_shapes",
+            "before each DRAM turn, run a turn of the new prompt alone (so that the DRAM turn is "
+            "not the model's first step of that many tokens)",
+            &warm_shapes);
   flags.Add("dram", "the node's DRAM pool", &dram);
   flags.Add("nvme_bytes", "the node's NVMe tier", &nvme_bytes);
   flags.Add("data_dir", "the node's data directory (emptied first)", &data_dir);
@@ -410,7 +456,9 @@ int Bench(const std::vector<std::string>& args) {
              absl::StrCat("--nvme=", nvme_bytes.value), "--lease_ttl=120s"},
             data_dir + "/port");
   if (absl::Status st = node.Start(); !st.ok()) return Fail(st);
-  auto m = LoadModel("", shape, seed, static_cast<int>(tpc));
+  if (hist.empty()) return Fail(absl::InvalidArgumentError("--histories names no length"));
+  if (warmup_rows < 0) warmup_rows = *std::max_element(hist.begin(), hist.end()) + 1024;
+  auto m = LoadModel("", shape, seed, static_cast<int>(tpc), warmup_rows);
   if (!m.ok()) return Fail(m.status());
   const LlamaConfig& config = m->config;
   std::unique_ptr<client::Client> client;
@@ -444,6 +492,19 @@ int Bench(const std::vector<std::string>& args) {
     std::fprintf(stderr, "warning: loads go through pinned staging: %s\n", st.ToString().c_str());
   }
   auto device = runtime::CreateCudaKvDevice(fetcher->get(), m->model->stream());
+  std::unique_ptr<runtime::SlotMemory> pool_memory;
+  if (reuse_pool) {
+    auto mem = runtime::CreateCudaSlotMemory(pool_bytes.value);
+    if (!mem.ok()) return Fail(mem.status());
+    pool_memory = *std::move(mem);
+    g_pool_memory = pool_memory.get();
+  }
+  // The GPU time of the last turn's work on the model's stream (its waits
+  // for loaded layers included).
+  double last_gpu_ms = 0;
+  cudaEvent_t span[2];
+  cudaEventCreate(&span[0]);
+  cudaEventCreate(&span[1]);
 
   // One turn on a fresh pool (so that nothing is a pool hit unless asked).
   auto turn = [&](std::span<const int32_t> tokens, WorkerOptions::Source source,
@@ -464,7 +525,13 @@ int Bench(const std::vector<std::string>& args) {
     auto w = Worker::Create(client.get(), ns, m->model.get(), pool, device.get(), wo);
     if (!w.ok()) return w.status();
     std::vector<float> logits;
+    cudaEventRecord(span[0], m->model->stream());
     auto stats = (*w)->Prefill(tokens, &logits);
+    cudaEventRecord(span[1], m->model->stream());
+    cudaEventSynchronize(span[1]);
+    float gpu_ms = 0;
+    cudaEventElapsedTime(&gpu_ms, span[0], span[1]);
+    last_gpu_ms = gpu_ms;
     if (stats.ok() && decode_tokens > 0) {
       const absl::Time t0 = absl::Now();
       for (int i = 0; i < decode_tokens; ++i) {
@@ -519,19 +586,27 @@ int Bench(const std::vector<std::string>& args) {
       if (!rc.ok()) return Fail(rc.status());
       recompute.push_back(absl::ToDoubleMilliseconds(rc->time_to_logits));
       std::unique_ptr<ChunkPool> kept;
+      if (warm_shapes) {
+        // The prompt's length run once before (a throwaway recompute of it).
+        auto warm = turn(std::span(conv).last(static_cast<size_t>(p)),
+                         WorkerOptions::Source::kNone, nullptr, 0, nullptr);
+        if (!warm.ok()) return Fail(warm.status());
+      }
       auto dr = turn(conv, WorkerOptions::Source::kStore, &kept, r == 0 ? static_cast<int>(decode) : 0, &decode_tps);
       if (!dr.ok()) return Fail(dr.status());
       if (dr->loaded_tokens != h) {
         std::fprintf(stderr, "warning: loaded %d of %d history tokens (%s)\n", dr->loaded_tokens, h,
                      dr->load_stop_reason.ToString().c_str());
       }
+      const double dram_gpu_ms = last_gpu_ms;
       dram_ms.push_back(absl::ToDoubleMilliseconds(dr->time_to_logits));
       breakdowns.push_back(absl::StrFormat(
           "history %d, prompt %d, DRAM turn: start %.1f ms (lookup, lease, copies enqueued), "
-          "model step %.1f ms (of it %.1f waiting for layers), verdict %.1f ms; "
-          "the load's copies took %.1f ms on the GPU, its bytes were verified %.1f ms after it started",
+          "model step %.1f ms (of it %.1f waiting for layers; %.1f ms on the model's stream), "
+          "verdict %.1f ms; the load's copies took %.1f ms on the GPU, its bytes were verified "
+          "%.1f ms after it started",
           h, p, absl::ToDoubleMilliseconds(dr->load_start), absl::ToDoubleMilliseconds(dr->forward),
-          absl::ToDoubleMilliseconds(dr->load_wait), absl::ToDoubleMilliseconds(dr->verdict_wait),
+          absl::ToDoubleMilliseconds(dr->load_wait), dram_gpu_ms, absl::ToDoubleMilliseconds(dr->verdict_wait),
           absl::ToDoubleMilliseconds(dr->copied_after),
           absl::ToDoubleMilliseconds(dr->verified_after)));
       kept.reset();  // one pool of --pool bytes at a time
@@ -570,6 +645,10 @@ int Bench(const std::vector<std::string>& args) {
       auto co = turn(conv, WorkerOptions::Source::kPoolOnly, &hist, 0, nullptr);
       if (!co.ok()) return Fail(co.status());
       compute_ms.push_back(absl::ToDoubleMilliseconds(co->time_to_logits));
+      breakdowns.push_back(absl::StrFormat(
+          "history %d, prompt %d, compute-only turn: model step %.1f ms (%.1f ms on the "
+          "model's stream)",
+          h, p, absl::ToDoubleMilliseconds(co->forward), last_gpu_ms));
       if (interference && r == 0) {
         // The same compute-only turn while a copy of the history's size runs
         // on another stream: from pinned memory, then (same host) from the
@@ -620,6 +699,7 @@ int Bench(const std::vector<std::string>& args) {
       // under the other (1: TTFT = max(load, compute); 0: their sum).
       hidden.push_back((load_ms.back() + compute_ms.back() - dram_ms.back()) /
                        std::min(load_ms.back(), compute_ms.back()));
+      hist.reset();  // one pool at a time (they may share one allocation)
       if (nvme) {
         // The fetcher registered the old client's mapping: both go first.
         device.reset();
@@ -676,7 +756,8 @@ absl::StatusOr<runtime::AttentionKernel> ParseKernel(absl::string_view k) {
 int DecodeBench(const std::vector<std::string>& args) {
   std::string shape = "llama3-8b", batches = "8,32,64", kernels = "prefill,paged,prefix,relay";
   std::string strata_bin = SiblingStrata(), data_dir = "/tmp/strata-decode-bench";
-  int64_t tpc = 64, seed = 1, system = 2048, private_tokens = 512, steps = 32, warmup = 2;
+  int64_t tpc = 64, seed = 1, system = 2048, private_tokens = 512, steps = 32, warmup = 2,
+          warmup_rows = 1024;
   cli::Bytes pool_bytes{24ull << 30};
   cli::FlagSet flags(
       "strata_worker decode-bench [flags]\n\n"
@@ -700,6 +781,7 @@ int DecodeBench(const std::vector<std::string>& args) {
   flags.Add("steps", "timed decode steps per kernel", &steps);
   flags.Add("warmup", "untimed decode steps first", &warmup);
   flags.Add("tokens_per_chunk", "tokens per chunk (16..256, a multiple of 16)", &tpc);
+  flags.Add("warmup_rows", kWarmupHelp, &warmup_rows);
   flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
   flags.Add("data_dir", "the node's data directory (emptied first)", &data_dir);
   flags.Add("strata", "the strata binary that serves", &strata_bin);
@@ -734,7 +816,7 @@ int DecodeBench(const std::vector<std::string>& args) {
   Node node(strata_bin, {"--data_dir=" + data_dir + "/data", "--no_nvme", "--dram=256MiB"},
             data_dir + "/port");
   if (absl::Status st = node.Start(); !st.ok()) return Fail(st);
-  auto m = LoadModel("", shape, seed, static_cast<int>(tpc));
+  auto m = LoadModel("", shape, seed, static_cast<int>(tpc), warmup_rows);
   if (!m.ok()) return Fail(m.status());
   const LlamaConfig& config = m->config;
   auto client = Connect(node.address(), false);
