@@ -10,9 +10,10 @@
 //   strata lookup ...      per-key tier and cached prefix of files or keys
 //   strata stats           a node's counters
 //   strata bench [flags]   load generator: N clients, get/put mix, latency
-//   strata worker run|bench   the GPU worker runtime (strata_worker): a
-//                          conversation turn of a Llama model over a node;
-//                          TTFT of returning conversations
+//   strata worker run|bench|decode-bench   the GPU worker runtime
+//                          (strata_worker): a conversation turn of a Llama
+//                          model over a node; TTFT of returning
+//                          conversations; batched decode tokens/s
 //   strata token ...       a new tenant token and its tenants-file line
 //   strata help            this text
 //
@@ -664,7 +665,8 @@ constexpr char kUsage[] =
     "  remove-namespace  remove a namespace and all its chunks from a node\n"
     "  bench   load generator: N clients, get/put mix, throughput and latency\n"
     "  worker  the GPU worker runtime (strata_worker; CUDA builds): `worker run` a\n"
-    "          conversation turn of a Llama model over a node, `worker bench` TTFT\n"
+    "          conversation turn of a Llama model over a node, `worker bench` TTFT,\n"
+    "          `worker decode-bench` decode tokens/s per attention kernel\n"
     "  token   a new tenant token and its line for the tenants file (--tenants)\n"
     "  help    show this text\n\n"
     "Commands that talk to a node connect to --server (default 127.0.0.1:7400).\n"

@@ -22,7 +22,9 @@
 # end: that test, the check against transformers (tools/gpu/llama_check.py:
 # logits and greedy tokens of a seeded small Llama, full prefill and a
 # conversation loaded back from DRAM and NVMe) and `strata worker bench`
-# (TTFT; WORKER_BENCH_FLAGS adds flags); cuBLAS is the GPU machine's.
+# (TTFT; WORKER_BENCH_FLAGS adds flags) and `strata worker decode-bench`
+# (decode tokens/s per attention kernel; DECODE_BENCH_FLAGS, SKIP_DECODE_BENCH=1);
+# cuBLAS is the GPU machine's.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -139,6 +141,10 @@ case "${1:-}" in
       if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
         ./.devbin/strata_worker bench --strata="$PWD/.devbin/strata" ${WORKER_BENCH_FLAGS:-} 2>&1 |
           tee "$out/worker_bench.md" || rc=1
+      fi
+      if [[ "${SKIP_DECODE_BENCH:-0}" != 1 ]]; then
+        ./.devbin/strata_worker decode-bench --strata="$PWD/.devbin/strata" \
+          ${DECODE_BENCH_FLAGS:-} 2>&1 | tee "$out/decode_bench.md" || rc=1
       fi
       exit $rc
     fi
