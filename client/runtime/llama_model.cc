@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_reference.h"
+#include "store/common/status_macros.h"
 
 namespace strata::runtime {
 
@@ -165,6 +166,13 @@ absl::StatusOr<DecodeStep> BuildDecodeStep(const LlamaConfig& config, int tokens
 
 absl::StatusOr<SequenceStep> SequenceStep::Make(std::span<std::byte* const> chunk_bases,
                                                 int history, int length, int tokens_per_chunk) {
+  SequenceStep s;
+  RETURN_IF_ERROR(s.Append(chunk_bases, history, length, tokens_per_chunk));
+  return s;
+}
+
+absl::Status SequenceStep::Append(std::span<std::byte* const> chunk_bases, int history,
+                                  int length, int tokens_per_chunk) {
   if (tokens_per_chunk <= 0 || history < 0 || history >= length) {
     return absl::InvalidArgumentError(absl::StrCat("step: history ", history, " of length ", length));
   }
@@ -173,16 +181,17 @@ absl::StatusOr<SequenceStep> SequenceStep::Make(std::span<std::byte* const> chun
     return absl::InvalidArgumentError(absl::StrCat("step: ", chunk_bases.size(), " chunks for ",
                                                    length, " tokens (", chunks, " needed)"));
   }
-  SequenceStep s;
-  s.pages.assign(chunk_bases.begin(), chunk_bases.end());
-  s.chunk_offsets = {0, static_cast<int32_t>(chunks)};
-  s.kv_lengths = {length};
-  s.query_offsets = {0, length - history};
+  if (chunk_offsets.empty()) chunk_offsets.push_back(0);
+  if (query_offsets.empty()) query_offsets.push_back(0);
+  pages.insert(pages.end(), chunk_bases.begin(), chunk_bases.end());
+  chunk_offsets.push_back(static_cast<int32_t>(pages.size()));
+  kv_lengths.push_back(length);
+  query_offsets.push_back(query_offsets.back() + length - history);
   for (int t = history; t < length; ++t) {
-    s.kv_slots.push_back(chunk_bases[static_cast<size_t>(t / tokens_per_chunk)]);
-    s.kv_index.push_back(t % tokens_per_chunk);
+    kv_slots.push_back(chunk_bases[static_cast<size_t>(t / tokens_per_chunk)]);
+    kv_index.push_back(t % tokens_per_chunk);
   }
-  return s;
+  return absl::OkStatus();
 }
 
 ForwardBatch SequenceStep::Batch(std::span<const int32_t> new_tokens) const {

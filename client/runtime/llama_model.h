@@ -79,9 +79,6 @@ struct ForwardBatch {
   // Logits of every new token (rows in token order), else of each sequence's
   // last new token (one row per sequence with new tokens).
   bool all_logits = false;
-  // Runs before layer `layer`'s attention reads the page table (the runtime
-  // waits there for that layer's loaded bytes); an error aborts the step.
-  std::function<absl::Status(int layer)> before_attention;
   // Which kernel runs attention. The decode kernels need exactly one new token
   // per sequence (InvalidArgument otherwise) and positions 0,1,2,... along each
   // page table (empty positions span, or positions equal to that; InvalidArgument otherwise).
@@ -92,6 +89,9 @@ struct ForwardBatch {
   // kernels rotate keys only); the plan is built once per step and run on
   // every layer with its pages moved by l x slice bytes.
   AttentionKernel attention_kernel = AttentionKernel::kPrefill;
+  // Runs before layer `layer`'s attention reads the page table (the runtime
+  // waits there for that layer's loaded bytes); an error aborts the step.
+  std::function<absl::Status(int layer)> before_attention;
 };
 
 class LlamaModel {
@@ -106,8 +106,8 @@ class LlamaModel {
   virtual absl::Status Forward(const ForwardBatch& batch, std::vector<float>* logits) = 0;
 };
 
-// The ForwardBatch of one sequence whose tokens [history, length) are new:
-// its chunks' slot bases (layer 0, ceil(length / tokens_per_chunk) of them,
+// The ForwardBatch of sequences whose tokens [history, length) are new:
+// their chunks' slot bases (layer 0, ceil(length / tokens_per_chunk) of them,
 // positions from 0), the new tokens' K/V going to their chunks.
 struct SequenceStep {
   std::vector<const void*> pages;
@@ -119,6 +119,10 @@ struct SequenceStep {
   // enough chunks.
   static absl::StatusOr<SequenceStep> Make(std::span<std::byte* const> chunk_bases, int history,
                                            int length, int tokens_per_chunk);
+  // Adds another sequence after the ones already there (the same checks; on
+  // error nothing is added). Its new tokens follow theirs.
+  absl::Status Append(std::span<std::byte* const> chunk_bases, int history, int length,
+                      int tokens_per_chunk);
   // A view of this step for `new_tokens` (length - history of them); valid
   // while this object lives.
   ForwardBatch Batch(std::span<const int32_t> new_tokens) const;

@@ -11,12 +11,16 @@
 //                                vs load from NVMe, the load hidden by the
 //                                layer overlap, store-to-HBM bandwidth beside
 //                                pinned host-to-device copy, decode tokens/s
+//   strata_worker decode-bench   decode tokens/s of a batch sharing a system
+//                                prompt: prefill, paged, prefix-aware and
+//                                relay attention kernels
 #include <cuda_runtime_api.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -131,7 +135,8 @@ absl::StatusOr<WorkerOptions::Source> ParseSource(const std::string& s) {
 int Run(const std::vector<std::string>& args) {
   std::string server = "127.0.0.1:7400", model_dir, shape = "small", tokens_path, source = "store";
   std::string out_logits, out_tokens, tenant = "default", model_id;
-  int64_t tpc = 16, decode = 0, seed = 1;
+  int64_t tpc = 16, decode = 0, seed = 1, max_context = 0, keep_chunks = 1,
+          truncate_step_chunks = 0;
   bool all_logits = false, save = true, same_host = true;
   cli::Bytes pool_bytes{1ull << 30};
   cli::FlagSet flags(
@@ -158,6 +163,15 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("save", "save the chunks this turn computes to the node", &save);
   flags.Add("same_host", "read a node on this host through shared memory", &same_host);
   flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("max_context",
+            "context window in tokens (0: none); a longer conversation drops its oldest "
+            "chunks after --keep_chunks and reuses the rest at new positions",
+            &max_context);
+  flags.Add("keep_chunks", "chunks at the start (the system prompt) that truncation keeps",
+            &keep_chunks);
+  flags.Add("truncate_step_chunks",
+            "chunks dropped at a time when the window is full (0: a quarter of the window)",
+            &truncate_step_chunks);
   flags.Add("out_logits", "file for the logits (float32)", &out_logits);
   flags.Add("out_tokens", "file for the decoded tokens", &out_tokens);
   auto rest = flags.Parse(args);
@@ -167,6 +181,10 @@ int Run(const std::vector<std::string>& args) {
     return 0;
   }
   if (tokens_path.empty()) return Fail(absl::InvalidArgumentError("--tokens is required"));
+  if (all_logits && max_context > 0) {
+    return Fail(absl::InvalidArgumentError(
+        "--all_logits recomputes the whole conversation: it does not go with --max_context"));
+  }
   auto src = ParseSource(source);
   if (!src.ok()) return Fail(src.status());
   auto text = ReadFile(tokens_path);
@@ -201,6 +219,9 @@ int Run(const std::vector<std::string>& args) {
   WorkerOptions wo;
   wo.source = *src;
   wo.save = save;
+  wo.max_context = static_cast<int>(max_context);
+  wo.keep_chunks = static_cast<int>(keep_chunks);
+  wo.truncate_step_chunks = static_cast<int>(truncate_step_chunks);
   auto worker = Worker::Create(client->get(), *ns, m->model.get(), pool->get(), device.get(), wo);
   if (!worker.ok()) return Fail(worker.status());
 
@@ -231,9 +252,11 @@ int Run(const std::vector<std::string>& args) {
     if (absl::Status st = (*worker)->Decode(generated.back(), &logits); !st.ok()) return Fail(st);
   }
   absl::Status saves = (*worker)->WaitSaves();
-  std::printf("tokens=%d hit_tokens=%d loaded_tokens=%d computed_tokens=%d recomputed=%d "
+  std::printf("tokens=%d dropped_tokens=%d hit_tokens=%d loaded_tokens=%d computed_tokens=%d "
+              "recomputed=%d "
               "ttft_ms=%.3f load_wait_ms=%.3f chunks_saved=%llu data_path=%s load_stop=%s\n",
-              stats->tokens, stats->hit_tokens, stats->loaded_tokens, stats->computed_tokens,
+              stats->tokens, stats->dropped_tokens, stats->hit_tokens, stats->loaded_tokens,
+              stats->computed_tokens,
               stats->recomputed ? 1 : 0, absl::ToDoubleMilliseconds(stats->time_to_logits),
               absl::ToDoubleMilliseconds(stats->load_wait),
               static_cast<unsigned long long>((*worker)->counters().chunks_saved),
@@ -638,12 +661,167 @@ int Bench(const std::vector<std::string>& args) {
   return 0;
 }
 
+
+// --- decode-bench -----------------------------------------------------------
+
+absl::StatusOr<runtime::AttentionKernel> ParseKernel(absl::string_view k) {
+  if (k == "prefill") return runtime::AttentionKernel::kPrefill;
+  if (k == "paged") return runtime::AttentionKernel::kPagedDecode;
+  if (k == "prefix") return runtime::AttentionKernel::kPrefixAwareDecode;
+  if (k == "relay") return runtime::AttentionKernel::kRelayDecode;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--kernels: '", k, "' (prefill, paged, prefix or relay)"));
+}
+
+int DecodeBench(const std::vector<std::string>& args) {
+  std::string shape = "llama3-8b", batches = "8,32,64", kernels = "prefill,paged,prefix,relay";
+  std::string strata_bin = SiblingStrata(), data_dir = "/tmp/strata-decode-bench";
+  int64_t tpc = 64, seed = 1, system = 2048, private_tokens = 512, steps = 32, warmup = 2;
+  cli::Bytes pool_bytes{24ull << 30};
+  cli::FlagSet flags(
+      "strata_worker decode-bench [flags]\n\n"
+      "Decode tokens/s of a batch of conversations that share a system prompt: each\n"
+      "sequence is the prompt (held once in the HBM chunk pool, one slot per chunk\n"
+      "for all sequences) followed by its own history; one model step decodes one\n"
+      "token of every sequence (Worker::DecodeBatch), with attention through the\n"
+      "prefill kernel, the paged decode kernel (every sequence reads its own page\n"
+      "table, shared chunks included), the prefix-aware decode kernel (shared chunks\n"
+      "read once per batch) or relay attention (the common prefix read once).\n"
+      "Prints the step time, tokens/s and each kernel's largest logit difference\n"
+      "from the prefill kernel's on the same first step. Seeded weights; a\n"
+      "`strata serve` is started for the namespace (no saves).");
+  flags.Add("shape", "model shape: llama3-8b or small", &shape);
+  flags.Add("seed", "seed of the weights and tokens", &seed);
+  flags.Add("batches", "batch sizes, comma-separated", &batches);
+  flags.Add("kernels", "attention kernels: prefill, paged, prefix, relay", &kernels);
+  flags.Add("system", "tokens of the shared system prompt", &system);
+  flags.Add("private", "tokens of each sequence's own history (plus 0..tokens_per_chunk-1)",
+            &private_tokens);
+  flags.Add("steps", "timed decode steps per kernel", &steps);
+  flags.Add("warmup", "untimed decode steps first", &warmup);
+  flags.Add("tokens_per_chunk", "tokens per chunk (16..256, a multiple of 16)", &tpc);
+  flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("data_dir", "the node's data directory (emptied first)", &data_dir);
+  flags.Add("strata", "the strata binary that serves", &strata_bin);
+  auto rest = flags.Parse(args);
+  if (!rest.ok()) return Fail(rest.status());
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  std::vector<int> sizes;
+  for (absl::string_view b : absl::StrSplit(batches, ',', absl::SkipEmpty())) {
+    int v = 0;
+    if (!absl::SimpleAtoi(b, &v) || v <= 0) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--batches: '", b, "' is not positive")));
+    }
+    sizes.push_back(v);
+  }
+  std::vector<std::pair<std::string, runtime::AttentionKernel>> ks;
+  for (absl::string_view k : absl::StrSplit(kernels, ',', absl::SkipEmpty())) {
+    auto kernel = ParseKernel(k);
+    if (!kernel.ok()) return Fail(kernel.status());
+    ks.emplace_back(std::string(k), *kernel);
+  }
+  if (sizes.empty() || ks.empty() || system < 0 || private_tokens < 0 || steps <= 0 ||
+      warmup < 0) {
+    return Fail(absl::InvalidArgumentError(
+        "--batches and --kernels must name something; --system, --private, --warmup >= 0; "
+        "--steps > 0"));
+  }
+  std::filesystem::remove_all(data_dir);
+  std::filesystem::create_directories(data_dir);
+  Node node(strata_bin, {"--data_dir=" + data_dir + "/data", "--no_nvme", "--dram=256MiB"},
+            data_dir + "/port");
+  if (absl::Status st = node.Start(); !st.ok()) return Fail(st);
+  auto m = LoadModel("", shape, seed, static_cast<int>(tpc));
+  if (!m.ok()) return Fail(m.status());
+  const LlamaConfig& config = m->config;
+  auto client = Connect(node.address(), false);
+  if (!client.ok()) return Fail(client.status());
+  auto ns = (*client)->RegisterNamespace(config.Namespace(shape, static_cast<int>(tpc)), "bench");
+  if (!ns.ok()) return Fail(ns.status());
+  runtime::DeviceFetcher::Options fo;
+  fo.staging_bytes = 64ull << 20;
+  auto fetcher = runtime::DeviceFetcher::Create(fo);
+  if (!fetcher.ok()) return Fail(fetcher.status());
+  auto device = runtime::CreateCudaKvDevice(fetcher->get(), m->model->stream());
+  auto pool = MakePool(*ns, pool_bytes.value);
+  if (!pool.ok()) return Fail(pool.status());
+
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  auto tokens = [&](int n) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    for (int32_t& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(config.vocab));
+    return t;
+  };
+  const std::vector<int32_t> prompt = tokens(static_cast<int>(system));
+  std::printf("| batch | system | private | kernel | step ms | tokens/s | max |logit - prefill's| |\n"
+              "|---|---|---|---|---|---|---|\n");
+  for (int batch : sizes) {
+    std::vector<std::vector<int32_t>> convs;
+    for (int b = 0; b < batch; ++b) {
+      std::vector<int32_t> c = prompt;
+      const std::vector<int32_t> own =
+          tokens(static_cast<int>(private_tokens) + (b * 37) % static_cast<int>(tpc));
+      c.insert(c.end(), own.begin(), own.end());
+      convs.push_back(std::move(c));
+    }
+    std::vector<float> reference;  // the prefill kernel's first step
+    for (const auto& [name, kernel] : ks) {
+      WorkerOptions wo;
+      wo.source = WorkerOptions::Source::kPoolOnly;  // the prompt's chunks: pool hits
+      wo.save = false;
+      std::vector<std::unique_ptr<Worker>> workers;
+      std::vector<Worker*> ptrs;
+      std::vector<int32_t> next;
+      for (int b = 0; b < batch; ++b) {
+        auto w = Worker::Create(client->get(), *ns, m->model.get(), pool->get(), device.get(), wo);
+        if (!w.ok()) return Fail(w.status());
+        std::vector<float> logits;
+        auto st = (*w)->Prefill(convs[b], &logits);
+        if (!st.ok()) return Fail(st.status());
+        next.push_back(runtime::ArgmaxRows(logits, config.vocab)[0]);
+        ptrs.push_back(w->get());
+        workers.push_back(*std::move(w));
+      }
+      std::vector<float> logits;
+      double max_diff = 0;
+      absl::Time timed_start = absl::Now();
+      // Every step ends with its logits on the host (the model's stream
+      // drained), so wall time between steps is the step's.
+      for (int64_t i = 0; i < warmup + steps; ++i) {
+        const absl::Time t0 = absl::Now();
+        if (absl::Status st = Worker::DecodeBatch(ptrs, next, kernel, &logits); !st.ok()) {
+          return Fail(st);
+        }
+        if (i == 0) {
+          if (reference.empty()) reference = logits;
+          for (size_t j = 0; j < logits.size() && j < reference.size(); ++j) {
+            max_diff = std::max<double>(max_diff, std::abs(logits[j] - reference[j]));
+          }
+        }
+        next = runtime::ArgmaxRows(logits, config.vocab);
+        if (i == warmup) timed_start = t0;
+      }
+      const double secs = absl::ToDoubleSeconds(absl::Now() - timed_start);
+      std::printf("| %d | %lld | %lld | %s | %.3f | %.1f | %.4f |\n", batch,
+                  static_cast<long long>(system), static_cast<long long>(private_tokens),
+                  name.c_str(), 1e3 * secs / static_cast<double>(steps),
+                  static_cast<double>(batch) * static_cast<double>(steps) / secs, max_diff);
+      std::fflush(stdout);
+    }
+  }
+  fetcher->reset();
+  return 0;
+}
+
 }  // namespace
 }  // namespace strata
 
 int main(int argc, char** argv) {
   const std::string usage =
-      "usage: strata_worker run|bench [flags]   (--help on each)\n";
+      "usage: strata_worker run|bench|decode-bench [flags]   (--help on each)\n";
   if (argc < 2) {
     std::fprintf(stderr, "%s", usage.c_str());
     return 2;
@@ -651,6 +829,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (std::strcmp(argv[1], "run") == 0) return strata::Run(args);
   if (std::strcmp(argv[1], "bench") == 0) return strata::Bench(args);
+  if (std::strcmp(argv[1], "decode-bench") == 0) return strata::DecodeBench(args);
   if (std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--help") == 0) {
     std::printf("%s", usage.c_str());
     return 0;
