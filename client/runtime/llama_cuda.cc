@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/runtime/llama_kernels.h"
+#include "kernels/attention.h"
 #include "kernels/cuda_status.h"
 #include "kernels/prefill.h"
 #include "store/common/status_macros.h"
@@ -78,6 +80,11 @@ class CudaLlamaImpl final : public CudaLlama {
                                         "cudaStreamCreate"));
     RETURN_IF_ERROR(BlasStatus(cublasCreate(&blas_), "cublasCreate"));
     RETURN_IF_ERROR(BlasStatus(cublasSetStream(blas_, stream_), "cublasSetStream"));
+    int sms = 0;
+    RETURN_IF_ERROR(kernels::CudaStatus(
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_),
+        "cudaDeviceGetAttribute"));
+    plan_options_.num_sms = sms;
     const size_t h = config_.hidden;
     auto alloc = [&](size_t elements, void** out) -> absl::Status {
       RETURN_IF_ERROR(kernels::CudaStatus(cudaMalloc(out, elements * 2), "cudaMalloc (weights)"));
@@ -178,42 +185,82 @@ class CudaLlamaImpl final : public CudaLlama {
     RETURN_IF_ERROR(EnsureRows(np, nrp));
     RETURN_IF_ERROR(q_.Ensure(static_cast<size_t>(n) * config_.q_dim() * 2));
 
-    // Per-token metadata: tokens, K/V slot bases, indices, logit rows.
-    const size_t meta_bytes = n * (4 + 8 + 4) + nrows * 4 + 64;
-    RETURN_IF_ERROR(meta_.Ensure(meta_bytes));
-    host_meta_.resize(meta_bytes);
+    // The decode kernels' plan (layer 0 slices), built on the host once per
+    // step; its query positions and RoPE frequencies go up with the metadata.
+    const bool decode = batch.attention_kernel != AttentionKernel::kPrefill;
+    std::optional<DecodeStep> step;
+    if (decode) {
+      absl::StatusOr<DecodeStep> built = BuildDecodeStep(config_, tpc_, batch, plan_options_);
+      if (!built.ok()) return built.status();
+      step = *std::move(built);
+    }
+    const int half = config_.head_dim / 2;
+
+    // Per-token metadata: K/V slot bases, tokens, indices, logit rows; for a
+    // decode step the query positions and inv_freq.
+    const size_t meta_used = n * (8 + 4 + 4) + nrows * 4 + (decode ? n * 4 + half * 4 : 0);
+    RETURN_IF_ERROR(meta_.Ensure(meta_used + 64));
+    host_meta_.resize(meta_used);
     std::byte* hm = host_meta_.data();
     auto* d_slots = static_cast<std::byte*>(meta_.ptr);
     std::memcpy(hm, batch.kv_slots.data(), n * 8);
     std::memcpy(hm + n * 8, batch.tokens.data(), n * 4);
     std::memcpy(hm + n * 12, batch.kv_index.data(), n * 4);
     std::memcpy(hm + n * 16, rows_.data(), nrows * 4);
+    const size_t positions_at = n * 16 + nrows * 4;
+    const size_t inv_freq_at = positions_at + n * 4;
+    if (decode) {
+      std::memcpy(hm + positions_at, step->query_positions.data(), n * 4);
+      for (int i = 0; i < half; ++i) {
+        const float f = kernels::PrefillRopeInvFreq(config_.rope_theta, i, config_.head_dim);
+        std::memcpy(hm + inv_freq_at + i * 4, &f, 4);
+      }
+    }
     RETURN_IF_ERROR(kernels::CudaStatus(
-        cudaMemcpyAsync(meta_.ptr, hm, n * 16 + nrows * 4, cudaMemcpyHostToDevice, stream_),
+        cudaMemcpyAsync(meta_.ptr, hm, meta_used, cudaMemcpyHostToDevice, stream_),
         "upload step metadata"));
     auto* slots = reinterpret_cast<void* const*>(d_slots);
     auto* tokens = reinterpret_cast<const int32_t*>(d_slots + n * 8);
     auto* kv_index = reinterpret_cast<const int32_t*>(d_slots + n * 12);
     auto* rows = reinterpret_cast<const int32_t*>(d_slots + n * 16);
+    auto* query_positions = reinterpret_cast<const int32_t*>(d_slots + positions_at);
+    auto* inv_freq = reinterpret_cast<const float*>(d_slots + inv_freq_at);
 
-    // The attention plan (layer 0 slices) and every layer's page table.
-    kernels::PrefillOptions options;
-    options.num_q_heads = config_.num_q_heads;
-    options.rope_theta = config_.rope_theta;
-    absl::StatusOr<kernels::PrefillPlan> plan =
-        kernels::BuildPrefillPlan(layout_, options, batch.attention);
-    if (!plan.ok()) return plan.status();
-    const size_t ws_bytes = kernels::PrefillWorkspaceBytes(*plan);
-    RETURN_IF_ERROR(workspace_.Ensure(ws_bytes));
-    absl::StatusOr<kernels::DevicePrefillPlan> dplan =
-        kernels::UploadPrefillPlan(*plan, workspace_.ptr, workspace_.bytes, stream_);
-    if (!dplan.ok()) return dplan.status();
-    const size_t num_pages = plan->pages.size();
+    // The attention plan (layer 0 slices) in the workspace, and every
+    // layer's page table: the plan's pages moved by l x slice bytes.
+    std::optional<kernels::DevicePrefillPlan> prefill_plan;
+    std::optional<kernels::DevicePlan> decode_plan;
+    const std::vector<const void*>* plan_pages = nullptr;
+    std::optional<kernels::PrefillPlan> plan;
+    if (decode) {
+      RETURN_IF_ERROR(workspace_.Ensure(kernels::PlanWorkspaceBytes(step->plan)));
+      absl::StatusOr<kernels::DevicePlan> uploaded =
+          kernels::UploadPlan(step->plan, workspace_.ptr, workspace_.bytes, stream_);
+      if (!uploaded.ok()) return uploaded.status();
+      decode_plan = *uploaded;
+      plan_pages = &step->plan.pages;
+    } else {
+      kernels::PrefillOptions options;
+      options.num_q_heads = config_.num_q_heads;
+      options.rope_theta = config_.rope_theta;
+      absl::StatusOr<kernels::PrefillPlan> built =
+          kernels::BuildPrefillPlan(layout_, options, batch.attention);
+      if (!built.ok()) return built.status();
+      plan = *std::move(built);
+      RETURN_IF_ERROR(workspace_.Ensure(kernels::PrefillWorkspaceBytes(*plan)));
+      absl::StatusOr<kernels::DevicePrefillPlan> uploaded =
+          kernels::UploadPrefillPlan(*plan, workspace_.ptr, workspace_.bytes, stream_);
+      if (!uploaded.ok()) return uploaded.status();
+      prefill_plan = *uploaded;
+      plan_pages = &plan->pages;
+    }
+    const size_t num_pages = plan_pages->size();
     const size_t slice = layout_.SliceBytes();
     host_pages_.resize(num_pages * config_.num_layers);
     for (int l = 0; l < config_.num_layers; ++l) {
       for (size_t e = 0; e < num_pages; ++e) {
-        host_pages_[l * num_pages + e] = static_cast<const std::byte*>(plan->pages[e]) + l * slice;
+        host_pages_[l * num_pages + e] =
+            static_cast<const std::byte*>((*plan_pages)[e]) + l * slice;
       }
     }
     RETURN_IF_ERROR(pages_.Ensure(host_pages_.size() * sizeof(void*)));
@@ -237,12 +284,24 @@ class CudaLlamaImpl final : public CudaLlama {
           LaunchScatterQkv(qkv_.ptr, q_.ptr, slots, kv_index, l * slice, n, config_.q_dim(),
                            config_.num_kv_heads, config_.head_dim, tpc_, stream_),
           "scatter K/V"));
+      if (decode) {
+        RETURN_IF_ERROR(kernels::CudaStatus(
+            LaunchRopeQueries(dt, q_.ptr, query_positions, inv_freq, n, config_.num_q_heads,
+                              config_.head_dim, stream_),
+            "query RoPE"));
+      }
       if (batch.before_attention) {
         RETURN_IF_ERROR(batch.before_attention(l));
       }
-      kernels::DevicePrefillPlan layer_plan = *dplan;
-      layer_plan.pages = d_pages + l * num_pages;
-      RETURN_IF_ERROR(kernels::RunPrefill(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
+      if (decode) {
+        kernels::DevicePlan layer_plan = *decode_plan;
+        layer_plan.pages = d_pages + l * num_pages;
+        RETURN_IF_ERROR(kernels::RunAttention(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
+      } else {
+        kernels::DevicePrefillPlan layer_plan = *prefill_plan;
+        layer_plan.pages = d_pages + l * num_pages;
+        RETURN_IF_ERROR(kernels::RunPrefill(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
+      }
       RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, np, config_.q_dim(), static_cast<int>(h), false));
       RETURN_IF_ERROR(
           kernels::CudaStatus(LaunchAddNorm(dt, x_.ptr, o_.ptr, w.mlp_norm, normed_.ptr, n,
@@ -348,6 +407,7 @@ class CudaLlamaImpl final : public CudaLlama {
   const int tpc_;
   const int device_;
   const kernels::KvLayout layout_;
+  kernels::PlanOptions plan_options_;  // num_sms of the device
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   std::vector<void*> weights_;

@@ -1,7 +1,14 @@
 // The CUDA model step (llama_model.h): weights in device memory, matrix
 // products through cuBLAS (16-bit inputs, fp32 accumulation), attention
-// through Strata's prefill kernel reading chunk slots in place, the rest in
-// llama_kernels.cu. Chunk slot pointers in ForwardBatch are device pointers.
+// through Strata's prefill kernel or, for a batch of decode steps, its
+// decode kernels (ForwardBatch::attention_kernel), reading chunk slots in
+// place; the rest in llama_kernels.cu. Chunk slot pointers in ForwardBatch
+// are device pointers. A decode step's plan (BuildDecodeStep, planned for
+// this device's multiprocessors) is built on the host and uploaded into the
+// workspace once per step, with one page array per layer (the plan's pages
+// moved by l x slice bytes); each layer rotates its queries
+// (LaunchRopeQueries: the prefill kernel's query rotation, bit for bit) and
+// runs the plan on its page array.
 //
 // Forward enqueues everything on the model's stream and returns when the
 // logits are on the host. Not thread-safe: one step at a time.

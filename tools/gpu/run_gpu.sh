@@ -19,12 +19,13 @@
 # fetch into an HBM chunk pool, and its bandwidth beside a pinned H2D copy)
 # under UCX_TLS default and tcp. `ONLY=runtime tools/gpu/run_gpu.sh package`
 # builds and carries just that test. ONLY=worker: the worker runtime end to
-# end: that test, the check against transformers (tools/gpu/llama_check.py:
-# logits and greedy tokens of a seeded small Llama, full prefill and a
-# conversation loaded back from DRAM and NVMe) and `strata worker bench`
-# (TTFT; WORKER_BENCH_FLAGS adds flags) and `strata worker decode-bench`
-# (decode tokens/s per attention kernel; DECODE_BENCH_FLAGS, SKIP_DECODE_BENCH=1);
-# cuBLAS is the GPU machine's.
+# end: that test, the model step's decode kernels against its prefill kernel
+# and the CPU model (client/runtime/llama_cuda_test), the check against
+# transformers (tools/gpu/llama_check.py: logits and greedy tokens of a
+# seeded small Llama, full prefill and a conversation loaded back from DRAM
+# and NVMe), `strata worker bench` (TTFT; WORKER_BENCH_FLAGS adds flags) and
+# `strata worker decode-bench` (decode tokens/s per attention kernel;
+# DECODE_BENCH_FLAGS, SKIP_DECODE_BENCH=1); cuBLAS is the GPU machine's.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -80,7 +81,9 @@ case "${1:-}" in
       bazel build -c opt //tests:runtime_device_fetch_test || exit 1
       carry_client_test "$bin" runtime_device_fetch_test
       if [[ "${ONLY:-}" == worker ]]; then
-        bazel build -c opt //tools:strata //tools/worker:strata_worker || exit 1
+        bazel build -c opt //tools:strata //tools/worker:strata_worker \
+          //client/runtime:llama_cuda_test || exit 1
+        carry_client_test "$bin" client/runtime/llama_cuda_test
         carry_client_test "$bin" tools/strata
         carry_client_test "$bin" tools/worker/strata_worker
       fi
@@ -131,6 +134,9 @@ case "${1:-}" in
       if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
         ./.devbin/runtime_device_fetch_test 2>&1 | tee "$out/runtime_device_fetch_test.log" |
           grep -E "^\[  (PASSED|FAILED) |Failure|^fetch|^pinned|^device fetch"
+        [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+        ./.devbin/llama_cuda_test 2>&1 | tee "$out/llama_cuda_test.log" |
+          grep -E "^\[  (PASSED|FAILED) |Failure|^llama_cuda|worst row|near-tie|[A-Z_]{6,}: "
         [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
         # Python is the machine's own: our libraries only for our binaries.
         ourlibs="$LD_LIBRARY_PATH"
