@@ -36,6 +36,7 @@ class SharedReadIndex {
     return writer_.Publish(key, ns, offset, size, checksum);
   }
   bool Withdraw(const ChunkKey& key) { return writer_.Withdraw(key); }
+  void Close() { writer_.Close(); }
   uint64_t published() const { return writer_.published(); }
 
   // "/proc/<pid>/fd/<fd>" and the table's size in bytes.

@@ -39,6 +39,8 @@ ReadIndexWriter::ReadIndexWriter(std::span<std::byte> region, uint32_t entries)
   Store(&words_[0], L::kMagic, std::memory_order_release);
 }
 
+void ReadIndexWriter::Close() { Store(&words_[2], 1, std::memory_order_release); }
+
 bool ReadIndexWriter::Holds(uint32_t i, const ChunkKey& key) const {
   const uint64_t* e = Entry(i);
   if ((Load(&e[L::kSizeNs]) & 0xffffffffu) == 0) return false;
@@ -113,6 +115,7 @@ absl::StatusOr<ReadIndexView> ReadIndexView::Open(std::span<const std::byte> reg
 }
 
 std::optional<ReadIndexHit> ReadIndexView::Find(const ChunkKey& key, uint32_t ns) const {
+  if (Load(&words_[2], std::memory_order_acquire) != 0) return std::nullopt;  // closed
   const uint32_t home = Home(key, entries_);
   for (uint32_t p = 0; p < L::kProbe; ++p) {
     const uint32_t i = (home + p) & (entries_ - 1);

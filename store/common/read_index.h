@@ -7,7 +7,7 @@
 // table and the pool are only ever shared on one host):
 //
 //   header, 64 bytes: magic "STRIDX01", entry count (a power of two),
-//                     then zeros
+//                     closed (1 once the node stopped serving), then zeros
 //   entry i, 64 bytes at 64 * (i + 1):
 //     seq       even: stable; odd: the node is changing this entry
 //     key[4]    the chunk's stored key, 32 bytes
@@ -96,6 +96,9 @@ class ReadIndexWriter {
                uint64_t checksum);
   // Withdraws `key` if published; true if it was.
   bool Withdraw(const ChunkKey& key);
+  // Marks the table closed: readers find nothing from now on (the node is
+  // stopping; a node that dies without it is noticed through its RPCs).
+  void Close();
   // Entries in use.
   uint64_t published() const { return published_; }
   uint32_t entries() const { return entries_; }
@@ -120,7 +123,7 @@ class ReadIndexView {
   static absl::StatusOr<ReadIndexView> Open(std::span<const std::byte> region);
 
   // The stable entry of `key` in namespace `ns`, or nullopt (absent, another
-  // namespace's, or being changed).
+  // namespace's, being changed, or the table is closed).
   std::optional<ReadIndexHit> Find(const ChunkKey& key, uint32_t ns) const;
   // True when the entry of `hit` did not change since Find: bytes copied
   // after Find and before this call are the chunk's.

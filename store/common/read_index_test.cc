@@ -53,8 +53,11 @@ TEST(ReadIndexTest, PublishFindWithdraw) {
   EXPECT_EQ(t.writer.published(), 1u);
   EXPECT_TRUE(t.writer.Withdraw(a));
   EXPECT_FALSE(t.writer.Withdraw(a));
-  EXPECT_EQ(t.writer.published(), 0u);
   EXPECT_FALSE(view.Find(a, 1).has_value());
+  ASSERT_TRUE(t.writer.Publish(a, 1, 4096, 1000, 77));
+  t.writer.Close();  // a stopping node: nothing is found any more
+  EXPECT_FALSE(view.Find(a, 1).has_value());
+  EXPECT_EQ(t.writer.published(), 1u);
   EXPECT_FALSE(view.Unchanged(*hit));
 }
 
