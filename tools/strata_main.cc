@@ -286,6 +286,7 @@ int Serve(const std::vector<std::string>& args) {
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
   bool no_nvme = false;
   bool shm_pool = true;
+  bool lease_free_index = true;
   bool isolate_tenants = false;
   int64_t prefetch_jobs = 8;
   int64_t max_namespaces_per_peer = 1024;
@@ -315,6 +316,12 @@ int Serve(const std::vector<std::string>& args) {
             "put the DRAM pool in shared memory (a memfd, mode 0600) that clients of the same "
             "user on this host map read-only to copy leased chunks out (--noshm_pool: UCX only)",
             &shm_pool);
+  flags.Add("lease_free_index",
+            "with --shm_pool: publish committed DRAM chunks in a read index in shared memory "
+            "beside the pool, so that clients on this host copy them out without a Get round "
+            "trip, re-checking a per-entry generation after the copy (--nolease_free_index: "
+            "every load takes a lease)",
+            &lease_free_index);
   flags.Add("isolate_tenants",
             "grant clients no remote access to the node's memory: bytes move as two-sided "
             "UCX messages the node checks against the caller's leases, and no shared pool "
@@ -448,6 +455,7 @@ int Serve(const std::vector<std::string>& args) {
   store::EngineOptions options;
   options.dram_bytes = dram.value;
   options.shared_dram = shm_pool && !isolate_tenants;
+  options.read_index = lease_free_index;
   if (!no_nvme) {
     options.nvme_path = data_dir;
     options.nvme_capacity_bytes = nvme.value;
