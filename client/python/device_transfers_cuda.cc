@@ -193,11 +193,15 @@ class CudaDeviceTransfers final : public DeviceTransfers {
       case StreamKind::kTorchCurrent:
         return absl::InternalError("torch's current stream was not resolved");
     }
+    // The default streams are the device's: make it current for the wait,
+    // then give the caller's thread its device back (the current device is
+    // the driver's, shared with torch).
+    int previous = 0;
+    if (s = CudaStatus(cudaGetDevice(&previous), "cudaGetDevice"); !s.ok()) return s;
     if (s = CudaStatus(cudaSetDevice(attr.device), "cudaSetDevice"); !s.ok()) return s;
-    if (s = CudaStatus(cudaStreamSynchronize(stream), "cudaStreamSynchronize of the array's stream");
-        !s.ok()) {
-      return s;
-    }
+    s = CudaStatus(cudaStreamSynchronize(stream), "cudaStreamSynchronize of the array's stream");
+    if (previous != attr.device) (void)cudaSetDevice(previous);
+    if (!s.ok()) return s;
     return attr.device;
   }
 
