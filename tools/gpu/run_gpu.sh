@@ -26,6 +26,14 @@
 # and NVMe), `strata worker bench` (TTFT; WORKER_BENCH_FLAGS adds flags) and
 # `strata worker decode-bench` (decode tokens/s per attention kernel;
 # DECODE_BENCH_FLAGS, SKIP_DECODE_BENCH=1); cuBLAS is the GPU machine's.
+# ONLY=python: the `strata` Python module's CUDA build against the GPU
+# machine's Python, torch and pytest (tests/python_cuda_test.py: loads into
+# and saves from CUDA tensors against a real `strata serve`), under UCX_TLS
+# default and tcp. Its package step builds the module for that Python from
+# its headers, copied here: PY_HEADERS (default /work/py312) holds include/
+# (its /usr/include/python3.X) and arch/pyconfig.h (its
+# /usr/include/<multiarch>/python3.X/pyconfig.h); PY_EXT_SUFFIX (default
+# .cpython-312-x86_64-linux-gnu.so) is its sysconfig EXT_SUFFIX.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -42,6 +50,18 @@ carry_client_test() {
     grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so|libcublas' |
     xargs -r -I{} cp -Lf {} .devbin/lib/
   cp -Lf /usr/lib/x86_64-linux-gnu/ucx/*.so.0 .devbin/ucx/
+}
+
+# Copies the Debian libraries `file` links into `dir`, for a process of the
+# GPU machine's (its Python) to load: not glibc, and not libstdc++ and
+# libgcc_s, whose newer versions there serve Debian's libraries too and
+# would otherwise be shadowed for torch.
+carry_libs_for_python() {
+  local file="$1" dir="$2"
+  mkdir -p "$dir"
+  ldd "$file" | awk '/=> \// {print $3}' |
+    grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so|libcublas' |
+    xargs -r -I{} cp -Lf {} "$dir/"
 }
 
 # Runs a client test binary under UCX_TLS default and tcp; sets rc=1 on a
@@ -77,6 +97,26 @@ case "${1:-}" in
   package)
     mkdir -p .devbin
     bin="$(bazel info -c opt bazel-bin)"
+    if [[ "${ONLY:-}" == python ]]; then
+      headers="${PY_HEADERS:-/work/py312}"
+      suffix="${PY_EXT_SUFFIX:-.cpython-312-x86_64-linux-gnu.so}"
+      pyenv=(--repo_env=STRATA_PYTHON_INCLUDE="$headers/include"
+             --repo_env=STRATA_PYTHON_EXT_SUFFIX="$suffix")
+      [[ -e "$headers/arch/pyconfig.h" ]] &&
+        pyenv+=(--repo_env=STRATA_PYTHON_PYCONFIG="$headers/arch/pyconfig.h")
+      bazel build -c opt "${pyenv[@]}" "//client/python:cuda/strata$suffix" //tools:strata ||
+        exit 1
+      rm -rf .devbin/python .devbin/pylib
+      mkdir -p .devbin/python .devbin/ucx
+      cp -Lf "$bin/client/python/cuda/strata$suffix" .devbin/python/
+      cp -Lf "$bin/tools/strata" .devbin/
+      chmod u+w .devbin/python/* .devbin/strata
+      carry_libs_for_python ".devbin/python/strata$suffix" .devbin/pylib
+      carry_libs_for_python .devbin/strata .devbin/pylib
+      cp -Lf /usr/lib/x86_64-linux-gnu/ucx/*.so.0 .devbin/ucx/
+      ls -l .devbin/python .devbin/pylib
+      exit 0
+    fi
     if [[ "${ONLY:-}" == runtime || "${ONLY:-}" == worker ]]; then
       bazel build -c opt //tests:runtime_device_fetch_test || exit 1
       carry_client_test "$bin" runtime_device_fetch_test
@@ -118,6 +158,24 @@ case "${1:-}" in
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
     rc=0
     only="${ONLY:-}"
+    if [[ "$only" == python ]]; then
+      # The machine's python3 with the module and the Debian libraries it
+      # carries; the module is imported before torch (see the test).
+      python3 -c 'import sys, numpy, pytest, torch; print("python", sys.version.split()[0],
+        "torch", torch.__version__, "cuda", torch.cuda.is_available())' || exit 1
+      for tls in "" tcp; do
+        work="$out/python_cuda_${tls:-default}"
+        rm -rf "$work"
+        mkdir -p "$work"
+        echo "== python_cuda_test (UCX_TLS=${tls:-default})" | tee -a "$out/python_cuda_test.log"
+        LD_LIBRARY_PATH="$PWD/.devbin/pylib" UCX_MODULE_DIR="$PWD/.devbin/ucx" UCX_TLS="$tls" \
+          PYTHONPATH="$PWD/.devbin/python:$PWD/tests" STRATA_BINARY="$PWD/.devbin/strata" \
+          STRATA_WORK="$work" STRATA_REQUIRE_CUDA=1 python3 -m pytest -v -p no:cacheprovider tests/python_cuda_test.py 2>&1 |
+          tee -a "$out/python_cuda_test.log" | grep -E "PASSED|FAILED|SKIPPED|ERROR|Error|passed|failed"
+        [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+      done
+      exit $rc
+    fi
     if [[ "$only" == runtime ]]; then
       run_client_test runtime_device_fetch_test "$out" "$libs"
       exit $rc
