@@ -11,10 +11,14 @@
 #                                         # compute-sanitizer memcheck, racecheck,
 #                                         # synccheck and initcheck
 # Environment: CONFIGS (SHAPE:PREFIX:BATCH:PRIVATE,...), ITERS, SKIP_TESTS=1,
+# VARIANTS (decode plan variants for attention_bench --papers, e.g.
+# default,nomerge,interleave,fused,fused+interleave),
 # SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER; PREFILL_CONFIGS
 # (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench);
 # ONLY=prefill runs only the prefill test, benchmark and baseline (about two
-# minutes), ONLY=decode everything but those, ONLY=runtime only the worker
+# minutes), ONLY=decode everything but those (`ONLY=decode ... package` builds
+# and carries just the decode test and benchmark; then run with SKIP_TESTS or
+# GTEST_FILTER as needed: the client tests are not carried), ONLY=runtime only the worker
 # runtime's device fetch test (tests/runtime_device_fetch_test: layer-by-layer
 # fetch into an HBM chunk pool, and its bandwidth beside a pinned H2D copy)
 # under UCX_TLS default and tcp. `ONLY=runtime tools/gpu/run_gpu.sh package`
@@ -130,6 +134,19 @@ case "${1:-}" in
       ls -l .devbin
       exit 0
     fi
+    if [[ "${ONLY:-}" == decode ]]; then
+      # The decode kernels' test and benchmark alone.
+      bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench || exit 1
+      cp -Lf "$bin/kernels/attention_gpu_test" "$bin/tools/bench/kernels/attention_bench" .devbin/
+      chmod u+w .devbin/*
+      mkdir -p .devbin/lib
+      for b in .devbin/attention_gpu_test .devbin/attention_bench; do
+        ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
+          xargs -r -I{} cp -Lf {} .devbin/lib/
+      done
+      ls -l .devbin
+      exit 0
+    fi
     bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench \
       //kernels:prefill_gpu_test //tools/bench/kernels:prefill_bench || exit 1
     cp -Lf "$bin/kernels/attention_gpu_test" "$bin/tools/bench/kernels/attention_bench" \
@@ -240,9 +257,15 @@ case "${1:-}" in
       echo "attention_gpu_test exit code: $test_rc"
       [[ $test_rc == 0 ]] || rc=1
     fi
-    if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
+    if [[ "${SKIP_TESTS:-0}" != 1 && -x .devbin/gpu_client_test ]]; then
       run_client_test gpu_client_test "$out" "$libs"
       run_client_test runtime_device_fetch_test "$out" "$libs"
+    fi
+    if [[ -n "${VARIANTS:-}" ]]; then
+      # The decode variants side by side on the 16 configs of the H200 table
+      # and the tree workload (attention_bench --papers).
+      LD_LIBRARY_PATH="$libs" ./.devbin/attention_bench --papers --variants="$VARIANTS" \
+        --iters="${ITERS:-30}" --csv="$out/variants.csv" 2>&1 | tee "$out/variants.log" || rc=1
     fi
     if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
       configs="${CONFIGS:-$DEFAULT_CONFIGS}"
