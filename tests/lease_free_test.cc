@@ -182,6 +182,10 @@ TEST_F(LeaseFreeTest, AnEvictedChunkFallsBackToALease) {
   ASSERT_TRUE(LoadInto(c, *ns, std::span(&key, 1), out).ok());
   EXPECT_EQ(out, bytes);
   ASSERT_EQ(c->counters().lease_free_loads, 1u);
+  // The lease-free read reaches the node in the client's next Touch batch
+  // (within 50 ms) and makes the chunk young: every filler after it is
+  // younger still.
+  absl::SleepFor(absl::Milliseconds(300));
   // Fill the pool: the chunk is evicted (no NVMe tier) and withdrawn.
   for (uint32_t i = 1; i <= 40; ++i) {
     ASSERT_TRUE(SaveOne(c, *ns, KeyOf(*ns, i), Bytes(ns->chunk_bytes, 1000 + i)).ok());
@@ -257,7 +261,7 @@ TEST_F(LeaseFreeTest, ReadersNeverGetBytesOfAnEvictedOrReplacedChunk) {
     ASSERT_TRUE(SaveOne(writer, *ns, hot[i], content(i, 0)).ok());
   }
   std::atomic<bool> done{false};
-  std::atomic<uint64_t> good{0}, bad{0}, other_errors{0};
+  std::atomic<uint64_t> good{0}, bad{0}, other_errors{0}, missed{0};
   std::vector<std::thread> readers;
   for (int r = 0; r < 2; ++r) {
     client::Client* c = NewClient();
@@ -268,6 +272,7 @@ TEST_F(LeaseFreeTest, ReadersNeverGetBytesOfAnEvictedOrReplacedChunk) {
         const uint32_t i = static_cast<uint32_t>((n + r) % kHot);
         absl::Status s = LoadInto(c, *ns, std::span(&hot[i], 1), out, /*layer_wise=*/n % 2 == 1);
         if (s.code() == absl::StatusCode::kNotFound || s.code() == absl::StatusCode::kAborted) {
+          missed.fetch_add(1);
           continue;  // evicted; or replaced after layers were reported
         }
         if (!s.ok()) {
@@ -282,13 +287,25 @@ TEST_F(LeaseFreeTest, ReadersNeverGetBytesOfAnEvictedOrReplacedChunk) {
       }
     });
   }
-  uint32_t filler = 1000;
   for (uint32_t round = 0; round < kRounds; ++round) {
-    // More than the pool holds: the hot keys go too, however recently read
-    // (the readers' Touch batches keep them young); then store them anew.
-    for (int f = 0; f < 72; ++f) {
-      ++filler;
-      ASSERT_TRUE(SaveOne(writer, *ns, KeyOf(*ns, filler), content(filler, 0)).ok());
+    // More than the pool holds, in one save (a chain of 72 chunks, a few
+    // milliseconds): all newer than the readers' last Touch batch, so the
+    // hot keys go too; then store them anew.
+    const std::vector<ChunkKey> fillers = ns->Keys(testing::Tokens(72 * 16, 5000 + round));
+    std::vector<std::byte> filler_bytes;
+    for (uint32_t f = 0; f < fillers.size(); ++f) {
+      const std::vector<std::byte> b = content(1000 + round * 100 + f, 0);
+      filler_bytes.insert(filler_bytes.end(), b.begin(), b.end());
+    }
+    // Three saves of 24 chunks (768 KiB: under the node's per-caller limit
+    // of open puts).
+    for (size_t first = 0; first < fillers.size(); first += 24) {
+      auto t = writer->Save(*ns, std::span(fillers).subspan(first, 24),
+                            std::span(filler_bytes).subspan(first * ns->chunk_bytes,
+                                                            24 * ns->chunk_bytes),
+                            first > 0 ? std::optional(fillers[first - 1]) : std::nullopt);
+      ASSERT_TRUE(t.ok()) << t.status();
+      ASSERT_TRUE((*t)->Wait().ok());
     }
     for (uint32_t i = 0; i < kHot; ++i) {
       const uint32_t v = version[i].load() + 1;
@@ -307,10 +324,14 @@ TEST_F(LeaseFreeTest, ReadersNeverGetBytesOfAnEvictedOrReplacedChunk) {
     fallbacks += clients_[k]->counters().lease_free_fallbacks;
   }
   EXPECT_GT(lease_free, 0u);
-  EXPECT_GT(fallbacks, 0u);  // hot keys were evicted under the readers
+  // Hot keys were evicted under the readers: some loads found them gone (or
+  // replaced mid-copy and fell back to a lease); how many of each depends on
+  // timing.
+  EXPECT_GT(fallbacks + missed.load(), 0u);
   EXPECT_GT(NodeStat(writer, "dram_evictions"), 0u);
-  std::printf("loads: %llu whole, lease-free %llu, fell back %llu\n",
+  std::printf("loads: %llu whole, %llu evicted or replaced, lease-free %llu, fell back %llu\n",
               static_cast<unsigned long long>(good.load()),
+              static_cast<unsigned long long>(missed.load()),
               static_cast<unsigned long long>(lease_free),
               static_cast<unsigned long long>(fallbacks));
 }
