@@ -838,8 +838,12 @@ int DecodeBench(const std::vector<std::string>& args) {
     return t;
   };
   const std::vector<int32_t> prompt = tokens(static_cast<int>(system));
-  std::printf("| batch | system | private | kernel | step ms | tokens/s | max |logit - prefill's| |\n"
-              "|---|---|---|---|---|---|---|\n");
+  std::printf("| batch | system | private | kernel | step ms | of it on the model's stream ms | "
+              "tokens/s | max |logit - prefill's| / max |logit| | argmax = prefill's |\n"
+              "|---|---|---|---|---|---|---|---|---|\n");
+  cudaEvent_t span[2];
+  cudaEventCreate(&span[0]);
+  cudaEventCreate(&span[1]);
   for (int batch : sizes) {
     std::vector<std::vector<int32_t>> convs;
     for (int b = 0; b < batch; ++b) {
@@ -868,29 +872,44 @@ int DecodeBench(const std::vector<std::string>& args) {
         workers.push_back(*std::move(w));
       }
       std::vector<float> logits;
-      double max_diff = 0;
+      double max_diff = 0, max_ref = 0, stream_ms = 0;
+      int agree = 0;
       absl::Time timed_start = absl::Now();
       // Every step ends with its logits on the host (the model's stream
-      // drained), so wall time between steps is the step's.
+      // drained), so wall time between steps is the step's; of it, the span
+      // of the step's work on the model's stream.
       for (int64_t i = 0; i < warmup + steps; ++i) {
         const absl::Time t0 = absl::Now();
+        cudaEventRecord(span[0], m->model->stream());
         if (absl::Status st = Worker::DecodeBatch(ptrs, next, kernel, &logits); !st.ok()) {
           return Fail(st);
         }
+        cudaEventRecord(span[1], m->model->stream());
+        cudaEventSynchronize(span[1]);
+        float ms = 0;
+        cudaEventElapsedTime(&ms, span[0], span[1]);
+        if (i >= warmup) stream_ms += ms;
+        next = runtime::ArgmaxRows(logits, config.vocab);
         if (i == 0) {
           if (reference.empty()) reference = logits;
           for (size_t j = 0; j < logits.size() && j < reference.size(); ++j) {
             max_diff = std::max<double>(max_diff, std::abs(logits[j] - reference[j]));
+            max_ref = std::max<double>(max_ref, std::abs(reference[j]));
+          }
+          const std::vector<int32_t> ref_next = runtime::ArgmaxRows(reference, config.vocab);
+          for (size_t b = 0; b < next.size() && b < ref_next.size(); ++b) {
+            agree += next[b] == ref_next[b] ? 1 : 0;
           }
         }
-        next = runtime::ArgmaxRows(logits, config.vocab);
         if (i == warmup) timed_start = t0;
       }
       const double secs = absl::ToDoubleSeconds(absl::Now() - timed_start);
-      std::printf("| %d | %lld | %lld | %s | %.3f | %.1f | %.4f |\n", batch,
+      std::printf("| %d | %lld | %lld | %s | %.2f | %.2f | %.1f | %.4f | %d of %d |\n", batch,
                   static_cast<long long>(system), static_cast<long long>(private_tokens),
                   name.c_str(), 1e3 * secs / static_cast<double>(steps),
-                  static_cast<double>(batch) * static_cast<double>(steps) / secs, max_diff);
+                  stream_ms / static_cast<double>(steps),
+                  static_cast<double>(batch) * static_cast<double>(steps) / secs,
+                  max_ref > 0 ? max_diff / max_ref : 0.0, agree, batch);
       std::fflush(stdout);
     }
   }
