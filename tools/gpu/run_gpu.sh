@@ -12,9 +12,12 @@
 #                                         # synccheck and initcheck
 # Environment: CONFIGS (SHAPE:PREFIX:BATCH:PRIVATE,...), ITERS, SKIP_TESTS=1,
 # SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER; PREFILL_CONFIGS
-# (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench);
-# ONLY=prefill runs only the prefill test, benchmark and baseline (about two
-# minutes), ONLY=decode everything but those, ONLY=runtime only the worker
+# (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench),
+# PREFILL_VARIANTS (prefill kernel variants timed side by side; default
+# base,r128,w128); ONLY=prefill runs only the prefill test (every variant),
+# benchmark and baseline (about three minutes; `ONLY=prefill
+# tools/gpu/run_gpu.sh package` builds and carries just those two binaries),
+# ONLY=decode everything but those, ONLY=runtime only the worker
 # runtime's device fetch test (tests/runtime_device_fetch_test: layer-by-layer
 # fetch into an HBM chunk pool, and its bandwidth beside a pinned H2D copy)
 # under UCX_TLS default and tcp. `ONLY=runtime tools/gpu/run_gpu.sh package`
@@ -82,6 +85,18 @@ case "${1:-}" in
         carry_client_test "$bin" tools/strata
         carry_client_test "$bin" tools/worker/strata_worker
       fi
+      ls -l .devbin
+      exit 0
+    fi
+    if [[ "${ONLY:-}" == prefill ]]; then
+      bazel build -c opt //kernels:prefill_gpu_test //tools/bench/kernels:prefill_bench || exit 1
+      cp -Lf "$bin/kernels/prefill_gpu_test" "$bin/tools/bench/kernels/prefill_bench" .devbin/
+      chmod u+w .devbin/*
+      mkdir -p .devbin/lib
+      for b in .devbin/prefill_gpu_test .devbin/prefill_bench; do
+        ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
+          xargs -r -I{} cp -Lf {} .devbin/lib/
+      done
       ls -l .devbin
       exit 0
     fi
@@ -156,6 +171,7 @@ case "${1:-}" in
       pconfigs=()
       [[ -n "${PREFILL_CONFIGS:-}" ]] && pconfigs=(--configs="$PREFILL_CONFIGS")
       LD_LIBRARY_PATH="$libs" ./.devbin/prefill_bench "${pconfigs[@]}" --iters="${ITERS:-20}" \
+        --variants="${PREFILL_VARIANTS:-base,r128,w128}" \
         --csv="$out/prefill.csv" 2>&1 | tee "$out/prefill_bench.log" || rc=1
       pdefault="$(LD_LIBRARY_PATH="$libs" ./.devbin/prefill_bench --print-configs)"
       PYTHONUNBUFFERED=1 python3 tools/bench/kernels/torch_prefill.py \
