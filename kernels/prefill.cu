@@ -1,4 +1,5 @@
-// Launcher of the prefill attention kernels (prefill.cuh, prefill_wide.cuh).
+// Launcher of the prefill attention kernels (prefill.cuh, prefill_wide.cuh,
+// prefill_wgmma.cuh).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -7,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/prefill.cuh"
+#include "kernels/prefill_wgmma.cuh"
 #include "kernels/prefill_wide.cuh"
 #include "kernels/prefill_launch.h"
 
@@ -62,6 +64,11 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
     err = LaunchWide<T, D, device::PrefillRows128Config<D>>(args, stream);
   } else if (args.variant == 2) {
     err = LaunchWide<T, D, device::PrefillRows128WideConfig<D>>(args, stream);
+  } else if (args.variant == 3) {
+    static bool smem_limit_set = false;
+    using Cfg = device::PrefillWgmmaConfig<D>;
+    err = LaunchAttention(device::PrefillWgmmaKernel<T, D>, Cfg::kThreads, Cfg::kSmemBytes,
+                          smem_limit_set, args, stream);
   } else {
     static bool smem_limit_set = false;
     err = LaunchAttention(device::PrefillKernel<T, D>, device::PrefillConfig<D>::kThreads,
@@ -77,7 +84,7 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
 
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
   if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535 ||
-      args.num_merges < 0 || args.variant < 0 || args.variant > 2 || (args.apply_rope && args.inv_freq == nullptr) ||
+      args.num_merges < 0 || args.variant < 0 || args.variant > 3 || (args.apply_rope && args.inv_freq == nullptr) ||
       (args.rotated_keys != nullptr && (!args.apply_rope || args.num_pages <= 0)) ||
       (args.num_merges > 0 && (args.partial_out == nullptr || args.partial_lse == nullptr))) {
     return cudaErrorInvalidValue;
@@ -113,6 +120,10 @@ template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128, device::P
     const PrefillArgs);
 template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128, device::PrefillRows128WideConfig<128>>(
     const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__nv_bfloat16, 64>(const PrefillArgs);

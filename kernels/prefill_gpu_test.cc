@@ -7,7 +7,8 @@
 // the RoPE table against the sincosf fallback and keys rotated ahead against
 // keys rotated in the kernel (bit for bit). Every case runs every kernel
 // variant (PrefillOptions::KernelVariant: 64-row tiles, 128 rows x 8 warps,
-// 128 rows x 4 warps of 32 rows) against the same reference.
+// 128 rows x 4 warps of 32 rows, 128 rows on wgmma; or those named in
+// PREFILL_VARIANTS) against the same reference.
 //
 // Tolerances (vs the double reference; lse in base 2), as the decode kernels:
 //   fp16: ||out - ref|| / ||ref|| <= 2e-3, max |out - ref| <= 1e-2,
@@ -20,6 +21,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,11 +43,37 @@ using testing::PrefillSeqSpec;
 using testing::DeviceBuffer;
 using testing::ExpectClose;
 
-// Every attention kernel variant; each test runs all of them.
-constexpr PrefillOptions::KernelVariant kVariants[] = {
-    PrefillOptions::KernelVariant::kRows64, PrefillOptions::KernelVariant::kRows128,
-    PrefillOptions::KernelVariant::kRows128Wide};
-constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
+// The attention kernel variants each test runs: all of them, or those named
+// in the environment variable PREFILL_VARIANTS (comma-separated names of
+// PrefillKernelVariantName, e.g. "base,r128"; tools/gpu/run_gpu.sh runs the
+// wgmma variant in a process of its own).
+const std::vector<PrefillOptions::KernelVariant>& Variants() {
+  static const std::vector<PrefillOptions::KernelVariant> variants = [] {
+    std::vector<PrefillOptions::KernelVariant> v;
+    const char* env = std::getenv("PREFILL_VARIANTS");
+    const std::string list = env != nullptr ? env : "base,r128,w128,g128";
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t end = list.find(',', pos);
+      if (end == std::string::npos) end = list.size();
+      const std::string name = list.substr(pos, end - pos);
+      pos = end + 1;
+      if (name.empty()) continue;
+      absl::StatusOr<PrefillOptions::KernelVariant> parsed = ParsePrefillKernelVariant(name);
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "PREFILL_VARIANTS: %s\n", std::string(parsed.status().message()).c_str());
+        std::abort();
+      }
+      v.push_back(*parsed);
+    }
+    if (v.empty()) {
+      std::fprintf(stderr, "PREFILL_VARIANTS names no variant\n");
+      std::abort();
+    }
+    return v;
+  }();
+  return variants;
+}
 
 // Plans with `options`, runs the plan on the uploaded pool and compares the
 // output with `ref`.
@@ -99,20 +127,21 @@ void RunVariantInto(PrefillCase& c, const ReferenceOutput& ref, const void* pool
 // with the reference (computed once); `options` replaces the case's options
 // for the plan (the RoPE table limit, the split target, the key rotation;
 // the semantics must stay the same; its kernel_variant is overridden). The
-// outputs, one per variant (kVariants order), go to `out_values`.
+// outputs, one per variant (Variants() order), go to `out_values`.
 void RunAllVariantsInto(PrefillCase& c, const std::string& what, const PrefillOptions& options,
                         bool expect_split, std::vector<std::vector<uint16_t>>* out_values) {
-  out_values->assign(kNumVariants, {});
+  const std::vector<PrefillOptions::KernelVariant>& variants = Variants();
+  out_values->assign(variants.size(), {});
   ReferenceOutput ref;
   absl::Status s = ReferencePrefill(c.layout(), c.options(), c.queries(), c.batch(), &ref);
   ASSERT_TRUE(s.ok()) << s;
   DeviceBuffer pool(c.pool().size() * 2);
   ASSERT_NE(pool.get(), nullptr);
   CUDA_OK(cudaMemcpy(pool.get(), c.pool().data(), pool.bytes(), cudaMemcpyHostToDevice));
-  for (int v = 0; v < kNumVariants; ++v) {
+  for (size_t v = 0; v < variants.size(); ++v) {
     PrefillOptions o = options;
-    o.kernel_variant = kVariants[v];
-    RunVariantInto(c, ref, pool.get(), what + " " + PrefillKernelVariantName(kVariants[v]), o,
+    o.kernel_variant = variants[v];
+    RunVariantInto(c, ref, pool.get(), what + " " + PrefillKernelVariantName(variants[v]), o,
                    expect_split, &(*out_values)[v]);
   }
 }
@@ -129,8 +158,8 @@ std::vector<std::vector<uint16_t>> RunAndCompare(PrefillCase& c, const std::stri
 // Per variant: the outputs of two runs agree bit for bit.
 void ExpectSameBits(const std::vector<std::vector<uint16_t>>& a,
                     const std::vector<std::vector<uint16_t>>& b, const std::string& what) {
-  for (int v = 0; v < kNumVariants; ++v) {
-    EXPECT_EQ(a[v], b[v]) << what << " (" << PrefillKernelVariantName(kVariants[v]) << ")";
+  for (size_t v = 0; v < a.size() && v < b.size(); ++v) {
+    EXPECT_EQ(a[v], b[v]) << what << " (" << PrefillKernelVariantName(Variants()[v]) << ")";
   }
 }
 

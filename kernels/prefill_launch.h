@@ -43,7 +43,8 @@ struct PrefillArgs {
   int32_t dtype;             // 0 = fp16, 1 = bf16
   int32_t variant;           // PrefillOptions::KernelVariant: 0 = 64 rows
                              // (prefill.cuh), 1 = 128 rows x 8 warps,
-                             // 2 = 128 rows x 4 warps (prefill_wide.cuh)
+                             // 2 = 128 rows x 4 warps (prefill_wide.cuh),
+                             // 3 = 128 rows on wgmma (prefill_wgmma.cuh)
 };
 
 // The RoPE table kernel when rope_table is set, the key rotation kernel

@@ -72,6 +72,7 @@ int PrefillRowsPerTile(PrefillOptions::KernelVariant variant) {
       return kPrefillRowsPerTile;
     case PrefillOptions::KernelVariant::kRows128:
     case PrefillOptions::KernelVariant::kRows128Wide:
+    case PrefillOptions::KernelVariant::kRows128Wgmma:
       return kPrefillWideRowsPerTile;
   }
   return 0;
@@ -85,6 +86,8 @@ const char* PrefillKernelVariantName(PrefillOptions::KernelVariant variant) {
       return "r128";
     case PrefillOptions::KernelVariant::kRows128Wide:
       return "w128";
+    case PrefillOptions::KernelVariant::kRows128Wgmma:
+      return "g128";
   }
   return "unknown";
 }
@@ -94,11 +97,12 @@ absl::StatusOr<PrefillOptions::KernelVariant> ParsePrefillKernelVariant(
   for (PrefillOptions::KernelVariant v :
        {PrefillOptions::KernelVariant::kRows64,
         PrefillOptions::KernelVariant::kRows128,
-        PrefillOptions::KernelVariant::kRows128Wide}) {
+        PrefillOptions::KernelVariant::kRows128Wide,
+        PrefillOptions::KernelVariant::kRows128Wgmma}) {
     if (name == PrefillKernelVariantName(v)) return v;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown prefill kernel variant '", name, "' (base, r128, w128)"));
+      "unknown prefill kernel variant '", name, "' (base, r128, w128, g128)"));
 }
 
 float PrefillRopeInvFreq(float theta, int i, int head_dim) {

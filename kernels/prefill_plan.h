@@ -83,9 +83,11 @@ struct PrefillOptions {
   //   kRows128Wide: 128 query rows per block, 4 warps x 32 rows (each K / V
   //     fragment loaded from shared memory feeds two MMAs), 2-stage
   //     pipeline, one __syncthreads per KV tile, 2 blocks per SM.
+  //   kRows128Wgmma: 128 query rows per block, 2 warpgroups x 64 rows on
+  //     Hopper warpgroup MMAs (wgmma, sm_90a only), 3-stage pipeline.
   // The variant sets the rows per query tile (PrefillRowsPerTile), so it is
   // part of the plan.
-  enum class KernelVariant { kRows64, kRows128, kRows128Wide };
+  enum class KernelVariant { kRows64, kRows128, kRows128Wide, kRows128Wgmma };
   KernelVariant kernel_variant = KernelVariant::kRows64;
 
   float EffectiveScale(int head_dim) const;
@@ -116,7 +118,7 @@ struct PrefillBatch {
 // value outside the enum.
 int PrefillRowsPerTile(PrefillOptions::KernelVariant variant);
 
-// The variant's short name ("base", "r128", "w128", as prefill_bench
+// The variant's short name ("base", "r128", "w128", "g128", as prefill_bench
 // --variants takes them) and the reverse (kInvalidArgument for an unknown
 // name).
 const char* PrefillKernelVariantName(PrefillOptions::KernelVariant variant);

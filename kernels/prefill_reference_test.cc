@@ -303,7 +303,8 @@ TEST(PrefillPlanTest, WideVariantsTileBy128Rows) {
   const PrefillPlan base = PlanOne(layout, options, 1000, 100);
   ASSERT_EQ(base.items.size(), 7u);
   for (auto v : {PrefillOptions::KernelVariant::kRows128,
-                 PrefillOptions::KernelVariant::kRows128Wide}) {
+                 PrefillOptions::KernelVariant::kRows128Wide,
+                 PrefillOptions::KernelVariant::kRows128Wgmma}) {
     options.kernel_variant = v;
     EXPECT_EQ(PrefillRowsPerTile(v), 128);
     const PrefillPlan wide = PlanOne(layout, options, 1000, 100);
@@ -353,7 +354,8 @@ TEST(PrefillPlanTest, WideVariantsSplitIntoWholeKvTiles) {
 
 TEST(PrefillPlanTest, KernelVariantNamesRoundTrip) {
   for (auto v : {PrefillOptions::KernelVariant::kRows64, PrefillOptions::KernelVariant::kRows128,
-                 PrefillOptions::KernelVariant::kRows128Wide}) {
+                 PrefillOptions::KernelVariant::kRows128Wide,
+                 PrefillOptions::KernelVariant::kRows128Wgmma}) {
     absl::StatusOr<PrefillOptions::KernelVariant> parsed =
         ParsePrefillKernelVariant(PrefillKernelVariantName(v));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -433,7 +435,7 @@ TEST_F(PrefillValidationTest, ShapesAndOptions) {
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   options_.apply_rope = false;  // theta unused
   EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
-  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(3);
+  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(4);
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(BuildPrefillPlan(layout_, options_, Batch()).status().code(),
             absl::StatusCode::kInvalidArgument);
