@@ -84,7 +84,8 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
 
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
   if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535 ||
-      args.num_merges < 0 || args.variant < 0 || args.variant > 3 || (args.apply_rope && args.inv_freq == nullptr) ||
+      args.num_merges < 0 || args.variant < 0 || args.variant > 3 ||
+      (args.apply_rope && args.inv_freq == nullptr) ||
       (args.rotated_keys != nullptr && (!args.apply_rope || args.num_pages <= 0)) ||
       (args.num_merges > 0 && (args.partial_out == nullptr || args.partial_lse == nullptr))) {
     return cudaErrorInvalidValue;
@@ -104,21 +105,29 @@ template __global__ void device::PrefillKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__nv_bfloat16, 64>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__nv_bfloat16, 128>(const PrefillArgs);
-template __global__ void device::PrefillWideKernel<__half, 64, device::PrefillRows128Config<64>>(
+template __global__ void device::PrefillWideKernel<__half, 64,
+                                                   device::PrefillRows128Config<64>>(
     const PrefillArgs);
-template __global__ void device::PrefillWideKernel<__half, 64, device::PrefillRows128WideConfig<64>>(
+template __global__ void device::PrefillWideKernel<__half, 64,
+                                                   device::PrefillRows128WideConfig<64>>(
     const PrefillArgs);
-template __global__ void device::PrefillWideKernel<__half, 128, device::PrefillRows128Config<128>>(
+template __global__ void device::PrefillWideKernel<__half, 128,
+                                                   device::PrefillRows128Config<128>>(
     const PrefillArgs);
-template __global__ void device::PrefillWideKernel<__half, 128, device::PrefillRows128WideConfig<128>>(
+template __global__ void device::PrefillWideKernel<__half, 128,
+                                                   device::PrefillRows128WideConfig<128>>(
     const PrefillArgs);
-template __global__ void device::PrefillWideKernel<__nv_bfloat16, 64, device::PrefillRows128Config<64>>(
+template __global__ void device::PrefillWideKernel<__nv_bfloat16, 64,
+                                                   device::PrefillRows128Config<64>>(
     const PrefillArgs);
-template __global__ void device::PrefillWideKernel<__nv_bfloat16, 64, device::PrefillRows128WideConfig<64>>(
+template __global__ void device::PrefillWideKernel<__nv_bfloat16, 64,
+                                                   device::PrefillRows128WideConfig<64>>(
     const PrefillArgs);
-template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128, device::PrefillRows128Config<128>>(
+template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128,
+                                                   device::PrefillRows128Config<128>>(
     const PrefillArgs);
-template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128, device::PrefillRows128WideConfig<128>>(
+template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128,
+                                                   device::PrefillRows128WideConfig<128>>(
     const PrefillArgs);
 template __global__ void device::PrefillWgmmaKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillWgmmaKernel<__half, 128>(const PrefillArgs);

@@ -61,7 +61,8 @@ const std::vector<PrefillOptions::KernelVariant>& Variants() {
       if (name.empty()) continue;
       absl::StatusOr<PrefillOptions::KernelVariant> parsed = ParsePrefillKernelVariant(name);
       if (!parsed.ok()) {
-        std::fprintf(stderr, "PREFILL_VARIANTS: %s\n", std::string(parsed.status().message()).c_str());
+        std::fprintf(stderr, "PREFILL_VARIANTS: %s\n",
+                     std::string(parsed.status().message()).c_str());
         std::abort();
       }
       v.push_back(*parsed);

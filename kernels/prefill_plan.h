@@ -126,9 +126,10 @@ absl::StatusOr<PrefillOptions::KernelVariant> ParsePrefillKernelVariant(
     absl::string_view name);
 
 // Checks layout, options and batch. kInvalidArgument for unsupported
-// layouts or options (including an unknown kernel_variant), inconsistent sizes or offsets, a page table with too
-// few or too many chunks for its kv length, more new tokens than kv tokens,
-// negative positions, null chunk pointers, or an empty batch; kOutOfRange for
+// layouts or options (including an unknown kernel_variant), inconsistent
+// sizes or offsets, a page table with too few or too many chunks for its kv
+// length, more new tokens than kv tokens, negative positions, null chunk
+// pointers, or an empty batch; kOutOfRange for
 // a position of a token that does not fit in 24 bits (fp32 positions must be
 // exact: position + tokens_per_chunk <= 2^24).
 absl::Status ValidatePrefill(const KvLayout& layout,

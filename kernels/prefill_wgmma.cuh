@@ -405,7 +405,8 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D>::kThreads, 1)
         RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
                                           [&](int r) {
                                             if (r >= item.num_rows) return -1;
-                                            const int t = item.history + (item.row_begin + r) / group;
+                                            const int t =
+                                                item.history + (item.row_begin + r) / group;
                                             return positions[t / tpc] + t % tpc;
                                           });
         __syncthreads();

@@ -102,7 +102,8 @@ __device__ __forceinline__ void PrefillWideStep(const T* sq, int q_row0, const T
 #pragma unroll
     for (int sub = 0; sub < 4; ++sub) {
       uint32_t b[4];
-      Ldmatrix4(b, SmemAddr(sk + PrefillSwz<D>(sub * 16 + (mi / 2) * 8 + lane % 8, k * 2 + (mi % 2))));
+      Ldmatrix4(b, SmemAddr(sk + PrefillSwz<D>(sub * 16 + (mi / 2) * 8 + lane % 8,
+                                               k * 2 + (mi % 2))));
 #pragma unroll
       for (int mt = 0; mt < M; ++mt) {
         Ops::Mma(s[mt][2 * sub], a[mt], b[0], b[1]);
@@ -175,7 +176,8 @@ __device__ __forceinline__ void PrefillWideStep(const T* sq, int q_row0, const T
 #pragma unroll
     for (int j2 = 0; j2 < D / 16; ++j2) {
       uint32_t b[4];
-      Ldmatrix4Trans(b, SmemAddr(sv + PrefillSwz<D>(sub * 16 + (mi % 2) * 8 + lane % 8, j2 * 2 + mi / 2)));
+      Ldmatrix4Trans(b, SmemAddr(sv + PrefillSwz<D>(sub * 16 + (mi % 2) * 8 + lane % 8,
+                                                    j2 * 2 + mi / 2)));
 #pragma unroll
       for (int mt = 0; mt < M; ++mt) {
         Ops::Mma(o[mt][2 * j2], p[mt], b[0], b[1]);
@@ -310,7 +312,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
                                           [&](int r) {
                                             if (r >= item.num_rows) return -1;
-                                            const int t = item.history + (item.row_begin + r) / group;
+                                            const int t =
+                                                item.history + (item.row_begin + r) / group;
                                             return positions[t / tpc] + t % tpc;
                                           });
         __syncthreads();
@@ -320,8 +323,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         for (int mt = 0; mt < M; ++mt) {
 #pragma unroll
           for (int k = 0; k < D / 16; ++k) {
-            Ldmatrix4(qf[mt][k],
-                      SmemAddr(sq + PrefillSwz<D>(wrow0 + mt * 16 + (lane % 16), k * 2 + lane / 16)));
+            Ldmatrix4(qf[mt][k], SmemAddr(sq + PrefillSwz<D>(wrow0 + mt * 16 + (lane % 16),
+                                                             k * 2 + lane / 16)));
           }
         }
       }
