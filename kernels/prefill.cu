@@ -39,6 +39,14 @@ cudaError_t LaunchWide(const PrefillArgs& args, cudaStream_t stream) {
                          smem_limit_set, args, stream);
 }
 
+template <typename T, int D, int kKvTile>
+cudaError_t LaunchWgmma(const PrefillArgs& args, cudaStream_t stream) {
+  static bool smem_limit_set = false;
+  using Cfg = device::PrefillWgmmaConfig<D, kKvTile>;
+  return LaunchAttention(device::PrefillWgmmaKernel<T, D, kKvTile>, Cfg::kThreads,
+                         Cfg::kSmemBytes, smem_limit_set, args, stream);
+}
+
 template <typename T, int D>
 cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
   if (args.rope_table != nullptr) {
@@ -65,10 +73,9 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
   } else if (args.variant == 2) {
     err = LaunchWide<T, D, device::PrefillRows128WideConfig<D>>(args, stream);
   } else if (args.variant == 3) {
-    static bool smem_limit_set = false;
-    using Cfg = device::PrefillWgmmaConfig<D>;
-    err = LaunchAttention(device::PrefillWgmmaKernel<T, D>, Cfg::kThreads, Cfg::kSmemBytes,
-                          smem_limit_set, args, stream);
+    err = LaunchWgmma<T, D, 64>(args, stream);
+  } else if (args.variant == 4) {
+    err = LaunchWgmma<T, D, 128>(args, stream);
   } else {
     static bool smem_limit_set = false;
     err = LaunchAttention(device::PrefillKernel<T, D>, device::PrefillConfig<D>::kThreads,
@@ -84,7 +91,7 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
 
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
   if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535 ||
-      args.num_merges < 0 || args.variant < 0 || args.variant > 3 ||
+      args.num_merges < 0 || args.variant < 0 || args.variant > 4 ||
       (args.apply_rope && args.inv_freq == nullptr) ||
       (args.rotated_keys != nullptr && (!args.apply_rope || args.num_pages <= 0)) ||
       (args.num_merges > 0 && (args.partial_out == nullptr || args.partial_lse == nullptr))) {
@@ -129,10 +136,14 @@ template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128,
 template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128,
                                                    device::PrefillRows128WideConfig<128>>(
     const PrefillArgs);
-template __global__ void device::PrefillWgmmaKernel<__half, 64>(const PrefillArgs);
-template __global__ void device::PrefillWgmmaKernel<__half, 128>(const PrefillArgs);
-template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64>(const PrefillArgs);
-template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 64, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 64, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 128, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 128, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__nv_bfloat16, 64>(const PrefillArgs);

@@ -7,8 +7,8 @@
 // the RoPE table against the sincosf fallback and keys rotated ahead against
 // keys rotated in the kernel (bit for bit). Every case runs every kernel
 // variant (PrefillOptions::KernelVariant: 64-row tiles, 128 rows x 8 warps,
-// 128 rows x 4 warps of 32 rows, 128 rows on wgmma; or those named in
-// PREFILL_VARIANTS) against the same reference.
+// 128 rows x 4 warps of 32 rows, 128 rows on wgmma with 64- and 128-token
+// KV tiles; or those named in PREFILL_VARIANTS) against the same reference.
 //
 // Tolerances (vs the double reference; lse in base 2), as the decode kernels:
 //   fp16: ||out - ref|| / ||ref|| <= 2e-3, max |out - ref| <= 1e-2,
@@ -46,12 +46,12 @@ using testing::ExpectClose;
 // The attention kernel variants each test runs: all of them, or those named
 // in the environment variable PREFILL_VARIANTS (comma-separated names of
 // PrefillKernelVariantName, e.g. "base,r128"; tools/gpu/run_gpu.sh runs the
-// wgmma variant in a process of its own).
+// wgmma variants in a process of their own).
 const std::vector<PrefillOptions::KernelVariant>& Variants() {
   static const std::vector<PrefillOptions::KernelVariant> variants = [] {
     std::vector<PrefillOptions::KernelVariant> v;
     const char* env = std::getenv("PREFILL_VARIANTS");
-    const std::string list = env != nullptr ? env : "base,r128,w128,g128";
+    const std::string list = env != nullptr ? env : "base,r128,w128,g128,g128x128";
     size_t pos = 0;
     while (pos <= list.size()) {
       size_t end = list.find(',', pos);
@@ -251,6 +251,35 @@ TEST_P(GpuPrefillTest, SplitKvMatchesReference) {
     RunAndCompare(c, absl::StrCat(Name(GetParam()), " split rope=", rope, " seed ", seed), &tuning,
                   /*expect_split=*/true);
   }
+}
+
+// Split KV into pieces of an odd number of 64-key tiles: pieces that start
+// at 64 mod 128, where the 128-key-tile kernel (g128x128) tiles a piece from
+// its start and masks the keys past its end. The split target is searched
+// for (on the host plan of the 128-row variants) to give such pieces.
+TEST_P(GpuPrefillTest, SplitKvPiecesOfOddTileCountsMatchReference) {
+  const uint32_t seed = std::random_device{}();
+  PrefillCase c(Layout(), Options(true), seed);
+  c.AddSequence({.history = 1500, .num_new = 1, .first_position = 3});
+  c.AddSequence({.history = 700, .num_new = 33});
+  c.AddSequence({.history = 1100, .num_new = 70, .first_position = 4000});
+  c.Finish();
+  PrefillOptions tuning = c.options();
+  tuning.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaKv128;
+  bool found = false;
+  for (int target = 2; target <= 4096 && !found; ++target) {
+    tuning.split_target_blocks = target;
+    absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(c.layout(), tuning, c.batch());
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    for (const PrefillItem& it : plan->items) {
+      found = found || (it.partial_row >= 0 && it.kv_begin % 128 == 64);
+    }
+  }
+  ASSERT_TRUE(found) << "no split target gives a piece at 64 mod 128";
+  RunAndCompare(c,
+                absl::StrCat(Name(GetParam()), " odd pieces, target ", tuning.split_target_blocks,
+                             " seed ", seed),
+                &tuning);  // the 64-row plan may have enough blocks not to split
 }
 
 // The RoPE table and the sincosf fallback compute the same fp32 angles and

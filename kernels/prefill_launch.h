@@ -44,7 +44,8 @@ struct PrefillArgs {
   int32_t variant;           // PrefillOptions::KernelVariant: 0 = 64 rows
                              // (prefill.cuh), 1 = 128 rows x 8 warps,
                              // 2 = 128 rows x 4 warps (prefill_wide.cuh),
-                             // 3 = 128 rows on wgmma (prefill_wgmma.cuh)
+                             // 3, 4 = 128 rows on wgmma, 64- / 128-token
+                             // KV tiles (prefill_wgmma.cuh)
 };
 
 // The RoPE table kernel when rope_table is set, the key rotation kernel

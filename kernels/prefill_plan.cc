@@ -73,6 +73,7 @@ int PrefillRowsPerTile(PrefillOptions::KernelVariant variant) {
     case PrefillOptions::KernelVariant::kRows128:
     case PrefillOptions::KernelVariant::kRows128Wide:
     case PrefillOptions::KernelVariant::kRows128Wgmma:
+    case PrefillOptions::KernelVariant::kRows128WgmmaKv128:
       return kPrefillWideRowsPerTile;
   }
   return 0;
@@ -88,6 +89,8 @@ const char* PrefillKernelVariantName(PrefillOptions::KernelVariant variant) {
       return "w128";
     case PrefillOptions::KernelVariant::kRows128Wgmma:
       return "g128";
+    case PrefillOptions::KernelVariant::kRows128WgmmaKv128:
+      return "g128x128";
   }
   return "unknown";
 }
@@ -98,11 +101,12 @@ absl::StatusOr<PrefillOptions::KernelVariant> ParsePrefillKernelVariant(
        {PrefillOptions::KernelVariant::kRows64,
         PrefillOptions::KernelVariant::kRows128,
         PrefillOptions::KernelVariant::kRows128Wide,
-        PrefillOptions::KernelVariant::kRows128Wgmma}) {
+        PrefillOptions::KernelVariant::kRows128Wgmma,
+        PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
     if (name == PrefillKernelVariantName(v)) return v;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown prefill kernel variant '", name, "' (base, r128, w128, g128)"));
+      "unknown prefill kernel variant '", name, "' (base, r128, w128, g128, g128x128)"));
 }
 
 float PrefillRopeInvFreq(float theta, int i, int head_dim) {

@@ -84,10 +84,19 @@ struct PrefillOptions {
   //     fragment loaded from shared memory feeds two MMAs), 2-stage
   //     pipeline, one __syncthreads per KV tile, 2 blocks per SM.
   //   kRows128Wgmma: 128 query rows per block, 2 warpgroups x 64 rows on
-  //     Hopper warpgroup MMAs (wgmma, sm_90a only), 3-stage pipeline.
+  //     Hopper warpgroup MMAs (wgmma, sm_90a only), 64-token KV tiles,
+  //     3-stage pipeline.
+  //   kRows128WgmmaKv128: as kRows128Wgmma with 128-token KV tiles
+  //     (m64n128 for Q K^T), 2-stage pipeline.
   // The variant sets the rows per query tile (PrefillRowsPerTile), so it is
   // part of the plan.
-  enum class KernelVariant { kRows64, kRows128, kRows128Wide, kRows128Wgmma };
+  enum class KernelVariant {
+    kRows64,
+    kRows128,
+    kRows128Wide,
+    kRows128Wgmma,
+    kRows128WgmmaKv128
+  };
   KernelVariant kernel_variant = KernelVariant::kRows64;
 
   float EffectiveScale(int head_dim) const;
@@ -118,9 +127,9 @@ struct PrefillBatch {
 // value outside the enum.
 int PrefillRowsPerTile(PrefillOptions::KernelVariant variant);
 
-// The variant's short name ("base", "r128", "w128", "g128", as prefill_bench
-// --variants takes them) and the reverse (kInvalidArgument for an unknown
-// name).
+// The variant's short name ("base", "r128", "w128", "g128", "g128x128", as
+// prefill_bench --variants takes them) and the reverse (kInvalidArgument
+// for an unknown name).
 const char* PrefillKernelVariantName(PrefillOptions::KernelVariant variant);
 absl::StatusOr<PrefillOptions::KernelVariant> ParsePrefillKernelVariant(
     absl::string_view name);

@@ -304,7 +304,8 @@ TEST(PrefillPlanTest, WideVariantsTileBy128Rows) {
   ASSERT_EQ(base.items.size(), 7u);
   for (auto v : {PrefillOptions::KernelVariant::kRows128,
                  PrefillOptions::KernelVariant::kRows128Wide,
-                 PrefillOptions::KernelVariant::kRows128Wgmma}) {
+                 PrefillOptions::KernelVariant::kRows128Wgmma,
+                 PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
     options.kernel_variant = v;
     EXPECT_EQ(PrefillRowsPerTile(v), 128);
     const PrefillPlan wide = PlanOne(layout, options, 1000, 100);
@@ -352,10 +353,43 @@ TEST(PrefillPlanTest, WideVariantsSplitIntoWholeKvTiles) {
   for (const PrefillMerge& mg : plan.merges) EXPECT_LE(mg.num_rows, 128);
 }
 
+// The batch of GpuPrefillTest.SplitKvPiecesOfOddTileCountsMatchReference,
+// on each of its shapes: some split target cuts a piece that starts at 64
+// mod 128 (an odd number of 64-key tiles per piece).
+TEST(PrefillPlanTest, SomeSplitTargetGivesPiecesAt64Mod128) {
+  const struct {
+    KvLayout layout;
+    int group;
+  } shapes[] = {{{KvDtype::kFloat16, 2, 128, 64}, 4},  {{KvDtype::kBFloat16, 2, 128, 64}, 4},
+                {{KvDtype::kFloat16, 3, 64, 16}, 1},   {{KvDtype::kBFloat16, 2, 64, 48}, 1},
+                {{KvDtype::kFloat16, 1, 64, 32}, 7},   {{KvDtype::kBFloat16, 1, 128, 256}, 7}};
+  for (const auto& sh : shapes) {
+    PrefillOptions options;
+    options.num_q_heads = sh.layout.num_kv_heads * sh.group;
+    PrefillCase c(sh.layout, options, 5);
+    c.AddSequence({.history = 1500, .num_new = 1, .first_position = 3});
+    c.AddSequence({.history = 700, .num_new = 33});
+    c.AddSequence({.history = 1100, .num_new = 70, .first_position = 4000});
+    c.Finish();
+    options.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaKv128;
+    bool found = false;
+    for (int target = 2; target <= 4096 && !found; ++target) {
+      options.split_target_blocks = target;
+      absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(sh.layout, options, c.batch());
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      for (const PrefillItem& it : plan->items) {
+        found = found || (it.partial_row >= 0 && it.kv_begin % 128 == 64);
+      }
+    }
+    EXPECT_TRUE(found) << "group " << sh.group << " tpc " << sh.layout.tokens_per_chunk;
+  }
+}
+
 TEST(PrefillPlanTest, KernelVariantNamesRoundTrip) {
   for (auto v : {PrefillOptions::KernelVariant::kRows64, PrefillOptions::KernelVariant::kRows128,
                  PrefillOptions::KernelVariant::kRows128Wide,
-                 PrefillOptions::KernelVariant::kRows128Wgmma}) {
+                 PrefillOptions::KernelVariant::kRows128Wgmma,
+                 PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
     absl::StatusOr<PrefillOptions::KernelVariant> parsed =
         ParsePrefillKernelVariant(PrefillKernelVariantName(v));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -435,7 +469,7 @@ TEST_F(PrefillValidationTest, ShapesAndOptions) {
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   options_.apply_rope = false;  // theta unused
   EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
-  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(4);
+  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(5);
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(BuildPrefillPlan(layout_, options_, Batch()).status().code(),
             absl::StatusCode::kInvalidArgument);

@@ -1,5 +1,6 @@
 // Prefill attention on Hopper warpgroup MMAs (wgmma, sm_90a): the kernel
-// variant PrefillOptions::KernelVariant::kRows128Wgmma. Same items,
+// variants PrefillOptions::KernelVariant::kRows128Wgmma (64-token KV tiles)
+// and kRows128WgmmaKv128 (128-token KV tiles). Same items,
 // arguments, RoPE paths, split-KV output and per-row softmax as the mma.sync
 // kernels (prefill.cuh, prefill_wide.cuh); the two matrix products of a KV
 // tile run as wgmma.mma_async instead of mma.sync:
@@ -8,18 +9,18 @@
 //   (warp w holds rows 16 w .. 16 w + 15 of the 128-row tile, as in the
 //   8-warp kernel). S = Q K^T is m64n64k16 per 16 of head_dim, A = the Q
 //   fragments in registers (loaded once with ldmatrix, as the other
-//   kernels do), B = the K tile in shared memory (K-major); O += P V is
-//   m64n{D}k16 per 16 keys, A = P packed in registers from the S
+//   kernels do), B = the K tile in shared memory (K-major) (m64n128k16
+//   with 128-token tiles); O += P V is m64n{D}k16 per 16 keys, A = P packed in registers from the S
 //   accumulators (the fragment layouts of wgmma's accumulator and register
 //   A per warp are those of mma.sync m16n8k16), B = the V tile (MN-major,
 //   transposed by the instruction).
 // - K / V tiles use the canonical 128-byte-swizzle layout the descriptors
-//   describe: head_dim split into 64-element atoms, each atom 64 rows x 128
-//   bytes, 16-byte vectors XOR-swizzled by (row & 7), atoms 1024-byte
+//   describe: head_dim split into 64-element atoms, each atom kTile rows x
+//   128 bytes, 16-byte vectors XOR-swizzled by (row & 7), atoms 1024-byte
 //   aligned. K descriptor: stride 1024 bytes between 8-row groups, +32 bytes
 //   per k16 step inside an atom. V descriptor: 1024 bytes between 8-key
-//   groups (+2048 bytes per 16 keys), 8192 bytes between 64-element atoms
-//   along head_dim.
+//   groups (+2048 bytes per 16 keys), one atom (kTile x 128 bytes) between
+//   64-element atoms along head_dim.
 // - Tiles land by cp.async (and keys may be rotated in shared memory), so
 //   every thread orders its shared-memory writes before the async proxy
 //   that wgmma reads through (fence.proxy.async) ahead of the barrier.
@@ -53,29 +54,34 @@
 
 namespace strata::kernels::device {
 
-template <int D>
+// kTile_ KV tokens per stage: 64 (g128: 3 stages) or 128 (g128x128: 2
+// stages, 161 KiB of shared memory at d128). A 128-token tile starts at the
+// item's kv_begin, which split pieces place at multiples of 64 only, so its
+// keys past kv_end are masked explicitly.
+template <int D, int kTile_>
 struct PrefillWgmmaConfig {
   static constexpr int kWarpgroups = 2;
   static constexpr int kRows = kWarpgroups * 64;
-  static constexpr int kTile = kPrefillKvTile;  // KV tokens per stage
+  static constexpr int kTile = kTile_;
   static constexpr int kThreads = kWarpgroups * 128;
-  static constexpr int kStages = 3;
+  static constexpr int kStages = kTile == 64 ? 3 : 2;
   static constexpr int kVecs = D / 8;
   static constexpr int kQElems = kRows * D;
   static constexpr int kKvElems = kTile * D;
   // + 1024: the K / V atoms are aligned to 1024 bytes at run time.
   static constexpr int kSmemBytes = (kQElems + kStages * 2 * kKvElems) * 2 + 1024;
   static_assert(kRows == kPrefillWideRowsPerTile, "one Q tile per item");
-  static_assert(kTile == 64, "one swizzle atom of rows per tile");
+  static_assert(kTile == 64 || kTile == 128, "m64n64 or m64n128 for S = Q K^T");
   static_assert((kQElems * 2) % 1024 == 0 && (kKvElems * 2) % 1024 == 0, "atom alignment");
 };
 
-// The K / V tile layout of the descriptors (elements): atom vec / 8 of 64
-// rows x 64 elements, 16-byte vector (vec % 8) ^ (row % 8) of the row.
-template <int D>
+// The K / V tile layout of the descriptors (elements): atom vec / 8 of
+// kTile rows x 64 elements, 16-byte vector (vec % 8) ^ (row % 8) of the row.
+template <int kTile>
 struct PrefillWgmmaKvLayout {
+  static constexpr int kAtomBytes = kTile * 128;
   static __device__ __forceinline__ int Offset(int row, int vec) {
-    return (vec / 8) * (64 * 64) + row * 64 + (((vec % 8) ^ (row & 7)) * 8);
+    return (vec / 8) * (kTile * 64) + row * 64 + (((vec % 8) ^ (row & 7)) * 8);
   }
 };
 
@@ -194,33 +200,40 @@ __device__ __forceinline__ void WgmmaPV(float (&o)[D / 2], const uint32_t (&a)[4
 }
 
 // One warpgroup, its 64 rows (this warp's 16 as in PrefillStep), against a
-// 64-token K / V tile at shared addresses k_addr / v_addr (1024-aligned,
-// PrefillWgmmaKvLayout). Masking as PrefillWideStep (M = 1). s and o hold
-// the accumulators as s[4 n + e] = PrefillStep's s[n][e] (same for o).
-template <typename T, int D>
+// kTile-token K / V tile at shared addresses k_addr / v_addr (1024-aligned,
+// PrefillWgmmaKvLayout). Masking as PrefillWideStep (M = 1), each limit
+// also capped at lim_cap (the tile's keys < kv_end). s and o hold the
+// accumulators as s[4 n + e] = PrefillStep's s[n][e] (same for o).
+template <typename T, int D, int kTile>
 __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_addr, bool mask,
-                                                 int lim_base, int row_g, int group,
+                                                 int lim_base, int lim_cap, int row_g, int group,
                                                  float scale_log2,
                                                  const uint32_t (&qf)[D / 16][4],
                                                  float (&o)[D / 2], float& m0, float& m1,
                                                  float& l0, float& l1) {
   using Ops = MmaOps<T>;
+  constexpr int kAtomBytes = PrefillWgmmaKvLayout<kTile>::kAtomBytes;
+  constexpr int kN8 = kTile / 8;  // 8-key blocks of S
   const int t4 = (threadIdx.x % 32) % 4;
-  float s[32];
+  float s[kTile / 2];
   WgmmaFenceOperands(s);
   WgmmaFence();
 #pragma unroll
   for (int k = 0; k < D / 16; ++k) {
-    const uint64_t desc = WgmmaDesc(k_addr + (k / 4) * 8192 + (k % 4) * 32, 16, 1024);
-    WgmmaN64<T, 0>(s, qf[k], desc, k > 0 ? 1 : 0);
+    const uint64_t desc = WgmmaDesc(k_addr + (k / 4) * kAtomBytes + (k % 4) * 32, 16, 1024);
+    if constexpr (kTile == 64) {
+      WgmmaN64<T, 0>(s, qf[k], desc, k > 0 ? 1 : 0);
+    } else {
+      WgmmaN128<T, 0>(s, qf[k], desc, k > 0 ? 1 : 0);
+    }
   }
   WgmmaCommitAndWait();
   WgmmaFenceOperands(s);
   if (mask) {
-    const int lim0 = lim_base + row_g / group;
-    const int lim1 = lim_base + (row_g + 8) / group;
+    const int lim0 = min(lim_base + row_g / group, lim_cap);
+    const int lim1 = min(lim_base + (row_g + 8) / group, lim_cap);
 #pragma unroll
-    for (int n = 0; n < 8; ++n) {
+    for (int n = 0; n < kN8; ++n) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         if (n * 8 + t4 * 2 + (e & 1) >= (e < 2 ? lim0 : lim1)) s[4 * n + e] = -INFINITY;
@@ -229,7 +242,7 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
   }
   float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll
-  for (int n = 0; n < 8; ++n) {
+  for (int n = 0; n < kN8; ++n) {
     mx0 = fmaxf(mx0, fmaxf(s[4 * n], s[4 * n + 1]));
     mx1 = fmaxf(mx1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
   }
@@ -245,7 +258,7 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
   m1 = mn1;
   float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
-  for (int n = 0; n < 8; ++n) {
+  for (int n = 0; n < kN8; ++n) {
     s[4 * n] = exp2f(fmaf(s[4 * n], scale_log2, -base0));
     s[4 * n + 1] = exp2f(fmaf(s[4 * n + 1], scale_log2, -base0));
     s[4 * n + 2] = exp2f(fmaf(s[4 * n + 2], scale_log2, -base1));
@@ -264,9 +277,9 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
       o[4 * j + 3] *= alpha1;
     }
   }
-  uint32_t p[4][4];
+  uint32_t p[kTile / 16][4];
 #pragma unroll
-  for (int sub = 0; sub < 4; ++sub) {
+  for (int sub = 0; sub < kTile / 16; ++sub) {
     p[sub][0] = Ops::Pack(s[8 * sub], s[8 * sub + 1]);
     p[sub][1] = Ops::Pack(s[8 * sub + 2], s[8 * sub + 3]);
     p[sub][2] = Ops::Pack(s[8 * sub + 4], s[8 * sub + 5]);
@@ -275,20 +288,20 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
   WgmmaFenceOperands(o);
   WgmmaFence();
 #pragma unroll
-  for (int sub = 0; sub < 4; ++sub) {
-    WgmmaPV<T, D>(o, p[sub], WgmmaDesc(v_addr + sub * 2048, 8192, 1024));
+  for (int sub = 0; sub < kTile / 16; ++sub) {
+    WgmmaPV<T, D>(o, p[sub], WgmmaDesc(v_addr + sub * 2048, kAtomBytes, 1024));
   }
   WgmmaCommitAndWait();
   WgmmaFenceOperands(o);
 }
 
-template <typename T, int D>
-__global__ void __launch_bounds__(PrefillWgmmaConfig<D>::kThreads, 1)
+template <typename T, int D, int kKvTile>
+__global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
     PrefillWgmmaKernel(const PrefillArgs args) {
 #if STRATA_PREFILL_WGMMA
-  using Cfg = PrefillWgmmaConfig<D>;
+  using Cfg = PrefillWgmmaConfig<D, kKvTile>;
   using Ops = MmaOps<T>;
-  using KvLayout = PrefillWgmmaKvLayout<D>;
+  using KvLayout = PrefillWgmmaKvLayout<kKvTile>;
   constexpr int kRows = Cfg::kRows;
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
@@ -320,8 +333,8 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D>::kThreads, 1)
   const int32_t* positions = args.positions + item.page_begin;
   const int last_row = item.row_begin + item.num_rows - 1;
   const int kv_end = min(item.kv_stop, item.history + last_row / group + 1);
-  const int first_tile = item.kv_begin / kTile;
-  const int num_tiles = (kv_end + kTile - 1) / kTile - first_tile;
+  // Tiles start at kv_begin (a multiple of 64, not always of kTile).
+  const int num_tiles = (kv_end - item.kv_begin + kTile - 1) / kTile;
 
   // Q rows (zero-filled past num_rows): part of the first async group.
   {
@@ -346,7 +359,7 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D>::kThreads, 1)
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kKvElems;
     T* sv = sk + Cfg::kKvElems;
-    const int t0 = tile * kTile;
+    const int t0 = item.kv_begin + tile * kTile;
     const T* src[kRowsPerThread];
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
@@ -368,7 +381,7 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D>::kThreads, 1)
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
-    if (s < num_tiles) load_tile(first_tile + s, s);
+    if (s < num_tiles) load_tile(s, s);
     CpAsyncCommit();
   }
 
@@ -395,11 +408,11 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D>::kThreads, 1)
     ProxyFenceShared();  // this thread's landed tiles, before wgmma reads them
     __syncthreads();
     const int pre = i + kStages - 1;
-    if (pre < num_tiles) load_tile(first_tile + pre, pre % kStages);
+    if (pre < num_tiles) load_tile(pre, pre % kStages);
     CpAsyncCommit();
     T* sk = skv + (i % kStages) * 2 * Cfg::kKvElems;
     T* sv = sk + Cfg::kKvElems;
-    const int t0 = (first_tile + i) * kTile;
+    const int t0 = item.kv_begin + i * kTile;
     if (i == 0) {
       if (args.apply_rope) {
         RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
@@ -427,9 +440,10 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D>::kThreads, 1)
       __syncthreads();
     }
     if (wg_active && t0 < wg_max_lim) {
-      PrefillWgmmaStep<T, D>(SmemAddr(sk), SmemAddr(sv), t0 + kTile > warp_min_lim,
-                             item.history + 1 - t0, wrow + g, group, args.scale_log2, qf, o, m0,
-                             m1, l0, l1);
+      PrefillWgmmaStep<T, D, kTile>(SmemAddr(sk), SmemAddr(sv),
+                                    t0 + kTile > warp_min_lim || t0 + kTile > kv_end,
+                                    item.history + 1 - t0, kv_end - t0, wrow + g, group,
+                                    args.scale_log2, qf, o, m0, m1, l0, l1);
     }
   }
   CpAsyncWait<0>();

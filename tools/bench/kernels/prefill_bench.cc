@@ -2,7 +2,8 @@
 //
 //   prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]
 //                 [--no-rope] [--key-rotation=auto|kernel|ahead]
-//                 [--variants=base,r128,w128,g128] [--print-configs] [--help]
+//                 [--variants=base,r128,w128,g128,g128x128] [--print-configs]
+//                 [--help]
 // SHAPE is gqa_bf16 (Llama-3-8B: 32 q / 8 kv heads, d128, bf16) or mha_fp16
 // (32 / 32 heads, d128, fp16); 64-token chunks. One sequence per config: a
 // cached history of HISTORY tokens followed by NEW new tokens (their K/V in
@@ -13,9 +14,9 @@
 // default auto: ahead for the configs whose keys several query tiles read).
 // --variants: the attention kernels to time on the same inputs, side by side
 // (PrefillOptions::kernel_variant: base = 64 rows x 4 warps, r128 = 128 rows
-// x 8 warps, w128 = 128 rows x 4 warps of 32 rows, g128 = 128 rows on wgmma;
-// default base); each variant plans its own launch (tiles of its rows, its
-// split).
+// x 8 warps, w128 = 128 rows x 4 warps of 32 rows, g128 / g128x128 = 128
+// rows on wgmma with 64- / 128-token KV tiles; default base); each variant
+// plans its own launch (tiles of its rows, its split).
 //
 // Time: the launch captured in a CUDA graph, median of 5 repetitions of
 // `iters` back-to-back replays between two CUDA events, rotating over up to 4
@@ -164,7 +165,8 @@ std::string DefaultConfigs() {
 constexpr char kUsage[] =
     "usage: prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]\n"
     "                     [--no-rope] [--key-rotation=auto|kernel|ahead]\n"
-    "                     [--variants=base,r128,w128,g128] [--print-configs] [--help]\n"
+    "                     [--variants=base,r128,w128,g128,g128x128] [--print-configs]\n"
+    "                     [--help]\n"
     "  --configs        SHAPE (gqa_bf16 | mha_fp16):HISTORY:NEW, comma-separated\n"
     "                   (default: both shapes x history 1k/4k/16k/32k x new\n"
     "                   1/128/512/2048)\n"
@@ -174,8 +176,9 @@ constexpr char kUsage[] =
     "  --key-rotation   where keys are rotated (default auto)\n"
     "  --variants       kernel variants timed side by side on the same inputs:\n"
     "                   base (64 rows x 4 warps), r128 (128 rows x 8 warps),\n"
-    "                   w128 (128 rows x 4 warps of 32 rows), g128 (128 rows\n"
-    "                   on wgmma, sm_90a); default base\n"
+    "                   w128 (128 rows x 4 warps of 32 rows), g128 and\n"
+    "                   g128x128 (128 rows on wgmma, sm_90a, 64- / 128-token\n"
+    "                   KV tiles); default base\n"
     "  --print-configs  print the configs and exit\n";
 
 int Main(int argc, char** argv) {
@@ -212,7 +215,8 @@ int Main(int argc, char** argv) {
         variants.push_back(*v);
       }
       if (variants.empty()) {
-        std::fprintf(stderr, "--variants needs at least one of base, r128, w128, g128\n");
+        std::fprintf(stderr, "--variants needs at least one of %s\n",
+                     "base, r128, w128, g128, g128x128");
         return 2;
       }
     }
@@ -236,7 +240,7 @@ int Main(int argc, char** argv) {
               kFlopsPerSecond / 1e12, rope ? "on" : "off");
   std::printf("%-9s %6s %5s %9s", "shape", "hist", "new", "floor us");
   for (PrefillOptions::KernelVariant v : variants) {
-    std::printf(" | %-4s %9s %6s %6s", kernels::PrefillKernelVariantName(v), "us", "TFLOPs",
+    std::printf(" | %-8s %9s %6s %6s", kernels::PrefillKernelVariantName(v), "us", "TFLOPs",
                 "xfloor");
   }
   if (variants.size() > 1) std::printf(" | best");
@@ -266,7 +270,7 @@ int Main(int argc, char** argv) {
     size_t best = 0;
     for (size_t v = 0; v < rs.size(); ++v) {
       const Result& r = rs[v];
-      std::printf(" | %-4s %9.1f %6.1f %6.2f", kernels::PrefillKernelVariantName(variants[v]),
+      std::printf(" | %-8s %9.1f %6.1f %6.2f", kernels::PrefillKernelVariantName(variants[v]),
                   r.us, r.tflops, r.us / r.floor_us);
       if (r.us < rs[best].us) best = v;
       if (csv != nullptr) {
