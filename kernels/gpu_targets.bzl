@@ -54,6 +54,7 @@ def attention_gpu_targets():
             "prefill_launch.h",
             "prefill_wgmma.cuh",
             "prefill_wide.cuh",
+            "wgmma_ops.cuh",
         ],
         deps = [":attention_cpu"],
     )
