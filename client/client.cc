@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -23,9 +24,11 @@
 #include "proto/data_message.h"
 #include "proto/grpc_status.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
+#include "store/auth/key_scope.h"
 #include "store/auth/tls.h"
 #include "store/common/checksum.h"
 #include "store/common/log.h"
+#include "store/common/read_index.h"
 #include "store/common/status_macros.h"
 #include "transport/ucx_transport.h"
 
@@ -155,6 +158,13 @@ class ClientImpl final : public Client {
     }
     if (release_thread_.joinable()) release_thread_.join();
     SendReleases(TakeReleases());
+    {
+      absl::MutexLock lock(&lf_mu_);
+      touch_stop_ = true;
+    }
+    if (touch_thread_.joinable()) touch_thread_.join();
+    SendTouches(TakeTouches());
+    if (index_base_ != nullptr) munmap(const_cast<std::byte*>(index_base_), index_bytes_);
     if (shm_base_ != nullptr) munmap(const_cast<std::byte*>(shm_base_), shm_bytes_);
   }
 
@@ -190,6 +200,12 @@ class ClientImpl final : public Client {
   absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
                     std::span<const HintJob> jobs, absl::Duration ttl) override;
   absl::StatusOr<std::map<std::string, uint64_t>> Stats() override;
+  ClientCounters counters() const override {
+    ClientCounters c;
+    c.lease_free_loads = lf_loads_.load(std::memory_order_relaxed);
+    c.lease_free_fallbacks = lf_fallbacks_.load(std::memory_order_relaxed);
+    return c;
+  }
   absl::Status Health() override;
   absl::StatusOr<uint64_t> RemoveNamespace(const NamespaceSpec& spec,
                                            std::string_view tenant) override;
@@ -242,6 +258,43 @@ class ClientImpl final : public Client {
   // Maps the node's shared pool read-only when the node offers it and runs
   // on this host; leaves shm_base_ null (loads over UCX) otherwise.
   void MapSharedPool();
+  // With the pool mapped and ClientOptions::lease_free: maps the node's read
+  // index read-only when it offers one; leaves index_ empty otherwise.
+  void MapReadIndex();
+
+  // Lease-free loads (ClientOptions::lease_free; see
+  // store/common/read_index.h for the protocol). The index entry of every
+  // key, when namespace `ns` may read lease-free and every key is published
+  // with the namespace's chunk size inside the pool; nullopt otherwise.
+  std::optional<std::vector<ReadIndexHit>> FindLeaseFree(const Namespace& ns,
+                                                         std::span<const ChunkKey> keys);
+  bool AllUnchanged(std::span<const ReadIndexHit> hits) const {
+    for (const ReadIndexHit& h : hits) {
+      if (!index_->Unchanged(h)) return false;
+    }
+    return true;
+  }
+  // A load of chunks found in the index: copied on the caller's thread when
+  // nobody waits for layers (nullptr when a chunk changed or failed its
+  // checksum: the caller then takes a lease), else on the job queue, layer by
+  // layer, each layer reported only once every chunk's entry is unchanged.
+  std::shared_ptr<TransferImpl> LoadLeaseFree(const Namespace& ns, std::span<const ChunkKey> keys,
+                                              std::vector<std::span<std::byte>> dests,
+                                              std::function<void(uint32_t)> on_layer,
+                                              std::vector<ReadIndexHit> hits);
+  // The rest of a lease-free load whose chunks changed at layer `first`:
+  // leases them, copies layers first.. and verifies every chunk. Aborted when
+  // a chunk's bytes changed after earlier layers were reported.
+  absl::Status FinishFromLease(TransferImpl* t, const Namespace& ns,
+                               std::span<const ChunkKey> keys,
+                               std::span<const std::span<std::byte>> dests, uint32_t first,
+                               std::span<const ReadIndexHit> hits);
+  // Lease-free reads are reported to the node in batches (Touch) by a
+  // background thread every kTouchDelay, so that they count for eviction.
+  void QueueTouches(uint32_t ns, std::span<const ChunkKey> keys);
+  absl::flat_hash_map<uint32_t, absl::flat_hash_set<ChunkKey>> TakeTouches();
+  void SendTouches(absl::flat_hash_map<uint32_t, absl::flat_hash_set<ChunkKey>> touches);
+  void TouchLoop();
   // Copies the leased chunks at pool offsets `offsets` into `dests` on the
   // job queue, layer by layer, and reports each slice to `t`.
   void CopyFromSharedPool(TransferImpl* t, std::vector<std::span<std::byte>> dests,
@@ -307,6 +360,27 @@ class ClientImpl final : public Client {
   std::vector<uint64_t> releases_ ABSL_GUARDED_BY(rel_mu_);
   bool rel_stop_ ABSL_GUARDED_BY(rel_mu_) = false;
   std::thread release_thread_{[this] { ReleaseLoop(); }};
+
+  // The node's read index mapped read-only, or null; constant after Init.
+  const std::byte* index_base_ = nullptr;
+  uint64_t index_bytes_ = 0;
+  std::optional<ReadIndexView> index_;
+  // Set when the node is gone or restarted (seen by Touch): lease-free loads
+  // stop, since the mapped index and pool are no longer the node's.
+  std::atomic<bool> index_stale_{false};
+  std::atomic<uint64_t> lf_loads_{0};
+  std::atomic<uint64_t> lf_fallbacks_{0};
+  static constexpr absl::Duration kTouchDelay = absl::Milliseconds(50);
+  static constexpr size_t kMaxQueuedTouches = 4096;
+  absl::Mutex lf_mu_;
+  // Namespaces in which a leased load succeeded: the node authorised this
+  // client there (Touch failing with PermissionDenied, Unauthenticated or
+  // NotFound takes the namespace out again).
+  absl::flat_hash_set<uint32_t> lease_free_ns_ ABSL_GUARDED_BY(lf_mu_);
+  absl::flat_hash_map<uint32_t, absl::flat_hash_set<ChunkKey>> touches_ ABSL_GUARDED_BY(lf_mu_);
+  size_t queued_touches_ ABSL_GUARDED_BY(lf_mu_) = 0;
+  bool touch_stop_ ABSL_GUARDED_BY(lf_mu_) = false;
+  std::thread touch_thread_{[this] { TouchLoop(); }};
 };
 
 // ------------------------------------------------------------- Transfer
@@ -450,6 +524,7 @@ absl::Status ClientImpl::Init() {
     RETURN_IF_ERROR(FromGrpcStatus(stub_->AttachDataPlane(&actx, attach, &attached)));
   } else if (options_.same_host == SameHost::kAuto) {
     MapSharedPool();
+    if (shm_base_ != nullptr && options_.lease_free) MapReadIndex();
   }
   absl::MutexLock lock(&ep_mu_);
   return EnsureEndpoint();
@@ -529,6 +604,225 @@ void ClientImpl::MapSharedPool() {
     LogInfo("strata client: node %s is on this host but its DRAM pool (%s) cannot be mapped: "
             "%s; loads use UCX",
             info_.node_id().c_str(), info_.shm_path().c_str(), why.c_str());
+  }
+}
+
+void ClientImpl::MapReadIndex() {
+  if (info_.read_index_path().empty()) return;  // the node publishes none
+  const int fd = open(info_.read_index_path().c_str(), O_RDONLY | O_CLOEXEC);
+  std::string why;
+  struct stat st{};
+  if (fd < 0) {
+    why = std::strerror(errno);
+  } else if (fstat(fd, &st) != 0 || st.st_ino != info_.read_index_inode() ||
+             static_cast<uint64_t>(st.st_size) != info_.read_index_bytes()) {
+    why = "it is not the node's read index (another process namespace?)";
+  } else {
+    void* p = mmap(nullptr, info_.read_index_bytes(), PROT_READ, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) {
+      why = std::strerror(errno);
+    } else {
+      auto view = ReadIndexView::Open(
+          std::span<const std::byte>(static_cast<const std::byte*>(p), info_.read_index_bytes()));
+      if (view.ok()) {
+        index_base_ = static_cast<const std::byte*>(p);
+        index_bytes_ = info_.read_index_bytes();
+        index_ = *view;
+      } else {
+        why = std::string(view.status().message());
+        munmap(p, info_.read_index_bytes());
+      }
+    }
+  }
+  if (fd >= 0) close(fd);
+  if (!index_.has_value()) {
+    LogInfo("strata client: node %s's read index (%s) cannot be used: %s; every load takes a "
+            "lease",
+            info_.node_id().c_str(), info_.read_index_path().c_str(), why.c_str());
+  }
+}
+
+std::optional<std::vector<ReadIndexHit>> ClientImpl::FindLeaseFree(
+    const Namespace& ns, std::span<const ChunkKey> keys) {
+  if (!index_.has_value() || index_stale_.load(std::memory_order_relaxed) || !ns.chain) {
+    return std::nullopt;
+  }
+  {
+    absl::MutexLock lock(&lf_mu_);
+    if (!lease_free_ns_.contains(ns.id)) return std::nullopt;  // not authorised yet
+  }
+  std::vector<ReadIndexHit> hits;
+  hits.reserve(keys.size());
+  const ChunkKey& root = ns.chain->root();
+  for (const ChunkKey& key : keys) {
+    std::optional<ReadIndexHit> hit = index_->Find(auth::ScopeKey(root, key), ns.id);
+    if (!hit || hit->size != ns.chunk_bytes || hit->offset > shm_bytes_ ||
+        shm_bytes_ - hit->offset < hit->size) {
+      lf_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+      return std::nullopt;
+    }
+    hits.push_back(*hit);
+  }
+  return hits;
+}
+
+std::shared_ptr<TransferImpl> ClientImpl::LoadLeaseFree(const Namespace& ns,
+                                                        std::span<const ChunkKey> keys,
+                                                        std::vector<std::span<std::byte>> dests,
+                                                        std::function<void(uint32_t)> on_layer,
+                                                        std::vector<ReadIndexHit> hits) {
+  const uint32_t layers = ns.spec.num_layers;
+  const uint32_t n = static_cast<uint32_t>(keys.size());
+  const absl::Time deadline = absl::Now() + options_.transfer_timeout;
+  if (!on_layer) {
+    // Nobody waits for single layers: copy here and hand back a finished
+    // transfer (no thread hop).
+    for (uint32_t c = 0; c < n; ++c) {
+      std::memcpy(dests[c].data(), shm_base_ + hits[c].offset, hits[c].size);
+    }
+    bool good = AllUnchanged(hits);
+    for (uint32_t c = 0; good && c < n; ++c) good = ChunkChecksum(dests[c]) == hits[c].checksum;
+    if (!good) {
+      lf_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    lf_loads_.fetch_add(1, std::memory_order_relaxed);
+    QueueTouches(ns.id, keys);
+    auto transfer = std::make_shared<TransferImpl>(this, layers, 0, 0, deadline);
+    transfer->Finish(absl::OkStatus());
+    return transfer;
+  }
+  auto transfer = std::make_shared<TransferImpl>(this, layers, n, int64_t{layers} * n, deadline);
+  transfer->on_layer = std::move(on_layer);
+  transfer->on_all_ops_done = [] {};  // the job below finishes the transfer
+  TransferImpl* t = transfer.get();
+  Enqueue([this, t, transfer, ns, keys = std::vector<ChunkKey>(keys.begin(), keys.end()),
+           dests = std::move(dests), hits = std::move(hits), layers, n]() mutable {
+    const uint64_t lb = ns.layer_bytes;
+    uint32_t l = 0;
+    for (; l < layers; ++l) {
+      for (uint32_t c = 0; c < n; ++c) {
+        std::memcpy(dests[c].data() + l * lb, shm_base_ + hits[c].offset + l * lb, lb);
+      }
+      if (!AllUnchanged(hits)) break;  // layer l may hold bytes of another chunk
+      for (uint32_t c = 0; c < n; ++c) t->OpDone(l, absl::OkStatus());
+    }
+    absl::Status status;
+    if (l == layers) {
+      for (uint32_t c = 0; status.ok() && c < n; ++c) {
+        if (ChunkChecksum(dests[c]) != hits[c].checksum) {
+          status = absl::DataLossError(
+              absl::StrCat("load: chunk ", c, " does not match its checksum"));
+        }
+      }
+      if (status.ok()) {
+        lf_loads_.fetch_add(1, std::memory_order_relaxed);
+        QueueTouches(ns.id, keys);
+      }
+    } else {
+      lf_fallbacks_.fetch_add(1, std::memory_order_relaxed);
+      status = FinishFromLease(t, ns, keys, dests, l, hits);
+    }
+    t->OpDone(layers, absl::OkStatus());  // the +1 guard
+    t->Finish(status);
+    transfer.reset();
+  });
+  return transfer;
+}
+
+absl::Status ClientImpl::FinishFromLease(TransferImpl* t, const Namespace& ns,
+                                         std::span<const ChunkKey> keys,
+                                         std::span<const std::span<std::byte>> dests,
+                                         uint32_t first, std::span<const ReadIndexHit> hits) {
+  const uint32_t layers = ns.spec.num_layers;
+  const size_t n = keys.size();
+  absl::StatusOr<Leased> leased = Lease(ns, keys);
+  if (!leased.ok()) {
+    for (uint32_t l = first; l < layers; ++l) {
+      for (size_t c = 0; c < n; ++c) t->OpDone(l, leased.status());
+    }
+    return leased.status();
+  }
+  const uint64_t lb = ns.layer_bytes;
+  for (uint32_t l = first; l < layers; ++l) {
+    for (size_t c = 0; c < n; ++c) {
+      std::memcpy(dests[c].data() + l * lb, shm_base_ + leased->offsets[c] + l * lb, lb);
+      t->OpDone(l, absl::OkStatus());
+    }
+  }
+  absl::Status status;
+  for (size_t c = 0; status.ok() && c < n; ++c) {
+    if (ChunkChecksum(dests[c]) == leased->checksums[c]) continue;
+    if (first > 0 && leased->checksums[c] != hits[c].checksum) {
+      // Layers before `first` were reported with the bytes of the chunk that
+      // was replaced: the caller must not use what it computed from them.
+      status = absl::AbortedError(absl::StrCat(
+          "load: chunk ", c, " was replaced by other bytes while it was read; load it again"));
+    } else {
+      status = absl::DataLossError(absl::StrCat("load: chunk ", c, " does not match its checksum"));
+    }
+  }
+  ReleaseLease(leased->lease);
+  return status;
+}
+
+void ClientImpl::QueueTouches(uint32_t ns, std::span<const ChunkKey> keys) {
+  absl::MutexLock lock(&lf_mu_);
+  auto& set = touches_[ns];
+  for (const ChunkKey& k : keys) queued_touches_ += set.insert(k).second ? 1 : 0;
+}
+
+absl::flat_hash_map<uint32_t, absl::flat_hash_set<ChunkKey>> ClientImpl::TakeTouches() {
+  absl::MutexLock lock(&lf_mu_);
+  queued_touches_ = 0;
+  return std::exchange(touches_, {});
+}
+
+void ClientImpl::SendTouches(absl::flat_hash_map<uint32_t, absl::flat_hash_set<ChunkKey>> touches) {
+  if (stub_ == nullptr) return;
+  const size_t batch = info_.max_keys_per_call() > 0 ? info_.max_keys_per_call() : 1024;
+  for (auto& [ns, keys] : touches) {
+    std::vector<ChunkKey> all(keys.begin(), keys.end());
+    for (size_t i = 0; i < all.size(); i += batch) {
+      pb::TouchRequest req;
+      req.set_client_id(client_id_);
+      req.set_namespace_id(ns);
+      for (size_t k = i; k < std::min(all.size(), i + batch); ++k) req.add_keys(KeyBytes(all[k]));
+      pb::TouchResponse resp;
+      grpc::ClientContext ctx;
+      Prepare(&ctx);
+      const grpc::Status s = stub_->Touch(&ctx, req, &resp);
+      if (s.error_code() == grpc::StatusCode::PERMISSION_DENIED ||
+          s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+          s.error_code() == grpc::StatusCode::NOT_FOUND) {
+        absl::MutexLock lock(&lf_mu_);
+        lease_free_ns_.erase(ns);  // back to leases, which say why
+        break;
+      }
+      if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+          (s.ok() && resp.node_incarnation() != 0 && info_.incarnation() != 0 &&
+           resp.node_incarnation() != info_.incarnation())) {
+        index_stale_.store(true, std::memory_order_relaxed);
+        return;
+      }
+    }
+  }
+}
+
+void ClientImpl::TouchLoop() {
+  absl::MutexLock lock(&lf_mu_);
+  while (!touch_stop_) {
+    auto wake = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lf_mu_) {
+      return touch_stop_ || queued_touches_ >= kMaxQueuedTouches;
+    };
+    lf_mu_.AwaitWithTimeout(absl::Condition(&wake), kTouchDelay);
+    if (touch_stop_) return;
+    if (touches_.empty()) continue;
+    auto touches = std::exchange(touches_, {});
+    queued_touches_ = 0;
+    lf_mu_.Unlock();
+    SendTouches(std::move(touches));
+    lf_mu_.Lock();
   }
 }
 
@@ -724,6 +1018,10 @@ absl::StatusOr<ClientImpl::Leased> ClientImpl::Lease(const Namespace& ns,
       offsets.push_back(offset);
     }
   }
+  if (index_.has_value()) {  // the node admitted this client to the namespace
+    absl::MutexLock lock(&lf_mu_);
+    lease_free_ns_.insert(ns.id);
+  }
   Leased out;
   out.lease = lease;
   out.offsets = std::move(offsets);
@@ -809,6 +1107,12 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
   }
   std::vector<std::span<std::byte>> dests(dests_in.begin(), dests_in.end());
   if (isolated()) return LoadIsolated(ns, keys, std::move(dests), std::move(on_layer));
+  if (std::optional<std::vector<ReadIndexHit>> hits = FindLeaseFree(ns, keys)) {
+    if (std::shared_ptr<TransferImpl> t =
+            LoadLeaseFree(ns, keys, dests, on_layer, std::move(*hits))) {
+      return std::shared_ptr<Transfer>(std::move(t));
+    }
+  }
   absl::StatusOr<Leased> leased = Lease(ns, keys);
   if (!leased.ok()) return leased.status();
   const uint64_t lease = leased->lease;
@@ -1108,7 +1412,11 @@ absl::StatusOr<std::map<std::string, uint64_t>> ClientImpl::Stats() {
   grpc::ClientContext ctx;
   Prepare(&ctx);
   RETURN_IF_ERROR(FromGrpcStatus(stub_->Stats(&ctx, pb::StatsRequest(), &resp)));
-  return std::map<std::string, uint64_t>(resp.values().begin(), resp.values().end());
+  std::map<std::string, uint64_t> stats(resp.values().begin(), resp.values().end());
+  const ClientCounters mine = counters();
+  stats["client_lease_free_loads"] = mine.lease_free_loads;
+  stats["client_lease_free_fallbacks"] = mine.lease_free_fallbacks;
+  return stats;
 }
 
 absl::Status ClientImpl::Health() {

@@ -2,8 +2,9 @@
 //
 // Metadata goes over gRPC; chunk bytes move by UCX one-sided RMA directly
 // between the caller's buffers and the node's registered DRAM pool. On the
-// node's host, loads copy the leased chunks out of the pool mapped read-only
-// (ClientOptions::same_host). Loads
+// node's host, loads copy the chunks out of the pool mapped read-only
+// (ClientOptions::same_host), without a lease for chunks the node's read
+// index vouches for (ClientOptions::lease_free). Loads
 // arrive layer by layer (AttentionStore's layer-wise pre-loading: compute on
 // layer 0 while later layers are in flight) and saves return at once while the
 // bytes move (asynchronous saving).
@@ -52,6 +53,16 @@ struct ClientOptions {
   std::string client_id;
   // Loads over shared memory from a node on this host (saves always use UCX).
   SameHost same_host = SameHost::kAuto;
+  // With shared memory and a node that publishes its read index: a load of
+  // chunks committed in the node's DRAM copies them out of the pool without
+  // a Get round trip, and keeps the copy only if the index entry of every
+  // chunk stayed the same while it copied and every checksum matches;
+  // otherwise (a chunk absent from the index, evicted or replaced meanwhile)
+  // the load takes a lease as usual. A namespace reads lease-free only after
+  // one leased load in it succeeded (the node's authorisation, once per
+  // namespace); such reads are reported to the node in batches (Touch) so
+  // that they count for eviction. false: every load takes a lease.
+  bool lease_free = true;
 
   // TLS to the node's gRPC port (the data plane is not encrypted). TLS is
   // used when tls_ca_file is set: a PEM file of the CA(s) that signed the
@@ -140,6 +151,12 @@ class MappedChunks {
   virtual absl::Status Verify(size_t i) const = 0;
 };
 
+// What this client did, counted in the client (not the node).
+struct ClientCounters {
+  uint64_t lease_free_loads = 0;      // loads served out of the read index
+  uint64_t lease_free_fallbacks = 0;  // loads that tried it and took a lease
+};
+
 // Thread-safe.
 class Client {
  public:
@@ -212,7 +229,10 @@ class Client {
   // Sends the scheduler's upcoming jobs; replaces its previous hint set.
   virtual absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
                             std::span<const HintJob> jobs, absl::Duration ttl) = 0;
+  // The node's counters and, prefixed "client_", this client's
+  // (ClientCounters).
   virtual absl::StatusOr<std::map<std::string, uint64_t>> Stats() = 0;
+  virtual ClientCounters counters() const { return {}; }
   // OK when the node serves and persists. Unavailable while it shuts down;
   // FailedPrecondition (with the NVMe error) while it serves reads but is
   // not persisting, so refuses puts.

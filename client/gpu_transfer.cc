@@ -43,6 +43,26 @@ class GpuStagerImpl final : public GpuStager {
     return absl::OkStatus();
   }
 
+  // Device memory of this stager's device (or managed memory): a pointer
+  // elsewhere would make the copies fail midway or land on another GPU.
+  absl::Status CheckPointer(const void* ptr, const char* what) const {
+    cudaPointerAttributes attr{};
+    if (absl::Status s = CudaStatus(cudaPointerGetAttributes(&attr, ptr), "cudaPointerGetAttributes");
+        !s.ok()) {
+      (void)cudaGetLastError();
+      return s;
+    }
+    if (attr.type != cudaMemoryTypeDevice && attr.type != cudaMemoryTypeManaged) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " is not device memory"));
+    }
+    if (attr.type == cudaMemoryTypeDevice && attr.device != device_) {
+      return absl::InvalidArgumentError(absl::StrCat(what, " is on device ", attr.device,
+                                                     "; this stager was created for device ",
+                                                     device_));
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status LoadToDevice(Client& client, const Namespace& ns, std::span<const ChunkKey> keys,
                             void* device_dest, std::function<void(uint32_t)> on_layer) override {
     const size_t total = keys.size() * ns.chunk_bytes;
@@ -51,6 +71,7 @@ class GpuStagerImpl final : public GpuStager {
                                                      " bytes exceeds the staging buffer of ",
                                                      bytes_));
     }
+    if (absl::Status s = CheckPointer(device_dest, "the load's destination"); !s.ok()) return s;
     if (absl::Status s = CudaStatus(cudaSetDevice(device_), "cudaSetDevice"); !s.ok()) return s;
     std::span<std::byte> staging(staging_, total);
     auto* dest = static_cast<std::byte*>(device_dest);
@@ -117,6 +138,7 @@ class GpuStagerImpl final : public GpuStager {
                                                      " bytes exceeds the staging buffer of ",
                                                      bytes_));
     }
+    if (absl::Status s = CheckPointer(device_src, "the save's source"); !s.ok()) return s;
     if (absl::Status s = CudaStatus(cudaSetDevice(device_), "cudaSetDevice"); !s.ok()) return s;
     if (absl::Status s = CudaStatus(
             cudaMemcpyAsync(staging_, device_src, total, cudaMemcpyDeviceToHost, stream_),

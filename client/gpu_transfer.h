@@ -32,12 +32,15 @@ class GpuStager {
   // bytes, the store's layout). `on_layer(l)` runs once layer l of every
   // chunk is on the device. Returns when everything is on the device and
   // every checksum verified; on error the device bytes are unspecified.
+  // InvalidArgument when `device_dest` is not device memory of this
+  // stager's device (or managed memory).
   virtual absl::Status LoadToDevice(Client& client, const Namespace& ns,
                                     std::span<const ChunkKey> keys, void* device_dest,
                                     std::function<void(uint32_t)> on_layer = nullptr) = 0;
 
   // Copies keys.size() chunks from `device_src` to the staging buffer and
-  // saves them; returns once they are committed.
+  // saves them; returns once they are committed. InvalidArgument when
+  // `device_src` is not device memory of this stager's device.
   virtual absl::Status SaveFromDevice(Client& client, const Namespace& ns,
                                       std::span<const ChunkKey> keys, const void* device_src,
                                       std::optional<ChunkKey> parent = std::nullopt) = 0;

@@ -16,8 +16,8 @@ using internal::Put;
 
 // Byte offsets of the plan's arrays inside the workspace.
 struct WorkspaceLayout {
-  size_t pages, items, seq_ids, merge_offsets, merge_slots, metadata_end;
-  size_t partial_lse, partial_o, total;
+  size_t pages, items, seq_ids, merge_offsets, merge_slots, merge_arrivals, metadata_end;
+  size_t arrivals, partial_lse, partial_o, total;
 };
 
 WorkspaceLayout LayoutFor(const AttentionPlan& plan) {
@@ -33,7 +33,14 @@ WorkspaceLayout LayoutFor(const AttentionPlan& plan) {
   off = AlignUp(off + plan.merge_offsets.size() * sizeof(int32_t));
   w.merge_slots = off;
   off = AlignUp(off + plan.merge_slots.size() * sizeof(int32_t));
+  w.merge_arrivals = off;
+  off = AlignUp(off + plan.merge_arrivals.size() * sizeof(int32_t));
   w.metadata_end = off;
+  w.arrivals = off;
+  if (plan.fused_merge) {
+    off = AlignUp(off + static_cast<size_t>(plan.batch) * plan.layout.num_kv_heads *
+                            sizeof(int32_t));
+  }
   w.partial_lse = off;
   off = AlignUp(off + static_cast<size_t>(plan.num_slots) * sizeof(float));
   w.partial_o = off;
@@ -85,11 +92,17 @@ absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace
   Put(host, w.seq_ids, plan.seq_ids);
   Put(host, w.merge_offsets, plan.merge_offsets);
   Put(host, w.merge_slots, plan.merge_slots);
+  Put(host, w.merge_arrivals, plan.merge_arrivals);
   absl::Status s = CudaStatus(
       cudaMemcpyAsync(workspace, host.data(), host.size(), cudaMemcpyHostToDevice, stream),
       "upload plan");
   if (!s.ok()) return s;
   char* base = static_cast<char*>(workspace);
+  if (plan.fused_merge) {
+    s = CudaStatus(cudaMemsetAsync(base + w.arrivals, 0, w.partial_lse - w.arrivals, stream),
+                   "zero arrival counters");
+    if (!s.ok()) return s;
+  }
   DevicePlan d;
   d.layout = plan.layout;
   d.options = plan.options;
@@ -102,11 +115,20 @@ absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace
   d.merge_slots = reinterpret_cast<const int32_t*>(base + w.merge_slots);
   d.partial_lse = reinterpret_cast<float*>(base + w.partial_lse);
   d.partial_o = reinterpret_cast<float*>(base + w.partial_o);
+  d.fused_merge = plan.fused_merge;
+  if (plan.fused_merge) {
+    d.arrivals = reinterpret_cast<int32_t*>(base + w.arrivals);
+    d.merge_arrivals = reinterpret_cast<const int32_t*>(base + w.merge_arrivals);
+  }
   return d;
 }
 
-absl::Status RunAttention(const DevicePlan& plan, const void* queries, void* out,
-                          float* lse, cudaStream_t stream) {
+namespace {
+
+// Launches the partial-attention kernel (which also merges when the plan
+// fuses the merge).
+absl::Status LaunchPartial(const DevicePlan& plan, const void* queries, void* out,
+                           float* lse, cudaStream_t stream) {
   absl::Status s = ValidateShapes(plan.layout, plan.options);
   if (!s.ok()) return s;
   if (plan.items == nullptr || plan.num_items <= 0 || plan.batch <= 0) {
@@ -131,8 +153,30 @@ absl::Status RunAttention(const DevicePlan& plan, const void* queries, void* out
   a.apply_rope = plan.options.apply_rope ? 1 : 0;
   a.rope_theta = plan.options.rope_theta;
   a.dtype = static_cast<int32_t>(plan.layout.dtype);
-  s = CudaStatus(LaunchPartialAttention(a, stream), "partial attention");
-  if (!s.ok()) return s;
+  if (plan.fused_merge) {
+    a.fused = 1;
+    a.batch = plan.batch;
+    a.arrivals = plan.arrivals;
+    a.merge_arrivals = plan.merge_arrivals;
+    a.merge_offsets = plan.merge_offsets;
+    a.merge_slots = plan.merge_slots;
+    a.out = out;
+    a.lse = lse;
+  }
+  return CudaStatus(LaunchPartialAttention(a, stream), "partial attention");
+}
+
+}  // namespace
+
+absl::Status RunPartialAttention(const DevicePlan& plan, const void* queries, void* out,
+                                 float* lse, cudaStream_t stream) {
+  return LaunchPartial(plan, queries, out, lse, stream);
+}
+
+absl::Status RunAttention(const DevicePlan& plan, const void* queries, void* out,
+                          float* lse, cudaStream_t stream) {
+  absl::Status s = LaunchPartial(plan, queries, out, lse, stream);
+  if (!s.ok() || plan.fused_merge) return s;
   MergePartialsArgs m{};
   m.partial_o = plan.partial_o;
   m.partial_lse = plan.partial_lse;
@@ -141,7 +185,7 @@ absl::Status RunAttention(const DevicePlan& plan, const void* queries, void* out
   m.batch = plan.batch;
   m.num_q_heads = plan.options.num_q_heads;
   m.head_dim = plan.layout.head_dim;
-  m.dtype = a.dtype;
+  m.dtype = static_cast<int32_t>(plan.layout.dtype);
   m.out = out;
   m.lse = lse;
   return CudaStatus(LaunchMergePartials(m, stream), "merge partial states");

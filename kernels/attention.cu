@@ -107,10 +107,10 @@ __global__ void __launch_bounds__(128) MergeStateKernel(const MergeStateArgs arg
 
 namespace {
 
-template <typename T, int D>
-cudaError_t LaunchPartialTyped(const PartialAttentionArgs& args, cudaStream_t stream) {
+template <typename T, int D, bool kFused>
+cudaError_t LaunchPartialVariant(const PartialAttentionArgs& args, cudaStream_t stream) {
   constexpr int kSmem = device::PartialConfig<D>::kSmemBytes;
-  auto kernel = device::PartialAttentionKernel<T, D>;
+  auto kernel = device::PartialAttentionKernel<T, D, kFused>;
   // Raising the dynamic shared-memory limit once per process and kernel is
   // enough (benign race: concurrent first calls set the same value).
   static bool smem_limit_set = false;
@@ -123,6 +123,12 @@ cudaError_t LaunchPartialTyped(const PartialAttentionArgs& args, cudaStream_t st
   const dim3 grid(args.num_kv_heads, args.num_items);
   kernel<<<grid, device::PartialConfig<D>::kThreads, kSmem, stream>>>(args);
   return cudaGetLastError();
+}
+
+template <typename T, int D>
+cudaError_t LaunchPartialTyped(const PartialAttentionArgs& args, cudaStream_t stream) {
+  return args.fused ? LaunchPartialVariant<T, D, true>(args, stream)
+                    : LaunchPartialVariant<T, D, false>(args, stream);
 }
 
 // The merge is launched as a programmatic dependent of the partial-attention
@@ -174,6 +180,11 @@ cudaError_t LaunchPartialAttention(const PartialAttentionArgs& args, cudaStream_
   if (args.num_items <= 0 || args.num_items > 65535 || args.num_kv_heads <= 0) {
     return cudaErrorInvalidValue;
   }
+  if (args.fused && (args.arrivals == nullptr || args.merge_arrivals == nullptr ||
+                     args.merge_offsets == nullptr || args.merge_slots == nullptr ||
+                     args.out == nullptr || args.batch <= 0)) {
+    return cudaErrorInvalidValue;
+  }
   STRATA_DISPATCH(LaunchPartialTyped, args, stream);
 }
 
@@ -189,7 +200,10 @@ cudaError_t LaunchMergeState(const MergeStateArgs& args, cudaStream_t stream) {
 
 // Explicit instantiations of every kernel the launchers dispatch to.
 #define STRATA_INSTANTIATE(T, D)                                                             \
-  template __global__ void device::PartialAttentionKernel<T, D>(const PartialAttentionArgs); \
+  template __global__ void device::PartialAttentionKernel<T, D, false>(                      \
+      const PartialAttentionArgs);                                                           \
+  template __global__ void device::PartialAttentionKernel<T, D, true>(                       \
+      const PartialAttentionArgs);                                                           \
   template __global__ void device::MergePartialsKernel<T, D>(const MergePartialsArgs);       \
   template __global__ void device::MergeStateKernel<T, D>(const MergeStateArgs);
 STRATA_INSTANTIATE(__half, 64)

@@ -47,6 +47,11 @@ struct DevicePlan {
   const int32_t* merge_slots = nullptr;
   float* partial_o = nullptr;
   float* partial_lse = nullptr;
+  // Fused merge (AttentionPlan::fused_merge): arrival counters, zeroed by
+  // UploadPlan and left zero by every complete run.
+  bool fused_merge = false;
+  int32_t* arrivals = nullptr;
+  const int32_t* merge_arrivals = nullptr;
 };
 
 // Device workspace bytes that UploadPlan needs for `plan`.
@@ -64,6 +69,13 @@ absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace
 // null). Queries and out must be 16-byte aligned.
 absl::Status RunAttention(const DevicePlan& plan, const void* queries, void* out,
                           float* lse, cudaStream_t stream);
+
+// The partial-attention launch of RunAttention alone (no merge launch), for
+// benchmarks that time the merge's share. A plan without fused merge writes
+// only its partial states (out and lse are left untouched); with fused merge
+// this is RunAttention.
+absl::Status RunPartialAttention(const DevicePlan& plan, const void* queries, void* out,
+                                 float* lse, cudaStream_t stream);
 
 // Convenience wrappers: plan, upload and run in one call (chunk pointers in
 // `batch` / `prefix_chunks` are device pointers).

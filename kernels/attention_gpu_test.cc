@@ -45,7 +45,30 @@ struct GpuRun {
 
 enum class Kind { kPaged, kTree, kRelay };
 
-void RunOnGpu(const TestBatch& tb, Kind kind, GpuRun* result, AttentionPlan* plan_out) {
+// The plan-option variants every decode test runs (defaults first): item
+// order interleaved, merge fused into the partial launch, and both.
+struct Variant {
+  const char* name;
+  PlanOptions options;
+};
+
+std::vector<Variant> Variants() {
+  PlanOptions interleave, fused, both;
+  interleave.interleave_shared_items = true;
+  fused.fused_merge = true;
+  both.interleave_shared_items = true;
+  both.fused_merge = true;
+  return {{"default", PlanOptions{}},
+          {"interleave", interleave},
+          {"fused", fused},
+          {"fused+interleave", both}};
+}
+
+// Runs `kind`'s plan with `po` on the GPU. With fused merge the plan runs
+// twice on the same uploaded workspace (outputs poisoned again in between):
+// the second run checks that the first left its arrival counters at zero.
+void RunOnGpu(const TestBatch& tb, Kind kind, GpuRun* result, AttentionPlan* plan_out,
+              const PlanOptions& po = PlanOptions{}) {
   const KvLayout& layout = tb.layout();
   const AttentionOptions& options = tb.options();
   DeviceBuffer pool(tb.pool().size() * 2);
@@ -58,13 +81,13 @@ void RunOnGpu(const TestBatch& tb, Kind kind, GpuRun* result, AttentionPlan* pla
   absl::StatusOr<AttentionPlan> plan;
   switch (kind) {
     case Kind::kPaged:
-      plan = BuildPagedPlan(layout, options, dev, PlanOptions{});
+      plan = BuildPagedPlan(layout, options, dev, po);
       break;
     case Kind::kTree:
-      plan = BuildPrefixTreePlan(layout, options, dev, PlanOptions{});
+      plan = BuildPrefixTreePlan(layout, options, dev, po);
       break;
     case Kind::kRelay:
-      plan = BuildRelayPlan(layout, options, prefix, tb.prefix_length(), dev, PlanOptions{});
+      plan = BuildRelayPlan(layout, options, prefix, tb.prefix_length(), dev, po);
       break;
   }
   ASSERT_TRUE(plan.ok()) << plan.status();
@@ -79,10 +102,16 @@ void RunOnGpu(const TestBatch& tb, Kind kind, GpuRun* result, AttentionPlan* pla
   CUDA_OK(cudaMemset(ws.get(), 0xFF, ws.bytes()));
   absl::StatusOr<DevicePlan> dplan = UploadPlan(*plan, ws.get(), ws.bytes(), nullptr);
   ASSERT_TRUE(dplan.ok()) << dplan.status();
-  absl::Status s = RunAttention(*dplan, q.get(), out.get(), static_cast<float*>(lse.get()),
-                                nullptr);
-  ASSERT_TRUE(s.ok()) << s;
-  CUDA_OK(cudaDeviceSynchronize());
+  for (int run = 0; run < (plan->fused_merge ? 2 : 1); ++run) {
+    if (run > 0) {
+      CUDA_OK(cudaMemset(out.get(), 0xFF, out.bytes()));
+      CUDA_OK(cudaMemset(lse.get(), 0xFF, lse.bytes()));
+    }
+    absl::Status s = RunAttention(*dplan, q.get(), out.get(), static_cast<float*>(lse.get()),
+                                  nullptr);
+    ASSERT_TRUE(s.ok()) << s;
+    CUDA_OK(cudaDeviceSynchronize());
+  }
   result->out.resize(tb.queries().size());
   result->lse.resize(tb.queries().size() / layout.head_dim);
   CUDA_OK(cudaMemcpy(result->out.data(), out.get(), q_bytes, cudaMemcpyDeviceToHost));
@@ -136,15 +165,17 @@ TEST_P(GpuDecodeTest, TreeAndPagedMatchReferenceOnRandomTrees) {
     ReferenceOutput ref;
     ASSERT_TRUE(ReferenceDecode(layout, options, tb.queries(), tb.batch(), &ref).ok());
     for (Kind kind : {Kind::kTree, Kind::kPaged}) {
-      GpuRun run;
-      AttentionPlan plan;
-      RunOnGpu(tb, kind, &run, &plan);
-      if (kind == Kind::kTree) {
-        EXPECT_GT(plan.num_shared_runs, 0);
+      for (const Variant& v : Variants()) {
+        GpuRun run;
+        AttentionPlan plan;
+        RunOnGpu(tb, kind, &run, &plan, v.options);
+        if (kind == Kind::kTree) {
+          EXPECT_GT(plan.num_shared_runs, 0);
+        }
+        ExpectClose(sh.dtype, run.out, run.lse, ref,
+                    absl::StrCat(Name(sh), kind == Kind::kTree ? " tree" : " paged",
+                                 " depth ", depth, " ", v.name, " seed ", seed));
       }
-      ExpectClose(sh.dtype, run.out, run.lse, ref,
-                  absl::StrCat(Name(sh), kind == Kind::kTree ? " tree" : " paged",
-                               " depth ", depth, " seed ", seed));
     }
   }
 }
@@ -164,10 +195,12 @@ TEST_P(GpuDecodeTest, RelayMatchesReference) {
     ASSERT_TRUE(ReferenceRelayDecode(layout, options, tb.queries(), tb.prefix_chunks(),
                                      tb.prefix_length(), tb.batch(), &ref)
                     .ok());
-    GpuRun run;
-    RunOnGpu(tb, Kind::kRelay, &run, nullptr);
-    ExpectClose(sh.dtype, run.out, run.lse, ref,
-                absl::StrCat(Name(sh), " relay prefix ", prefix, " seed ", seed));
+    for (const Variant& v : Variants()) {
+      GpuRun run;
+      RunOnGpu(tb, Kind::kRelay, &run, nullptr, v.options);
+      ExpectClose(sh.dtype, run.out, run.lse, ref,
+                  absl::StrCat(Name(sh), " relay prefix ", prefix, " ", v.name, " seed ", seed));
+    }
   }
 }
 
@@ -176,14 +209,23 @@ INSTANTIATE_TEST_SUITE_P(Shapes, GpuDecodeTest, ::testing::ValuesIn(kShapes),
 
 // Many sequences on one prefix: several 64-row tiles per shared item, long
 // shared runs split across blocks, long private tails.
+// Group 7 (50 x 7 = 350 rows) puts some sequences' rows in two row tiles of
+// one piece (two arrivals per piece under the fused merge).
 TEST(GpuDecodeLargeTest, WideTreeWithRowTilesAndSplits) {
-  for (KvDtype dtype : {KvDtype::kFloat16, KvDtype::kBFloat16}) {
-    KvLayout layout{dtype, 2, 128, 64};
+  struct Wide {
+    KvDtype dtype;
+    int head_dim;
+    int q_heads;
+  };
+  for (const Wide& wide : {Wide{KvDtype::kFloat16, 128, 8}, Wide{KvDtype::kBFloat16, 128, 8},
+                           Wide{KvDtype::kBFloat16, 64, 14}}) {
+    const KvDtype dtype = wide.dtype;
+    KvLayout layout{dtype, 2, wide.head_dim, 64};
     AttentionOptions options;
-    options.num_q_heads = 8;
+    options.num_q_heads = wide.q_heads;
     TestBatch tb(layout, options, std::random_device{}());
     TreeSpec spec;
-    spec.num_seqs = 50;  // 50 x group 4 = 200 rows: 4 row tiles
+    spec.num_seqs = 50;  // 50 x group 4 = 200 rows: 4 row tiles (group 7: 6)
     spec.depth = 2;
     spec.max_branching = 2;
     spec.max_node_chunks = 12;
@@ -192,9 +234,13 @@ TEST(GpuDecodeLargeTest, WideTreeWithRowTilesAndSplits) {
     ReferenceOutput ref;
     ASSERT_TRUE(ReferenceDecode(layout, options, tb.queries(), tb.batch(), &ref).ok());
     for (Kind kind : {Kind::kTree, Kind::kPaged}) {
-      GpuRun run;
-      RunOnGpu(tb, kind, &run, nullptr);
-      ExpectClose(dtype, run.out, run.lse, ref, kind == Kind::kTree ? "wide tree" : "wide paged");
+      for (const Variant& v : Variants()) {
+        GpuRun run;
+        RunOnGpu(tb, kind, &run, nullptr, v.options);
+        ExpectClose(dtype, run.out, run.lse, ref,
+                    absl::StrCat(kind == Kind::kTree ? "wide tree " : "wide paged ", v.name,
+                                 " group ", wide.q_heads / 2, " d", wide.head_dim));
+      }
     }
   }
 }

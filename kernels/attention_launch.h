@@ -30,9 +30,24 @@ struct PartialAttentionArgs {
   int32_t apply_rope;
   float rope_theta;
   int32_t dtype;
+  // Fused merge (fused != 0): after writing its partial states, a block
+  // counts its arrival per (sequence, KV head) in arrivals[seq * num_kv_heads
+  // + kv_head] (zero before the launch); the block that brings a count to
+  // merge_arrivals[seq] merges that sequence's query heads of its KV head
+  // (merge_offsets / merge_slots as MergePartialsArgs) into out / lse and
+  // sets the count back to zero.
+  int32_t fused;
+  int32_t batch;
+  int32_t* arrivals;               // [batch][num_kv_heads]
+  const int32_t* merge_arrivals;   // [batch]
+  const int32_t* merge_offsets;    // batch + 1
+  const int32_t* merge_slots;
+  void* out;                       // [batch][num_q_heads][head_dim]
+  float* lse;                      // [batch][num_q_heads] or null
 };
 
-// Grid (num_kv_heads, num_items), 128 threads: every item's partial states.
+// Grid (num_kv_heads, num_items), 128 threads: every item's partial states
+// (and, when args.fused, the merged outputs).
 cudaError_t LaunchPartialAttention(const PartialAttentionArgs& args,
                                    cudaStream_t stream);
 

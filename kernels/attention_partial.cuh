@@ -8,7 +8,9 @@
 // of 64-token tiles. With <= 32 rows, warps also split each tile's tokens and
 // merge their states at the end, so that a lone sequence's 16-row tile keeps
 // four warps busy. Output: per row, the normalised partial output (fp32) and
-// its base-2 log-sum-exp (see merge_state.cuh).
+// its base-2 log-sum-exp (see merge_state.cuh). With kFused, the block that
+// writes the last partial states of a (sequence, KV head) also merges them
+// (FusedMergeEpilogue): one launch instead of two.
 //
 // Shared memory (D = head_dim): Q tile 64 x D, then kStages x (K, V) tiles of
 // 64 x D, 16-byte vectors XOR-swizzled by (row & 7) so that ldmatrix reads
@@ -137,7 +139,95 @@ __device__ __forceinline__ void AttendStep(const T* sk, const T* sv, int tok0, i
   }
 }
 
+// Fused merge: one warp merges the partial states of (sequence b, query head
+// h) into out / lse, as MergePartialsKernel does (attention.cu), reading the
+// states written by other blocks of this launch from L2 (ld.global.cg).
 template <typename T, int D>
+__device__ __forceinline__ void MergeOneHead(const PartialAttentionArgs& args, int b, int h,
+                                             int lane) {
+  constexpr int kPer = D / 32;
+  const int begin = args.merge_offsets[b];
+  const int n = args.merge_offsets[b + 1] - begin;
+  float m = -INFINITY;
+  for (int k = lane; k < n; k += 32) {
+    m = fmaxf(m, __ldcg(args.partial_lse + static_cast<size_t>(args.merge_slots[begin + k]) + h));
+  }
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  float acc[kPer];
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) acc[i] = 0.0f;
+  float wsum = 0.0f;
+  if (m != -INFINITY) {
+    for (int base = 0; base < n; base += 32) {
+      const int k = base + lane;
+      size_t my_slot = 0;
+      float my_w = 0.0f;
+      if (k < n) {
+        my_slot = static_cast<size_t>(args.merge_slots[begin + k]) + h;
+        my_w = exp2f(__ldcg(args.partial_lse + my_slot) - m);
+      }
+      const int count = min(32, n - base);
+#pragma unroll 4
+      for (int j = 0; j < count; ++j) {
+        const size_t slot = __shfl_sync(0xffffffffu, my_slot, j);
+        const float wj = __shfl_sync(0xffffffffu, my_w, j);
+        const float* src = args.partial_o + slot * D + lane * kPer;
+        if constexpr (kPer == 4) {
+          const float4 x = __ldcg(reinterpret_cast<const float4*>(src));
+          acc[0] += wj * x.x, acc[1] += wj * x.y, acc[2] += wj * x.z, acc[3] += wj * x.w;
+        } else {
+          const float2 x = __ldcg(reinterpret_cast<const float2*>(src));
+          acc[0] += wj * x.x, acc[1] += wj * x.y;
+        }
+        wsum += wj;
+      }
+    }
+  }
+  const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
+  const size_t w = static_cast<size_t>(b) * args.num_q_heads + h;
+  T* out = static_cast<T*>(args.out) + w * D + lane * kPer;
+#pragma unroll
+  for (int i = 0; i < kPer; ++i) out[i] = MmaOps<T>::FromFloat(acc[i] * inv);
+  if (args.lse != nullptr && lane == 0) args.lse[w] = wsum > 0.0f ? m + log2f(wsum) : -INFINITY;
+}
+
+// Fused merge epilogue of one block (all 128 threads), after its partial
+// states are written: counts the block's arrival for every sequence that owns
+// rows of its tile (KV head kvh); the block that completes a count merges
+// that sequence's query heads of kvh and resets the count. `scratch`: shared
+// memory for 1 + kMaxRowsPerItem ints, unused by now.
+template <typename T, int D>
+__device__ __forceinline__ void FusedMergeEpilogue(const PartialAttentionArgs& args,
+                                                   const WorkItem& item, int kvh, int group,
+                                                   int* scratch) {
+  const int tid = threadIdx.x;
+  // Release: this thread's partial states are visible device-wide before
+  // any thread of the block counts the block's arrival.
+  __threadfence();
+  if (tid == 0) scratch[0] = 0;
+  __syncthreads();
+  const int first = item.row_begin / group;
+  const int touched = (item.row_begin + item.num_rows - 1) / group - first + 1;  // <= 64
+  if (tid < touched) {
+    const int seq = args.seq_ids[item.seq_begin + first + tid];
+    int* counter = args.arrivals + static_cast<size_t>(seq) * args.num_kv_heads + kvh;
+    if (atomicAdd(counter, 1) == args.merge_arrivals[seq] - 1) {
+      scratch[1 + atomicAdd(&scratch[0], 1)] = seq;
+      atomicExch(counter, 0);  // all arrivals of this launch are in: ready for the next
+    }
+  }
+  __syncthreads();
+  const int n = scratch[0];
+  if (n == 0) return;
+  __threadfence();  // acquire: the other blocks' states are read below (from L2)
+  const int warp = tid / 32, lane = tid % 32;
+  for (int p = warp; p < n * group; p += PartialConfig<D>::kThreads / 32) {
+    MergeOneHead<T, D>(args, scratch[1 + p / group], kvh * group + p % group, lane);
+  }
+}
+
+template <typename T, int D, bool kFused>
 __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAttentionArgs args) {
   using Cfg = PartialConfig<D>;
   using Ops = MmaOps<T>;
@@ -333,12 +423,14 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
       }
     }
   }
-  if (ts != 0) return;
+  if constexpr (!kFused) {
+    if (ts != 0) return;
+  }
 
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
     const int r_local = rw * 16 + g + half * 8;
-    if (r_local >= item.num_rows) continue;
+    if (ts != 0 || r_local >= item.num_rows) continue;
     const int row = item.row_begin + r_local;
     const int qh = kvh * group + row % group;
     const size_t slot =
@@ -353,6 +445,9 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
           make_float2(o[j][half * 2] * inv, o[j][half * 2 + 1] * inv);
     }
     if (t4 == 0) args.partial_lse[slot] = l > 0.0f ? m + log2f(l) : -INFINITY;
+  }
+  if constexpr (kFused) {
+    FusedMergeEpilogue<T, D>(args, item, kvh, group, reinterpret_cast<int*>(sq));
   }
 }
 

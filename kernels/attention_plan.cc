@@ -51,6 +51,27 @@ int RowTiledRunPieces(int num_chunks, int current, int blocks_per_piece,
   return current;
 }
 
+// Items shared by >= 2 sequences and private items, interleaved in
+// proportion to their counts (shared first on ties); each kind keeps its
+// order.
+std::vector<WorkItem> InterleaveSharedItems(const std::vector<WorkItem>& items) {
+  std::vector<WorkItem> shared, priv;
+  for (const WorkItem& it : items) (it.num_seqs >= 2 ? shared : priv).push_back(it);
+  std::vector<WorkItem> out;
+  out.reserve(items.size());
+  const int64_t ns = static_cast<int64_t>(shared.size());
+  const int64_t np = static_cast<int64_t>(priv.size());
+  size_t is = 0, ip = 0;
+  while (is < shared.size() || ip < priv.size()) {
+    // Take a shared item while its kind is not ahead of the other's share.
+    const bool take_shared =
+        ip == priv.size() ||
+        (is < shared.size() && static_cast<int64_t>(is) * np <= static_cast<int64_t>(ip) * ns);
+    out.push_back(take_shared ? shared[is++] : priv[ip++]);
+  }
+  return out;
+}
+
 // Splits runs into items, assigns partial slots and merge lists.
 absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
                                      const AttentionOptions& options, int batch,
@@ -143,6 +164,9 @@ absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
                    [](const WorkItem& a, const WorkItem& b) {
                      return a.num_tokens > b.num_tokens;
                    });
+  if (plan_options.interleave_shared_items) {
+    plan.items = InterleaveSharedItems(plan.items);
+  }
   if (plan.items.size() > 65535) {
     return absl::InvalidArgumentError(
         absl::StrCat("plan has ", plan.items.size(),
@@ -157,6 +181,19 @@ absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
     plan.merge_slots.insert(plan.merge_slots.end(), per_seq[b].begin(),
                             per_seq[b].end());
     plan.merge_offsets.push_back(static_cast<int32_t>(plan.merge_slots.size()));
+  }
+  plan.fused_merge = plan_options.fused_merge;
+  if (plan.fused_merge) {
+    // An item writes states of the sequences that own rows of its tile (a
+    // sequence's group may straddle two row tiles of one piece).
+    plan.merge_arrivals.assign(batch, 0);
+    for (const WorkItem& it : plan.items) {
+      const int first = it.row_begin / group;
+      const int last = (it.row_begin + it.num_rows - 1) / group;
+      for (int s = first; s <= last; ++s) {
+        ++plan.merge_arrivals[plan.seq_ids[it.seq_begin + s]];
+      }
+    }
   }
   return plan;
 }

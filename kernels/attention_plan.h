@@ -56,6 +56,18 @@ struct PlanOptions {
   // HeavyRunPieces in attention_plan.cc). Off: measured slower on the H200
   // (kernels/README.md, "Tuning").
   bool spread_row_tiled_runs = false;
+  // Launch order of the items. Default: longest first. With this set, items
+  // shared by several sequences (many MMA rows per KV byte: tensor-core
+  // bound) and private items (few rows: memory bound) are interleaved in
+  // proportion to their counts, each kind still longest first, so that the
+  // two kinds share the multiprocessors instead of running in two phases.
+  // A variant under measurement (kernels/README.md, "GQA variants").
+  bool interleave_shared_items = false;
+  // Merge inside the partial-attention launch: the last block to write a
+  // (sequence, KV head)'s partial states merges them into the output (arrival
+  // counters in the workspace), so that no second launch waits for the
+  // whole first one. A variant under measurement.
+  bool fused_merge = false;
 
   int EffectiveTargetBlocks() const {
     return target_blocks > 0 ? target_blocks : 2 * std::max(1, num_sms);
@@ -73,6 +85,10 @@ struct AttentionPlan {
   std::vector<int32_t> merge_offsets;  // batch + 1
   std::vector<int32_t> merge_slots;    // slot of (sequence, q head 0)
   int32_t num_slots = 0;               // partial states
+  // Fused merge (PlanOptions::fused_merge): items that write partial states
+  // of sequence b, per KV head (every item runs once per KV head).
+  bool fused_merge = false;
+  std::vector<int32_t> merge_arrivals;  // batch
 
   // Statistics (computed, not measured).
   int64_t kv_bytes = 0;        // K+V bytes of all items' tokens, all KV heads,

@@ -1,6 +1,8 @@
 #include "kernels/attention_plan.h"
 
+#include <cmath>
 #include <map>
+#include <set>
 #include <tuple>
 #include <vector>
 
@@ -237,6 +239,89 @@ TEST(PlanTest, RowTiledRunsRespectMaxChunksPerItem) {
   ASSERT_TRUE(plan.ok());
   for (const WorkItem& it : plan->items) EXPECT_LE(it.num_tokens, 2 * 64);
   ExpectCoversEveryTokenOnce(*plan, b);
+}
+
+// interleave_shared_items: the same items as longest first, shared and
+// private items alternating in proportion to their counts, each kind still
+// longest first.
+TEST(PlanTest, InterleavedOrderMixesSharedAndPrivateItems) {
+  const Batch b = SharedPrefix(4096, 32, 128);
+  PlanOptions po;
+  auto base = BuildPrefixTreePlan(GqaLayout(), Options(), b.view(), po);
+  po.interleave_shared_items = true;
+  auto mixed = BuildPrefixTreePlan(GqaLayout(), Options(), b.view(), po);
+  ASSERT_TRUE(base.ok() && mixed.ok());
+  ASSERT_EQ(base->items.size(), mixed->items.size());
+  auto key = [](const WorkItem& it) {
+    return std::make_tuple(it.page_begin, it.num_tokens, it.seq_begin, it.row_begin,
+                           it.num_rows, it.slot_base);
+  };
+  std::multiset<std::tuple<int, int, int, int, int, int>> a, m;
+  for (size_t i = 0; i < base->items.size(); ++i) {
+    a.insert(key(base->items[i]));
+    m.insert(key(mixed->items[i]));
+  }
+  EXPECT_EQ(a, m);
+  EXPECT_EQ(base->merge_slots, mixed->merge_slots);
+  // Default order: 22 shared items (11 pieces x 2 row tiles) then 32 private.
+  ASSERT_EQ(base->items.size(), 54u);
+  for (int i = 0; i < 22; ++i) EXPECT_GT(base->items[i].num_seqs, 1);
+  // Interleaved: after k items, the shared count is within one of k x 22 / 54.
+  int shared = 0, last_shared = 1 << 30, last_private = 1 << 30;
+  for (size_t k = 0; k < mixed->items.size(); ++k) {
+    const WorkItem& it = mixed->items[k];
+    if (it.num_seqs > 1) {
+      ++shared;
+      EXPECT_LE(it.num_tokens, last_shared);
+      last_shared = it.num_tokens;
+    } else {
+      EXPECT_LE(it.num_tokens, last_private);
+      last_private = it.num_tokens;
+    }
+    const double expected = (k + 1) * 22.0 / 54.0;
+    EXPECT_LE(std::abs(shared - expected), 1.0) << "after " << k + 1 << " items";
+  }
+  EXPECT_TRUE(mixed->merge_arrivals.empty());  // no fused merge asked for
+}
+
+// fused_merge: per sequence, the number of items (per KV head) that write
+// its partial states, counting an item once per sequence that owns any of
+// its rows; with group 7 a sequence's rows can straddle two row tiles.
+TEST(PlanTest, FusedMergeCountsArrivalsPerSequence) {
+  for (int q_heads : {32, 56}) {  // group 4 (tiles hold whole groups), 7 (straddles)
+    SCOPED_TRACE(q_heads);
+    const Batch b = SharedPrefix(4096, 40, 128);
+    AttentionOptions options = Options();
+    options.num_q_heads = q_heads;
+    const int group = q_heads / 8;
+    PlanOptions po;
+    po.fused_merge = true;
+    auto plan = BuildPrefixTreePlan(GqaLayout(), options, b.view(), po);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_TRUE(plan->fused_merge);
+    ASSERT_EQ(plan->merge_arrivals.size(), 40u);
+    std::vector<int> expected(40, 0);
+    for (const WorkItem& it : plan->items) {
+      for (int s = 0; s < it.num_seqs; ++s) {
+        const int lo = s * group, hi = (s + 1) * group;  // the sequence's rows
+        if (lo < it.row_begin + it.num_rows && hi > it.row_begin) {
+          ++expected[plan->seq_ids[it.seq_begin + s]];
+        }
+      }
+    }
+    int straddling = 0;
+    for (int s = 0; s < 40; ++s) {
+      EXPECT_EQ(plan->merge_arrivals[s], expected[s]) << "sequence " << s;
+      const int pieces = plan->merge_offsets[s + 1] - plan->merge_offsets[s];
+      EXPECT_GE(plan->merge_arrivals[s], pieces);
+      if (plan->merge_arrivals[s] > pieces) ++straddling;
+    }
+    if (group == 4) {
+      EXPECT_EQ(straddling, 0);
+    } else {
+      EXPECT_GT(straddling, 0);
+    }
+  }
 }
 
 TEST(PlanTest, RejectsBadShapes) {

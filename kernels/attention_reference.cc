@@ -85,9 +85,10 @@ std::vector<double> LoadQuery(const KvLayout& layout,
   return q;
 }
 
+template <typename T>
 absl::Status CheckQueries(const KvLayout& layout,
                           const AttentionOptions& options, int batch,
-                          std::span<const uint16_t> queries) {
+                          std::span<const T> queries) {
   const size_t want =
       static_cast<size_t>(batch) * options.num_q_heads * layout.head_dim;
   if (queries.size() != want) {
@@ -255,6 +256,16 @@ absl::Status ReferenceRelayDecode(const KvLayout& layout,
 absl::Status ExecutePlanOnCpu(const AttentionPlan& plan,
                               std::span<const uint16_t> queries,
                               ReferenceOutput* result) {
+  absl::Status s = CheckQueries(plan.layout, plan.options, plan.batch, queries);
+  if (!s.ok()) return s;
+  std::vector<double> q(queries.size());
+  for (size_t i = 0; i < q.size(); ++i) q[i] = ToFloat(plan.layout.dtype, queries[i]);
+  return ExecutePlanOnCpu(plan, std::span<const double>(q), result);
+}
+
+absl::Status ExecutePlanOnCpu(const AttentionPlan& plan,
+                              std::span<const double> queries,
+                              ReferenceOutput* result) {
   const KvLayout& layout = plan.layout;
   const AttentionOptions& options = plan.options;
   absl::Status s = CheckQueries(layout, options, plan.batch, queries);
@@ -278,7 +289,8 @@ absl::Status ExecutePlanOnCpu(const AttentionPlan& plan,
         const int local = r / group;
         const int seq = plan.seq_ids[item.seq_begin + local];
         const int qh = kvh * group + r % group;
-        const std::vector<double> q = LoadQuery(layout, options, queries, seq, qh);
+        const size_t q0 = (static_cast<size_t>(seq) * hq + qh) * d;
+        const std::vector<double> q(queries.begin() + q0, queries.begin() + q0 + d);
         const double lse = Attend(layout, options, q, kvh, tokens, &o);
         const size_t slot = static_cast<size_t>(item.slot_base) + local * hq + qh;
         std::copy(o.begin(), o.end(), partial_o.begin() + slot * d);

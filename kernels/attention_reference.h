@@ -53,6 +53,11 @@ absl::Status ReferenceRelayDecode(const KvLayout& layout,
 absl::Status ExecutePlanOnCpu(const AttentionPlan& plan,
                               std::span<const uint16_t> queries,
                               ReferenceOutput* result);
+// The same with queries given in double (e.g. rotated by the caller and not
+// rounded to the KV dtype), same shape.
+absl::Status ExecutePlanOnCpu(const AttentionPlan& plan,
+                              std::span<const double> queries,
+                              ReferenceOutput* result);
 
 // Prefill over cached chunks (prefill_plan.h): every new token of every
 // sequence over its history and the new tokens up to itself, keys and

@@ -135,6 +135,16 @@ TEST_P(DecompositionTest, RelayPlanEqualsDirectAttention) {
   ASSERT_TRUE(ExecutePlanOnCpu(*plan, tb.queries(), &split).ok());
   EXPECT_LT(MaxAbsDiff(split.out, direct.out), 1e-9);
   EXPECT_LT(MaxAbsDiff(split.lse, direct.lse), 1e-9);
+  // The same queries given in double: the same results, bit for bit.
+  std::vector<double> q(tb.queries().size());
+  for (size_t i = 0; i < q.size(); ++i) q[i] = ToFloat(layout.dtype, tb.queries()[i]);
+  ReferenceOutput from_double;
+  ASSERT_TRUE(ExecutePlanOnCpu(*plan, std::span<const double>(q), &from_double).ok());
+  EXPECT_EQ(from_double.out, split.out);
+  EXPECT_EQ(from_double.lse, split.lse);
+  q.pop_back();
+  EXPECT_EQ(ExecutePlanOnCpu(*plan, std::span<const double>(q), &from_double).code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 INSTANTIATE_TEST_SUITE_P(

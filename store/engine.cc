@@ -160,6 +160,7 @@ absl::Status EngineImpl::CompletePromotion(EntryId id, const absl::Status& read)
   if (read.ok()) {
     e.set(IndexEntry::kInDram, true);
     DramInsert(id, e);
+    Publish(e);
     return absl::OkStatus();
   }
   pool_->Free(e.dram_offset, e.size);
@@ -183,11 +184,19 @@ void EngineImpl::DropDram(EntryId id, IndexEntry& e) {
     prefetched_.erase(id);
     ++counters_.prefetches_wasted;
   }
+  Withdraw(e);  // before the slot can be written again
   pool_->Free(e.dram_offset, e.size);
   CreditDram(e.ns, e.size);
   e.set(IndexEntry::kInDram, false);
   DramRemove(id, e);
   MaybeErase(id, e);
+}
+
+void EngineImpl::Publish(const IndexEntry& e) {
+  if (read_index_ == nullptr) return;
+  if (!read_index_->Publish(e.key, e.ns, e.dram_offset, e.size, e.checksum)) {
+    ++counters_.read_index_full;
+  }
 }
 
 void EngineImpl::DropNvme(EntryId id, IndexEntry& e) {
@@ -334,6 +343,7 @@ absl::StatusOr<uint64_t> EngineImpl::RemoveNamespace(uint32_t ns) {
     SetFlushPending(e, false);
     if (e.has(IndexEntry::kPrefetched)) prefetched_.erase(id);
     if (e.has(IndexEntry::kInDram)) {
+      Withdraw(e);
       pool_->Free(e.dram_offset, e.size);
       CreditDram(ns, e.size);
       DramRemove(id, e);
@@ -594,6 +604,7 @@ absl::Status EngineImpl::CommitPut(LeaseId lease_id, std::span<const uint64_t> c
     e.checksum = expected[i];
     e.set(IndexEntry::kInDram, true);
     DramInsert(id, e);
+    Publish(e);
     ++counters_.puts_committed;
     if (nvme_ != nullptr) {
       SetFlushPending(e, true);
@@ -799,6 +810,7 @@ absl::Status EngineImpl::CheckDramCopy(uint32_t ns, const ChunkKey& key) {
     return absl::OkStatus();
   }
   ++counters_.checksum_failures;
+  Withdraw(*e);  // lease-free readers must not find it, dropped or not
   const bool dropped =
       e->read_pins == 0 && !(e->flags & (IndexEntry::kFlushPending | IndexEntry::kPromoting));
   if (dropped) {
@@ -808,6 +820,28 @@ absl::Status EngineImpl::CheckDramCopy(uint32_t ns, const ChunkKey& key) {
   return absl::DataLossError(absl::StrCat("chunk ", key.ShortHex(),
                                           " does not match its checksum in DRAM",
                                           dropped ? "; its DRAM copy was dropped" : ""));
+}
+
+absl::StatusOr<size_t> EngineImpl::Touch(uint32_t ns, std::span<const ChunkKey> keys) {
+  RETURN_IF_ERROR(CheckBatch(keys.size(), "touch"));
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(FindNamespace(ns).status());
+  size_t counted = 0;
+  for (const ChunkKey& key : keys) {
+    EntryId id;
+    IndexEntry* e = FindCommitted(ns, key, &id);
+    if (e == nullptr || !e->has(IndexEntry::kInDram)) continue;
+    DramAccess(id, *e);
+    if (e->has(IndexEntry::kOnNvme)) NvmeAccess(id, *e);
+    if (e->has(IndexEntry::kPrefetched)) {
+      e->set(IndexEntry::kPrefetched, false);
+      prefetched_.erase(id);
+      ++counters_.prefetches_used;
+    }
+    ++counted;
+  }
+  counters_.lease_free_reads += counted;
+  return counted;
 }
 
 // ------------------------------------------------------------ conveniences
@@ -877,6 +911,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   ASSIGN_OR_RETURN(std::unique_ptr<eviction::EvictionPolicy> nvme_policy,
                    eviction::CreatePolicy(options.nvme_policy, clock));
   ASSIGN_OR_RETURN(std::unique_ptr<DramPool> pool, DramPool::Create(options.dram_bytes, options.shared_dram));
+  std::unique_ptr<SharedReadIndex> read_index;
+  if (options.shared_dram && options.read_index) {
+    ASSIGN_OR_RETURN(read_index,
+                     SharedReadIndex::Create(options.read_index_entries != 0
+                                                 ? options.read_index_entries
+                                                 : SharedReadIndex::EntriesFor(pool->capacity())));
+  }
   std::unique_ptr<NvmeTier> nvme;
   if (!options.nvme_path.empty()) {
     NvmeTierOptions nvme_options;
@@ -886,7 +927,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
     ASSIGN_OR_RETURN(nvme, NvmeTier::Open(nvme_options));
     if (options.wrap_nvme) nvme = options.wrap_nvme(std::move(nvme));
   }
-  auto engine = std::make_unique<internal::EngineImpl>(options, clock, std::move(pool), std::move(nvme),
+  auto engine = std::make_unique<internal::EngineImpl>(options, clock, std::move(pool),
+                                                       std::move(read_index), std::move(nvme),
                                              std::move(dram_policy), std::move(nvme_policy));
   RETURN_IF_ERROR(engine->Restore());
   engine->StartThreads();

@@ -48,6 +48,12 @@ struct EngineOptions {
   // Put the DRAM pool in shared memory (a memfd, mode 0600) that clients of
   // the same user on this host may map read-only (dram_share_path()).
   bool shared_dram = false;
+  // With shared_dram: publish every committed chunk in DRAM in a read index
+  // (store/common/read_index.h) in shared memory beside the pool, so that
+  // clients on this host read it without a lease (read_index_share_path()).
+  bool read_index = true;
+  // Entries of the read index; 0: SharedReadIndex::EntriesFor(dram_bytes).
+  uint64_t read_index_entries = 0;
   // NVMe tier directory; empty for a DRAM-only node.
   std::string nvme_path;
   // Bytes of chunk payload the NVMe tier may hold; required (> 0) with a path.
@@ -198,6 +204,10 @@ struct EngineStats {
   uint64_t prefetches_wasted = 0;  // ... evicted before any read
   uint64_t dram_evictions_unhinted = 0;  // victims no hinted job needs
   uint64_t dram_evictions_hinted = 0;    // victims needed by a later job
+  // Read index (EngineOptions::read_index).
+  uint64_t read_index_published = 0;  // chunks readers can find in it now
+  uint64_t read_index_full = 0;       // chunks left out: their probe window was full
+  uint64_t lease_free_reads = 0;      // chunk reads clients reported (Touch)
 };
 
 // What one tenant may hold on the node (the tenants file's dram=, nvme=
@@ -297,6 +307,13 @@ class Engine {
   // DRAM any more).
   virtual absl::Status CheckDramCopy(uint32_t ns, const ChunkKey& key) = 0;
 
+  // Records reads that clients on this host made without a lease (out of
+  // the read index): each key of namespace `ns` committed in DRAM counts as
+  // accessed for eviction, as Acquire would count it (a prefetched chunk as
+  // used); other keys are skipped. Returns how many were counted. NotFound:
+  // unknown namespace; InvalidArgument: no keys or too many.
+  virtual absl::StatusOr<size_t> Touch(uint32_t ns, std::span<const ChunkKey> keys) = 0;
+
   // Conveniences over the above for one chunk: copy in / copy out, with
   // checksums computed and verified.
   virtual absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
@@ -357,6 +374,10 @@ class Engine {
   // this user on this host can open the pool (valid while the engine lives);
   // empty otherwise.
   virtual std::string dram_share_path() const = 0;
+  // With EngineOptions::read_index (and shared_dram): the path through which
+  // another process of this user on this host can open the read index
+  // (valid while the engine lives); empty otherwise.
+  virtual std::string read_index_share_path() const = 0;
   // The most keys one call accepts (EngineOptions::max_keys_per_call).
   virtual size_t max_keys_per_call() const = 0;
 };

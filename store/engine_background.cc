@@ -329,6 +329,7 @@ EngineStats EngineImpl::Stats() const {
   s.write_back_queue = write_back_queue_.size() + (write_back_busy_ ? 1 : 0);
   s.chunks_unpersisted = write_back_retry_.size();
   s.write_back_failing = write_back_error_.ok() ? 0 : 1;
+  s.read_index_published = read_index_ != nullptr ? read_index_->published() : 0;
   return s;
 }
 

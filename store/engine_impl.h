@@ -25,6 +25,7 @@
 #include "store/dram_pool.h"
 #include "store/engine.h"
 #include "store/nvme_tier.h"
+#include "store/shared_read_index.h"
 
 namespace strata::store::internal {
 
@@ -51,16 +52,19 @@ struct AllocationRules {
 class EngineImpl final : public Engine {
  public:
   EngineImpl(const EngineOptions& options, Clock* clock, std::unique_ptr<DramPool> pool,
-             std::unique_ptr<NvmeTier> nvme, std::unique_ptr<EvictionPolicy> dram_policy,
+             std::unique_ptr<SharedReadIndex> read_index, std::unique_ptr<NvmeTier> nvme,
+             std::unique_ptr<EvictionPolicy> dram_policy,
              std::unique_ptr<EvictionPolicy> nvme_policy)
       : options_(options),
         clock_(clock),
         pool_(std::move(pool)),
+        read_index_(std::move(read_index)),
         nvme_(std::move(nvme)),
         dram_policy_(std::move(dram_policy)),
         nvme_policy_(std::move(nvme_policy)) {}
 
   ~EngineImpl() override {
+    if (read_index_ != nullptr) read_index_->Close();  // lease-free readers stop here
     {
       absl::MutexLock lock(&mu_);
       stopping_ = true;
@@ -97,6 +101,7 @@ class EngineImpl final : public Engine {
   absl::Status Put(uint32_t ns, const ChunkKey& key, std::optional<ChunkKey> parent,
                    std::span<const std::byte> payload) override;
   absl::Status Get(uint32_t ns, const ChunkKey& key, std::span<std::byte> out) override;
+  absl::StatusOr<size_t> Touch(uint32_t ns, std::span<const ChunkKey> keys) override;
   absl::Status SetHints(std::string_view scheduler, uint32_t ns, std::span<const JobHint> jobs,
                         absl::Duration ttl) override;
   size_t ReapExpiredLeases() override;
@@ -105,6 +110,9 @@ class EngineImpl final : public Engine {
   EngineStats Stats() const override;
   std::span<std::byte> dram_region() const override { return pool_->region(); }
   std::string dram_share_path() const override { return pool_->share_path(); }
+  std::string read_index_share_path() const override {
+    return read_index_ != nullptr ? read_index_->share_path() : std::string();
+  }
   size_t max_keys_per_call() const override { return options_.max_keys_per_call; }
 
  private:
@@ -265,6 +273,13 @@ class EngineImpl final : public Engine {
   // Evicts the DRAM copy of `victim` (DramEvictable), counting it.
   void EvictDram(EntryId victim) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DropDram(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The read index (when there is one) follows the committed DRAM copies:
+  // Publish once `e` is committed in DRAM; Withdraw before its slot is
+  // freed or when its bytes are found corrupt (readers then take a lease).
+  void Publish(const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Withdraw(const IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (read_index_ != nullptr) read_index_->Withdraw(e.key);
+  }
   void DropNvme(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Erases a committed entry that no tier holds and nothing pins.
   void MaybeErase(EntryId id, IndexEntry& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -301,6 +316,8 @@ class EngineImpl final : public Engine {
   const EngineOptions options_;
   Clock* const clock_;
   const std::unique_ptr<DramPool> pool_;  // allocation guarded by mu_
+  // Null without EngineOptions::read_index; Publish/Withdraw guarded by mu_.
+  const std::unique_ptr<SharedReadIndex> read_index_;
   const std::unique_ptr<NvmeTier> nvme_;  // thread-safe; may be null
 
   mutable absl::Mutex mu_;

@@ -67,6 +67,9 @@ std::vector<std::pair<const char*, uint64_t>> StatsValues(const EngineStats& s) 
       {"chunks_unpersisted", s.chunks_unpersisted},
       {"write_back_failing", s.write_back_failing},
       {"namespaces_removed", s.namespaces_removed},
+      {"read_index_published", s.read_index_published},
+      {"read_index_full", s.read_index_full},
+      {"lease_free_reads", s.lease_free_reads},
   };
 }
 
@@ -111,6 +114,9 @@ absl::string_view StatsHelp(absl::string_view name) {
       {"chunks_unpersisted", "Acknowledged chunks whose write-back failed (pinned, retried)."},
       {"write_back_failing", "1 while NVMe write-back fails (the node is not persisting)."},
       {"namespaces_removed", "Namespaces removed."},
+      {"read_index_published", "Chunks in the read index (lease-free same-host reads)."},
+      {"read_index_full", "Committed chunks left out of the read index (probe window full)."},
+      {"lease_free_reads", "Chunk reads same-host clients made without a lease (reported)."},
   };
   for (const auto& [n, help] : kHelp) {
     if (n == name) return help;
@@ -124,7 +130,7 @@ bool IsGauge(absl::string_view name) {
       "index_entries",       "index_memory_bytes", "chunks_in_dram",      "chunks_on_nvme",
       "active_read_leases",  "active_write_leases", "namespaces",         "write_back_queue",
       "hint_schedulers",     "hint_jobs",          "hinted_chunks",       "chunks_unpersisted",
-      "write_back_failing",  "chunks_restored"};
+      "write_back_failing",  "chunks_restored",    "read_index_published"};
   for (absl::string_view g : kGauges) {
     if (g == name) return true;
   }
@@ -219,7 +225,7 @@ const char* ServerMetrics::RpcName(Rpc rpc) {
   static constexpr const char* kNames[kNumRpcs] = {
       "GetNodeInfo", "RegisterNamespace", "Lookup", "Get",    "Release", "PutBegin",
       "PutCommit",   "PutAbort",          "Hint",   "Stats",  "Health",  "RemoveNamespace",
-      "AttachDataPlane"};
+      "AttachDataPlane", "Touch"};
   return kNames[rpc];
 }
 

@@ -64,6 +64,7 @@ class ServerMetrics {
     kHealth,
     kRemoveNamespace,
     kAttachDataPlane,
+    kTouch,
     kNumRpcs
   };
   static const char* RpcName(Rpc rpc);

@@ -367,6 +367,27 @@ class StrataService final : public pb::Strata::Service {
     return ToGrpcStatus(s);
   }
 
+  grpc::Status Touch(grpc::ServerContext* ctx, const pb::TouchRequest* req,
+                     pb::TouchResponse* out) override {
+    return Handle(ServerMetrics::kTouch, *ctx, [&](const CallIdentity& who) { return TouchImpl(who, ctx, req, out); });
+  }
+
+  // Lease-free reads, reported: authorised as a Get of the same keys would be
+  // (a client whose token no longer admits it learns it here).
+  grpc::Status TouchImpl(const CallIdentity& who, grpc::ServerContext*, const pb::TouchRequest* req,
+                         pb::TouchResponse* out) {
+    if (absl::Status s = CheckClientId(req->client_id()); !s.ok()) return ToGrpcStatus(s);
+    auto ns = AuthorizeNamespace(who, req->namespace_id());
+    if (!ns.ok()) return ToGrpcStatus(ns.status());
+    auto keys = ParseScopedKeys(req->keys(), ns->root);
+    if (!keys.ok()) return ToGrpcStatus(keys.status());
+    auto counted = engine_->Touch(req->namespace_id(), *keys);
+    if (!counted.ok()) return ToGrpcStatus(counted.status());
+    out->set_counted(static_cast<uint32_t>(*counted));
+    out->set_node_incarnation(info_.incarnation());
+    return grpc::Status::OK;
+  }
+
   grpc::Status PutBegin(grpc::ServerContext* ctx, const pb::PutBeginRequest* req,
                         pb::PutBeginResponse* out) override {
     return Handle(ServerMetrics::kPutBegin, *ctx, [&](const CallIdentity& who) { return PutBeginImpl(who, ctx, req, out); });
@@ -901,6 +922,13 @@ class StoreServerImpl final : public StoreServer {
       info.set_shm_inode(st.st_ino);
       info.set_host_boot_id(boot_id);
       info.set_node_pid(static_cast<uint32_t>(getpid()));
+      const std::string index = engine_->read_index_share_path();
+      struct stat ist{};
+      if (!index.empty() && stat(index.c_str(), &ist) == 0) {
+        info.set_read_index_path(index);
+        info.set_read_index_bytes(static_cast<uint64_t>(ist.st_size));
+        info.set_read_index_inode(ist.st_ino);
+      }
     }
 
     std::shared_ptr<const auth::TenantTable> tenants;

@@ -121,7 +121,7 @@ class ClusterClientTest : public ::testing::Test {
   static std::unique_ptr<ClusterClient> Connect(
       const testing::EtcdProcess& etcd, const std::string& cluster,
       client::SameHost same_host = client::SameHost::kAuto,
-      std::optional<client::HotChunkOptions> hot = std::nullopt) {
+      std::optional<client::HotChunkOptions> hot = std::nullopt, bool lease_free = true) {
     client::ClusterClientOptions options;
     options.etcd_endpoints = etcd.endpoint();
     options.cluster = cluster;
@@ -129,6 +129,7 @@ class ClusterClientTest : public ::testing::Test {
     options.node.rpc_timeout = absl::Seconds(2);
     options.node.transfer_timeout = absl::Seconds(4);
     options.node.same_host = same_host;
+    options.node.lease_free = lease_free;
     options.hot.reads = 0;
     if (hot) options.hot = *hot;
     const absl::Time deadline = absl::Now() + absl::Seconds(15);
@@ -598,7 +599,9 @@ TEST_F(ClusterClientTest, HotChunksGetExtraReplicasAndLoseThemWhenTheyCool) {
   hot.reads = 8;
   hot.window = absl::Seconds(10);
   hot.now = [&skew_s] { return absl::Now() + absl::Seconds(skew_s.load()); };
-  std::unique_ptr<ClusterClient> c = Connect(*etcd_, "hot", client::SameHost::kAuto, hot);
+  // Leased loads only: each node's reads_dram counts the reads it served.
+  std::unique_ptr<ClusterClient> c =
+      Connect(*etcd_, "hot", client::SameHost::kAuto, hot, /*lease_free=*/false);
   ASSERT_NE(c, nullptr);
   auto nodes = ThreeNodes(*etcd_, "hot");
   ASSERT_TRUE(WaitForView(*c, absl::Seconds(5), [](const auto& v) { return v.nodes.size() == 3; }));

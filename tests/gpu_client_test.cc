@@ -74,6 +74,11 @@ TEST(GpuClientTest, LoadToDeviceAndSaveFromDevice) {
   too_many.push_back(keys2[0]);
   EXPECT_EQ((*stager)->LoadToDevice(**c, *ns, too_many, dev).code(),
             absl::StatusCode::kInvalidArgument);
+  // Host memory is not a device pointer: refused before anything moves.
+  EXPECT_EQ((*stager)->LoadToDevice(**c, *ns, keys, host.data()).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ((*stager)->SaveFromDevice(**c, *ns, keys2, host.data()).code(),
+            absl::StatusCode::kInvalidArgument);
   cudaFree(dev);
   EXPECT_TRUE((*server)->Shutdown(absl::Seconds(1)).ok());
 }

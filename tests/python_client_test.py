@@ -1,7 +1,6 @@
 """Tests of the `strata` Python module against a real `strata serve`."""
 import os
 import random
-import socket
 import subprocess
 import threading
 import time
@@ -11,37 +10,7 @@ import pytest
 
 import strata
 
-STRATA = os.environ["STRATA_BINARY"]
-WORK = os.environ.get("STRATA_WORK", "/tmp")
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(name, args, **connect_options):
-    """Starts `strata serve ARGS` logging to NAME.log; yields its address once
-    strata.connect(address, **connect_options) answers health()."""
-    port = _free_port()
-    log = open(os.path.join(WORK, f"{name}.log"), "w")
-    proc = subprocess.Popen([STRATA, "serve", f"--listen=127.0.0.1:{port}"] + args,
-                            stdout=log, stderr=subprocess.STDOUT)
-    address = f"127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            strata.connect(address, **connect_options).health()
-            break
-        except strata.Error:
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise
-            time.sleep(0.1)
-    yield address
-    proc.terminate()
-    assert proc.wait(timeout=30) == 0
+from strata_serve import STRATA, WORK, serve as _serve
 
 
 @pytest.fixture(scope="module")

@@ -54,9 +54,9 @@ class FaultyLoads final : public runtime::KvDevice {
     if (!load.ok()) return load.status();
     return std::unique_ptr<runtime::PrefixLoad>(new Load(*std::move(load), pool, fault_));
   }
-  absl::Status CopyToHost(ChunkPool& pool, std::span<const runtime::SlotId> slots,
-                          std::span<std::byte> dest) override {
-    return inner_->CopyToHost(pool, slots, dest);
+  absl::StatusOr<std::unique_ptr<runtime::HostCopy>> StartCopyToHost(
+      ChunkPool& pool, std::span<const runtime::SlotId> slots) override {
+    return inner_->StartCopyToHost(pool, slots);
   }
 
  private:
@@ -371,4 +371,251 @@ TEST_F(RuntimeWorkerTest, MismatchesAndAFullPoolAreClearErrors) {
 }
 
 }  // namespace
+// A conversation longer than the window: the system prompt's chunk stays,
+// the oldest chunks after it are dropped, the rest are loaded from the store
+// (under their exact keys, computed before the truncation) and attend at new
+// positions, without being recomputed. The logits equal the model's step over
+// exactly those bytes at the new positions; chunks computed in the truncated
+// view are saved under view keys only, which the next truncated turn loads
+// and an untruncated worker never sees.
+TEST_F(RuntimeWorkerTest, TruncationReusesChunksAtNewPositions) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  WorkerOptions trunc;
+  trunc.max_context = 64;  // 4 chunks
+  trunc.keep_chunks = 1;
+  trunc.truncate_step_chunks = 1;
+  // Turn 1: 60 tokens and 4 decoded: chunks 0..3 saved under exact keys.
+  std::vector<int32_t> conv = Conversation(60, 5);
+  {
+    auto pool = Pool(16);
+    auto a = MakeWorker(pool.get(), trunc);
+    std::vector<float> logits;
+    auto stats = a->Prefill(conv, &logits);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->dropped_tokens, 0);
+    const std::vector<int32_t> reply = Greedy(*a, logits, 4);
+    conv.insert(conv.end(), reply.begin(), reply.end());
+    ASSERT_TRUE(a->WaitSaves().ok());
+    EXPECT_EQ(a->counters().chunks_saved, 4u);
+    EXPECT_EQ(a->dropped_chunks(), 0);
+  }
+  // Turn 2: 90 tokens: 2 chunks over the window, so chunks 1 and 2 go; the
+  // view is chunk 0, chunk 3 (loaded, now at position 16) and 26 new tokens.
+  const std::vector<int32_t> prompt = Conversation(26, 6);
+  conv.insert(conv.end(), prompt.begin(), prompt.end());
+  std::vector<int32_t> view(conv.begin(), conv.begin() + kTpc);
+  view.insert(view.end(), conv.begin() + 3 * kTpc, conv.end());
+  ASSERT_EQ(view.size(), 58u);
+  auto pool_b = Pool(16);
+  auto b = MakeWorker(pool_b.get(), trunc);
+  std::vector<float> got;
+  auto stats = b->Prefill(conv, &got);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->tokens, 90);
+  EXPECT_EQ(stats->dropped_tokens, 32);
+  EXPECT_EQ(stats->loaded_tokens, 32);
+  EXPECT_EQ(stats->computed_tokens, 26);
+  EXPECT_EQ(b->dropped_chunks(), 2);
+  EXPECT_EQ(b->counters().truncated_turns, 1u);
+  ASSERT_TRUE(b->WaitSaves().ok());
+  EXPECT_EQ(b->counters().chunks_saved, 1u);  // view chunk 2 (tokens 64..79)
+
+  // The reference: the model's step over chunks 0 and 3 as stored, at
+  // positions 0 and 16, and the 26 new tokens.
+  {
+    const std::vector<uint32_t> key_tokens(conv.begin(), conv.end());
+    const std::vector<ChunkKey> exact = ns_.Keys(key_tokens);
+    std::vector<std::byte> buf(4 * ns_.chunk_bytes);
+    const ChunkKey loaded[] = {exact[0], exact[3]};
+    auto t = client_->Load(ns_, loaded, std::span(buf).first(2 * ns_.chunk_bytes));
+    ASSERT_TRUE(t.ok()) << t.status();
+    ASSERT_TRUE((*t)->Wait().ok());
+    std::vector<std::byte*> bases;
+    for (int i = 0; i < 4; ++i) bases.push_back(buf.data() + i * ns_.chunk_bytes);
+    auto step = runtime::SequenceStep::Make(bases, 32, 58, kTpc);
+    ASSERT_TRUE(step.ok()) << step.status();
+    std::vector<float> want;
+    ASSERT_TRUE(model_->Forward(step->Batch(std::span(view).subspan(32)), &want).ok());
+    EXPECT_EQ(got, want);
+  }
+  // Turn 3 on a fresh worker: 93 tokens, still 2 chunks dropped; the view
+  // chunk computed by turn 2 is loaded under its view key.
+  const std::vector<int32_t> more = Conversation(3, 7);
+  conv.insert(conv.end(), more.begin(), more.end());
+  std::vector<float> from_b;
+  auto again = b->Prefill(conv, &from_b);  // b's own pool: hits
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->hit_tokens, 48);
+  {
+    auto pool_c = Pool(16);
+    auto c = MakeWorker(pool_c.get(), trunc);
+    std::vector<float> from_c;
+    auto sc = c->Prefill(conv, &from_c);
+    ASSERT_TRUE(sc.ok()) << sc.status();
+    EXPECT_EQ(sc->loaded_tokens, 48);
+    EXPECT_EQ(sc->computed_tokens, 13);
+    EXPECT_EQ(from_c, from_b);
+  }
+  // Without truncation the view chunk is invisible: the exact chain's
+  // chunks 0..3 load, the rest is computed, and the result is the full
+  // recompute's, bit for bit.
+  {
+    std::vector<float> want;
+    std::vector<int32_t> want_tokens;
+    ASSERT_NO_FATAL_FAILURE(Recompute(conv, &want, &want_tokens, 0));
+    auto pool_d = Pool(16);
+    auto d = MakeWorker(pool_d.get());
+    std::vector<float> from_d;
+    auto sd = d->Prefill(conv, &from_d);
+    ASSERT_TRUE(sd.ok()) << sd.status();
+    EXPECT_EQ(sd->loaded_tokens, 64);
+    EXPECT_EQ(sd->dropped_tokens, 0);
+    EXPECT_EQ(from_d, want);
+  }
+}
+
+// Decoding past the window drops a step of chunks in place; a worker that
+// loads the same conversation later (same truncation) continues with the
+// same logits.
+TEST_F(RuntimeWorkerTest, DecodingPastTheWindowTruncatesInPlace) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  WorkerOptions trunc;
+  trunc.max_context = 64;
+  trunc.keep_chunks = 1;
+  trunc.truncate_step_chunks = 1;
+  std::vector<int32_t> conv = Conversation(60, 8);
+  auto pool = Pool(16);
+  auto a = MakeWorker(pool.get(), trunc);
+  std::vector<float> logits;
+  ASSERT_TRUE(a->Prefill(conv, &logits).ok());
+  // Tokens 61..66 decoded greedily: the 65th does not fit, chunk 1 leaves
+  // the view.
+  for (int i = 0; i < 6; ++i) {
+    conv.push_back(runtime::ArgmaxRows(logits, config_.vocab)[0]);
+    ASSERT_TRUE(a->Decode(conv.back(), &logits).ok());
+  }
+  EXPECT_EQ(a->dropped_chunks(), 1);
+  EXPECT_EQ(a->counters().truncated_turns, 1u);
+  EXPECT_EQ(a->tokens().size(), 66u);
+  ASSERT_TRUE(a->WaitSaves().ok());
+  // Worker B loads chunk 0 and chunks 2..3 (exact keys, saved before the
+  // drop) and computes tokens 64 and 65 in the view, as A did one at a time:
+  // the logits of A's last step.
+  auto pool_b = Pool(16);
+  WorkerOptions no_save = trunc;
+  no_save.save = false;
+  auto b = MakeWorker(pool_b.get(), no_save);
+  std::vector<float> got;
+  auto stats = b->Prefill(conv, &got);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->dropped_tokens, 16);
+  EXPECT_EQ(stats->loaded_tokens + stats->hit_tokens, 48);
+  EXPECT_EQ(stats->computed_tokens, 2);
+  EXPECT_EQ(got, logits);
+}
+
+TEST_F(RuntimeWorkerTest, TruncationOptions) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  auto pool = Pool(16);
+  for (auto [max_context, keep] : {std::pair{50, 1}, {16, 1}, {-16, 0}, {64, -1}}) {
+    WorkerOptions o;
+    o.max_context = max_context;
+    o.keep_chunks = keep;
+    auto w = Worker::Create(client_.get(), ns_, model_.get(), pool.get(), device_.get(), o);
+    EXPECT_EQ(w.status().code(), absl::StatusCode::kInvalidArgument)
+        << max_context << " " << keep;
+  }
+  // A window of 2 chunks keeping 1 (the smallest): any conversation fits,
+  // here with 2 of its chunks dropped.
+  WorkerOptions o;
+  o.max_context = 32;
+  o.keep_chunks = 1;
+  auto w = MakeWorker(pool.get(), o);
+  std::vector<float> logits;
+  const std::vector<int32_t> fits = Conversation(32 + 16 + 15, 9);
+  auto ok = w->Prefill(fits, &logits);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->dropped_tokens, 32);
+  EXPECT_EQ(w->dropped_chunks(), 2);
+  // An empty conversation is still refused, and the worker still serves.
+  EXPECT_EQ(w->Prefill({}, &logits).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(w->tokens().empty());
+  EXPECT_TRUE(w->Prefill(fits, &logits).ok());
+}
+
+// Several workers' conversations that share a system prompt decode in one
+// model step: the prompt's chunks sit once in the shared pool, and each
+// sequence's logits equal those of decoding it alone.
+TEST_F(RuntimeWorkerTest, ABatchOfWorkersDecodesInOneStep) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  const std::vector<int32_t> system = Conversation(32, 20);
+  std::vector<std::vector<int32_t>> convs;
+  for (int b = 0; b < 3; ++b) {
+    std::vector<int32_t> c = system;
+    const std::vector<int32_t> own = Conversation(5 + 9 * b, 21 + b);
+    c.insert(c.end(), own.begin(), own.end());
+    convs.push_back(c);
+  }
+  constexpr int kSteps = 12;  // workers 0 and 1 (37, 46 tokens) fill a chunk on the way
+  // Alone: each conversation decoded by itself (no store, no saves).
+  WorkerOptions alone_options;
+  alone_options.source = WorkerOptions::Source::kNone;
+  alone_options.save = false;
+  std::vector<std::vector<float>> alone_logits(3);
+  std::vector<std::vector<int32_t>> alone_tokens(3);
+  for (int b = 0; b < 3; ++b) {
+    auto pool = Pool(16);
+    auto w = MakeWorker(pool.get(), alone_options);
+    std::vector<float> logits;
+    ASSERT_TRUE(w->Prefill(convs[b], &logits).ok());
+    for (int i = 0; i < kSteps; ++i) {
+      alone_tokens[b].push_back(runtime::ArgmaxRows(logits, config_.vocab)[0]);
+      ASSERT_TRUE(w->Decode(alone_tokens[b].back(), &logits).ok());
+    }
+    alone_logits[b] = logits;
+  }
+  // Batched, one pool: the system prompt's two chunks are shared slots.
+  auto pool = Pool(16);
+  std::vector<std::unique_ptr<Worker>> workers;
+  std::vector<Worker*> batch;
+  std::vector<int32_t> next;
+  for (int b = 0; b < 3; ++b) {
+    workers.push_back(MakeWorker(pool.get()));
+    batch.push_back(workers.back().get());
+    std::vector<float> logits;
+    auto stats = workers.back()->Prefill(convs[b], &logits);
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    if (b > 0) EXPECT_EQ(stats->hit_tokens, 32);
+    next.push_back(runtime::ArgmaxRows(logits, config_.vocab)[0]);
+  }
+  // The two shared chunks, worker 2's own full chunk, three partial ones.
+  EXPECT_EQ(pool->Stats().held, 6u);
+  std::vector<float> logits;
+  for (int step = 0; step < kSteps; ++step) {
+    for (int b = 0; b < 3; ++b) EXPECT_EQ(next[b], alone_tokens[b][step]) << b << " " << step;
+    ASSERT_TRUE(Worker::DecodeBatch(batch, next, runtime::AttentionKernel::kPrefill, &logits).ok());
+    next = runtime::ArgmaxRows(logits, config_.vocab);
+  }
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_EQ(std::vector<float>(logits.begin() + b * config_.vocab,
+                                 logits.begin() + (b + 1) * config_.vocab),
+              alone_logits[b])
+        << b;
+    EXPECT_EQ(workers[b]->tokens().size(), convs[b].size() + kSteps);
+  }
+  // Bad batches change nothing.
+  const int32_t two[] = {1, 2};
+  Worker* twice[] = {batch[0], batch[0]};
+  EXPECT_EQ(Worker::DecodeBatch(twice, two, runtime::AttentionKernel::kPrefill, &logits).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Worker::DecodeBatch(batch, two, runtime::AttentionKernel::kPrefill, &logits).code(),
+            absl::StatusCode::kInvalidArgument);
+  const int32_t bad[] = {1, config_.vocab, 2};
+  EXPECT_EQ(Worker::DecodeBatch(batch, bad, runtime::AttentionKernel::kPrefill, &logits).code(),
+            absl::StatusCode::kInvalidArgument);
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_EQ(workers[b]->tokens().size(), convs[b].size() + kSteps);
+  }
+}
+
 }  // namespace strata

@@ -10,9 +10,10 @@
 //   strata lookup ...      per-key tier and cached prefix of files or keys
 //   strata stats           a node's counters
 //   strata bench [flags]   load generator: N clients, get/put mix, latency
-//   strata worker run|bench   the GPU worker runtime (strata_worker): a
-//                          conversation turn of a Llama model over a node;
-//                          TTFT of returning conversations
+//   strata worker run|bench|decode-bench   the GPU worker runtime
+//                          (strata_worker): a conversation turn of a Llama
+//                          model over a node; TTFT of returning
+//                          conversations; batched decode tokens/s
 //   strata token ...       a new tenant token and its tenants-file line
 //   strata help            this text
 //
@@ -285,6 +286,7 @@ int Serve(const std::vector<std::string>& args) {
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
   bool no_nvme = false;
   bool shm_pool = true;
+  bool lease_free_index = true;
   bool isolate_tenants = false;
   int64_t prefetch_jobs = 8;
   int64_t max_namespaces_per_peer = 1024;
@@ -314,6 +316,12 @@ int Serve(const std::vector<std::string>& args) {
             "put the DRAM pool in shared memory (a memfd, mode 0600) that clients of the same "
             "user on this host map read-only to copy leased chunks out (--noshm_pool: UCX only)",
             &shm_pool);
+  flags.Add("lease_free_index",
+            "with --shm_pool: publish committed DRAM chunks in a read index in shared memory "
+            "beside the pool, so that clients on this host copy them out without a Get round "
+            "trip, re-checking a per-entry generation after the copy (--nolease_free_index: "
+            "every load takes a lease)",
+            &lease_free_index);
   flags.Add("isolate_tenants",
             "grant clients no remote access to the node's memory: bytes move as two-sided "
             "UCX messages the node checks against the caller's leases, and no shared pool "
@@ -447,6 +455,7 @@ int Serve(const std::vector<std::string>& args) {
   store::EngineOptions options;
   options.dram_bytes = dram.value;
   options.shared_dram = shm_pool && !isolate_tenants;
+  options.read_index = lease_free_index;
   if (!no_nvme) {
     options.nvme_path = data_dir;
     options.nvme_capacity_bytes = nvme.value;
@@ -664,7 +673,8 @@ constexpr char kUsage[] =
     "  remove-namespace  remove a namespace and all its chunks from a node\n"
     "  bench   load generator: N clients, get/put mix, throughput and latency\n"
     "  worker  the GPU worker runtime (strata_worker; CUDA builds): `worker run` a\n"
-    "          conversation turn of a Llama model over a node, `worker bench` TTFT\n"
+    "          conversation turn of a Llama model over a node, `worker bench` TTFT,\n"
+    "          `worker decode-bench` decode tokens/s per attention kernel\n"
     "  token   a new tenant token and its line for the tenants file (--tenants)\n"
     "  help    show this text\n\n"
     "Commands that talk to a node connect to --server (default 127.0.0.1:7400).\n"

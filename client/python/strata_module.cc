@@ -18,7 +18,10 @@
 // Errors are strata.Error exceptions whose `code` is the status code's name
 // ("NOT_FOUND", "INVALID_ARGUMENT", "UNAUTHENTICATED", "PERMISSION_DENIED", ...). Buffers: anything with the buffer
 // protocol (numpy arrays, bytearray, memoryview; read-only ones for save),
-// C-contiguous; the transfer keeps a reference until it is done.
+// C-contiguous; the transfer keeps a reference until it is done. GPU memory
+// (a CUDA torch tensor, anything with __cuda_array_interface__) goes through
+// DeviceTransfers (device_transfers.h): the CUDA build stages it through
+// pinned memory; the CPU-only build refuses it (UNIMPLEMENTED).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -31,6 +34,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "client/client.h"
+#include "client/python/device_array.h"
+#include "client/python/device_transfers.h"
 
 namespace py = pybind11;
 
@@ -98,11 +103,6 @@ struct Buffer {
 };
 
 Buffer GetBuffer(py::object obj, bool writable) {
-  if (py::hasattr(obj, "is_cuda") && obj.attr("is_cuda").cast<bool>()) {
-    Raise(absl::UnimplementedError(
-        "a CUDA tensor: this build of the module loads into host buffers only; pass a "
-        "pinned host tensor or numpy array and copy it to the device"));
-  }
   if (py::hasattr(obj, "numpy") && py::hasattr(obj, "data_ptr") && !PyObject_CheckBuffer(obj.ptr())) {
     obj = obj.attr("numpy")();  // a CPU torch tensor: its numpy view shares the memory
   }
@@ -126,10 +126,42 @@ Buffer GetBuffer(py::object obj, bool writable) {
   return b;
 }
 
+// GPU memory described by `obj`, or nothing when it is host memory. Raises
+// for GPU memory the module cannot use, and (UNIMPLEMENTED) for any GPU
+// memory in the CPU-only build.
+std::optional<DeviceArray> GetDeviceArray(py::handle obj) {
+  std::optional<DeviceArray> a = Check(DescribeDeviceArray(obj));
+  if (!a.has_value()) return a;
+  Check(DeviceTransfers::Availability());
+  if (a->stream_kind == StreamKind::kTorchCurrent) {
+    // The stream torch queues the tensor's work on; torch is imported, as
+    // the tensor exists.
+    py::object stream = py::module_::import("torch").attr("cuda").attr("current_stream")(
+        obj.attr("device"));
+    a->stream_kind = StreamKind::kHandle;
+    a->stream = stream.attr("cuda_stream").cast<uintptr_t>();
+  }
+  return a;
+}
+
 class PyTransfer {
  public:
+  // A transfer between host memory and the store.
   PyTransfer(std::shared_ptr<client::Transfer> t, Buffer buffer)
-      : transfer_(std::move(t)), buffer_(std::move(buffer)) {}
+      : owner_(buffer.owner), buffer_(std::move(buffer)), transfer_(std::move(t)) {}
+  // A transfer between GPU memory (owned by `owner`) and the store.
+  PyTransfer(std::shared_ptr<client::Transfer> t, py::object owner)
+      : owner_(std::move(owner)), transfer_(std::move(t)) {}
+  PyTransfer(PyTransfer&&) = default;
+  // A transfer dropped before it finished is waited for (without the GIL)
+  // before the memory it uses is let go.
+  ~PyTransfer() {
+    if (transfer_ != nullptr && !transfer_->done()) {
+      py::gil_scoped_release release;
+      (void)transfer_->Wait();
+      transfer_.reset();
+    }
+  }
 
   void Wait() {
     absl::Status s;
@@ -150,13 +182,16 @@ class PyTransfer {
   bool done() const { return transfer_->done(); }
 
  private:
+  // Destroyed last: the memory outlives the transfer.
+  py::object owner_;
+  std::optional<Buffer> buffer_;
   std::shared_ptr<client::Transfer> transfer_;
-  Buffer buffer_;
 };
 
 class PyClient {
  public:
-  explicit PyClient(std::unique_ptr<client::Client> c) : client_(std::move(c)) {}
+  explicit PyClient(std::unique_ptr<client::Client> c)
+      : client_(std::move(c)), device_(DeviceTransfers::Create()) {}
 
   client::Namespace RegisterNamespace(const std::string& model, uint32_t layers,
                                       uint32_t kv_heads, uint32_t head_dim,
@@ -198,7 +233,15 @@ class PyClient {
 
   PyTransfer Load(const client::Namespace& ns, const std::vector<py::bytes>& raw,
                   py::object dest) {
-    const std::vector<ChunkKey> keys = ToKeys(raw);
+    std::vector<ChunkKey> keys = ToKeys(raw);
+    if (std::optional<DeviceArray> d = GetDeviceArray(dest); d.has_value()) {
+      absl::StatusOr<std::shared_ptr<client::Transfer>> t;
+      {
+        py::gil_scoped_release release;
+        t = device_->Load(client_, ns, std::move(keys), *d);
+      }
+      return PyTransfer(Check(std::move(t)), std::move(dest));
+    }
     Buffer b = GetBuffer(std::move(dest), /*writable=*/true);
     auto t = client_->Load(ns, keys, b.bytes());
     return PyTransfer(Check(std::move(t)), std::move(b));
@@ -206,10 +249,18 @@ class PyClient {
 
   PyTransfer Save(const client::Namespace& ns, const std::vector<py::bytes>& raw,
                   py::object src, std::optional<py::bytes> parent) {
-    const std::vector<ChunkKey> keys = ToKeys(raw);
-    Buffer b = GetBuffer(std::move(src), /*writable=*/false);
+    std::vector<ChunkKey> keys = ToKeys(raw);
     std::optional<ChunkKey> p;
     if (parent.has_value()) p = ToKey(*parent);
+    if (std::optional<DeviceArray> d = GetDeviceArray(src); d.has_value()) {
+      absl::StatusOr<std::shared_ptr<client::Transfer>> t;
+      {
+        py::gil_scoped_release release;
+        t = device_->Save(client_, ns, std::move(keys), *d, p);
+      }
+      return PyTransfer(Check(std::move(t)), std::move(src));
+    }
+    Buffer b = GetBuffer(std::move(src), /*writable=*/false);
     auto t = client_->Save(ns, keys, b.bytes(), p);
     return PyTransfer(Check(std::move(t)), std::move(b));
   }
@@ -245,7 +296,9 @@ class PyClient {
   }
 
  private:
-  std::unique_ptr<client::Client> client_;
+  // Shared with the threads of GPU transfers, which may outlive this object.
+  std::shared_ptr<client::Client> client_;
+  std::unique_ptr<DeviceTransfers> device_;
 };
 
 PyClient Connect(const std::string& address, const std::string& ucx_transports,
@@ -282,6 +335,7 @@ PYBIND11_MODULE(strata, m) {
   m.doc() = "Strata KV-cache store client";
   static py::exception<std::exception> error(m, "Error");
   g_error = error.ptr();
+  m.attr("cuda_supported") = DeviceTransfers::Availability().ok();
 
   py::class_<client::Namespace>(m, "Namespace")
       .def_readonly("id", &client::Namespace::id)

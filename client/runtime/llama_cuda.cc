@@ -3,12 +3,15 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "client/runtime/llama_kernels.h"
+#include "kernels/attention.h"
 #include "kernels/cuda_status.h"
 #include "kernels/prefill.h"
 #include "store/common/status_macros.h"
@@ -43,6 +46,19 @@ struct DeviceBuffer {
   }
 };
 
+// Rows of every matrix product of a step of n tokens: n rounded up to a
+// bucket (16 up to 64, then 8 buckets per power of two, so at most 1/8 more
+// rows). cuBLAS chooses and prepares a kernel the first time it sees a
+// shape, which costs 15-25 ms per step on an H200 for Llama-3-8B's five
+// products; steps of n tokens share a shape with their bucket, and Warmup
+// prepares the buckets ahead of the first request.
+int GemmRows(int n) {
+  if (n <= 64) return std::max(16, (n + 15) / 16 * 16);
+  int step = 1;
+  while (step * 16 <= n) step *= 2;  // step = 2^(floor(log2 n) - 3)
+  return (n + step - 1) / step * step;
+}
+
 class CudaLlamaImpl final : public CudaLlama {
  public:
   CudaLlamaImpl(const LlamaConfig& config, int tpc, int device)
@@ -64,6 +80,11 @@ class CudaLlamaImpl final : public CudaLlama {
                                         "cudaStreamCreate"));
     RETURN_IF_ERROR(BlasStatus(cublasCreate(&blas_), "cublasCreate"));
     RETURN_IF_ERROR(BlasStatus(cublasSetStream(blas_, stream_), "cublasSetStream"));
+    int sms = 0;
+    RETURN_IF_ERROR(kernels::CudaStatus(
+        cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_),
+        "cudaDeviceGetAttribute"));
+    plan_options_.num_sms = sms;
     const size_t h = config_.hidden;
     auto alloc = [&](size_t elements, void** out) -> absl::Status {
       RETURN_IF_ERROR(kernels::CudaStatus(cudaMalloc(out, elements * 2), "cudaMalloc (weights)"));
@@ -108,6 +129,25 @@ class CudaLlamaImpl final : public CudaLlama {
     return total;
   }
 
+  absl::Status Warmup(int max_rows) override {
+    if (max_rows < 0) return absl::InvalidArgumentError("warmup: negative rows");
+    RETURN_IF_ERROR(kernels::CudaStatus(cudaSetDevice(device_), "cudaSetDevice"));
+    const int h = config_.hidden;
+    const int inter = config_.intermediate;
+    const int qkv_dim = config_.q_dim() + 2 * config_.kv_dim();
+    for (int n = 1; n <= max_rows; n = GemmRows(n) + 1) {
+      const int np = GemmRows(n);
+      RETURN_IF_ERROR(EnsureRows(np, np));
+      const Layer& w = layers_[0];
+      RETURN_IF_ERROR(Gemm(w.qkv, normed_.ptr, qkv_.ptr, np, h, qkv_dim, false));
+      RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, np, config_.q_dim(), h, false));
+      RETURN_IF_ERROR(Gemm(w.gu, normed_.ptr, gu_.ptr, np, h, 2 * inter, false));
+      RETURN_IF_ERROR(Gemm(w.down, act_.ptr, down_.ptr, np, inter, h, false));
+      RETURN_IF_ERROR(Gemm(lm_head_, normed_.ptr, logits_.ptr, np, h, config_.vocab, true));
+    }
+    return kernels::CudaStatus(cudaStreamSynchronize(stream_), "warmup");
+  }
+
   absl::Status Forward(const ForwardBatch& batch, std::vector<float>* logits) override {
     absl::Status st = Step(batch, logits);
     // On an error part of the step may still be queued (K/V scatters into the
@@ -138,56 +178,89 @@ class CudaLlamaImpl final : public CudaLlama {
       }
     }
     const int nrows = static_cast<int>(rows_.size());
+    // Products run over bucketed row counts (GemmRows); the rows past n hold
+    // whatever the buffers held and their results are never read.
+    const int np = GemmRows(n);
+    const int nrp = GemmRows(nrows);
+    RETURN_IF_ERROR(EnsureRows(np, nrp));
+    RETURN_IF_ERROR(q_.Ensure(static_cast<size_t>(n) * config_.q_dim() * 2));
 
-    for (auto [buf, bytes] : {std::pair<DeviceBuffer*, size_t>{&x_, n * h * 2},
-                              {&normed_, n * h * 2},
-                              {&qkv_, static_cast<size_t>(n) * qkv_dim * 2},
-                              {&q_, static_cast<size_t>(n) * config_.q_dim() * 2},
-                              {&attn_, static_cast<size_t>(n) * config_.q_dim() * 2},
-                              {&o_, n * h * 2},
-                              {&gu_, n * 2 * inter * 2},
-                              {&act_, n * inter * 2},
-                              {&down_, n * h * 2},
-                              {&logits_, static_cast<size_t>(nrows) * config_.vocab * 4}}) {
-      RETURN_IF_ERROR(buf->Ensure(bytes));
+    // The decode kernels' plan (layer 0 slices), built on the host once per
+    // step; its query positions and RoPE frequencies go up with the metadata.
+    const bool decode = batch.attention_kernel != AttentionKernel::kPrefill;
+    std::optional<DecodeStep> step;
+    if (decode) {
+      absl::StatusOr<DecodeStep> built = BuildDecodeStep(config_, tpc_, batch, plan_options_);
+      if (!built.ok()) return built.status();
+      step = *std::move(built);
     }
+    const int half = config_.head_dim / 2;
 
-    // Per-token metadata: tokens, K/V slot bases, indices, logit rows.
-    const size_t meta_bytes = n * (4 + 8 + 4) + nrows * 4 + 64;
-    RETURN_IF_ERROR(meta_.Ensure(meta_bytes));
-    host_meta_.resize(meta_bytes);
+    // Per-token metadata: K/V slot bases, tokens, indices, logit rows; for a
+    // decode step the query positions and inv_freq.
+    const size_t meta_used = n * (8 + 4 + 4) + nrows * 4 + (decode ? n * 4 + half * 4 : 0);
+    RETURN_IF_ERROR(meta_.Ensure(meta_used + 64));
+    host_meta_.resize(meta_used);
     std::byte* hm = host_meta_.data();
     auto* d_slots = static_cast<std::byte*>(meta_.ptr);
     std::memcpy(hm, batch.kv_slots.data(), n * 8);
     std::memcpy(hm + n * 8, batch.tokens.data(), n * 4);
     std::memcpy(hm + n * 12, batch.kv_index.data(), n * 4);
     std::memcpy(hm + n * 16, rows_.data(), nrows * 4);
+    const size_t positions_at = n * 16 + nrows * 4;
+    const size_t inv_freq_at = positions_at + n * 4;
+    if (decode) {
+      std::memcpy(hm + positions_at, step->query_positions.data(), n * 4);
+      for (int i = 0; i < half; ++i) {
+        const float f = kernels::PrefillRopeInvFreq(config_.rope_theta, i, config_.head_dim);
+        std::memcpy(hm + inv_freq_at + i * 4, &f, 4);
+      }
+    }
     RETURN_IF_ERROR(kernels::CudaStatus(
-        cudaMemcpyAsync(meta_.ptr, hm, n * 16 + nrows * 4, cudaMemcpyHostToDevice, stream_),
+        cudaMemcpyAsync(meta_.ptr, hm, meta_used, cudaMemcpyHostToDevice, stream_),
         "upload step metadata"));
     auto* slots = reinterpret_cast<void* const*>(d_slots);
     auto* tokens = reinterpret_cast<const int32_t*>(d_slots + n * 8);
     auto* kv_index = reinterpret_cast<const int32_t*>(d_slots + n * 12);
     auto* rows = reinterpret_cast<const int32_t*>(d_slots + n * 16);
+    auto* query_positions = reinterpret_cast<const int32_t*>(d_slots + positions_at);
+    auto* inv_freq = reinterpret_cast<const float*>(d_slots + inv_freq_at);
 
-    // The attention plan (layer 0 slices) and every layer's page table.
-    kernels::PrefillOptions options;
-    options.num_q_heads = config_.num_q_heads;
-    options.rope_theta = config_.rope_theta;
-    absl::StatusOr<kernels::PrefillPlan> plan =
-        kernels::BuildPrefillPlan(layout_, options, batch.attention);
-    if (!plan.ok()) return plan.status();
-    const size_t ws_bytes = kernels::PrefillWorkspaceBytes(*plan);
-    RETURN_IF_ERROR(workspace_.Ensure(ws_bytes));
-    absl::StatusOr<kernels::DevicePrefillPlan> dplan =
-        kernels::UploadPrefillPlan(*plan, workspace_.ptr, workspace_.bytes, stream_);
-    if (!dplan.ok()) return dplan.status();
-    const size_t num_pages = plan->pages.size();
+    // The attention plan (layer 0 slices) in the workspace, and every
+    // layer's page table: the plan's pages moved by l x slice bytes.
+    std::optional<kernels::DevicePrefillPlan> prefill_plan;
+    std::optional<kernels::DevicePlan> decode_plan;
+    const std::vector<const void*>* plan_pages = nullptr;
+    std::optional<kernels::PrefillPlan> plan;
+    if (decode) {
+      RETURN_IF_ERROR(workspace_.Ensure(kernels::PlanWorkspaceBytes(step->plan)));
+      absl::StatusOr<kernels::DevicePlan> uploaded =
+          kernels::UploadPlan(step->plan, workspace_.ptr, workspace_.bytes, stream_);
+      if (!uploaded.ok()) return uploaded.status();
+      decode_plan = *uploaded;
+      plan_pages = &step->plan.pages;
+    } else {
+      kernels::PrefillOptions options;
+      options.num_q_heads = config_.num_q_heads;
+      options.rope_theta = config_.rope_theta;
+      absl::StatusOr<kernels::PrefillPlan> built =
+          kernels::BuildPrefillPlan(layout_, options, batch.attention);
+      if (!built.ok()) return built.status();
+      plan = *std::move(built);
+      RETURN_IF_ERROR(workspace_.Ensure(kernels::PrefillWorkspaceBytes(*plan)));
+      absl::StatusOr<kernels::DevicePrefillPlan> uploaded =
+          kernels::UploadPrefillPlan(*plan, workspace_.ptr, workspace_.bytes, stream_);
+      if (!uploaded.ok()) return uploaded.status();
+      prefill_plan = *uploaded;
+      plan_pages = &plan->pages;
+    }
+    const size_t num_pages = plan_pages->size();
     const size_t slice = layout_.SliceBytes();
     host_pages_.resize(num_pages * config_.num_layers);
     for (int l = 0; l < config_.num_layers; ++l) {
       for (size_t e = 0; e < num_pages; ++e) {
-        host_pages_[l * num_pages + e] = static_cast<const std::byte*>(plan->pages[e]) + l * slice;
+        host_pages_[l * num_pages + e] =
+            static_cast<const std::byte*>((*plan_pages)[e]) + l * slice;
       }
     }
     RETURN_IF_ERROR(pages_.Ensure(host_pages_.size() * sizeof(void*)));
@@ -206,27 +279,39 @@ class CudaLlamaImpl final : public CudaLlama {
           kernels::CudaStatus(LaunchAddNorm(dt, x_.ptr, delta, w.attn_norm, normed_.ptr, n,
                                             static_cast<int>(h), config_.rms_eps, nullptr, stream_),
                               "attention norm"));
-      RETURN_IF_ERROR(Gemm(w.qkv, normed_.ptr, qkv_.ptr, n, static_cast<int>(h), qkv_dim, false));
+      RETURN_IF_ERROR(Gemm(w.qkv, normed_.ptr, qkv_.ptr, np, static_cast<int>(h), qkv_dim, false));
       RETURN_IF_ERROR(kernels::CudaStatus(
           LaunchScatterQkv(qkv_.ptr, q_.ptr, slots, kv_index, l * slice, n, config_.q_dim(),
                            config_.num_kv_heads, config_.head_dim, tpc_, stream_),
           "scatter K/V"));
+      if (decode) {
+        RETURN_IF_ERROR(kernels::CudaStatus(
+            LaunchRopeQueries(dt, q_.ptr, query_positions, inv_freq, n, config_.num_q_heads,
+                              config_.head_dim, stream_),
+            "query RoPE"));
+      }
       if (batch.before_attention) {
         RETURN_IF_ERROR(batch.before_attention(l));
       }
-      kernels::DevicePrefillPlan layer_plan = *dplan;
-      layer_plan.pages = d_pages + l * num_pages;
-      RETURN_IF_ERROR(kernels::RunPrefill(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
-      RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, n, config_.q_dim(), static_cast<int>(h), false));
+      if (decode) {
+        kernels::DevicePlan layer_plan = *decode_plan;
+        layer_plan.pages = d_pages + l * num_pages;
+        RETURN_IF_ERROR(kernels::RunAttention(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
+      } else {
+        kernels::DevicePrefillPlan layer_plan = *prefill_plan;
+        layer_plan.pages = d_pages + l * num_pages;
+        RETURN_IF_ERROR(kernels::RunPrefill(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
+      }
+      RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, np, config_.q_dim(), static_cast<int>(h), false));
       RETURN_IF_ERROR(
           kernels::CudaStatus(LaunchAddNorm(dt, x_.ptr, o_.ptr, w.mlp_norm, normed_.ptr, n,
                                             static_cast<int>(h), config_.rms_eps, nullptr, stream_),
                               "MLP norm"));
-      RETURN_IF_ERROR(Gemm(w.gu, normed_.ptr, gu_.ptr, n, static_cast<int>(h),
+      RETURN_IF_ERROR(Gemm(w.gu, normed_.ptr, gu_.ptr, np, static_cast<int>(h),
                            2 * static_cast<int>(inter), false));
       RETURN_IF_ERROR(kernels::CudaStatus(
           LaunchSwiGlu(dt, gu_.ptr, act_.ptr, n, static_cast<int>(inter), stream_), "SwiGLU"));
-      RETURN_IF_ERROR(Gemm(w.down, act_.ptr, down_.ptr, n, static_cast<int>(inter),
+      RETURN_IF_ERROR(Gemm(w.down, act_.ptr, down_.ptr, np, static_cast<int>(inter),
                            static_cast<int>(h), false));
       delta = down_.ptr;
     }
@@ -235,7 +320,7 @@ class CudaLlamaImpl final : public CudaLlama {
                                           static_cast<int>(h), config_.rms_eps, rows, stream_),
                             "final norm"));
     RETURN_IF_ERROR(
-        Gemm(lm_head_, normed_.ptr, logits_.ptr, nrows, static_cast<int>(h), config_.vocab, true));
+        Gemm(lm_head_, normed_.ptr, logits_.ptr, nrp, static_cast<int>(h), config_.vocab, true));
     logits->resize(static_cast<size_t>(nrows) * config_.vocab);
     RETURN_IF_ERROR(
         kernels::CudaStatus(cudaMemcpyAsync(logits->data(), logits_.ptr, logits->size() * 4,
@@ -254,6 +339,28 @@ class CudaLlamaImpl final : public CudaLlama {
     void* gu = nullptr;
     void* down = nullptr;
   };
+
+  // Activation buffers for products of `rows` rows and logits of
+  // `logit_rows` rows.
+  absl::Status EnsureRows(int rows, int logit_rows) {
+    const size_t n = static_cast<size_t>(rows);
+    const size_t h = config_.hidden;
+    const size_t inter = config_.intermediate;
+    const size_t qkv_dim = config_.q_dim() + 2 * config_.kv_dim();
+    for (auto [buf, bytes] :
+         {std::pair<DeviceBuffer*, size_t>{&x_, n * h * 2},
+          {&normed_, n * h * 2},
+          {&qkv_, n * qkv_dim * 2},
+          {&attn_, n * config_.q_dim() * 2},
+          {&o_, n * h * 2},
+          {&gu_, n * 2 * inter * 2},
+          {&act_, n * inter * 2},
+          {&down_, n * h * 2},
+          {&logits_, static_cast<size_t>(logit_rows) * config_.vocab * 4}}) {
+      RETURN_IF_ERROR(buf->Ensure(bytes));
+    }
+    return absl::OkStatus();
+  }
 
   void* Destination(const LlamaTensorSpec& spec) const {
     const size_t h = config_.hidden;
@@ -300,6 +407,7 @@ class CudaLlamaImpl final : public CudaLlama {
   const int tpc_;
   const int device_;
   const kernels::KvLayout layout_;
+  kernels::PlanOptions plan_options_;  // num_sms of the device
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   std::vector<void*> weights_;

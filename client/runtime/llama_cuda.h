@@ -1,7 +1,14 @@
 // The CUDA model step (llama_model.h): weights in device memory, matrix
 // products through cuBLAS (16-bit inputs, fp32 accumulation), attention
-// through Strata's prefill kernel reading chunk slots in place, the rest in
-// llama_kernels.cu. Chunk slot pointers in ForwardBatch are device pointers.
+// through Strata's prefill kernel or, for a batch of decode steps, its
+// decode kernels (ForwardBatch::attention_kernel), reading chunk slots in
+// place; the rest in llama_kernels.cu. Chunk slot pointers in ForwardBatch
+// are device pointers. A decode step's plan (BuildDecodeStep, planned for
+// this device's multiprocessors) is built on the host and uploaded into the
+// workspace once per step, with one page array per layer (the plan's pages
+// moved by l x slice bytes); each layer rotates its queries
+// (LaunchRopeQueries: the prefill kernel's query rotation, bit for bit) and
+// runs the plan on its page array.
 //
 // Forward enqueues everything on the model's stream and returns when the
 // logits are on the host. Not thread-safe: one step at a time.
@@ -26,6 +33,11 @@ class CudaLlama : public LlamaModel {
   // Device bytes held by weights and by the largest step so far.
   virtual size_t weight_bytes() const = 0;
   virtual size_t activation_bytes() const = 0;
+  // Prepares cuBLAS for every step of up to `max_rows` new tokens (matrix
+  // products run over row counts rounded up to buckets; the first product of
+  // a shape costs cuBLAS tens of milliseconds), so that a request's first
+  // step does not pay for it. Grows the activation buffers to max_rows.
+  virtual absl::Status Warmup(int max_rows) = 0;
 };
 
 // Uploads `weights` (host views, e.g. of a mapped safetensors file) to

@@ -85,6 +85,24 @@ __global__ void ScatterQkvKernel(const uint4* qkv, uint4* q, void* const* slot_b
   }
 }
 
+// One thread per (token, head, frequency i < half), grid-stride.
+template <typename T>
+__global__ void RopeQueriesKernel(T* q, const int32_t* positions, const float* inv_freq, int heads,
+                                  int half, size_t total) {
+  for (size_t k = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; k < total;
+       k += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const int i = static_cast<int>(k % half);
+    const size_t row = k / half;  // token * heads + head
+    const int t = static_cast<int>(row / heads);
+    float sn, cs;
+    sincosf(__fmul_rn(static_cast<float>(positions[t]), inv_freq[i]), &sn, &cs);
+    T* x = q + row * 2 * half;
+    const float f1 = ToF<T>(x[i]), f2 = ToF<T>(x[i + half]);
+    x[i] = FromF<T>(__fmaf_rn(f1, cs, -__fmul_rn(f2, sn)));
+    x[i + half] = FromF<T>(__fmaf_rn(f2, cs, __fmul_rn(f1, sn)));
+  }
+}
+
 template <typename T>
 __global__ void SwiGluKernel(const T* gu, T* out, int inter, size_t total) {
   for (size_t k = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; k < total;
@@ -147,6 +165,20 @@ cudaError_t LaunchScatterQkv(const void* qkv, void* q, void* const* slot_bases,
   ScatterQkvKernel<<<n, 256, 0, stream>>>(static_cast<const uint4*>(qkv), static_cast<uint4*>(q),
                                           slot_bases, kv_index, layer_offset, q_dim / 8, kv_heads,
                                           head_dim / 8, tokens_per_chunk);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchRopeQueries(int dtype, void* q, const int32_t* positions, const float* inv_freq,
+                              int n, int heads, int head_dim, cudaStream_t stream) {
+  const int half = head_dim / 2;
+  const size_t total = static_cast<size_t>(n) * heads * half;
+  if (dtype == 1) {
+    RopeQueriesKernel<__nv_bfloat16><<<GridFor(total), 256, 0, stream>>>(
+        static_cast<__nv_bfloat16*>(q), positions, inv_freq, heads, half, total);
+  } else {
+    RopeQueriesKernel<__half><<<GridFor(total), 256, 0, stream>>>(
+        static_cast<__half*>(q), positions, inv_freq, heads, half, total);
+  }
   return cudaGetLastError();
 }
 

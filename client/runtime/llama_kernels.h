@@ -1,8 +1,8 @@
 // Launchers of the model step's elementwise kernels (llama_kernels.cu): the
 // parts of a Llama layer that are not matrix products (cuBLAS) or attention
-// (kernels/prefill). Every tensor is row-major, 16-bit in `dtype` (0 fp16,
-// 1 bf16), device memory; arithmetic in fp32 with the rounding points of
-// llama_model.h. Each returns the launch error.
+// (kernels/prefill, kernels/attention). Every tensor is row-major, 16-bit in
+// `dtype` (0 fp16, 1 bf16), device memory; arithmetic in fp32 with the
+// rounding points of llama_model.h. Each returns the launch error.
 #ifndef STRATA_CLIENT_RUNTIME_LLAMA_KERNELS_H_
 #define STRATA_CLIENT_RUNTIME_LLAMA_KERNELS_H_
 
@@ -31,6 +31,16 @@ cudaError_t LaunchScatterQkv(const void* qkv, void* q, void* const* slot_bases,
                              const int32_t* kv_index, size_t layer_offset, int n, int q_dim,
                              int kv_heads, int head_dim, int tokens_per_chunk,
                              cudaStream_t stream);
+
+// Rotates the queries q [n][heads][head_dim] in place ("rotate half") at
+// positions[t], exactly as the prefill kernel rotates its queries
+// (kernels/prefill.cuh, RotateVectors): f = __fmul_rn((float) pos,
+// inv_freq[i]), sincosf, x'[i] = round(fma(x[i], cos, -x[i+d/2] sin)),
+// x'[i+d/2] = round(fma(x[i+d/2], cos, x[i] sin)); inv_freq [head_dim / 2]
+// from kernels::PrefillRopeInvFreq. For the decode kernels, which take
+// rotated queries.
+cudaError_t LaunchRopeQueries(int dtype, void* q, const int32_t* positions, const float* inv_freq,
+                              int n, int heads, int head_dim, cudaStream_t stream);
 
 // out[t][i] = round(round(silu(gu[t][i])) * gu[t][inter + i]).
 cudaError_t LaunchSwiGlu(int dtype, const void* gu, void* out, int n, int inter,

@@ -1,11 +1,14 @@
 #include "client/runtime/llama_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_reference.h"
+#include "store/common/status_macros.h"
 
 namespace strata::runtime {
 
@@ -34,14 +37,142 @@ absl::Status ValidateForward(const LlamaConfig& config, int tokens_per_chunk,
           absl::StrCat("forward: token ", i, " has no K/V slot or an index out of the chunk"));
     }
   }
+  switch (batch.attention_kernel) {
+    case AttentionKernel::kPrefill:
+    case AttentionKernel::kPagedDecode:
+    case AttentionKernel::kPrefixAwareDecode:
+    case AttentionKernel::kRelayDecode:
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "forward: unknown attention kernel ", static_cast<int>(batch.attention_kernel)));
+  }
   kernels::PrefillOptions options;
   options.num_q_heads = config.num_q_heads;
   options.rope_theta = config.rope_theta;
-  return kernels::ValidatePrefill(config.Layout(tokens_per_chunk), options, batch.attention);
+  if (absl::Status st =
+          kernels::ValidatePrefill(config.Layout(tokens_per_chunk), options, batch.attention);
+      !st.ok()) {
+    return st;
+  }
+  if (batch.attention_kernel == AttentionKernel::kPrefill) return absl::OkStatus();
+  return ValidateDecodeBatch(batch.attention, tokens_per_chunk);
+}
+
+const char* AttentionKernelName(AttentionKernel kernel) {
+  switch (kernel) {
+    case AttentionKernel::kPrefill:
+      return "prefill";
+    case AttentionKernel::kPagedDecode:
+      return "paged";
+    case AttentionKernel::kPrefixAwareDecode:
+      return "prefix-aware";
+    case AttentionKernel::kRelayDecode:
+      return "relay";
+  }
+  return "unknown";
+}
+
+absl::Status ValidateDecodeBatch(const kernels::PrefillBatch& batch, int tokens_per_chunk) {
+  for (int b = 0; b < batch.batch(); ++b) {
+    const int n = batch.query_offsets[b + 1] - batch.query_offsets[b];
+    if (n != 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "forward: the decode kernels take one new token per sequence; sequence ", b, " has ",
+          n));
+    }
+  }
+  if (batch.positions.empty()) return absl::OkStatus();
+  for (int b = 0; b < batch.batch(); ++b) {
+    for (int e = batch.chunk_offsets[b]; e < batch.chunk_offsets[b + 1]; ++e) {
+      const int32_t want = (e - batch.chunk_offsets[b]) * tokens_per_chunk;
+      if (batch.positions[e] != want) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "forward: the decode kernels take positions 0, 1, 2, ... along each page table; "
+            "chunk ",
+            e - batch.chunk_offsets[b], " of sequence ", b, " starts at position ",
+            batch.positions[e], ", not ", want));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+int RelayPrefixChunks(const kernels::PrefillBatch& batch, int tokens_per_chunk) {
+  const int n = batch.batch();
+  if (n < 2) return 0;
+  int full = batch.kv_lengths[0] / tokens_per_chunk;
+  for (int b = 1; b < n; ++b) full = std::min(full, batch.kv_lengths[b] / tokens_per_chunk);
+  for (int c = 0; c < full; ++c) {
+    const void* p = batch.chunks[batch.chunk_offsets[0] + c];
+    for (int b = 1; b < n; ++b) {
+      if (batch.chunks[batch.chunk_offsets[b] + c] != p) return c;
+    }
+  }
+  return full;
+}
+
+absl::StatusOr<DecodeStep> BuildDecodeStep(const LlamaConfig& config, int tokens_per_chunk,
+                                           const ForwardBatch& batch,
+                                           const kernels::PlanOptions& plan_options) {
+  if (absl::Status st = ValidateForward(config, tokens_per_chunk, batch); !st.ok()) return st;
+  const kernels::PrefillBatch& a = batch.attention;
+  const kernels::KvLayout layout = config.Layout(tokens_per_chunk);
+  DecodeStep step;
+  step.options.num_q_heads = config.num_q_heads;
+  step.options.apply_rope = true;
+  step.options.rope_theta = config.rope_theta;
+  for (int b = 0; b < a.batch(); ++b) step.query_positions.push_back(a.kv_lengths[b] - 1);
+  const kernels::PagedBatch paged{a.chunks, a.chunk_offsets, a.kv_lengths};
+  absl::StatusOr<kernels::AttentionPlan> plan;
+  switch (batch.attention_kernel) {
+    case AttentionKernel::kPagedDecode:
+      plan = kernels::BuildPagedPlan(layout, step.options, paged, plan_options);
+      break;
+    case AttentionKernel::kPrefixAwareDecode:
+      plan = kernels::BuildPrefixTreePlan(layout, step.options, paged, plan_options);
+      break;
+    case AttentionKernel::kRelayDecode: {
+      const int prefix = RelayPrefixChunks(a, tokens_per_chunk);
+      if (prefix == 0) {
+        plan = kernels::BuildPagedPlan(layout, step.options, paged, plan_options);
+        break;
+      }
+      step.relay_prefix_chunks = prefix;
+      // Each sequence's chunks after the prefix, at positions continuing it.
+      std::vector<const void*> chunks;
+      std::vector<int32_t> offsets = {0}, lengths;
+      for (int b = 0; b < a.batch(); ++b) {
+        chunks.insert(chunks.end(), a.chunks.begin() + a.chunk_offsets[b] + prefix,
+                      a.chunks.begin() + a.chunk_offsets[b + 1]);
+        offsets.push_back(static_cast<int32_t>(chunks.size()));
+        lengths.push_back(a.kv_lengths[b] - prefix * tokens_per_chunk);
+      }
+      plan = kernels::BuildRelayPlan(layout, step.options,
+                                     a.chunks.subspan(a.chunk_offsets[0], prefix),
+                                     prefix * tokens_per_chunk,
+                                     kernels::PagedBatch{chunks, offsets, lengths}, plan_options);
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("decode step: attention kernel ", AttentionKernelName(batch.attention_kernel),
+                       " is not a decode kernel"));
+  }
+  if (!plan.ok()) return plan.status();
+  step.plan = *std::move(plan);
+  return step;
 }
 
 absl::StatusOr<SequenceStep> SequenceStep::Make(std::span<std::byte* const> chunk_bases,
                                                 int history, int length, int tokens_per_chunk) {
+  SequenceStep s;
+  RETURN_IF_ERROR(s.Append(chunk_bases, history, length, tokens_per_chunk));
+  return s;
+}
+
+absl::Status SequenceStep::Append(std::span<std::byte* const> chunk_bases, int history,
+                                  int length, int tokens_per_chunk) {
   if (tokens_per_chunk <= 0 || history < 0 || history >= length) {
     return absl::InvalidArgumentError(absl::StrCat("step: history ", history, " of length ", length));
   }
@@ -50,16 +181,17 @@ absl::StatusOr<SequenceStep> SequenceStep::Make(std::span<std::byte* const> chun
     return absl::InvalidArgumentError(absl::StrCat("step: ", chunk_bases.size(), " chunks for ",
                                                    length, " tokens (", chunks, " needed)"));
   }
-  SequenceStep s;
-  s.pages.assign(chunk_bases.begin(), chunk_bases.end());
-  s.chunk_offsets = {0, static_cast<int32_t>(chunks)};
-  s.kv_lengths = {length};
-  s.query_offsets = {0, length - history};
+  if (chunk_offsets.empty()) chunk_offsets.push_back(0);
+  if (query_offsets.empty()) query_offsets.push_back(0);
+  pages.insert(pages.end(), chunk_bases.begin(), chunk_bases.end());
+  chunk_offsets.push_back(static_cast<int32_t>(pages.size()));
+  kv_lengths.push_back(length);
+  query_offsets.push_back(query_offsets.back() + length - history);
   for (int t = history; t < length; ++t) {
-    s.kv_slots.push_back(chunk_bases[static_cast<size_t>(t / tokens_per_chunk)]);
-    s.kv_index.push_back(t % tokens_per_chunk);
+    kv_slots.push_back(chunk_bases[static_cast<size_t>(t / tokens_per_chunk)]);
+    kv_index.push_back(t % tokens_per_chunk);
   }
-  return s;
+  return absl::OkStatus();
 }
 
 ForwardBatch SequenceStep::Batch(std::span<const int32_t> new_tokens) const {
@@ -95,6 +227,14 @@ class CpuLlama final : public LlamaModel {
 
   absl::Status Forward(const ForwardBatch& batch, std::vector<float>* logits) override {
     if (absl::Status st = ValidateForward(config_, tpc_, batch); !st.ok()) return st;
+    // The decode kernels' plan, once for the step (layer-0 slot bases).
+    std::optional<DecodeStep> decode;
+    if (batch.attention_kernel != AttentionKernel::kPrefill) {
+      absl::StatusOr<DecodeStep> step =
+          BuildDecodeStep(config_, tpc_, batch, kernels::PlanOptions());
+      if (!step.ok()) return step.status();
+      decode = *std::move(step);
+    }
     const int n = static_cast<int>(batch.tokens.size());
     const int h = config_.hidden;
     std::vector<float> x(static_cast<size_t>(n) * h);
@@ -118,16 +258,21 @@ class CpuLlama final : public LlamaModel {
       if (batch.before_attention) {
         if (absl::Status st = batch.before_attention(l); !st.ok()) return st;
       }
-      std::vector<const void*> pages(batch.attention.chunks.begin(), batch.attention.chunks.end());
-      for (const void*& p : pages) p = static_cast<const std::byte*>(p) + l * slice;
-      kernels::PrefillBatch layer_batch = batch.attention;
-      layer_batch.chunks = pages;
-      std::vector<uint16_t> q16(q.size());
-      for (size_t i = 0; i < q.size(); ++i) q16[i] = R16(q[i]);
       kernels::ReferenceOutput out;
-      if (absl::Status st = kernels::ReferencePrefill(layout_, options, q16, layer_batch, &out);
-          !st.ok()) {
-        return st;
+      if (decode.has_value()) {
+        if (absl::Status st = DecodeAttention(*decode, l, q, &out); !st.ok()) return st;
+      } else {
+        std::vector<const void*> pages(batch.attention.chunks.begin(),
+                                       batch.attention.chunks.end());
+        for (const void*& p : pages) p = static_cast<const std::byte*>(p) + l * slice;
+        kernels::PrefillBatch layer_batch = batch.attention;
+        layer_batch.chunks = pages;
+        std::vector<uint16_t> q16(q.size());
+        for (size_t i = 0; i < q.size(); ++i) q16[i] = R16(q[i]);
+        if (absl::Status st = kernels::ReferencePrefill(layout_, options, q16, layer_batch, &out);
+            !st.ok()) {
+          return st;
+        }
       }
       attn.resize(out.out.size());
       for (size_t i = 0; i < attn.size(); ++i) attn[i] = Round(static_cast<float>(out.out[i]));
@@ -176,6 +321,43 @@ class CpuLlama final : public LlamaModel {
   float F(uint16_t bits) const { return kernels::ToFloat(config_.dtype, bits); }
   uint16_t R16(float v) const { return kernels::FromFloat(config_.dtype, v); }
   float Round(float v) const { return F(R16(v)); }
+
+  // Layer l's attention through the decode plan, executed on the CPU (the
+  // kernels' decomposition: partial states per work item, then the merge, in
+  // double). Queries (already on the 16-bit grid) are rotated here at their
+  // token's position, in double from the fp32 angle of the convention
+  // (kernels/prefill_plan.h), as ReferencePrefill rotates them; the keys are
+  // rotated by the plan's execution the same way.
+  absl::Status DecodeAttention(const DecodeStep& step, int l, const std::vector<float>& q,
+                               kernels::ReferenceOutput* out) const {
+    const int d = config_.head_dim;
+    std::vector<double> rotated(q.begin(), q.end());
+    for (size_t b = 0; b < step.query_positions.size(); ++b) {
+      for (int hd = 0; hd < config_.num_q_heads; ++hd) {
+        RotateHalf(step.query_positions[b], &rotated[(b * config_.num_q_heads + hd) * d]);
+      }
+    }
+    kernels::AttentionPlan plan = step.plan;
+    for (const void*& p : plan.pages) {
+      p = static_cast<const std::byte*>(p) + l * layout_.SliceBytes();
+    }
+    return kernels::ExecutePlanOnCpu(plan, std::span<const double>(rotated), out);
+  }
+
+  // x (head_dim values) rotated at `position`: "rotate half", the fp32 angle
+  // f = (float) position * inv_freq_i, cos and sin in double.
+  void RotateHalf(int32_t position, double* x) const {
+    const int d = config_.head_dim;
+    for (int i = 0; i < d / 2; ++i) {
+      const float f = static_cast<float>(position) *
+                      kernels::PrefillRopeInvFreq(config_.rope_theta, i, d);
+      const double c = std::cos(static_cast<double>(f));
+      const double sn = std::sin(static_cast<double>(f));
+      const double x1 = x[i], x2 = x[i + d / 2];
+      x[i] = x1 * c - x2 * sn;
+      x[i + d / 2] = x2 * c + x1 * sn;
+    }
+  }
 
   // out[t] = round(round(x[t] * rsqrt(mean(x[t]^2) + eps)) * w)
   void Norm(const std::vector<float>& x, std::span<const uint16_t> w, int n,

@@ -1,11 +1,14 @@
 #include "client/runtime/worker.h"
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "store/common/key_chain.h"
+#include "store/common/status_macros.h"
 
 namespace strata::runtime {
 namespace {
@@ -32,14 +35,14 @@ class HostKvDevice final : public KvDevice {
     if (!r.ok()) return r.status();
     return std::unique_ptr<PrefixLoad>(new HostLoad(*std::move(r)));
   }
-  absl::Status CopyToHost(ChunkPool& pool, std::span<const SlotId> slots,
-                          std::span<std::byte> dest) override {
+  absl::StatusOr<std::unique_ptr<HostCopy>> StartCopyToHost(
+      ChunkPool& pool, std::span<const SlotId> slots) override {
+    std::vector<std::byte> bytes(slots.size() * pool.chunk_bytes());
     for (size_t i = 0; i < slots.size(); ++i) {
-      absl::StatusOr<std::span<std::byte>> b = pool.HostBytes(slots[i]);
-      if (!b.ok()) return b.status();
-      std::memcpy(dest.data() + i * pool.chunk_bytes(), b->data(), pool.chunk_bytes());
+      ASSIGN_OR_RETURN(std::span<std::byte> b, pool.HostBytes(slots[i]));
+      std::memcpy(bytes.data() + i * pool.chunk_bytes(), b.data(), pool.chunk_bytes());
     }
-    return absl::OkStatus();
+    return std::unique_ptr<HostCopy>(new ReadyHostCopy(std::move(bytes)));
   }
 };
 
@@ -65,6 +68,12 @@ std::vector<uint32_t> AsKeyTokens(std::span<const int32_t> tokens) {
 
 std::unique_ptr<KvDevice> CreateHostKvDevice() { return std::make_unique<HostKvDevice>(); }
 
+ChunkKey TruncatedKey(const ChunkKey& key, int keep, int dropped) {
+  const uint32_t marker[3] = {0x4e555254u, static_cast<uint32_t>(keep),
+                              static_cast<uint32_t>(dropped)};
+  return KeyChain::Next(key, marker);
+}
+
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(client::Client* client,
                                                        const client::Namespace& ns,
                                                        LlamaModel* model, ChunkPool* pool,
@@ -79,6 +88,17 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(client::Client* client,
     return absl::InvalidArgumentError(absl::StrCat(
         "namespace '", ns.spec.model_id, "' has ", ns.spec.tokens_per_chunk,
         " tokens per chunk but the model runs ", model->tokens_per_chunk()));
+  }
+  const int tpc = static_cast<int>(ns.spec.tokens_per_chunk);
+  if (options.max_context < 0 || options.keep_chunks < 0 || options.truncate_step_chunks < 0) {
+    return absl::InvalidArgumentError(
+        "worker: max_context, keep_chunks and truncate_step_chunks must not be negative");
+  }
+  if (options.max_context > 0 &&
+      (options.max_context % tpc != 0 || options.max_context <= options.keep_chunks * tpc)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "worker: max_context ", options.max_context, " must be a multiple of ", tpc,
+        " tokens (a chunk) and hold more than the ", options.keep_chunks, " kept chunks"));
   }
   if (pool->chunk_bytes() != ns.chunk_bytes || pool->layer_bytes() != ns.layer_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -108,7 +128,72 @@ void Worker::EndSequence() {
   slots_.clear();
   keys_.clear();
   tokens_.clear();
+  view_.clear();
+  dropped_ = 0;
   has_partial_ = false;
+}
+
+int Worker::DropFor(int n) const {
+  const int window = options_.max_context;
+  if (window == 0 || n <= window) return 0;
+  const int step = options_.truncate_step_chunks > 0
+                       ? options_.truncate_step_chunks
+                       : std::max(1, window / tpc_ / 4);
+  const int excess = (n - window + tpc_ - 1) / tpc_;  // chunks that must go
+  // Droppable: full chunks after the kept ones, the last token's chunk
+  // excepted (it is computed). Dropping all of them always fits, as the
+  // window holds more than the kept chunks (Create checks it).
+  const int droppable = (n - 1) / tpc_ - options_.keep_chunks;
+  return std::min((excess + step - 1) / step * step, droppable);
+}
+
+std::vector<ChunkKey> Worker::ViewKeys(std::span<const ChunkKey> exact, int dropped) const {
+  if (dropped == 0) return {exact.begin(), exact.end()};
+  const size_t keep = static_cast<size_t>(options_.keep_chunks);
+  std::vector<ChunkKey> view(exact.begin(), exact.begin() + std::min(keep, exact.size()));
+  for (size_t j = keep + dropped; j < exact.size(); ++j) {
+    view.push_back(TruncatedKey(exact[j], options_.keep_chunks, dropped));
+  }
+  return view;
+}
+
+std::vector<ChunkKey> Worker::ResolveCached(std::span<const ChunkKey> exact, size_t usable) {
+  std::vector<ChunkKey> view = ViewKeys(exact, dropped_);
+  view.resize(std::min(view.size(), usable));
+  const size_t keep = static_cast<size_t>(options_.keep_chunks);
+  if (dropped_ == 0 || view.size() <= keep) return view;
+  const int step = options_.truncate_step_chunks > 0
+                       ? options_.truncate_step_chunks
+                       : std::max(1, options_.max_context / tpc_ / 4);
+  // Candidates per chunk after the cut: the view key at D, at up to three
+  // smaller steps of D, then the exact key.
+  std::vector<int> drops;
+  for (int d = dropped_; d > 0 && drops.size() < 4; d -= step) drops.push_back(d);
+  const size_t per = drops.size() + 1;
+  std::vector<ChunkKey> candidates;
+  for (size_t p = keep; p < view.size(); ++p) {
+    const ChunkKey& e = exact[p + dropped_];
+    for (int d : drops) candidates.push_back(TruncatedKey(e, options_.keep_chunks, d));
+    candidates.push_back(e);
+  }
+  absl::StatusOr<client::LookupResult> found = client_->Lookup(ns_, candidates);
+  for (size_t p = keep; p < view.size(); ++p) {
+    bool have = false;
+    for (size_t c = 0; c < per && !have; ++c) {
+      const ChunkKey& k = candidates[(p - keep) * per + c];
+      // The pool first (a chunk saved a moment ago may not be committed).
+      if (pool_->Find(k).ok() ||
+          (found.ok() && found->tiers[(p - keep) * per + c] != client::Tier::kMissing)) {
+        view[p] = k;
+        have = true;
+      }
+    }
+    if (!have) {
+      view.resize(p);
+      break;
+    }
+  }
+  return view;
 }
 
 absl::StatusOr<TurnStats> Worker::Prefill(std::span<const int32_t> tokens,
@@ -123,36 +208,60 @@ absl::StatusOr<TurnStats> Worker::Prefill(std::span<const int32_t> tokens,
     }
   }
   const absl::Time start = absl::Now();
+  const int n = static_cast<int>(tokens.size());
+  const int dropped = DropFor(n);
+  // The view: the kept chunks, then everything after the dropped ones.
+  std::vector<int32_t> view(tokens.begin(), tokens.end());
+  const size_t cut = static_cast<size_t>(options_.keep_chunks) * tpc_;
+  if (dropped > 0) view.erase(view.begin() + cut, view.begin() + cut + dropped * tpc_);
+  const std::vector<uint32_t> key_tokens = AsKeyTokens(tokens);
+  const std::vector<ChunkKey> exact = ns_.Keys(key_tokens);
+  dropped_ = dropped;
+  const std::vector<ChunkKey> keys = ViewKeys(exact, dropped);
+  // At least the last token is computed (its logits are the point).
+  const size_t usable = static_cast<size_t>((view.size() - 1) / tpc_);
+  std::vector<ChunkKey> load_keys;
+  if (options_.source == WorkerOptions::Source::kStore && dropped > 0) {
+    load_keys = ResolveCached(exact, usable);
+  } else {
+    load_keys.assign(keys.begin(), keys.begin() + usable);
+  }
   bool failed_late = false;
-  absl::StatusOr<TurnStats> stats = Attempt(tokens, options_.source, logits, &failed_late);
+  absl::StatusOr<TurnStats> stats =
+      Attempt(view, keys, load_keys, options_.source, logits, &failed_late);
   if (failed_late) {
     // A loaded chunk failed after the model read it: everything the step
     // produced is dropped; the verified chunks are now pool hits.
     ++counters_.recomputes_after_failed_load;
     const absl::Status reason = stats.ok() ? stats->load_stop_reason : stats.status();
-    stats = Attempt(tokens, WorkerOptions::Source::kPoolOnly, logits, &failed_late);
+    stats = Attempt(view, keys, load_keys, WorkerOptions::Source::kPoolOnly, logits,
+                    &failed_late);
     if (stats.ok()) {
       stats->recomputed = true;
       stats->load_stop_reason = reason;
     }
   }
-  if (!stats.ok()) return stats;
+  if (!stats.ok()) {
+    dropped_ = 0;
+    return stats;
+  }
+  tokens_.assign(tokens.begin(), tokens.end());
   ++counters_.turns;
+  if (dropped > 0) ++counters_.truncated_turns;
+  stats->tokens = n;
+  stats->dropped_tokens = dropped * tpc_;
   // Up to the logits: the host copies of chunks to save come after them.
   stats->time_to_logits = stats->logits_at - start;
   return stats;
 }
 
 absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
+                                          std::span<const ChunkKey> keys,
+                                          std::span<const ChunkKey> cached_keys,
                                           WorkerOptions::Source source,
                                           std::vector<float>* logits, bool* failed_late) {
   *failed_late = false;
   const int n = static_cast<int>(tokens.size());
-  const std::vector<uint32_t> key_tokens = AsKeyTokens(tokens);
-  std::vector<ChunkKey> keys = ns_.Keys(key_tokens);
-  // At least the last token is computed (its logits are the point).
-  const size_t usable = static_cast<size_t>((n - 1) / tpc_);
-  const std::span<const ChunkKey> cached_keys = std::span(keys).first(usable);
 
   std::unique_ptr<PrefixLoad> load;
   absl::Status start_failure;  // the store could not be asked: pool hits only
@@ -189,8 +298,9 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
   std::vector<bool> keyed;                  // fresh[i] is a loading keyed slot
   absl::Status alloc_error;
   for (size_t i = c; i < keys.size() && alloc_error.ok(); ++i) {
-    absl::StatusOr<SlotId> s =
-        pool_->Allocate(keys[i], i > 0 ? std::optional(keys[i - 1]) : std::nullopt);
+    const std::optional<ChunkKey> parent =
+        i == 0 ? std::nullopt : std::optional(i == c ? cached_keys[c - 1] : keys[i - 1]);
+    absl::StatusOr<SlotId> s = pool_->Allocate(keys[i], parent);
     if (s.ok()) {
       fresh.push_back(*s);
       keyed.push_back(true);
@@ -290,8 +400,12 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
       save_slots.push_back(fresh[i]);
     }
   }
-  tokens_.assign(tokens.begin(), tokens.end());
-  keys_ = std::move(keys);
+  view_.assign(tokens.begin(), tokens.end());
+  // The cached chunks are held under the keys they were found by (a view
+  // chunk may be an exact chunk reused at a new position); what follows is
+  // keyed by the view.
+  keys_.assign(cached_keys.begin(), cached_keys.begin() + c);
+  keys_.insert(keys_.end(), keys.begin() + c, keys.end());
   slots_ = result.slots;
   slots_.insert(slots_.end(), fresh.begin(), fresh.end());
   has_partial_ = partial;
@@ -315,48 +429,114 @@ absl::StatusOr<TurnStats> Worker::Attempt(std::span<const int32_t> tokens,
 }
 
 absl::Status Worker::Decode(int32_t token, std::vector<float>* logits) {
+  Worker* self[] = {this};
+  const int32_t tok[] = {token};
+  return DecodeBatch(self, tok, AttentionKernel::kPrefill, logits);
+}
+
+absl::Status Worker::BeginDecode(int32_t token) {
   if (tokens_.empty()) return absl::FailedPreconditionError("decode: no sequence (Prefill first)");
   if (token < 0 || token >= model_->config().vocab) {
     return absl::InvalidArgumentError(
         absl::StrCat("decode: token ", token, " outside the vocabulary of ", model_->config().vocab));
   }
   Reap(false);
-  const int n = static_cast<int>(tokens_.size()) + 1;
+  // The window full: another step of chunks after the kept ones leaves the
+  // view (their slots are released; the rest attend at new positions).
+  const int dropped = DropFor(static_cast<int>(tokens_.size()) + 1);
+  if (dropped > dropped_) {
+    const size_t keep = static_cast<size_t>(options_.keep_chunks);
+    const size_t extra = static_cast<size_t>(dropped - dropped_);
+    for (size_t i = keep; i < keep + extra; ++i) (void)pool_->Release(slots_[i]);
+    slots_.erase(slots_.begin() + keep, slots_.begin() + keep + extra);
+    keys_.erase(keys_.begin() + keep, keys_.begin() + keep + extra);
+    view_.erase(view_.begin() + keep * tpc_, view_.begin() + (keep + extra) * tpc_);
+    dropped_ = dropped;
+    ++counters_.truncated_turns;
+  }
   if (!has_partial_) {
     absl::StatusOr<SlotId> s = pool_->AllocatePrivate();
     if (!s.ok()) return s.status();
     slots_.push_back(*s);
     has_partial_ = true;
   }
-  tokens_.push_back(token);
-  std::vector<std::byte*> bases;
-  for (SlotId s : slots_) bases.push_back(*pool_->SlotBase(s));
-  absl::StatusOr<SequenceStep> step = SequenceStep::Make(bases, n - 1, n, tpc_);
-  absl::Status st = step.ok() ? model_->Forward(step->Batch(std::span(tokens_).last(1)), logits)
-                              : step.status();
-  if (!st.ok()) {
-    tokens_.pop_back();
-    if (n % tpc_ == 1) {  // the private chunk was taken for this token
-      (void)pool_->Release(slots_.back());
-      slots_.pop_back();
-      has_partial_ = false;
+  view_.push_back(token);
+  return absl::OkStatus();
+}
+
+void Worker::AbortDecode() {
+  const int n = static_cast<int>(view_.size());
+  view_.pop_back();
+  if (n % tpc_ == 1) {  // the private chunk was taken for this token
+    (void)pool_->Release(slots_.back());
+    slots_.pop_back();
+    has_partial_ = false;
+  }
+}
+
+void Worker::FinishDecode() {
+  tokens_.push_back(view_.back());
+  if (view_.size() % tpc_ != 0) return;
+  // The trailing chunk is full: it becomes a keyed chunk (its view key), and
+  // is saved. The exact chain's key needs the whole conversation.
+  const ChunkKey exact = ns_.Keys(AsKeyTokens(tokens_)).back();
+  const ChunkKey key = dropped_ > 0 ? TruncatedKey(exact, options_.keep_chunks, dropped_) : exact;
+  const std::optional<ChunkKey> parent = keys_.empty() ? std::nullopt : std::optional(keys_.back());
+  keys_.push_back(key);
+  const size_t i = keys_.size() - 1;
+  const SlotId slot = slots_.back();
+  has_partial_ = false;
+  if (pool_->Publish(slot, key, parent).ok() && options_.save) {
+    const size_t idx[] = {i};
+    const SlotId sl[] = {slot};
+    Save(idx, sl);
+  }
+}
+
+absl::Status Worker::DecodeBatch(std::span<Worker* const> workers,
+                                 std::span<const int32_t> tokens, AttentionKernel kernel,
+                                 std::vector<float>* logits) {
+  if (workers.empty() || workers.size() != tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("decode batch: ", workers.size(),
+                                                   " workers and ", tokens.size(), " tokens"));
+  }
+  LlamaModel* model = workers[0]->model_;
+  for (size_t i = 0; i < workers.size(); ++i) {
+    if (workers[i]->model_ != model || workers[i]->pool_ != workers[0]->pool_) {
+      return absl::InvalidArgumentError("decode batch: workers of different models or pools");
     }
+    for (size_t j = 0; j < i; ++j) {
+      if (workers[j] == workers[i]) {
+        return absl::InvalidArgumentError("decode batch: a worker appears twice");
+      }
+    }
+  }
+  size_t begun = 0;
+  absl::Status st;
+  for (; begun < workers.size() && st.ok(); ++begun) {
+    st = workers[begun]->BeginDecode(tokens[begun]);
+    if (!st.ok()) break;
+  }
+  SequenceStep step;
+  for (size_t i = 0; i < begun && st.ok(); ++i) {
+    Worker& w = *workers[i];
+    std::vector<std::byte*> bases;
+    for (SlotId s : w.slots_) bases.push_back(*w.pool_->SlotBase(s));
+    const int n = static_cast<int>(w.view_.size());
+    st = step.Append(bases, n - 1, n, w.tpc_);
+  }
+  if (st.ok()) {
+    std::vector<int32_t> new_tokens;
+    for (Worker* w : workers) new_tokens.push_back(w->view_.back());
+    ForwardBatch batch = step.Batch(new_tokens);
+    batch.attention_kernel = kernel;
+    st = model->Forward(batch, logits);
+  }
+  if (!st.ok()) {
+    for (size_t i = 0; i < begun; ++i) workers[i]->AbortDecode();
     return st;
   }
-  if (n % tpc_ == 0) {
-    // The trailing chunk is full: it becomes a keyed chunk, and is saved.
-    const std::vector<uint32_t> key_tokens = AsKeyTokens(tokens_);
-    keys_ = ns_.Keys(key_tokens);
-    const size_t i = keys_.size() - 1;
-    const SlotId slot = slots_.back();
-    has_partial_ = false;
-    if (pool_->Publish(slot, keys_[i], i > 0 ? std::optional(keys_[i - 1]) : std::nullopt).ok() &&
-        options_.save) {
-      const size_t idx[] = {i};
-      const SlotId sl[] = {slot};
-      Save(idx, sl);
-    }
-  }
+  for (Worker* w : workers) w->FinishDecode();
   return absl::OkStatus();
 }
 
@@ -368,31 +548,60 @@ void Worker::Save(std::span<const size_t> indices, std::span<const SlotId> slots
     while (end < indices.size() && indices[end] == indices[end - 1] + 1) ++end;
     Pending p;
     p.chunks = end - begin;
-    p.bytes.resize(p.chunks * ns_.chunk_bytes);
-    absl::Status st = device_->CopyToHost(*pool_, slots.subspan(begin, p.chunks), p.bytes);
-    if (st.ok()) {
-      const size_t first = indices[begin];
-      absl::StatusOr<std::shared_ptr<client::Transfer>> t = client_->Save(
-          ns_, std::span(keys_).subspan(first, p.chunks), p.bytes,
-          first > 0 ? std::optional(keys_[first - 1]) : std::nullopt);
-      if (t.ok()) {
-        p.transfer = *std::move(t);
-        pending_.push_back(std::move(p));
-      } else {
-        st = t.status();
-      }
+    const size_t first = indices[begin];
+    p.keys.assign(keys_.begin() + first, keys_.begin() + first + p.chunks);
+    if (first > 0) p.parent = keys_[first - 1];
+    // Held until the copy is done: the sequence may end, and the slot be
+    // reused, before that.
+    for (SlotId s : slots.subspan(begin, p.chunks)) {
+      if (pool_->Acquire(s).ok()) p.held.push_back(s);
     }
-    if (!st.ok()) {
-      counters_.chunks_save_failed += end - begin;
-      if (save_error_.ok()) save_error_ = st;
+    absl::StatusOr<std::unique_ptr<HostCopy>> copy =
+        device_->StartCopyToHost(*pool_, slots.subspan(begin, p.chunks));
+    if (copy.ok()) {
+      p.copy = *std::move(copy);
+      pending_.push_back(std::move(p));
+    } else {
+      SaveFailed(p, copy.status());
     }
     begin = end;
   }
+  Reap(false);
+}
+
+void Worker::SaveFailed(Pending& p, const absl::Status& st) {
+  for (SlotId s : p.held) (void)pool_->Release(s);
+  p.held.clear();
+  counters_.chunks_save_failed += p.chunks;
+  if (save_error_.ok()) save_error_ = st;
 }
 
 void Worker::Reap(bool wait) {
   std::vector<Pending> still;
   for (Pending& p : pending_) {
+    if (p.transfer == nullptr) {
+      // The host copy: done, then the store transfer starts from it.
+      if (!wait && !p.copy->done()) {
+        still.push_back(std::move(p));
+        continue;
+      }
+      absl::Status st = p.copy->Wait();
+      for (SlotId s : p.held) (void)pool_->Release(s);
+      p.held.clear();
+      if (st.ok()) {
+        absl::StatusOr<std::shared_ptr<client::Transfer>> t =
+            client_->Save(ns_, p.keys, p.copy->bytes(), p.parent);
+        if (t.ok()) {
+          p.transfer = *std::move(t);
+        } else {
+          st = t.status();
+        }
+      }
+      if (!st.ok()) {
+        SaveFailed(p, st);
+        continue;
+      }
+    }
     if (!wait && !p.transfer->done()) {
       still.push_back(std::move(p));
       continue;
@@ -401,8 +610,7 @@ void Worker::Reap(bool wait) {
     if (st.ok()) {
       counters_.chunks_saved += p.chunks;
     } else {
-      counters_.chunks_save_failed += p.chunks;
-      if (save_error_.ok()) save_error_ = st;
+      SaveFailed(p, st);
     }
   }
   pending_ = std::move(still);

@@ -13,6 +13,23 @@
 // the step's output is discarded and the turn recomputed from the verified
 // prefix: bytes that failed their check never reach a returned logit.
 //
+// Truncation (WorkerOptions::max_context). Keys are stored without RoPE and
+// attention rotates every chunk at its position in the page table, so a
+// conversation that outgrows the window drops whole chunks after the kept
+// system prompt and attends to the rest at new (re-based) positions without
+// recomputing them. The number of dropped chunks D is the excess over the
+// window rounded up to a multiple of the step, so it stays the same for many
+// turns. What this approximates: a kept chunk's K/V were computed by layers
+// that saw the dropped tokens (only the rotation is exact), so the result is
+// not that of recomputing the truncated text from scratch; chunks computed
+// while D > 0 saw only the view and are saved under view keys
+// TruncatedKey(key, keep, D), never under the exact chain's keys, so a
+// worker without truncation never loads them. Reuse across turns: a view
+// chunk is looked up under its view key at D, then at the three smaller
+// steps of D, then under its exact key; the first found is loaded (one extra
+// Lookup per truncated turn). Decode steps that outgrow the window drop
+// another step of chunks from the pool's view in place.
+//
 // Where the pool lives is a KvDevice: host memory (HostKvDevice, used by the
 // CPU model and the tests) or a GPU (CudaKvDevice in worker_cuda.h).
 //
@@ -23,6 +40,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -49,6 +67,31 @@ class PrefixLoad {
   virtual FetchResult Wait() = 0;
 };
 
+// Chunks being copied from the pool to host memory (for a save).
+class HostCopy {
+ public:
+  virtual ~HostCopy() = default;
+  // True once the bytes are in host memory (does not block).
+  virtual bool done() = 0;
+  // Waits for the copy; its error, if any.
+  virtual absl::Status Wait() = 0;
+  // The chunks, in order; valid once done() or Wait() returned ok, while
+  // this object lives.
+  virtual std::span<const std::byte> bytes() const = 0;
+};
+
+// A finished copy in ordinary host memory.
+class ReadyHostCopy final : public HostCopy {
+ public:
+  explicit ReadyHostCopy(std::vector<std::byte> bytes) : bytes_(std::move(bytes)) {}
+  bool done() override { return true; }
+  absl::Status Wait() override { return absl::OkStatus(); }
+  std::span<const std::byte> bytes() const override { return bytes_; }
+
+ private:
+  std::vector<std::byte> bytes_;
+};
+
 class KvDevice {
  public:
   virtual ~KvDevice() = default;
@@ -57,14 +100,22 @@ class KvDevice {
                                                                 const client::Namespace& ns,
                                                                 ChunkPool& pool,
                                                                 std::span<const ChunkKey> keys) = 0;
-  // Copies `slots` (ready, the model done with them) to `dest`, chunk after
-  // chunk.
-  virtual absl::Status CopyToHost(ChunkPool& pool, std::span<const SlotId> slots,
-                                  std::span<std::byte> dest) = 0;
+  // Starts copying `slots` (ready; the model's work that wrote them is
+  // queued or done) to host memory, chunk after chunk, without waiting for
+  // it. The caller holds the slots until the copy is done.
+  virtual absl::StatusOr<std::unique_ptr<HostCopy>> StartCopyToHost(
+      ChunkPool& pool, std::span<const SlotId> slots) = 0;
 };
 
 // A pool in host memory: loads through Fetch (on_layer gates the layers).
 std::unique_ptr<KvDevice> CreateHostKvDevice();
+
+// The view key of a chunk whose exact key is `key`, in a conversation
+// truncated to its first `keep` chunks followed by the chunks after `dropped`
+// dropped ones: KeyChain::Next(key, {0x4e555254, keep, dropped}) (the tokens
+// "TRUN" as uint32 little-endian, keep, dropped): three tokens, a length no
+// chunk has, so it is never a key of the exact chain.
+ChunkKey TruncatedKey(const ChunkKey& key, int keep, int dropped);
 
 struct WorkerOptions {
   // Where a turn's cached prefix may come from.
@@ -79,10 +130,21 @@ struct WorkerOptions {
   // Run the model step while the prefix loads (layer l waiting for layer l
   // only), or only once the whole load arrived and was verified.
   bool overlap = true;
+
+  // Context window, in tokens (0: no limit). A conversation longer than the
+  // window is truncated (see "Truncation" above): its first `keep_chunks`
+  // chunks (the system prompt) stay, the oldest chunks after them are
+  // dropped, `truncate_step_chunks` at a time (0: a quarter of the window),
+  // and the rest attend at new positions. A multiple of tokens_per_chunk,
+  // above keep_chunks chunks (InvalidArgument otherwise).
+  int max_context = 0;
+  int keep_chunks = 1;
+  int truncate_step_chunks = 0;
 };
 
 struct TurnStats {
   int tokens = 0;           // conversation length
+  int dropped_tokens = 0;   // truncated away (not attended)
   int hit_tokens = 0;       // found in the pool
   int loaded_tokens = 0;    // loaded from the store and verified
   int computed_tokens = 0;  // run through the model (at least 1)
@@ -100,6 +162,7 @@ struct TurnStats {
 
 struct WorkerCounters {
   uint64_t turns = 0;
+  uint64_t truncated_turns = 0;       // turns (and decode steps) that dropped chunks
   uint64_t recomputes_after_failed_load = 0;
   uint64_t chunks_saved = 0;
   uint64_t chunks_save_failed = 0;
@@ -133,28 +196,65 @@ class Worker {
   // Appends `token` to the current sequence and runs one step; `logits`
   // gets the next token's. FailedPrecondition without a sequence.
   absl::Status Decode(int32_t token, std::vector<float>* logits);
+  // One decode step of several workers' current sequences in one model step
+  // (the same model and pool: a batch): workers[i] appends tokens[i];
+  // `logits` gets [workers][vocab]; `kernel` runs the attention (the decode
+  // kernels read a prefix the sequences share, e.g. a system prompt held in
+  // one pool slot, once for the batch). InvalidArgument for mismatched
+  // sizes, a repeated worker or workers of different models or pools; each
+  // worker's Decode errors. On error no sequence gains a token (a chunk
+  // that truncation dropped for the step stays dropped).
+  static absl::Status DecodeBatch(std::span<Worker* const> workers,
+                                  std::span<const int32_t> tokens, AttentionKernel kernel,
+                                  std::vector<float>* logits);
   // Releases the sequence's slots (their chunks stay cached in the pool).
   void EndSequence();
   // Waits for the saves in flight; the first save error since the last call.
   absl::Status WaitSaves();
 
+  // The whole conversation so far (dropped tokens included).
   std::span<const int32_t> tokens() const { return tokens_; }
+  // Chunks dropped from the current sequence's view (0 without truncation).
+  int dropped_chunks() const { return dropped_; }
   const WorkerCounters& counters() const { return counters_; }
 
  private:
+  // A save: the host copy under way (the slots held until it is done),
+  // then the store transfer.
   struct Pending {
-    std::vector<std::byte> bytes;
+    std::unique_ptr<HostCopy> copy;
+    std::vector<SlotId> held;
+    std::vector<ChunkKey> keys;
+    std::optional<ChunkKey> parent;
     std::shared_ptr<client::Transfer> transfer;
     size_t chunks = 0;
   };
 
   Worker(client::Client* client, const client::Namespace& ns, LlamaModel* model, ChunkPool* pool,
          KvDevice* device, const WorkerOptions& options);
-  absl::StatusOr<TurnStats> Attempt(std::span<const int32_t> tokens, WorkerOptions::Source source,
-                                    std::vector<float>* logits, bool* failed_late);
+  // The chunks dropped after keep_chunks from a conversation of `n` tokens.
+  int DropFor(int n) const;
+  // View keys of a conversation's full chunks (exact keys when dropped == 0).
+  std::vector<ChunkKey> ViewKeys(std::span<const ChunkKey> exact, int dropped) const;
+  // The keys to load for the view's cached chunks: per chunk the first
+  // candidate the store holds (view key at D, at smaller steps, exact key).
+  std::vector<ChunkKey> ResolveCached(std::span<const ChunkKey> exact, size_t usable);
+  absl::StatusOr<TurnStats> Attempt(std::span<const int32_t> view,
+                                    std::span<const ChunkKey> keys,
+                                    std::span<const ChunkKey> load_keys,
+                                    WorkerOptions::Source source, std::vector<float>* logits,
+                                    bool* failed_late);
+  // A decode step in three parts: the token appended to the view (a slot
+  // for it, truncation), undone on a failed step, or kept.
+  absl::Status BeginDecode(int32_t token);
+  void AbortDecode();
+  void FinishDecode();
   // Saves chunks keys_[i] for i in `indices` from `slots` (background).
   void Save(std::span<const size_t> indices, std::span<const SlotId> slots);
+  // Moves saves along: copies that are done start their store transfers
+  // (all copies are waited for with `wait`), finished transfers are counted.
   void Reap(bool wait);
+  void SaveFailed(Pending& p, const absl::Status& st);
 
   client::Client* const client_;
   const client::Namespace ns_;
@@ -164,9 +264,13 @@ class Worker {
   const WorkerOptions options_;
   const int tpc_;
 
-  // The current sequence: its tokens, full-chunk keys, held slots (full
-  // chunks then the private partial one, if any).
+  // The current sequence: its tokens (all of them), the view's tokens (what
+  // the model attends: tokens_ without the dropped chunks), the view's
+  // full-chunk keys, held slots (full chunks then the private partial one,
+  // if any).
   std::vector<int32_t> tokens_;
+  std::vector<int32_t> view_;
+  int dropped_ = 0;
   std::vector<ChunkKey> keys_;
   std::vector<SlotId> slots_;
   bool has_partial_ = false;

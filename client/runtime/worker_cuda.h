@@ -4,6 +4,7 @@
 #ifndef STRATA_CLIENT_RUNTIME_WORKER_CUDA_H_
 #define STRATA_CLIENT_RUNTIME_WORKER_CUDA_H_
 
+#include <cstddef>
 #include <memory>
 
 #include "client/runtime/device_fetch.h"
@@ -13,8 +14,13 @@ struct CUstream_st;
 
 namespace strata::runtime {
 
-// `fetcher` must outlive the device; `compute_stream` is the model's.
-std::unique_ptr<KvDevice> CreateCudaKvDevice(DeviceFetcher* fetcher, CUstream_st* compute_stream);
+// `fetcher` must outlive the device; `compute_stream` is the model's. Saves
+// copy chunks to pinned host buffers on a stream of their own, after the
+// model's queued work, without blocking the next step; the buffers are
+// reused, up to `pinned_save_bytes` in all (a copy beyond that goes through
+// ordinary memory and is waited for).
+std::unique_ptr<KvDevice> CreateCudaKvDevice(DeviceFetcher* fetcher, CUstream_st* compute_stream,
+                                             size_t pinned_save_bytes = size_t{4} << 30);
 
 }  // namespace strata::runtime
 

@@ -497,6 +497,18 @@ int BenchCommand(const std::vector<std::string>& args) {
                          "%llu corrupt, %llu errors\n",
               get_ns.size(), static_cast<unsigned long long>(misses),
               static_cast<unsigned long long>(corrupt), static_cast<unsigned long long>(get_errors));
+  if (first.cluster == nullptr && first.client->data_path() == "shm") {
+    client::ClientCounters lf;
+    for (auto& w : workers) {
+      const client::ClientCounters one = w->client->counters();
+      lf.lease_free_loads += one.lease_free_loads;
+      lf.lease_free_fallbacks += one.lease_free_fallbacks;
+    }
+    std::printf("lease-free loads (--lease_free): %llu served from the read index, %llu fell "
+                "back to a lease (warm-up and prefill included)\n",
+                static_cast<unsigned long long>(lf.lease_free_loads),
+                static_cast<unsigned long long>(lf.lease_free_fallbacks));
+  }
   auto after = node_stats();
   if (before.ok() && after.ok()) {
     auto delta = [&](const char* k) { return (*after)[k] - (*before)[k]; };

@@ -48,6 +48,11 @@ void ConnectFlags::Register(FlagSet* flags) {
              "loads from a node on this host copy out of its shared DRAM pool when it can be "
              "mapped (--nosame_host: loads always use UCX)",
              &same_host);
+  flags->Add("lease_free",
+             "loads from a node on this host copy chunks its read index vouches for without a "
+             "Get round trip, falling back to a lease when a chunk is absent or changed while "
+             "copied (--nolease_free: every load takes a lease)",
+             &lease_free);
   flags->Add("tls_ca",
              "PEM file of the CA that signed the node's certificate: talk TLS to the node "
              "(default: plaintext)",
@@ -70,6 +75,7 @@ client::ClientOptions ConnectFlags::Options() const {
   options.ucx_transports = ucx_transports;
   options.rpc_timeout = rpc_timeout;
   options.same_host = same_host ? client::SameHost::kAuto : client::SameHost::kOff;
+  options.lease_free = lease_free;
   options.tls_ca_file = tls_ca;
   options.tls_cert_file = tls_cert;
   options.tls_key_file = tls_key;

@@ -31,13 +31,14 @@ inline constexpr int kExitUsage = 2;    // bad flags or arguments
 // "NotFound: message": the absl code under the name the README uses.
 std::string StatusText(const absl::Status& status);
 
-// --server, --ucx_transports, --rpc_timeout, --same_host, the TLS flags and
-// --token_file.
+// --server, --ucx_transports, --rpc_timeout, --same_host, --lease_free, the
+// TLS flags and --token_file.
 struct ConnectFlags {
   std::string server = "127.0.0.1:7400";
   std::string ucx_transports;
   absl::Duration rpc_timeout = absl::Seconds(10);
   bool same_host = true;  // false: ClientOptions::same_host = kOff
+  bool lease_free = true;  // ClientOptions::lease_free
   std::string tls_ca;
   std::string tls_cert;
   std::string tls_key;

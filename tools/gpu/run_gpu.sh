@@ -11,6 +11,8 @@
 #                                         # compute-sanitizer memcheck, racecheck,
 #                                         # synccheck and initcheck
 # Environment: CONFIGS (SHAPE:PREFIX:BATCH:PRIVATE,...), ITERS, SKIP_TESTS=1,
+# VARIANTS (decode plan variants for attention_bench --papers, e.g.
+# default,nomerge,interleave,fused,fused+interleave),
 # SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER; PREFILL_CONFIGS
 # (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench),
 # PREFILL_VARIANTS (prefill kernel variants timed side by side; default
@@ -18,15 +20,28 @@
 # (every variant; the wgmma ones, g128 and g128x128, in a second process),
 # benchmark and baseline (about three minutes; `ONLY=prefill
 # tools/gpu/run_gpu.sh package` builds and carries just those two binaries),
-# ONLY=decode everything but those, ONLY=runtime only the worker
+# ONLY=decode everything but those (`ONLY=decode ... package` builds
+# and carries just the decode test and benchmark; then run with SKIP_TESTS or
+# GTEST_FILTER as needed: the client tests are not carried), ONLY=runtime only the worker
 # runtime's device fetch test (tests/runtime_device_fetch_test: layer-by-layer
 # fetch into an HBM chunk pool, and its bandwidth beside a pinned H2D copy)
 # under UCX_TLS default and tcp. `ONLY=runtime tools/gpu/run_gpu.sh package`
 # builds and carries just that test. ONLY=worker: the worker runtime end to
-# end: that test, the check against transformers (tools/gpu/llama_check.py:
-# logits and greedy tokens of a seeded small Llama, full prefill and a
-# conversation loaded back from DRAM and NVMe) and `strata worker bench`
-# (TTFT; WORKER_BENCH_FLAGS adds flags); cuBLAS is the GPU machine's.
+# end: that test, the model step's decode kernels against its prefill kernel
+# and the CPU model (client/runtime/llama_cuda_test), the check against
+# transformers (tools/gpu/llama_check.py: logits and greedy tokens of a
+# seeded small Llama, full prefill and a conversation loaded back from DRAM
+# and NVMe), `strata worker bench` (TTFT; WORKER_BENCH_FLAGS adds flags) and
+# `strata worker decode-bench` (decode tokens/s per attention kernel;
+# DECODE_BENCH_FLAGS, SKIP_DECODE_BENCH=1); cuBLAS is the GPU machine's.
+# ONLY=python: the `strata` Python module's CUDA build against the GPU
+# machine's Python, torch and pytest (tests/python_cuda_test.py: loads into
+# and saves from CUDA tensors against a real `strata serve`), under UCX_TLS
+# default and tcp. Its package step builds the module for that Python from
+# its headers, copied here: PY_HEADERS (default /work/py312) holds include/
+# (its /usr/include/python3.X) and arch/pyconfig.h (its
+# /usr/include/<multiarch>/python3.X/pyconfig.h); PY_EXT_SUFFIX (default
+# .cpython-312-x86_64-linux-gnu.so) is its sysconfig EXT_SUFFIX.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -43,6 +58,18 @@ carry_client_test() {
     grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so|libcublas' |
     xargs -r -I{} cp -Lf {} .devbin/lib/
   cp -Lf /usr/lib/x86_64-linux-gnu/ucx/*.so.0 .devbin/ucx/
+}
+
+# Copies the Debian libraries `file` links into `dir`, for a process of the
+# GPU machine's (its Python) to load: not glibc, and not libstdc++ and
+# libgcc_s, whose newer versions there serve Debian's libraries too and
+# would otherwise be shadowed for torch.
+carry_libs_for_python() {
+  local file="$1" dir="$2"
+  mkdir -p "$dir"
+  ldd "$file" | awk '/=> \// {print $3}' |
+    grep -vE '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*|libstdc\+\+|libgcc_s)\.so|libcublas' |
+    xargs -r -I{} cp -Lf {} "$dir/"
 }
 
 # Runs a client test binary under UCX_TLS default and tcp; sets rc=1 on a
@@ -78,11 +105,33 @@ case "${1:-}" in
   package)
     mkdir -p .devbin
     bin="$(bazel info -c opt bazel-bin)"
+    if [[ "${ONLY:-}" == python ]]; then
+      headers="${PY_HEADERS:-/work/py312}"
+      suffix="${PY_EXT_SUFFIX:-.cpython-312-x86_64-linux-gnu.so}"
+      pyenv=(--repo_env=STRATA_PYTHON_INCLUDE="$headers/include"
+             --repo_env=STRATA_PYTHON_EXT_SUFFIX="$suffix")
+      [[ -e "$headers/arch/pyconfig.h" ]] &&
+        pyenv+=(--repo_env=STRATA_PYTHON_PYCONFIG="$headers/arch/pyconfig.h")
+      bazel build -c opt "${pyenv[@]}" "//client/python:cuda/strata$suffix" //tools:strata ||
+        exit 1
+      rm -rf .devbin/python .devbin/pylib
+      mkdir -p .devbin/python .devbin/ucx
+      cp -Lf "$bin/client/python/cuda/strata$suffix" .devbin/python/
+      cp -Lf "$bin/tools/strata" .devbin/
+      chmod u+w .devbin/python/* .devbin/strata
+      carry_libs_for_python ".devbin/python/strata$suffix" .devbin/pylib
+      carry_libs_for_python .devbin/strata .devbin/pylib
+      cp -Lf /usr/lib/x86_64-linux-gnu/ucx/*.so.0 .devbin/ucx/
+      ls -l .devbin/python .devbin/pylib
+      exit 0
+    fi
     if [[ "${ONLY:-}" == runtime || "${ONLY:-}" == worker ]]; then
       bazel build -c opt //tests:runtime_device_fetch_test || exit 1
       carry_client_test "$bin" runtime_device_fetch_test
       if [[ "${ONLY:-}" == worker ]]; then
-        bazel build -c opt //tools:strata //tools/worker:strata_worker || exit 1
+        bazel build -c opt //tools:strata //tools/worker:strata_worker \
+          //client/runtime:llama_cuda_test || exit 1
+        carry_client_test "$bin" client/runtime/llama_cuda_test
         carry_client_test "$bin" tools/strata
         carry_client_test "$bin" tools/worker/strata_worker
       fi
@@ -90,11 +139,25 @@ case "${1:-}" in
       exit 0
     fi
     if [[ "${ONLY:-}" == prefill ]]; then
+      # The prefill kernels' test and benchmark alone.
       bazel build -c opt //kernels:prefill_gpu_test //tools/bench/kernels:prefill_bench || exit 1
       cp -Lf "$bin/kernels/prefill_gpu_test" "$bin/tools/bench/kernels/prefill_bench" .devbin/
       chmod u+w .devbin/*
       mkdir -p .devbin/lib
       for b in .devbin/prefill_gpu_test .devbin/prefill_bench; do
+        ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
+          xargs -r -I{} cp -Lf {} .devbin/lib/
+      done
+      ls -l .devbin
+      exit 0
+    fi
+    if [[ "${ONLY:-}" == decode ]]; then
+      # The decode kernels' test and benchmark alone.
+      bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench || exit 1
+      cp -Lf "$bin/kernels/attention_gpu_test" "$bin/tools/bench/kernels/attention_bench" .devbin/
+      chmod u+w .devbin/*
+      mkdir -p .devbin/lib
+      for b in .devbin/attention_gpu_test .devbin/attention_bench; do
         ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
           xargs -r -I{} cp -Lf {} .devbin/lib/
       done
@@ -129,6 +192,24 @@ case "${1:-}" in
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
     rc=0
     only="${ONLY:-}"
+    if [[ "$only" == python ]]; then
+      # The machine's python3 with the module and the Debian libraries it
+      # carries; the module is imported before torch (see the test).
+      python3 -c 'import sys, numpy, pytest, torch; print("python", sys.version.split()[0],
+        "torch", torch.__version__, "cuda", torch.cuda.is_available())' || exit 1
+      for tls in "" tcp; do
+        work="$out/python_cuda_${tls:-default}"
+        rm -rf "$work"
+        mkdir -p "$work"
+        echo "== python_cuda_test (UCX_TLS=${tls:-default})" | tee -a "$out/python_cuda_test.log"
+        LD_LIBRARY_PATH="$PWD/.devbin/pylib" UCX_MODULE_DIR="$PWD/.devbin/ucx" UCX_TLS="$tls" \
+          PYTHONPATH="$PWD/.devbin/python:$PWD/tests" STRATA_BINARY="$PWD/.devbin/strata" \
+          STRATA_WORK="$work" STRATA_REQUIRE_CUDA=1 python3 -m pytest -v -p no:cacheprovider tests/python_cuda_test.py 2>&1 |
+          tee -a "$out/python_cuda_test.log" | grep -E "PASSED|FAILED|SKIPPED|ERROR|Error|passed|failed"
+        [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+      done
+      exit $rc
+    fi
     if [[ "$only" == runtime ]]; then
       run_client_test runtime_device_fetch_test "$out" "$libs"
       exit $rc
@@ -146,6 +227,9 @@ case "${1:-}" in
         ./.devbin/runtime_device_fetch_test 2>&1 | tee "$out/runtime_device_fetch_test.log" |
           grep -E "^\[  (PASSED|FAILED) |Failure|^fetch|^pinned|^device fetch"
         [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
+        ./.devbin/llama_cuda_test 2>&1 | tee "$out/llama_cuda_test.log" |
+          grep -E "^\[  (PASSED|FAILED) |Failure|^llama_cuda|worst row|near-tie|[A-Z_]{6,}: "
+        [[ ${PIPESTATUS[0]} == 0 ]] || rc=1
         # Python is the machine's own: our libraries only for our binaries.
         ourlibs="$LD_LIBRARY_PATH"
         LD_LIBRARY_PATH= PYTHONUNBUFFERED=1 STRATA_LIBS="$ourlibs" \
@@ -155,6 +239,10 @@ case "${1:-}" in
       if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
         ./.devbin/strata_worker bench --strata="$PWD/.devbin/strata" ${WORKER_BENCH_FLAGS:-} 2>&1 |
           tee "$out/worker_bench.md" || rc=1
+      fi
+      if [[ "${SKIP_DECODE_BENCH:-0}" != 1 ]]; then
+        ./.devbin/strata_worker decode-bench --strata="$PWD/.devbin/strata" \
+          ${DECODE_BENCH_FLAGS:-} 2>&1 | tee "$out/decode_bench.md" || rc=1
       fi
       exit $rc
     fi
@@ -202,9 +290,15 @@ case "${1:-}" in
       echo "attention_gpu_test exit code: $test_rc"
       [[ $test_rc == 0 ]] || rc=1
     fi
-    if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
+    if [[ "${SKIP_TESTS:-0}" != 1 && -x .devbin/gpu_client_test ]]; then
       run_client_test gpu_client_test "$out" "$libs"
       run_client_test runtime_device_fetch_test "$out" "$libs"
+    fi
+    if [[ -n "${VARIANTS:-}" ]]; then
+      # The decode variants side by side on the 16 configs of the H200 table
+      # and the tree workload (attention_bench --papers).
+      LD_LIBRARY_PATH="$libs" ./.devbin/attention_bench --papers --variants="$VARIANTS" \
+        --iters="${ITERS:-30}" --csv="$out/variants.csv" 2>&1 | tee "$out/variants.log" || rc=1
     fi
     if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
       configs="${CONFIGS:-$DEFAULT_CONFIGS}"

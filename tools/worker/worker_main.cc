@@ -11,12 +11,16 @@
 //                                vs load from NVMe, the load hidden by the
 //                                layer overlap, store-to-HBM bandwidth beside
 //                                pinned host-to-device copy, decode tokens/s
+//   strata_worker decode-bench   decode tokens/s of a batch sharing a system
+//                                prompt: prefill, paged, prefix-aware and
+//                                relay attention kernels
 #include <cuda_runtime_api.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -74,7 +78,7 @@ struct LoadedModel {
 };
 
 absl::StatusOr<LoadedModel> LoadModel(const std::string& model_dir, const std::string& shape,
-                                      int64_t seed, int tpc) {
+                                      int64_t seed, int tpc, int64_t warmup_rows) {
   LoadedModel m;
   if (!model_dir.empty()) {
     absl::StatusOr<std::string> json = ReadFile(model_dir + "/config.json");
@@ -98,11 +102,38 @@ absl::StatusOr<LoadedModel> LoadModel(const std::string& model_dir, const std::s
     if (!model.ok()) return model.status();
     m.model = *std::move(model);
   }
+  const absl::Time t0 = absl::Now();
+  if (absl::Status st = m.model->Warmup(static_cast<int>(warmup_rows)); !st.ok()) return st;
+  if (warmup_rows > 0) {
+    std::fprintf(stderr, "model warmed up for steps of up to %lld tokens in %.0f ms\n",
+                 static_cast<long long>(warmup_rows),
+                 absl::ToDoubleMilliseconds(absl::Now() - t0));
+  }
   return m;
 }
 
+// A view of device memory owned elsewhere (the bench's pools reuse one
+// allocation, as a worker's one pool does for its whole life).
+class BorrowedSlotMemory final : public runtime::SlotMemory {
+ public:
+  explicit BorrowedSlotMemory(const runtime::SlotMemory* owner) : owner_(owner) {}
+  std::byte* base() const override { return owner_->base(); }
+  size_t bytes() const override { return owner_->bytes(); }
+  bool host_accessible() const override { return owner_->host_accessible(); }
+
+ private:
+  const runtime::SlotMemory* const owner_;
+};
+
+// Device memory that MakePool reuses when set (else each pool allocates).
+const runtime::SlotMemory* g_pool_memory = nullptr;
+
 absl::StatusOr<std::unique_ptr<ChunkPool>> MakePool(const client::Namespace& ns, uint64_t bytes) {
-  auto mem = runtime::CreateCudaSlotMemory(bytes);
+  absl::StatusOr<std::unique_ptr<runtime::SlotMemory>> mem =
+      g_pool_memory != nullptr && g_pool_memory->bytes() == bytes
+          ? absl::StatusOr<std::unique_ptr<runtime::SlotMemory>>(
+                std::make_unique<BorrowedSlotMemory>(g_pool_memory))
+          : runtime::CreateCudaSlotMemory(bytes);
   if (!mem.ok()) return mem.status();
   ChunkPool::Options o;
   o.chunk_bytes = ns.chunk_bytes;
@@ -126,12 +157,17 @@ absl::StatusOr<WorkerOptions::Source> ParseSource(const std::string& s) {
   return absl::InvalidArgumentError(absl::StrCat("--source '", s, "' (store, pool or none)"));
 }
 
+constexpr char kWarmupHelp[] =
+    "prepare the model's matrix products for steps of up to this many new tokens at start "
+    "(the first step of a new size otherwise pays cuBLAS's setup, tens of ms; 0: none)";
+
 // --- run --------------------------------------------------------------------
 
 int Run(const std::vector<std::string>& args) {
   std::string server = "127.0.0.1:7400", model_dir, shape = "small", tokens_path, source = "store";
   std::string out_logits, out_tokens, tenant = "default", model_id;
-  int64_t tpc = 16, decode = 0, seed = 1;
+  int64_t tpc = 16, decode = 0, seed = 1, max_context = 0, keep_chunks = 1,
+          truncate_step_chunks = 0, warmup_rows = 2048;
   bool all_logits = false, save = true, same_host = true;
   cli::Bytes pool_bytes{1ull << 30};
   cli::FlagSet flags(
@@ -158,6 +194,16 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("save", "save the chunks this turn computes to the node", &save);
   flags.Add("same_host", "read a node on this host through shared memory", &same_host);
   flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("max_context",
+            "context window in tokens (0: none); a longer conversation drops its oldest "
+            "chunks after --keep_chunks and reuses the rest at new positions",
+            &max_context);
+  flags.Add("keep_chunks", "chunks at the start (the system prompt) that truncation keeps",
+            &keep_chunks);
+  flags.Add("truncate_step_chunks",
+            "chunks dropped at a time when the window is full (0: a quarter of the window)",
+            &truncate_step_chunks);
+  flags.Add("warmup_rows", kWarmupHelp, &warmup_rows);
   flags.Add("out_logits", "file for the logits (float32)", &out_logits);
   flags.Add("out_tokens", "file for the decoded tokens", &out_tokens);
   auto rest = flags.Parse(args);
@@ -167,6 +213,10 @@ int Run(const std::vector<std::string>& args) {
     return 0;
   }
   if (tokens_path.empty()) return Fail(absl::InvalidArgumentError("--tokens is required"));
+  if (all_logits && max_context > 0) {
+    return Fail(absl::InvalidArgumentError(
+        "--all_logits recomputes the whole conversation: it does not go with --max_context"));
+  }
   auto src = ParseSource(source);
   if (!src.ok()) return Fail(src.status());
   auto text = ReadFile(tokens_path);
@@ -179,7 +229,7 @@ int Run(const std::vector<std::string>& args) {
     }
     tokens.push_back(v);
   }
-  auto m = LoadModel(model_dir, shape, seed, static_cast<int>(tpc));
+  auto m = LoadModel(model_dir, shape, seed, static_cast<int>(tpc), warmup_rows);
   if (!m.ok()) return Fail(m.status());
   if (model_id.empty()) {
     model_id = model_dir.empty() ? shape : std::filesystem::path(model_dir).filename().string();
@@ -201,6 +251,9 @@ int Run(const std::vector<std::string>& args) {
   WorkerOptions wo;
   wo.source = *src;
   wo.save = save;
+  wo.max_context = static_cast<int>(max_context);
+  wo.keep_chunks = static_cast<int>(keep_chunks);
+  wo.truncate_step_chunks = static_cast<int>(truncate_step_chunks);
   auto worker = Worker::Create(client->get(), *ns, m->model.get(), pool->get(), device.get(), wo);
   if (!worker.ok()) return Fail(worker.status());
 
@@ -231,9 +284,11 @@ int Run(const std::vector<std::string>& args) {
     if (absl::Status st = (*worker)->Decode(generated.back(), &logits); !st.ok()) return Fail(st);
   }
   absl::Status saves = (*worker)->WaitSaves();
-  std::printf("tokens=%d hit_tokens=%d loaded_tokens=%d computed_tokens=%d recomputed=%d "
+  std::printf("tokens=%d dropped_tokens=%d hit_tokens=%d loaded_tokens=%d computed_tokens=%d "
+              "recomputed=%d "
               "ttft_ms=%.3f load_wait_ms=%.3f chunks_saved=%llu data_path=%s load_stop=%s\n",
-              stats->tokens, stats->hit_tokens, stats->loaded_tokens, stats->computed_tokens,
+              stats->tokens, stats->dropped_tokens, stats->hit_tokens, stats->loaded_tokens,
+              stats->computed_tokens,
               stats->recomputed ? 1 : 0, absl::ToDoubleMilliseconds(stats->time_to_logits),
               absl::ToDoubleMilliseconds(stats->load_wait),
               static_cast<unsigned long long>((*worker)->counters().chunks_saved),
@@ -319,8 +374,10 @@ std::string SiblingStrata() {
 int Bench(const std::vector<std::string>& args) {
   std::string shape = "llama3-8b", histories = "1024,4096,16384", strata_bin = SiblingStrata();
   std::string data_dir = "/tmp/strata-worker-bench";
-  int64_t tpc = 256, seed = 1, reps = 3, decode = 32, trace_seed = 1, verify_threads = 0;
-  bool same_host = true, nvme = true, interference = false, overlap = true;
+  int64_t tpc = 256, seed = 1, reps = 3, decode = 32, trace_seed = 1, verify_threads = 0,
+          warmup_rows = -1;
+  bool same_host = true, nvme = true, interference = false, overlap = true, reuse_pool = true,
+       warm_shapes = false;
   cli::Bytes pool_bytes{8ull << 30}, dram{8ull << 30}, nvme_bytes{24ull << 30}, min_copy{0};
   cli::FlagSet flags(
       "strata_worker bench [flags]\n\n"
@@ -350,6 +407,18 @@ int Bench(const std::vector<std::string>& args) {
             "size (from pinned memory; from the registered pool mapping)",
             &interference);
   flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("warmup_rows",
+            "prepare the model's matrix products for steps of up to this many tokens first "
+            "(-1: the longest history plus 1024; 0: none)",
+            &warmup_rows);
+  flags.Add("reuse_pool_memory",
+            "every turn's fresh pool reuses one device allocation (as a worker's pool does); "
+            "--noreuse_pool_memory allocates each pool anew",
+            &reuse_pool);
+  flags.Add("warm_shapes",
+            "before each DRAM turn, run a turn of the new prompt alone (so that the DRAM turn is "
+            "not the model's first step of that many tokens)",
+            &warm_shapes);
   flags.Add("dram", "the node's DRAM pool", &dram);
   flags.Add("nvme_bytes", "the node's NVMe tier", &nvme_bytes);
   flags.Add("data_dir", "the node's data directory (emptied first)", &data_dir);
@@ -387,7 +456,9 @@ int Bench(const std::vector<std::string>& args) {
              absl::StrCat("--nvme=", nvme_bytes.value), "--lease_ttl=120s"},
             data_dir + "/port");
   if (absl::Status st = node.Start(); !st.ok()) return Fail(st);
-  auto m = LoadModel("", shape, seed, static_cast<int>(tpc));
+  if (hist.empty()) return Fail(absl::InvalidArgumentError("--histories names no length"));
+  if (warmup_rows < 0) warmup_rows = *std::max_element(hist.begin(), hist.end()) + 1024;
+  auto m = LoadModel("", shape, seed, static_cast<int>(tpc), warmup_rows);
   if (!m.ok()) return Fail(m.status());
   const LlamaConfig& config = m->config;
   std::unique_ptr<client::Client> client;
@@ -421,6 +492,19 @@ int Bench(const std::vector<std::string>& args) {
     std::fprintf(stderr, "warning: loads go through pinned staging: %s\n", st.ToString().c_str());
   }
   auto device = runtime::CreateCudaKvDevice(fetcher->get(), m->model->stream());
+  std::unique_ptr<runtime::SlotMemory> pool_memory;
+  if (reuse_pool) {
+    auto mem = runtime::CreateCudaSlotMemory(pool_bytes.value);
+    if (!mem.ok()) return Fail(mem.status());
+    pool_memory = *std::move(mem);
+    g_pool_memory = pool_memory.get();
+  }
+  // The GPU time of the last turn's work on the model's stream (its waits
+  // for loaded layers included).
+  double last_gpu_ms = 0;
+  cudaEvent_t span[2];
+  cudaEventCreate(&span[0]);
+  cudaEventCreate(&span[1]);
 
   // One turn on a fresh pool (so that nothing is a pool hit unless asked).
   auto turn = [&](std::span<const int32_t> tokens, WorkerOptions::Source source,
@@ -441,7 +525,13 @@ int Bench(const std::vector<std::string>& args) {
     auto w = Worker::Create(client.get(), ns, m->model.get(), pool, device.get(), wo);
     if (!w.ok()) return w.status();
     std::vector<float> logits;
+    cudaEventRecord(span[0], m->model->stream());
     auto stats = (*w)->Prefill(tokens, &logits);
+    cudaEventRecord(span[1], m->model->stream());
+    cudaEventSynchronize(span[1]);
+    float gpu_ms = 0;
+    cudaEventElapsedTime(&gpu_ms, span[0], span[1]);
+    last_gpu_ms = gpu_ms;
     if (stats.ok() && decode_tokens > 0) {
       const absl::Time t0 = absl::Now();
       for (int i = 0; i < decode_tokens; ++i) {
@@ -496,19 +586,27 @@ int Bench(const std::vector<std::string>& args) {
       if (!rc.ok()) return Fail(rc.status());
       recompute.push_back(absl::ToDoubleMilliseconds(rc->time_to_logits));
       std::unique_ptr<ChunkPool> kept;
+      if (warm_shapes) {
+        // The prompt's length run once before (a throwaway recompute of it).
+        auto warm = turn(std::span(conv).last(static_cast<size_t>(p)),
+                         WorkerOptions::Source::kNone, nullptr, 0, nullptr);
+        if (!warm.ok()) return Fail(warm.status());
+      }
       auto dr = turn(conv, WorkerOptions::Source::kStore, &kept, r == 0 ? static_cast<int>(decode) : 0, &decode_tps);
       if (!dr.ok()) return Fail(dr.status());
       if (dr->loaded_tokens != h) {
         std::fprintf(stderr, "warning: loaded %d of %d history tokens (%s)\n", dr->loaded_tokens, h,
                      dr->load_stop_reason.ToString().c_str());
       }
+      const double dram_gpu_ms = last_gpu_ms;
       dram_ms.push_back(absl::ToDoubleMilliseconds(dr->time_to_logits));
       breakdowns.push_back(absl::StrFormat(
           "history %d, prompt %d, DRAM turn: start %.1f ms (lookup, lease, copies enqueued), "
-          "model step %.1f ms (of it %.1f waiting for layers), verdict %.1f ms; "
-          "the load's copies took %.1f ms on the GPU, its bytes were verified %.1f ms after it started",
+          "model step %.1f ms (of it %.1f waiting for layers; %.1f ms on the model's stream), "
+          "verdict %.1f ms; the load's copies took %.1f ms on the GPU, its bytes were verified "
+          "%.1f ms after it started",
           h, p, absl::ToDoubleMilliseconds(dr->load_start), absl::ToDoubleMilliseconds(dr->forward),
-          absl::ToDoubleMilliseconds(dr->load_wait), absl::ToDoubleMilliseconds(dr->verdict_wait),
+          absl::ToDoubleMilliseconds(dr->load_wait), dram_gpu_ms, absl::ToDoubleMilliseconds(dr->verdict_wait),
           absl::ToDoubleMilliseconds(dr->copied_after),
           absl::ToDoubleMilliseconds(dr->verified_after)));
       kept.reset();  // one pool of --pool bytes at a time
@@ -547,6 +645,10 @@ int Bench(const std::vector<std::string>& args) {
       auto co = turn(conv, WorkerOptions::Source::kPoolOnly, &hist, 0, nullptr);
       if (!co.ok()) return Fail(co.status());
       compute_ms.push_back(absl::ToDoubleMilliseconds(co->time_to_logits));
+      breakdowns.push_back(absl::StrFormat(
+          "history %d, prompt %d, compute-only turn: model step %.1f ms (%.1f ms on the "
+          "model's stream)",
+          h, p, absl::ToDoubleMilliseconds(co->forward), last_gpu_ms));
       if (interference && r == 0) {
         // The same compute-only turn while a copy of the history's size runs
         // on another stream: from pinned memory, then (same host) from the
@@ -597,6 +699,7 @@ int Bench(const std::vector<std::string>& args) {
       // under the other (1: TTFT = max(load, compute); 0: their sum).
       hidden.push_back((load_ms.back() + compute_ms.back() - dram_ms.back()) /
                        std::min(load_ms.back(), compute_ms.back()));
+      hist.reset();  // one pool at a time (they may share one allocation)
       if (nvme) {
         // The fetcher registered the old client's mapping: both go first.
         device.reset();
@@ -638,12 +741,169 @@ int Bench(const std::vector<std::string>& args) {
   return 0;
 }
 
+
+// --- decode-bench -----------------------------------------------------------
+
+absl::StatusOr<runtime::AttentionKernel> ParseKernel(absl::string_view k) {
+  if (k == "prefill") return runtime::AttentionKernel::kPrefill;
+  if (k == "paged") return runtime::AttentionKernel::kPagedDecode;
+  if (k == "prefix") return runtime::AttentionKernel::kPrefixAwareDecode;
+  if (k == "relay") return runtime::AttentionKernel::kRelayDecode;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--kernels: '", k, "' (prefill, paged, prefix or relay)"));
+}
+
+int DecodeBench(const std::vector<std::string>& args) {
+  std::string shape = "llama3-8b", batches = "8,32,64", kernels = "prefill,paged,prefix,relay";
+  std::string strata_bin = SiblingStrata(), data_dir = "/tmp/strata-decode-bench";
+  int64_t tpc = 64, seed = 1, system = 2048, private_tokens = 512, steps = 32, warmup = 2,
+          warmup_rows = 1024;
+  cli::Bytes pool_bytes{24ull << 30};
+  cli::FlagSet flags(
+      "strata_worker decode-bench [flags]\n\n"
+      "Decode tokens/s of a batch of conversations that share a system prompt: each\n"
+      "sequence is the prompt (held once in the HBM chunk pool, one slot per chunk\n"
+      "for all sequences) followed by its own history; one model step decodes one\n"
+      "token of every sequence (Worker::DecodeBatch), with attention through the\n"
+      "prefill kernel, the paged decode kernel (every sequence reads its own page\n"
+      "table, shared chunks included), the prefix-aware decode kernel (shared chunks\n"
+      "read once per batch) or relay attention (the common prefix read once).\n"
+      "Prints the step time, tokens/s and each kernel's largest logit difference\n"
+      "from the prefill kernel's on the same first step. Seeded weights; a\n"
+      "`strata serve` is started for the namespace (no saves).");
+  flags.Add("shape", "model shape: llama3-8b or small", &shape);
+  flags.Add("seed", "seed of the weights and tokens", &seed);
+  flags.Add("batches", "batch sizes, comma-separated", &batches);
+  flags.Add("kernels", "attention kernels: prefill, paged, prefix, relay", &kernels);
+  flags.Add("system", "tokens of the shared system prompt", &system);
+  flags.Add("private", "tokens of each sequence's own history (plus 0..tokens_per_chunk-1)",
+            &private_tokens);
+  flags.Add("steps", "timed decode steps per kernel", &steps);
+  flags.Add("warmup", "untimed decode steps first", &warmup);
+  flags.Add("tokens_per_chunk", "tokens per chunk (16..256, a multiple of 16)", &tpc);
+  flags.Add("warmup_rows", kWarmupHelp, &warmup_rows);
+  flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("data_dir", "the node's data directory (emptied first)", &data_dir);
+  flags.Add("strata", "the strata binary that serves", &strata_bin);
+  auto rest = flags.Parse(args);
+  if (!rest.ok()) return Fail(rest.status());
+  if (flags.help_requested()) {
+    std::printf("%s", flags.Help().c_str());
+    return 0;
+  }
+  std::vector<int> sizes;
+  for (absl::string_view b : absl::StrSplit(batches, ',', absl::SkipEmpty())) {
+    int v = 0;
+    if (!absl::SimpleAtoi(b, &v) || v <= 0) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat("--batches: '", b, "' is not positive")));
+    }
+    sizes.push_back(v);
+  }
+  std::vector<std::pair<std::string, runtime::AttentionKernel>> ks;
+  for (absl::string_view k : absl::StrSplit(kernels, ',', absl::SkipEmpty())) {
+    auto kernel = ParseKernel(k);
+    if (!kernel.ok()) return Fail(kernel.status());
+    ks.emplace_back(std::string(k), *kernel);
+  }
+  if (sizes.empty() || ks.empty() || system < 0 || private_tokens < 0 || steps <= 0 ||
+      warmup < 0) {
+    return Fail(absl::InvalidArgumentError(
+        "--batches and --kernels must name something; --system, --private, --warmup >= 0; "
+        "--steps > 0"));
+  }
+  std::filesystem::remove_all(data_dir);
+  std::filesystem::create_directories(data_dir);
+  Node node(strata_bin, {"--data_dir=" + data_dir + "/data", "--no_nvme", "--dram=256MiB"},
+            data_dir + "/port");
+  if (absl::Status st = node.Start(); !st.ok()) return Fail(st);
+  auto m = LoadModel("", shape, seed, static_cast<int>(tpc), warmup_rows);
+  if (!m.ok()) return Fail(m.status());
+  const LlamaConfig& config = m->config;
+  auto client = Connect(node.address(), false);
+  if (!client.ok()) return Fail(client.status());
+  auto ns = (*client)->RegisterNamespace(config.Namespace(shape, static_cast<int>(tpc)), "bench");
+  if (!ns.ok()) return Fail(ns.status());
+  runtime::DeviceFetcher::Options fo;
+  fo.staging_bytes = 64ull << 20;
+  auto fetcher = runtime::DeviceFetcher::Create(fo);
+  if (!fetcher.ok()) return Fail(fetcher.status());
+  auto device = runtime::CreateCudaKvDevice(fetcher->get(), m->model->stream());
+  auto pool = MakePool(*ns, pool_bytes.value);
+  if (!pool.ok()) return Fail(pool.status());
+
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  auto tokens = [&](int n) {
+    std::vector<int32_t> t(static_cast<size_t>(n));
+    for (int32_t& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(config.vocab));
+    return t;
+  };
+  const std::vector<int32_t> prompt = tokens(static_cast<int>(system));
+  std::printf("| batch | system | private | kernel | step ms | tokens/s | max |logit - prefill's| |\n"
+              "|---|---|---|---|---|---|---|\n");
+  for (int batch : sizes) {
+    std::vector<std::vector<int32_t>> convs;
+    for (int b = 0; b < batch; ++b) {
+      std::vector<int32_t> c = prompt;
+      const std::vector<int32_t> own =
+          tokens(static_cast<int>(private_tokens) + (b * 37) % static_cast<int>(tpc));
+      c.insert(c.end(), own.begin(), own.end());
+      convs.push_back(std::move(c));
+    }
+    std::vector<float> reference;  // the prefill kernel's first step
+    for (const auto& [name, kernel] : ks) {
+      WorkerOptions wo;
+      wo.source = WorkerOptions::Source::kPoolOnly;  // the prompt's chunks: pool hits
+      wo.save = false;
+      std::vector<std::unique_ptr<Worker>> workers;
+      std::vector<Worker*> ptrs;
+      std::vector<int32_t> next;
+      for (int b = 0; b < batch; ++b) {
+        auto w = Worker::Create(client->get(), *ns, m->model.get(), pool->get(), device.get(), wo);
+        if (!w.ok()) return Fail(w.status());
+        std::vector<float> logits;
+        auto st = (*w)->Prefill(convs[b], &logits);
+        if (!st.ok()) return Fail(st.status());
+        next.push_back(runtime::ArgmaxRows(logits, config.vocab)[0]);
+        ptrs.push_back(w->get());
+        workers.push_back(*std::move(w));
+      }
+      std::vector<float> logits;
+      double max_diff = 0;
+      absl::Time timed_start = absl::Now();
+      // Every step ends with its logits on the host (the model's stream
+      // drained), so wall time between steps is the step's.
+      for (int64_t i = 0; i < warmup + steps; ++i) {
+        const absl::Time t0 = absl::Now();
+        if (absl::Status st = Worker::DecodeBatch(ptrs, next, kernel, &logits); !st.ok()) {
+          return Fail(st);
+        }
+        if (i == 0) {
+          if (reference.empty()) reference = logits;
+          for (size_t j = 0; j < logits.size() && j < reference.size(); ++j) {
+            max_diff = std::max<double>(max_diff, std::abs(logits[j] - reference[j]));
+          }
+        }
+        next = runtime::ArgmaxRows(logits, config.vocab);
+        if (i == warmup) timed_start = t0;
+      }
+      const double secs = absl::ToDoubleSeconds(absl::Now() - timed_start);
+      std::printf("| %d | %lld | %lld | %s | %.3f | %.1f | %.4f |\n", batch,
+                  static_cast<long long>(system), static_cast<long long>(private_tokens),
+                  name.c_str(), 1e3 * secs / static_cast<double>(steps),
+                  static_cast<double>(batch) * static_cast<double>(steps) / secs, max_diff);
+      std::fflush(stdout);
+    }
+  }
+  fetcher->reset();
+  return 0;
+}
+
 }  // namespace
 }  // namespace strata
 
 int main(int argc, char** argv) {
   const std::string usage =
-      "usage: strata_worker run|bench [flags]   (--help on each)\n";
+      "usage: strata_worker run|bench|decode-bench [flags]   (--help on each)\n";
   if (argc < 2) {
     std::fprintf(stderr, "%s", usage.c_str());
     return 2;
@@ -651,6 +911,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 2, argv + argc);
   if (std::strcmp(argv[1], "run") == 0) return strata::Run(args);
   if (std::strcmp(argv[1], "bench") == 0) return strata::Bench(args);
+  if (std::strcmp(argv[1], "decode-bench") == 0) return strata::DecodeBench(args);
   if (std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--help") == 0) {
     std::printf("%s", usage.c_str());
     return 0;

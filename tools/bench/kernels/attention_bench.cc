@@ -3,7 +3,9 @@
 //   attention_bench [--configs=SHAPE:PREFIX:BATCH:PRIVATE,...] [--tree]
 //                   [--iters=N] [--csv=PATH] [--profile]
 //                   [--target-blocks=N] [--rows-factor=F] [--spread]
+//                   [--interleave] [--fused-merge]
 //                   (PlanOptions; num_sms is the device's)
+//                   [--papers] [--variants=V1,V2,...]  (see below)
 // SHAPE is mha_fp16 (32 q / 32 kv heads, d128, fp16) or gqa_bf16 (32 q / 8 kv
 // heads, d128, bf16). For each config: every sequence = the shared prefix's
 // chunks ++ its own private chunks (64 tokens per chunk); times our paged,
@@ -14,6 +16,19 @@
 // measured in the same run. --tree adds the DeFT-like tree workload.
 // --profile runs every plan once without timing (for Nsight Compute: the
 // partial-attention kernels then appear in order paged, prefix-aware, relay).
+//
+// Variants side by side (prefix-aware plans only):
+//   attention_bench --papers [--variants=V1,V2,...] [--iters=N] [--csv=PATH]
+// runs the 16 configs of the H200 table (kernels/README.md) and the tree
+// workload, each with every variant in turn on the same KV, and prints time
+// and time / unique-bytes floor per variant (with --configs=..., those
+// configs instead; --tree adds the tree workload). A variant is PlanOptions
+// tokens joined by '+': default, interleave (interleave_shared_items), fused
+// (fused_merge), spread (spread_row_tiled_runs), tb=N (target_blocks),
+// rf=N (min_piece_tokens_per_row), mc=N (max_chunks_per_item), and nomerge
+// (time the partial-attention launch alone: outputs not merged; the
+// difference to the same plan with the merge is the merge's share).
+// Default list: kDefaultVariants below.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -82,9 +97,14 @@ PlanOptions g_plan_options;
 // Times RunAttention for plans rotated over copies; returns us per run.
 // Each copy's launches are captured once in a CUDA graph; the time is the
 // median over 5 repetitions of `iters` back-to-back replays (rotating over the
-// copies) between two events, divided by iters.
+// copies) between two events, divided by iters. partial_only: the
+// partial-attention launch alone (RunPartialAttention).
 double TimePlans(const std::vector<AttentionPlan>& plans, const void* q, void* out,
-                 int iters) {
+                 int iters, bool partial_only = false) {
+  auto run = [&](const DevicePlan& d, cudaStream_t stream) {
+    return partial_only ? kernels::RunPartialAttention(d, q, out, nullptr, stream)
+                        : kernels::RunAttention(d, q, out, nullptr, stream);
+  };
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   std::vector<void*> ws;
@@ -97,7 +117,7 @@ double TimePlans(const std::vector<AttentionPlan>& plans, const void* q, void* o
     CHECK_OK(d.status());
     ws.push_back(w);
     dev.push_back(*d);
-    CHECK_OK(kernels::RunAttention(*d, q, out, nullptr, stream));  // warm-up
+    CHECK_OK(run(*d, stream));  // warm-up
     if (g_profile) break;
   }
   CHECK_CUDA(cudaStreamSynchronize(stream));
@@ -106,7 +126,7 @@ double TimePlans(const std::vector<AttentionPlan>& plans, const void* q, void* o
     std::vector<cudaGraphExec_t> graphs;
     for (const DevicePlan& d : dev) {
       graphs.push_back(CaptureGraph(
-          stream, [&] { CHECK_OK(kernels::RunAttention(d, q, out, nullptr, stream)); }));
+          stream, [&] { CHECK_OK(run(d, stream)); }));
     }
     result = TimeGraphsUs(stream, graphs, iters);
     for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphExecDestroy(g));
@@ -258,6 +278,186 @@ void RunTree(const Shape& sh, int iters, double bw, FILE* csv) {
   for (void* p : pools) CHECK_CUDA(cudaFree(p));
 }
 
+std::vector<std::string> Split(const std::string& s, char sep);
+
+// A named set of plan options (see the header comment).
+struct Variant {
+  std::string name;
+  PlanOptions options;
+  bool partial_only = false;
+};
+
+const char kDefaultVariants[] =
+    "default,nomerge,interleave,fused,fused+interleave,tb=396,tb=528,rf=4";
+
+// Parses "tok+tok+..."; exits with status 2 on an unknown token.
+Variant ParseVariant(const std::string& spec, const PlanOptions& base) {
+  Variant v;
+  v.name = spec;
+  v.options = base;
+  for (const std::string& t : Split(spec, '+')) {
+    auto number = [&](const char* prefix) {
+      const int n = std::atoi(t.c_str() + std::strlen(prefix));
+      if (n <= 0) {
+        std::fprintf(stderr, "bad variant token %s\n", t.c_str());
+        std::exit(2);
+      }
+      return n;
+    };
+    if (t == "default") {
+    } else if (t == "interleave") {
+      v.options.interleave_shared_items = true;
+    } else if (t == "fused") {
+      v.options.fused_merge = true;
+    } else if (t == "spread") {
+      v.options.spread_row_tiled_runs = true;
+    } else if (t == "nomerge") {
+      v.partial_only = true;
+    } else if (t.rfind("tb=", 0) == 0) {
+      v.options.target_blocks = number("tb=");
+    } else if (t.rfind("rf=", 0) == 0) {
+      v.options.min_piece_tokens_per_row = number("rf=");
+    } else if (t.rfind("mc=", 0) == 0) {
+      v.options.max_chunks_per_item = number("mc=");
+    } else {
+      std::fprintf(stderr, "unknown variant token %s in %s\n", t.c_str(), spec.c_str());
+      std::exit(2);
+    }
+  }
+  return v;
+}
+
+// One workload's copies of the KV and page tables, for variant runs.
+struct Workload {
+  std::string name;
+  const Shape* shape;
+  int batch = 0;
+  double floor_us = 0;
+  std::vector<void*> pools;
+  std::vector<std::vector<const void*>> tables;
+  std::vector<int32_t> offsets{0}, lengths;
+};
+
+// Times every variant's prefix-aware plan on `w`; prints one line and
+// appends the times (us) to `times`.
+void RunVariants(const Workload& w, const std::vector<Variant>& variants, int iters,
+                 FILE* csv, std::vector<double>* times) {
+  const Shape& sh = *w.shape;
+  const KvLayout& L = sh.layout;
+  const bool bf16 = L.dtype == KvDtype::kBFloat16;
+  const size_t qelems = static_cast<size_t>(w.batch) * sh.options.num_q_heads * L.head_dim;
+  void *q, *out;
+  CHECK_CUDA(cudaMalloc(&q, qelems * 2));
+  CHECK_CUDA(cudaMalloc(&out, qelems * 2));
+  CHECK_CUDA(FillRandom16(q, qelems, 7, bf16, nullptr));
+  std::printf("%-24s floor %6.1f us", w.name.c_str(), w.floor_us);
+  for (const Variant& v : variants) {
+    std::vector<AttentionPlan> plans;
+    for (const auto& table : w.tables) {
+      const PagedBatch pb{table, w.offsets, w.lengths};
+      auto p = kernels::BuildPrefixTreePlan(L, sh.options, pb, v.options);
+      CHECK_OK(p.status());
+      plans.push_back(std::move(*p));
+    }
+    const double t = TimePlans(plans, q, out, iters, v.partial_only);
+    times->push_back(t);
+    std::printf(" | %s %.1f (%.2fx)", v.name.c_str(), t, t / w.floor_us);
+    std::fflush(stdout);
+    if (csv != nullptr) {
+      std::fprintf(csv, "%s,%s,%.2f,%.2f,%.3f,%zu\n", w.name.c_str(), v.name.c_str(), t,
+                   w.floor_us, t / w.floor_us, plans[0].items.size());
+      std::fflush(csv);
+    }
+  }
+  std::printf("\n");
+  CHECK_CUDA(cudaFree(q));
+  CHECK_CUDA(cudaFree(out));
+}
+
+// The shared-prefix workload of RunPrefixConfig (page tables only).
+Workload PrefixWorkload(const Shape& sh, int prefix, int batch, int priv, double bw) {
+  Workload w;
+  w.name = sh.name + ":" + std::to_string(prefix) + ":" + std::to_string(batch) + ":" +
+           std::to_string(priv);
+  w.shape = &sh;
+  w.batch = batch;
+  const KvLayout& L = sh.layout;
+  const int tpc = L.tokens_per_chunk;
+  const int pchunks = (prefix + tpc - 1) / tpc;
+  const int cchunks = (priv + tpc - 1) / tpc;
+  const size_t slice = L.SliceBytes();
+  const size_t bytes = (pchunks + static_cast<size_t>(batch) * cchunks) * slice;
+  const int copies = CopiesFor(bytes);
+  for (int b = 0; b < batch; ++b) {
+    w.offsets.push_back(w.offsets.back() + pchunks + cchunks);
+    w.lengths.push_back(prefix + priv);
+  }
+  for (int c = 0; c < copies; ++c) {
+    void* pool;
+    CHECK_CUDA(cudaMalloc(&pool, bytes));
+    CHECK_CUDA(FillRandom16(pool, bytes / 2, 1000 + c, L.dtype == KvDtype::kBFloat16, nullptr));
+    w.pools.push_back(pool);
+    auto chunk = [&](size_t i) { return static_cast<const void*>(static_cast<char*>(pool) + i * slice); };
+    std::vector<const void*> table;
+    for (int b = 0; b < batch; ++b) {
+      for (int i = 0; i < pchunks; ++i) table.push_back(chunk(i));
+      for (int i = 0; i < cchunks; ++i) {
+        table.push_back(chunk(pchunks + static_cast<size_t>(b) * cchunks + i));
+      }
+    }
+    w.tables.push_back(std::move(table));
+  }
+  const double token_bytes = 2.0 * L.num_kv_heads * L.head_dim * 2;
+  w.floor_us = token_bytes * (prefix + static_cast<double>(batch) * priv) / bw * 1e6;
+  return w;
+}
+
+// RunTree's workload (page tables only).
+Workload TreeWorkload(const Shape& sh, double bw) {
+  Workload w;
+  w.name = "tree_" + sh.name;
+  w.shape = &sh;
+  const KvLayout& L = sh.layout;
+  const int tpc = L.tokens_per_chunk;
+  const int root = 4096 / tpc, branch = 1024 / tpc, leaf = 256 / tpc;
+  const int branches = 4, leaves = 8;
+  w.batch = branches * leaves;
+  const size_t total_chunks = root + branches * branch + branches * leaves * leaf;
+  const size_t slice = L.SliceBytes();
+  const size_t bytes = total_chunks * slice;
+  const int copies = CopiesFor(bytes);
+  for (int s = 0; s < w.batch; ++s) {
+    w.offsets.push_back(w.offsets.back() + root + branch + leaf);
+    w.lengths.push_back((root + branch + leaf) * tpc);
+  }
+  for (int c = 0; c < copies; ++c) {
+    void* pool;
+    CHECK_CUDA(cudaMalloc(&pool, bytes));
+    CHECK_CUDA(FillRandom16(pool, bytes / 2, 2000 + c, L.dtype == KvDtype::kBFloat16, nullptr));
+    w.pools.push_back(pool);
+    auto chunk = [&](size_t i) { return static_cast<const void*>(static_cast<char*>(pool) + i * slice); };
+    std::vector<const void*> table;
+    for (int b = 0; b < branches; ++b) {
+      for (int l = 0; l < leaves; ++l) {
+        for (int i = 0; i < root; ++i) table.push_back(chunk(i));
+        for (int i = 0; i < branch; ++i) table.push_back(chunk(root + b * branch + i));
+        for (int i = 0; i < leaf; ++i) {
+          table.push_back(chunk(root + branches * branch + (b * leaves + l) * leaf + i));
+        }
+      }
+    }
+    w.tables.push_back(std::move(table));
+  }
+  w.floor_us = static_cast<double>(total_chunks) * tpc * 2.0 * L.num_kv_heads * L.head_dim * 2 /
+               bw * 1e6;
+  return w;
+}
+
+void FreeWorkload(Workload& w) {
+  for (void* p : w.pools) CHECK_CUDA(cudaFree(p));
+  w.pools.clear();
+}
+
 std::vector<std::string> Split(const std::string& s, char sep) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -270,20 +470,95 @@ std::vector<std::string> Split(const std::string& s, char sep) {
   return out;
 }
 
+// The 16 configs of the H200 table in kernels/README.md (both shapes).
+std::string PapersConfigs() {
+  std::string configs;
+  for (const char* shape : {"mha_fp16", "gqa_bf16"}) {
+    for (const char* c : {"1024:32:512", "4096:32:512", "4096:32:128", "4096:64:128",
+                          "8192:64:128", "16384:32:128", "4096:128:256", "16384:128:512"}) {
+      configs += std::string(shape) + ":" + c + ",";
+    }
+  }
+  return configs;
+}
+
+// --papers / --variants: every workload with every variant; a summary table
+// (markdown) at the end.
+int MainVariants(const std::string& configs, bool tree, const std::string& variant_list,
+                 int iters, double bw, const std::string& csv_path) {
+  std::vector<Variant> variants;
+  for (const std::string& spec : Split(variant_list, ',')) {
+    if (!spec.empty()) variants.push_back(ParseVariant(spec, g_plan_options));
+  }
+  FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
+  if (csv != nullptr) std::fprintf(csv, "workload,variant,us,floor_us,x_floor,items\n");
+  static const Shape kMha = ShapeByName("mha_fp16"), kGqa = ShapeByName("gqa_bf16");
+  auto shape = [&](const std::string& name) -> const Shape& {
+    if (name == "mha_fp16") return kMha;
+    if (name == "gqa_bf16") return kGqa;
+    std::fprintf(stderr, "unknown shape %s\n", name.c_str());
+    std::exit(2);
+  };
+  std::vector<std::string> names;
+  std::vector<double> floors;
+  std::vector<std::vector<double>> rows;
+  auto run = [&](Workload w) {
+    std::vector<double> t;
+    RunVariants(w, variants, iters, csv, &t);
+    names.push_back(w.name);
+    floors.push_back(w.floor_us);
+    rows.push_back(std::move(t));
+    FreeWorkload(w);
+  };
+  for (const std::string& c : Split(configs, ',')) {
+    if (c.empty()) continue;
+    const std::vector<std::string> f = Split(c, ':');
+    if (f.size() != 4) {
+      std::fprintf(stderr, "bad config %s\n", c.c_str());
+      return 2;
+    }
+    run(PrefixWorkload(shape(f[0]), std::atoi(f[1].c_str()), std::atoi(f[2].c_str()),
+                       std::atoi(f[3].c_str()), bw));
+  }
+  if (tree) {
+    run(TreeWorkload(kMha, bw));
+    run(TreeWorkload(kGqa, bw));
+  }
+  if (csv != nullptr) std::fclose(csv);
+  std::printf("\n| workload | floor us |");
+  for (const Variant& v : variants) std::printf(" %s us (x floor) |", v.name.c_str());
+  std::printf("\n|---|---|");
+  for (size_t i = 0; i < variants.size(); ++i) std::printf("---|");
+  std::printf("\n");
+  for (size_t r = 0; r < rows.size(); ++r) {
+    std::printf("| %s | %.1f |", names[r].c_str(), floors[r]);
+    for (double t : rows[r]) std::printf(" %.1f (%.2fx) |", t, t / floors[r]);
+    std::printf("\n");
+  }
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   std::string configs = "mha_fp16:4096:32:128,gqa_bf16:4096:32:128";
   std::string csv_path;
+  std::string variant_list;
   bool tree = false;
+  bool papers = false;
+  bool configs_given = false;
   int iters = 30;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a.rfind("--configs=", 0) == 0) configs = a.substr(10);
+    if (a.rfind("--configs=", 0) == 0) configs = a.substr(10), configs_given = true;
+    else if (a == "--papers") papers = true;
+    else if (a.rfind("--variants=", 0) == 0) variant_list = a.substr(11);
     else if (a.rfind("--csv=", 0) == 0) csv_path = a.substr(6);
     else if (a.rfind("--iters=", 0) == 0) iters = std::atoi(a.c_str() + 8);
     else if (a == "--tree") tree = true;
     else if (a == "--profile") g_profile = true;
     else if (a.rfind("--target-blocks=", 0) == 0) g_plan_options.target_blocks = std::atoi(a.c_str() + 16);
     else if (a == "--spread") g_plan_options.spread_row_tiled_runs = true;
+    else if (a == "--interleave") g_plan_options.interleave_shared_items = true;
+    else if (a == "--fused-merge") g_plan_options.fused_merge = true;
     else if (a.rfind("--rows-factor=", 0) == 0) g_plan_options.min_piece_tokens_per_row = std::atoi(a.c_str() + 14);
     else {
       std::fprintf(stderr, "unknown argument %s\n", a.c_str());
@@ -295,10 +570,18 @@ int Main(int argc, char** argv) {
   g_plan_options.num_sms = prop.multiProcessorCount;
   const double bw = MeasureCopyBandwidth();
   std::printf("device %s, %d SMs; device-to-device copy %.0f GB/s (read + write); "
-              "plan: target_blocks %d, min_piece_tokens_per_row %d, spread_row_tiled_runs %d\n",
+              "plan: target_blocks %d, min_piece_tokens_per_row %d, spread_row_tiled_runs %d, "
+              "interleave_shared_items %d, fused_merge %d; L2 %d MB\n",
               prop.name, prop.multiProcessorCount, bw / 1e9,
               g_plan_options.EffectiveTargetBlocks(), g_plan_options.min_piece_tokens_per_row,
-              g_plan_options.spread_row_tiled_runs ? 1 : 0);
+              g_plan_options.spread_row_tiled_runs ? 1 : 0,
+              g_plan_options.interleave_shared_items ? 1 : 0, g_plan_options.fused_merge ? 1 : 0,
+              prop.l2CacheSize >> 20);
+  if (papers || !variant_list.empty()) {
+    return MainVariants(papers && !configs_given ? PapersConfigs() : configs,
+                        papers || tree, variant_list.empty() ? kDefaultVariants : variant_list,
+                        iters, bw, csv_path);
+  }
   FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
   if (csv != nullptr) {
     std::fprintf(csv, "shape,prefix,batch,private,paged_us,prefix_aware_us,relay_us,"

@@ -3,7 +3,7 @@
 // multiprocessor, with and without PlanOptions::spread_row_tiled_runs.
 //
 //   plan_stats [--configs=SHAPE:PREFIX:BATCH:PRIVATE,...] [--tree]
-//              [--sms=N] [--target-blocks=N] [--rows-factor=F]
+//              [--sms=N] [--target-blocks=N] [--rows-factor=F] [--detail]
 //
 // Page tables are built as attention_bench builds them (64-token chunks,
 // every sequence = the shared prefix's chunks ++ its own private chunks), from
@@ -87,6 +87,70 @@ void Print(const char* label, const Stats& s) {
               static_cast<long long>(s.heavy_tiles_per_sm), s.slots, s.partial_mb, s.kv_mb);
 }
 
+// --detail: the GQA analysis of kernels/README.md ("GQA decode: where the
+// time goes"), per plan: blocks per SM, shared (>= 2 sequences) and private
+// items with their rows and tokens, the share of computed MMA rows that are
+// real query rows (a warp computes 16 rows; private GQA items fill 4),
+// partial-state bytes written (= read by the merge) against KV bytes, KV
+// bytes the blocks load (every row tile of a shared piece loads the piece
+// again, from L2 when they run together) and how many of the first
+// 2 x SMs blocks are shared ones.
+void Detail(const AttentionPlan& plan, int num_sms) {
+  const int heads = plan.layout.num_kv_heads;
+  const double tok_bytes = 2.0 * plan.layout.head_dim * 2;  // K + V of one head
+  struct Kind {
+    int64_t items = 0, blocks = 0, min_tok = 1 << 30, max_tok = 0, min_rows = 1 << 30,
+            max_rows = 0;
+    double mma_rows = 0, real_rows = 0, loaded_mb = 0;
+  } kind[2];  // 0 shared, 1 private
+  for (const WorkItem& it : plan.items) {
+    Kind& k = kind[it.num_seqs > 1 ? 0 : 1];
+    ++k.items;
+    k.blocks += heads;
+    k.min_tok = std::min<int64_t>(k.min_tok, it.num_tokens);
+    k.max_tok = std::max<int64_t>(k.max_tok, it.num_tokens);
+    k.min_rows = std::min<int64_t>(k.min_rows, it.num_rows);
+    k.max_rows = std::max<int64_t>(k.max_rows, it.num_rows);
+    const int tiles = (it.num_tokens + 63) / 64;
+    const int row_warps = it.num_rows <= 16 ? 1 : (it.num_rows <= 32 ? 2 : 4);
+    k.mma_rows += double{1} * tiles * 64 * row_warps * 16 * heads;
+    k.real_rows += double{1} * tiles * 64 * it.num_rows * heads;
+    k.loaded_mb += it.num_tokens * tok_bytes * heads / 1e6;
+  }
+  int64_t first_wave_shared = 0;
+  const int64_t wave = 2 * int64_t{num_sms};
+  int64_t b = 0;
+  for (const WorkItem& it : plan.items) {
+    for (int h = 0; h < heads && b < wave; ++h, ++b) first_wave_shared += it.num_seqs > 1;
+  }
+  const double partial_mb = double{1} * plan.num_slots * (plan.layout.head_dim + 1) * 4 / 1e6;
+  const double kv_mb = plan.kv_bytes / 1e6;
+  std::printf("      blocks/SM %.2f (%.2f waves of 2/SM); first wave: %lld of %lld blocks shared\n",
+              double(kind[0].blocks + kind[1].blocks) / num_sms,
+              double(kind[0].blocks + kind[1].blocks) / wave,
+              static_cast<long long>(first_wave_shared),
+              static_cast<long long>(std::min(wave, kind[0].blocks + kind[1].blocks)));
+  const char* names[2] = {"shared", "private"};
+  for (int i = 0; i < 2; ++i) {
+    const Kind& k = kind[i];
+    if (k.items == 0) continue;
+    std::printf("      %-7s items %4lld blocks %5lld  rows/item %lld..%lld  tokens/item %lld..%lld"
+                "  MMA rows used %5.1f%%  KV loaded %6.1f MB\n",
+                names[i], static_cast<long long>(k.items), static_cast<long long>(k.blocks),
+                static_cast<long long>(k.min_rows), static_cast<long long>(k.max_rows),
+                static_cast<long long>(k.min_tok), static_cast<long long>(k.max_tok),
+                100.0 * k.real_rows / k.mma_rows, k.loaded_mb);
+  }
+  std::printf("      partial states written %.1f MB (+ read by the merge) = %.0f%% of %.1f MB KV;"
+              " KV loaded by blocks %.1f MB = %.2fx unique\n",
+              partial_mb, 100.0 * partial_mb / kv_mb, kv_mb,
+              kind[0].loaded_mb + kind[1].loaded_mb,
+              (kind[0].loaded_mb + kind[1].loaded_mb) / kv_mb);
+}
+
+bool g_detail = false;
+int po_sms(const PlanOptions& po) { return po.num_sms; }
+
 void Report(const std::string& title, const Shape& sh, const PagedBatch& batch,
             const PlanOptions& base) {
   std::printf("%s\n", title.c_str());
@@ -101,6 +165,16 @@ void Report(const std::string& title, const Shape& sh, const PagedBatch& batch,
       std::exit(1);
     }
     Print(label, Compute(*plan, std::max(1, po.num_sms)));
+    if (g_detail) Detail(*plan, std::max(1, po.num_sms));
+  }
+  if (g_detail) {
+    PlanOptions mixed = before;
+    mixed.interleave_shared_items = true;
+    auto plan = kernels::BuildPrefixTreePlan(sh.layout, sh.options, batch, mixed);
+    if (plan.ok()) {
+      std::printf("    interleave_shared_items:\n");
+      Detail(*plan, std::max(1, po_sms(mixed)));
+    }
   }
 }
 
@@ -170,6 +244,7 @@ int Main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a.rfind("--configs=", 0) == 0) configs = a.substr(10);
     else if (a == "--tree") tree = true;
+    else if (a == "--detail") g_detail = true;
     else if (a.rfind("--sms=", 0) == 0) po.num_sms = std::atoi(a.c_str() + 6);
     else if (a.rfind("--target-blocks=", 0) == 0) po.target_blocks = std::atoi(a.c_str() + 16);
     else if (a.rfind("--rows-factor=", 0) == 0) po.min_piece_tokens_per_row = std::atoi(a.c_str() + 14);
