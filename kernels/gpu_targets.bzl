@@ -52,6 +52,9 @@ def attention_gpu_targets():
             "prefill.cuh",
             "prefill_item.h",
             "prefill_launch.h",
+            "prefill_wgmma.cuh",
+            "prefill_wide.cuh",
+            "wgmma_ops.cuh",
         ],
         deps = [":attention_cpu"],
     )

@@ -134,6 +134,7 @@ absl::Status RunPrefill(const DevicePrefillPlan& plan, const void* queries, void
   a.partial_out = plan.partial_out;
   a.partial_lse = plan.partial_lse;
   a.dtype = static_cast<int32_t>(plan.layout.dtype);
+  a.variant = static_cast<int32_t>(plan.options.kernel_variant);
   return CudaStatus(LaunchPrefill(a, stream), "prefill attention");
 }
 

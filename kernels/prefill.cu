@@ -1,4 +1,5 @@
-// Launcher of the prefill attention kernel (prefill.cuh).
+// Launcher of the prefill attention kernels (prefill.cuh, prefill_wide.cuh,
+// prefill_wgmma.cuh).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -7,24 +8,47 @@
 #include <cstdint>
 
 #include "kernels/prefill.cuh"
+#include "kernels/prefill_wgmma.cuh"
+#include "kernels/prefill_wide.cuh"
 #include "kernels/prefill_launch.h"
 
 namespace strata::kernels {
 namespace {
 
-template <typename T, int D>
-cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
-  constexpr int kSmem = device::PrefillConfig<D>::kSmemBytes;
-  auto kernel = device::PrefillKernel<T, D>;
-  // Raising the dynamic shared-memory limit once per process and kernel is
-  // enough (benign race: concurrent first calls set the same value).
-  static bool smem_limit_set = false;
+// Launches one attention kernel, raising its dynamic shared-memory limit
+// once per process and kernel (benign race: concurrent first calls set the
+// same value).
+template <typename Kernel>
+cudaError_t LaunchAttention(Kernel kernel, int threads, int smem, bool& smem_limit_set,
+                            const PrefillArgs& args, cudaStream_t stream) {
   if (!smem_limit_set) {
     cudaError_t err =
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem);
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
     smem_limit_set = true;
   }
+  const dim3 grid(args.num_items, args.num_kv_heads);
+  kernel<<<grid, threads, smem, stream>>>(args);
+  return cudaGetLastError();
+}
+
+template <typename T, int D, typename Cfg>
+cudaError_t LaunchWide(const PrefillArgs& args, cudaStream_t stream) {
+  static bool smem_limit_set = false;
+  return LaunchAttention(device::PrefillWideKernel<T, D, Cfg>, Cfg::kThreads, Cfg::kSmemBytes,
+                         smem_limit_set, args, stream);
+}
+
+template <typename T, int D, int kKvTile>
+cudaError_t LaunchWgmma(const PrefillArgs& args, cudaStream_t stream) {
+  static bool smem_limit_set = false;
+  using Cfg = device::PrefillWgmmaConfig<D, kKvTile>;
+  return LaunchAttention(device::PrefillWgmmaKernel<T, D, kKvTile>, Cfg::kThreads,
+                         Cfg::kSmemBytes, smem_limit_set, args, stream);
+}
+
+template <typename T, int D>
+cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
   if (args.rope_table != nullptr) {
     const int64_t n = static_cast<int64_t>(args.rope_table_rows) * (D / 2);
     const int blocks = static_cast<int>(std::min<int64_t>((n + 255) / 256, 4096));
@@ -43,9 +67,20 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
     const cudaError_t err = cudaGetLastError();
     if (err != cudaSuccess) return err;
   }
-  const dim3 grid(args.num_items, args.num_kv_heads);
-  kernel<<<grid, device::PrefillConfig<D>::kThreads, kSmem, stream>>>(args);
-  cudaError_t err = cudaGetLastError();
+  cudaError_t err = cudaSuccess;
+  if (args.variant == 1) {
+    err = LaunchWide<T, D, device::PrefillRows128Config<D>>(args, stream);
+  } else if (args.variant == 2) {
+    err = LaunchWide<T, D, device::PrefillRows128WideConfig<D>>(args, stream);
+  } else if (args.variant == 3) {
+    err = LaunchWgmma<T, D, 64>(args, stream);
+  } else if (args.variant == 4) {
+    err = LaunchWgmma<T, D, 128>(args, stream);
+  } else {
+    static bool smem_limit_set = false;
+    err = LaunchAttention(device::PrefillKernel<T, D>, device::PrefillConfig<D>::kThreads,
+                          device::PrefillConfig<D>::kSmemBytes, smem_limit_set, args, stream);
+  }
   if (err != cudaSuccess || args.num_merges == 0) return err;
   const dim3 merge_grid(args.num_merges, args.num_kv_heads);
   device::PrefillMergeKernel<T, D><<<merge_grid, device::kPrefillMergeThreads, 0, stream>>>(args);
@@ -56,7 +91,8 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
 
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
   if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535 ||
-      args.num_merges < 0 || (args.apply_rope && args.inv_freq == nullptr) ||
+      args.num_merges < 0 || args.variant < 0 || args.variant > 4 ||
+      (args.apply_rope && args.inv_freq == nullptr) ||
       (args.rotated_keys != nullptr && (!args.apply_rope || args.num_pages <= 0)) ||
       (args.num_merges > 0 && (args.partial_out == nullptr || args.partial_lse == nullptr))) {
     return cudaErrorInvalidValue;
@@ -76,6 +112,38 @@ template __global__ void device::PrefillKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__nv_bfloat16, 64>(const PrefillArgs);
 template __global__ void device::PrefillKernel<__nv_bfloat16, 128>(const PrefillArgs);
+template __global__ void device::PrefillWideKernel<__half, 64,
+                                                   device::PrefillRows128Config<64>>(
+    const PrefillArgs);
+template __global__ void device::PrefillWideKernel<__half, 64,
+                                                   device::PrefillRows128WideConfig<64>>(
+    const PrefillArgs);
+template __global__ void device::PrefillWideKernel<__half, 128,
+                                                   device::PrefillRows128Config<128>>(
+    const PrefillArgs);
+template __global__ void device::PrefillWideKernel<__half, 128,
+                                                   device::PrefillRows128WideConfig<128>>(
+    const PrefillArgs);
+template __global__ void device::PrefillWideKernel<__nv_bfloat16, 64,
+                                                   device::PrefillRows128Config<64>>(
+    const PrefillArgs);
+template __global__ void device::PrefillWideKernel<__nv_bfloat16, 64,
+                                                   device::PrefillRows128WideConfig<64>>(
+    const PrefillArgs);
+template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128,
+                                                   device::PrefillRows128Config<128>>(
+    const PrefillArgs);
+template __global__ void device::PrefillWideKernel<__nv_bfloat16, 128,
+                                                   device::PrefillRows128WideConfig<128>>(
+    const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 64, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 64, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 128, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__half, 128, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__nv_bfloat16, 64>(const PrefillArgs);

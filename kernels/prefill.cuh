@@ -46,6 +46,7 @@ struct PrefillConfig {
   static constexpr int kTileElems = kTile * D;
   static constexpr int kSmemBytes = (kTileElems + kStages * 2 * kTileElems) * 2;
   static_assert(kTile == kPrefillRowsPerTile, "one Q tile per item");
+  static_assert(kTile == kPrefillKvTile, "split pieces start at whole KV tiles");
   static_assert(kThreads % (D / 2) == 0, "each thread rotates one frequency");
 };
 
@@ -108,22 +109,30 @@ __device__ __forceinline__ void RotateVectors(uint4& a, uint4& b, int pos, int j
   }
 }
 
-// Rotates the rows r in [0, kRows) of a swizzled tile with position_of(r) >= 0
-// (a position; < 0: row left alone). A thread's unit is one row's 16-byte
-// vector j of the first half and vector j + D / 16 of the second half (8
-// frequencies).
-template <typename T, int D, int kRows, typename PositionOf>
+// The shared-memory layout of the mma.sync kernels' tiles (PrefillSwz):
+// Offset(row, vec) is the element offset of a row's 16-byte vector.
+template <int D>
+struct PrefillSwzLayout {
+  static __device__ __forceinline__ int Offset(int row, int vec) { return PrefillSwz<D>(row, vec); }
+};
+
+// Rotates the rows r in [0, kRows) of a tile in `Layout` with
+// position_of(r) >= 0 (a position; < 0: row left alone), by the block's
+// kThreads threads. A thread's unit is one row's 16-byte vector j of the
+// first half and vector j + D / 16 of the second half (8 frequencies).
+template <typename T, int D, int kRows, int kThreads = PrefillConfig<D>::kThreads,
+          typename Layout = PrefillSwzLayout<D>, typename PositionOf>
 __device__ __forceinline__ void RotateTile(T* tile, const float2* __restrict__ table, int base,
                                            const float* __restrict__ inv_freq,
                                            PositionOf position_of) {
   constexpr int kPairs = D / 16;
-  for (int u = threadIdx.x; u < kRows * kPairs; u += PrefillConfig<D>::kThreads) {
+  for (int u = threadIdx.x; u < kRows * kPairs; u += kThreads) {
     const int r = u / kPairs;
     const int j = u % kPairs;
     const int pos = position_of(r);
     if (pos < 0) continue;
-    uint4* p1 = reinterpret_cast<uint4*>(tile + PrefillSwz<D>(r, j));
-    uint4* p2 = reinterpret_cast<uint4*>(tile + PrefillSwz<D>(r, j + kPairs));
+    uint4* p1 = reinterpret_cast<uint4*>(tile + Layout::Offset(r, j));
+    uint4* p2 = reinterpret_cast<uint4*>(tile + Layout::Offset(r, j + kPairs));
     uint4 a = *p1, b = *p2;
     RotateVectors<T, D>(a, b, pos, j, table, base, inv_freq);
     *p1 = a;

@@ -5,7 +5,10 @@
 // truncated positions, shared chunks, a sequence without new tokens), GQA
 // groups 1, 4 and 7, fp16 and bf16, head_dim 64 and 128; split KV (forced),
 // the RoPE table against the sincosf fallback and keys rotated ahead against
-// keys rotated in the kernel (bit for bit).
+// keys rotated in the kernel (bit for bit). Every case runs every kernel
+// variant (PrefillOptions::KernelVariant: 64-row tiles, 128 rows x 8 warps,
+// 128 rows x 4 warps of 32 rows, 128 rows on wgmma with 64- and 128-token
+// KV tiles; or those named in PREFILL_VARIANTS) against the same reference.
 //
 // Tolerances (vs the double reference; lse in base 2), as the decode kernels:
 //   fp16: ||out - ref|| / ||ref|| <= 2e-3, max |out - ref| <= 1e-2,
@@ -18,6 +21,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,23 +43,60 @@ using testing::PrefillSeqSpec;
 using testing::DeviceBuffer;
 using testing::ExpectClose;
 
-void RunAndCompareInto(PrefillCase& c, const std::string& what, const PrefillOptions& options,
-                       bool expect_split, std::vector<uint16_t>* out_values) {
+// The attention kernel variants each test runs: all of them, or those named
+// in the environment variable PREFILL_VARIANTS (comma-separated names of
+// PrefillKernelVariantName, e.g. "base,r128"; tools/gpu/run_gpu.sh runs the
+// wgmma variants in a process of their own).
+const std::vector<PrefillOptions::KernelVariant>& Variants() {
+  static const std::vector<PrefillOptions::KernelVariant> variants = [] {
+    std::vector<PrefillOptions::KernelVariant> v;
+    const char* env = std::getenv("PREFILL_VARIANTS");
+    const std::string list = env != nullptr ? env : "base,r128,w128,g128,g128x128";
+    size_t pos = 0;
+    while (pos <= list.size()) {
+      size_t end = list.find(',', pos);
+      if (end == std::string::npos) end = list.size();
+      const std::string name = list.substr(pos, end - pos);
+      pos = end + 1;
+      if (name.empty()) continue;
+      absl::StatusOr<PrefillOptions::KernelVariant> parsed = ParsePrefillKernelVariant(name);
+      if (!parsed.ok()) {
+        std::fprintf(stderr, "PREFILL_VARIANTS: %s\n",
+                     std::string(parsed.status().message()).c_str());
+        std::abort();
+      }
+      v.push_back(*parsed);
+    }
+    if (v.empty()) {
+      std::fprintf(stderr, "PREFILL_VARIANTS names no variant\n");
+      std::abort();
+    }
+    return v;
+  }();
+  return variants;
+}
+
+// Plans with `options`, runs the plan on the uploaded pool and compares the
+// output with `ref`.
+void RunVariantInto(PrefillCase& c, const ReferenceOutput& ref, const void* pool,
+                    const std::string& what, const PrefillOptions& options, bool expect_split,
+                    std::vector<uint16_t>* out_values) {
   const KvLayout& layout = c.layout();
   const PrefillBatch host = c.batch();
-  ReferenceOutput ref;
-  absl::Status s = ReferencePrefill(layout, c.options(), c.queries(), host, &ref);
-  ASSERT_TRUE(s.ok()) << s;
-  DeviceBuffer pool(c.pool().size() * 2);
-  ASSERT_NE(pool.get(), nullptr);
-  CUDA_OK(cudaMemcpy(pool.get(), c.pool().data(), pool.bytes(), cudaMemcpyHostToDevice));
-  const std::vector<const void*> chunks = c.Rebase(host.chunks, pool.get());
+  const std::vector<const void*> chunks = c.Rebase(host.chunks, pool);
   const PrefillBatch dev{chunks, host.positions, host.chunk_offsets, host.kv_lengths,
                          host.query_offsets};
   absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(layout, options, dev);
   ASSERT_TRUE(plan.ok()) << plan.status();
-  if (expect_split) ASSERT_FALSE(plan->merges.empty()) << what << ": nothing split";
-  if (options.apply_rope && options.max_rope_table_bytes == 0) ASSERT_EQ(plan->rope_table_rows, 0);
+  if (expect_split) {
+    ASSERT_FALSE(plan->merges.empty()) << what << ": nothing split";
+  }
+  if (options.apply_rope && options.max_rope_table_bytes == 0) {
+    ASSERT_EQ(plan->rope_table_rows, 0);
+  }
+  for (const PrefillItem& it : plan->items) {
+    ASSERT_LE(it.num_rows, PrefillRowsPerTile(options.kernel_variant)) << what;
+  }
   if (options.apply_rope && options.key_rotation == PrefillOptions::KeyRotation::kAhead) {
     ASSERT_GT(plan->rotated_key_bytes, 0) << what << ": keys not rotated ahead";
   }
@@ -72,7 +113,7 @@ void RunAndCompareInto(PrefillCase& c, const std::string& what, const PrefillOpt
   CUDA_OK(cudaMemset(ws.get(), 0xFF, ws.bytes()));
   absl::StatusOr<DevicePrefillPlan> dplan = UploadPrefillPlan(*plan, ws.get(), ws.bytes(), nullptr);
   ASSERT_TRUE(dplan.ok()) << dplan.status();
-  s = RunPrefill(*dplan, q.get(), out.get(), static_cast<float*>(lse.get()), nullptr);
+  absl::Status s = RunPrefill(*dplan, q.get(), out.get(), static_cast<float*>(lse.get()), nullptr);
   ASSERT_TRUE(s.ok()) << s;
   CUDA_OK(cudaDeviceSynchronize());
   std::vector<uint16_t>& got = *out_values;
@@ -83,16 +124,44 @@ void RunAndCompareInto(PrefillCase& c, const std::string& what, const PrefillOpt
   ExpectClose(layout.dtype, got, got_lse, ref, what);
 }
 
-// Uploads the case's pool, runs the kernel, compares with the reference;
-// `tuning` (when given) replaces the case's options for the plan (the RoPE
-// table limit and the split target; the semantics must stay the same).
-// Returns the output for differential checks.
-std::vector<uint16_t> RunAndCompare(PrefillCase& c, const std::string& what,
-                                    const PrefillOptions* tuning = nullptr,
-                                    bool expect_split = false) {
-  std::vector<uint16_t> got;
-  RunAndCompareInto(c, what, tuning ? *tuning : c.options(), expect_split, &got);
+// Uploads the case's pool, runs the kernel of every variant, compares each
+// with the reference (computed once); `options` replaces the case's options
+// for the plan (the RoPE table limit, the split target, the key rotation;
+// the semantics must stay the same; its kernel_variant is overridden). The
+// outputs, one per variant (Variants() order), go to `out_values`.
+void RunAllVariantsInto(PrefillCase& c, const std::string& what, const PrefillOptions& options,
+                        bool expect_split, std::vector<std::vector<uint16_t>>* out_values) {
+  const std::vector<PrefillOptions::KernelVariant>& variants = Variants();
+  out_values->assign(variants.size(), {});
+  ReferenceOutput ref;
+  absl::Status s = ReferencePrefill(c.layout(), c.options(), c.queries(), c.batch(), &ref);
+  ASSERT_TRUE(s.ok()) << s;
+  DeviceBuffer pool(c.pool().size() * 2);
+  ASSERT_NE(pool.get(), nullptr);
+  CUDA_OK(cudaMemcpy(pool.get(), c.pool().data(), pool.bytes(), cudaMemcpyHostToDevice));
+  for (size_t v = 0; v < variants.size(); ++v) {
+    PrefillOptions o = options;
+    o.kernel_variant = variants[v];
+    RunVariantInto(c, ref, pool.get(), what + " " + PrefillKernelVariantName(variants[v]), o,
+                   expect_split, &(*out_values)[v]);
+  }
+}
+
+// RunAllVariantsInto with `tuning` (or the case's options) as a value.
+std::vector<std::vector<uint16_t>> RunAndCompare(PrefillCase& c, const std::string& what,
+                                                 const PrefillOptions* tuning = nullptr,
+                                                 bool expect_split = false) {
+  std::vector<std::vector<uint16_t>> got;
+  RunAllVariantsInto(c, what, tuning ? *tuning : c.options(), expect_split, &got);
   return got;
+}
+
+// Per variant: the outputs of two runs agree bit for bit.
+void ExpectSameBits(const std::vector<std::vector<uint16_t>>& a,
+                    const std::vector<std::vector<uint16_t>>& b, const std::string& what) {
+  for (size_t v = 0; v < a.size() && v < b.size(); ++v) {
+    EXPECT_EQ(a[v], b[v]) << what << " (" << PrefillKernelVariantName(Variants()[v]) << ")";
+  }
 }
 
 struct Shape {
@@ -184,6 +253,35 @@ TEST_P(GpuPrefillTest, SplitKvMatchesReference) {
   }
 }
 
+// Split KV into pieces of an odd number of 64-key tiles: pieces that start
+// at 64 mod 128, where the 128-key-tile kernel (g128x128) tiles a piece from
+// its start and masks the keys past its end. The split target is searched
+// for (on the host plan of the 128-row variants) to give such pieces.
+TEST_P(GpuPrefillTest, SplitKvPiecesOfOddTileCountsMatchReference) {
+  const uint32_t seed = std::random_device{}();
+  PrefillCase c(Layout(), Options(true), seed);
+  c.AddSequence({.history = 1500, .num_new = 1, .first_position = 3});
+  c.AddSequence({.history = 700, .num_new = 33});
+  c.AddSequence({.history = 1100, .num_new = 70, .first_position = 4000});
+  c.Finish();
+  PrefillOptions tuning = c.options();
+  tuning.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaKv128;
+  bool found = false;
+  for (int target = 2; target <= 4096 && !found; ++target) {
+    tuning.split_target_blocks = target;
+    absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(c.layout(), tuning, c.batch());
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    for (const PrefillItem& it : plan->items) {
+      found = found || (it.partial_row >= 0 && it.kv_begin % 128 == 64);
+    }
+  }
+  ASSERT_TRUE(found) << "no split target gives a piece at 64 mod 128";
+  RunAndCompare(c,
+                absl::StrCat(Name(GetParam()), " odd pieces, target ", tuning.split_target_blocks,
+                             " seed ", seed),
+                &tuning);  // the 64-row plan may have enough blocks not to split
+}
+
 // The RoPE table and the sincosf fallback compute the same fp32 angles and
 // cos / sin: both match the reference and agree bit for bit (split and not).
 TEST_P(GpuPrefillTest, RopeTableAndSincosFallbackAgree) {
@@ -199,9 +297,9 @@ TEST_P(GpuPrefillTest, RopeTableAndSincosFallbackAgree) {
     PrefillOptions fallback = table;
     fallback.max_rope_table_bytes = 0;
     const std::string what = absl::StrCat(Name(GetParam()), " split=", split != 0, " seed ", seed);
-    const std::vector<uint16_t> a = RunAndCompare(c, what + " table", &table);
-    const std::vector<uint16_t> b = RunAndCompare(c, what + " sincosf", &fallback);
-    EXPECT_EQ(a, b) << what << ": table and sincosf differ";
+    const auto a = RunAndCompare(c, what + " table", &table);
+    const auto b = RunAndCompare(c, what + " sincosf", &fallback);
+    ExpectSameBits(a, b, what + ": table and sincosf differ");
   }
 }
 
@@ -232,9 +330,9 @@ TEST_P(GpuPrefillTest, KeysRotatedAheadMatchInKernelRotation) {
       ahead.key_rotation = PrefillOptions::KeyRotation::kAhead;
       const std::string what = absl::StrCat(Name(GetParam()), " split=", split != 0,
                                             " table=", table_bytes != 0, " seed ", seed);
-      const std::vector<uint16_t> a = RunAndCompare(c, what + " in kernel", &in_kernel);
-      const std::vector<uint16_t> b = RunAndCompare(c, what + " ahead", &ahead);
-      EXPECT_EQ(a, b) << what << ": keys rotated ahead and in the kernel differ";
+      const auto a = RunAndCompare(c, what + " in kernel", &in_kernel);
+      const auto b = RunAndCompare(c, what + " ahead", &ahead);
+      ExpectSameBits(a, b, what + ": keys rotated ahead and in the kernel differ");
     }
   }
 }

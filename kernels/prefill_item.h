@@ -7,11 +7,17 @@
 
 namespace strata::kernels {
 
-// Query rows of one block of the prefill kernel (4 warps x 16 rows).
+// Query rows of one block of the default prefill kernel (4 warps x 16
+// rows); the 128-row variants (PrefillOptions::kernel_variant) take
+// kPrefillWideRowsPerTile.
 inline constexpr int kPrefillRowsPerTile = 64;
+inline constexpr int kPrefillWideRowsPerTile = 128;
+// KV tokens per pipeline stage of every variant (split pieces start at
+// multiples of it).
+inline constexpr int kPrefillKvTile = 64;
 
 // One block of the prefill kernel, computed once per KV head (grid
-// (items, kv_heads)): up to 64 query rows of one sequence against that
+// (items, kv_heads)): up to 64 (or 128) query rows of one sequence against that
 // sequence's KV tokens [kv_begin, min(kv_stop, kv_end)), where kv_end is the
 // causal limit of the tile's last row. A tile whose KV extent is split into
 // pieces (split KV) has one item per piece (kv_begin a multiple of 64); each
@@ -30,7 +36,7 @@ struct PrefillItem {
   int32_t history;     // cached tokens before the new ones
   int32_t q_offset;    // first query token of the sequence
   int32_t row_begin;   // first row of this tile
-  int32_t num_rows;    // rows in this tile, 1..64
+  int32_t num_rows;    // rows in this tile, 1..64 (1..128: wide variants)
   int32_t kv_begin = 0;     // first KV token of this piece (multiple of 64)
   int32_t kv_stop = 1 << 30;  // end of this piece (clamped to the causal end)
   int32_t partial_row = -1; // split KV: first partial row; -1: not split

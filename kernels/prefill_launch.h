@@ -41,11 +41,16 @@ struct PrefillArgs {
   float* partial_out;        // [num_kv_heads][partial_rows][head_dim]
   float* partial_lse;        // [num_kv_heads][partial_rows]
   int32_t dtype;             // 0 = fp16, 1 = bf16
+  int32_t variant;           // PrefillOptions::KernelVariant: 0 = 64 rows
+                             // (prefill.cuh), 1 = 128 rows x 8 warps,
+                             // 2 = 128 rows x 4 warps (prefill_wide.cuh),
+                             // 3, 4 = 128 rows on wgmma, 64- / 128-token
+                             // KV tiles (prefill_wgmma.cuh)
 };
 
 // The RoPE table kernel when rope_table is set, the key rotation kernel
-// when rotated_keys is set, then the attention kernel
-// (grid (num_items, num_kv_heads), 128 threads), then the merge kernel when
+// when rotated_keys is set, then the attention kernel of `variant`
+// (grid (num_items, num_kv_heads), 128 or 256 threads), then the merge kernel when
 // num_merges > 0 (grid (num_merges, num_kv_heads)), on `stream`.
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream);
 

@@ -24,7 +24,7 @@ void SplitLongTiles(int target_blocks, int kv_heads, Extent extent,
                     PrefillPlan* plan) {
   const int64_t blocks = static_cast<int64_t>(plan->items.size()) * kv_heads;
   if (target_blocks <= 0 || blocks == 0 || blocks >= target_blocks) return;
-  constexpr int kTile = kPrefillRowsPerTile;  // KV tokens per kernel step
+  constexpr int kTile = kPrefillKvTile;  // KV tokens per kernel step
   int64_t work = 0;  // KV tiles x heads
   for (const PrefillItem& it : plan->items) {
     work += (extent(it) + kTile - 1) / kTile * int64_t{kv_heads};
@@ -66,6 +66,49 @@ float PrefillOptions::EffectiveScale(int head_dim) const {
   return static_cast<float>(1.0 / std::sqrt(static_cast<double>(head_dim)));
 }
 
+int PrefillRowsPerTile(PrefillOptions::KernelVariant variant) {
+  switch (variant) {
+    case PrefillOptions::KernelVariant::kRows64:
+      return kPrefillRowsPerTile;
+    case PrefillOptions::KernelVariant::kRows128:
+    case PrefillOptions::KernelVariant::kRows128Wide:
+    case PrefillOptions::KernelVariant::kRows128Wgmma:
+    case PrefillOptions::KernelVariant::kRows128WgmmaKv128:
+      return kPrefillWideRowsPerTile;
+  }
+  return 0;
+}
+
+const char* PrefillKernelVariantName(PrefillOptions::KernelVariant variant) {
+  switch (variant) {
+    case PrefillOptions::KernelVariant::kRows64:
+      return "base";
+    case PrefillOptions::KernelVariant::kRows128:
+      return "r128";
+    case PrefillOptions::KernelVariant::kRows128Wide:
+      return "w128";
+    case PrefillOptions::KernelVariant::kRows128Wgmma:
+      return "g128";
+    case PrefillOptions::KernelVariant::kRows128WgmmaKv128:
+      return "g128x128";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<PrefillOptions::KernelVariant> ParsePrefillKernelVariant(
+    absl::string_view name) {
+  for (PrefillOptions::KernelVariant v :
+       {PrefillOptions::KernelVariant::kRows64,
+        PrefillOptions::KernelVariant::kRows128,
+        PrefillOptions::KernelVariant::kRows128Wide,
+        PrefillOptions::KernelVariant::kRows128Wgmma,
+        PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
+    if (name == PrefillKernelVariantName(v)) return v;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown prefill kernel variant '", name, "' (base, r128, w128, g128, g128x128)"));
+}
+
 float PrefillRopeInvFreq(float theta, int i, int head_dim) {
   return static_cast<float>(
       std::pow(static_cast<double>(theta), -2.0 * i / head_dim));
@@ -83,6 +126,11 @@ absl::Status ValidatePrefill(const KvLayout& layout,
   if (!s.ok()) return s;
   if (options.apply_rope && !std::isfinite(options.rope_theta)) {
     return absl::InvalidArgumentError("rope_theta must be finite");
+  }
+  if (PrefillRowsPerTile(options.kernel_variant) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown prefill kernel variant ",
+        static_cast<int>(options.kernel_variant)));
   }
   const int b = batch.batch();
   if (b <= 0) return absl::InvalidArgumentError("empty batch");
@@ -166,18 +214,19 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
     }
   }
   const int group = plan.group();
+  const int tile_rows = PrefillRowsPerTile(options.kernel_variant);
   for (int b = 0; b < plan.batch; ++b) {
     const int num_new = batch.query_offsets[b + 1] - batch.query_offsets[b];
     const int rows = num_new * group;
     const int history = batch.kv_lengths[b] - num_new;
-    for (int r = 0; r < rows; r += kPrefillRowsPerTile) {
+    for (int r = 0; r < rows; r += tile_rows) {
       PrefillItem item;
       item.page_begin = batch.chunk_offsets[b];
       item.kv_length = batch.kv_lengths[b];
       item.history = history;
       item.q_offset = batch.query_offsets[b];
       item.row_begin = r;
-      item.num_rows = std::min(kPrefillRowsPerTile, rows - r);
+      item.num_rows = std::min(tile_rows, rows - r);
       plan.items.push_back(item);
     }
     // Causal extents: token i reads history + i + 1 keys.
@@ -213,7 +262,7 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
     for (int b = 0; b < plan.batch; ++b) {
       const int64_t rows =
           int64_t{batch.query_offsets[b + 1] - batch.query_offsets[b]} * group;
-      const int64_t tiles = (rows + kPrefillRowsPerTile - 1) / kPrefillRowsPerTile;
+      const int64_t tiles = (rows + tile_rows - 1) / tile_rows;
       if (tiles == 0) continue;
       reads += tiles * batch.kv_lengths[b];
       keys += batch.kv_lengths[b];

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "kernels/attention_types.h"
 #include "kernels/prefill_item.h"
 
@@ -72,6 +73,31 @@ struct PrefillOptions {
   enum class KeyRotation { kAuto, kInKernel, kAhead };
   KeyRotation key_rotation = KeyRotation::kAuto;
   int64_t max_rotated_key_bytes = int64_t{1} << 30;
+  // Which attention kernel runs the plan (prefill.cuh, prefill_wide.cuh);
+  // all give results within the same tolerances of the reference:
+  //   kRows64: 64 query rows per block, 4 warps x 16 rows, 2-stage cp.async
+  //     pipeline, 2 blocks per SM (the default).
+  //   kRows128: 128 query rows per block, 8 warps x 16 rows, 3-stage
+  //     pipeline, one __syncthreads per KV tile, 1 block per SM: half the
+  //     K / V re-reads from L2 (and in-kernel key rotations) per query row.
+  //   kRows128Wide: 128 query rows per block, 4 warps x 32 rows (each K / V
+  //     fragment loaded from shared memory feeds two MMAs), 2-stage
+  //     pipeline, one __syncthreads per KV tile, 2 blocks per SM.
+  //   kRows128Wgmma: 128 query rows per block, 2 warpgroups x 64 rows on
+  //     Hopper warpgroup MMAs (wgmma, sm_90a only), 64-token KV tiles,
+  //     3-stage pipeline.
+  //   kRows128WgmmaKv128: as kRows128Wgmma with 128-token KV tiles
+  //     (m64n128 for Q K^T), 2-stage pipeline.
+  // The variant sets the rows per query tile (PrefillRowsPerTile), so it is
+  // part of the plan.
+  enum class KernelVariant {
+    kRows64,
+    kRows128,
+    kRows128Wide,
+    kRows128Wgmma,
+    kRows128WgmmaKv128
+  };
+  KernelVariant kernel_variant = KernelVariant::kRows64;
 
   float EffectiveScale(int head_dim) const;
 };
@@ -97,10 +123,22 @@ struct PrefillBatch {
   }
 };
 
+// Query rows per tile (per block) of a kernel variant: 64 or 128; 0 for a
+// value outside the enum.
+int PrefillRowsPerTile(PrefillOptions::KernelVariant variant);
+
+// The variant's short name ("base", "r128", "w128", "g128", "g128x128", as
+// prefill_bench --variants takes them) and the reverse (kInvalidArgument
+// for an unknown name).
+const char* PrefillKernelVariantName(PrefillOptions::KernelVariant variant);
+absl::StatusOr<PrefillOptions::KernelVariant> ParsePrefillKernelVariant(
+    absl::string_view name);
+
 // Checks layout, options and batch. kInvalidArgument for unsupported
-// layouts or options, inconsistent sizes or offsets, a page table with too
-// few or too many chunks for its kv length, more new tokens than kv tokens,
-// negative positions, null chunk pointers, or an empty batch; kOutOfRange for
+// layouts or options (including an unknown kernel_variant), inconsistent
+// sizes or offsets, a page table with too few or too many chunks for its kv
+// length, more new tokens than kv tokens, negative positions, null chunk
+// pointers, or an empty batch; kOutOfRange for
 // a position of a token that does not fit in 24 bits (fp32 positions must be
 // exact: position + tokens_per_chunk <= 2^24).
 absl::Status ValidatePrefill(const KvLayout& layout,
@@ -108,7 +146,8 @@ absl::Status ValidatePrefill(const KvLayout& layout,
                              const PrefillBatch& batch);
 
 // The host plan of one prefill launch: every sequence's page table with its
-// position bases, and one item per 64-row tile of query rows, heaviest
+// position bases, and one item per tile of query rows
+// (PrefillRowsPerTile(options.kernel_variant) rows), heaviest
 // (longest causal KV extent) first. A plain value; it owns copies of the
 // pointers. Thread-safe to read concurrently.
 struct PrefillPlan {

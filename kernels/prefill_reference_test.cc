@@ -294,6 +294,112 @@ TEST(PrefillPlanTest, KeysRotatedAheadWhenReadByManyQueryTiles) {
   EXPECT_EQ(PlanOne(layout, options, 16384, 2048).rotated_key_bytes, 0);
 }
 
+TEST(PrefillPlanTest, WideVariantsTileBy128Rows) {
+  const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
+  PrefillOptions options;
+  options.num_q_heads = 32;
+  options.split_target_blocks = 0;
+  // 100 new tokens x 4 heads = 400 rows: 7 tiles of 64 or 4 of 128.
+  const PrefillPlan base = PlanOne(layout, options, 1000, 100);
+  ASSERT_EQ(base.items.size(), 7u);
+  for (auto v : {PrefillOptions::KernelVariant::kRows128,
+                 PrefillOptions::KernelVariant::kRows128Wide,
+                 PrefillOptions::KernelVariant::kRows128Wgmma,
+                 PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
+    options.kernel_variant = v;
+    EXPECT_EQ(PrefillRowsPerTile(v), 128);
+    const PrefillPlan wide = PlanOne(layout, options, 1000, 100);
+    ASSERT_EQ(wide.items.size(), 4u) << PrefillKernelVariantName(v);
+    int rows = 0;
+    for (const PrefillItem& it : wide.items) {
+      EXPECT_EQ(it.row_begin % 128, 0);
+      EXPECT_LE(it.num_rows, 128);
+      rows += it.num_rows;
+    }
+    EXPECT_EQ(rows, 400);
+    EXPECT_EQ(wide.flops, base.flops);
+    // Heaviest first: the tile of the last rows (16 rows: tokens 96..99).
+    EXPECT_EQ(wide.items[0].row_begin, 384);
+    EXPECT_EQ(wide.items[0].num_rows, 16);
+  }
+  EXPECT_EQ(PrefillRowsPerTile(PrefillOptions::KernelVariant::kRows64), 64);
+}
+
+TEST(PrefillPlanTest, WideVariantsCountQueryTilesOf128RowsForKeyRotation) {
+  const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
+  PrefillOptions options;
+  options.num_q_heads = 32;
+  const int64_t entry_bytes = int64_t{8} * 64 * 128 * 2;
+  // 17 new tokens x 4 heads = 68 rows: two 64-row tiles read every key
+  // (rotated ahead), one 128-row tile (rotated in the kernel).
+  EXPECT_EQ(PlanOne(layout, options, 4096, 17).rotated_key_bytes, 65 * entry_bytes);
+  options.kernel_variant = PrefillOptions::KernelVariant::kRows128;
+  EXPECT_EQ(PlanOne(layout, options, 4096, 17).rotated_key_bytes, 0);
+  EXPECT_EQ(PlanOne(layout, options, 4096, 33).rotated_key_bytes, 65 * entry_bytes);
+}
+
+TEST(PrefillPlanTest, WideVariantsSplitIntoWholeKvTiles) {
+  const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
+  PrefillOptions options;
+  options.num_q_heads = 32;
+  options.kernel_variant = PrefillOptions::KernelVariant::kRows128Wide;
+  // 512 new tokens: 16 tiles of 128 rows x 8 heads < 264 blocks.
+  const PrefillPlan plan = PlanOne(layout, options, 4096, 512);
+  ASSERT_FALSE(plan.merges.empty());
+  for (const PrefillItem& it : plan.items) {
+    EXPECT_EQ(it.kv_begin % kPrefillKvTile, 0);
+    EXPECT_LE(it.num_rows, 128);
+  }
+  for (const PrefillMerge& mg : plan.merges) EXPECT_LE(mg.num_rows, 128);
+}
+
+// The batch of GpuPrefillTest.SplitKvPiecesOfOddTileCountsMatchReference,
+// on each of its shapes: some split target cuts a piece that starts at 64
+// mod 128 (an odd number of 64-key tiles per piece).
+TEST(PrefillPlanTest, SomeSplitTargetGivesPiecesAt64Mod128) {
+  const struct {
+    KvLayout layout;
+    int group;
+  } shapes[] = {{{KvDtype::kFloat16, 2, 128, 64}, 4},  {{KvDtype::kBFloat16, 2, 128, 64}, 4},
+                {{KvDtype::kFloat16, 3, 64, 16}, 1},   {{KvDtype::kBFloat16, 2, 64, 48}, 1},
+                {{KvDtype::kFloat16, 1, 64, 32}, 7},   {{KvDtype::kBFloat16, 1, 128, 256}, 7}};
+  for (const auto& sh : shapes) {
+    PrefillOptions options;
+    options.num_q_heads = sh.layout.num_kv_heads * sh.group;
+    PrefillCase c(sh.layout, options, 5);
+    c.AddSequence({.history = 1500, .num_new = 1, .first_position = 3});
+    c.AddSequence({.history = 700, .num_new = 33});
+    c.AddSequence({.history = 1100, .num_new = 70, .first_position = 4000});
+    c.Finish();
+    options.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaKv128;
+    bool found = false;
+    for (int target = 2; target <= 4096 && !found; ++target) {
+      options.split_target_blocks = target;
+      absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(sh.layout, options, c.batch());
+      ASSERT_TRUE(plan.ok()) << plan.status();
+      for (const PrefillItem& it : plan->items) {
+        found = found || (it.partial_row >= 0 && it.kv_begin % 128 == 64);
+      }
+    }
+    EXPECT_TRUE(found) << "group " << sh.group << " tpc " << sh.layout.tokens_per_chunk;
+  }
+}
+
+TEST(PrefillPlanTest, KernelVariantNamesRoundTrip) {
+  for (auto v : {PrefillOptions::KernelVariant::kRows64, PrefillOptions::KernelVariant::kRows128,
+                 PrefillOptions::KernelVariant::kRows128Wide,
+                 PrefillOptions::KernelVariant::kRows128Wgmma,
+                 PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
+    absl::StatusOr<PrefillOptions::KernelVariant> parsed =
+        ParsePrefillKernelVariant(PrefillKernelVariantName(v));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, v);
+  }
+  EXPECT_EQ(ParsePrefillKernelVariant("r256").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParsePrefillKernelVariant("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 // Host-side validation: the most specific code for each bad input.
 class PrefillValidationTest : public ::testing::Test {
  protected:
@@ -362,6 +468,12 @@ TEST_F(PrefillValidationTest, ShapesAndOptions) {
   options_.rope_theta = INFINITY;
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   options_.apply_rope = false;  // theta unused
+  EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
+  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(5);
+  EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildPrefillPlan(layout_, options_, Batch()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  options_.kernel_variant = PrefillOptions::KernelVariant::kRows128Wide;
   EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
 }
 

@@ -14,9 +14,13 @@
 # VARIANTS (decode plan variants for attention_bench --papers, e.g.
 # default,nomerge,interleave,fused,fused+interleave),
 # SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER; PREFILL_CONFIGS
-# (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench);
-# ONLY=prefill runs only the prefill test, benchmark and baseline (about two
-# minutes), ONLY=decode everything but those (`ONLY=decode ... package` builds
+# (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench),
+# PREFILL_VARIANTS (prefill kernel variants timed side by side; default
+# base,r128,w128,g128,g128x128); ONLY=prefill runs only the prefill test
+# (every variant; the wgmma ones, g128 and g128x128, in a second process),
+# benchmark and baseline (about three minutes; `ONLY=prefill
+# tools/gpu/run_gpu.sh package` builds and carries just those two binaries),
+# ONLY=decode everything but those (`ONLY=decode ... package` builds
 # and carries just the decode test and benchmark; then run with SKIP_TESTS or
 # GTEST_FILTER as needed: the client tests are not carried), ONLY=runtime only the worker
 # runtime's device fetch test (tests/runtime_device_fetch_test: layer-by-layer
@@ -134,6 +138,19 @@ case "${1:-}" in
       ls -l .devbin
       exit 0
     fi
+    if [[ "${ONLY:-}" == prefill ]]; then
+      # The prefill kernels' test and benchmark alone.
+      bazel build -c opt //kernels:prefill_gpu_test //tools/bench/kernels:prefill_bench || exit 1
+      cp -Lf "$bin/kernels/prefill_gpu_test" "$bin/tools/bench/kernels/prefill_bench" .devbin/
+      chmod u+w .devbin/*
+      mkdir -p .devbin/lib
+      for b in .devbin/prefill_gpu_test .devbin/prefill_bench; do
+        ldd "$b" | awk '/=> \// {print $3}' | grep -E 'libabsl|libgtest|libgmock|libatomic' |
+          xargs -r -I{} cp -Lf {} .devbin/lib/
+      done
+      ls -l .devbin
+      exit 0
+    fi
     if [[ "${ONLY:-}" == decode ]]; then
       # The decode kernels' test and benchmark alone.
       bazel build -c opt //kernels:attention_gpu_test //tools/bench/kernels:attention_bench || exit 1
@@ -233,17 +250,33 @@ case "${1:-}" in
     [[ "$only" == prefill ]] && decode=0
     [[ "$only" == decode ]] && prefill=0
     if [[ "${SKIP_TESTS:-0}" != 1 && $prefill == 1 ]]; then
-      LD_LIBRARY_PATH="$libs" ./.devbin/prefill_gpu_test --gtest_filter="${GTEST_FILTER:-*}" 2>&1 | tee "$out/prefill_gpu_test.log" | \
-        grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|Expected|Which is|^error" | head -80
-      test_rc=${PIPESTATUS[0]}
-      echo "prefill_gpu_test exit code: $test_rc"
-      [[ $test_rc == 0 ]] || rc=1
+      # The mma.sync variants, then the wgmma ones in a process of their own
+      # (a device fault there cannot take the others' results with it).
+      for group in base,r128,w128:prefill_gpu_test g128,g128x128:prefill_gpu_test_wgmma; do
+        PREFILL_VARIANTS="${group%%:*}" LD_LIBRARY_PATH="$libs" timeout 300 \
+          ./.devbin/prefill_gpu_test --gtest_filter="${GTEST_FILTER:-*}" 2>&1 | \
+          tee "$out/${group##*:}.log" | \
+          grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|Expected|Which is|^error" | head -80
+        test_rc=${PIPESTATUS[0]}
+        echo "prefill_gpu_test (variants ${group%%:*}) exit code: $test_rc"
+        [[ $test_rc == 0 ]] || rc=1
+      done
     fi
     if [[ "${SKIP_BENCH:-0}" != 1 && $prefill == 1 ]]; then
       pconfigs=()
       [[ -n "${PREFILL_CONFIGS:-}" ]] && pconfigs=(--configs="$PREFILL_CONFIGS")
-      LD_LIBRARY_PATH="$libs" ./.devbin/prefill_bench "${pconfigs[@]}" --iters="${ITERS:-20}" \
-        --csv="$out/prefill.csv" 2>&1 | tee "$out/prefill_bench.log" || rc=1
+      pvariants="${PREFILL_VARIANTS:-base,r128,w128,g128,g128x128}"
+      if ! LD_LIBRARY_PATH="$libs" timeout 400 ./.devbin/prefill_bench "${pconfigs[@]}" \
+          --iters="${ITERS:-20}" --variants="$pvariants" \
+          --csv="$out/prefill.csv" 2>&1 | tee "$out/prefill_bench.log"; then
+        rc=1
+        mvariants="$(echo "$pvariants" | tr ',' '\n' | grep -v '^g128' | paste -sd,)"
+        if [[ "$mvariants" != "$pvariants" && -n "$mvariants" ]]; then  # without wgmma
+          LD_LIBRARY_PATH="$libs" timeout 400 ./.devbin/prefill_bench "${pconfigs[@]}" \
+            --iters="${ITERS:-20}" --variants="$mvariants" \
+            --csv="$out/prefill_mma.csv" 2>&1 | tee "$out/prefill_bench_mma.log"
+        fi
+      fi
       pdefault="$(LD_LIBRARY_PATH="$libs" ./.devbin/prefill_bench --print-configs)"
       PYTHONUNBUFFERED=1 python3 tools/bench/kernels/torch_prefill.py \
         --configs="${PREFILL_CONFIGS:-$pdefault}" --iters="${ITERS:-20}" \

@@ -2,7 +2,8 @@
 //
 //   prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]
 //                 [--no-rope] [--key-rotation=auto|kernel|ahead]
-//                 [--print-configs]
+//                 [--variants=base,r128,w128,g128,g128x128] [--print-configs]
+//                 [--help]
 // SHAPE is gqa_bf16 (Llama-3-8B: 32 q / 8 kv heads, d128, bf16) or mha_fp16
 // (32 / 32 heads, d128, fp16); 64-token chunks. One sequence per config: a
 // cached history of HISTORY tokens followed by NEW new tokens (their K/V in
@@ -11,6 +12,11 @@
 // both shapes x history 1k/4k/16k/32k x new 1/128/512/2048.
 // --key-rotation: where keys are rotated (PrefillOptions::key_rotation;
 // default auto: ahead for the configs whose keys several query tiles read).
+// --variants: the attention kernels to time on the same inputs, side by side
+// (PrefillOptions::kernel_variant: base = 64 rows x 4 warps, r128 = 128 rows
+// x 8 warps, w128 = 128 rows x 4 warps of 32 rows, g128 / g128x128 = 128
+// rows on wgmma with 64- / 128-token KV tiles; default base); each variant
+// plans its own launch (tiles of its rows, its split).
 //
 // Time: the launch captured in a CUDA graph, median of 5 repetitions of
 // `iters` back-to-back replays between two CUDA events, rotating over up to 4
@@ -71,8 +77,11 @@ struct Result {
   double us, tflops, floor_us, flops, bytes;
 };
 
-Result RunConfig(const Shape& sh, int history, int num_new, bool rope,
-                 PrefillOptions::KeyRotation key_rotation, int iters) {
+// Times every variant on the same queries and KV copies.
+std::vector<Result> RunConfig(const Shape& sh, int history, int num_new, bool rope,
+                              PrefillOptions::KeyRotation key_rotation,
+                              const std::vector<PrefillOptions::KernelVariant>& variants,
+                              int iters) {
   const KvLayout& L = sh.layout;
   const int tpc = L.tokens_per_chunk;
   const int len = history + num_new;
@@ -81,10 +90,6 @@ Result RunConfig(const Shape& sh, int history, int num_new, bool rope,
   const size_t bytes = nchunks * slice;
   const int copies = static_cast<int>(
       std::clamp<size_t>(((size_t{256} << 20) + bytes - 1) / bytes, 1, 4));
-  PrefillOptions options;
-  options.num_q_heads = sh.q_heads;
-  options.apply_rope = rope;
-  options.key_rotation = key_rotation;
   const size_t q_elems = static_cast<size_t>(num_new) * sh.q_heads * L.head_dim;
   void *q, *out;
   CHECK_CUDA(cudaMalloc(&q, q_elems * 2));
@@ -93,43 +98,56 @@ Result RunConfig(const Shape& sh, int history, int num_new, bool rope,
   CHECK_CUDA(strata::bench::FillRandom16(q, q_elems, 7, bf16, nullptr));
   cudaStream_t stream;
   CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  std::vector<void*> pools, workspaces;
-  std::vector<cudaGraphExec_t> graphs;
-  std::vector<int32_t> offsets{0, nchunks}, lengths{len}, qoffs{0, num_new};
-  Result r{};
+  std::vector<void*> pools;
   for (int c = 0; c < copies; ++c) {
     void* pool;
     CHECK_CUDA(cudaMalloc(&pool, bytes));
     CHECK_CUDA(strata::bench::FillRandom16(pool, bytes / 2, 100 + c, bf16, nullptr));
     pools.push_back(pool);
-    std::vector<const void*> chunks;
-    for (int i = 0; i < nchunks; ++i) chunks.push_back(static_cast<char*>(pool) + i * slice);
-    const PrefillBatch batch{chunks, {}, offsets, lengths, qoffs};
-    absl::StatusOr<PrefillPlan> plan = kernels::BuildPrefillPlan(L, options, batch);
-    CHECK_OK(plan.status());
-    r.flops = plan->flops;
-    r.bytes = plan->unique_kv_bytes + 2.0 * q_elems * 2;
-    void* ws;
-    const size_t ws_bytes = kernels::PrefillWorkspaceBytes(*plan);
-    CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
-    workspaces.push_back(ws);
-    absl::StatusOr<DevicePrefillPlan> dev = kernels::UploadPrefillPlan(*plan, ws, ws_bytes, stream);
-    CHECK_OK(dev.status());
-    CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream));  // warm-up
-    CHECK_CUDA(cudaStreamSynchronize(stream));
-    graphs.push_back(CaptureGraph(
-        stream, [&] { CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream)); }));
   }
-  r.us = TimeGraphsUs(stream, graphs, iters);
-  r.tflops = r.flops / (r.us * 1e-6) / 1e12;
-  r.floor_us = std::max(r.bytes / kBytesPerSecond, r.flops / kFlopsPerSecond) * 1e6;
-  for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphExecDestroy(g));
+  std::vector<int32_t> offsets{0, nchunks}, lengths{len}, qoffs{0, num_new};
+  std::vector<Result> results;
+  for (PrefillOptions::KernelVariant variant : variants) {
+    PrefillOptions options;
+    options.num_q_heads = sh.q_heads;
+    options.apply_rope = rope;
+    options.key_rotation = key_rotation;
+    options.kernel_variant = variant;
+    std::vector<void*> workspaces;
+    std::vector<cudaGraphExec_t> graphs;
+    Result r{};
+    for (void* pool : pools) {
+      std::vector<const void*> chunks;
+      for (int i = 0; i < nchunks; ++i) chunks.push_back(static_cast<char*>(pool) + i * slice);
+      const PrefillBatch batch{chunks, {}, offsets, lengths, qoffs};
+      absl::StatusOr<PrefillPlan> plan = kernels::BuildPrefillPlan(L, options, batch);
+      CHECK_OK(plan.status());
+      r.flops = plan->flops;
+      r.bytes = plan->unique_kv_bytes + 2.0 * q_elems * 2;
+      void* ws;
+      const size_t ws_bytes = kernels::PrefillWorkspaceBytes(*plan);
+      CHECK_CUDA(cudaMalloc(&ws, ws_bytes));
+      workspaces.push_back(ws);
+      absl::StatusOr<DevicePrefillPlan> dev =
+          kernels::UploadPrefillPlan(*plan, ws, ws_bytes, stream);
+      CHECK_OK(dev.status());
+      CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream));  // warm-up
+      CHECK_CUDA(cudaStreamSynchronize(stream));
+      graphs.push_back(CaptureGraph(
+          stream, [&] { CHECK_OK(kernels::RunPrefill(*dev, q, out, nullptr, stream)); }));
+    }
+    r.us = TimeGraphsUs(stream, graphs, iters);
+    r.tflops = r.flops / (r.us * 1e-6) / 1e12;
+    r.floor_us = std::max(r.bytes / kBytesPerSecond, r.flops / kFlopsPerSecond) * 1e6;
+    for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphExecDestroy(g));
+    for (void* p : workspaces) CHECK_CUDA(cudaFree(p));
+    results.push_back(r);
+  }
   for (void* p : pools) CHECK_CUDA(cudaFree(p));
-  for (void* p : workspaces) CHECK_CUDA(cudaFree(p));
   CHECK_CUDA(cudaFree(q));
   CHECK_CUDA(cudaFree(out));
   CHECK_CUDA(cudaStreamDestroy(stream));
-  return r;
+  return results;
 }
 
 std::string DefaultConfigs() {
@@ -144,12 +162,32 @@ std::string DefaultConfigs() {
   return s;
 }
 
+constexpr char kUsage[] =
+    "usage: prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]\n"
+    "                     [--no-rope] [--key-rotation=auto|kernel|ahead]\n"
+    "                     [--variants=base,r128,w128,g128,g128x128] [--print-configs]\n"
+    "                     [--help]\n"
+    "  --configs        SHAPE (gqa_bf16 | mha_fp16):HISTORY:NEW, comma-separated\n"
+    "                   (default: both shapes x history 1k/4k/16k/32k x new\n"
+    "                   1/128/512/2048)\n"
+    "  --iters          graph replays per timed repetition (default 20)\n"
+    "  --csv            also write one row per config and variant to PATH\n"
+    "  --no-rope        keys and queries used as given (default: RoPE on)\n"
+    "  --key-rotation   where keys are rotated (default auto)\n"
+    "  --variants       kernel variants timed side by side on the same inputs:\n"
+    "                   base (64 rows x 4 warps), r128 (128 rows x 8 warps),\n"
+    "                   w128 (128 rows x 4 warps of 32 rows), g128 and\n"
+    "                   g128x128 (128 rows on wgmma, sm_90a, 64- / 128-token\n"
+    "                   KV tiles); default base\n"
+    "  --print-configs  print the configs and exit\n";
+
 int Main(int argc, char** argv) {
   std::string configs = DefaultConfigs();
   std::string csv_path;
   int iters = 20;
   bool rope = true;
   PrefillOptions::KeyRotation key_rotation = PrefillOptions::KeyRotation::kAuto;
+  std::vector<PrefillOptions::KernelVariant> variants{PrefillOptions::KernelVariant::kRows64};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a.rfind("--configs=", 0) == 0) configs = a.substr(10);
@@ -159,12 +197,39 @@ int Main(int argc, char** argv) {
     else if (a == "--key-rotation=auto") key_rotation = PrefillOptions::KeyRotation::kAuto;
     else if (a == "--key-rotation=kernel") key_rotation = PrefillOptions::KeyRotation::kInKernel;
     else if (a == "--key-rotation=ahead") key_rotation = PrefillOptions::KeyRotation::kAhead;
+    else if (a.rfind("--variants=", 0) == 0) {
+      variants.clear();
+      const std::string list = a.substr(11);
+      size_t pos = 0;
+      while (pos <= list.size()) {
+        size_t end = list.find(',', pos);
+        if (end == std::string::npos) end = list.size();
+        const std::string name = list.substr(pos, end - pos);
+        pos = end + 1;
+        if (name.empty()) continue;
+        absl::StatusOr<PrefillOptions::KernelVariant> v = kernels::ParsePrefillKernelVariant(name);
+        if (!v.ok()) {
+          std::fprintf(stderr, "%s\n", std::string(v.status().message()).c_str());
+          return 2;
+        }
+        variants.push_back(*v);
+      }
+      if (variants.empty()) {
+        std::fprintf(stderr, "--variants needs at least one of %s\n",
+                     "base, r128, w128, g128, g128x128");
+        return 2;
+      }
+    }
     else if (a == "--print-configs") {
       std::printf("%s\n", configs.c_str());
       return 0;
     }
+    else if (a == "--help") {
+      std::printf("%s", kUsage);
+      return 0;
+    }
     else {
-      std::fprintf(stderr, "unknown flag %s\n", a.c_str());
+      std::fprintf(stderr, "unknown flag %s\n%s", a.c_str(), kUsage);
       return 2;
     }
   }
@@ -173,8 +238,17 @@ int Main(int argc, char** argv) {
   std::printf("%s, %d SMs; floor = max(bytes / %.2f TB/s, FLOPs / %.0f TFLOP/s); rope %s\n",
               prop.name, prop.multiProcessorCount, kBytesPerSecond / 1e12,
               kFlopsPerSecond / 1e12, rope ? "on" : "off");
+  std::printf("%-9s %6s %5s %9s", "shape", "hist", "new", "floor us");
+  for (PrefillOptions::KernelVariant v : variants) {
+    std::printf(" | %-8s %9s %6s %6s", kernels::PrefillKernelVariantName(v), "us", "TFLOPs",
+                "xfloor");
+  }
+  if (variants.size() > 1) std::printf(" | best");
+  std::printf("\n");
   FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
-  if (csv != nullptr) std::fprintf(csv, "shape,history,new,us,tflops,floor_us,ratio,gflop,mb\n");
+  if (csv != nullptr) {
+    std::fprintf(csv, "shape,history,new,variant,us,tflops,floor_us,ratio,gflop,mb\n");
+  }
   size_t start = 0;
   while (start < configs.size()) {
     size_t end = configs.find(',', start);
@@ -190,16 +264,28 @@ int Main(int argc, char** argv) {
     const std::string shape = c.substr(0, p1);
     const int history = std::atoi(c.substr(p1 + 1, p2 - p1 - 1).c_str());
     const int num_new = std::atoi(c.substr(p2 + 1).c_str());
-    const Result r = RunConfig(ShapeByName(shape), history, num_new, rope, key_rotation, iters);
-    std::printf("%-9s hist %6d new %5d  %10.1f us  %6.1f TFLOP/s  floor %9.1f us  x%.2f\n",
-                shape.c_str(), history, num_new, r.us, r.tflops, r.floor_us, r.us / r.floor_us);
-    std::fflush(stdout);
-    if (csv != nullptr) {
-      std::fprintf(csv, "%s,%d,%d,%.2f,%.2f,%.2f,%.3f,%.3f,%.2f\n", shape.c_str(), history,
-                   num_new, r.us, r.tflops, r.floor_us, r.us / r.floor_us, r.flops / 1e9,
-                   r.bytes / 1e6);
-      std::fflush(csv);
+    const std::vector<Result> rs =
+        RunConfig(ShapeByName(shape), history, num_new, rope, key_rotation, variants, iters);
+    std::printf("%-9s %6d %5d %9.1f", shape.c_str(), history, num_new, rs[0].floor_us);
+    size_t best = 0;
+    for (size_t v = 0; v < rs.size(); ++v) {
+      const Result& r = rs[v];
+      std::printf(" | %-8s %9.1f %6.1f %6.2f", kernels::PrefillKernelVariantName(variants[v]),
+                  r.us, r.tflops, r.us / r.floor_us);
+      if (r.us < rs[best].us) best = v;
+      if (csv != nullptr) {
+        std::fprintf(csv, "%s,%d,%d,%s,%.2f,%.2f,%.2f,%.3f,%.3f,%.2f\n", shape.c_str(), history,
+                     num_new, kernels::PrefillKernelVariantName(variants[v]), r.us, r.tflops,
+                     r.floor_us, r.us / r.floor_us, r.flops / 1e9, r.bytes / 1e6);
+      }
     }
+    if (rs.size() > 1) {
+      std::printf(" | %s %.2fx of %s", kernels::PrefillKernelVariantName(variants[best]),
+                  rs[0].us / rs[best].us, kernels::PrefillKernelVariantName(variants[0]));
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+    if (csv != nullptr) std::fflush(csv);
   }
   if (csv != nullptr) std::fclose(csv);
   return 0;
