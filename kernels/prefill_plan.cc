@@ -127,7 +127,8 @@ absl::Status ValidatePrefill(const KvLayout& layout,
   if (options.apply_rope && !std::isfinite(options.rope_theta)) {
     return absl::InvalidArgumentError("rope_theta must be finite");
   }
-  if (PrefillRowsPerTile(options.kernel_variant) == 0) {
+  if (options.kernel_variant != PrefillOptions::KernelVariant::kAuto &&
+      PrefillRowsPerTile(options.kernel_variant) == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown prefill kernel variant ",
         static_cast<int>(options.kernel_variant)));
@@ -201,6 +202,15 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
   PrefillPlan plan;
   plan.layout = layout;
   plan.options = options;
+  if (options.kernel_variant == PrefillOptions::KernelVariant::kAuto) {
+    bool long_prefill = false;
+    for (int b = 0; b < batch.batch(); ++b) {
+      const int num_new = batch.query_offsets[b + 1] - batch.query_offsets[b];
+      long_prefill |= num_new >= 2048 || (num_new >= 512 && batch.kv_lengths[b] >= 4096);
+    }
+    plan.options.kernel_variant = long_prefill ? PrefillOptions::KernelVariant::kRows128Wide
+                                               : PrefillOptions::KernelVariant::kRows64;
+  }
   plan.batch = batch.batch();
   plan.total_tokens = batch.total_tokens();
   plan.pages.assign(batch.chunks.begin(), batch.chunks.end());
@@ -214,7 +224,7 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
     }
   }
   const int group = plan.group();
-  const int tile_rows = PrefillRowsPerTile(options.kernel_variant);
+  const int tile_rows = PrefillRowsPerTile(plan.options.kernel_variant);
   for (int b = 0; b < plan.batch; ++b) {
     const int num_new = batch.query_offsets[b + 1] - batch.query_offsets[b];
     const int rows = num_new * group;

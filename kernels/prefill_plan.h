@@ -88,6 +88,11 @@ struct PrefillOptions {
   //     3-stage pipeline.
   //   kRows128WgmmaKv128: as kRows128Wgmma with 128-token KV tiles
   //     (m64n128 for Q K^T), 2-stage pipeline.
+  //   kAuto: the planner picks kRows128Wide for long prefills (a sequence
+  //     with at least 2048 new tokens, or 512 new tokens over at least 4096
+  //     KV tokens), where it measured 1.04-1.26x faster on an H200, and
+  //     kRows64 otherwise (decodes and short prefills, where the 64-row
+  //     tiles are faster); the plan records the choice.
   // The variant sets the rows per query tile (PrefillRowsPerTile), so it is
   // part of the plan.
   enum class KernelVariant {
@@ -95,7 +100,8 @@ struct PrefillOptions {
     kRows128,
     kRows128Wide,
     kRows128Wgmma,
-    kRows128WgmmaKv128
+    kRows128WgmmaKv128,
+    kAuto
   };
   KernelVariant kernel_variant = KernelVariant::kRows64;
 

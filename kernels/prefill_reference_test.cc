@@ -5,6 +5,9 @@
 // host-side validation.
 #include <cmath>
 #include <string>
+#include <map>
+#include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -247,6 +250,68 @@ TEST(PrefillPlanTest, LongDecodeIsSplitIntoPiecesOfWholeTiles) {
   EXPECT_EQ(whole.items[0].partial_row, -1);
 }
 
+// Every split tile's pieces cover its KV extent exactly once, in order, from
+// 0 to the causal end of its last row, over a sweep of histories (every
+// remainder of a 64-token chunk) and new-token counts of the worker's steps.
+TEST(PrefillPlanTest, SplitPiecesCoverEachTileOnce) {
+  for (auto [kv_heads, q_heads] : {std::pair{2, 8}, {8, 32}}) {
+    const KvLayout layout{KvDtype::kBFloat16, kv_heads, 128, 64};
+    PrefillOptions options;
+    options.num_q_heads = q_heads;
+    const int group = q_heads / kv_heads;
+    for (int history = 2048; history < 2048 + 2 * 64 + 3; ++history) {
+      for (int num_new : {1, 2, 10, 57, 522}) {
+        const PrefillPlan plan = PlanOne(layout, options, history, num_new);
+        // Pieces by (row_begin), in plan order.
+        std::map<int, std::vector<const PrefillItem*>> tiles;
+        for (const PrefillItem& it : plan.items) tiles[it.row_begin].push_back(&it);
+        for (const auto& [row_begin, pieces] : tiles) {
+          const PrefillItem& first = *pieces.front();
+          const int last_row = row_begin + first.num_rows - 1;
+          const int end = history + last_row / group + 1;  // causal end of the last row
+          std::vector<std::pair<int, int>> spans;
+          for (const PrefillItem* p : pieces) {
+            EXPECT_EQ(p->num_rows, first.num_rows);
+            spans.emplace_back(p->kv_begin, std::min(p->kv_stop, end));
+          }
+          std::sort(spans.begin(), spans.end());
+          int at = 0;
+          for (auto [b, e] : spans) {
+            EXPECT_EQ(b, at) << "history " << history << " new " << num_new << " rows from "
+                             << row_begin << " group " << group;
+            EXPECT_GT(e, b) << "history " << history << " new " << num_new;
+            at = e;
+          }
+          EXPECT_EQ(at, end) << "history " << history << " new " << num_new << " rows from "
+                             << row_begin << " group " << group;
+          if (pieces.size() == 1) {
+            EXPECT_EQ(first.partial_row, -1);
+          } else {
+            for (const PrefillItem* p : pieces) EXPECT_GE(p->partial_row, 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(PrefillPlanTest, AutoVariantPicksWideTilesForLongPrefillsOnly) {
+  const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
+  PrefillOptions options;
+  options.num_q_heads = 32;
+  options.kernel_variant = PrefillOptions::KernelVariant::kAuto;
+  using V = PrefillOptions::KernelVariant;
+  EXPECT_EQ(PlanOne(layout, options, 1024, 2048).options.kernel_variant, V::kRows128Wide);
+  EXPECT_EQ(PlanOne(layout, options, 4096 - 512, 512).options.kernel_variant, V::kRows128Wide);
+  EXPECT_EQ(PlanOne(layout, options, 1024, 512).options.kernel_variant, V::kRows64);
+  EXPECT_EQ(PlanOne(layout, options, 32768, 128).options.kernel_variant, V::kRows64);
+  EXPECT_EQ(PlanOne(layout, options, 32768, 1).options.kernel_variant, V::kRows64);
+  // The tiles follow the choice: 2048 x 4 rows in 64 tiles of 128.
+  const PrefillPlan wide = PlanOne(layout, options, 1024, 2048);
+  for (const PrefillItem& it : wide.items) EXPECT_LE(it.num_rows, 128);
+  EXPECT_EQ(wide.items.size(), 64u);
+}
+
 TEST(PrefillPlanTest, ShortOrWideLaunchesAreNotSplit) {
   const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
   PrefillOptions options;
@@ -469,7 +534,7 @@ TEST_F(PrefillValidationTest, ShapesAndOptions) {
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   options_.apply_rope = false;  // theta unused
   EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
-  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(5);
+  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(6);
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(BuildPrefillPlan(layout_, options_, Batch()).status().code(),
             absl::StatusCode::kInvalidArgument);

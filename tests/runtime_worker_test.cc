@@ -6,6 +6,7 @@
 // gone means recompute; a model that does not fit the namespace and a pool
 // too small for a conversation are clear errors.
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -615,6 +616,61 @@ TEST_F(RuntimeWorkerTest, ABatchOfWorkersDecodesInOneStep) {
             absl::StatusCode::kInvalidArgument);
   for (int b = 0; b < 3; ++b) {
     EXPECT_EQ(workers[b]->tokens().size(), convs[b].size() + kSteps);
+  }
+}
+
+// The decode bench's flow on the CPU model: sequences sharing a system prompt
+// in one pool (pool hits only), each first decoded alone, then the whole
+// batch decoded through every attention kernel: every row equals its alone
+// decode.
+TEST_F(RuntimeWorkerTest, BatchedDecodeThroughEveryKernelEqualsDecodingAlone) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(false));
+  auto pool = Pool(256);
+  const std::vector<int32_t> system = Conversation(8 * kTpc, 30);
+  constexpr int kBatch = 8;
+  std::vector<std::vector<int32_t>> convs;
+  for (int b = 0; b < kBatch; ++b) {
+    std::vector<int32_t> c = system;
+    const std::vector<int32_t> own = Conversation(2 * kTpc + (b * 37) % kTpc, 31 + b);
+    c.insert(c.end(), own.begin(), own.end());
+    convs.push_back(c);
+  }
+  WorkerOptions wo;
+  wo.source = WorkerOptions::Source::kPoolOnly;
+  wo.save = false;
+  std::vector<std::vector<float>> alone(kBatch);
+  std::vector<int32_t> first(kBatch);
+  for (int b = 0; b < kBatch; ++b) {
+    auto w = MakeWorker(pool.get(), wo);
+    std::vector<float> logits;
+    ASSERT_TRUE(w->Prefill(convs[b], &logits).ok());
+    first[b] = runtime::ArgmaxRows(logits, config_.vocab)[0];
+    ASSERT_TRUE(w->Decode(first[b], &alone[b]).ok());
+  }
+  for (runtime::AttentionKernel kernel :
+       {runtime::AttentionKernel::kPrefill, runtime::AttentionKernel::kPagedDecode,
+        runtime::AttentionKernel::kPrefixAwareDecode, runtime::AttentionKernel::kRelayDecode}) {
+    std::vector<std::unique_ptr<Worker>> workers;
+    std::vector<Worker*> batch;
+    for (int b = 0; b < kBatch; ++b) {
+      workers.push_back(MakeWorker(pool.get(), wo));
+      batch.push_back(workers.back().get());
+      std::vector<float> logits;
+      auto st = workers.back()->Prefill(convs[b], &logits);
+      ASSERT_TRUE(st.ok()) << st.status();
+      EXPECT_EQ(st->hit_tokens, static_cast<int>(convs[b].size()) / kTpc * kTpc -
+                                    (convs[b].size() % kTpc == 0 ? kTpc : 0));
+      EXPECT_EQ(runtime::ArgmaxRows(logits, config_.vocab)[0], first[b]);
+    }
+    std::vector<float> logits;
+    ASSERT_TRUE(Worker::DecodeBatch(batch, first, kernel, &logits).ok());
+    for (int b = 0; b < kBatch; ++b) {
+      const std::vector<float> row(logits.begin() + b * config_.vocab,
+                                   logits.begin() + (b + 1) * config_.vocab);
+      float worst = 0;
+      for (int v = 0; v < config_.vocab; ++v) worst = std::max(worst, std::abs(row[v] - alone[b][v]));
+      EXPECT_LE(worst, 1e-4f) << runtime::AttentionKernelName(kernel) << " row " << b;
+    }
   }
 }
 

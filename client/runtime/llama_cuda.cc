@@ -243,6 +243,9 @@ class CudaLlamaImpl final : public CudaLlama {
       kernels::PrefillOptions options;
       options.num_q_heads = config_.num_q_heads;
       options.rope_theta = config_.rope_theta;
+      // The 128-row kernel for long prefills (recomputing a history), the
+      // 64-row one for the rest (PrefillOptions::KernelVariant::kAuto).
+      options.kernel_variant = kernels::PrefillOptions::KernelVariant::kAuto;
       absl::StatusOr<kernels::PrefillPlan> built =
           kernels::BuildPrefillPlan(layout_, options, batch.attention);
       if (!built.ok()) return built.status();
