@@ -127,6 +127,13 @@ absl::Status ValidatePrefill(const KvLayout& layout,
   if (options.apply_rope && !std::isfinite(options.rope_theta)) {
     return absl::InvalidArgumentError("rope_theta must be finite");
   }
+  if ((options.kernel_variant == PrefillOptions::KernelVariant::kRows128Wgmma ||
+       options.kernel_variant == PrefillOptions::KernelVariant::kRows128WgmmaKv128) &&
+      !options.allow_unverified_kernels) {
+    return absl::FailedPreconditionError(
+        "the wgmma prefill kernels (g128, g128x128) give wrong results on the H200; they run "
+        "only with PrefillOptions::allow_unverified_kernels (their tests and benchmark)");
+  }
   if (options.kernel_variant != PrefillOptions::KernelVariant::kAuto &&
       PrefillRowsPerTile(options.kernel_variant) == 0) {
     return absl::InvalidArgumentError(absl::StrCat(

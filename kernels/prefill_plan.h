@@ -104,6 +104,11 @@ struct PrefillOptions {
     kAuto
   };
   KernelVariant kernel_variant = KernelVariant::kRows64;
+  // The wgmma variants (kRows128Wgmma, kRows128WgmmaKv128) give wrong
+  // results on the H200 (kernels/README.md, "Kernel variants"): validation
+  // refuses them (kFailedPrecondition) unless this is set, for their own
+  // tests and benchmark.
+  bool allow_unverified_kernels = false;
 
   float EffectiveScale(int head_dim) const;
 };

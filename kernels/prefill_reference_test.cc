@@ -364,6 +364,7 @@ TEST(PrefillPlanTest, WideVariantsTileBy128Rows) {
   PrefillOptions options;
   options.num_q_heads = 32;
   options.split_target_blocks = 0;
+  options.allow_unverified_kernels = true;
   // 100 new tokens x 4 heads = 400 rows: 7 tiles of 64 or 4 of 128.
   const PrefillPlan base = PlanOne(layout, options, 1000, 100);
   ASSERT_EQ(base.items.size(), 7u);
@@ -437,6 +438,7 @@ TEST(PrefillPlanTest, SomeSplitTargetGivesPiecesAt64Mod128) {
     c.AddSequence({.history = 1100, .num_new = 70, .first_position = 4000});
     c.Finish();
     options.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaKv128;
+    options.allow_unverified_kernels = true;
     bool found = false;
     for (int target = 2; target <= 4096 && !found; ++target) {
       options.split_target_blocks = target;
@@ -540,6 +542,15 @@ TEST_F(PrefillValidationTest, ShapesAndOptions) {
             absl::StatusCode::kInvalidArgument);
   options_.kernel_variant = PrefillOptions::KernelVariant::kRows128Wide;
   EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
+  for (auto v : {PrefillOptions::KernelVariant::kRows128Wgmma,
+                 PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
+    options_.kernel_variant = v;
+    EXPECT_EQ(Code(), absl::StatusCode::kFailedPrecondition);
+    options_.allow_unverified_kernels = true;
+    EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
+    options_.allow_unverified_kernels = false;
+  }
+  options_.kernel_variant = PrefillOptions::KernelVariant::kRows128Wide;
 }
 
 TEST_F(PrefillValidationTest, OffsetsAndLengths) {
