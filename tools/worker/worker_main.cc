@@ -127,15 +127,14 @@ class BorrowedSlotMemory final : public runtime::SlotMemory {
   const runtime::SlotMemory* const owner_;
 };
 
-// Device memory that MakePool reuses when set (else each pool allocates).
-const runtime::SlotMemory* g_pool_memory = nullptr;
-
-absl::StatusOr<std::unique_ptr<ChunkPool>> MakePool(const client::Namespace& ns, uint64_t bytes) {
+// A pool over `reuse` when given (its bytes are the pool's), else over a new
+// device allocation of `bytes`.
+absl::StatusOr<std::unique_ptr<ChunkPool>> MakePool(const client::Namespace& ns, uint64_t bytes,
+                                                    const runtime::SlotMemory* reuse = nullptr) {
   absl::StatusOr<std::unique_ptr<runtime::SlotMemory>> mem =
-      g_pool_memory != nullptr && g_pool_memory->bytes() == bytes
-          ? absl::StatusOr<std::unique_ptr<runtime::SlotMemory>>(
-                std::make_unique<BorrowedSlotMemory>(g_pool_memory))
-          : runtime::CreateCudaSlotMemory(bytes);
+      reuse != nullptr ? absl::StatusOr<std::unique_ptr<runtime::SlotMemory>>(
+                             std::make_unique<BorrowedSlotMemory>(reuse))
+                       : runtime::CreateCudaSlotMemory(bytes);
   if (!mem.ok()) return mem.status();
   ChunkPool::Options o;
   o.chunk_bytes = ns.chunk_bytes;
@@ -499,7 +498,6 @@ int Bench(const std::vector<std::string>& args) {
     auto mem = runtime::CreateCudaSlotMemory(pool_bytes.value);
     if (!mem.ok()) return Fail(mem.status());
     pool_memory = *std::move(mem);
-    g_pool_memory = pool_memory.get();
   }
   // The GPU time of the last turn's work on the model's stream (its waits
   // for loaded layers included).
@@ -515,7 +513,7 @@ int Bench(const std::vector<std::string>& args) {
     std::unique_ptr<ChunkPool> fresh;
     ChunkPool* pool = keep != nullptr && *keep != nullptr ? keep->get() : nullptr;
     if (pool == nullptr) {
-      auto p = MakePool(ns, pool_bytes.value);
+      auto p = MakePool(ns, pool_bytes.value, pool_memory.get());
       if (!p.ok()) return p.status();
       fresh = *std::move(p);
       pool = fresh.get();
@@ -563,7 +561,7 @@ int Bench(const std::vector<std::string>& args) {
     std::vector<int32_t> history(static_cast<size_t>(h));
     for (auto& t : history) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(config.vocab));
     {
-      auto pool = MakePool(ns, pool_bytes.value);
+      auto pool = MakePool(ns, pool_bytes.value, pool_memory.get());
       if (!pool.ok()) return Fail(pool.status());
       WorkerOptions wo;
       wo.source = WorkerOptions::Source::kNone;
@@ -616,7 +614,7 @@ int Bench(const std::vector<std::string>& args) {
       // the history in that pool (compute only).
       std::unique_ptr<ChunkPool> hist;
       {
-        auto pool = MakePool(ns, pool_bytes.value);
+        auto pool = MakePool(ns, pool_bytes.value, pool_memory.get());
         if (!pool.ok()) return Fail(pool.status());
         std::vector<uint32_t> kt(history.begin(), history.end());
         std::vector<ChunkKey> keys = ns.Keys(kt);
