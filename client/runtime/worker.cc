@@ -133,12 +133,15 @@ void Worker::EndSequence() {
   has_partial_ = false;
 }
 
+int Worker::TruncateStep() const {
+  return options_.truncate_step_chunks > 0 ? options_.truncate_step_chunks
+                                           : std::max(1, options_.max_context / tpc_ / 4);
+}
+
 int Worker::DropFor(int n) const {
   const int window = options_.max_context;
   if (window == 0 || n <= window) return 0;
-  const int step = options_.truncate_step_chunks > 0
-                       ? options_.truncate_step_chunks
-                       : std::max(1, window / tpc_ / 4);
+  const int step = TruncateStep();
   const int excess = (n - window + tpc_ - 1) / tpc_;  // chunks that must go
   // Droppable: full chunks after the kept ones, the last token's chunk
   // excepted (it is computed). Dropping all of them always fits, as the
@@ -162,9 +165,7 @@ std::vector<ChunkKey> Worker::ResolveCached(std::span<const ChunkKey> exact, siz
   view.resize(std::min(view.size(), usable));
   const size_t keep = static_cast<size_t>(options_.keep_chunks);
   if (dropped_ == 0 || view.size() <= keep) return view;
-  const int step = options_.truncate_step_chunks > 0
-                       ? options_.truncate_step_chunks
-                       : std::max(1, options_.max_context / tpc_ / 4);
+  const int step = TruncateStep();
   // Candidates per chunk after the cut: the view key at D, at up to three
   // smaller steps of D, then the exact key.
   std::vector<int> drops;
@@ -176,7 +177,11 @@ std::vector<ChunkKey> Worker::ResolveCached(std::span<const ChunkKey> exact, siz
     for (int d : drops) candidates.push_back(TruncatedKey(e, options_.keep_chunks, d));
     candidates.push_back(e);
   }
-  absl::StatusOr<client::LookupResult> found = client_->Lookup(ns_, candidates);
+  // The store is asked only when the turn may load from it.
+  absl::StatusOr<client::LookupResult> found =
+      options_.source == WorkerOptions::Source::kStore
+          ? client_->Lookup(ns_, candidates)
+          : absl::StatusOr<client::LookupResult>(absl::UnavailableError("pool only"));
   for (size_t p = keep; p < view.size(); ++p) {
     bool have = false;
     for (size_t c = 0; c < per && !have; ++c) {
@@ -221,7 +226,7 @@ absl::StatusOr<TurnStats> Worker::Prefill(std::span<const int32_t> tokens,
   // At least the last token is computed (its logits are the point).
   const size_t usable = static_cast<size_t>((view.size() - 1) / tpc_);
   std::vector<ChunkKey> load_keys;
-  if (options_.source == WorkerOptions::Source::kStore && dropped > 0) {
+  if (options_.source != WorkerOptions::Source::kNone && dropped > 0) {
     load_keys = ResolveCached(exact, usable);
   } else {
     load_keys.assign(keys.begin(), keys.begin() + usable);

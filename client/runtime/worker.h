@@ -232,12 +232,15 @@ class Worker {
 
   Worker(client::Client* client, const client::Namespace& ns, LlamaModel* model, ChunkPool* pool,
          KvDevice* device, const WorkerOptions& options);
+  // Chunks dropped at a time when the window is full.
+  int TruncateStep() const;
   // The chunks dropped after keep_chunks from a conversation of `n` tokens.
   int DropFor(int n) const;
   // View keys of a conversation's full chunks (exact keys when dropped == 0).
   std::vector<ChunkKey> ViewKeys(std::span<const ChunkKey> exact, int dropped) const;
   // The keys to load for the view's cached chunks: per chunk the first
-  // candidate the store holds (view key at D, at smaller steps, exact key).
+  // candidate the pool or (when the turn may load from it) the store holds:
+  // view key at D, at smaller steps, exact key.
   std::vector<ChunkKey> ResolveCached(std::span<const ChunkKey> exact, size_t usable);
   absl::StatusOr<TurnStats> Attempt(std::span<const int32_t> view,
                                     std::span<const ChunkKey> keys,
