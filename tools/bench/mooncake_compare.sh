@@ -128,7 +128,9 @@ record() { echo "$1 $2" >>"$OUT/rows"; }
 
 ACROSS=(--ucx_transports tcp --nosame_host --nolease_free)
 LOAD_BEFORE="$(cut -d' ' -f1-3 /proc/loadavg)"
+LOADS=""
 for round in $(seq "$ROUNDS"); do
+  LOADS="$LOADS $(cut -d' ' -f1 /proc/loadavg)"
   for size in $SIZES; do
     record "get-$size-strata" "$(strata "get-$size-r$round" get --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 1)"
     record "get-$size-mooncake" "$(mooncake "get-$size-r$round" get "$size")"
@@ -147,6 +149,7 @@ for round in $(seq "$ROUNDS"); do
   fi
 done
 LOAD_AFTER="$(cut -d' ' -f1-3 /proc/loadavg)"
+LOADS="$LOADS $(cut -d' ' -f1 /proc/loadavg)"
 
 # med KEY COLUMN(2..5): the median over rounds
 med() {
@@ -159,7 +162,7 @@ cell() { echo "$(med "$1" 2) | $(med "$1" 3) | $(med "$1" 4) | $(med "$1" 5)"; }
 
 echo "## Strata vs Mooncake Store, $CLIENTS clients, $(nproc) cores, $(date -u +%Y-%m-%d), medians of $ROUNDS rounds"
 echo
-echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER"
+echo "load average (1/5/15 min) before: $LOAD_BEFORE, after: $LOAD_AFTER; 1-min load at each round's start and at the end:$LOADS"
 echo
 echo "| value | op | Mooncake ops/s | p50 ms | p99 ms | p999 ms | Strata same-host ops/s | p50 ms | p99 ms | p999 ms | vs Mooncake | Strata over tcp ops/s | p50 ms | p99 ms | p999 ms | vs Mooncake |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -25,6 +25,7 @@ import math
 import multiprocessing as mp
 import os
 import random
+import re
 import signal
 import sys
 import time
@@ -128,7 +129,6 @@ def bench(args):
             if rc != 0:
                 sys.exit("mooncake_driver: prefill of key %d failed (%d)" % (i, rc))
     store.unregister_buffer(addr)
-    store.close()
 
     ctx = mp.get_context("spawn")  # no fork: the store runs threads
     queue = ctx.Queue()
@@ -143,6 +143,13 @@ def bench(args):
         p.join()
         if p.exitcode != 0:
             sys.exit("mooncake_driver: a client process failed (exit %d)" % p.exitcode)
+    # Remove what this run stored, so that every run starts with the same free
+    # memory (otherwise the puts of earlier runs fill the segment and later puts
+    # fail or wait on eviction).
+    removed = store.remove_by_regex("^" + re.escape(args.prefix) + "-", True)
+    if removed < 0:
+        print("mooncake_driver: removing the run's keys failed (%d)" % removed, file=sys.stderr)
+    store.close()
     samples = sorted(s for r in results for s in r[0])
     errors = sum(r[1] for r in results)
     corrupt = sum(r[2] for r in results)
