@@ -677,11 +677,14 @@ std::shared_ptr<TransferImpl> ClientImpl::LoadLeaseFree(const Namespace& ns,
   if (!on_layer) {
     // Nobody waits for single layers: copy here and hand back a finished
     // transfer (no thread hop).
+    // Copied and hashed in one pass over the pool (block by block, each
+    // hashed while in the cache); the generations are re-checked after.
+    std::vector<uint64_t> sums(n);
     for (uint32_t c = 0; c < n; ++c) {
-      std::memcpy(dests[c].data(), shm_base_ + hits[c].offset, hits[c].size);
+      sums[c] = CopyAndChecksum(dests[c], shm_base_ + hits[c].offset);  // sizes checked above
     }
     bool good = AllUnchanged(hits);
-    for (uint32_t c = 0; good && c < n; ++c) good = ChunkChecksum(dests[c]) == hits[c].checksum;
+    for (uint32_t c = 0; good && c < n; ++c) good = sums[c] == hits[c].checksum;
     if (!good) {
       lf_fallbacks_.fetch_add(1, std::memory_order_relaxed);
       return nullptr;

@@ -11,6 +11,11 @@ namespace strata {
 
 uint64_t ChunkChecksum(std::span<const std::byte> bytes);
 
+// Copies src (dest.size() bytes) to dest and returns ChunkChecksum(dest), in
+// one pass over the source: block by block, each block hashed while it is
+// still in the cache after its copy. REQUIRES: src and dest do not overlap.
+uint64_t CopyAndChecksum(std::span<std::byte> dest, const std::byte* src);
+
 }  // namespace strata
 
 #endif  // STRATA_STORE_COMMON_CHECKSUM_H_
