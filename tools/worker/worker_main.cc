@@ -22,11 +22,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -874,10 +872,6 @@ int DecodeBench(const std::vector<std::string>& args) {
       if (!st.ok()) return Fail(st.status());
       Worker* one[] = {w->get()};
       const int32_t token[] = {runtime::ArgmaxRows(logits, config.vocab)[0]};
-      if (std::getenv("STRATA_DECODE_BENCH_ROWS") != nullptr) {
-        std::fprintf(stderr, "alone row %d: prefill hit %d computed %d, next token %d\n", b,
-                     st->hit_tokens, st->computed_tokens, token[0]);
-      }
       if (absl::Status s = Worker::DecodeBatch(one, token, runtime::AttentionKernel::kPrefill,
                                                &logits);
           !s.ok()) {
@@ -899,13 +893,6 @@ int DecodeBench(const std::vector<std::string>& args) {
         auto st = (*w)->Prefill(convs[b], &logits);
         if (!st.ok()) return Fail(st.status());
         next.push_back(runtime::ArgmaxRows(logits, config.vocab)[0]);
-        if (std::getenv("STRATA_DECODE_BENCH_ROWS") != nullptr) {
-          std::vector<float> sorted(logits.begin(), logits.end());
-          std::partial_sort(sorted.begin(), sorted.begin() + 2, sorted.end(), std::greater<>());
-          std::fprintf(stderr, "%s row %d: prefill hit %d computed %d, next token %d (top-2 margin %.4f)\n",
-                       name.c_str(), b, st->hit_tokens, st->computed_tokens, next.back(),
-                       sorted[0] - sorted[1]);
-        }
         ptrs.push_back(w->get());
         workers.push_back(*std::move(w));
       }
@@ -932,18 +919,6 @@ int DecodeBench(const std::vector<std::string>& args) {
           for (size_t j = 0; j < logits.size() && j < reference.size(); ++j) {
             max_diff = std::max<double>(max_diff, std::abs(logits[j] - reference[j]));
             max_ref = std::max<double>(max_ref, std::abs(reference[j]));
-          }
-          if (std::getenv("STRATA_DECODE_BENCH_ROWS") != nullptr) {
-            for (int b = 0; b < batch; ++b) {
-              double d = 0, r = 0;
-              for (int v = 0; v < config.vocab; ++v) {
-                const size_t j = static_cast<size_t>(b) * config.vocab + v;
-                d = std::max<double>(d, std::abs(logits[j] - reference[j]));
-                r = std::max<double>(r, std::abs(reference[j]));
-              }
-              std::fprintf(stderr, "%s row %d (%zu tokens): max|diff| %.4f max|ref| %.4f\n",
-                           name.c_str(), b, convs[b].size(), d, r);
-            }
           }
           const std::vector<int32_t> ref_next = runtime::ArgmaxRows(reference, config.vocab);
           for (size_t b = 0; b < next.size() && b < ref_next.size(); ++b) {
