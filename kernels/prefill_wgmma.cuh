@@ -7,10 +7,11 @@
 //
 // - A block is two warpgroups (8 warps, 256 threads) of 64 query rows each
 //   (warp w holds rows 16 w .. 16 w + 15 of the 128-row tile, as in the
-//   8-warp kernel). S = Q K^T is m64n64k16 per 16 of head_dim, A = the Q
-//   fragments in registers (loaded once with ldmatrix, as the other
-//   kernels do), B = the K tile in shared memory (K-major) (m64n128k16
-//   with 128-token tiles); O += P V is m64n{D}k16 per 16 keys, A = P packed in registers from the S
+//   8-warp kernel). S = Q K^T is m64n64k16 (m64n128k16 with 128-token
+//   tiles) per 16 of head_dim, A = the Q fragments in registers (ldmatrix
+//   from the Q tile in shared memory at every KV tile, see
+//   PrefillWgmmaStep), B = the K tile in shared memory (K-major); O += P V
+//   is m64n{D}k16 per 16 keys, A = P packed in registers from the S
 //   accumulators (the fragment layouts of wgmma's accumulator and register
 //   A per warp are those of mma.sync m16n8k16), B = the V tile (MN-major,
 //   transposed by the instruction).
@@ -98,14 +99,23 @@ __device__ __forceinline__ void WgmmaPV(float (&o)[D / 2], const uint32_t (&a)[4
 template <typename T, int D, int kTile>
 __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_addr, bool mask,
                                                  int lim_base, int lim_cap, int row_g, int group,
-                                                 float scale_log2,
-                                                 const uint32_t (&qf)[D / 16][4],
+                                                 float scale_log2, const T* sq, int wrow0,
                                                  float (&o)[D / 2], float& m0, float& m1,
                                                  float& l0, float& l1) {
   using Ops = MmaOps<T>;
   constexpr int kAtomBytes = PrefillWgmmaKvLayout<kTile>::kAtomBytes;
   constexpr int kN8 = kTile / 8;  // 8-key blocks of S
   const int t4 = (threadIdx.x % 32) % 4;
+  // The warp's Q fragments, loaded for this tile only: kept live across
+  // tiles, the register-A operands of a loop-carried wgmma were reused by
+  // ptxas (CUDA 13) for P when S and P V have the same shape (D == kTile),
+  // which corrupted every tile after the first.
+  const int lane = threadIdx.x % 32;
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int k = 0; k < D / 16; ++k) {
+    Ldmatrix4(qf[k], SmemAddr(sq + PrefillSwz<D>(wrow0 + (lane % 16), k * 2 + lane / 16)));
+  }
   float s[kTile / 2];
   WgmmaFenceOperands(s);
   WgmmaFence();
@@ -287,7 +297,6 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
   const int warp_min_lim = item.history + wrow / group + 1;
   const int wg_max_lim = item.history + min(wg_row + 63, last_row) / group + 1;
 
-  uint32_t qf[D / 16][4];
   float o[D / 2];
 #pragma unroll
   for (int j = 0; j < D / 2; ++j) o[j] = 0.0f;
@@ -304,21 +313,14 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
     T* sk = skv + (i % kStages) * 2 * Cfg::kKvElems;
     T* sv = sk + Cfg::kKvElems;
     const int t0 = item.kv_begin + i * kTile;
-    if (i == 0) {
-      if (args.apply_rope) {
-        RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
-                                          [&](int r) {
-                                            if (r >= item.num_rows) return -1;
-                                            const int t =
-                                                item.history + (item.row_begin + r) / group;
-                                            return positions[t / tpc] + t % tpc;
-                                          });
-        __syncthreads();
-      }
-#pragma unroll
-      for (int k = 0; k < D / 16; ++k) {
-        Ldmatrix4(qf[k], SmemAddr(sq + PrefillSwz<D>(wrow0 + (lane % 16), k * 2 + lane / 16)));
-      }
+    if (i == 0 && args.apply_rope) {
+      RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
+                                        [&](int r) {
+                                          if (r >= item.num_rows) return -1;
+                                          const int t = item.history + (item.row_begin + r) / group;
+                                          return positions[t / tpc] + t % tpc;
+                                        });
+      __syncthreads();
     }
     if (rotate_k) {
       RotateTile<T, D, kTile, kThreads, KvLayout>(sk, table, args.rope_table_base, args.inv_freq,
@@ -334,7 +336,7 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
       PrefillWgmmaStep<T, D, kTile>(SmemAddr(sk), SmemAddr(sv),
                                     t0 + kTile > warp_min_lim || t0 + kTile > kv_end,
                                     item.history + 1 - t0, kv_end - t0, wrow + g, group,
-                                    args.scale_log2, qf, o, m0, m1, l0, l1);
+                                    args.scale_log2, sq, wrow0, o, m0, m1, l0, l1);
     }
   }
   CpAsyncWait<0>();
