@@ -140,6 +140,164 @@ __device__ __forceinline__ void RotateTile(T* tile, const float2* __restrict__ t
   }
 }
 
+// One block's work, as every prefill kernel (PrefillKernel, PrefillWideKernel,
+// PrefillWgmmaKernel) sets it up: the item args.items[blockIdx.x] for KV
+// head blockIdx.y, where its K / V tokens are, and the loads, rotations and
+// row epilogue the kernels share. Per thread; constant after construction.
+// Chunk slices: page table entry e of the sequence (pages[e]) holds
+// [num_kv_heads][tpc][D] keys then as many values (v_offset further).
+template <typename T, int D>
+struct PrefillBlock {
+  static constexpr int kVecs = D / 8;  // 16-byte vectors per row
+
+  __device__ __forceinline__ explicit PrefillBlock(const PrefillArgs& a)
+      : item(a.items[blockIdx.x]),
+        kvh(blockIdx.y),
+        group(a.num_q_heads / a.num_kv_heads),
+        tpc(a.tokens_per_chunk),
+        head_offset(static_cast<size_t>(kvh) * tpc * D),
+        v_offset(static_cast<size_t>(a.num_kv_heads) * tpc * D),
+        pages(reinterpret_cast<const T* const*>(a.pages) + item.page_begin),
+        rot_keys(a.rotated_keys == nullptr
+                     ? nullptr
+                     : static_cast<const T*>(a.rotated_keys) +
+                           (static_cast<size_t>(item.page_begin) * a.num_kv_heads + kvh) * tpc *
+                               D),
+        rot_stride(static_cast<size_t>(a.num_kv_heads) * tpc * D),
+        rotate_k(a.apply_rope && rot_keys == nullptr),
+        positions(a.positions + item.page_begin),
+        last_row(item.row_begin + item.num_rows - 1),
+        kv_end(min(item.kv_stop, item.history + last_row / group + 1)) {}
+
+  // Position of the sequence's KV token t: its entry's position + slot.
+  __device__ __forceinline__ int Position(int t) const { return positions[t / tpc] + t % tpc; }
+
+  // Q rows r < kRows of the tile (zero-filled past num_rows) by cp.async
+  // into sq (PrefillSwz layout), by kThreads threads; uncommitted (they go
+  // with the first KV tile's async group).
+  template <int kRows, int kThreads>
+  __device__ __forceinline__ void LoadQ(const PrefillArgs& args, T* sq) const {
+    const T* q = static_cast<const T*>(args.queries);
+    for (int i = threadIdx.x; i < kRows * kVecs; i += kThreads) {
+      const int r = i / kVecs, c = i % kVecs;
+      const bool valid = r < item.num_rows;
+      const T* src = q;
+      if (valid) {
+        const int row = item.row_begin + r;
+        const int qh = kvh * group + row % group;
+        src = q + (static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh) * D +
+              c * 8;
+      }
+      CpAsync16(SmemAddr(sq + PrefillSwz<D>(r, c)), src, valid);
+    }
+  }
+
+  // KV tokens t0 .. t0 + kTile - 1 by cp.async, by kThreads threads (each
+  // one 16-byte column of every kThreads / kVecs-th row): K into sk (from
+  // rot_keys when rotated ahead), V into sv, both at Layout::Offset(row,
+  // vec); rows at or past kv_end zero-filled (addresses clamped to
+  // kv_end - 1). Uncommitted.
+  template <int kTile, int kThreads, typename Layout>
+  __device__ __forceinline__ void LoadKv(int t0, T* sk, T* sv) const {
+    constexpr int kRowStep = kThreads / kVecs;
+    constexpr int kRowsPerThread = kTile / kRowStep;
+    const int col = threadIdx.x % kVecs;
+    const int r0 = threadIdx.x / kVecs;
+    const T* src[kRowsPerThread];
+#pragma unroll
+    for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
+      const int t = min(t0 + r0 + k * kRowStep, kv_end - 1);
+      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
+    }
+#pragma unroll
+    for (int k = 0; k < kRowsPerThread; ++k) {
+      const int r = r0 + k * kRowStep;
+      const bool valid = t0 + r < kv_end;
+      const T* ksrc = src[k];
+      if (rot_keys != nullptr) {
+        const int t = min(t0 + r, kv_end - 1);
+        ksrc = rot_keys + (t / tpc) * rot_stride + static_cast<size_t>(t % tpc) * D + col * 8;
+      }
+      CpAsync16(SmemAddr(sk + Layout::Offset(r, col)), ksrc, valid);
+      CpAsync16(SmemAddr(sv + Layout::Offset(r, col)), src[k] + v_offset, valid);
+    }
+  }
+
+  // RoPE of the Q tile sq (kRows rows, PrefillSwz layout): row r at the
+  // position of its token, history + (row_begin + r) / group; rows past
+  // num_rows left alone.
+  template <int kRows, int kThreads>
+  __device__ __forceinline__ void RotateQ(const PrefillArgs& args, T* sq) const {
+    RotateTile<T, D, kRows, kThreads>(sq, args.rope_table, args.rope_table_base, args.inv_freq,
+                                      [&](int r) {
+                                        if (r >= item.num_rows) return -1;
+                                        return Position(item.history +
+                                                        (item.row_begin + r) / group);
+                                      });
+  }
+
+  // RoPE of the K tile sk (in Layout) holding tokens t0 ..; tokens at or
+  // past kv_end left alone.
+  template <int kTile, int kThreads, typename Layout>
+  __device__ __forceinline__ void RotateK(const PrefillArgs& args, T* sk, int t0) const {
+    RotateTile<T, D, kTile, kThreads, Layout>(sk, args.rope_table, args.rope_table_base,
+                                              args.inv_freq, [&](int r) {
+                                                const int t = t0 + r;
+                                                if (t >= kv_end) return -1;
+                                                return Position(t);
+                                              });
+  }
+
+  // The epilogue of the tile's row r_local (skipped past num_rows), this
+  // lane's columns j * 8 + (lane % 4) * 2 + e (j < D / 8, e < 2; the mma
+  // accumulator layout) holding the unnormalised o(j, e), with the row's
+  // running max m and whole sum l (reduced over the lane quad): for a piece
+  // of a split tile its fp32 partial state, otherwise the normalised row in
+  // the dtype and, when args.lse, its base-2 log-sum-exp.
+  template <typename RowValues>
+  __device__ __forceinline__ void StoreRow(const PrefillArgs& args, int r_local, float m, float l, RowValues o) const {
+    if (r_local >= item.num_rows) return;
+    const int t4 = threadIdx.x % 4;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    if (item.partial_row >= 0) {  // one piece of a split tile: fp32 state
+      const size_t prow = static_cast<size_t>(kvh) * args.partial_rows + item.partial_row + r_local;
+      float* dst = args.partial_out + prow * D + t4 * 2;
+#pragma unroll
+      for (int j = 0; j < D / 8; ++j) {
+        *reinterpret_cast<float2*>(dst + j * 8) = make_float2(o(j, 0) * inv, o(j, 1) * inv);
+      }
+      if (t4 == 0) args.partial_lse[prow] = l > 0.0f ? m + log2f(l) : -INFINITY;
+      return;
+    }
+    const int row = item.row_begin + r_local;
+    const int qh = kvh * group + row % group;
+    const size_t dst_row = static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh;
+    T* dst = static_cast<T*>(args.out) + dst_row * D + t4 * 2;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      const uint32_t packed = MmaOps<T>::Pack(o(j, 0) * inv, o(j, 1) * inv);
+      *reinterpret_cast<uint32_t*>(dst + j * 8) = packed;
+    }
+    if (t4 == 0 && args.lse != nullptr) args.lse[dst_row] = l > 0.0f ? m + log2f(l) : -INFINITY;
+  }
+
+  const PrefillItem item;
+  const int kvh;
+  const int group;  // query heads per KV head
+  const int tpc;    // tokens per chunk slice
+  const size_t head_offset;  // this head's keys in an entry's slice
+  const size_t v_offset;     // values after keys in a slice
+  const T* const* const pages;  // the sequence's entries
+  // Keys rotated ahead: this sequence's entries for this head, entry stride
+  // rot_stride; nullptr when not rotated ahead.
+  const T* const rot_keys;
+  const size_t rot_stride;
+  const bool rotate_k;  // RoPE on, keys rotated in the kernel
+  const int32_t* const positions;  // the sequence's entries' first positions
+  const int last_row;              // the tile's last row (of the sequence)
+  const int kv_end;                // KV tokens [kv_begin, kv_end) are read
+};
+
 // Keys rotated ahead (PrefillArgs::rotated_keys): every token slot of every
 // page-table entry and KV head, rotated at positions[entry] + slot, written
 // to rotated_keys [num_pages][num_kv_heads][tokens_per_chunk][D]. Slots past
@@ -263,80 +421,28 @@ __device__ __forceinline__ void PrefillStep(const T* sk, const T* sv, bool mask,
 template <typename T, int D>
 __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) {
   using Cfg = PrefillConfig<D>;
-  using Ops = MmaOps<T>;
+  using Layout = PrefillSwzLayout<D>;
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
-  constexpr int kVecs = Cfg::kVecs;
+  constexpr int kThreads = Cfg::kThreads;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* const sq = reinterpret_cast<T*>(smem_raw);
   T* const skv = sq + Cfg::kTileElems;
 
-  const PrefillItem item = args.items[blockIdx.x];
-  const int kvh = blockIdx.y;
-  const int group = args.num_q_heads / args.num_kv_heads;
+  const PrefillBlock<T, D> blk(args);
+  const PrefillItem& item = blk.item;
+  const int group = blk.group;
   const int tid = threadIdx.x;
   const int warp = tid / 32;
   const int lane = tid % 32;
-  const int tpc = args.tokens_per_chunk;
-  const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
-  const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
-  const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
-  // Keys rotated ahead: this sequence's entries for this head, entry stride.
-  const T* const rot_keys =
-      args.rotated_keys == nullptr
-          ? nullptr
-          : static_cast<const T*>(args.rotated_keys) +
-                (static_cast<size_t>(item.page_begin) * args.num_kv_heads + kvh) * tpc * D;
-  const size_t rot_stride = static_cast<size_t>(args.num_kv_heads) * tpc * D;
-  const bool rotate_k = args.apply_rope && rot_keys == nullptr;
-  const int32_t* positions = args.positions + item.page_begin;
-  const int last_row = item.row_begin + item.num_rows - 1;
-  const int kv_end = min(item.kv_stop, item.history + last_row / group + 1);
   const int first_tile = item.kv_begin / kTile;
-  const int num_tiles = (kv_end + kTile - 1) / kTile - first_tile;
+  const int num_tiles = (blk.kv_end + kTile - 1) / kTile - first_tile;
 
-  // Q rows (zero-filled past num_rows): the first async group.
-  {
-    const T* q = static_cast<const T*>(args.queries);
-    for (int i = tid; i < kTile * kVecs; i += Cfg::kThreads) {
-      const int r = i / kVecs, c = i % kVecs;
-      const bool valid = r < item.num_rows;
-      const T* src = q;
-      if (valid) {
-        const int row = item.row_begin + r;
-        const int qh = kvh * group + row % group;
-        src = q + (static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh) * D +
-              c * 8;
-      }
-      CpAsync16(SmemAddr(sq + PrefillSwz<D>(r, c)), src, valid);
-    }
-  }
-  constexpr int kRowStep = Cfg::kThreads / kVecs;
-  constexpr int kRowsPerThread = kTile / kRowStep;
-  const int col = tid % kVecs;
-  const int r0 = tid / kVecs;
+  // Q rows: the first async group.
+  blk.template LoadQ<kTile, kThreads>(args, sq);
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kTileElems;
-    T* sv = sk + Cfg::kTileElems;
-    const int t0 = tile * kTile;
-    const T* src[kRowsPerThread];
-#pragma unroll
-    for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
-      const int t = min(t0 + r0 + k * kRowStep, kv_end - 1);
-      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
-    }
-#pragma unroll
-    for (int k = 0; k < kRowsPerThread; ++k) {
-      const int r = r0 + k * kRowStep;
-      const bool valid = t0 + r < kv_end;
-      const T* ksrc = src[k];
-      if (rot_keys != nullptr) {
-        const int t = min(t0 + r, kv_end - 1);
-        ksrc = rot_keys + (t / tpc) * rot_stride + static_cast<size_t>(t % tpc) * D + col * 8;
-      }
-      CpAsync16(SmemAddr(sk + PrefillSwz<D>(r, col)), ksrc, valid);
-      CpAsync16(SmemAddr(sv + PrefillSwz<D>(r, col)), src[k] + v_offset, valid);
-    }
+    blk.template LoadKv<kTile, kThreads, Layout>(tile * kTile, sk, sk + Cfg::kTileElems);
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -345,14 +451,13 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   }
 
   const int g = lane / 4;
-  const int t4 = lane % 4;
   // This warp's rows and their causal limits (exclusive KV index).
   const int wrow = item.row_begin + warp * 16;
   const bool warp_active = warp * 16 < item.num_rows;
   const int lim_row0 = item.history + (wrow + g) / group + 1;
   const int lim_row1 = item.history + (wrow + g + 8) / group + 1;
   const int warp_min_lim = item.history + wrow / group + 1;
-  const int warp_max_lim = item.history + min(wrow + 15, last_row) / group + 1;
+  const int warp_max_lim = item.history + min(wrow + 15, blk.last_row) / group + 1;
 
   uint32_t qf[D / 16][4];
   float o[D / 8][4];
@@ -360,7 +465,6 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   for (int j = 0; j < D / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 
-  const float2* const table = args.rope_table;
   for (int i = 0; i < num_tiles; ++i) {
     const int pre = i + kStages - 1;
     if (pre < num_tiles) load_tile(first_tile + pre, pre % kStages);
@@ -372,11 +476,7 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
     const int t0 = (first_tile + i) * kTile;
     if (i == 0) {
       if (args.apply_rope) {
-        RotateTile<T, D, kTile>(sq, table, args.rope_table_base, args.inv_freq, [&](int r) {
-          if (r >= item.num_rows) return -1;
-          const int t = item.history + (item.row_begin + r) / group;
-          return positions[t / tpc] + t % tpc;
-        });
+        blk.template RotateQ<kTile, kThreads>(args, sq);
         __syncthreads();
       }
 #pragma unroll
@@ -384,12 +484,8 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
         Ldmatrix4(qf[k], SmemAddr(sq + PrefillSwz<D>(warp * 16 + (lane % 16), k * 2 + lane / 16)));
       }
     }
-    if (rotate_k) {
-      RotateTile<T, D, kTile>(sk, table, args.rope_table_base, args.inv_freq, [&](int r) {
-        const int t = t0 + r;
-        if (t >= kv_end) return -1;
-        return positions[t / tpc] + t % tpc;
-      });
+    if (blk.rotate_k) {
+      blk.template RotateK<kTile, kThreads, Layout>(args, sk, t0);
       __syncthreads();
     }
     if (warp_active && t0 < warp_max_lim) {
@@ -406,32 +502,8 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int r_local = warp * 16 + g + half * 8;
-    if (r_local >= item.num_rows) continue;
-    const float l = half ? l1 : l0;
-    const float m = half ? m1 : m0;
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    if (item.partial_row >= 0) {  // one piece of a split tile: fp32 state
-      const size_t prow = static_cast<size_t>(kvh) * args.partial_rows + item.partial_row + r_local;
-      float* dst = args.partial_out + prow * D + t4 * 2;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        *reinterpret_cast<float2*>(dst + j * 8) =
-            make_float2(o[j][half * 2] * inv, o[j][half * 2 + 1] * inv);
-      }
-      if (t4 == 0) args.partial_lse[prow] = l > 0.0f ? m + log2f(l) : -INFINITY;
-      continue;
-    }
-    const int row = item.row_begin + r_local;
-    const int qh = kvh * group + row % group;
-    const size_t dst_row = static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh;
-    T* dst = static_cast<T*>(args.out) + dst_row * D + t4 * 2;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      const uint32_t packed = Ops::Pack(o[j][half * 2] * inv, o[j][half * 2 + 1] * inv);
-      *reinterpret_cast<uint32_t*>(dst + j * 8) = packed;
-    }
-    if (t4 == 0 && args.lse != nullptr) args.lse[dst_row] = l > 0.0f ? m + log2f(l) : -INFINITY;
+    blk.StoreRow(args, warp * 16 + g + half * 8, half ? m1 : m0, half ? l1 : l0,
+                 [&](int j, int e) { return o[j][half * 2 + e]; });
   }
 }
 

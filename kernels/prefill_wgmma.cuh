@@ -206,84 +206,33 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
     PrefillWgmmaKernel(const PrefillArgs args) {
 #if STRATA_HAS_WGMMA
   using Cfg = PrefillWgmmaConfig<D, kKvTile>;
-  using Ops = MmaOps<T>;
   using KvLayout = PrefillWgmmaKvLayout<kKvTile>;
   constexpr int kRows = Cfg::kRows;
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
-  constexpr int kVecs = Cfg::kVecs;
   constexpr int kThreads = Cfg::kThreads;
   extern __shared__ __align__(128) unsigned char smem_raw[];  // aligned to 1024 below
   unsigned char* const smem = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
   T* const sq = reinterpret_cast<T*>(smem);
   T* const skv = sq + Cfg::kQElems;
 
-  const PrefillItem item = args.items[blockIdx.x];
-  const int kvh = blockIdx.y;
-  const int group = args.num_q_heads / args.num_kv_heads;
+  const PrefillBlock<T, D> blk(args);
+  const PrefillItem& item = blk.item;
+  const int group = blk.group;
+  const int kv_end = blk.kv_end;
   const int tid = threadIdx.x;
   const int warp = tid / 32;
   const int wg = warp / 4;
   const int lane = tid % 32;
-  const int tpc = args.tokens_per_chunk;
-  const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
-  const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
-  const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
-  const T* const rot_keys =
-      args.rotated_keys == nullptr
-          ? nullptr
-          : static_cast<const T*>(args.rotated_keys) +
-                (static_cast<size_t>(item.page_begin) * args.num_kv_heads + kvh) * tpc * D;
-  const size_t rot_stride = static_cast<size_t>(args.num_kv_heads) * tpc * D;
-  const bool rotate_k = args.apply_rope && rot_keys == nullptr;
-  const int32_t* positions = args.positions + item.page_begin;
-  const int last_row = item.row_begin + item.num_rows - 1;
-  const int kv_end = min(item.kv_stop, item.history + last_row / group + 1);
   // Tiles start at kv_begin (a multiple of 64, not always of kTile).
   const int num_tiles = (kv_end - item.kv_begin + kTile - 1) / kTile;
 
-  // Q rows (zero-filled past num_rows): part of the first async group.
-  {
-    const T* q = static_cast<const T*>(args.queries);
-    for (int i = tid; i < kRows * kVecs; i += kThreads) {
-      const int r = i / kVecs, c = i % kVecs;
-      const bool valid = r < item.num_rows;
-      const T* src = q;
-      if (valid) {
-        const int row = item.row_begin + r;
-        const int qh = kvh * group + row % group;
-        src = q + (static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh) * D +
-              c * 8;
-      }
-      CpAsync16(SmemAddr(sq + PrefillSwz<D>(r, c)), src, valid);
-    }
-  }
-  constexpr int kRowStep = kThreads / kVecs;
-  constexpr int kRowsPerThread = kTile / kRowStep;
-  const int col = tid % kVecs;
-  const int r0 = tid / kVecs;
+  // Q rows: part of the first async group.
+  blk.template LoadQ<kRows, kThreads>(args, sq);
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kKvElems;
-    T* sv = sk + Cfg::kKvElems;
-    const int t0 = item.kv_begin + tile * kTile;
-    const T* src[kRowsPerThread];
-#pragma unroll
-    for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
-      const int t = min(t0 + r0 + k * kRowStep, kv_end - 1);
-      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
-    }
-#pragma unroll
-    for (int k = 0; k < kRowsPerThread; ++k) {
-      const int r = r0 + k * kRowStep;
-      const bool valid = t0 + r < kv_end;
-      const T* ksrc = src[k];
-      if (rot_keys != nullptr) {
-        const int t = min(t0 + r, kv_end - 1);
-        ksrc = rot_keys + (t / tpc) * rot_stride + static_cast<size_t>(t % tpc) * D + col * 8;
-      }
-      CpAsync16(SmemAddr(sk + KvLayout::Offset(r, col)), ksrc, valid);
-      CpAsync16(SmemAddr(sv + KvLayout::Offset(r, col)), src[k] + v_offset, valid);
-    }
+    blk.template LoadKv<kTile, kThreads, KvLayout>(item.kv_begin + tile * kTile, sk,
+                                                   sk + Cfg::kKvElems);
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -292,7 +241,6 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
   }
 
   const int g = lane / 4;
-  const int t4 = lane % 4;
   // This warp's 16 rows; the warpgroup's 64 decide skipping (wgmma is
   // warpgroup-wide), the warp's own first row the masking.
   const int wrow0 = warp * 16;
@@ -300,14 +248,13 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
   const int wg_row = item.row_begin + wg * 64;
   const bool wg_active = wg * 64 < item.num_rows;
   const int warp_min_lim = item.history + wrow / group + 1;
-  const int wg_max_lim = item.history + min(wg_row + 63, last_row) / group + 1;
+  const int wg_max_lim = item.history + min(wg_row + 63, blk.last_row) / group + 1;
 
   float o[D / 2];
 #pragma unroll
   for (int j = 0; j < D / 2; ++j) o[j] = 0.0f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 
-  const float2* const table = args.rope_table;
   for (int i = 0; i < num_tiles; ++i) {
     CpAsyncWait<kStages - 2>();
     ProxyFenceShared();  // this thread's landed tiles, before wgmma reads them
@@ -319,21 +266,11 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
     T* sv = sk + Cfg::kKvElems;
     const int t0 = item.kv_begin + i * kTile;
     if (i == 0 && args.apply_rope) {
-      RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
-                                        [&](int r) {
-                                          if (r >= item.num_rows) return -1;
-                                          const int t = item.history + (item.row_begin + r) / group;
-                                          return positions[t / tpc] + t % tpc;
-                                        });
+      blk.template RotateQ<kRows, kThreads>(args, sq);
       __syncthreads();
     }
-    if (rotate_k) {
-      RotateTile<T, D, kTile, kThreads, KvLayout>(sk, table, args.rope_table_base, args.inv_freq,
-                                                  [&](int r) {
-                                                    const int t = t0 + r;
-                                                    if (t >= kv_end) return -1;
-                                                    return positions[t / tpc] + t % tpc;
-                                                  });
+    if (blk.rotate_k) {
+      blk.template RotateK<kTile, kThreads, KvLayout>(args, sk, t0);
       ProxyFenceShared();
       __syncthreads();
     }
@@ -362,32 +299,8 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
   l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
-    const int r_local = wrow0 + g + half * 8;
-    if (r_local >= item.num_rows) continue;
-    const float l = half ? l1 : l0;
-    const float m = half ? m1 : m0;
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    if (item.partial_row >= 0) {  // one piece of a split tile: fp32 state
-      const size_t prow = static_cast<size_t>(kvh) * args.partial_rows + item.partial_row + r_local;
-      float* dst = args.partial_out + prow * D + t4 * 2;
-#pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
-        *reinterpret_cast<float2*>(dst + j * 8) =
-            make_float2(o[4 * j + half * 2] * inv, o[4 * j + half * 2 + 1] * inv);
-      }
-      if (t4 == 0) args.partial_lse[prow] = l > 0.0f ? m + log2f(l) : -INFINITY;
-      continue;
-    }
-    const int row = item.row_begin + r_local;
-    const int qh = kvh * group + row % group;
-    const size_t dst_row = static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh;
-    T* dst = static_cast<T*>(args.out) + dst_row * D + t4 * 2;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      const uint32_t packed = Ops::Pack(o[4 * j + half * 2] * inv, o[4 * j + half * 2 + 1] * inv);
-      *reinterpret_cast<uint32_t*>(dst + j * 8) = packed;
-    }
-    if (t4 == 0 && args.lse != nullptr) args.lse[dst_row] = l > 0.0f ? m + log2f(l) : -INFINITY;
+    blk.StoreRow(args, wrow0 + g + half * 8, half ? m1 : m0, half ? l1 : l0,
+                 [&](int j, int e) { return o[4 * j + half * 2 + e]; });
   }
 #else
   __trap();  // wgmma needs sm_90a

@@ -190,11 +190,10 @@ __device__ __forceinline__ void PrefillWideStep(const T* sq, int q_row0, const T
 template <typename T, int D, typename Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     PrefillWideKernel(const PrefillArgs args) {
-  using Ops = MmaOps<T>;
+  using Layout = PrefillSwzLayout<D>;
   constexpr int kRows = Cfg::kRows;
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
-  constexpr int kVecs = Cfg::kVecs;
   constexpr int kThreads = Cfg::kThreads;
   constexpr int M = Cfg::kMTiles;
   constexpr bool kQInRegs = Cfg::kQInRegs;
@@ -202,45 +201,21 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   T* const sq = reinterpret_cast<T*>(smem_raw);
   T* const skv = sq + Cfg::kQElems;
 
-  const PrefillItem item = args.items[blockIdx.x];
-  const int kvh = blockIdx.y;
-  const int group = args.num_q_heads / args.num_kv_heads;
+  const PrefillBlock<T, D> blk(args);
+  const PrefillItem& item = blk.item;
+  const int group = blk.group;
   const int tid = threadIdx.x;
   const int warp = tid / 32;
   const int lane = tid % 32;
-  const int tpc = args.tokens_per_chunk;
-  const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
-  const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
-  const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
-  const T* const rot_keys =
-      args.rotated_keys == nullptr
-          ? nullptr
-          : static_cast<const T*>(args.rotated_keys) +
-                (static_cast<size_t>(item.page_begin) * args.num_kv_heads + kvh) * tpc * D;
-  const size_t rot_stride = static_cast<size_t>(args.num_kv_heads) * tpc * D;
-  const bool rotate_k = args.apply_rope && rot_keys == nullptr;
-  const int32_t* positions = args.positions + item.page_begin;
-  const int last_row = item.row_begin + item.num_rows - 1;
-  const int kv_end = min(item.kv_stop, item.history + last_row / group + 1);
   const int first_tile = item.kv_begin / kTile;
-  const int num_tiles = (kv_end + kTile - 1) / kTile - first_tile;
+  const int num_tiles = (blk.kv_end + kTile - 1) / kTile - first_tile;
 
-  // Q rows (zero-filled past num_rows): part of the first async group.
-  {
-    const T* q = static_cast<const T*>(args.queries);
-    for (int i = tid; i < kRows * kVecs; i += kThreads) {
-      const int r = i / kVecs, c = i % kVecs;
-      const bool valid = r < item.num_rows;
-      const T* src = q;
-      if (valid) {
-        const int row = item.row_begin + r;
-        const int qh = kvh * group + row % group;
-        src = q + (static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh) * D +
-              c * 8;
-      }
-      CpAsync16(SmemAddr(sq + PrefillSwz<D>(r, c)), src, valid);
-    }
-  }
+  // Q rows: part of the first async group.
+  blk.template LoadQ<kRows, kThreads>(args, sq);
+  // The K / V tile loader is PrefillBlock::LoadKv written out (as is the
+  // epilogue, PrefillBlock::StoreRow): through the helpers, ptxas spills
+  // this kernel at d128 with 4 warps x 32 rows (at 255 registers).
+  constexpr int kVecs = Cfg::kVecs;
   constexpr int kRowStep = kThreads / kVecs;
   constexpr int kRowsPerThread = kTile / kRowStep;
   const int col = tid % kVecs;
@@ -252,20 +227,22 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     const T* src[kRowsPerThread];
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
-      const int t = min(t0 + r0 + k * kRowStep, kv_end - 1);
-      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
+      const int t = min(t0 + r0 + k * kRowStep, blk.kv_end - 1);
+      src[k] = blk.pages[t / blk.tpc] + blk.head_offset + static_cast<size_t>(t % blk.tpc) * D +
+               col * 8;
     }
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
       const int r = r0 + k * kRowStep;
-      const bool valid = t0 + r < kv_end;
+      const bool valid = t0 + r < blk.kv_end;
       const T* ksrc = src[k];
-      if (rot_keys != nullptr) {
-        const int t = min(t0 + r, kv_end - 1);
-        ksrc = rot_keys + (t / tpc) * rot_stride + static_cast<size_t>(t % tpc) * D + col * 8;
+      if (blk.rot_keys != nullptr) {
+        const int t = min(t0 + r, blk.kv_end - 1);
+        ksrc = blk.rot_keys + (t / blk.tpc) * blk.rot_stride +
+               static_cast<size_t>(t % blk.tpc) * D + col * 8;
       }
       CpAsync16(SmemAddr(sk + PrefillSwz<D>(r, col)), ksrc, valid);
-      CpAsync16(SmemAddr(sv + PrefillSwz<D>(r, col)), src[k] + v_offset, valid);
+      CpAsync16(SmemAddr(sv + PrefillSwz<D>(r, col)), src[k] + blk.v_offset, valid);
     }
   };
 #pragma unroll
@@ -282,7 +259,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
   const int wrow = item.row_begin + wrow0;
   const bool warp_active = wrow0 < item.num_rows;
   const int warp_min_lim = item.history + wrow / group + 1;
-  const int warp_max_lim = item.history + min(wrow + 16 * M - 1, last_row) / group + 1;
+  const int warp_max_lim = item.history + min(wrow + 16 * M - 1, blk.last_row) / group + 1;
 
   uint32_t qf[kQInRegs ? M : 1][D / 16][4];
   float o[M][D / 8][4];
@@ -295,7 +272,6 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     l[mt][0] = l[mt][1] = 0.0f;
   }
 
-  const float2* const table = args.rope_table;
   for (int i = 0; i < num_tiles; ++i) {
     // Tile i has landed (at most kStages - 2 younger groups in flight) and
     // every warp is done with tile i - 1, whose stage is refilled below.
@@ -309,13 +285,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     const int t0 = (first_tile + i) * kTile;
     if (i == 0) {
       if (args.apply_rope) {
-        RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
-                                          [&](int r) {
-                                            if (r >= item.num_rows) return -1;
-                                            const int t =
-                                                item.history + (item.row_begin + r) / group;
-                                            return positions[t / tpc] + t % tpc;
-                                          });
+        blk.template RotateQ<kRows, kThreads>(args, sq);
         __syncthreads();
       }
       if constexpr (kQInRegs) {
@@ -329,13 +299,8 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         }
       }
     }
-    if (rotate_k) {
-      RotateTile<T, D, kTile, kThreads>(sk, table, args.rope_table_base, args.inv_freq,
-                                        [&](int r) {
-                                          const int t = t0 + r;
-                                          if (t >= kv_end) return -1;
-                                          return positions[t / tpc] + t % tpc;
-                                        });
+    if (blk.rotate_k) {
+      blk.template RotateK<kTile, kThreads, Layout>(args, sk, t0);
       __syncthreads();
     }
     if (warp_active && t0 < warp_max_lim) {
@@ -359,7 +324,7 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
       const float inv = lsum > 0.0f ? 1.0f / lsum : 0.0f;
       if (item.partial_row >= 0) {  // one piece of a split tile: fp32 state
         const size_t prow =
-            static_cast<size_t>(kvh) * args.partial_rows + item.partial_row + r_local;
+            static_cast<size_t>(blk.kvh) * args.partial_rows + item.partial_row + r_local;
         float* dst = args.partial_out + prow * D + t4 * 2;
 #pragma unroll
         for (int j = 0; j < D / 8; ++j) {
@@ -370,13 +335,14 @@ __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
         continue;
       }
       const int row = item.row_begin + r_local;
-      const int qh = kvh * group + row % group;
+      const int qh = blk.kvh * group + row % group;
       const size_t dst_row =
           static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh;
       T* dst = static_cast<T*>(args.out) + dst_row * D + t4 * 2;
 #pragma unroll
       for (int j = 0; j < D / 8; ++j) {
-        const uint32_t packed = Ops::Pack(o[mt][j][half * 2] * inv, o[mt][j][half * 2 + 1] * inv);
+        const uint32_t packed =
+            MmaOps<T>::Pack(o[mt][j][half * 2] * inv, o[mt][j][half * 2 + 1] * inv);
         *reinterpret_cast<uint32_t*>(dst + j * 8) = packed;
       }
       if (t4 == 0 && args.lse != nullptr) {
