@@ -146,6 +146,28 @@ __device__ __forceinline__ void RotateTile(T* tile, const float2* __restrict__ t
 // row epilogue the kernels share. Per thread; constant after construction.
 // Chunk slices: page table entry e of the sequence (pages[e]) holds
 // [num_kv_heads][tpc][D] keys then as many values (v_offset further).
+// A thread's share of every K / V tile load (PrefillBlock::LoadKv): its
+// 16-byte column, first row and the shared-memory byte offsets of its rows
+// in Layout, computed once per block and kept in registers across the KV
+// loop (recomputed per tile, they cost the wgmma kernel 3% at long
+// prefills).
+template <int D, int kTile, int kThreads, typename Layout>
+struct PrefillKvSlots {
+  static constexpr int kVecs = D / 8;
+  static constexpr int kRowStep = kThreads / kVecs;
+  static constexpr int kRowsPerThread = kTile / kRowStep;
+  static_assert(kThreads % kVecs == 0 && kTile % kRowStep == 0, "whole rows per pass");
+  int col, r0;
+  uint32_t offset[kRowsPerThread];
+  __device__ __forceinline__ PrefillKvSlots()
+      : col(static_cast<int>(threadIdx.x) % kVecs), r0(static_cast<int>(threadIdx.x) / kVecs) {
+#pragma unroll
+    for (int k = 0; k < kRowsPerThread; ++k) {
+      offset[k] = static_cast<uint32_t>(Layout::Offset(r0 + k * kRowStep, col) * 2);
+    }
+  }
+};
+
 template <typename T, int D>
 struct PrefillBlock {
   static constexpr int kVecs = D / 8;  // 16-byte vectors per row
@@ -192,34 +214,34 @@ struct PrefillBlock {
     }
   }
 
-  // KV tokens t0 .. t0 + kTile - 1 by cp.async, by kThreads threads (each
-  // one 16-byte column of every kThreads / kVecs-th row): K into sk (from
-  // rot_keys when rotated ahead), V into sv, both at Layout::Offset(row,
-  // vec); rows at or past kv_end zero-filled (addresses clamped to
-  // kv_end - 1). Uncommitted.
-  template <int kTile, int kThreads, typename Layout>
-  __device__ __forceinline__ void LoadKv(int t0, T* sk, T* sv) const {
-    constexpr int kRowStep = kThreads / kVecs;
-    constexpr int kRowsPerThread = kTile / kRowStep;
-    const int col = threadIdx.x % kVecs;
-    const int r0 = threadIdx.x / kVecs;
+  // KV tokens t0 .. t0 + kTile - 1 by cp.async, by the kThreads threads of
+  // `slots` (each one 16-byte column of every kThreads / kVecs-th row): K
+  // into sk (from rot_keys when rotated ahead), V into sv, both at the
+  // slots' Layout offsets; rows at or past kv_end zero-filled (addresses
+  // clamped to kv_end - 1). Uncommitted.
+  template <typename Slots>
+  __device__ __forceinline__ void LoadKv(const Slots& slots, int t0, T* sk, T* sv) const {
+    constexpr int kRowStep = Slots::kRowStep;
+    constexpr int kRowsPerThread = Slots::kRowsPerThread;
     const T* src[kRowsPerThread];
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
-      const int t = min(t0 + r0 + k * kRowStep, kv_end - 1);
-      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
+      const int t = min(t0 + slots.r0 + k * kRowStep, kv_end - 1);
+      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + slots.col * 8;
     }
+    const uint32_t k_base = SmemAddr(sk), v_base = SmemAddr(sv);
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
-      const int r = r0 + k * kRowStep;
+      const int r = slots.r0 + k * kRowStep;
       const bool valid = t0 + r < kv_end;
       const T* ksrc = src[k];
       if (rot_keys != nullptr) {
         const int t = min(t0 + r, kv_end - 1);
-        ksrc = rot_keys + (t / tpc) * rot_stride + static_cast<size_t>(t % tpc) * D + col * 8;
+        ksrc = rot_keys + (t / tpc) * rot_stride + static_cast<size_t>(t % tpc) * D +
+               slots.col * 8;
       }
-      CpAsync16(SmemAddr(sk + Layout::Offset(r, col)), ksrc, valid);
-      CpAsync16(SmemAddr(sv + Layout::Offset(r, col)), src[k] + v_offset, valid);
+      CpAsync16(k_base + slots.offset[k], ksrc, valid);
+      CpAsync16(v_base + slots.offset[k], src[k] + v_offset, valid);
     }
   }
 
@@ -440,9 +462,10 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
 
   // Q rows: the first async group.
   blk.template LoadQ<kTile, kThreads>(args, sq);
+  const PrefillKvSlots<D, kTile, kThreads, Layout> slots;
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kTileElems;
-    blk.template LoadKv<kTile, kThreads, Layout>(tile * kTile, sk, sk + Cfg::kTileElems);
+    blk.LoadKv(slots, tile * kTile, sk, sk + Cfg::kTileElems);
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
