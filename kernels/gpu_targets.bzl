@@ -47,6 +47,7 @@ def attention_gpu_targets():
         srcs = ["prefill.cu"],
         hdrs = ["prefill_launch.h"],
         cu_hdrs = [
+            "fast_div.h",
             "mma_ops.cuh",
             "merge_state.cuh",
             "prefill.cuh",

@@ -31,6 +31,7 @@
 #include <cstdint>
 
 #include "kernels/merge_state.cuh"
+#include "kernels/fast_div.h"
 #include "kernels/mma_ops.cuh"
 #include "kernels/prefill_item.h"
 #include "kernels/prefill_launch.h"
@@ -150,7 +151,10 @@ __device__ __forceinline__ void RotateTile(T* tile, const float2* __restrict__ t
 // 16-byte column, first row and the shared-memory byte offsets of its rows
 // in Layout, computed once per block and kept in registers across the KV
 // loop (recomputed per tile, they cost the wgmma kernel 3% at long
-// prefills).
+// prefills), and the division by tokens per chunk that finds a token's
+// chunk entry (FastDiv: a multiply-high instead of an integer division per
+// row and tile). Not in PrefillBlock: the wide kernel, at 255 registers,
+// spills with them.
 template <int D, int kTile, int kThreads, typename Layout>
 struct PrefillKvSlots {
   static constexpr int kVecs = D / 8;
@@ -159,12 +163,19 @@ struct PrefillKvSlots {
   static_assert(kThreads % kVecs == 0 && kTile % kRowStep == 0, "whole rows per pass");
   int col, r0;
   uint32_t offset[kRowsPerThread];
-  __device__ __forceinline__ PrefillKvSlots()
-      : col(static_cast<int>(threadIdx.x) % kVecs), r0(static_cast<int>(threadIdx.x) / kVecs) {
+  FastDiv tpc_div;
+  __device__ __forceinline__ explicit PrefillKvSlots(int tokens_per_chunk)
+      : col(static_cast<int>(threadIdx.x) % kVecs),
+        r0(static_cast<int>(threadIdx.x) / kVecs),
+        tpc_div(static_cast<uint32_t>(tokens_per_chunk)) {
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
       offset[k] = static_cast<uint32_t>(Layout::Offset(r0 + k * kRowStep, col) * 2);
     }
+  }
+  // The chunk entry of KV token t (t / tokens per chunk; t >= 0).
+  __device__ __forceinline__ int Entry(int t) const {
+    return static_cast<int>(tpc_div.Div(static_cast<uint32_t>(t)));
   }
 };
 
@@ -227,7 +238,8 @@ struct PrefillBlock {
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
       const int t = min(t0 + slots.r0 + k * kRowStep, kv_end - 1);
-      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + slots.col * 8;
+      const int e = slots.Entry(t);
+      src[k] = pages[e] + head_offset + static_cast<size_t>(t - e * tpc) * D + slots.col * 8;
     }
     const uint32_t k_base = SmemAddr(sk), v_base = SmemAddr(sv);
 #pragma unroll
@@ -237,8 +249,8 @@ struct PrefillBlock {
       const T* ksrc = src[k];
       if (rot_keys != nullptr) {
         const int t = min(t0 + r, kv_end - 1);
-        ksrc = rot_keys + (t / tpc) * rot_stride + static_cast<size_t>(t % tpc) * D +
-               slots.col * 8;
+        const int e = slots.Entry(t);
+        ksrc = rot_keys + e * rot_stride + static_cast<size_t>(t - e * tpc) * D + slots.col * 8;
       }
       CpAsync16(k_base + slots.offset[k], ksrc, valid);
       CpAsync16(v_base + slots.offset[k], src[k] + v_offset, valid);
@@ -462,7 +474,7 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
 
   // Q rows: the first async group.
   blk.template LoadQ<kTile, kThreads>(args, sq);
-  const PrefillKvSlots<D, kTile, kThreads, Layout> slots;
+  const PrefillKvSlots<D, kTile, kThreads, Layout> slots(blk.tpc);
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kTileElems;
     blk.LoadKv(slots, tile * kTile, sk, sk + Cfg::kTileElems);

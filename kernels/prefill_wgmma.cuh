@@ -229,7 +229,7 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
 
   // Q rows: part of the first async group.
   blk.template LoadQ<kRows, kThreads>(args, sq);
-  const PrefillKvSlots<D, kTile, kThreads, KvLayout> slots;
+  const PrefillKvSlots<D, kTile, kThreads, KvLayout> slots(blk.tpc);
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kKvElems;
     blk.LoadKv(slots, item.kv_begin + tile * kTile, sk, sk + Cfg::kKvElems);
