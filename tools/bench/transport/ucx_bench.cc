@@ -63,6 +63,9 @@ Setup* GetSetup(benchmark::State& state, const std::string& transports) {
   setup.server = std::move(*server);
   UcxOptions options;
   options.transports = transports;
+  // As a Strata client does with a node: send segments as large as the
+  // server receives (the server child uses the default receive segment).
+  options.tcp_send_segment = UcxOptions().tcp_receive_segment;
   auto context = UcxContext::Create(options);
   if (!context.ok()) {
     state.SkipWithError(std::string(context.status().message()).c_str());
