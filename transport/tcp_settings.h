@@ -43,7 +43,10 @@ absl::StatusOr<TcpSegments> EffectiveTcpSegments(size_t send_requested,
 // each only when it is not set already, and removes them again. Objects of
 // this class exist one at a time (a process-wide lock), so contexts are
 // created one after the other meanwhile. The environment is process-wide:
-// another thread reading the environment meanwhile sees the variables.
+// another thread reading the environment meanwhile sees the variables, and
+// glibc's setenv/unsetenv are not safe against a concurrent getenv, so
+// processes create their contexts early (a node at start, a client at
+// connect).
 class ScopedTcpEnvironment {
  public:
   // `values`: (name without the UCX_ prefix, value), e.g.
