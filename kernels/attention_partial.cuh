@@ -97,16 +97,16 @@ __device__ __forceinline__ void AttendStep(const T* sk, const T* sv, int tok0, i
   const float mn0 = fmaxf(m0, mx0 * scale_log2), mn1 = fmaxf(m1, mx1 * scale_log2);
   const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
   const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
-  const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
+  const float alpha0 = FastExp2(m0 - base0), alpha1 = FastExp2(m1 - base1);
   m0 = mn0;
   m1 = mn1;
   float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
   for (int n = 0; n < 2 * NS; ++n) {
-    s[n][0] = exp2f(fmaf(s[n][0], scale_log2, -base0));
-    s[n][1] = exp2f(fmaf(s[n][1], scale_log2, -base0));
-    s[n][2] = exp2f(fmaf(s[n][2], scale_log2, -base1));
-    s[n][3] = exp2f(fmaf(s[n][3], scale_log2, -base1));
+    s[n][0] = FastExp2(fmaf(s[n][0], scale_log2, -base0));
+    s[n][1] = FastExp2(fmaf(s[n][1], scale_log2, -base0));
+    s[n][2] = FastExp2(fmaf(s[n][2], scale_log2, -base1));
+    s[n][3] = FastExp2(fmaf(s[n][3], scale_log2, -base1));
     sum0 += s[n][0] + s[n][1];
     sum1 += s[n][2] + s[n][3];
   }

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 
 #include "kernels/prefill.cuh"
@@ -47,6 +48,29 @@ cudaError_t LaunchWgmma(const PrefillArgs& args, cudaStream_t stream) {
                          Cfg::kSmemBytes, smem_limit_set, args, stream);
 }
 
+// Whether the current device runs the wgmma kernels (compiled for sm_90a
+// only; the compute_90 PTX of them traps): compute capability 9.0. Cached
+// per device.
+bool DeviceRunsWgmma() {
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return false;
+  constexpr int kMaxDevices = 64;
+  static std::atomic<int> known[kMaxDevices];  // 0 unknown, 1 no, 2 yes
+  const bool cached = dev >= 0 && dev < kMaxDevices;
+  if (cached) {
+    const int k = known[dev].load(std::memory_order_relaxed);
+    if (k != 0) return k == 2;
+  }
+  int major = 0, minor = 0;
+  if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess) {
+    return false;
+  }
+  const bool yes = major == 9 && minor == 0;
+  if (cached) known[dev].store(yes ? 2 : 1, std::memory_order_relaxed);
+  return yes;
+}
+
 template <typename T, int D>
 cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
   if (args.rope_table != nullptr) {
@@ -68,13 +92,16 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
     if (err != cudaSuccess) return err;
   }
   cudaError_t err = cudaSuccess;
-  if (args.variant == 1) {
+  int variant = args.variant;
+  // The wgmma variants' plans are those of the 128-row mma.sync kernel.
+  if ((variant == 3 || variant == 4) && !DeviceRunsWgmma()) variant = 2;
+  if (variant == 1) {
     err = LaunchWide<T, D, device::PrefillRows128Config<D>>(args, stream);
-  } else if (args.variant == 2) {
+  } else if (variant == 2) {
     err = LaunchWide<T, D, device::PrefillRows128WideConfig<D>>(args, stream);
-  } else if (args.variant == 3) {
+  } else if (variant == 3) {
     err = LaunchWgmma<T, D, 64>(args, stream);
-  } else if (args.variant == 4) {
+  } else if (variant == 4) {
     err = LaunchWgmma<T, D, 128>(args, stream);
   } else {
     static bool smem_limit_set = false;

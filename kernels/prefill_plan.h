@@ -88,11 +88,14 @@ struct PrefillOptions {
   //     3-stage pipeline.
   //   kRows128WgmmaKv128: as kRows128Wgmma with 128-token KV tiles
   //     (m64n128 for Q K^T), 2-stage pipeline.
-  //   kAuto: the planner picks kRows128Wide for long prefills (a sequence
-  //     with at least 2048 new tokens, or 512 new tokens over at least 4096
-  //     KV tokens), where it measured 1.04-1.26x faster on an H200, and
-  //     kRows64 otherwise (decodes and short prefills, where the 64-row
-  //     tiles are faster); the plan records the choice.
+  //   kAuto: the planner picks kRows128WgmmaKv128 for long prefills (a
+  //     sequence with at least 2048 new tokens, or 512 new tokens over at
+  //     least 4096 KV tokens), where it measured 1.2-1.6x faster than kRows64
+  //     on an H200, and kRows64 otherwise (decodes and short prefills, where
+  //     the 64-row tiles are faster); the plan records the choice.
+  // The wgmma variants need an sm_90 device (Hopper): elsewhere the launch
+  // runs kRows128Wide, which takes the same plan (128-row tiles, pieces
+  // split at multiples of 64 keys).
   // The variant sets the rows per query tile (PrefillRowsPerTile), so it is
   // part of the plan.
   enum class KernelVariant {
@@ -104,11 +107,6 @@ struct PrefillOptions {
     kAuto
   };
   KernelVariant kernel_variant = KernelVariant::kRows64;
-  // The wgmma variants (kRows128Wgmma, kRows128WgmmaKv128) give wrong
-  // results on the H200 (kernels/README.md, "Kernel variants"): validation
-  // refuses them (kFailedPrecondition) unless this is set, for their own
-  // tests and benchmark.
-  bool allow_unverified_kernels = false;
 
   float EffectiveScale(int head_dim) const;
 };

@@ -301,8 +301,9 @@ TEST(PrefillPlanTest, AutoVariantPicksWideTilesForLongPrefillsOnly) {
   options.num_q_heads = 32;
   options.kernel_variant = PrefillOptions::KernelVariant::kAuto;
   using V = PrefillOptions::KernelVariant;
-  EXPECT_EQ(PlanOne(layout, options, 1024, 2048).options.kernel_variant, V::kRows128Wide);
-  EXPECT_EQ(PlanOne(layout, options, 4096 - 512, 512).options.kernel_variant, V::kRows128Wide);
+  EXPECT_EQ(PlanOne(layout, options, 1024, 2048).options.kernel_variant, V::kRows128WgmmaKv128);
+  EXPECT_EQ(PlanOne(layout, options, 4096 - 512, 512).options.kernel_variant,
+            V::kRows128WgmmaKv128);
   EXPECT_EQ(PlanOne(layout, options, 1024, 512).options.kernel_variant, V::kRows64);
   EXPECT_EQ(PlanOne(layout, options, 32768, 128).options.kernel_variant, V::kRows64);
   EXPECT_EQ(PlanOne(layout, options, 32768, 1).options.kernel_variant, V::kRows64);
@@ -364,7 +365,6 @@ TEST(PrefillPlanTest, WideVariantsTileBy128Rows) {
   PrefillOptions options;
   options.num_q_heads = 32;
   options.split_target_blocks = 0;
-  options.allow_unverified_kernels = true;
   // 100 new tokens x 4 heads = 400 rows: 7 tiles of 64 or 4 of 128.
   const PrefillPlan base = PlanOne(layout, options, 1000, 100);
   ASSERT_EQ(base.items.size(), 7u);
@@ -438,7 +438,6 @@ TEST(PrefillPlanTest, SomeSplitTargetGivesPiecesAt64Mod128) {
     c.AddSequence({.history = 1100, .num_new = 70, .first_position = 4000});
     c.Finish();
     options.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaKv128;
-    options.allow_unverified_kernels = true;
     bool found = false;
     for (int target = 2; target <= 4096 && !found; ++target) {
       options.split_target_blocks = target;
@@ -545,10 +544,7 @@ TEST_F(PrefillValidationTest, ShapesAndOptions) {
   for (auto v : {PrefillOptions::KernelVariant::kRows128Wgmma,
                  PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
     options_.kernel_variant = v;
-    EXPECT_EQ(Code(), absl::StatusCode::kFailedPrecondition);
-    options_.allow_unverified_kernels = true;
     EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
-    options_.allow_unverified_kernels = false;
   }
   options_.kernel_variant = PrefillOptions::KernelVariant::kRows128Wide;
 }

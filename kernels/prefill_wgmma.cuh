@@ -7,10 +7,11 @@
 //
 // - A block is two warpgroups (8 warps, 256 threads) of 64 query rows each
 //   (warp w holds rows 16 w .. 16 w + 15 of the 128-row tile, as in the
-//   8-warp kernel). S = Q K^T is m64n64k16 per 16 of head_dim, A = the Q
-//   fragments in registers (loaded once with ldmatrix, as the other
-//   kernels do), B = the K tile in shared memory (K-major) (m64n128k16
-//   with 128-token tiles); O += P V is m64n{D}k16 per 16 keys, A = P packed in registers from the S
+//   8-warp kernel). S = Q K^T is m64n64k16 (m64n128k16 with 128-token
+//   tiles) per 16 of head_dim, A = the Q fragments in registers (ldmatrix
+//   from the Q tile in shared memory at every KV tile, see
+//   PrefillWgmmaStep), B = the K tile in shared memory (K-major); O += P V
+//   is m64n{D}k16 per 16 keys, A = P packed in registers from the S
 //   accumulators (the fragment layouts of wgmma's accumulator and register
 //   A per warp are those of mma.sync m16n8k16), B = the V tile (MN-major,
 //   transposed by the instruction).
@@ -25,8 +26,10 @@
 //   every thread orders its shared-memory writes before the async proxy
 //   that wgmma reads through (fence.proxy.async) ahead of the barrier.
 // - Each product is issued, committed and waited for before its
-//   accumulators are touched; the two warpgroups interleave freely between
-//   the block's one barrier per KV tile. Causal skipping is per warpgroup
+//   accumulators are touched. The two warpgroups ping-pong inside a KV
+//   tile: warpgroup 1 issues its S product after warpgroup 0's (a named
+//   barrier), so one's softmax runs under the other's MMAs; the block has
+//   one __syncthreads per KV tile. Causal skipping is per warpgroup
 //   (wgmma is warpgroup-wide), masking per row.
 //
 // The wgmma primitives are in wgmma_ops.cuh; compiled only for sm_90a
@@ -95,17 +98,27 @@ __device__ __forceinline__ void WgmmaPV(float (&o)[D / 2], const uint32_t (&a)[4
 // PrefillWgmmaKvLayout). Masking as PrefillWideStep (M = 1), each limit
 // also capped at lim_cap (the tile's keys < kv_end). s and o hold the
 // accumulators as s[4 n + e] = PrefillStep's s[n][e] (same for o).
-template <typename T, int D, int kTile>
+template <typename T, int D, int kTile, typename OnScoresIssued>
 __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_addr, bool mask,
                                                  int lim_base, int lim_cap, int row_g, int group,
-                                                 float scale_log2,
-                                                 const uint32_t (&qf)[D / 16][4],
+                                                 float scale_log2, const T* sq, int wrow0,
                                                  float (&o)[D / 2], float& m0, float& m1,
-                                                 float& l0, float& l1) {
+                                                 float& l0, float& l1,
+                                                 OnScoresIssued on_scores_issued) {
   using Ops = MmaOps<T>;
   constexpr int kAtomBytes = PrefillWgmmaKvLayout<kTile>::kAtomBytes;
   constexpr int kN8 = kTile / 8;  // 8-key blocks of S
   const int t4 = (threadIdx.x % 32) % 4;
+  // The warp's Q fragments, loaded for this tile only: kept live across
+  // tiles, the register-A operands of a loop-carried wgmma were reused by
+  // ptxas (CUDA 13) for P when S and P V have the same shape (D == kTile),
+  // which corrupted every tile after the first.
+  const int lane = threadIdx.x % 32;
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int k = 0; k < D / 16; ++k) {
+    Ldmatrix4(qf[k], SmemAddr(sq + PrefillSwz<D>(wrow0 + (lane % 16), k * 2 + lane / 16)));
+  }
   float s[kTile / 2];
   WgmmaFenceOperands(s);
   WgmmaFence();
@@ -118,7 +131,9 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
       WgmmaN128<T, 0>(s, qf[k], desc, k > 0 ? 1 : 0);
     }
   }
-  WgmmaCommitAndWait();
+  WgmmaCommit();
+  on_scores_issued();
+  WgmmaWait();
   WgmmaFenceOperands(s);
   if (mask) {
     const int lim0 = min(lim_base + row_g / group, lim_cap);
@@ -144,16 +159,16 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
   const float mn0 = fmaxf(m0, mx0 * scale_log2), mn1 = fmaxf(m1, mx1 * scale_log2);
   const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
   const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
-  const float alpha0 = exp2f(m0 - base0), alpha1 = exp2f(m1 - base1);
+  const float alpha0 = FastExp2(m0 - base0), alpha1 = FastExp2(m1 - base1);
   m0 = mn0;
   m1 = mn1;
   float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
   for (int n = 0; n < kN8; ++n) {
-    s[4 * n] = exp2f(fmaf(s[4 * n], scale_log2, -base0));
-    s[4 * n + 1] = exp2f(fmaf(s[4 * n + 1], scale_log2, -base0));
-    s[4 * n + 2] = exp2f(fmaf(s[4 * n + 2], scale_log2, -base1));
-    s[4 * n + 3] = exp2f(fmaf(s[4 * n + 3], scale_log2, -base1));
+    s[4 * n] = FastExp2(fmaf(s[4 * n], scale_log2, -base0));
+    s[4 * n + 1] = FastExp2(fmaf(s[4 * n + 1], scale_log2, -base0));
+    s[4 * n + 2] = FastExp2(fmaf(s[4 * n + 2], scale_log2, -base1));
+    s[4 * n + 3] = FastExp2(fmaf(s[4 * n + 3], scale_log2, -base1));
     sum0 += s[4 * n] + s[4 * n + 1];
     sum1 += s[4 * n + 2] + s[4 * n + 3];
   }
@@ -287,7 +302,6 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
   const int warp_min_lim = item.history + wrow / group + 1;
   const int wg_max_lim = item.history + min(wg_row + 63, last_row) / group + 1;
 
-  uint32_t qf[D / 16][4];
   float o[D / 2];
 #pragma unroll
   for (int j = 0; j < D / 2; ++j) o[j] = 0.0f;
@@ -304,21 +318,14 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
     T* sk = skv + (i % kStages) * 2 * Cfg::kKvElems;
     T* sv = sk + Cfg::kKvElems;
     const int t0 = item.kv_begin + i * kTile;
-    if (i == 0) {
-      if (args.apply_rope) {
-        RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
-                                          [&](int r) {
-                                            if (r >= item.num_rows) return -1;
-                                            const int t =
-                                                item.history + (item.row_begin + r) / group;
-                                            return positions[t / tpc] + t % tpc;
-                                          });
-        __syncthreads();
-      }
-#pragma unroll
-      for (int k = 0; k < D / 16; ++k) {
-        Ldmatrix4(qf[k], SmemAddr(sq + PrefillSwz<D>(wrow0 + (lane % 16), k * 2 + lane / 16)));
-      }
+    if (i == 0 && args.apply_rope) {
+      RotateTile<T, D, kRows, kThreads>(sq, table, args.rope_table_base, args.inv_freq,
+                                        [&](int r) {
+                                          if (r >= item.num_rows) return -1;
+                                          const int t = item.history + (item.row_begin + r) / group;
+                                          return positions[t / tpc] + t % tpc;
+                                        });
+      __syncthreads();
     }
     if (rotate_k) {
       RotateTile<T, D, kTile, kThreads, KvLayout>(sk, table, args.rope_table_base, args.inv_freq,
@@ -330,11 +337,21 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
       ProxyFenceShared();
       __syncthreads();
     }
+    // Ping-pong: warpgroup 1 issues its S = Q K^T after warpgroup 0's, so
+    // that its product runs while warpgroup 0 computes the softmax, and
+    // warpgroup 0's P V while warpgroup 1 computes its own. Both pass the
+    // named barrier once per tile, skipped tiles included.
+    if (wg == 1) NamedBarrierSync(1, kThreads);
+    const auto signal = [wg] {
+      if (wg == 0) NamedBarrierArrive(1, kThreads);
+    };
     if (wg_active && t0 < wg_max_lim) {
       PrefillWgmmaStep<T, D, kTile>(SmemAddr(sk), SmemAddr(sv),
                                     t0 + kTile > warp_min_lim || t0 + kTile > kv_end,
                                     item.history + 1 - t0, kv_end - t0, wrow + g, group,
-                                    args.scale_log2, qf, o, m0, m1, l0, l1);
+                                    args.scale_log2, sq, wrow0, o, m0, m1, l0, l1, signal);
+    } else {
+      signal();
     }
   }
   CpAsyncWait<0>();

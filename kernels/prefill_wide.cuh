@@ -138,16 +138,16 @@ __device__ __forceinline__ void PrefillWideStep(const T* sq, int q_row0, const T
     const float mn1 = fmaxf(m[mt][1], mx1 * scale_log2);
     const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
     const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
-    const float alpha0 = exp2f(m[mt][0] - base0), alpha1 = exp2f(m[mt][1] - base1);
+    const float alpha0 = FastExp2(m[mt][0] - base0), alpha1 = FastExp2(m[mt][1] - base1);
     m[mt][0] = mn0;
     m[mt][1] = mn1;
     float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
-      s[mt][n][0] = exp2f(fmaf(s[mt][n][0], scale_log2, -base0));
-      s[mt][n][1] = exp2f(fmaf(s[mt][n][1], scale_log2, -base0));
-      s[mt][n][2] = exp2f(fmaf(s[mt][n][2], scale_log2, -base1));
-      s[mt][n][3] = exp2f(fmaf(s[mt][n][3], scale_log2, -base1));
+      s[mt][n][0] = FastExp2(fmaf(s[mt][n][0], scale_log2, -base0));
+      s[mt][n][1] = FastExp2(fmaf(s[mt][n][1], scale_log2, -base0));
+      s[mt][n][2] = FastExp2(fmaf(s[mt][n][2], scale_log2, -base1));
+      s[mt][n][3] = FastExp2(fmaf(s[mt][n][3], scale_log2, -base1));
       sum0 += s[mt][n][0] + s[mt][n][1];
       sum1 += s[mt][n][2] + s[mt][n][3];
     }

@@ -42,11 +42,20 @@ __device__ __forceinline__ void WgmmaFence() {
   asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #endif
 }
-__device__ __forceinline__ void WgmmaCommitAndWait() {
+__device__ __forceinline__ void WgmmaCommit() {
 #if STRATA_HAS_WGMMA
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// Waits for every committed group of this warpgroup.
+__device__ __forceinline__ void WgmmaWait() {
+#if STRATA_HAS_WGMMA
   asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #endif
+}
+__device__ __forceinline__ void WgmmaCommitAndWait() {
+  WgmmaCommit();
+  WgmmaWait();
 }
 // Keeps the compiler from moving accumulator registers across the
 // asynchronous products (no code).
@@ -59,6 +68,16 @@ __device__ __forceinline__ void ProxyFenceShared() {
 #if STRATA_HAS_WGMMA
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
+}
+
+// Named barrier `id` (1..15; 0 is __syncthreads) over `threads` threads
+// (a multiple of 32): Sync waits for the count, Arrive counts this warp
+// without waiting. Used to order two warpgroups' products.
+__device__ __forceinline__ void NamedBarrierSync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void NamedBarrierArrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
 }
 
 #define STRATA_WGMMA_ACC8(i)                                                                 \

@@ -136,6 +136,13 @@ expect_err "at most 2GiB"
 run 0 bench --server "$SERVER" --clients 1 --chunk_bytes 256KiB --slices 4 --keys 8 \
   --duration 1s --warmup 0s --get_ratio 1
 expect_out "get slice0"
+# The memcpy reference is timed beside the gets; without gets it is a usage error.
+run 0 bench --server "$SERVER" --clients 1 --chunk_bytes 256KiB --keys 8 --duration 1s \
+  --warmup 0s --get_ratio 1 --memcpy_reference
+expect_out "memcpy reference (--memcpy_reference): [0-9]* copies of 256KiB"
+expect_out "0 corrupt, 0 errors"
+run 2 bench --server "$SERVER" --get_ratio 0 --memcpy_reference
+expect_err "needs --get_ratio above 0"
 
 # Ctrl-C stops early and still prints the summary.
 # (Started directly, not under timeout(1), so that SIGINT reaches it; the

@@ -8,28 +8,70 @@
 #include <algorithm>
 #include <cstring>
 
-namespace strata {
+#include "store/common/checksum_internal.h"
 
-uint64_t ChunkChecksum(std::span<const std::byte> bytes) {
-  return XXH3_64bits(bytes.data(), bytes.size());
+namespace strata {
+namespace checksum_internal {
+namespace {
+
+// Fixed-size memcpy calls compile to vector moves; a variable-size memcpy
+// of a large block may become `rep movsb` in the C library.
+void CopyBytes(std::byte* dest, const std::byte* src, size_t n) {
+  size_t off = 0;
+  for (; n - off >= 128; off += 128) std::memcpy(dest + off, src + off, 128);
+  std::memcpy(dest + off, src + off, n - off);
 }
 
-uint64_t CopyAndChecksum(std::span<std::byte> dest, const std::byte* src) {
-  // Small enough that a block is still in L2 when it is hashed.
-  constexpr size_t kBlock = size_t{128} << 10;
-  if (dest.size() <= kBlock) {
-    std::memcpy(dest.data(), src, dest.size());
-    return ChunkChecksum(dest);
+}  // namespace
+
+uint64_t ChecksumPortable(const std::byte* p, size_t n) { return XXH3_64bits(p, n); }
+
+uint64_t CopyAndChecksumPortable(std::byte* dest, const std::byte* src, size_t n) {
+  if (n <= kCopyBlock) {
+    CopyBytes(dest, src, n);
+    return XXH3_64bits(dest, n);
   }
   XXH3_state_t state;
   XXH3_INITSTATE(&state);
   XXH3_64bits_reset(&state);
-  for (size_t off = 0; off < dest.size(); off += kBlock) {
-    const size_t len = std::min(kBlock, dest.size() - off);
-    std::memcpy(dest.data() + off, src + off, len);
-    XXH3_64bits_update(&state, dest.data() + off, len);
+  for (size_t off = 0; off < n; off += kCopyBlock) {
+    const size_t len = std::min(kCopyBlock, n - off);
+    CopyBytes(dest + off, src + off, len);
+    XXH3_64bits_update(&state, dest + off, len);
   }
   return XXH3_64bits_digest(&state);
+}
+
+bool Avx2Available() {
+#if defined(__x86_64__)
+  static const bool available = [] {
+    __builtin_cpu_init();  // this may run before the CPU model is set up
+    return __builtin_cpu_supports("avx2") != 0;
+  }();
+  return available;
+#else
+  return false;
+#endif
+}
+
+}  // namespace checksum_internal
+
+uint64_t ChunkChecksum(std::span<const std::byte> bytes) {
+#if defined(__x86_64__)
+  if (checksum_internal::Avx2Available()) {
+    return checksum_internal::ChecksumAvx2(bytes.data(), bytes.size());
+  }
+#endif
+  return checksum_internal::ChecksumPortable(bytes.data(), bytes.size());
+}
+
+uint64_t CopyAndChecksum(std::span<std::byte> dest, const std::byte* src) {
+#if defined(__x86_64__)
+  if (checksum_internal::Avx2Available()) {
+    return checksum_internal::CopyAndChecksumAvx2(dest.data(), src, dest.size());
+  }
+#endif
+  return checksum_internal::CopyAndChecksumPortable(dest.data(), src, dest.size());
 }
 
 }  // namespace strata

@@ -5,10 +5,14 @@
 // warm-up. Gets load --chunks_per_get consecutive chunks of a prefilled
 // working set and verify every byte; puts save one chunk. Latencies are exact
 // per-operation samples.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -72,6 +76,7 @@ struct Config {
   int64_t seed = 1;
   bool progress = true;
   bool verify = true;
+  bool memcpy_reference = false;
 };
 
 // Shared by every worker; constant once the workers start, except the atomics.
@@ -94,7 +99,10 @@ struct Worker {
   client::ClusterNamespace cns;
   std::thread thread;
   // Measured samples, nanoseconds.
-  std::vector<int64_t> get_ns, put_ns, first_slice_ns;
+  std::vector<int64_t> get_ns, put_ns, first_slice_ns, memcpy_ns;
+  // --memcpy_reference: as many bytes as the working set, in a shared memfd
+  // mapped read-only (as a client maps a node's pool); unmapped at exit.
+  const std::byte* reference = nullptr;
   uint64_t get_misses = 0, get_errors = 0, corrupt = 0, put_errors = 0;
   std::string first_error;
   std::atomic<uint64_t> gets{0}, puts{0};  // every phase, for progress lines
@@ -167,6 +175,17 @@ void Run(Worker& w, Shared& sh) {
                     absl::DataLossError("bytes differ from the expected pattern"));
           }
         }
+        if (w.reference != nullptr) {
+          // The same bytes as this get, from the same place of a source as
+          // large, into the same destination: memcpy's time under the same
+          // load and cache conditions, outside the get's latency.
+          const int64_t m0 = NowNs();
+          std::memcpy(dest.data(), w.reference + i * chunk, dest.size());
+          const int64_t m1 = NowNs();
+          if (m0 >= sh.measure_start.load() && m1 <= sh.measure_end.load()) {
+            w.memcpy_ns.push_back(m1 - m0);
+          }
+        }
       } else if (status.code() == absl::StatusCode::kNotFound) {
         ++w.get_misses;  // evicted by the puts of a mixed run
       } else {
@@ -207,6 +226,37 @@ double PercentileMs(const std::vector<int64_t>& sorted, double p) {
   size_t rank = static_cast<size_t>(std::ceil(p * sorted.size()));
   rank = std::clamp<size_t>(rank, 1, sorted.size());
   return sorted[rank - 1] / 1e6;
+}
+
+// --memcpy_reference's source: `bytes` of a new memfd holding `pattern`
+// repeated, mapped read-only and shared. Never unmapped (the process exits).
+absl::StatusOr<const std::byte*> MapReferenceSource(uint64_t bytes,
+                                                    const std::vector<std::byte>& pattern) {
+  const int fd = memfd_create("strata-bench-reference", MFD_CLOEXEC);
+  if (fd < 0 || ftruncate(fd, static_cast<off_t>(bytes)) != 0 ||
+      fallocate(fd, 0, 0, static_cast<off_t>(bytes)) != 0) {
+    const int err = errno;
+    if (fd >= 0) close(fd);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "--memcpy_reference: cannot create a shared source of ", FormatBytes(bytes), ": ",
+        std::strerror(err)));
+  }
+  void* w = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void* r = w == MAP_FAILED ? MAP_FAILED : mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+  const int err = errno;
+  close(fd);
+  if (r == MAP_FAILED) {
+    if (w != MAP_FAILED) munmap(w, bytes);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "--memcpy_reference: cannot map a shared source of ", FormatBytes(bytes), ": ",
+        std::strerror(err)));
+  }
+  auto* out = static_cast<std::byte*>(w);
+  for (uint64_t off = 0; off < bytes; off += pattern.size()) {
+    std::memcpy(out + off, pattern.data(), std::min<uint64_t>(pattern.size(), bytes - off));
+  }
+  munmap(w, bytes);
+  return static_cast<const std::byte*>(r);
 }
 
 void PrintRow(const char* name, std::vector<int64_t> samples, double seconds, uint64_t bytes_per_op) {
@@ -270,6 +320,12 @@ int BenchCommand(const std::vector<std::string>& args) {
             "check only)",
             &c.verify);
   flags.Add("progress", "print a line each second during runs longer than 3 s", &c.progress);
+  flags.Add("memcpy_reference",
+            "after each get, time a memcpy of as many bytes into the same destination, out of "
+            "a source as large as the working set (a shared memfd mapped read-only, as a "
+            "client maps a node's pool), and print the get's p50 against memcpy's; the reference "
+            "copies take time between ops, so compare latencies, not ops/s",
+            &c.memcpy_reference);
   std::vector<std::string> positional;
   if (int rc = ParseOrExit("bench", flags, args, &positional); rc >= 0) return rc;
   std::string bad;
@@ -293,6 +349,8 @@ int BenchCommand(const std::vector<std::string>& args) {
   else if (c.keys < 0) bad = "--keys must not be negative";
   else if (c.put_keys != "distinct" && c.put_keys != "repeat")
     bad = "--put_keys must be distinct or repeat";
+  else if (c.memcpy_reference && c.get_ratio == 0)
+    bad = "--memcpy_reference compares gets with memcpy: it needs --get_ratio above 0";
   if (!bad.empty()) {
     std::fprintf(stderr, "strata bench: %s (see --help)\n", bad.c_str());
     return kExitUsage;
@@ -387,6 +445,17 @@ int BenchCommand(const std::vector<std::string>& args) {
     std::memcpy(sh.pattern.data() + i, &v, 8);
   }
 
+  if (c.memcpy_reference) {
+    for (auto& w : workers) {
+      auto ref = MapReferenceSource(static_cast<uint64_t>(keys) * chunk, sh.pattern);
+      if (!ref.ok()) {
+        std::fprintf(stderr, "strata bench: %s\n", StatusText(ref.status()).c_str());
+        return kExitFailure;
+      }
+      w->reference = *ref;
+    }
+  }
+
   struct sigaction sa{};
   sa.sa_handler = OnInterrupt;
   sigaction(SIGINT, &sa, nullptr);
@@ -453,12 +522,13 @@ int BenchCommand(const std::vector<std::string>& args) {
   signal(SIGTERM, SIG_DFL);
 
   const double seconds = (sh.measure_end.load() - sh.measure_start.load()) / 1e9;
-  std::vector<int64_t> get_ns, put_ns, slice_ns;
+  std::vector<int64_t> get_ns, put_ns, slice_ns, memcpy_ns;
   uint64_t misses = 0, get_errors = 0, corrupt = 0, put_errors = 0;
   for (auto& w : workers) {
     get_ns.insert(get_ns.end(), w->get_ns.begin(), w->get_ns.end());
     put_ns.insert(put_ns.end(), w->put_ns.begin(), w->put_ns.end());
     slice_ns.insert(slice_ns.end(), w->first_slice_ns.begin(), w->first_slice_ns.end());
+    memcpy_ns.insert(memcpy_ns.end(), w->memcpy_ns.begin(), w->memcpy_ns.end());
     misses += w->get_misses;
     get_errors += w->get_errors;
     corrupt += w->corrupt;
@@ -490,6 +560,17 @@ int BenchCommand(const std::vector<std::string>& args) {
   if (!slice_ns.empty()) {
     std::printf("(get slice0: time until layer 0 (%s) of the chunk arrived; GB/s counts that slice)\n",
                 FormatBytes(chunk / c.slices).c_str());
+  }
+  if (c.memcpy_reference && !memcpy_ns.empty() && !get_ns.empty()) {
+    std::sort(memcpy_ns.begin(), memcpy_ns.end());
+    std::sort(get_ns.begin(), get_ns.end());
+    const double get_p50 = PercentileMs(get_ns, 0.5), copy_p50 = PercentileMs(memcpy_ns, 0.5);
+    const double bytes = static_cast<double>(chunk * c.chunks_per_get);
+    std::printf("memcpy reference (--memcpy_reference): %zu copies of %s, p50 %.3f ms = %.2f GB/s, "
+                "p99 %.3f ms; the get alone: p50 %.3f ms = %.2f GB/s, %.0f%% of memcpy\n",
+                memcpy_ns.size(), FormatBytes(chunk * c.chunks_per_get).c_str(), copy_p50,
+                bytes / copy_p50 / 1e6, PercentileMs(memcpy_ns, 0.99), get_p50,
+                bytes / get_p50 / 1e6, 100 * copy_p50 / get_p50);
   }
   std::printf(c.verify ? "gets: %zu verified byte for byte, %llu misses (evicted), %llu corrupt, "
                          "%llu errors\n"

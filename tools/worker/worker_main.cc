@@ -156,6 +156,7 @@ absl::StatusOr<WorkerOptions::Source> ParseSource(const std::string& s) {
   return absl::InvalidArgumentError(absl::StrCat("--source '", s, "' (store, pool or none)"));
 }
 
+constexpr char kPoolHelp[] = "bytes of the HBM chunk pool";
 constexpr char kWarmupHelp[] =
     "prepare the model's matrix products for steps of up to this many new tokens at start "
     "(the first step of a new size otherwise pays cuBLAS's setup, tens of ms; 0: none)";
@@ -192,7 +193,7 @@ int Run(const std::vector<std::string>& args) {
   flags.Add("all_logits", "write the logits of every prefilled token, not only the last", &all_logits);
   flags.Add("save", "save the chunks this turn computes to the node", &save);
   flags.Add("same_host", "read a node on this host through shared memory", &same_host);
-  flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("pool", kPoolHelp, &pool_bytes);
   flags.Add("max_context",
             "context window in tokens (0: none); a longer conversation drops its oldest "
             "chunks after --keep_chunks and reuses the rest at new positions",
@@ -307,7 +308,7 @@ int Run(const std::vector<std::string>& args) {
   return 0;
 }
 
-// --- bench ------------------------------------------------------------------
+// --- what bench and decode-bench share --------------------------------------
 
 // A `strata serve` child (started and restarted by the bench).
 class Node {
@@ -370,14 +371,111 @@ std::string SiblingStrata() {
   return "strata";
 }
 
+// The flags of the setup both benchmarks share (StartBenchRig): the seeded
+// model, the node they start and the HBM chunk pool. Each tool sets its own
+// defaults (designated initializers), registers --shape and --seed first and
+// --data_dir and --strata last, and places --tokens_per_chunk, --warmup_rows
+// and --pool among its own flags (their help texts or places differ).
+struct BenchFlags {
+  std::string shape = "llama3-8b";
+  int64_t seed = 1;
+  int64_t tokens_per_chunk = 0;
+  int64_t warmup_rows = 0;
+  cli::Bytes pool;
+  std::string data_dir;
+  std::string strata_bin = SiblingStrata();
+
+  void AddModelFlags(cli::FlagSet& flags, const char* seed_help) {
+    flags.Add("shape", "model shape: llama3-8b or small", &shape);
+    flags.Add("seed", seed_help, &seed);
+  }
+  void AddNodeFlags(cli::FlagSet& flags) {
+    flags.Add("data_dir", "the node's data directory (emptied first)", &data_dir);
+    flags.Add("strata", "the strata binary that serves", &strata_bin);
+  }
+};
+
+// The parts a benchmark runs on, declared in the order StartBenchRig builds
+// them so that they go in reverse: the KV device and the fetcher before the
+// client (the fetcher registered the client's mapping), the client before the
+// node. Not thread-safe.
+struct BenchRig {
+  // Constant after StartBenchRig.
+  bool same_host = false;
+  runtime::DeviceFetcher::Options fetch;
+
+  std::unique_ptr<Node> node;
+  LoadedModel model;
+  std::unique_ptr<client::Client> client;
+  client::Namespace ns;
+  std::unique_ptr<runtime::DeviceFetcher> fetcher;
+  std::unique_ptr<runtime::KvDevice> device;
+};
+
+// Connects to rig->node (through shared memory when rig->same_host),
+// registers the model's namespace as tenant "bench", and creates the fetcher
+// and the KV device on the model's stream. REQUIRES: no client, fetcher or
+// device yet.
+absl::Status ConnectBenchRig(const BenchFlags& flags, BenchRig* rig) {
+  auto c = Connect(rig->node->address(), rig->same_host);
+  if (!c.ok()) return c.status();
+  rig->client = *std::move(c);
+  auto n = rig->client->RegisterNamespace(
+      rig->model.config.Namespace(flags.shape, static_cast<int>(flags.tokens_per_chunk)), "bench");
+  if (!n.ok()) return n.status();
+  rig->ns = *n;
+  auto fetcher = runtime::DeviceFetcher::Create(rig->fetch);
+  if (!fetcher.ok()) return fetcher.status();
+  rig->fetcher = *std::move(fetcher);
+  rig->device = runtime::CreateCudaKvDevice(rig->fetcher.get(), rig->model.model->stream());
+  return absl::OkStatus();
+}
+
+// Empties flags.data_dir, starts `flags.strata_bin serve` on its data/
+// (`node_args` added), loads the seeded model of flags.shape (warmed up for
+// flags.warmup_rows), then ConnectBenchRig. On failure `rig` keeps what was
+// started (the node stops when the rig goes). REQUIRES: `rig` is new.
+absl::Status StartBenchRig(const BenchFlags& flags, std::vector<std::string> node_args,
+                           bool same_host, const runtime::DeviceFetcher::Options& fetch,
+                           BenchRig* rig) {
+  rig->same_host = same_host;
+  rig->fetch = fetch;
+  std::filesystem::remove_all(flags.data_dir);
+  std::filesystem::create_directories(flags.data_dir);
+  node_args.insert(node_args.begin(), "--data_dir=" + flags.data_dir + "/data");
+  rig->node =
+      std::make_unique<Node>(flags.strata_bin, std::move(node_args), flags.data_dir + "/port");
+  if (absl::Status st = rig->node->Start(); !st.ok()) return st;
+  auto m = LoadModel("", flags.shape, flags.seed, static_cast<int>(flags.tokens_per_chunk),
+                     flags.warmup_rows);
+  if (!m.ok()) return m.status();
+  rig->model = *std::move(m);
+  return ConnectBenchRig(flags, rig);
+}
+
+// Restarts the node on the same data directory (its DRAM cold, its NVMe
+// tier kept) and connects to it anew (ConnectBenchRig).
+absl::Status RestartBenchNode(const BenchFlags& flags, BenchRig* rig) {
+  rig->device.reset();
+  rig->fetcher.reset();
+  rig->client.reset();
+  rig->node->Stop();
+  if (absl::Status st = rig->node->Start(); !st.ok()) return st;
+  return ConnectBenchRig(flags, rig);
+}
+
+// --- bench ------------------------------------------------------------------
+
 int Bench(const std::vector<std::string>& args) {
-  std::string shape = "llama3-8b", histories = "1024,4096,16384", strata_bin = SiblingStrata();
-  std::string data_dir = "/tmp/strata-worker-bench";
-  int64_t tpc = 256, seed = 1, reps = 3, decode = 32, trace_seed = 1, verify_threads = 0,
-          warmup_rows = -1;
+  BenchFlags common{.tokens_per_chunk = 256,
+                    .warmup_rows = -1,
+                    .pool = {8ull << 30},
+                    .data_dir = "/tmp/strata-worker-bench"};
+  std::string histories = "1024,4096,16384";
+  int64_t reps = 3, decode = 32, trace_seed = 1, verify_threads = 0;
   bool same_host = true, nvme = true, interference = false, overlap = true, reuse_pool = true,
        warm_shapes = false;
-  cli::Bytes pool_bytes{8ull << 30}, dram{8ull << 30}, nvme_bytes{24ull << 30}, min_copy{0};
+  cli::Bytes dram{8ull << 30}, nvme_bytes{24ull << 30}, min_copy{0};
   cli::FlagSet flags(
       "strata_worker bench [flags]\n\n"
       "Time to first token of a returning conversation on this GPU, against a\n"
@@ -388,10 +486,9 @@ int Bench(const std::vector<std::string>& args) {
       "in HBM (compute only); the load alone, its bandwidth beside a pinned\n"
       "host-to-device copy of the same bytes, the share of the load the layer overlap\n"
       "hid; greedy decode tokens/s. Seeded weights (no model files needed).");
-  flags.Add("shape", "model shape: llama3-8b or small", &shape);
-  flags.Add("seed", "seed of the weights", &seed);
+  common.AddModelFlags(flags, "seed of the weights");
   flags.Add("histories", "history lengths in tokens, comma-separated", &histories);
-  flags.Add("tokens_per_chunk", "tokens per chunk", &tpc);
+  flags.Add("tokens_per_chunk", "tokens per chunk", &common.tokens_per_chunk);
   flags.Add("reps", "measurements per figure (median)", &reps);
   flags.Add("decode", "tokens decoded after the DRAM turn", &decode);
   flags.Add("trace_seed", "seed of the trace generator (prompt lengths)", &trace_seed);
@@ -405,11 +502,11 @@ int Bench(const std::vector<std::string>& args) {
             "also time the compute-only turn beside a host-to-device copy of the history's "
             "size (from pinned memory; from the registered pool mapping)",
             &interference);
-  flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
+  flags.Add("pool", kPoolHelp, &common.pool);
   flags.Add("warmup_rows",
             "prepare the model's matrix products for steps of up to this many tokens first "
             "(-1: the longest history plus 1024; 0: none)",
-            &warmup_rows);
+            &common.warmup_rows);
   flags.Add("reuse_pool_memory",
             "every turn's fresh pool reuses one device allocation (as a worker's pool does); "
             "--noreuse_pool_memory allocates each pool anew",
@@ -420,14 +517,14 @@ int Bench(const std::vector<std::string>& args) {
             &warm_shapes);
   flags.Add("dram", "the node's DRAM pool", &dram);
   flags.Add("nvme_bytes", "the node's NVMe tier", &nvme_bytes);
-  flags.Add("data_dir", "the node's data directory (emptied first)", &data_dir);
-  flags.Add("strata", "the strata binary that serves", &strata_bin);
+  common.AddNodeFlags(flags);
   auto rest = flags.Parse(args);
   if (!rest.ok()) return Fail(rest.status());
   if (flags.help_requested()) {
     std::printf("%s", flags.Help().c_str());
     return 0;
   }
+  const int64_t tpc = common.tokens_per_chunk;
   std::vector<int> hist;
   for (absl::string_view h : absl::StrSplit(histories, ',', absl::SkipEmpty())) {
     int v = 0;
@@ -448,52 +545,48 @@ int Bench(const std::vector<std::string>& args) {
     for (size_t t = 1; t < s.turns.size(); ++t) prompts.push_back(static_cast<int>(s.turns[t].prompt_tokens));
   }
 
-  std::filesystem::remove_all(data_dir);
-  std::filesystem::create_directories(data_dir);
-  Node node(strata_bin,
-            {"--data_dir=" + data_dir + "/data", absl::StrCat("--dram=", dram.value),
-             absl::StrCat("--nvme=", nvme_bytes.value), "--lease_ttl=120s"},
-            data_dir + "/port");
-  if (absl::Status st = node.Start(); !st.ok()) return Fail(st);
   if (hist.empty()) return Fail(absl::InvalidArgumentError("--histories names no length"));
-  if (warmup_rows < 0) warmup_rows = *std::max_element(hist.begin(), hist.end()) + 1024;
-  auto m = LoadModel("", shape, seed, static_cast<int>(tpc), warmup_rows);
-  if (!m.ok()) return Fail(m.status());
-  const LlamaConfig& config = m->config;
-  std::unique_ptr<client::Client> client;
-  client::Namespace ns;
-  auto connect = [&]() -> absl::Status {
-    auto c = Connect(node.address(), same_host);
-    if (!c.ok()) return c.status();
-    client = *std::move(c);
-    auto n = client->RegisterNamespace(config.Namespace(shape, static_cast<int>(tpc)), "bench");
-    if (!n.ok()) return n.status();
-    ns = *n;
-    return absl::OkStatus();
-  };
-  if (absl::Status st = connect(); !st.ok()) return Fail(st);
+  if (common.warmup_rows < 0) {
+    common.warmup_rows = *std::max_element(hist.begin(), hist.end()) + 1024;
+  }
   runtime::DeviceFetcher::Options fo;
-  fo.staging_bytes = std::min<uint64_t>(pool_bytes.value / 2, 4ull << 30);
+  fo.staging_bytes = std::min<uint64_t>(common.pool.value / 2, 4ull << 30);
   fo.verify_threads = static_cast<size_t>(verify_threads);
   fo.min_copy_bytes = min_copy.value;
-  auto fetcher = runtime::DeviceFetcher::Create(fo);
-  if (!fetcher.ok()) return Fail(fetcher.status());
+  auto rig_owner = std::make_unique<BenchRig>();
+  BenchRig& rig = *rig_owner;
+  if (absl::Status st = StartBenchRig(common,
+                                      {absl::StrCat("--dram=", dram.value),
+                                       absl::StrCat("--nvme=", nvme_bytes.value),
+                                       "--lease_ttl=120s"},
+                                      same_host, fo, &rig);
+      !st.ok()) {
+    return Fail(st);
+  }
+  // The rig's parts under short names (the node's restart replaces the
+  // client, namespace, fetcher and device in place).
+  const uint64_t pool_bytes = common.pool.value;
+  const LlamaConfig& config = rig.model.config;
+  runtime::CudaLlama* const model = rig.model.model.get();
+  std::unique_ptr<client::Client>& client = rig.client;
+  const client::Namespace& ns = rig.ns;
+  std::unique_ptr<runtime::DeviceFetcher>& fetcher = rig.fetcher;
+  std::unique_ptr<runtime::KvDevice>& device = rig.device;
   // Registering the client's mapping of the node's pool with CUDA (same
   // host) pins all of it: once per client, outside every timed turn.
   std::vector<double> register_ms;
   auto prepare = [&]() -> absl::Status {
     const absl::Time t0 = absl::Now();
-    absl::Status st = (*fetcher)->Prepare(*client);
+    absl::Status st = fetcher->Prepare(*client);
     register_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
     return st;
   };
   if (absl::Status st = prepare(); !st.ok()) {
     std::fprintf(stderr, "warning: loads go through pinned staging: %s\n", st.ToString().c_str());
   }
-  auto device = runtime::CreateCudaKvDevice(fetcher->get(), m->model->stream());
   std::unique_ptr<runtime::SlotMemory> pool_memory;
   if (reuse_pool) {
-    auto mem = runtime::CreateCudaSlotMemory(pool_bytes.value);
+    auto mem = runtime::CreateCudaSlotMemory(pool_bytes);
     if (!mem.ok()) return Fail(mem.status());
     pool_memory = *std::move(mem);
   }
@@ -511,7 +604,7 @@ int Bench(const std::vector<std::string>& args) {
     std::unique_ptr<ChunkPool> fresh;
     ChunkPool* pool = keep != nullptr && *keep != nullptr ? keep->get() : nullptr;
     if (pool == nullptr) {
-      auto p = MakePool(ns, pool_bytes.value, pool_memory.get());
+      auto p = MakePool(ns, pool_bytes, pool_memory.get());
       if (!p.ok()) return p.status();
       fresh = *std::move(p);
       pool = fresh.get();
@@ -520,12 +613,12 @@ int Bench(const std::vector<std::string>& args) {
     wo.source = source;
     wo.save = false;
     wo.overlap = overlap;
-    auto w = Worker::Create(client.get(), ns, m->model.get(), pool, device.get(), wo);
+    auto w = Worker::Create(client.get(), ns, model, pool, device.get(), wo);
     if (!w.ok()) return w.status();
     std::vector<float> logits;
-    cudaEventRecord(span[0], m->model->stream());
+    cudaEventRecord(span[0], model->stream());
     auto stats = (*w)->Prefill(tokens, &logits);
-    cudaEventRecord(span[1], m->model->stream());
+    cudaEventRecord(span[1], model->stream());
     cudaEventSynchronize(span[1]);
     float gpu_ms = 0;
     cudaEventElapsedTime(&gpu_ms, span[0], span[1]);
@@ -545,25 +638,25 @@ int Bench(const std::vector<std::string>& args) {
   };
 
   std::printf("# %s, %s; chunks of %lld tokens (%.1f MiB); node DRAM %s, data path %s\n",
-              shape.c_str(), config.DebugString().c_str(), static_cast<long long>(tpc),
+              common.shape.c_str(), config.DebugString().c_str(), static_cast<long long>(tpc),
               ns.chunk_bytes / 1048576.0, cli::FormatBytes(dram.value).c_str(),
               std::string(client->data_path()).c_str());
   std::printf("| history | prompt (median) | recompute ms | DRAM load ms | NVMe load ms | "
               "compute only ms | load only ms | overlap | store->HBM GB/s | pinned H2D GB/s | "
               "speedup DRAM | decode tok/s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<std::string> breakdowns;
-  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::mt19937 rng(static_cast<uint32_t>(common.seed));
   size_t next_prompt = 0;
   for (int h : hist) {
     // The conversation's history, saved by a first worker (computed).
     std::vector<int32_t> history(static_cast<size_t>(h));
     for (auto& t : history) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(config.vocab));
     {
-      auto pool = MakePool(ns, pool_bytes.value, pool_memory.get());
+      auto pool = MakePool(ns, pool_bytes, pool_memory.get());
       if (!pool.ok()) return Fail(pool.status());
       WorkerOptions wo;
       wo.source = WorkerOptions::Source::kNone;
-      auto w = Worker::Create(client.get(), ns, m->model.get(), pool->get(), device.get(), wo);
+      auto w = Worker::Create(client.get(), ns, model, pool->get(), device.get(), wo);
       if (!w.ok()) return Fail(w.status());
       std::vector<float> logits;
       std::vector<int32_t> with_one = history;
@@ -612,12 +705,12 @@ int Bench(const std::vector<std::string>& args) {
       // the history in that pool (compute only).
       std::unique_ptr<ChunkPool> hist;
       {
-        auto pool = MakePool(ns, pool_bytes.value, pool_memory.get());
+        auto pool = MakePool(ns, pool_bytes, pool_memory.get());
         if (!pool.ok()) return Fail(pool.status());
         std::vector<uint32_t> kt(history.begin(), history.end());
         std::vector<ChunkKey> keys = ns.Keys(kt);
         const absl::Time t0 = absl::Now();
-        auto load = (*fetcher)->Start(*client, ns, **pool, keys);
+        auto load = fetcher->Start(*client, ns, **pool, keys);
         if (!load.ok()) return Fail(load.status());
         runtime::FetchResult res = (*load)->Wait();
         const double ms = absl::ToDoubleMilliseconds(absl::Now() - t0);
@@ -699,16 +792,7 @@ int Bench(const std::vector<std::string>& args) {
                        std::min(load_ms.back(), compute_ms.back()));
       hist.reset();  // one pool at a time (they may share one allocation)
       if (nvme) {
-        // The fetcher registered the old client's mapping: both go first.
-        device.reset();
-        fetcher->reset();
-        client.reset();
-        node.Stop();
-        if (absl::Status st = node.Start(); !st.ok()) return Fail(st);
-        if (absl::Status st = connect(); !st.ok()) return Fail(st);
-        fetcher = runtime::DeviceFetcher::Create(fo);
-        if (!fetcher.ok()) return Fail(fetcher.status());
-        device = runtime::CreateCudaKvDevice(fetcher->get(), m->model->stream());
+        if (absl::Status st = RestartBenchNode(common, &rig); !st.ok()) return Fail(st);
         (void)prepare();
         auto nv = turn(conv, WorkerOptions::Source::kStore, nullptr, 0, nullptr);
         if (!nv.ok()) return Fail(nv.status());
@@ -728,14 +812,11 @@ int Bench(const std::vector<std::string>& args) {
     std::fflush(stdout);
   }
   for (const std::string& b : breakdowns) std::printf("- %s\n", b.c_str());
-  device.reset();
   std::printf("- registering the client's mapping of the node's %s pool with CUDA: %.0f ms (median "
               "of %zu, once per client connection, outside the timed turns)\n",
               cli::FormatBytes(dram.value).c_str(), Median(register_ms), register_ms.size());
-  fetcher->reset();
-  client.reset();
-  node.Stop();
-  std::filesystem::remove_all(data_dir);
+  rig_owner.reset();  // the device, fetcher, client and node, in that order
+  std::filesystem::remove_all(common.data_dir);
   return 0;
 }
 
@@ -752,11 +833,12 @@ absl::StatusOr<runtime::AttentionKernel> ParseKernel(absl::string_view k) {
 }
 
 int DecodeBench(const std::vector<std::string>& args) {
-  std::string shape = "llama3-8b", batches = "8,32,64", kernels = "prefill,paged,prefix,relay";
-  std::string strata_bin = SiblingStrata(), data_dir = "/tmp/strata-decode-bench";
-  int64_t tpc = 64, seed = 1, system = 2048, private_tokens = 512, steps = 32, warmup = 2,
-          warmup_rows = 1024;
-  cli::Bytes pool_bytes{24ull << 30};
+  BenchFlags common{.tokens_per_chunk = 64,
+                    .warmup_rows = 1024,
+                    .pool = {24ull << 30},
+                    .data_dir = "/tmp/strata-decode-bench"};
+  std::string batches = "8,32,64", kernels = "prefill,paged,prefix,relay";
+  int64_t system = 2048, private_tokens = 512, steps = 32, warmup = 2;
   cli::FlagSet flags(
       "strata_worker decode-bench [flags]\n\n"
       "Decode tokens/s of a batch of conversations that share a system prompt: each\n"
@@ -770,8 +852,7 @@ int DecodeBench(const std::vector<std::string>& args) {
       "largest logit difference from each sequence decoded alone through the\n"
       "prefill kernel (the path checked against transformers). Seeded weights; a\n"
       "`strata serve` is started for the namespace (no saves).");
-  flags.Add("shape", "model shape: llama3-8b or small", &shape);
-  flags.Add("seed", "seed of the weights and tokens", &seed);
+  common.AddModelFlags(flags, "seed of the weights and tokens");
   flags.Add("batches", "batch sizes, comma-separated", &batches);
   flags.Add("kernels", "attention kernels: prefill, paged, prefix, relay", &kernels);
   flags.Add("system", "tokens of the shared system prompt", &system);
@@ -779,11 +860,11 @@ int DecodeBench(const std::vector<std::string>& args) {
             &private_tokens);
   flags.Add("steps", "timed decode steps per kernel", &steps);
   flags.Add("warmup", "untimed decode steps first", &warmup);
-  flags.Add("tokens_per_chunk", "tokens per chunk (16..256, a multiple of 16)", &tpc);
-  flags.Add("warmup_rows", kWarmupHelp, &warmup_rows);
-  flags.Add("pool", "bytes of the HBM chunk pool", &pool_bytes);
-  flags.Add("data_dir", "the node's data directory (emptied first)", &data_dir);
-  flags.Add("strata", "the strata binary that serves", &strata_bin);
+  flags.Add("tokens_per_chunk", "tokens per chunk (16..256, a multiple of 16)",
+            &common.tokens_per_chunk);
+  flags.Add("warmup_rows", kWarmupHelp, &common.warmup_rows);
+  flags.Add("pool", kPoolHelp, &common.pool);
+  common.AddNodeFlags(flags);
   auto rest = flags.Parse(args);
   if (!rest.ok()) return Fail(rest.status());
   if (flags.help_requested()) {
@@ -810,27 +891,24 @@ int DecodeBench(const std::vector<std::string>& args) {
         "--batches and --kernels must name something; --system, --private, --warmup >= 0; "
         "--steps > 0"));
   }
-  std::filesystem::remove_all(data_dir);
-  std::filesystem::create_directories(data_dir);
-  Node node(strata_bin, {"--data_dir=" + data_dir + "/data", "--no_nvme", "--dram=256MiB"},
-            data_dir + "/port");
-  if (absl::Status st = node.Start(); !st.ok()) return Fail(st);
-  auto m = LoadModel("", shape, seed, static_cast<int>(tpc), warmup_rows);
-  if (!m.ok()) return Fail(m.status());
-  const LlamaConfig& config = m->config;
-  auto client = Connect(node.address(), false);
-  if (!client.ok()) return Fail(client.status());
-  auto ns = (*client)->RegisterNamespace(config.Namespace(shape, static_cast<int>(tpc)), "bench");
-  if (!ns.ok()) return Fail(ns.status());
   runtime::DeviceFetcher::Options fo;
   fo.staging_bytes = 64ull << 20;
-  auto fetcher = runtime::DeviceFetcher::Create(fo);
-  if (!fetcher.ok()) return Fail(fetcher.status());
-  auto device = runtime::CreateCudaKvDevice(fetcher->get(), m->model->stream());
-  auto pool = MakePool(*ns, pool_bytes.value);
+  BenchRig rig;
+  if (absl::Status st = StartBenchRig(common, {"--no_nvme", "--dram=256MiB"},
+                                      /*same_host=*/false, fo, &rig);
+      !st.ok()) {
+    return Fail(st);
+  }
+  const int64_t tpc = common.tokens_per_chunk;
+  const LlamaConfig& config = rig.model.config;
+  runtime::CudaLlama* const model = rig.model.model.get();
+  client::Client* const client = rig.client.get();
+  const client::Namespace& ns = rig.ns;
+  runtime::KvDevice* const device = rig.device.get();
+  auto pool = MakePool(ns, common.pool.value);
   if (!pool.ok()) return Fail(pool.status());
 
-  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::mt19937 rng(static_cast<uint32_t>(common.seed));
   auto tokens = [&](int n) {
     std::vector<int32_t> t(static_cast<size_t>(n));
     for (int32_t& x : t) x = static_cast<int32_t>(rng() % static_cast<uint32_t>(config.vocab));
@@ -860,7 +938,7 @@ int DecodeBench(const std::vector<std::string>& args) {
       WorkerOptions wo;
       wo.source = WorkerOptions::Source::kPoolOnly;
       wo.save = false;
-      auto w = Worker::Create(client->get(), *ns, m->model.get(), pool->get(), device.get(), wo);
+      auto w = Worker::Create(client, ns, model, pool->get(), device, wo);
       if (!w.ok()) return Fail(w.status());
       std::vector<float> logits;
       // Twice: the first computes the sequence's own chunks into the pool,
@@ -887,7 +965,7 @@ int DecodeBench(const std::vector<std::string>& args) {
       std::vector<Worker*> ptrs;
       std::vector<int32_t> next;
       for (int b = 0; b < batch; ++b) {
-        auto w = Worker::Create(client->get(), *ns, m->model.get(), pool->get(), device.get(), wo);
+        auto w = Worker::Create(client, ns, model, pool->get(), device, wo);
         if (!w.ok()) return Fail(w.status());
         std::vector<float> logits;
         auto st = (*w)->Prefill(convs[b], &logits);
@@ -905,11 +983,11 @@ int DecodeBench(const std::vector<std::string>& args) {
       // of the step's work on the model's stream.
       for (int64_t i = 0; i < warmup + steps; ++i) {
         const absl::Time t0 = absl::Now();
-        cudaEventRecord(span[0], m->model->stream());
+        cudaEventRecord(span[0], model->stream());
         if (absl::Status st = Worker::DecodeBatch(ptrs, next, kernel, &logits); !st.ok()) {
           return Fail(st);
         }
-        cudaEventRecord(span[1], m->model->stream());
+        cudaEventRecord(span[1], model->stream());
         cudaEventSynchronize(span[1]);
         float ms = 0;
         cudaEventElapsedTime(&ms, span[0], span[1]);
@@ -937,7 +1015,6 @@ int DecodeBench(const std::vector<std::string>& args) {
       std::fflush(stdout);
     }
   }
-  fetcher->reset();
   return 0;
 }
 

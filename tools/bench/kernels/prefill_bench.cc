@@ -113,7 +113,6 @@ std::vector<Result> RunConfig(const Shape& sh, int history, int num_new, bool ro
     options.apply_rope = rope;
     options.key_rotation = key_rotation;
     options.kernel_variant = variant;
-    options.allow_unverified_kernels = true;  // timings of every variant (the README says which are correct)
     std::vector<void*> workspaces;
     std::vector<cudaGraphExec_t> graphs;
     Result r{};
