@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <atomic>
 #include <deque>
@@ -506,6 +507,14 @@ absl::Status ClientImpl::Init() {
   transport::UcxOptions ucx;
   ucx.transports = options_.ucx_transports;
   ucx.progress_thread = true;
+  // Send the node segments as large as it receives (see
+  // UcxOptions::tcp_send_segment): fewer messages and acknowledgements per
+  // put over tcp. A node that does not say keeps UCX's default receive size,
+  // which the default send segment fits.
+  if (info_.ucx_tcp_receive_segment() != 0) {
+    ucx.tcp_send_segment =
+        std::min<uint64_t>(info_.ucx_tcp_receive_segment(), ucx.tcp_receive_segment);
+  }
   if (isolated()) {
     // Nothing of this process is exposed either: the node sends messages.
     ucx.remote_access = false;

@@ -909,6 +909,7 @@ class StoreServerImpl final : public StoreServer {
     }
     info.set_isolated_data_plane(isolated_ != nullptr);
     info.set_ucx_transports(ucx_->transports_in_use());
+    info.set_ucx_tcp_receive_segment(ucx_->tcp_receive_segment());
     info.set_nvme_capacity_bytes(engine_->Stats().nvme_capacity_bytes);
     info.set_max_keys_per_call(static_cast<uint32_t>(engine_->max_keys_per_call()));
     info.set_incarnation(absl::Uniform<uint64_t>(absl::BitGen()) | 1);

@@ -526,6 +526,14 @@ TEST_P(ServiceTest, NamespacesAreBoundedPerCallerAndRemovable) {
   EXPECT_TRUE(health_resp.persisting());
 }
 
+// The node says how large a tcp segment it receives (UCX does not negotiate
+// it; clients send segments up to that size).
+TEST_P(ServiceTest, NodeInfoNamesTheTcpReceiveSegment) {
+  pb::NodeInfo info;
+  ASSERT_TRUE(Call(&pb::Strata::Stub::GetNodeInfo, pb::NodeInfoRequest(), &info).ok());
+  EXPECT_EQ(info.ucx_tcp_receive_segment(), uint64_t{1} << 20);
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, ServiceTest, ::testing::Values("tcp", ""),
                          [](const auto& info) {
                            return info.param.empty() ? std::string("default") : info.param;

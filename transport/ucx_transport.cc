@@ -29,6 +29,7 @@
 #include "store/common/status_macros.h"
 #include "transport/envelope.h"
 #include "transport/net_devices.h"
+#include "transport/tcp_settings.h"
 #include "transport/ucs_status.h"
 
 namespace strata::transport {
@@ -836,38 +837,16 @@ absl::Status RestrictToAddress(ucp_config_t* config, const std::string& address)
   return absl::OkStatus();
 }
 
-// UCX 1.13 reads the tcp transport's port range from the environment when
-// it creates the worker's interfaces (ucp_config_modify accepts
-// TCP_PORT_RANGE, but the tcp transport never sees it), so a data_listen port
-// is put in UCX_TCP_PORT_RANGE from configuration to worker creation, unless
-// the variable is set already. Contexts are created one at a time meanwhile.
-class ScopedTcpPort {
- public:
-  explicit ScopedTcpPort(int port) : lock_(&Mu()) {
-    set_ = port != 0 && std::getenv("UCX_TCP_PORT_RANGE") == nullptr;
-    if (set_) setenv("UCX_TCP_PORT_RANGE", absl::StrCat(port, "-", port).c_str(), 1);
-  }
-  ~ScopedTcpPort() {
-    if (set_) unsetenv("UCX_TCP_PORT_RANGE");
-  }
-
- private:
-  static absl::Mutex& Mu() {
-    static absl::Mutex mu(absl::kConstInit);
-    return mu;
-  }
-  absl::MutexLock lock_;
-  bool set_ = false;
-};
-
 class UcxContextImpl final : public UcxContext {
  public:
   UcxContextImpl(std::shared_ptr<WorkerCore> core, std::string address,
                  std::string transports, absl::Duration connect_timeout,
-                 absl::Duration close_timeout, bool remote_access)
+                 absl::Duration close_timeout, bool remote_access,
+                 size_t tcp_receive_segment)
       : core_(std::move(core)), address_(std::move(address)),
         transports_(std::move(transports)), connect_timeout_(connect_timeout),
-        close_timeout_(close_timeout), remote_access_(remote_access) {}
+        close_timeout_(close_timeout), remote_access_(remote_access),
+        tcp_receive_segment_(tcp_receive_segment) {}
   ~UcxContextImpl() override { core_->StopProgressThread(); }
 
   std::string worker_address() const override { return address_; }
@@ -942,6 +921,8 @@ class UcxContextImpl final : public UcxContext {
 
   std::string transports_in_use() const override { return transports_; }
 
+  size_t tcp_receive_segment() const override { return tcp_receive_segment_; }
+
  private:
   const std::shared_ptr<WorkerCore> core_;
   const std::string address_;
@@ -949,6 +930,7 @@ class UcxContextImpl final : public UcxContext {
   const absl::Duration connect_timeout_;
   const absl::Duration close_timeout_;
   const bool remote_access_;
+  const size_t tcp_receive_segment_;
 };
 
 }  // namespace
@@ -962,7 +944,19 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
     ASSIGN_OR_RETURN(internal::HostPort where, internal::ParseHostPort(options.data_listen));
     tcp_port = where.port;
   }
-  auto port_scope = std::make_unique<ScopedTcpPort>(tcp_port);
+  ASSIGN_OR_RETURN(const internal::TcpSegments segments,
+                   internal::EffectiveTcpSegments(options.tcp_send_segment,
+                                                  options.tcp_receive_segment));
+  // UCX 1.13 reads its tcp transport's settings from the environment when
+  // it creates the worker's interfaces (ucp_config_modify accepts
+  // TCP_PORT_RANGE or TCP_TX_SEG_SIZE, but the tcp transport never sees
+  // them), so they are put in the environment from configuration to worker
+  // creation, each unless the variable is set already.
+  std::vector<std::pair<std::string, std::string>> tcp_settings = {
+      {"TCP_TX_SEG_SIZE", absl::StrCat(segments.send)},
+      {"TCP_RX_SEG_SIZE", absl::StrCat(segments.receive)}};
+  if (tcp_port != 0) tcp_settings.push_back({"TCP_PORT_RANGE", absl::StrCat(tcp_port, "-", tcp_port)});
+  auto port_scope = std::make_unique<internal::ScopedTcpEnvironment>(tcp_settings);
   RETURN_IF_ERROR(FromUcsStatus(ucp_config_read(nullptr, nullptr, &config),
                                 "reading UCX configuration"));
   // An empty list, as an option or as UCX_TLS="", means UCX's default ("all"),
@@ -1102,7 +1096,8 @@ absl::StatusOr<std::unique_ptr<UcxContext>> UcxContext::Create(const UcxOptions&
   }
   return std::make_unique<UcxContextImpl>(std::move(core), std::move(wrapped),
                                           std::move(transports), options.connect_timeout,
-                                          options.close_timeout, options.remote_access);
+                                          options.close_timeout, options.remote_access,
+                                          segments.receive);
 }
 
 }  // namespace strata::transport

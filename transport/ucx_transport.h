@@ -108,6 +108,24 @@ struct UcxOptions {
   // Receives the messages peers send with Endpoint::PostSend; null drops
   // them.
   MessageSink on_message;
+  // Segment sizes of UCX's tcp transport (its TCP_TX_SEG_SIZE and
+  // TCP_RX_SEG_SIZE). Over tcp UCX emulates one-sided operations with active
+  // messages of at most one send segment each, and the peer acknowledges
+  // every segment of a put; with UCX's defaults (8 KiB out, 64 KiB in) an
+  // 8 MiB put is 1,024 messages and as many acknowledgements. UCX does not
+  // negotiate the sizes: a peer must be able to receive what is sent to it,
+  // and one whose receive segment is smaller than a segment it gets
+  // misreads it (it overflows its receive buffer). Hence the defaults:
+  // receive large segments (safe with any peer; a connection receiving one
+  // holds a buffer of twice this size meanwhile) and send at most 64 KiB,
+  // UCX's default receive size, unless the peer said it takes more (a store
+  // node publishes tcp_receive_segment() in its node info and a client
+  // raises its send segment to it). A send segment larger than the receive
+  // segment is lowered to it (UCX requires send <= receive); 0 keeps UCX's
+  // default. The UCX_TCP_TX_SEG_SIZE / UCX_TCP_RX_SEG_SIZE environment
+  // variables, when set, win.
+  size_t tcp_send_segment = size_t{64} << 10;
+  size_t tcp_receive_segment = size_t{1} << 20;
 };
 
 // A local region registered with UCX so that peers can reach it with
@@ -222,6 +240,9 @@ class UcxContext {
  public:
   // InvalidArgument for transports UCX does not know; Unavailable when none
   // of them can be opened here; Internal for other UCX failures.
+  // InvalidArgument too for UCX_TCP_TX_SEG_SIZE / UCX_TCP_RX_SEG_SIZE
+  // variables that are not sizes, or a UCX_TCP_TX_SEG_SIZE larger than the
+  // receive segment (see UcxOptions::tcp_send_segment).
   static absl::StatusOr<std::unique_ptr<UcxContext>> Create(
       const UcxOptions& options);
   virtual ~UcxContext() = default;
@@ -246,6 +267,11 @@ class UcxContext {
   // The transports requested and the ones the worker opened, e.g.
   // "requested=tcp; opened=tcp/lo,tcp/eth0", for logs and stats.
   virtual std::string transports_in_use() const = 0;
+
+  // The largest tcp segment this context receives (UcxOptions, or the
+  // UCX_TCP_RX_SEG_SIZE environment variable when set): what peers may send
+  // it over tcp.
+  virtual size_t tcp_receive_segment() const = 0;
 };
 
 }  // namespace strata::transport

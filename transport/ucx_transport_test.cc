@@ -3,10 +3,12 @@
 #include <sys/mman.h>
 
 #include <atomic>
+#include <cstring>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
@@ -374,6 +376,83 @@ TEST(UcxContextTest, EmptyUcxTlsMeansTheDefault) {
   }
   ASSERT_TRUE(context.ok()) << context.status();
   EXPECT_FALSE((*context)->transports_in_use().empty());
+}
+
+// Over tcp with the segment sizes a store node and its client use: the
+// client sends segments of the server's receive size (1 MiB), i.e. puts of
+// several segments, of one segment and of odd lengths; every byte arrives and
+// nothing beyond the put ranges changes. Gets come back in the server's
+// default 64 KiB segments.
+TEST(UcxContextTest, TcpSegmentsOfTheServersReceiveSize) {
+  std::unique_ptr<UcxContext> server = MakeContext("tcp");
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->tcp_receive_segment(), size_t{1} << 20);
+  UcxOptions options;
+  options.transports = "tcp";
+  options.tcp_send_segment = server->tcp_receive_segment();
+  absl::StatusOr<std::unique_ptr<UcxContext>> client_context = UcxContext::Create(options);
+  ASSERT_TRUE(client_context.ok()) << client_context.status();
+  Mapping region(kRegionBytes);
+  FillPattern(region.span(), 0, kServerSeed);
+  absl::StatusOr<std::unique_ptr<RegisteredMemory>> registered = server->Register(region.span());
+  ASSERT_TRUE(registered.ok()) << registered.status();
+  Client client = ConnectTo(**client_context, server->worker_address(), (*registered)->base(),
+                            (*registered)->size(), (*registered)->packed_rkey());
+  ASSERT_NE(client.remote, nullptr);
+  Mapping source(kRegionBytes);
+  FillPattern(source.span(), 0, kPutSeed);
+  // (offset, length): 8 MiB, exactly one segment, one byte over, odd sizes.
+  const std::vector<std::pair<size_t, size_t>> puts = {
+      {0, kChunkBytes},        {kChunkBytes, size_t{1} << 20},
+      {3 * kChunkBytes, (size_t{1} << 20) + 1}, {4 * kChunkBytes + 5, 777},
+      {5 * kChunkBytes + 3, (size_t{3} << 20) + 12345}};
+  for (const auto& [offset, length] : puts) {
+    ASSERT_TRUE(client.endpoint
+                    ->PostPut(source.span().subspan(offset, length), *client.remote,
+                              client.remote->base() + offset)
+                    .ok());
+  }
+  ASSERT_TRUE(client.endpoint->WaitAll(kWait).ok());
+  // What the region must hold: the server's pattern with the put ranges
+  // copied over it.
+  Mapping expected(kRegionBytes);
+  FillPattern(expected.span(), 0, kServerSeed);
+  for (const auto& [offset, length] : puts) {
+    std::memcpy(expected.span().data() + offset, source.span().data() + offset, length);
+  }
+  EXPECT_EQ(std::memcmp(region.span().data(), expected.span().data(), kRegionBytes), 0);
+  Mapping back(kChunkBytes);
+  ASSERT_TRUE(client.endpoint->PostGet(back.span(), *client.remote, client.remote->base()).ok());
+  ASSERT_TRUE(client.endpoint->WaitAll(kWait).ok());
+  EXPECT_EQ(FirstMismatch(back.span(), 0, kPutSeed), -1);
+}
+
+// The environment wins over the options; a send segment variable larger than
+// the receive segment (UCX would then open no tcp at all) and one that is not
+// a size are InvalidArgument.
+TEST(UcxContextTest, TcpSegmentVariables) {
+  const char* old_tx = std::getenv("UCX_TCP_TX_SEG_SIZE");
+  const char* old_rx = std::getenv("UCX_TCP_RX_SEG_SIZE");
+  const std::string saved_tx = old_tx != nullptr ? old_tx : "";
+  const std::string saved_rx = old_rx != nullptr ? old_rx : "";
+  unsetenv("UCX_TCP_TX_SEG_SIZE");
+  setenv("UCX_TCP_RX_SEG_SIZE", "256k", 1);
+  UcxOptions options;
+  options.transports = "tcp";
+  absl::StatusOr<std::unique_ptr<UcxContext>> context = UcxContext::Create(options);
+  ASSERT_TRUE(context.ok()) << context.status();
+  EXPECT_EQ((*context)->tcp_receive_segment(), size_t{256} << 10);
+  context->reset();
+  setenv("UCX_TCP_TX_SEG_SIZE", "2m", 1);
+  const absl::Status too_large = UcxContext::Create(options).status();
+  setenv("UCX_TCP_TX_SEG_SIZE", "lots", 1);
+  const absl::Status not_a_size = UcxContext::Create(options).status();
+  if (old_tx != nullptr) setenv("UCX_TCP_TX_SEG_SIZE", saved_tx.c_str(), 1);
+  else unsetenv("UCX_TCP_TX_SEG_SIZE");
+  if (old_rx != nullptr) setenv("UCX_TCP_RX_SEG_SIZE", saved_rx.c_str(), 1);
+  else unsetenv("UCX_TCP_RX_SEG_SIZE");
+  EXPECT_EQ(too_large.code(), absl::StatusCode::kInvalidArgument) << too_large;
+  EXPECT_EQ(not_a_size.code(), absl::StatusCode::kInvalidArgument) << not_a_size;
 }
 
 TEST(UcxContextTest, RegisterRejectsEmptyRegion) {

@@ -20,7 +20,8 @@
 # Prints markdown tables; raw outputs stay in $OUT.
 #
 # usage: tools/bench/mooncake_compare.sh   (from the repository root)
-# env:   CLIENTS=4  SIZES="64KiB 1MiB 8MiB"  DURATION=3s  WARMUP=1s  ROUNDS=3
+# env:   CLIENTS=4  SIZES="64KiB 1MiB 8MiB"  OPS="get put"  DURATION=3s  WARMUP=1s  ROUNDS=3
+#        OPS=put: PUTs only (no GET rows; with SINGLE=0 also no single stream)
 #        STRATA=path/to/strata (default: bazel build //tools:strata)
 #        STORE_BENCH=path/to/store_bench (default: bazel build
 #          //tools/bench/store:store_bench); SINGLE=0 skips the single stream
@@ -32,6 +33,11 @@ set -euo pipefail
 
 CLIENTS="${CLIENTS:-4}"
 SIZES="${SIZES:-64KiB 1MiB 8MiB}"
+OPS="${OPS:-get put}"
+for op in $OPS; do
+  case "$op" in get|put) ;; *) echo "mooncake_compare: OPS takes get and/or put, not '$op'" >&2; exit 2 ;; esac
+done
+has_op() { case " $OPS " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 DURATION="${DURATION:-3s}"
 WARMUP="${WARMUP:-1s}"
 ROUNDS="${ROUNDS:-3}"
@@ -132,12 +138,16 @@ LOADS=""
 for round in $(seq "$ROUNDS"); do
   LOADS="$LOADS $(cut -d' ' -f1 /proc/loadavg)"
   for size in $SIZES; do
-    record "get-$size-strata" "$(strata "get-$size-r$round" get --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 1)"
-    record "get-$size-mooncake" "$(mooncake "get-$size-r$round" get "$size")"
-    record "get-$size-tcp" "$(strata "get-$size-tcp-r$round" get --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 1 "${ACROSS[@]}")"
-    record "put-$size-strata" "$(strata "put-$size-r$round" put --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 0)"
-    record "put-$size-mooncake" "$(mooncake "put-$size-r$round" put "$size")"
-    record "put-$size-tcp" "$(strata "put-$size-tcp-r$round" put --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 0 "${ACROSS[@]}")"
+    if has_op get; then
+      record "get-$size-strata" "$(strata "get-$size-r$round" get --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 1)"
+      record "get-$size-mooncake" "$(mooncake "get-$size-r$round" get "$size")"
+      record "get-$size-tcp" "$(strata "get-$size-tcp-r$round" get --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 1 "${ACROSS[@]}")"
+    fi
+    if has_op put; then
+      record "put-$size-strata" "$(strata "put-$size-r$round" put --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 0)"
+      record "put-$size-mooncake" "$(mooncake "put-$size-r$round" put "$size")"
+      record "put-$size-tcp" "$(strata "put-$size-tcp-r$round" put --clients "$CLIENTS" --chunk_bytes "$size" --get_ratio 0 "${ACROSS[@]}")"
+    fi
   done
   if [ "$SINGLE" = "1" ]; then
     record "single-8MiB" "$(strata "single-8MiB-r$round" get --clients 1 --chunk_bytes 8MiB --get_ratio 1)"
@@ -167,7 +177,7 @@ echo
 echo "| value | op | Mooncake ops/s | p50 ms | p99 ms | p999 ms | Strata same-host ops/s | p50 ms | p99 ms | p999 ms | vs Mooncake | Strata over tcp ops/s | p50 ms | p99 ms | p999 ms | vs Mooncake |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for size in $SIZES; do
-  for op in get put; do
+  for op in $OPS; do
     echo "| $size | ${op^^} | $(cell "$op-$size-mooncake") | $(cell "$op-$size-strata") | $(ratio "$(med "$op-$size-strata" 2)" "$(med "$op-$size-mooncake" 2)") | $(cell "$op-$size-tcp") | $(ratio "$(med "$op-$size-tcp" 2)" "$(med "$op-$size-mooncake" 2)") |"
   done
 done
