@@ -49,7 +49,7 @@ import traceback
 
 import torch
 
-from torch_baseline import copies_for, median
+from torch_baseline import copies_for, median, time_launches
 from torch_prefill import SHAPES, THETA, TPC, masked_sdpa, rope
 
 BACKENDS = {
@@ -120,51 +120,6 @@ def setup_environment(workdir):
         except ImportError:
             pass
     os.environ.setdefault("MAX_JOBS", str(os.cpu_count() or 8))
-
-
-def time_launches(fn, inputs, iters):
-    """us per call of fn(*inp): one CUDA graph per input copy, replays rotated
-    over the copies, median of 5 repetitions of `iters` replays between two
-    events (eager calls if capture fails). Returns (us, mode, run) where
-    run(i) launches the timed path for copy i once more (for the check)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for inp in inputs:
-            for _ in range(2):
-                fn(*inp)
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    graphs = []
-    try:
-        for inp in inputs:
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                fn(*inp)
-            graphs.append(g)
-        run = lambda i: graphs[i % len(graphs)].replay()  # noqa: E731
-        mode = "graph"
-    except Exception as e:  # noqa: BLE001
-        print(f"  (graph capture failed: {type(e).__name__}: {e}; timing eager calls)",
-              flush=True)
-        torch.cuda.synchronize()
-        graphs = []
-        run = lambda i: fn(*inputs[i % len(inputs)])  # noqa: E731
-        mode = "eager"
-    for i in range(len(inputs)):
-        run(i)
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(5):
-        s = torch.cuda.Event(enable_timing=True)
-        e = torch.cuda.Event(enable_timing=True)
-        s.record()
-        for i in range(iters):
-            run(i)
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e) * 1e3 / iters)
-    return median(ts), mode, run, graphs
 
 
 class ModuleFailures:

@@ -31,10 +31,13 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
-def time_us(fn, inputs, iters):
-    """us per call: CUDA-graph replays (one graph per input copy, rotated),
-    median of 5 repetitions of `iters` back-to-back replays. Falls back to
-    eager back-to-back calls when capture fails (reported as such)."""
+def time_launches(fn, inputs, iters):
+    """us per call of fn(*inp): one CUDA graph per input copy, replays rotated
+    over the copies, median of 5 repetitions of `iters` replays between two
+    events (eager back-to-back calls if capture fails, reported as such).
+    Returns (us, mode, run, graphs): run(i) launches the timed path for copy
+    i once more (for a check of its output); graphs keeps the captures alive
+    as long as run is used."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -50,12 +53,14 @@ def time_us(fn, inputs, iters):
             with torch.cuda.graph(g):
                 fn(*inp)
             graphs.append(g)
-        run = lambda i: graphs[i % len(graphs)].replay()
+        run = lambda i: graphs[i % len(graphs)].replay()  # noqa: E731
         mode = "graph"
     except Exception as e:  # noqa: BLE001
-        print(f"  (graph capture failed: {e}; timing eager calls)", flush=True)
+        print(f"  (graph capture failed: {type(e).__name__}: {e}; timing eager calls)",
+              flush=True)
+        torch.cuda.synchronize()
         graphs = []
-        run = lambda i: fn(*inputs[i % len(inputs)])
+        run = lambda i: fn(*inputs[i % len(inputs)])  # noqa: E731
         mode = "eager"
     for i in range(len(inputs)):
         run(i)
@@ -70,8 +75,13 @@ def time_us(fn, inputs, iters):
         e.record()
         e.synchronize()
         ts.append(s.elapsed_time(e) * 1e3 / iters)
-    del graphs
-    return median(ts), mode
+    return median(ts), mode, run, graphs
+
+
+def time_us(fn, inputs, iters):
+    """time_launches' (us per call, "graph" | "eager")."""
+    us, mode, _, _ = time_launches(fn, inputs, iters)
+    return us, mode
 
 
 def copies_for(nbytes):
