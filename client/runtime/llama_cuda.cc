@@ -243,8 +243,9 @@ class CudaLlamaImpl final : public CudaLlama {
       kernels::PrefillOptions options;
       options.num_q_heads = config_.num_q_heads;
       options.rope_theta = config_.rope_theta;
-      // The 128-row kernel for long prefills (recomputing a history), the
-      // 64-row one for the rest (PrefillOptions::KernelVariant::kAuto).
+      // The 128-row wgmma kernel (w128 off sm_90) for long prefills
+      // (recomputing a history), the 64-row one for the rest
+      // (PrefillOptions::KernelVariant::kAuto).
       options.kernel_variant = kernels::PrefillOptions::KernelVariant::kAuto;
       absl::StatusOr<kernels::PrefillPlan> built =
           kernels::BuildPrefillPlan(layout_, options, batch.attention);
