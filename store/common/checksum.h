@@ -1,10 +1,11 @@
 // The checksum of a chunk's bytes: XXH3 64-bit, seed 0. Clients and the store
 // compute it the same way (it is part of the wire protocol).
 //
-// Both functions pick their code once per process: on an x86-64 CPU with
-// AVX2 a build of XXH3 and of the copy loop for AVX2
+// Every function here picks its code once per process: on an x86-64 CPU
+// with AVX2 a build of XXH3 and of the copy loop for AVX2
 // (checksum_internal.h), otherwise the portable one. Every variant returns
-// the same value for the same bytes. Safe for concurrent use.
+// the same value for the same bytes. The functions are safe for concurrent
+// use; a ChunkChecksumStream is not (see there).
 #ifndef STRATA_STORE_COMMON_CHECKSUM_H_
 #define STRATA_STORE_COMMON_CHECKSUM_H_
 
