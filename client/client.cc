@@ -297,9 +297,13 @@ class ClientImpl final : public Client {
   void SendTouches(absl::flat_hash_map<uint32_t, absl::flat_hash_set<ChunkKey>> touches);
   void TouchLoop();
   // Copies the leased chunks at pool offsets `offsets` into `dests` on the
-  // job queue, layer by layer, and reports each slice to `t`.
+  // job queue, layer by layer, hashing each slice as it is copied, and
+  // reports each slice to `t`. (*sums)[c] is chunk c's ChunkChecksum (of its
+  // destination) before the chunk's last slice is reported.
+  // REQUIRES: sums->size() == offsets.size().
   void CopyFromSharedPool(TransferImpl* t, std::vector<std::span<std::byte>> dests,
-                          std::vector<uint64_t> offsets, uint32_t layers, uint64_t layer_bytes);
+                          std::vector<uint64_t> offsets, uint32_t layers, uint64_t layer_bytes,
+                          std::shared_ptr<std::vector<uint64_t>> sums);
   // The data-plane endpoint, reconnected if an earlier transfer broke it.
   absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
 
@@ -711,10 +715,12 @@ std::shared_ptr<TransferImpl> ClientImpl::LoadLeaseFree(const Namespace& ns,
   Enqueue([this, t, transfer, ns, keys = std::vector<ChunkKey>(keys.begin(), keys.end()),
            dests = std::move(dests), hits = std::move(hits), layers, n]() mutable {
     const uint64_t lb = ns.layer_bytes;
+    // Each slice is hashed right after its copy, while it is in the cache.
+    std::vector<ChunkChecksumStream> sums(n);
     uint32_t l = 0;
     for (; l < layers; ++l) {
       for (uint32_t c = 0; c < n; ++c) {
-        std::memcpy(dests[c].data() + l * lb, shm_base_ + hits[c].offset + l * lb, lb);
+        sums[c].CopyAndAppend(dests[c].subspan(l * lb, lb), shm_base_ + hits[c].offset + l * lb);
       }
       if (!AllUnchanged(hits)) break;  // layer l may hold bytes of another chunk
       for (uint32_t c = 0; c < n; ++c) t->OpDone(l, absl::OkStatus());
@@ -722,7 +728,7 @@ std::shared_ptr<TransferImpl> ClientImpl::LoadLeaseFree(const Namespace& ns,
     absl::Status status;
     if (l == layers) {
       for (uint32_t c = 0; status.ok() && c < n; ++c) {
-        if (ChunkChecksum(dests[c]) != hits[c].checksum) {
+        if (sums[c].Checksum() != hits[c].checksum) {
           status = absl::DataLossError(
               absl::StrCat("load: chunk ", c, " does not match its checksum"));
         }
@@ -756,15 +762,19 @@ absl::Status ClientImpl::FinishFromLease(TransferImpl* t, const Namespace& ns,
     return leased.status();
   }
   const uint64_t lb = ns.layer_bytes;
+  // Every chunk is verified whole: the layers before `first` (copied
+  // lease-free, already in place) are hashed, the rest as they are copied.
+  std::vector<ChunkChecksumStream> sums(n);
+  for (size_t c = 0; c < n; ++c) sums[c].Append(dests[c].first(first * lb));
   for (uint32_t l = first; l < layers; ++l) {
     for (size_t c = 0; c < n; ++c) {
-      std::memcpy(dests[c].data() + l * lb, shm_base_ + leased->offsets[c] + l * lb, lb);
+      sums[c].CopyAndAppend(dests[c].subspan(l * lb, lb), shm_base_ + leased->offsets[c] + l * lb);
       t->OpDone(l, absl::OkStatus());
     }
   }
   absl::Status status;
   for (size_t c = 0; status.ok() && c < n; ++c) {
-    if (ChunkChecksum(dests[c]) == leased->checksums[c]) continue;
+    if (sums[c].Checksum() == leased->checksums[c]) continue;
     if (first > 0 && leased->checksums[c] != hits[c].checksum) {
       // Layers before `first` were reported with the bytes of the chunk that
       // was replaced: the caller must not use what it computed from them.
@@ -840,12 +850,17 @@ void ClientImpl::TouchLoop() {
 
 void ClientImpl::CopyFromSharedPool(TransferImpl* t, std::vector<std::span<std::byte>> dests,
                                     std::vector<uint64_t> offsets, uint32_t layers,
-                                    uint64_t layer_bytes) {
-  Enqueue([this, t, dests = std::move(dests), offsets = std::move(offsets), layers, layer_bytes] {
+                                    uint64_t layer_bytes,
+                                    std::shared_ptr<std::vector<uint64_t>> sums) {
+  Enqueue([this, t, dests = std::move(dests), offsets = std::move(offsets), layers, layer_bytes,
+           sums = std::move(sums)] {
+    std::vector<ChunkChecksumStream> streams(offsets.size());
     for (uint32_t l = 0; l < layers; ++l) {
       for (size_t c = 0; c < offsets.size(); ++c) {
-        std::memcpy(dests[c].data() + l * layer_bytes,
-                    shm_base_ + offsets[c] + l * layer_bytes, layer_bytes);
+        streams[c].CopyAndAppend(dests[c].subspan(l * layer_bytes, layer_bytes),
+                                 shm_base_ + offsets[c] + l * layer_bytes);
+        // Before the chunk's last op is reported: on_all_ops_done reads it.
+        if (l + 1 == layers) (*sums)[c] = streams[c].Checksum();
         t->OpDone(l, absl::OkStatus());
       }
     }
@@ -1136,15 +1151,21 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
   transfer->on_layer = std::move(on_layer);
   std::vector<uint64_t> checksums = leased->checksums;
   TransferImpl* t = transfer.get();
+  // Out of the shared pool, each chunk's checksum is computed as it is
+  // copied (CopyFromSharedPool); over UCX, here once every slice landed.
+  std::shared_ptr<std::vector<uint64_t>> copied_sums;
+  if (shm_base_ != nullptr) copied_sums = std::make_shared<std::vector<uint64_t>>(n);
   // Runs once every slice has landed (or failed): verify, release, finish.
-  transfer->on_all_ops_done = [this, t, transfer, lease, dests, checksums]() mutable {
+  transfer->on_all_ops_done = [this, t, transfer, lease, dests, checksums,
+                               copied_sums]() mutable {
     absl::Status status;
     {
       absl::MutexLock lock(&t->mu_);
       status = t->ops_status_;
     }
     for (size_t i = 0; status.ok() && i < checksums.size(); ++i) {
-      if (ChunkChecksum(dests[i]) != checksums[i]) {
+      const uint64_t sum = copied_sums != nullptr ? (*copied_sums)[i] : ChunkChecksum(dests[i]);
+      if (sum != checksums[i]) {
         status = absl::DataLossError(absl::StrCat("load: chunk ", i, " does not match its checksum"));
       }
     }
@@ -1155,7 +1176,8 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadChunks(
     transfer.reset();  // drop the self-reference held by this job
   };
   if (shm_base_ != nullptr) {
-    CopyFromSharedPool(t, std::move(dests), std::move(offsets), layers, ns.layer_bytes);
+    CopyFromSharedPool(t, std::move(dests), std::move(offsets), layers, ns.layer_bytes,
+                       copied_sums);
     t->OpDone(layers, absl::OkStatus());  // the +1 guard
     return std::shared_ptr<Transfer>(transfer);
   }

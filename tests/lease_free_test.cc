@@ -49,6 +49,7 @@ class LeaseFreeTest : public ::testing::Test {
     eo.read_index = read_index;
     auto engine = store::Engine::Open(eo);
     ASSERT_TRUE(engine.ok()) << engine.status();
+    region_ = (*engine)->dram_region();
     store::ServerOptions so;
     so.listen_address = "127.0.0.1:0";
     auto server = store::StoreServer::Start(*std::move(engine), so);
@@ -95,6 +96,7 @@ class LeaseFreeTest : public ::testing::Test {
     return stats.ok() ? (*stats)[name] : 0;
   }
 
+  std::span<std::byte> region_;  // the node's pool, written in-process below
   std::unique_ptr<store::StoreServer> server_;
   std::unique_ptr<pb::Strata::Stub> stub_;
   std::vector<std::unique_ptr<client::Client>> clients_;
@@ -238,6 +240,56 @@ TEST_F(LeaseFreeTest, TheClientOptionAndTheNodeFlagTurnItOff) {
   EXPECT_EQ(c->data_path(), "shm");
   EXPECT_EQ(c->counters().lease_free_loads, 0u);
   EXPECT_EQ(NodeStat(c, "reads_dram"), 3u);
+}
+
+// A byte of a stored chunk that changes in the pool behind the read index
+// (no new generation: corruption) fails every kind of load with DataLoss:
+// layer by layer lease-free (each slice hashed as it is copied) and under a
+// lease, and whole (lease-free, then under a lease).
+TEST_F(LeaseFreeTest, ACorruptByteInThePoolFailsEveryLoadWithDataLoss) {
+  StartNode(16 << 20);
+  client::Client* c = NewClient();
+  client::Client* leased = NewClient(/*lease_free=*/false);
+  ASSERT_NE(c, nullptr);
+  ASSERT_NE(leased, nullptr);
+  auto ns = c->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  auto leased_ns = leased->RegisterNamespace(Spec(), "tenant-a");
+  ASSERT_TRUE(leased_ns.ok()) << leased_ns.status();
+  std::vector<ChunkKey> keys;
+  std::vector<std::byte> bytes;
+  for (uint32_t i = 0; i < 2; ++i) {
+    keys.push_back(KeyOf(*ns, 40 + i));
+    std::vector<std::byte> b = Bytes(ns->chunk_bytes, 400 + i);
+    ASSERT_TRUE(SaveOne(c, *ns, keys.back(), b).ok());
+    bytes.insert(bytes.end(), b.begin(), b.end());
+  }
+  std::vector<std::byte> out(bytes.size());
+  ASSERT_TRUE(LoadInto(c, *ns, keys, out).ok());  // authorises the namespace
+  ASSERT_TRUE(LoadInto(c, *ns, keys, out, /*layer_wise=*/true).ok());
+  EXPECT_EQ(out, bytes);
+  EXPECT_EQ(c->counters().lease_free_loads, 1u);
+  // Chunk 1's second layer, in the pool.
+  const std::span<const std::byte> chunk1(bytes.data() + ns->chunk_bytes, ns->chunk_bytes);
+  auto at = std::search(region_.begin(), region_.end(), chunk1.begin(), chunk1.end());
+  ASSERT_NE(at, region_.end());
+  at[ns->layer_bytes + 17] ^= std::byte{0x01};
+
+  EXPECT_EQ(LoadInto(c, *ns, keys, out, /*layer_wise=*/true).code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(c->counters().lease_free_fallbacks, 0u);  // found by the lease-free copy itself
+  EXPECT_EQ(LoadInto(c, *ns, keys, out).code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(LoadInto(leased, *leased_ns, keys, out, /*layer_wise=*/true).code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(LoadInto(leased, *leased_ns, keys, out).code(), absl::StatusCode::kDataLoss);
+  // Chunk 0 alone is intact and still loads, layer by layer and whole.
+  std::vector<std::byte> first(ns->chunk_bytes);
+  ASSERT_TRUE(LoadInto(c, *ns, std::span(keys).first(1), first, /*layer_wise=*/true).ok());
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), bytes.begin()));
+  std::fill(first.begin(), first.end(), std::byte{0});
+  ASSERT_TRUE(LoadInto(leased, *leased_ns, std::span(keys).first(1), first, true).ok());
+  EXPECT_TRUE(std::equal(first.begin(), first.end(), bytes.begin()));
+  EXPECT_EQ(leased->counters().lease_free_loads, 0u);
 }
 
 // A writer evicts chunks (fillers into a small pool) and stores evicted keys

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "store/common/checksum_internal.h"
 
@@ -34,12 +35,20 @@ uint64_t CopyAndChecksumPortable(std::byte* dest, const std::byte* src, size_t n
   XXH3_state_t state;
   XXH3_INITSTATE(&state);
   XXH3_64bits_reset(&state);
+  CopyAndUpdatePortable(&state, dest, src, n);
+  return XXH3_64bits_digest(&state);
+}
+
+void UpdatePortable(void* state, const std::byte* p, size_t n) {
+  XXH3_64bits_update(static_cast<XXH3_state_t*>(state), p, n);
+}
+
+void CopyAndUpdatePortable(void* state, std::byte* dest, const std::byte* src, size_t n) {
   for (size_t off = 0; off < n; off += kCopyBlock) {
     const size_t len = std::min(kCopyBlock, n - off);
     CopyBytes(dest + off, src + off, len);
-    XXH3_64bits_update(&state, dest + off, len);
+    XXH3_64bits_update(static_cast<XXH3_state_t*>(state), dest + off, len);
   }
-  return XXH3_64bits_digest(&state);
 }
 
 bool Avx2Available() {
@@ -72,6 +81,40 @@ uint64_t CopyAndChecksum(std::span<std::byte> dest, const std::byte* src) {
   }
 #endif
   return checksum_internal::CopyAndChecksumPortable(dest.data(), src, dest.size());
+}
+
+static_assert(sizeof(XXH3_state_t) == ChunkChecksumStream::kStateBytes &&
+                  alignof(XXH3_state_t) <= 64,
+              "ChunkChecksumStream's storage does not fit this xxhash version's XXH3_state_t");
+
+ChunkChecksumStream::ChunkChecksumStream() {
+  XXH3_state_t* state = new (state_) XXH3_state_t;
+  XXH3_INITSTATE(state);
+  XXH3_64bits_reset(state);
+}
+
+void ChunkChecksumStream::CopyAndAppend(std::span<std::byte> dest, const std::byte* src) {
+#if defined(__x86_64__)
+  if (checksum_internal::Avx2Available()) {
+    checksum_internal::CopyAndUpdateAvx2(state_, dest.data(), src, dest.size());
+    return;
+  }
+#endif
+  checksum_internal::CopyAndUpdatePortable(state_, dest.data(), src, dest.size());
+}
+
+void ChunkChecksumStream::Append(std::span<const std::byte> bytes) {
+#if defined(__x86_64__)
+  if (checksum_internal::Avx2Available()) {
+    checksum_internal::UpdateAvx2(state_, bytes.data(), bytes.size());
+    return;
+  }
+#endif
+  checksum_internal::UpdatePortable(state_, bytes.data(), bytes.size());
+}
+
+uint64_t ChunkChecksumStream::Checksum() const {
+  return XXH3_64bits_digest(std::launder(reinterpret_cast<const XXH3_state_t*>(state_)));
 }
 
 }  // namespace strata

@@ -43,12 +43,22 @@ uint64_t CopyAndChecksumAvx2(std::byte* dest, const std::byte* src, size_t n) {
   XXH3_state_t state;
   XXH3_INITSTATE(&state);
   XXH3_64bits_reset(&state);
+  CopyAndUpdateAvx2(&state, dest, src, n);
+  return XXH3_64bits_digest(&state);
+}
+
+// `state` was reset by the library (checksum.cc): the same struct, from the
+// same header, as XXH3_state_t here.
+void UpdateAvx2(void* state, const std::byte* p, size_t n) {
+  XXH3_64bits_update(static_cast<XXH3_state_t*>(state), p, n);
+}
+
+void CopyAndUpdateAvx2(void* state, std::byte* dest, const std::byte* src, size_t n) {
   for (size_t off = 0; off < n; off += kCopyBlock) {
     const size_t len = n - off < kCopyBlock ? n - off : kCopyBlock;
     CopyBytes(dest + off, src + off, len);
-    XXH3_64bits_update(&state, dest + off, len);
+    XXH3_64bits_update(static_cast<XXH3_state_t*>(state), dest + off, len);
   }
-  return XXH3_64bits_digest(&state);
 }
 
 }  // namespace strata::checksum_internal

@@ -17,6 +17,13 @@ inline constexpr size_t kCopyBlock = size_t{128} << 10;
 uint64_t ChecksumPortable(const std::byte* p, size_t n);
 uint64_t CopyAndChecksumPortable(std::byte* dest, const std::byte* src, size_t n);
 
+// ChunkChecksumStream's pieces: `state` is its XXH3_state_t (reset and
+// digested by the xxhash library; the variants update it with the same
+// arithmetic). Update hashes n bytes at p; CopyAndUpdate copies n bytes from
+// src to dest and hashes dest, kCopyBlock bytes at a time.
+void UpdatePortable(void* state, const std::byte* p, size_t n);
+void CopyAndUpdatePortable(void* state, std::byte* dest, const std::byte* src, size_t n);
+
 // True when this CPU (and the OS) run AVX2 code; always false off x86-64.
 bool Avx2Available();
 
@@ -25,6 +32,8 @@ bool Avx2Available();
 // REQUIRES: Avx2Available().
 uint64_t ChecksumAvx2(const std::byte* p, size_t n);
 uint64_t CopyAndChecksumAvx2(std::byte* dest, const std::byte* src, size_t n);
+void UpdateAvx2(void* state, const std::byte* p, size_t n);
+void CopyAndUpdateAvx2(void* state, std::byte* dest, const std::byte* src, size_t n);
 
 }  // namespace strata::checksum_internal
 

@@ -251,16 +251,24 @@ class SharedSource {
 };
 
 // Runs `op(dest, src)` over consecutive `size`-byte pieces of the shared
-// source, into one reused destination, as a single get stream does.
+// source, into one reused destination, as a single get stream does. The
+// destination starts `page_offset` bytes past a 4 KiB boundary when that is
+// not negative (a caller's buffer may sit anywhere), else wherever the
+// allocator puts it.
 template <typename Op>
-void FromSharedSource(benchmark::State& state, Op op) {
+void FromSharedSource(benchmark::State& state, Op op, int64_t page_offset = -1) {
   const uint64_t size = state.range(0);
   const std::byte* src = SharedSource::Get().data();
   const uint64_t pieces = SharedSource::kBytes / size;
-  std::vector<std::byte> dst(size);
+  std::vector<std::byte> buf(size + 8192);
+  std::span<std::byte> dst(buf.data(), size);
+  if (page_offset >= 0) {
+    const uintptr_t at = reinterpret_cast<uintptr_t>(buf.data());
+    dst = std::span<std::byte>(buf.data() + (4096 - at % 4096) + page_offset, size);
+  }
   uint64_t i = 0;
   for (auto _ : state) {
-    op(std::span<std::byte>(dst), src + (i++ % pieces) * size);
+    op(dst, src + (i++ % pieces) * size);
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * size);
@@ -308,6 +316,43 @@ void BM_LibcBlockCopyAndChecksum(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_LibcBlockCopyAndChecksum)->Arg(8 << 20)->UseRealTime();
+
+// A layer-by-layer get of an 8 MiB chunk in 32 slices of 256 KiB out of the
+// shared source into a destination at offset 0, 16 or 64 from a page, as the
+// client did it: the C library's memcpy per slice
+// (`rep movsb` at this size on some CPUs), then ChunkChecksum over the chunk.
+void BM_SliceMemcpyThenChecksum(benchmark::State& state) {
+  FromSharedSource(state, [](std::span<std::byte> d, const std::byte* s) {
+    constexpr size_t kSlice = size_t{256} << 10;
+    for (size_t off = 0; off < d.size(); off += kSlice) {
+      std::memcpy(d.data() + off, s + off, std::min(kSlice, d.size() - off));
+    }
+    benchmark::DoNotOptimize(ChunkChecksum(d));
+  }, state.range(1));
+}
+BENCHMARK(BM_SliceMemcpyThenChecksum)
+    ->Args({8 << 20, 0})
+    ->Args({8 << 20, 16})
+    ->Args({8 << 20, 64})
+    ->UseRealTime();
+
+// The same get as the client does it now: ChunkChecksumStream copies each
+// slice with CopyAndChecksum's vector loop and hashes it while in the cache.
+void BM_SliceCopyAndChecksumStream(benchmark::State& state) {
+  FromSharedSource(state, [](std::span<std::byte> d, const std::byte* s) {
+    constexpr size_t kSlice = size_t{256} << 10;
+    ChunkChecksumStream sum;
+    for (size_t off = 0; off < d.size(); off += kSlice) {
+      sum.CopyAndAppend(d.subspan(off, std::min(kSlice, d.size() - off)), s + off);
+    }
+    benchmark::DoNotOptimize(sum.Checksum());
+  }, state.range(1));
+}
+BENCHMARK(BM_SliceCopyAndChecksumStream)
+    ->Args({8 << 20, 0})
+    ->Args({8 << 20, 16})
+    ->Args({8 << 20, 64})
+    ->UseRealTime();
 
 // XXH3 over a chunk: part of every put and verified get.
 void BM_Checksum(benchmark::State& state) {
