@@ -52,6 +52,41 @@ absl::StatusOr<std::unique_ptr<DramPool>> DramPool::Create(uint64_t bytes, bool 
       new DramPool(static_cast<std::byte*>(p), size, fd, std::move(share_path)));
 }
 
+namespace {
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14; older C library headers lack the name
+#endif
+
+void TouchPages(std::span<std::byte> region, uint64_t page) {
+  for (uint64_t off = 0; off < region.size(); off += page) {
+    // A volatile read and write back of the same byte: the page is faulted in
+    // for writing and the contents are unchanged.
+    volatile std::byte* b = region.data() + off;
+    *b = *b;
+  }
+}
+
+}  // namespace
+
+absl::Status PrefaultRegion(std::span<std::byte> region, PrefaultMethod method) {
+  if (region.empty()) return absl::OkStatus();
+  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  if (method == PrefaultMethod::kAuto) {
+    while (true) {
+      if (madvise(region.data(), region.size(), MADV_POPULATE_WRITE) == 0) return absl::OkStatus();
+      const int err = errno;
+      if (err == EINTR) continue;  // a signal arrived; pages done so far stay populated
+      if (err == EINVAL) break;    // a kernel before 5.14: touch the pages instead
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "cannot commit the memory of a DRAM pool of ", region.size(), " bytes: ",
+          std::strerror(err), err == EFAULT ? " (an access would raise SIGBUS)" : ""));
+    }
+  }
+  TouchPages(region, page);
+  return absl::OkStatus();
+}
+
 DramPool::~DramPool() {
   munmap(base_, capacity());
   if (fd_ >= 0) close(fd_);

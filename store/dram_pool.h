@@ -15,10 +15,30 @@
 #include <string>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "store/range_allocator.h"
 
 namespace strata::store {
+
+enum class PrefaultMethod {
+  // madvise(MADV_POPULATE_WRITE), falling back to kTouch where the kernel
+  // lacks it (before Linux 5.14).
+  kAuto,
+  // Write one byte of each page (the bytes keep their values). A page the
+  // kernel cannot provide is a SIGBUS or an OOM kill, not an error: only
+  // kAuto reports that case.
+  kTouch,
+};
+
+// Faults in every page of `region` (a writable, page-aligned mapping: private
+// anonymous, or shared over a memfd or shm file) for writing, so that later
+// first writes to it take no page fault. ResourceExhausted, with the size and
+// the errno text, when the kernel cannot commit the memory (ENOMEM, or EFAULT
+// where an access would raise SIGBUS). Safe to call while nothing else uses
+// the region.
+absl::Status PrefaultRegion(std::span<std::byte> region,
+                            PrefaultMethod method = PrefaultMethod::kAuto);
 
 // Move-only owner of the mapping. Allocation is not thread-safe (the engine
 // serialises it); the bytes of distinct slots may be touched concurrently.
@@ -46,6 +66,11 @@ class DramPool {
   // Where another process of this user may open the shared pool
   // ("/proc/<pid>/fd/<fd>"); empty for a private pool.
   const std::string& share_path() const { return share_path_; }
+
+  // Populates every page of the pool now (PrefaultRegion(region())), so that
+  // the first write to a slot does not page-fault. Call before the pool is
+  // shared or in use; see PrefaultRegion for errors.
+  absl::Status Prefault() { return PrefaultRegion(region()); }
 
  private:
   DramPool(std::byte* base, uint64_t bytes, int fd, std::string share_path)

@@ -911,6 +911,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const EngineOptions& option
   ASSIGN_OR_RETURN(std::unique_ptr<eviction::EvictionPolicy> nvme_policy,
                    eviction::CreatePolicy(options.nvme_policy, clock));
   ASSIGN_OR_RETURN(std::unique_ptr<DramPool> pool, DramPool::Create(options.dram_bytes, options.shared_dram));
+  if (options.prefault_dram) {
+    if (options.on_prefault) options.on_prefault(pool->capacity(), false, absl::ZeroDuration());
+    const absl::Time start = absl::Now();
+    RETURN_IF_ERROR(pool->Prefault());
+    if (options.on_prefault) options.on_prefault(pool->capacity(), true, absl::Now() - start);
+  }
   std::unique_ptr<SharedReadIndex> read_index;
   if (options.shared_dram && options.read_index) {
     ASSIGN_OR_RETURN(read_index,

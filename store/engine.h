@@ -48,6 +48,15 @@ struct EngineOptions {
   // Put the DRAM pool in shared memory (a memfd, mode 0600) that clients of
   // the same user on this host may map read-only (dram_share_path()).
   bool shared_dram = false;
+  // Fault in every page of the pool at open (DramPool::Prefault), so that the
+  // first put into each page takes no page fault and zero-fill, and a pool
+  // the host cannot hold fails Open with ResourceExhausted rather than
+  // raising SIGBUS (or an OOM kill) later. Takes about a second per few GiB.
+  bool prefault_dram = true;
+  // With prefault_dram: called just before the pool is pre-faulted (done =
+  // false) and just after it succeeded (done = true, with the time it took),
+  // from the thread calling Open; for progress output. May be empty.
+  std::function<void(uint64_t pool_bytes, bool done, absl::Duration took)> on_prefault;
   // With shared_dram: publish every committed chunk in DRAM in a read index
   // (store/common/read_index.h) in shared memory beside the pool, so that
   // clients on this host read it without a lease (read_index_share_path()).

@@ -3,8 +3,10 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "store/common/checksum.h"
 #include "store/engine_test_util.h"
@@ -337,6 +339,36 @@ TEST_F(EngineTest, CorruptNvmeCopyIsDataLossAndDropped) {
   // A fresh put of the dropped key works again.
   ASSERT_TRUE(PutKey(*engine, ns, 2).ok());
   EXPECT_TRUE(Verify(*engine, ns, 2).ok());
+}
+
+// The pool pre-faulted at open (private and shared) and not pre-faulted:
+// chunks written into every slot read back byte for byte either way.
+TEST_F(EngineTest, PrefaultedAndLazyPoolsStoreAndReadBackChunks) {
+  for (const bool shared : {false, true}) {
+    for (const bool prefault : {true, false}) {
+      SCOPED_TRACE(absl::StrCat("shared=", shared, " prefault=", prefault));
+      EngineOptions o = Options(8);
+      o.shared_dram = shared;
+      o.prefault_dram = prefault;
+      std::vector<std::pair<bool, uint64_t>> calls;
+      o.on_prefault = [&calls](uint64_t bytes, bool done, absl::Duration) {
+        calls.emplace_back(done, bytes);
+      };
+      auto engine = OpenOrDie(o);
+      ASSERT_NE(engine, nullptr);
+      if (prefault) {
+        const std::vector<std::pair<bool, uint64_t>> want = {{false, 8 * kChunk},
+                                                             {true, 8 * kChunk}};
+        EXPECT_EQ(calls, want);
+      } else {
+        EXPECT_TRUE(calls.empty());
+      }
+      uint32_t ns = Register(*engine);
+      for (uint64_t i = 1; i <= 8; ++i) ASSERT_TRUE(PutKey(*engine, ns, i).ok()) << i;
+      for (uint64_t i = 1; i <= 8; ++i) EXPECT_TRUE(Verify(*engine, ns, i).ok()) << i;
+      EXPECT_EQ(engine->Stats().dram_used_bytes, 8 * kChunk);
+    }
+  }
 }
 
 TEST_F(EngineTest, BadOptionsAndDirectories) {

@@ -286,6 +286,7 @@ int Serve(const std::vector<std::string>& args) {
   absl::Duration lease_ttl = absl::Seconds(30), grace = absl::Seconds(10);
   bool no_nvme = false;
   bool shm_pool = true;
+  bool prefault_dram = true;
   bool lease_free_index = true;
   bool isolate_tenants = false;
   int64_t prefetch_jobs = 8;
@@ -312,6 +313,12 @@ int Serve(const std::vector<std::string>& args) {
             "UCX_NET_DEVICES environment variable, when set, wins over host",
             &data_listen);
   flags.Add("dram", "size of the DRAM pool", &dram);
+  flags.Add("prefault_dram",
+            "fault in every page of the DRAM pool at start (about a second per few GiB), so "
+            "that first puts take no page faults and a pool the host cannot hold fails at "
+            "start, not with a SIGBUS later (--noprefault_dram: pages are faulted in on first "
+            "write)",
+            &prefault_dram);
   flags.Add("shm_pool",
             "put the DRAM pool in shared memory (a memfd, mode 0600) that clients of the same "
             "user on this host map read-only to copy leased chunks out (--noshm_pool: UCX only)",
@@ -456,6 +463,18 @@ int Serve(const std::vector<std::string>& args) {
   options.dram_bytes = dram.value;
   options.shared_dram = shm_pool && !isolate_tenants;
   options.read_index = lease_free_index;
+  options.prefault_dram = prefault_dram;
+  bool prefault_line_open = false;
+  options.on_prefault = [&prefault_line_open](uint64_t bytes, bool done, absl::Duration took) {
+    if (bytes < (uint64_t{1} << 30)) return;  // small pools take too little time to mention
+    prefault_line_open = !done;
+    if (!done) {
+      std::printf("strata serve: pre-faulting %s DRAM pool ...", cli::FormatBytes(bytes).c_str());
+    } else {
+      std::printf(" done in %.1f s\n", absl::ToDoubleSeconds(took));
+    }
+    std::fflush(stdout);
+  };
   if (!no_nvme) {
     options.nvme_path = data_dir;
     options.nvme_capacity_bytes = nvme.value;
@@ -473,6 +492,8 @@ int Serve(const std::vector<std::string>& args) {
   }
   auto engine = store::Engine::Open(options);
   if (!engine.ok()) {
+    if (prefault_line_open) std::printf(" failed\n");
+    std::fflush(stdout);
     std::fprintf(stderr, "strata serve: cannot open the store%s%s: %s\n",
                  no_nvme ? "" : " in ", no_nvme ? "" : data_dir.c_str(),
                  engine.status().ToString().c_str());
