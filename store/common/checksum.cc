@@ -13,14 +13,33 @@
 
 namespace strata {
 namespace checksum_internal {
-namespace {
 
 // Fixed-size memcpy calls compile to vector moves; a variable-size memcpy
 // of a large block may become `rep movsb` in the C library.
-void CopyBytes(std::byte* dest, const std::byte* src, size_t n) {
+void CopyPortable(std::byte* dest, const std::byte* src, size_t n) {
   size_t off = 0;
   for (; n - off >= 128; off += 128) std::memcpy(dest + off, src + off, 128);
   std::memcpy(dest + off, src + off, n - off);
+}
+
+namespace {
+
+// CopyAndChecksum through one variant's pieces: a chunk of one block is
+// copied, then hashed in one call; a longer one block by block into an
+// XXH3 state the library resets and digests.
+uint64_t CopyAndChecksumWith(void (*copy)(std::byte*, const std::byte*, size_t),
+                             uint64_t (*checksum)(const std::byte*, size_t),
+                             void (*copy_and_update)(void*, std::byte*, const std::byte*, size_t),
+                             std::byte* dest, const std::byte* src, size_t n) {
+  if (n <= kCopyBlock) {
+    copy(dest, src, n);
+    return checksum(dest, n);
+  }
+  XXH3_state_t state;
+  XXH3_INITSTATE(&state);
+  XXH3_64bits_reset(&state);
+  copy_and_update(&state, dest, src, n);
+  return XXH3_64bits_digest(&state);
 }
 
 }  // namespace
@@ -28,16 +47,14 @@ void CopyBytes(std::byte* dest, const std::byte* src, size_t n) {
 uint64_t ChecksumPortable(const std::byte* p, size_t n) { return XXH3_64bits(p, n); }
 
 uint64_t CopyAndChecksumPortable(std::byte* dest, const std::byte* src, size_t n) {
-  if (n <= kCopyBlock) {
-    CopyBytes(dest, src, n);
-    return XXH3_64bits(dest, n);
-  }
-  XXH3_state_t state;
-  XXH3_INITSTATE(&state);
-  XXH3_64bits_reset(&state);
-  CopyAndUpdatePortable(&state, dest, src, n);
-  return XXH3_64bits_digest(&state);
+  return CopyAndChecksumWith(CopyPortable, ChecksumPortable, CopyAndUpdatePortable, dest, src, n);
 }
+
+#if defined(__x86_64__)
+uint64_t CopyAndChecksumAvx2(std::byte* dest, const std::byte* src, size_t n) {
+  return CopyAndChecksumWith(CopyAvx2, ChecksumAvx2, CopyAndUpdateAvx2, dest, src, n);
+}
+#endif
 
 void UpdatePortable(void* state, const std::byte* p, size_t n) {
   XXH3_64bits_update(static_cast<XXH3_state_t*>(state), p, n);
@@ -46,7 +63,7 @@ void UpdatePortable(void* state, const std::byte* p, size_t n) {
 void CopyAndUpdatePortable(void* state, std::byte* dest, const std::byte* src, size_t n) {
   for (size_t off = 0; off < n; off += kCopyBlock) {
     const size_t len = std::min(kCopyBlock, n - off);
-    CopyBytes(dest + off, src + off, len);
+    CopyPortable(dest + off, src + off, len);
     XXH3_64bits_update(static_cast<XXH3_state_t*>(state), dest + off, len);
   }
 }

@@ -12,11 +12,11 @@
 #include <xxhash.h>
 
 namespace strata::checksum_internal {
-namespace {
+
 
 // 128 bytes per step in four 32-byte loads and stores; the tail (< 128
 // bytes) by memcpy.
-void CopyBytes(std::byte* dest, const std::byte* src, size_t n) {
+void CopyAvx2(std::byte* dest, const std::byte* src, size_t n) {
   size_t off = 0;
   for (; n - off >= 128; off += 128) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + off));
@@ -31,21 +31,7 @@ void CopyBytes(std::byte* dest, const std::byte* src, size_t n) {
   memcpy(dest + off, src + off, n - off);
 }
 
-}  // namespace
-
 uint64_t ChecksumAvx2(const std::byte* p, size_t n) { return XXH3_64bits(p, n); }
-
-uint64_t CopyAndChecksumAvx2(std::byte* dest, const std::byte* src, size_t n) {
-  if (n <= kCopyBlock) {
-    CopyBytes(dest, src, n);
-    return XXH3_64bits(dest, n);
-  }
-  XXH3_state_t state;
-  XXH3_INITSTATE(&state);
-  XXH3_64bits_reset(&state);
-  CopyAndUpdateAvx2(&state, dest, src, n);
-  return XXH3_64bits_digest(&state);
-}
 
 // `state` was reset by the library (checksum.cc): the same struct, from the
 // same header, as XXH3_state_t here.
@@ -56,7 +42,7 @@ void UpdateAvx2(void* state, const std::byte* p, size_t n) {
 void CopyAndUpdateAvx2(void* state, std::byte* dest, const std::byte* src, size_t n) {
   for (size_t off = 0; off < n; off += kCopyBlock) {
     const size_t len = n - off < kCopyBlock ? n - off : kCopyBlock;
-    CopyBytes(dest + off, src + off, len);
+    CopyAvx2(dest + off, src + off, len);
     XXH3_64bits_update(static_cast<XXH3_state_t*>(state), dest + off, len);
   }
 }

@@ -14,6 +14,7 @@ inline constexpr size_t kCopyBlock = size_t{128} << 10;
 
 // Portable: the linked xxhash library's XXH3 and a copy loop of 128-byte
 // fixed-size memcpy calls (compiled to vector moves).
+void CopyPortable(std::byte* dest, const std::byte* src, size_t n);
 uint64_t ChecksumPortable(const std::byte* p, size_t n);
 uint64_t CopyAndChecksumPortable(std::byte* dest, const std::byte* src, size_t n);
 
@@ -29,7 +30,9 @@ bool Avx2Available();
 
 // Built for AVX2 (checksum_avx2.cc): XXH3 with its AVX2 accumulator and a
 // copy loop of 32-byte loads and stores. Defined on x86-64 only.
-// REQUIRES: Avx2Available().
+// REQUIRES: Avx2Available(). (CopyAndChecksumAvx2 is composed in
+// checksum.cc from the other three, as CopyAndChecksumPortable is.)
+void CopyAvx2(std::byte* dest, const std::byte* src, size_t n);
 uint64_t ChecksumAvx2(const std::byte* p, size_t n);
 uint64_t CopyAndChecksumAvx2(std::byte* dest, const std::byte* src, size_t n);
 void UpdateAvx2(void* state, const std::byte* p, size_t n);
