@@ -306,6 +306,28 @@ class ClientImpl final : public Client {
                           std::shared_ptr<std::vector<uint64_t>> sums);
   // The data-plane endpoint, reconnected if an earlier transfer broke it.
   absl::Status EnsureEndpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(ep_mu_);
+  // True when a response names another incarnation of the node than the one
+  // this client connected to: the node restarted behind its address, and its
+  // pool, remote key and data-plane address are new (0 = not reported).
+  bool NodeRestarted(uint64_t incarnation) const {
+    return incarnation != 0 && info_.incarnation() != 0 && incarnation != info_.incarnation();
+  }
+  // Gives a write lease back (best effort: it expires anyway).
+  void AbortPut(uint64_t lease) {
+    pb::PutAbortRequest req;
+    req.set_client_id(client_id_);
+    req.set_lease_id(lease);
+    pb::PutAbortResponse ignored;
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    (void)stub_->PutAbort(&ctx, req, &ignored);
+  }
+  // Unavailable, for a call (`op`) answered by a restarted node.
+  absl::Status RestartedError(absl::string_view op) const {
+    return absl::UnavailableError(absl::StrCat(op, ": the node at ", options_.server_address,
+                                               " restarted since this client connected; "
+                                               "connect a new client"));
+  }
 
   // Isolated nodes (NodeInfo.isolated_data_plane): the node sends a get's
   // layer slices as messages carrying the load's transfer id; they land in
@@ -822,8 +844,7 @@ void ClientImpl::SendTouches(absl::flat_hash_map<uint32_t, absl::flat_hash_set<C
         break;
       }
       if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-          (s.ok() && resp.node_incarnation() != 0 && info_.incarnation() != 0 &&
-           resp.node_incarnation() != info_.incarnation())) {
+          (s.ok() && NodeRestarted(resp.node_incarnation()))) {
         index_stale_.store(true, std::memory_order_relaxed);
         return;
       }
@@ -1016,14 +1037,11 @@ absl::StatusOr<ClientImpl::Leased> ClientImpl::Lease(const Namespace& ns,
     RETURN_IF_ERROR(FromGrpcStatus(rpc));
   }
   const uint64_t lease = resp.lease_id();
-  if (resp.node_incarnation() != 0 && info_.incarnation() != 0 &&
-      resp.node_incarnation() != info_.incarnation()) {
+  if (NodeRestarted(resp.node_incarnation())) {
     // Its pool and data-plane address are new: what this client mapped or
     // imported at connect would read another node's memory.
     ReleaseLease(lease);
-    return absl::UnavailableError(absl::StrCat(
-        "get: the node at ", options_.server_address,
-        " restarted since this client connected; connect a new client"));
+    return RestartedError("get");
   }
   if (static_cast<size_t>(resp.chunks_size()) != keys.size()) {
     ReleaseLease(lease);
@@ -1255,14 +1273,11 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
     forget();
     return rpc;
   }
-  if (resp.node_incarnation() != 0 && info_.incarnation() != 0 &&
-      resp.node_incarnation() != info_.incarnation()) {
+  if (NodeRestarted(resp.node_incarnation())) {
     // A restarted node: it knows neither this client's attachment nor the
     // transfer, so nothing will arrive.
     forget();
-    return absl::UnavailableError(absl::StrCat(
-        "get: the node at ", options_.server_address,
-        " restarted since this client connected; connect a new client"));
+    return RestartedError("get");
   }
   if (static_cast<size_t>(resp.chunks_size()) != keys.size() || !resp.released()) {
     forget();
@@ -1344,6 +1359,13 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::SaveChunks(
     RETURN_IF_ERROR(FromGrpcStatus(stub_->PutBegin(&ctx, req, &resp)));
   }
   const uint64_t lease = resp.lease_id();
+  if (NodeRestarted(resp.node_incarnation())) {
+    // The slots are in the new node's pool, which this client never imported
+    // (nor attached to, when isolated): give the write lease back at once
+    // instead of leaving its slots reserved until it expires.
+    AbortPut(lease);
+    return RestartedError("put");
+  }
   if (static_cast<size_t>(resp.slots_size()) != keys.size()) {
     return absl::InternalError("put: the node returned a different number of slots");
   }
@@ -1370,13 +1392,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::SaveChunks(
       Prepare(&ctx);
       status = FromGrpcStatus(stub_->PutCommit(&ctx, commit, &out));
     } else {
-      pb::PutAbortRequest abort;
-      abort.set_client_id(client_id_);
-      abort.set_lease_id(lease);
-      pb::PutAbortResponse out;
-      grpc::ClientContext ctx;
-      Prepare(&ctx);
-      (void)stub_->PutAbort(&ctx, abort, &out);
+      AbortPut(lease);
     }
     t->Finish(status);
     transfer.reset();

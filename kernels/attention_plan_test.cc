@@ -208,7 +208,9 @@ TEST(PlanTest, RowTiledGqaRunsSpreadOverTheSms) {
     EXPECT_EQ(RowTiledBlocks(*p_after), c.blocks_after);
     // Pieces stay at least min_piece_tokens_per_row x rows long.
     for (const WorkItem& it : p_after->items) {
-      if (it.num_seqs > 1) EXPECT_GE(it.num_tokens, 2 * c.batch * 4);
+      if (it.num_seqs > 1) {
+        EXPECT_GE(it.num_tokens, 2 * c.batch * 4);
+      }
     }
     ExpectCoversEveryTokenOnce(*p_after, b);
     // Longest first.

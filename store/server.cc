@@ -440,6 +440,7 @@ class StrataService final : public pb::Strata::Service {
     if (isolated_ != nullptr) ExpectIsolatedPut(*req, *lease);
     out->set_lease_id(lease->id);
     out->set_expires_unix_ms(absl::ToUnixMillis(lease->expires));
+    out->set_node_incarnation(info_.incarnation());
     uint64_t bytes = 0;
     for (const PutSlot& slot : lease->slots) bytes += slot.dest.size();
     metrics_.ObserveTransfer(/*get=*/false, bytes);

@@ -153,7 +153,9 @@ TEST_F(ClusterMembershipTest, NodesJoinLeaveOnSigtermAndRejoin) {
   EXPECT_TRUE(other->Snapshot().nodes.empty());
 
   for (auto& n : nodes) {
-    if (n->pid() > 0) EXPECT_EQ(n->Stop(), 0);
+    if (n->pid() > 0) {
+      EXPECT_EQ(n->Stop(), 0);
+    }
   }
   EXPECT_EQ(again->Stop(), 0);
   v = WaitFor(*m, absl::Seconds(5), [](const MembershipView& v) { return v.nodes.empty(); });

@@ -509,7 +509,9 @@ class IsolatedTenantTest : public ::testing::Test {
   }
   void TearDown() override {
     a_.reset();
-    if (server_) EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    if (server_) {
+      EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    }
     std::filesystem::remove_all(dir_);
   }
 

@@ -60,7 +60,9 @@ class LeaseFreeTest : public ::testing::Test {
   }
   void TearDown() override {
     clients_.clear();
-    if (server_) EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    if (server_) {
+      EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    }
   }
 
   client::Client* NewClient(bool lease_free = true) {

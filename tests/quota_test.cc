@@ -72,7 +72,9 @@ class QuotaTest : public ::testing::Test {
   void TearDown() override {
     a_.reset();
     b_.reset();
-    if (server_ != nullptr) EXPECT_EQ(server_->Stop(), 0);
+    if (server_ != nullptr) {
+      EXPECT_EQ(server_->Stop(), 0);
+    }
     fs::remove_all(dir_);
   }
 

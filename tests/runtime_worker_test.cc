@@ -586,7 +586,9 @@ TEST_F(RuntimeWorkerTest, ABatchOfWorkersDecodesInOneStep) {
     std::vector<float> logits;
     auto stats = workers.back()->Prefill(convs[b], &logits);
     ASSERT_TRUE(stats.ok()) << stats.status();
-    if (b > 0) EXPECT_EQ(stats->hit_tokens, 32);
+    if (b > 0) {
+      EXPECT_EQ(stats->hit_tokens, 32);
+    }
     next.push_back(runtime::ArgmaxRows(logits, config_.vocab)[0]);
   }
   // The two shared chunks, worker 2's own full chunk, three partial ones.

@@ -328,5 +328,73 @@ TEST_F(SameHostTest, AClientOfARestartedNodeIsToldToReconnect) {
   std::filesystem::remove_all(dir);
 }
 
+// Saves through a client that connected before the node restarted: the new
+// node's write slots are not in the pool the client imported, so the save is
+// refused (Unavailable, "restarted"; it was OutOfRange from the transport),
+// its write lease is given back, and nothing the node holds changes.
+TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
+  const std::string dir = ::testing::TempDir() + "/same_host_restart_save";
+  std::filesystem::remove_all(dir);
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, "127.0.0.1:0", dir));
+  const std::string address = server_->address();
+  uint32_t first_token = 7000;  // new chunks each round
+  for (client::SameHost mode : {client::SameHost::kOff, client::SameHost::kAuto}) {
+    first_token += 1000;
+    if (server_ == nullptr) {
+      ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));
+    }
+    client::Client* c = NewClient(mode);
+    ASSERT_NE(c, nullptr);
+    auto ns = c->RegisterNamespace(Spec(), "t");
+    ASSERT_TRUE(ns.ok()) << ns.status();
+    std::vector<std::byte> bytes;
+    const std::vector<ChunkKey> kept = Save(c, *ns, 2, 31, &bytes);
+    ASSERT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    server_.reset();
+    ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));  // same port, same data
+
+    std::vector<uint32_t> tokens(3 * 16);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = first_token + static_cast<uint32_t>(i);
+    const std::vector<ChunkKey> keys = ns->Keys(tokens);
+    const std::vector<std::byte> fresh_bytes = Bytes(keys.size() * ns->chunk_bytes, 32);
+    auto save = c->Save(*ns, keys, fresh_bytes);
+    absl::Status s = save.ok() ? (*save)->Wait() : save.status();
+    // The gRPC channel may need a moment to reconnect: only the restart
+    // answer counts.
+    for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable &&
+                    s.message().find("restarted") == std::string::npos;
+         ++i) {
+      absl::SleepFor(absl::Milliseconds(100));
+      save = c->Save(*ns, keys, fresh_bytes);
+      s = save.ok() ? (*save)->Wait() : save.status();
+    }
+    EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+    EXPECT_NE(s.message().find("restarted"), std::string::npos) << s;
+
+    client::Client* fresh = NewClient(mode);
+    ASSERT_NE(fresh, nullptr);
+    auto ns2 = fresh->RegisterNamespace(Spec(), "t");
+    ASSERT_TRUE(ns2.ok()) << ns2.status();
+    auto stats = fresh->Stats();
+    ASSERT_TRUE(stats.ok()) << stats.status();
+    EXPECT_EQ(stats->at("active_write_leases"), 0u);  // the refused save's lease was aborted
+    std::vector<std::byte> out(bytes.size());
+    auto old = fresh->Load(*ns2, kept, out);  // what was stored before is intact
+    ASSERT_TRUE(old.ok()) << old.status();
+    ASSERT_TRUE((*old)->Wait().ok());
+    EXPECT_EQ(out, bytes);
+    auto again = fresh->Save(*ns2, keys, fresh_bytes);  // a new client saves fine
+    ASSERT_TRUE(again.ok()) << again.status();
+    ASSERT_TRUE((*again)->Wait().ok());
+    out.assign(fresh_bytes.size(), std::byte{0});
+    auto back = fresh->Load(*ns2, keys, out);
+    ASSERT_TRUE(back.ok()) << back.status();
+    ASSERT_TRUE((*back)->Wait().ok());
+    EXPECT_EQ(out, fresh_bytes);
+    clients_.clear();
+  }
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace strata

@@ -67,7 +67,9 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
   }
   void TearDown() override {
     client_.reset();
-    if (server_) EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    if (server_) {
+      EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    }
     std::filesystem::remove_all(dir_);
   }
 
@@ -90,7 +92,9 @@ class ServiceTest : public ::testing::TestWithParam<std::string> {
     *bytes = Bytes(n * ns_.chunk_bytes, seed);
     auto t = client_->Save(ns_, keys, *bytes);
     EXPECT_TRUE(t.ok()) << t.status();
-    if (t.ok()) EXPECT_TRUE((*t)->Wait().ok());
+    if (t.ok()) {
+      EXPECT_TRUE((*t)->Wait().ok());
+    }
     return keys;
   }
 

@@ -325,7 +325,9 @@ class TenantTest : public ::testing::Test {
   void TearDown() override {
     a_.reset();
     b_.reset();
-    if (server_) EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    if (server_) {
+      EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+    }
     fs::remove_all(dir_);
   }
 
