@@ -20,6 +20,7 @@
 #include "proto/strata/v1/strata.grpc.pb.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tests/node_fixture.h"
 #include "tests/test_data.h"
 
 namespace strata {
@@ -29,51 +30,20 @@ using testing::Bytes;
 
 namespace pb = ::strata::v1;
 
-NamespaceSpec Spec() {
-  NamespaceSpec spec;
-  spec.model_id = "lease-free-test";
-  spec.num_layers = 4;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 64;
-  spec.dtype = DType::kFloat16;
-  spec.tokens_per_chunk = 16;  // 32 KiB chunks, 8 KiB layers
-  return spec;
-}
+NamespaceSpec Spec() { return testing::SmallSpec("lease-free-test"); }
 
-class LeaseFreeTest : public ::testing::Test {
+class LeaseFreeTest : public testing::InProcessNodeTest {
  protected:
   void StartNode(uint64_t dram_bytes, bool read_index = true) {
     store::EngineOptions eo;
     eo.dram_bytes = dram_bytes;
     eo.shared_dram = true;
     eo.read_index = read_index;
-    auto engine = store::Engine::Open(eo);
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    region_ = (*engine)->dram_region();
-    store::ServerOptions so;
-    so.listen_address = "127.0.0.1:0";
-    auto server = store::StoreServer::Start(*std::move(engine), so);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    stub_ = pb::Strata::NewStub(
-        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    InProcessNodeTest::StartNode(eo);
   }
-  void TearDown() override {
-    clients_.clear();
-    if (server_) {
-      EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
-    }
-  }
-
   client::Client* NewClient(bool lease_free = true) {
-    client::ClientOptions o;
-    o.server_address = server_->address();
-    o.lease_free = lease_free;
-    auto c = client::Client::Connect(o);
-    EXPECT_TRUE(c.ok()) << c.status();
-    if (!c.ok()) return nullptr;
-    clients_.push_back(*std::move(c));
-    return clients_.back().get();
+    return InProcessNodeTest::NewClient(
+        [lease_free](client::ClientOptions& o) { o.lease_free = lease_free; });
   }
 
   // Saves chunk `i` of a set of single-chunk chains (keys from `i`) with
@@ -83,34 +53,13 @@ class LeaseFreeTest : public ::testing::Test {
   }
   static absl::Status SaveOne(client::Client* c, const client::Namespace& ns, const ChunkKey& key,
                               const std::vector<std::byte>& bytes) {
-    auto t = c->Save(ns, std::span<const ChunkKey>(&key, 1), bytes);
-    return t.ok() ? (*t)->Wait() : t.status();
+    return testing::Finish(c->Save(ns, std::span<const ChunkKey>(&key, 1), bytes));
   }
-  static absl::Status LoadInto(client::Client* c, const client::Namespace& ns,
-                               std::span<const ChunkKey> keys, std::span<std::byte> out,
-                               bool layer_wise = false) {
-    auto t = c->Load(ns, keys, out, layer_wise ? [](uint32_t) {} : std::function<void(uint32_t)>());
-    return t.ok() ? (*t)->Wait() : t.status();
-  }
-  uint64_t NodeStat(client::Client* c, const char* name) {
-    auto stats = c->Stats();
-    EXPECT_TRUE(stats.ok()) << stats.status();
-    return stats.ok() ? (*stats)[name] : 0;
-  }
-
-  std::span<std::byte> region_;  // the node's pool, written in-process below
-  std::unique_ptr<store::StoreServer> server_;
-  std::unique_ptr<pb::Strata::Stub> stub_;
-  std::vector<std::unique_ptr<client::Client>> clients_;
 };
 
 TEST_F(LeaseFreeTest, LoadsAfterTheFirstInANamespaceSkipTheLease) {
   StartNode(16 << 20);
-  pb::NodeInfo info;
-  {
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(stub_->GetNodeInfo(&ctx, pb::NodeInfoRequest(), &info).ok());
-  }
+  const pb::NodeInfo info = Info();
   ASSERT_FALSE(info.read_index_path().empty());
   struct stat st{};
   ASSERT_EQ(stat(info.read_index_path().c_str(), &st), 0);
@@ -223,14 +172,9 @@ TEST_F(LeaseFreeTest, TheClientOptionAndTheNodeFlagTurnItOff) {
   EXPECT_EQ(NodeStat(off, "reads_dram"), 3u);  // each load took a lease
 
   clients_.clear();
-  ASSERT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
-  server_.reset();
+  ASSERT_NO_FATAL_FAILURE(StopNode());
   StartNode(16 << 20, /*read_index=*/false);
-  pb::NodeInfo info;
-  {
-    grpc::ClientContext ctx;
-    ASSERT_TRUE(stub_->GetNodeInfo(&ctx, pb::NodeInfoRequest(), &info).ok());
-  }
+  const pb::NodeInfo info = Info();
   EXPECT_FALSE(info.shm_path().empty());
   EXPECT_TRUE(info.read_index_path().empty());
   client::Client* c = NewClient();

@@ -20,27 +20,20 @@
 #include "proto/strata/v1/strata.grpc.pb.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tests/node_fixture.h"
 #include "tests/test_data.h"
 
 namespace strata {
 namespace {
 
 using testing::Bytes;
+using testing::Finish;
 
 namespace pb = ::strata::v1;
 
-NamespaceSpec Spec() {
-  NamespaceSpec spec;
-  spec.model_id = "same-host-test";
-  spec.num_layers = 4;
-  spec.num_kv_heads = 2;
-  spec.head_dim = 64;
-  spec.dtype = DType::kFloat16;
-  spec.tokens_per_chunk = 16;  // 32 KiB chunks, 8 KiB layers
-  return spec;
-}
+NamespaceSpec Spec() { return testing::SmallSpec("same-host-test"); }
 
-class SameHostTest : public ::testing::Test {
+class SameHostTest : public testing::InProcessNodeTest {
  protected:
   // `listen`: the gRPC address (port 0 picks one); `nvme_dir`: an NVMe tier
   // there (chunks survive a restart), none if empty.
@@ -53,68 +46,30 @@ class SameHostTest : public ::testing::Test {
       eo.nvme_path = nvme_dir;
       eo.nvme_capacity_bytes = 64 << 20;
     }
-    auto engine = store::Engine::Open(eo);
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    region_ = (*engine)->dram_region();
-    store::ServerOptions so;
-    so.listen_address = listen;
-    auto server = store::StoreServer::Start(*std::move(engine), so);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    stub_ = pb::Strata::NewStub(
-        grpc::CreateChannel(server_->address(), grpc::InsecureChannelCredentials()));
+    InProcessNodeTest::StartNode(eo, listen);
   }
-  void TearDown() override {
-    clients_.clear();
-    if (server_) {
-      EXPECT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
-    }
-  }
-
   client::Client* NewClient(client::SameHost same_host) {
-    client::ClientOptions o;
-    o.server_address = server_->address();
-    o.same_host = same_host;
-    auto c = client::Client::Connect(o);
-    EXPECT_TRUE(c.ok()) << c.status();
-    if (!c.ok()) return nullptr;
-    clients_.push_back(*std::move(c));
-    return clients_.back().get();
+    return InProcessNodeTest::NewClient(
+        [same_host](client::ClientOptions& o) { o.same_host = same_host; });
   }
-
   // Saves `n` chunks of one chain through `c` (over UCX) and returns the keys.
-  std::vector<ChunkKey> Save(client::Client* c, const client::Namespace& ns, size_t n,
-                             uint64_t seed, std::vector<std::byte>* bytes) {
-    std::vector<uint32_t> tokens(n * 16);
-    std::mt19937 rng(seed);
-    for (auto& t : tokens) t = rng() % 50000;
-    std::vector<ChunkKey> keys = ns.Keys(tokens);
-    *bytes = Bytes(n * ns.chunk_bytes, seed);
-    auto t = c->Save(ns, keys, *bytes);
-    EXPECT_TRUE(t.ok()) << t.status();
-    if (t.ok()) {
-      EXPECT_TRUE((*t)->Wait().ok());
+  static std::vector<ChunkKey> Save(client::Client* c, const client::Namespace& ns, size_t n,
+                                    uint64_t seed, std::vector<std::byte>* bytes) {
+    return SaveChain(c, ns, n, seed, bytes);
+  }
+  uint64_t OpenReadLeases(client::Client* c) { return NodeStat(c, "active_read_leases"); }
+  // Runs `op` until it gives the answer of a restarted node (Unavailable,
+  // "restarted"): the gRPC channel may first need a moment to reconnect.
+  static absl::Status UntilRestartAnswer(const std::function<absl::Status()>& op) {
+    absl::Status s = op();
+    for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable &&
+                    s.message().find("restarted") == std::string::npos;
+         ++i) {
+      absl::SleepFor(absl::Milliseconds(100));
+      s = op();
     }
-    return keys;
+    return s;
   }
-
-  pb::NodeInfo Info() {
-    pb::NodeInfo info;
-    grpc::ClientContext ctx;
-    EXPECT_TRUE(stub_->GetNodeInfo(&ctx, pb::NodeInfoRequest(), &info).ok());
-    return info;
-  }
-
-  uint64_t OpenReadLeases(client::Client* c) {
-    auto stats = c->Stats();
-    EXPECT_TRUE(stats.ok()) << stats.status();
-    return stats.ok() ? stats->at("active_read_leases") : 0;
-  }
-
-  std::span<std::byte> region_;  // the node's pool, written in-process below
-  std::unique_ptr<store::StoreServer> server_;
-  std::unique_ptr<pb::Strata::Stub> stub_;
-  std::vector<std::unique_ptr<client::Client>> clients_;
 };
 
 TEST_F(SameHostTest, LoadsCopyOutOfTheSharedPoolLayerByLayer) {
@@ -149,9 +104,7 @@ TEST_F(SameHostTest, LoadsCopyOutOfTheSharedPoolLayerByLayer) {
   }
   // A slice of the chain, and a miss that moves nothing.
   std::vector<std::byte> two(2 * ns->chunk_bytes);
-  auto t2 = c->Load(*ns, std::span<const ChunkKey>(keys).subspan(2, 2), two);
-  ASSERT_TRUE(t2.ok()) << t2.status();
-  ASSERT_TRUE((*t2)->Wait().ok());
+  ASSERT_TRUE(Finish(c->Load(*ns, std::span<const ChunkKey>(keys).subspan(2, 2), two)).ok());
   EXPECT_TRUE(std::equal(two.begin(), two.end(), bytes.begin() + 2 * ns->chunk_bytes));
   std::vector<ChunkKey> missing = {keys[0]};
   missing[0].bytes[0] ^= 1;
@@ -180,8 +133,7 @@ TEST_F(SameHostTest, NodeInfoNamesAPrivatePoolThatGoesAtShutdown) {
   EXPECT_EQ(st.st_ino, info.shm_inode());
   EXPECT_EQ(static_cast<uint64_t>(st.st_size), info.shm_bytes());
 
-  ASSERT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
-  server_.reset();
+  ASSERT_NO_FATAL_FAILURE(StopNode());
   // The memfd is closed: the path names nothing, or another file.
   struct stat after{};
   EXPECT_TRUE(stat(info.shm_path().c_str(), &after) != 0 || after.st_ino != info.shm_inode());
@@ -197,9 +149,7 @@ TEST_F(SameHostTest, SameHostOffAndUnsharedPoolsLoadOverUcx) {
   std::vector<std::byte> bytes;
   std::vector<ChunkKey> keys = Save(off, *ns, 3, 2, &bytes);
   std::vector<std::byte> out(bytes.size());
-  auto t = off->Load(*ns, keys, out);
-  ASSERT_TRUE(t.ok()) << t.status();
-  ASSERT_TRUE((*t)->Wait().ok());
+  ASSERT_TRUE(Finish(off->Load(*ns, keys, out)).ok());
   EXPECT_EQ(out, bytes);
 }
 
@@ -214,9 +164,7 @@ TEST_F(SameHostTest, ANodeWithoutASharedPoolIsReadOverUcx) {
   std::vector<std::byte> bytes;
   std::vector<ChunkKey> keys = Save(c, *ns, 2, 3, &bytes);
   std::vector<std::byte> out(bytes.size());
-  auto t = c->Load(*ns, keys, out);
-  ASSERT_TRUE(t.ok()) << t.status();
-  ASSERT_TRUE((*t)->Wait().ok());
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());
   EXPECT_EQ(out, bytes);
 }
 
@@ -241,9 +189,7 @@ TEST_F(SameHostTest, ACorruptByteInThePoolFailsTheLoadWithDataLoss) {
   EXPECT_EQ((*t)->Wait().code(), absl::StatusCode::kDataLoss);
   // Chunk 0 alone is intact and still loads.
   std::vector<std::byte> first(ns->chunk_bytes);
-  auto t0 = c->Load(*ns, std::span<const ChunkKey>(keys).first(1), first);
-  ASSERT_TRUE(t0.ok()) << t0.status();
-  ASSERT_TRUE((*t0)->Wait().ok());
+  ASSERT_TRUE(Finish(c->Load(*ns, std::span<const ChunkKey>(keys).first(1), first)).ok());
   EXPECT_TRUE(std::equal(first.begin(), first.end(), bytes.begin()));
 }
 
@@ -299,30 +245,17 @@ TEST_F(SameHostTest, AClientOfARestartedNodeIsToldToReconnect) {
   ASSERT_TRUE(ns.ok()) << ns.status();
   std::vector<std::byte> bytes;
   const std::vector<ChunkKey> keys = Save(c, *ns, 2, 21, &bytes);
-  ASSERT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
-  server_.reset();
+  ASSERT_NO_FATAL_FAILURE(StopNode());
   ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));  // same port, same data
   std::vector<std::byte> out(bytes.size());
-  auto load = c->Load(*ns, keys, out);
-  absl::Status s = load.ok() ? (*load)->Wait() : load.status();
-  // The gRPC channel may need a moment to reconnect: only the restart
-  // answer counts.
-  for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable &&
-                  s.message().find("restarted") == std::string::npos;
-       ++i) {
-    absl::SleepFor(absl::Milliseconds(100));
-    load = c->Load(*ns, keys, out);
-    s = load.ok() ? (*load)->Wait() : load.status();
-  }
+  const absl::Status s = UntilRestartAnswer([&] { return Finish(c->Load(*ns, keys, out)); });
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
   EXPECT_NE(s.message().find("restarted"), std::string::npos) << s;
   client::Client* fresh = NewClient(client::SameHost::kAuto);
   ASSERT_NE(fresh, nullptr);
   auto ns2 = fresh->RegisterNamespace(Spec(), "t");
   ASSERT_TRUE(ns2.ok()) << ns2.status();
-  auto again = fresh->Load(*ns2, keys, out);
-  ASSERT_TRUE(again.ok()) << again.status();
-  ASSERT_TRUE((*again)->Wait().ok());
+  ASSERT_TRUE(Finish(fresh->Load(*ns2, keys, out)).ok());
   EXPECT_EQ(out, bytes);
   clients_.clear();
   std::filesystem::remove_all(dir);
@@ -349,25 +282,15 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
     ASSERT_TRUE(ns.ok()) << ns.status();
     std::vector<std::byte> bytes;
     const std::vector<ChunkKey> kept = Save(c, *ns, 2, 31, &bytes);
-    ASSERT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
-    server_.reset();
+    ASSERT_NO_FATAL_FAILURE(StopNode());
     ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));  // same port, same data
 
     std::vector<uint32_t> tokens(3 * 16);
     for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = first_token + static_cast<uint32_t>(i);
     const std::vector<ChunkKey> keys = ns->Keys(tokens);
     const std::vector<std::byte> fresh_bytes = Bytes(keys.size() * ns->chunk_bytes, 32);
-    auto save = c->Save(*ns, keys, fresh_bytes);
-    absl::Status s = save.ok() ? (*save)->Wait() : save.status();
-    // The gRPC channel may need a moment to reconnect: only the restart
-    // answer counts.
-    for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable &&
-                    s.message().find("restarted") == std::string::npos;
-         ++i) {
-      absl::SleepFor(absl::Milliseconds(100));
-      save = c->Save(*ns, keys, fresh_bytes);
-      s = save.ok() ? (*save)->Wait() : save.status();
-    }
+    const absl::Status s =
+        UntilRestartAnswer([&] { return Finish(c->Save(*ns, keys, fresh_bytes)); });
     EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
     EXPECT_NE(s.message().find("restarted"), std::string::npos) << s;
 
@@ -375,21 +298,14 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
     ASSERT_NE(fresh, nullptr);
     auto ns2 = fresh->RegisterNamespace(Spec(), "t");
     ASSERT_TRUE(ns2.ok()) << ns2.status();
-    auto stats = fresh->Stats();
-    ASSERT_TRUE(stats.ok()) << stats.status();
-    EXPECT_EQ(stats->at("active_write_leases"), 0u);  // the refused save's lease was aborted
+    EXPECT_EQ(NodeStat(fresh, "active_write_leases"), 0u);  // the refused save's was aborted
+    // What was stored before is intact, and a new client saves fine.
     std::vector<std::byte> out(bytes.size());
-    auto old = fresh->Load(*ns2, kept, out);  // what was stored before is intact
-    ASSERT_TRUE(old.ok()) << old.status();
-    ASSERT_TRUE((*old)->Wait().ok());
+    ASSERT_TRUE(Finish(fresh->Load(*ns2, kept, out)).ok());
     EXPECT_EQ(out, bytes);
-    auto again = fresh->Save(*ns2, keys, fresh_bytes);  // a new client saves fine
-    ASSERT_TRUE(again.ok()) << again.status();
-    ASSERT_TRUE((*again)->Wait().ok());
+    ASSERT_TRUE(Finish(fresh->Save(*ns2, keys, fresh_bytes)).ok());
     out.assign(fresh_bytes.size(), std::byte{0});
-    auto back = fresh->Load(*ns2, keys, out);
-    ASSERT_TRUE(back.ok()) << back.status();
-    ASSERT_TRUE((*back)->Wait().ok());
+    ASSERT_TRUE(Finish(fresh->Load(*ns2, keys, out)).ok());
     EXPECT_EQ(out, fresh_bytes);
     clients_.clear();
   }
