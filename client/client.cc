@@ -1,7 +1,9 @@
 #include "client/client.h"
+#include "client/reconnecting_client.h"
 
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/support/client_interceptor.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -22,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "proto/call_metadata.h"
 #include "proto/data_message.h"
 #include "proto/grpc_status.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
@@ -99,6 +102,46 @@ class JobQueue {
   std::deque<std::function<void()>> jobs_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
+};
+
+// Records the node incarnation that every answer carries in its trailing
+// metadata (proto/call_metadata.h), failed calls included.
+class IncarnationInterceptor final : public grpc::experimental::Interceptor {
+ public:
+  explicit IncarnationInterceptor(std::shared_ptr<std::atomic<uint64_t>> seen)
+      : seen_(std::move(seen)) {}
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(
+            grpc::experimental::InterceptionHookPoints::POST_RECV_STATUS)) {
+      const auto* trailers = methods->GetRecvTrailingMetadata();
+      if (trailers != nullptr) {
+        auto it = trailers->find(proto::kNodeIncarnationKey);
+        if (it != trailers->end()) {
+          const std::optional<uint64_t> v =
+              proto::ParseIncarnation(std::string_view(it->second.data(), it->second.size()));
+          if (v.has_value()) seen_->store(*v, std::memory_order_relaxed);
+        }
+      }
+    }
+    methods->Proceed();
+  }
+
+ private:
+  const std::shared_ptr<std::atomic<uint64_t>> seen_;
+};
+
+class IncarnationInterceptorFactory final
+    : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  explicit IncarnationInterceptorFactory(std::shared_ptr<std::atomic<uint64_t>> seen)
+      : seen_(std::move(seen)) {}
+  grpc::experimental::Interceptor* CreateClientInterceptor(
+      grpc::experimental::ClientRpcInfo*) override {
+    return new IncarnationInterceptor(seen_);
+  }
+
+ private:
+  const std::shared_ptr<std::atomic<uint64_t>> seen_;
 };
 
 class ClientImpl;
@@ -201,6 +244,10 @@ class ClientImpl final : public Client {
   absl::Status Hint(const Namespace& ns, std::string_view scheduler_id,
                     std::span<const HintJob> jobs, absl::Duration ttl) override;
   absl::StatusOr<std::map<std::string, uint64_t>> Stats() override;
+  bool node_restarted() const override {
+    return restarted_.load(std::memory_order_relaxed) ||
+           NodeRestarted(seen_incarnation_->load(std::memory_order_relaxed));
+  }
   ClientCounters counters() const override {
     ClientCounters c;
     c.lease_free_loads = lf_loads_.load(std::memory_order_relaxed);
@@ -310,7 +357,10 @@ class ClientImpl final : public Client {
   // this client connected to: the node restarted behind its address, and its
   // pool, remote key and data-plane address are new (0 = not reported).
   bool NodeRestarted(uint64_t incarnation) const {
-    return incarnation != 0 && info_.incarnation() != 0 && incarnation != info_.incarnation();
+    const bool restarted =
+        incarnation != 0 && info_.incarnation() != 0 && incarnation != info_.incarnation();
+    if (restarted) restarted_.store(true, std::memory_order_relaxed);
+    return restarted;
   }
   // Gives a write lease back (best effort: it expires anyway).
   void AbortPut(uint64_t lease) {
@@ -355,6 +405,12 @@ class ClientImpl final : public Client {
   const ClientOptions options_;
   std::string client_id_;
   std::string token_;
+  // The incarnation the node's last answer named (0: none yet); set by the
+  // channel's IncarnationInterceptor.
+  const std::shared_ptr<std::atomic<uint64_t>> seen_incarnation_ =
+      std::make_shared<std::atomic<uint64_t>>(0);
+  // Set once an answer named another incarnation than info_'s.
+  mutable std::atomic<bool> restarted_{false};
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pb::Strata::Stub> stub_;
   NodeInfo node_;
@@ -502,7 +558,10 @@ absl::Status ClientImpl::Init() {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials, Credentials(&args));
-  channel_ = grpc::CreateCustomChannel(options_.server_address, credentials, args);
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(std::make_unique<IncarnationInterceptorFactory>(seen_incarnation_));
+  channel_ = grpc::experimental::CreateCustomChannelWithInterceptors(
+      options_.server_address, credentials, args, std::move(interceptors));
   stub_ = pb::Strata::NewStub(channel_);
   grpc::ClientContext ctx;
   Prepare(&ctx);
@@ -530,6 +589,7 @@ absl::Status ClientImpl::Init() {
   node_.ucx_transports = info_.ucx_transports();
   node_.dram_bytes = info_.dram_bytes();
   node_.nvme_capacity_bytes = info_.nvme_capacity_bytes();
+  node_.incarnation = info_.incarnation();
   transport::UcxOptions ucx;
   ucx.transports = options_.ucx_transports;
   ucx.progress_thread = true;
@@ -1493,13 +1553,20 @@ absl::StatusOr<uint64_t> ClientImpl::RemoveNamespace(const NamespaceSpec& spec,
   return resp.chunks_removed();
 }
 
+// One connection to one incarnation of the node.
+absl::StatusOr<std::unique_ptr<Client>> ConnectOnce(const ClientOptions& options) {
+  auto client = std::make_unique<ClientImpl>(options);
+  RETURN_IF_ERROR(client->Init());
+  return std::unique_ptr<Client>(std::move(client));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   if (options.server_address.empty()) return absl::InvalidArgumentError("no server address");
-  auto client = std::make_unique<ClientImpl>(options);
-  RETURN_IF_ERROR(client->Init());
-  return std::unique_ptr<Client>(std::move(client));
+  ASSIGN_OR_RETURN(std::unique_ptr<Client> first, ConnectOnce(options));
+  if (!options.reconnect) return first;
+  return NewReconnectingClient(options, std::move(first), ConnectOnce);
 }
 
 }  // namespace strata::client

@@ -79,6 +79,16 @@ struct ClientOptions {
   // At most one of the two.
   std::string token;
   std::string token_file;
+
+  // When the node restarts behind server_address (it answers as a new
+  // incarnation, proto/call_metadata.h): connect anew with these options,
+  // register again the namespaces this client registered, and retry the call
+  // that found out once (nothing had moved yet: loads and saves check the
+  // incarnation before any byte). Transfers started before finish or fail on
+  // the old connection. Namespace ids stay those this client handed out.
+  // false: from then on loads and saves fail with Unavailable ("restarted
+  // since this client connected; connect a new client").
+  bool reconnect = true;
 };
 
 // A namespace registered on the node, with the key chain derived from it
@@ -111,6 +121,9 @@ struct NodeInfo {
   std::string ucx_transports;
   uint64_t dram_bytes = 0;
   uint64_t nvme_capacity_bytes = 0;
+  // Drawn anew at every start of the node: a different value means another
+  // run of the node (its pool mapped anew, on the same host).
+  uint64_t incarnation = 0;
 };
 
 // One hinted job of a scheduler's queue: the last key of its chain (its
@@ -155,6 +168,7 @@ class MappedChunks {
 struct ClientCounters {
   uint64_t lease_free_loads = 0;      // loads served out of the read index
   uint64_t lease_free_fallbacks = 0;  // loads that tried it and took a lease
+  uint64_t reconnects = 0;            // connections made anew after a node restart
 };
 
 // Thread-safe.
@@ -233,6 +247,10 @@ class Client {
   // (ClientCounters).
   virtual absl::StatusOr<std::map<std::string, uint64_t>> Stats() = 0;
   virtual ClientCounters counters() const { return {}; }
+  // True once a response of the node showed that it restarted since this
+  // client connected (see ClientOptions::reconnect). A reconnecting client
+  // says so only until it reconnected.
+  virtual bool node_restarted() const { return false; }
   // OK when the node serves and persists. Unavailable while it shuts down;
   // FailedPrecondition (with the NVMe error) while it serves reads but is
   // not persisting, so refuses puts.

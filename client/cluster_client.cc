@@ -363,6 +363,9 @@ absl::StatusOr<ClusterClientImpl::NodeHandle> ClusterClientImpl::Node(const std:
   if (out.client == nullptr) {
     ClientOptions o = options_.node;
     o.server_address = record.grpc_address;
+    // A node that restarts is a new member here (its chunks may be gone):
+    // its failures route to replicas, and it is connected anew next time.
+    o.reconnect = false;
     auto connected = Client::Connect(o);
     if (!connected.ok()) {
       NodeFailed(id, nullptr, connected.status());

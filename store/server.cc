@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "proto/call_metadata.h"
 #include "proto/grpc_status.h"
 #include "proto/strata/v1/strata.grpc.pb.h"
 #include "store/auth/key_scope.h"
@@ -148,6 +149,7 @@ class StrataService final : public pb::Strata::Service {
       : engine_(engine),
         options_(options),
         info_(std::move(info)),
+        incarnation_text_(proto::FormatIncarnation(info_.incarnation())),
         dram_base_(info_.dram_base()),
         put_reservation_cap_(options.max_put_reservation_bytes != 0
                                  ? options.max_put_reservation_bytes
@@ -803,8 +805,10 @@ class StrataService final : public pb::Strata::Service {
   // Authenticates the call, runs one RPC's body with the caller's identity
   // and records its latency and outcome.
   template <typename Body>
-  grpc::Status Handle(ServerMetrics::Rpc rpc, const grpc::ServerContext& ctx, Body body) {
+  grpc::Status Handle(ServerMetrics::Rpc rpc, grpc::ServerContext& ctx, Body body) {
     const absl::Time start = absl::Now();
+    // On every answer, errors included (proto/call_metadata.h).
+    ctx.AddTrailingMetadata(proto::kNodeIncarnationKey, incarnation_text_);
     auto who = TenantOfCall(ctx);
     grpc::Status status = who.ok() ? body(*who) : ToGrpcStatus(who.status());
     metrics_.ObserveRpc(rpc, absl::ToDoubleSeconds(absl::Now() - start),
@@ -848,6 +852,7 @@ class StrataService final : public pb::Strata::Service {
   Engine* const engine_;
   const ServerOptions options_;
   const pb::NodeInfo info_;
+  const std::string incarnation_text_;  // the trailer every answer carries
   const uint64_t dram_base_;
   const uint64_t put_reservation_cap_;
   IsolatedDataPlane* const isolated_;  // null unless isolate_tenants

@@ -482,19 +482,7 @@ class IsolatedTenantTest : public ::testing::Test {
     token_b_ = *auth::NewToken("b");
     std::ofstream(dir_ / "tenants") << "a " << auth::HashToken(token_a_) << "\n"
                                     << "b " << auth::HashToken(token_b_) << "\n";
-    store::EngineOptions eo;
-    eo.dram_bytes = 16 << 20;
-    auto engine = store::Engine::Open(eo);
-    ASSERT_TRUE(engine.ok()) << engine.status();
-    engine_ = engine->get();
-    store::ServerOptions so;
-    so.listen_address = "127.0.0.1:0";
-    so.ucx_transports = "tcp";
-    so.isolate_tenants = true;
-    so.tenants_file = (dir_ / "tenants").string();
-    auto server = store::StoreServer::Start(*std::move(engine), so);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
+    ASSERT_NO_FATAL_FAILURE(StartNode("127.0.0.1:0"));
     auto a = Connect(token_a_, "client-a");
     ASSERT_TRUE(a.ok()) << a.status();
     a_ = *std::move(a);
@@ -506,6 +494,22 @@ class IsolatedTenantTest : public ::testing::Test {
     auto saved = a_->Save(ns_a_, std::span(&key_, 1), bytes_);
     ASSERT_TRUE(saved.ok()) << saved.status();
     ASSERT_TRUE((*saved)->Wait().ok());
+  }
+  // An isolated node with tenants a and b, DRAM only, on `listen`.
+  void StartNode(const std::string& listen) {
+    store::EngineOptions eo;
+    eo.dram_bytes = 16 << 20;
+    auto engine = store::Engine::Open(eo);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = engine->get();
+    store::ServerOptions so;
+    so.listen_address = listen;
+    so.ucx_transports = "tcp";
+    so.isolate_tenants = true;
+    so.tenants_file = (dir_ / "tenants").string();
+    auto server = store::StoreServer::Start(*std::move(engine), so);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
   }
   void TearDown() override {
     a_.reset();
@@ -649,6 +653,33 @@ TEST_F(IsolatedTenantTest, AClientIdsDataPlaneBelongsToTheConnectionAndTenantTha
   auto load = a_->Load(ns_a_, std::span(&key_, 1), out);
   ASSERT_TRUE(load.ok()) << load.status();
   ASSERT_TRUE((*load)->Wait().ok());
+  EXPECT_EQ(out, bytes_);
+}
+
+// A client of an isolated node that restarted reconnects by itself: it
+// attaches its data plane to the new node (with its token) and registers its
+// namespace again, so saves and loads go on (the DRAM-only node lost the
+// chunk saved before).
+TEST_F(IsolatedTenantTest, AClientReattachesToARestartedNode) {
+  const std::string address = server_->address();
+  ASSERT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+  server_.reset();
+  ASSERT_NO_FATAL_FAILURE(StartNode(address));
+  std::vector<std::byte> out(bytes_.size());
+  absl::Status s = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    auto t = a_->Load(ns_a_, std::span(&key_, 1), out);
+    s = t.ok() ? (*t)->Wait() : t.status();
+  }
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;  // DRAM only: gone
+  EXPECT_EQ(a_->counters().reconnects, 1u);
+  auto saved = a_->Save(ns_a_, std::span(&key_, 1), bytes_);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  ASSERT_TRUE((*saved)->Wait().ok());
+  auto loaded = a_->Load(ns_a_, std::span(&key_, 1), out);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ASSERT_TRUE((*loaded)->Wait().ok());
   EXPECT_EQ(out, bytes_);
 }
 

@@ -48,9 +48,11 @@ class SameHostTest : public testing::InProcessNodeTest {
     }
     InProcessNodeTest::StartNode(eo, listen);
   }
-  client::Client* NewClient(client::SameHost same_host) {
-    return InProcessNodeTest::NewClient(
-        [same_host](client::ClientOptions& o) { o.same_host = same_host; });
+  client::Client* NewClient(client::SameHost same_host, bool reconnect = true) {
+    return InProcessNodeTest::NewClient([same_host, reconnect](client::ClientOptions& o) {
+      o.same_host = same_host;
+      o.reconnect = reconnect;
+    });
   }
   // Saves `n` chunks of one chain through `c` (over UCX) and returns the keys.
   static std::vector<ChunkKey> Save(client::Client* c, const client::Namespace& ns, size_t n,
@@ -230,15 +232,16 @@ TEST_F(SameHostTest, LeasedChunksAreSeenInPlaceAndVerifiedOnDemand) {
   EXPECT_EQ(off->LeaseMapped(*ns, keys).status().code(), absl::StatusCode::kFailedPrecondition);
 }
 
-// A client that connected before the node restarted must not read the new
-// pool through its old mapping (or the old UCX key): its loads say so
-// (Unavailable), never DataLoss or wrong bytes; a new client loads fine.
+// A client that connected before the node restarted, and does not
+// reconnect, must not read the new pool through its old mapping (or the old
+// UCX key): its loads say so (Unavailable), never DataLoss or wrong bytes; a
+// new client loads fine.
 TEST_F(SameHostTest, AClientOfARestartedNodeIsToldToReconnect) {
   const std::string dir = ::testing::TempDir() + "/same_host_restart";
   std::filesystem::remove_all(dir);
   ASSERT_NO_FATAL_FAILURE(StartNode(true, "127.0.0.1:0", dir));
   const std::string address = server_->address();
-  client::Client* c = NewClient(client::SameHost::kAuto);
+  client::Client* c = NewClient(client::SameHost::kAuto, /*reconnect=*/false);
   ASSERT_NE(c, nullptr);
   ASSERT_EQ(c->data_path(), "shm");
   auto ns = c->RegisterNamespace(Spec(), "t");
@@ -261,10 +264,11 @@ TEST_F(SameHostTest, AClientOfARestartedNodeIsToldToReconnect) {
   std::filesystem::remove_all(dir);
 }
 
-// Saves through a client that connected before the node restarted: the new
-// node's write slots are not in the pool the client imported, so the save is
-// refused (Unavailable, "restarted"; it was OutOfRange from the transport),
-// its write lease is given back, and nothing the node holds changes.
+// Saves through a client that connected before the node restarted and does
+// not reconnect: the new node's write slots are not in the pool the client
+// imported, so the save is refused (Unavailable, "restarted"; it was
+// OutOfRange from the transport), its write lease is given back, and nothing
+// the node holds changes.
 TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
   const std::string dir = ::testing::TempDir() + "/same_host_restart_save";
   std::filesystem::remove_all(dir);
@@ -276,7 +280,7 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
     if (server_ == nullptr) {
       ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));
     }
-    client::Client* c = NewClient(mode);
+    client::Client* c = NewClient(mode, /*reconnect=*/false);
     ASSERT_NE(c, nullptr);
     auto ns = c->RegisterNamespace(Spec(), "t");
     ASSERT_TRUE(ns.ok()) << ns.status();
@@ -309,6 +313,157 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
     EXPECT_EQ(out, fresh_bytes);
     clients_.clear();
   }
+  std::filesystem::remove_all(dir);
+}
+
+// A client (reconnect on, the default) whose node restarted with its NVMe
+// tier: the next call finds out, connects anew and is retried, so loads and
+// saves go on with the same namespace, over shared memory and over UCX; the
+// pool it maps is the new node's, and Stats count the reconnect.
+TEST_F(SameHostTest, AClientReconnectsToARestartedNode) {
+  const std::string dir = ::testing::TempDir() + "/same_host_reconnect";
+  std::filesystem::remove_all(dir);
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, "127.0.0.1:0", dir));
+  const std::string address = server_->address();
+  client::Client* shm = NewClient(client::SameHost::kAuto);
+  client::Client* ucx = NewClient(client::SameHost::kOff);
+  ASSERT_NE(shm, nullptr);
+  ASSERT_NE(ucx, nullptr);
+  ASSERT_EQ(shm->data_path(), "shm");
+  auto ns = shm->RegisterNamespace(Spec(), "t");
+  auto ns_ucx = ucx->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  ASSERT_TRUE(ns_ucx.ok()) << ns_ucx.status();
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(shm, *ns, 3, 41, &bytes);
+  const uint64_t first = shm->node().incarnation;
+  const std::byte* old_pool = shm->shared_pool().data();
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  EXPECT_EQ(Finish(shm->Load(*ns, keys, std::span<std::byte>(bytes))).code(),
+            absl::StatusCode::kUnavailable);  // down: nothing to reconnect to
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));  // same port, same data
+
+  for (client::Client* c : {shm, ucx}) {
+    const client::Namespace& n = c == shm ? *ns : *ns_ucx;
+    std::vector<std::byte> out(bytes.size());
+    // The gRPC channel may need a moment to reconnect to the new node.
+    absl::Status s = absl::UnavailableError("not tried");
+    for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable; ++i) {
+      if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+      s = Finish(c->Load(n, keys, out));
+    }
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(out, bytes);
+    EXPECT_FALSE(c->node_restarted());
+    EXPECT_NE(c->node().incarnation, first);
+    EXPECT_EQ(c->counters().reconnects, 1u);
+    EXPECT_EQ(NodeStat(c, "client_reconnects"), 1u);
+    // Saves go on too, and read back through a new client.
+    std::vector<std::byte> more;
+    const std::vector<ChunkKey> more_keys = Save(c, n, 2, c == shm ? 42 : 43, &more);
+    client::Client* fresh = NewClient(client::SameHost::kOff);
+    ASSERT_NE(fresh, nullptr);
+    auto ns2 = fresh->RegisterNamespace(Spec(), "t");
+    ASSERT_TRUE(ns2.ok()) << ns2.status();
+    std::vector<std::byte> back(more.size());
+    ASSERT_TRUE(Finish(fresh->Load(*ns2, more_keys, back)).ok());
+    EXPECT_EQ(back, more);
+  }
+  EXPECT_EQ(shm->data_path(), "shm");
+  EXPECT_NE(shm->shared_pool().data(), old_pool);  // the new node's pool
+  clients_.clear();
+  std::filesystem::remove_all(dir);
+}
+
+// A node restarted without NVMe holds nothing, not even the namespace: the
+// reconnecting client registers it again under the same id for its caller;
+// its chunks are misses (NotFound), and saving them again works. A namespace
+// never registered through the client stays NotFound.
+TEST_F(SameHostTest, AReconnectRegistersTheNamespaceAgain) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(true));
+  const std::string address = server_->address();
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  auto ns = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(c, *ns, 2, 51, &bytes);
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: empty
+  // Another tenant's namespace takes the first id on the new node.
+  client::Client* other = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(other, nullptr);
+  auto other_ns = other->RegisterNamespace(testing::SmallSpec("another-model"), "u");
+  ASSERT_TRUE(other_ns.ok()) << other_ns.status();
+
+  absl::StatusOr<client::LookupResult> found = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && found.status().code() == absl::StatusCode::kUnavailable; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    found = c->Lookup(*ns, keys);
+  }
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->prefix_chunks, 0u);
+  EXPECT_EQ(c->counters().reconnects, 1u);
+  std::vector<std::byte> out(bytes.size());
+  EXPECT_EQ(Finish(c->Load(*ns, keys, out)).code(), absl::StatusCode::kNotFound);
+  ASSERT_TRUE(Finish(c->Save(*ns, keys, bytes)).ok());
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());
+  EXPECT_EQ(out, bytes);
+  // Registering the same namespace again keeps its id.
+  auto again = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id, ns->id);
+  // The other tenant's namespace is untouched by this client's chunks.
+  auto theirs = other->Lookup(*other_ns, keys);
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  EXPECT_EQ(theirs->prefix_chunks, 0u);
+  client::Namespace unknown = *ns;
+  unknown.id = 999;
+  EXPECT_EQ(c->Lookup(unknown, keys).status().code(), absl::StatusCode::kNotFound);
+}
+
+// A transfer started before the restart finishes on its own connection (it
+// is held until the transfer goes), and the client goes on afterwards.
+TEST_F(SameHostTest, ATransferOutlivesTheReconnectOfItsClient) {
+  const std::string dir = ::testing::TempDir() + "/same_host_reconnect_held";
+  std::filesystem::remove_all(dir);
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, "127.0.0.1:0", dir));
+  const std::string address = server_->address();
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  auto ns = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(c, *ns, 2, 61, &bytes);
+  std::vector<std::byte> out(bytes.size());
+  auto held = c->Load(*ns, keys, out);
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_TRUE((*held)->Wait().ok());
+  auto mapped = c->LeaseMapped(*ns, keys);
+  ASSERT_TRUE(mapped.ok()) << mapped.status();
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));
+  absl::Status s = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    s = Finish(c->Load(*ns, keys, out));
+  }
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(c->counters().reconnects, 1u);
+  // The old connection's objects still work: its mapping of the old pool is
+  // still there, with the bytes it had.
+  EXPECT_TRUE((*held)->done());
+  EXPECT_TRUE((*held)->Wait().ok());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EXPECT_TRUE((*mapped)->Verify(i).ok());
+    EXPECT_TRUE(std::equal((*mapped)->chunk(i).begin(), (*mapped)->chunk(i).end(),
+                           bytes.begin() + i * ns->chunk_bytes));
+  }
+  mapped->reset();
+  held->reset();
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());  // closes the old one
+  EXPECT_EQ(out, bytes);
+  clients_.clear();
   std::filesystem::remove_all(dir);
 }
 

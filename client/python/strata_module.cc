@@ -305,7 +305,7 @@ PyClient Connect(const std::string& address, const std::string& ucx_transports,
                  const std::string& client_id, double rpc_timeout, double transfer_timeout,
                  const std::string& tls_ca_file, const std::string& tls_cert_file,
                  const std::string& tls_key_file, const std::string& tls_server_name,
-                 const std::string& token, const std::string& token_file) {
+                 const std::string& token, const std::string& token_file, bool reconnect) {
   client::ClientOptions o;
   o.server_address = address;
   o.ucx_transports = ucx_transports;
@@ -318,6 +318,7 @@ PyClient Connect(const std::string& address, const std::string& ucx_transports,
   o.tls_server_name = tls_server_name;
   o.token = token;
   o.token_file = token_file;
+  o.reconnect = reconnect;
   absl::StatusOr<std::unique_ptr<client::Client>> c;
   {
     py::gil_scoped_release release;
@@ -382,6 +383,7 @@ PYBIND11_MODULE(strata, m) {
         py::arg("transfer_timeout") = 30.0, py::kw_only(), py::arg("tls_ca_file") = "",
         py::arg("tls_cert_file") = "", py::arg("tls_key_file") = "",
         py::arg("tls_server_name") = "", py::arg("token") = "", py::arg("token_file") = "",
+        py::arg("reconnect") = true,
         R"doc(Connects to a store node (gRPC control plane and UCX data plane).
 
 address: host:port of the node. rpc_timeout / transfer_timeout: seconds.
@@ -394,6 +396,9 @@ tls_server_name: the name the node's certificate must carry when it differs from
 token: the tenant token "TENANT:SECRET" for a node that authenticates tenants
   (`strata serve --tenants`); token_file: a file holding it (`strata token --out`).
   At most one of the two.
+reconnect: when the node restarts behind `address`, connect anew on the next call
+  (namespaces registered again, the call retried once; see the README's
+  "Node restarts"); False: calls then raise UNAVAILABLE ("restarted ...").
 
 Raises strata.Error with `code`: "UNAVAILABLE" when the node cannot be reached or
 the TLS handshake fails (the message names the options to check),

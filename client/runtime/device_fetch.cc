@@ -441,11 +441,18 @@ class DeviceFetcherImpl final : public DeviceFetcher {
     if (!same_host_direct_ || client.data_path() != "shm") return false;
     const std::span<const std::byte> pool = client.shared_pool();
     if (pool.empty()) return false;
+    // A client that reconnected to a restarted node maps the new pool; the
+    // old mapping may be gone and its address reused, so the incarnation
+    // decides too.
+    const uint64_t incarnation = client.node().incarnation;
     absl::MutexLock lock(&mu_);
-    if (registered_ == pool.data()) return true;
+    if (registered_ == pool.data() && registered_incarnation_ == incarnation) return true;
     if (register_failed_) return false;
     DeviceScope scope(device_);
-    if (registered_ != nullptr) cudaHostUnregister(registered_);
+    if (registered_ != nullptr) {
+      cudaHostUnregister(registered_);
+      (void)cudaGetLastError();  // a mapping already gone is no error here
+    }
     registered_ = nullptr;
     void* base = const_cast<std::byte*>(pool.data());
     absl::Status s = scope.status();
@@ -462,6 +469,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
       return false;
     }
     registered_ = base;
+    registered_incarnation_ = incarnation;
     return true;
   }
 
@@ -540,6 +548,7 @@ class DeviceFetcherImpl final : public DeviceFetcher {
   absl::Mutex mu_;
   bool busy_ ABSL_GUARDED_BY(mu_) = false;
   void* registered_ ABSL_GUARDED_BY(mu_) = nullptr;  // the client's pool mapping, registered
+  uint64_t registered_incarnation_ ABSL_GUARDED_BY(mu_) = 0;  // of the node it maps
   bool register_failed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status register_error_ ABSL_GUARDED_BY(mu_);
 };
