@@ -45,7 +45,7 @@ class IsolatedDataPlaneTest : public ::testing::Test {
   std::unique_ptr<IsolatedDataPlane> plane_;
 };
 
-// Found by tools/fuzz/isolated_fuzzer (corpus: short-leases): a write lease
+// Reproduced by tools/fuzz/isolated_fuzzer (corpus: short-leases): a write lease
 // its client let expire, instead of committing or aborting it, stayed
 // awaited for as long as the node ran, so a client opening short leases
 // grew the node's memory without bound.
