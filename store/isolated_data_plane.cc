@@ -128,13 +128,20 @@ absl::Status IsolatedDataPlane::SendGet(const DataPlaneCaller& caller, uint64_t 
 }
 
 void IsolatedDataPlane::ExpectPut(uint64_t lease, const std::string& client_id,
-                                  std::vector<uint32_t> expected, uint64_t chunk_bytes) {
+                                  std::vector<uint32_t> expected, uint64_t chunk_bytes,
+                                  absl::Time expires) {
   Inbound in;
   in.chunk_bytes = chunk_bytes;
   in.client_id = client_id;
+  in.expires = expires;
   for (uint32_t p : expected) in.received[p] = false;
   in.pending = in.received.size();
+  const absl::Time now = absl::Now();
   absl::MutexLock lock(&in_mu_);
+  // Expired leases are the engine's to reap; their chunks can no longer be
+  // awaited (a commit racing the reaper finds the slots as they are and
+  // checks them against its checksums).
+  absl::erase_if(inbound_, [&](const auto& kv) { return kv.second.expires <= now; });
   inbound_[lease] = std::move(in);
 }
 
@@ -156,6 +163,11 @@ absl::Status IsolatedDataPlane::AwaitPut(uint64_t lease, absl::Time deadline) {
 void IsolatedDataPlane::ForgetPut(uint64_t lease) {
   absl::MutexLock lock(&in_mu_);
   inbound_.erase(lease);
+}
+
+size_t IsolatedDataPlane::awaited_puts() const {
+  absl::MutexLock lock(&in_mu_);
+  return inbound_.size();
 }
 
 transport::MessageTarget IsolatedDataPlane::OnMessage(std::span<const std::byte> header,

@@ -95,9 +95,12 @@ class IsolatedDataPlane {
                        uint64_t layer_bytes);
 
   // Registers write lease `lease` of `client_id`, whose slots `expected`
-  // (positions in the request) will arrive as messages.
+  // (positions in the request) will arrive as messages until the lease
+  // `expires`. Leases registered before and expired by now are forgotten
+  // (ForgetPut) first: a client that lets its leases run out, instead of
+  // committing or aborting them, leaves nothing behind here.
   void ExpectPut(uint64_t lease, const std::string& client_id, std::vector<uint32_t> expected,
-                 uint64_t chunk_bytes);
+                 uint64_t chunk_bytes, absl::Time expires);
   // Waits until every expected chunk of `lease` was written into its slot;
   // FailedPrecondition at `deadline` (naming how many are missing). OK for a
   // lease it does not know (nothing to wait for).
@@ -105,6 +108,9 @@ class IsolatedDataPlane {
   void ForgetPut(uint64_t lease);
 
   const Counters& counters() const { return counters_; }
+  // Write leases whose chunks it is waiting for (ExpectPut, not yet
+  // forgotten).
+  size_t awaited_puts() const;
 
  private:
   struct Inbound {
@@ -112,6 +118,7 @@ class IsolatedDataPlane {
     absl::flat_hash_map<uint32_t, bool> received;  // position -> written
     size_t pending = 0;
     uint64_t chunk_bytes = 0;
+    absl::Time expires;
   };
 
   struct Attachment {
@@ -133,7 +140,7 @@ class IsolatedDataPlane {
   // By client id.
   absl::flat_hash_map<std::string, Attachment> clients_ ABSL_GUARDED_BY(clients_mu_);
 
-  absl::Mutex in_mu_;
+  mutable absl::Mutex in_mu_;
   absl::CondVar in_cv_;
   absl::flat_hash_map<uint64_t, Inbound> inbound_ ABSL_GUARDED_BY(in_mu_);
 };

@@ -542,6 +542,7 @@ class StrataService final : public pb::Strata::Service {
     for (const auto& [name, value] : StatsValues(engine_->Stats())) v[name] = value;
     if (isolated_ != nullptr) {
       v["data_plane_messages_rejected"] = isolated_->counters().messages_rejected.load();
+      v["data_plane_puts_awaited"] = isolated_->awaited_puts();
     }
     if (!who.tenant.empty()) {
       // The caller's own tenant; other tenants' figures are not shown.
@@ -694,7 +695,8 @@ class StrataService final : public pb::Strata::Service {
       expected.push_back(i);
       chunk_bytes = lease.slots[i].dest.size();
     }
-    isolated_->ExpectPut(lease.id, req.client_id(), std::move(expected), chunk_bytes);
+    isolated_->ExpectPut(lease.id, req.client_id(), std::move(expected), chunk_bytes,
+                         lease.expires);
   }
 
   static absl::Time CommitDeadline(grpc::ServerContext* ctx) {

@@ -84,6 +84,10 @@ TEST(TenantTableTest, MalformedLinesNameFileAndLine) {
            {"a " + h + " hint_jobs=-1", "f:1: hint_jobs=-1: not a count of jobs"},
            {"a " + h + " hint_jobs=8k", "f:1: hint_jobs=8k: not a count of jobs"},
            {"a " + h + " hint_jobs", "f:1: hint_jobs: not a count of jobs"},
+           // Found by tools/fuzz/tenants_fuzzer (corpus: crash-quota-two-equals):
+           // everything after a second '=' was ignored.
+           {"a " + h + " hint_jobs=5=6", "f:1: hint_jobs=5=6: more than one '='"},
+           {"a " + h + " dram=1GiB=", "f:1: dram=1GiB=: more than one '='"},
            {"a " + h + "\na " + h, "f:2: tenant 'a' is listed twice"},
            {std::string(65, 'x') + " " + h, "f:1: tenant name must be 1 to 64"},
        }) {

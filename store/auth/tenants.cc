@@ -132,6 +132,12 @@ absl::StatusOr<TenantTable> TenantTable::Parse(std::string_view text, std::strin
     }
     std::vector<absl::string_view> given;
     for (size_t i = 2; i < fields.size(); ++i) {
+      // (A pair takes the first two pieces of a split: "dram=1=2" would
+      // read as dram=1.)
+      if (std::count(fields[i].begin(), fields[i].end(), '=') > 1) {
+        return bad(absl::StrCat(fields[i], ": more than one '=' (quotas: dram=SIZE nvme=SIZE "
+                                           "hint_jobs=N)"));
+      }
       std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(fields[i], '=');
       uint64_t* target = nullptr;
       bool is_size = true;

@@ -2,7 +2,8 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan + libFuzzer) into
 # .fuzz/ at the repository root (or $FUZZ_OUT). Incremental: only what
 # changed is compiled again. Usage: tools/fuzz/build.sh [TARGET...]
-# (targets: trace namespace envelope safetensors llama_config server).
+# (targets: trace namespace envelope safetensors llama_config server tenants
+# data_message isolated).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${FUZZ_OUT:-$root/.fuzz}"

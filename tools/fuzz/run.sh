@@ -9,14 +9,15 @@
 #
 # Usage: tools/fuzz/run.sh [-t SECONDS_PER_TARGET] [TARGET...]
 #   (default 25 s each; targets: trace namespace envelope safetensors
-#   llama_config server)
+#   llama_config server tenants data_message isolated)
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${FUZZ_OUT:-$root/.fuzz}"
 seconds=25
 if [ "${1:-}" = "-t" ]; then seconds="$2"; shift 2; fi
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(trace namespace envelope safetensors llama_config server)
+[ "${#targets[@]}" -gt 0 ] ||
+  targets=(trace namespace envelope safetensors llama_config server tenants data_message isolated)
 
 mkdir -p "$out"
 mkdir -p "$out"
@@ -34,7 +35,7 @@ for t in "${targets[@]}"; do
   [ -f "$root/tools/fuzz/$t.dict" ] && opts+=(-dict="$root/tools/fuzz/$t.dict")
   # The node keeps gRPC and UCX state across inputs, which libFuzzer's
   # per-input leak check takes for leaks (and runs every input twice).
-  [ "$t" = server ] && opts+=(-detect_leaks=0)
+  case "$t" in server | isolated) opts+=(-detect_leaks=0) ;; esac
   log="$out/$t.log"
   echo "fuzz: $t for ${seconds}s"
   "$out/${t}_fuzzer" "${opts[@]}" "$scratch" "$root/tools/fuzz/corpus/$t" >"$log" 2>&1
