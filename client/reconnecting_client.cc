@@ -51,6 +51,29 @@ class HeldMappedChunks final : public MappedChunks {
   const std::unique_ptr<MappedChunks> inner_;
 };
 
+// One connection of a reconnecting client.
+struct Connection {
+  std::shared_ptr<Client> client;
+  uint64_t generation = 0;  // reconnects before it
+};
+
+// A namespace registered through this client: the id callers see
+// (`handle`), and the current connection's namespace once it registered
+// it there.
+struct Registration {
+  uint32_t handle = 0;
+  NamespaceSpec spec;
+  std::string tenant;
+  Namespace inner;
+  uint64_t generation = 0;  // of the connection `inner` belongs to
+};
+
+// What a connection reported at connect.
+struct Seen {
+  NodeInfo node;
+  std::string data_path;
+};
+
 class ReconnectingClient final : public Client {
  public:
   ReconnectingClient(const ClientOptions& options, std::unique_ptr<Client> first,
@@ -190,25 +213,6 @@ class ReconnectingClient final : public Client {
   }
 
  private:
-  struct Connection {
-    std::shared_ptr<Client> client;
-    uint64_t generation = 0;  // reconnects before it
-  };
-  // A namespace registered through this client: the id callers see
-  // (`handle`), and the current connection's namespace once it registered
-  // it there.
-  struct Registration {
-    uint32_t handle = 0;
-    NamespaceSpec spec;
-    std::string tenant;
-    Namespace inner;
-    uint64_t generation = 0;  // of the connection `inner` belongs to
-  };
-  struct Seen {
-    NodeInfo node;
-    std::string data_path;
-  };
-
   static absl::StatusOr<std::shared_ptr<Transfer>> Hold(
       const Connection& c, absl::StatusOr<std::shared_ptr<Transfer>> t) {
     if (!t.ok()) return t.status();
