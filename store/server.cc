@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -954,6 +955,9 @@ class StoreServerImpl final : public StoreServer {
       credentials = grpc::SslServerCredentials(ssl);
     }
     grpc::ServerBuilder builder;
+    // gRPC sets SO_REUSEPORT by default, so a second node on a port in use
+    // would start and take half of the first one's connections.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddListeningPort(options.listen_address, credentials, &port_);
     builder.SetMaxReceiveMessageSize(options.max_message_bytes);
     info.set_node_id(options.node_id.empty() ? options.listen_address : options.node_id);
@@ -1039,6 +1043,21 @@ class StoreServerImpl final : public StoreServer {
   bool stopped_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };
 
+// The port of a listen address "host:port" must be a number in [0, 65535]
+// (gRPC would take 99999 modulo 65536 and listen on 34463).
+absl::Status CheckListenPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon + 1 == address.size() ||
+      address.find_first_not_of("0123456789", colon + 1) != std::string::npos ||
+      address.size() - colon - 1 > 5 || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "listen address '", address, "' is not host:port with a port in [0, 65535]"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(std::unique_ptr<Engine> engine,
@@ -1047,6 +1066,7 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(std::unique_ptr<
   if (options.max_message_bytes <= 0) {
     return absl::InvalidArgumentError("max_message_bytes must be positive");
   }
+  RETURN_IF_ERROR(CheckListenPort(options.listen_address));
   auto server = std::make_unique<StoreServerImpl>();
   RETURN_IF_ERROR(server->Init(std::move(engine), options));
   return std::unique_ptr<StoreServer>(std::move(server));
