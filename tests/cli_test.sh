@@ -144,6 +144,45 @@ expect_out "0 corrupt, 0 errors"
 run 2 bench --server "$SERVER" --get_ratio 0 --memcpy_reference
 expect_err "needs --get_ratio above 0"
 
+# With several chunks per get, the mix's GB/s counts every chunk a get moves:
+# a gets-only run's "all" row equals its "get" row.
+run 0 bench --server "$SERVER" --clients 1 --chunk_bytes 64KiB --keys 16 --chunks_per_get 4 \
+  --duration 1s --warmup 0s --get_ratio 1
+[ "$(awk '$1 == "get" {print $4}' out.txt)" = "$(awk '$1 == "all" {print $4}' out.txt)" ] ||
+  fail "bench: the all row's GB/s differs from the get row's in a gets-only run"
+
+# A node that dies under bench: the progress lines count failed operations as
+# errors, not as gets and puts (they once showed tens of GB/s of failures).
+rm -f "$WORK/port2"
+"$STRATA" serve --listen 127.0.0.1:0 --port_file "$WORK/port2" --no_nvme --dram 64MiB \
+  >serve2.log 2>&1 &
+VICTIM_PID=$!
+for _ in $(seq 300); do [ -s "$WORK/port2" ] && break; sleep 0.1; done
+[ -s "$WORK/port2" ] || fail "the second strata serve did not write --port_file"
+"$STRATA" bench --server "127.0.0.1:$(cat "$WORK/port2")" --clients 2 --chunk_bytes 64KiB \
+  --keys 16 --duration 5s --warmup 0s --get_ratio 0.5 >out.txt 2>err.txt &
+BENCH_PID=$!
+for _ in $(seq 300); do grep -q "^prefill:" out.txt && break; sleep 0.1; done
+sleep 1.5
+kill -KILL "$VICTIM_PID"
+wait "$VICTIM_PID" 2>/dev/null || true
+for _ in $(seq 300); do
+  kill -0 "$BENCH_PID" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$BENCH_PID" 2>/dev/null && { kill -KILL "$BENCH_PID"; fail "bench did not end"; }
+rc=0
+wait "$BENCH_PID" || rc=$?
+[ "$rc" -eq 1 ] || fail "bench against a killed node exited $rc, expected 1"
+grep -q '\] gets .* errors ' out.txt || fail "no progress line shows the errors"
+progress() { awk -v op="$1" '/\] gets / { for (i = 1; i < NF; i++) if ($i == op) n += $(i + 1) + 0 }
+                            END { print n + 0 }' out.txt; }
+table() { awk -v op="$1" '$1 == op { print $2 }' out.txt; }
+[ "$(progress gets)" -le "$(table get)" ] ||
+  fail "progress lines count $(progress gets) gets, the summary $(table get) that succeeded"
+[ "$(progress puts)" -le "$(table put)" ] ||
+  fail "progress lines count $(progress puts) puts, the summary $(table put) that succeeded"
+
 # Ctrl-C stops early and still prints the summary.
 # (Started directly, not under timeout(1), so that SIGINT reaches it; the
 # loop below bounds the wait.)
