@@ -109,6 +109,8 @@ expect_err "empty file"
 run 1 put --server 127.0.0.1:1 file.bin
 expect_err "cannot connect to 127.0.0.1:1"
 expect_err "Unavailable"
+expect_err "nothing listens there"
+grep -q "TLS" err.txt && fail "a refused connection is blamed on TLS"
 run 1 stats --server 127.0.0.1:1
 expect_err "cannot connect"
 
