@@ -41,6 +41,13 @@ for cmd in put get lookup stats bench remove-namespace; do
 done
 run 0 help
 expect_out "bench"
+for cmd in serve local put get lookup stats cluster remove-namespace replay bench worker token; do
+  grep -q "^  $cmd " out.txt || fail "strata help does not list $cmd"
+done
+run 0 serve --help
+expect_out "lru, prefix-lru or scheduler"
+run 0 local --help
+expect_out "lru, prefix-lru or scheduler"
 run 2 put --no_such_flag "$WORK/x"
 expect_err "unknown flag --no_such_flag"
 run 2 put --server "$SERVER"
@@ -54,6 +61,12 @@ expect_err "get_ratio"
 run 2 lookup --layers 0 somefile
 expect_err "layers"
 run 2 frobnicate
+run 2
+expect_err "usage: strata"
+run 2 serve --shutdown_grace -1s
+expect_err "shutdown_grace must be >= 0"
+run 2 serve --lease_ttl 0s
+expect_err "lease_ttl must be positive"
 
 # --- put / get round trip: 3 full chunks (1 MiB each by default) + 1234 bytes
 CHUNK=$((4 * 2 * 8 * 64 * 128 * 2))
@@ -210,6 +223,9 @@ expect_out "^get "
 # --- remove-namespace -------------------------------------------------------
 run 0 remove-namespace --help
 expect_out "strata remove-namespace"
+# file.bin again in the default namespace (the benches' puts above may have
+# evicted it), so that the last check below sees only what the removal did.
+run 0 put --server "$SERVER" file.bin
 run 0 put --server "$SERVER" --tenant scratch file.bin
 run 0 remove-namespace --server "$SERVER" --tenant scratch
 expect_out "removed namespace of model demo-model for tenant scratch: 4 chunks"
