@@ -15,6 +15,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "proto/grpc_status.h"
@@ -58,6 +59,25 @@ absl::StatusOr<std::vector<ChunkKey>> ParseScopedKeys(
     keys.push_back(auth::ScopeKey(root, key));
   }
   return keys;
+}
+
+// `status` with every key the engine named in its scoped form (as it stores
+// it) written as the caller's key, which is the one the caller knows.
+// `scoped[i]` is the scoped form of the caller's `raw[i]`.
+absl::Status UnscopeKeyNames(const absl::Status& status, const std::vector<ChunkKey>& scoped,
+                             const std::vector<ChunkKey>& raw) {
+  if (status.ok()) return status;
+  std::string message(status.message());
+  bool changed = false;
+  for (size_t i = 0; i < scoped.size() && i < raw.size(); ++i) {
+    for (const std::string& form : {scoped[i].ToHex(), scoped[i].ShortHex()}) {
+      if (message.find(form) == std::string::npos) continue;
+      const std::string mine = form.size() == 64 ? raw[i].ToHex() : raw[i].ShortHex();
+      message = absl::StrReplaceAll(message, {{form, mine}});
+      changed = true;
+    }
+  }
+  return changed ? absl::Status(status.code(), message) : status;
 }
 
 // Who makes a call: established once per call at the edge
@@ -333,7 +353,11 @@ class StrataService final : public pb::Strata::Service {
       }
     }
     auto lease = engine_->Acquire(req->namespace_id(), *keys, LeaseTtl(req->lease_ms()));
-    if (!lease.ok()) return ToGrpcStatus(lease.status());
+    if (!lease.ok()) {
+      std::vector<ChunkKey> raw;
+      for (int i = 0; i < req->keys_size(); ++i) raw.push_back(*ParseKey(req->keys(i), i));
+      return ToGrpcStatus(UnscopeKeyNames(lease.status(), *keys, raw));
+    }
     if (isolated_ != nullptr) return IsolatedGet(who, *req, *lease, out);
     RecordOwner(lease->id, who, req->client_id(), lease->expires);
     out->set_lease_id(lease->id);
@@ -409,12 +433,15 @@ class StrataService final : public pb::Strata::Service {
       }
     }
     std::vector<PutItem> items;
+    std::vector<ChunkKey> raw_keys, scoped_keys;  // to name keys in errors as the caller does
     items.reserve(req->items_size());
     for (int i = 0; i < req->items_size(); ++i) {
       const pb::PutItem& item = req->items(i);
       auto key = ParseKey(item.key(), i);
       if (!key.ok()) return ToGrpcStatus(key.status());
       PutItem p{auth::ScopeKey(ns->root, *key), std::nullopt};
+      raw_keys.push_back(*key);
+      scoped_keys.push_back(p.key);
       if (!item.parent_key().empty()) {
         auto parent = ParseKey(item.parent_key(), i);
         if (!parent.ok()) {
@@ -436,7 +463,7 @@ class StrataService final : public pb::Strata::Service {
       for (const PutSlot& slot : lease->slots) reserved += slot.dest.size();
     }
     Unreserve(caller, want);
-    if (!lease.ok()) return ToGrpcStatus(lease.status());
+    if (!lease.ok()) return ToGrpcStatus(UnscopeKeyNames(lease.status(), scoped_keys, raw_keys));
     RecordOwner(lease->id, who, req->client_id(), lease->expires, reserved);
     if (isolated_ != nullptr) ExpectIsolatedPut(*req, *lease);
     out->set_lease_id(lease->id);

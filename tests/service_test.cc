@@ -539,6 +539,21 @@ TEST_P(ServiceTest, NodeInfoNamesTheTcpReceiveSegment) {
   EXPECT_EQ(info.ucx_tcp_receive_segment(), uint64_t{1} << 20);
 }
 
+// The node stores keys scoped by their namespace; its errors name the key
+// the caller gave, not the scoped one the caller has never seen.
+TEST_P(ServiceTest, NotFoundNamesTheCallersKey) {
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = SaveChain(3, 43, &bytes);
+  const ChunkKey missing = ns_.Keys(std::vector<uint32_t>(16, 7))[0];  // never saved
+  keys[1] = missing;
+  std::vector<std::byte> out(keys.size() * ns_.chunk_bytes);
+  auto t = client_->Load(ns_, keys, out);
+  const absl::Status s = t.ok() ? (*t)->Wait() : t.status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), missing.ShortHex())) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "key 1 of 3")) << s;
+}
+
 // A second node on a port in use fails to start (gRPC's SO_REUSEPORT
 // used to let it listen beside the first and take some of its clients);
 // the first keeps serving.
