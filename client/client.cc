@@ -21,6 +21,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -572,9 +573,14 @@ absl::Status ClientImpl::Init() {
   }
   if (!s.ok()) {
     const bool tls = !options_.tls_ca_file.empty();
+    // A refused connection or an unknown host is no matter of TLS.
+    const bool refused = absl::StrContains(s.error_message(), "Connection refused");
+    const bool unresolved = absl::StrContains(s.error_message(), "DNS resolution failed");
     return absl::UnavailableError(absl::StrCat(
         "cannot reach the store node at ", options_.server_address, ": ", s.error_message(),
-        tls ? " (with TLS: the node's certificate must be signed by the CA in tls_ca_file and "
+        refused      ? " (nothing listens there: is the node running, on that port?)"
+        : unresolved ? ""
+        : tls        ? " (with TLS: the node's certificate must be signed by the CA in tls_ca_file and "
               "name the server (tls_server_name); a node that requires client certificates "
               "accepts only one signed by its client CA (tls_cert_file, tls_key_file); a node "
               "without TLS refuses the handshake)"

@@ -40,6 +40,17 @@ enum class PrefaultMethod {
 absl::Status PrefaultRegion(std::span<std::byte> region,
                             PrefaultMethod method = PrefaultMethod::kAuto);
 
+// The memory this host can give a new allocation now, in bytes: MemAvailable
+// of /proc/meminfo, lowered to the memory limit of this process's cgroup
+// (v2 or v1) when that is smaller. NotFound when /proc/meminfo cannot be read.
+absl::StatusOr<uint64_t> AvailableHostMemory();
+
+// OK when a pool of `bytes` fits in `available` bytes of host memory;
+// otherwise ResourceExhausted naming both sizes. A pool that does not fit
+// would not fail cleanly when its pages are committed: the kernel's OOM
+// killer ends this process (or another one) instead.
+absl::Status CheckPoolFits(uint64_t bytes, uint64_t available);
+
 // Move-only owner of the mapping. Allocation is not thread-safe (the engine
 // serialises it); the bytes of distinct slots may be touched concurrently.
 class DramPool {
@@ -47,7 +58,9 @@ class DramPool {
   static constexpr uint64_t kSlotAlignment = 256;
 
   // `bytes` is rounded up to whole pages. InvalidArgument for 0;
-  // ResourceExhausted when the mapping (or, with `shared`, the memfd) fails.
+  // ResourceExhausted when the mapping (or, with `shared`, the memfd) fails,
+  // and, with `shared` (whose pages are all allocated here), when the pool
+  // is larger than AvailableHostMemory().
   static absl::StatusOr<std::unique_ptr<DramPool>> Create(uint64_t bytes, bool shared = false);
   ~DramPool();
   DramPool(const DramPool&) = delete;
@@ -69,8 +82,10 @@ class DramPool {
 
   // Populates every page of the pool now (PrefaultRegion(region())), so that
   // the first write to a slot does not page-fault. Call before the pool is
-  // shared or in use; see PrefaultRegion for errors.
-  absl::Status Prefault() { return PrefaultRegion(region()); }
+  // shared or in use; see PrefaultRegion for errors. A private pool larger
+  // than AvailableHostMemory() is ResourceExhausted before any page is
+  // touched (a shared one was checked at Create).
+  absl::Status Prefault();
 
  private:
   DramPool(std::byte* base, uint64_t bytes, int fd, std::string share_path)

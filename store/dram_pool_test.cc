@@ -92,6 +92,51 @@ TEST(DramPoolTest, PrefaultOfMemoryTheKernelCannotProvideIsResourceExhausted) {
   close(fd);
 }
 
+TEST(DramPoolTest, PoolFitsOnlyInTheMemoryAvailable) {
+  EXPECT_TRUE(CheckPoolFits(8 << 20, 8 << 20).ok());
+  const absl::Status s = CheckPoolFits((8 << 20) + 1, 8 << 20);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "8388609 bytes")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "8388608 bytes (0.0 GiB) available")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "--dram")) << s;
+}
+
+TEST(DramPoolTest, AvailableHostMemoryIsReadFromTheKernel) {
+  const absl::StatusOr<uint64_t> available = AvailableHostMemory();
+  ASSERT_TRUE(available.ok()) << available.status();
+  EXPECT_GT(*available, 0u);
+}
+
+// A shared pool allocates all its pages at Create, and a memfd has no limit
+// of its own: a pool larger than the host's memory used to run into the OOM
+// killer (SIGKILL, no message). It is refused before any page is taken.
+TEST(DramPoolTest, SharedPoolLargerThanTheHostIsResourceExhausted) {
+  const absl::StatusOr<uint64_t> available = AvailableHostMemory();
+  ASSERT_TRUE(available.ok()) << available.status();
+  auto pool = DramPool::Create(2 * *available + (1ull << 30), /*shared=*/true);
+  ASSERT_FALSE(pool.ok());
+  EXPECT_EQ(pool.status().code(), absl::StatusCode::kResourceExhausted) << pool.status();
+  EXPECT_TRUE(absl::StrContains(pool.status().message(), "more than this host can provide"))
+      << pool.status();
+}
+
+// A private pool is mapped lazily; pre-faulting one larger than the host's
+// memory is refused before a page is touched. (The kernel may refuse the
+// mapping itself first, also ResourceExhausted.)
+TEST(DramPoolTest, PrefaultOfAPrivatePoolLargerThanTheHostIsResourceExhausted) {
+  const absl::StatusOr<uint64_t> available = AvailableHostMemory();
+  ASSERT_TRUE(available.ok()) << available.status();
+  auto pool = DramPool::Create(*available + (1ull << 30), /*shared=*/false);
+  if (!pool.ok()) {
+    EXPECT_EQ(pool.status().code(), absl::StatusCode::kResourceExhausted) << pool.status();
+    return;
+  }
+  const absl::Status s = (*pool)->Prefault();
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "more than this host can provide")) << s;
+  EXPECT_LT(ResidentBytes((*pool)->region().data()), uint64_t{1} << 30);
+}
+
 TEST(DramPoolTest, EmptyRegionIsAlreadyPrefaulted) {
   EXPECT_TRUE(PrefaultRegion({}).ok());
 }

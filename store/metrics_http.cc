@@ -1,6 +1,7 @@
 #include "store/metrics_http.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <thread>
 #include <utility>
@@ -27,6 +28,12 @@ class MetricsHttpServerImpl final : public MetricsHttpServer {
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
       host = host.substr(1, host.size() - 2);
     }
+    // cpp-httplib's default sets SO_REUSEPORT, so a second node's endpoint
+    // could listen on this port too and answer some of its scrapes.
+    server_.set_socket_options([](int sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
     server_.Get("/metrics", [render = std::move(render)](const httplib::Request&,
                                                          httplib::Response& res) {
       res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");

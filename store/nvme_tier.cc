@@ -22,6 +22,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/hash/hash.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "rocksdb/db.h"
@@ -1085,6 +1086,14 @@ absl::StatusOr<std::unique_ptr<NvmeTier>> NvmeTier::Open(const NvmeTierOptions& 
     if (s.IsCorruption() || s.IsPathNotFound()) {
       return absl::DataLossError(
           absl::StrCat("corrupt DB files in Strata NVMe directory ", path, ": ", s.ToString()));
+    }
+    if (s.IsIOError() && absl::StrContains(s.ToString(), "/LOCK: ")) {
+      // RocksDB's "While lock file: .../LOCK: Resource temporarily
+      // unavailable" names neither the cause nor the cure.
+      return absl::UnavailableError(absl::StrCat(
+          "Strata NVMe directory ", path, " is in use: another strata serve or strata local (or "
+          "another open in this process) holds its LOCK; stop it or give another directory (",
+          s.ToString(), ")"));
     }
     return FromRocksDbStatus(s, absl::StrCat("opening Strata NVMe directory ", path));
   }

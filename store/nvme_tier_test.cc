@@ -579,7 +579,10 @@ TEST(NvmeTierTest, SecondOpenOfSameDirectoryIsUnavailable) {
   const std::string path = TestPath();
   auto tier = MustOpen(path);
   ASSERT_NE(tier, nullptr);
-  EXPECT_EQ(NvmeTier::Open(Options(path)).status().code(), absl::StatusCode::kUnavailable);
+  const absl::Status s = NvmeTier::Open(Options(path)).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_NE(s.message().find(" is in use: "), absl::string_view::npos) << s;
+  EXPECT_NE(s.message().find(path), absl::string_view::npos) << s;
 }
 
 // Threads write, overwrite, delete and read a shared key set; every payload is

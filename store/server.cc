@@ -13,7 +13,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/random/random.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "proto/call_metadata.h"
@@ -58,6 +60,25 @@ absl::StatusOr<std::vector<ChunkKey>> ParseScopedKeys(
     keys.push_back(auth::ScopeKey(root, key));
   }
   return keys;
+}
+
+// `status` with every key the engine named in its scoped form (as it stores
+// it) written as the caller's key, which is the one the caller knows.
+// `scoped[i]` is the scoped form of the caller's `raw[i]`.
+absl::Status UnscopeKeyNames(const absl::Status& status, const std::vector<ChunkKey>& scoped,
+                             const std::vector<ChunkKey>& raw) {
+  if (status.ok()) return status;
+  std::string message(status.message());
+  bool changed = false;
+  for (size_t i = 0; i < scoped.size() && i < raw.size(); ++i) {
+    for (const std::string& form : {scoped[i].ToHex(), scoped[i].ShortHex()}) {
+      if (message.find(form) == std::string::npos) continue;
+      const std::string mine = form.size() == 64 ? raw[i].ToHex() : raw[i].ShortHex();
+      message = absl::StrReplaceAll(message, {{form, mine}});
+      changed = true;
+    }
+  }
+  return changed ? absl::Status(status.code(), message) : status;
 }
 
 // Who makes a call: established once per call at the edge
@@ -334,7 +355,11 @@ class StrataService final : public pb::Strata::Service {
       }
     }
     auto lease = engine_->Acquire(req->namespace_id(), *keys, LeaseTtl(req->lease_ms()));
-    if (!lease.ok()) return ToGrpcStatus(lease.status());
+    if (!lease.ok()) {
+      std::vector<ChunkKey> raw;
+      for (int i = 0; i < req->keys_size(); ++i) raw.push_back(*ParseKey(req->keys(i), i));
+      return ToGrpcStatus(UnscopeKeyNames(lease.status(), *keys, raw));
+    }
     if (isolated_ != nullptr) return IsolatedGet(who, *req, *lease, out);
     RecordOwner(lease->id, who, req->client_id(), lease->expires);
     out->set_lease_id(lease->id);
@@ -410,12 +435,15 @@ class StrataService final : public pb::Strata::Service {
       }
     }
     std::vector<PutItem> items;
+    std::vector<ChunkKey> raw_keys, scoped_keys;  // to name keys in errors as the caller does
     items.reserve(req->items_size());
     for (int i = 0; i < req->items_size(); ++i) {
       const pb::PutItem& item = req->items(i);
       auto key = ParseKey(item.key(), i);
       if (!key.ok()) return ToGrpcStatus(key.status());
       PutItem p{auth::ScopeKey(ns->root, *key), std::nullopt};
+      raw_keys.push_back(*key);
+      scoped_keys.push_back(p.key);
       if (!item.parent_key().empty()) {
         auto parent = ParseKey(item.parent_key(), i);
         if (!parent.ok()) {
@@ -437,7 +465,7 @@ class StrataService final : public pb::Strata::Service {
       for (const PutSlot& slot : lease->slots) reserved += slot.dest.size();
     }
     Unreserve(caller, want);
-    if (!lease.ok()) return ToGrpcStatus(lease.status());
+    if (!lease.ok()) return ToGrpcStatus(UnscopeKeyNames(lease.status(), scoped_keys, raw_keys));
     RecordOwner(lease->id, who, req->client_id(), lease->expires, reserved);
     if (isolated_ != nullptr) ExpectIsolatedPut(*req, *lease);
     out->set_lease_id(lease->id);
@@ -961,6 +989,9 @@ class StoreServerImpl final : public StoreServer {
       credentials = grpc::SslServerCredentials(ssl);
     }
     grpc::ServerBuilder builder;
+    // gRPC sets SO_REUSEPORT by default, so a second node on a port in use
+    // would start and take half of the first one's connections.
+    builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
     builder.AddListeningPort(options.listen_address, credentials, &port_);
     builder.SetMaxReceiveMessageSize(options.max_message_bytes);
     info.set_node_id(options.node_id.empty() ? options.listen_address : options.node_id);
@@ -1046,6 +1077,21 @@ class StoreServerImpl final : public StoreServer {
   bool stopped_ ABSL_GUARDED_BY(shutdown_mu_) = false;
 };
 
+// The port of a listen address "host:port" must be a number in [0, 65535]
+// (gRPC would take 99999 modulo 65536 and listen on 34463).
+absl::Status CheckListenPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  int port = -1;
+  if (colon == std::string::npos || colon + 1 == address.size() ||
+      address.find_first_not_of("0123456789", colon + 1) != std::string::npos ||
+      address.size() - colon - 1 > 5 || !absl::SimpleAtoi(address.substr(colon + 1), &port) ||
+      port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "listen address '", address, "' is not host:port with a port in [0, 65535]"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(std::unique_ptr<Engine> engine,
@@ -1054,6 +1100,7 @@ absl::StatusOr<std::unique_ptr<StoreServer>> StoreServer::Start(std::unique_ptr<
   if (options.max_message_bytes <= 0) {
     return absl::InvalidArgumentError("max_message_bytes must be positive");
   }
+  RETURN_IF_ERROR(CheckListenPort(options.listen_address));
   auto server = std::make_unique<StoreServerImpl>();
   RETURN_IF_ERROR(server->Init(std::move(engine), options));
   return std::unique_ptr<StoreServer>(std::move(server));

@@ -41,6 +41,13 @@ for cmd in put get lookup stats bench remove-namespace; do
 done
 run 0 help
 expect_out "bench"
+for cmd in serve local put get lookup stats cluster remove-namespace replay bench worker token; do
+  grep -q "^  $cmd " out.txt || fail "strata help does not list $cmd"
+done
+run 0 serve --help
+expect_out "lru, prefix-lru or scheduler"
+run 0 local --help
+expect_out "lru, prefix-lru or scheduler"
 run 2 put --no_such_flag "$WORK/x"
 expect_err "unknown flag --no_such_flag"
 run 2 put --server "$SERVER"
@@ -54,6 +61,12 @@ expect_err "get_ratio"
 run 2 lookup --layers 0 somefile
 expect_err "layers"
 run 2 frobnicate
+run 2
+expect_err "usage: strata"
+run 2 serve --shutdown_grace -1s
+expect_err "shutdown_grace must be >= 0"
+run 2 serve --lease_ttl 0s
+expect_err "lease_ttl must be positive"
 
 # --- put / get round trip: 3 full chunks (1 MiB each by default) + 1234 bytes
 CHUNK=$((4 * 2 * 8 * 64 * 128 * 2))
@@ -109,6 +122,8 @@ expect_err "empty file"
 run 1 put --server 127.0.0.1:1 file.bin
 expect_err "cannot connect to 127.0.0.1:1"
 expect_err "Unavailable"
+expect_err "nothing listens there"
+grep -q "TLS" err.txt && fail "a refused connection is blamed on TLS"
 run 1 stats --server 127.0.0.1:1
 expect_err "cannot connect"
 
@@ -144,6 +159,45 @@ expect_out "0 corrupt, 0 errors"
 run 2 bench --server "$SERVER" --get_ratio 0 --memcpy_reference
 expect_err "needs --get_ratio above 0"
 
+# With several chunks per get, the mix's GB/s counts every chunk a get moves:
+# a gets-only run's "all" row equals its "get" row.
+run 0 bench --server "$SERVER" --clients 1 --chunk_bytes 64KiB --keys 16 --chunks_per_get 4 \
+  --duration 1s --warmup 0s --get_ratio 1
+[ "$(awk '$1 == "get" {print $4}' out.txt)" = "$(awk '$1 == "all" {print $4}' out.txt)" ] ||
+  fail "bench: the all row's GB/s differs from the get row's in a gets-only run"
+
+# A node that dies under bench: the progress lines count failed operations as
+# errors, not as gets and puts (they once showed tens of GB/s of failures).
+rm -f "$WORK/port2"
+"$STRATA" serve --listen 127.0.0.1:0 --port_file "$WORK/port2" --no_nvme --dram 64MiB \
+  >serve2.log 2>&1 &
+VICTIM_PID=$!
+for _ in $(seq 300); do [ -s "$WORK/port2" ] && break; sleep 0.1; done
+[ -s "$WORK/port2" ] || fail "the second strata serve did not write --port_file"
+"$STRATA" bench --server "127.0.0.1:$(cat "$WORK/port2")" --clients 2 --chunk_bytes 64KiB \
+  --keys 16 --duration 5s --warmup 0s --get_ratio 0.5 >out.txt 2>err.txt &
+BENCH_PID=$!
+for _ in $(seq 300); do grep -q "^prefill:" out.txt && break; sleep 0.1; done
+sleep 1.5
+kill -KILL "$VICTIM_PID"
+wait "$VICTIM_PID" 2>/dev/null || true
+for _ in $(seq 300); do
+  kill -0 "$BENCH_PID" 2>/dev/null || break
+  sleep 0.1
+done
+kill -0 "$BENCH_PID" 2>/dev/null && { kill -KILL "$BENCH_PID"; fail "bench did not end"; }
+rc=0
+wait "$BENCH_PID" || rc=$?
+[ "$rc" -eq 1 ] || fail "bench against a killed node exited $rc, expected 1"
+grep -q '\] gets .* errors ' out.txt || fail "no progress line shows the errors"
+progress() { awk -v op="$1" '/\] gets / { for (i = 1; i < NF; i++) if ($i == op) n += $(i + 1) + 0 }
+                            END { print n + 0 }' out.txt; }
+table() { awk -v op="$1" '$1 == op { print $2 }' out.txt; }
+[ "$(progress gets)" -le "$(table get)" ] ||
+  fail "progress lines count $(progress gets) gets, the summary $(table get) that succeeded"
+[ "$(progress puts)" -le "$(table put)" ] ||
+  fail "progress lines count $(progress puts) puts, the summary $(table put) that succeeded"
+
 # Ctrl-C stops early and still prints the summary.
 # (Started directly, not under timeout(1), so that SIGINT reaches it; the
 # loop below bounds the wait.)
@@ -169,6 +223,9 @@ expect_out "^get "
 # --- remove-namespace -------------------------------------------------------
 run 0 remove-namespace --help
 expect_out "strata remove-namespace"
+# file.bin again in the default namespace (the benches' puts above may have
+# evicted it), so that the last check below sees only what the removal did.
+run 0 put --server "$SERVER" file.bin
 run 0 put --server "$SERVER" --tenant scratch file.bin
 run 0 remove-namespace --server "$SERVER" --tenant scratch
 expect_out "removed namespace of model demo-model for tenant scratch: 4 chunks"

@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
@@ -536,6 +537,59 @@ TEST_P(ServiceTest, NodeInfoNamesTheTcpReceiveSegment) {
   pb::NodeInfo info;
   ASSERT_TRUE(Call(&pb::Strata::Stub::GetNodeInfo, pb::NodeInfoRequest(), &info).ok());
   EXPECT_EQ(info.ucx_tcp_receive_segment(), uint64_t{1} << 20);
+}
+
+// The node stores keys scoped by their namespace; its errors name the key
+// the caller gave, not the scoped one the caller has never seen.
+TEST_P(ServiceTest, NotFoundNamesTheCallersKey) {
+  std::vector<std::byte> bytes;
+  std::vector<ChunkKey> keys = SaveChain(3, 43, &bytes);
+  const ChunkKey missing = ns_.Keys(std::vector<uint32_t>(16, 7))[0];  // never saved
+  keys[1] = missing;
+  std::vector<std::byte> out(keys.size() * ns_.chunk_bytes);
+  auto t = client_->Load(ns_, keys, out);
+  const absl::Status s = t.ok() ? (*t)->Wait() : t.status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), missing.ShortHex())) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "key 1 of 3")) << s;
+}
+
+// A second node on a port in use fails to start (gRPC's SO_REUSEPORT
+// used to let it listen beside the first and take some of its clients);
+// the first keeps serving.
+TEST_P(ServiceTest, ASecondNodeOnAPortInUseDoesNotStart) {
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = SaveChain(2, 41, &bytes);
+  store::EngineOptions eo;
+  eo.dram_bytes = 8 << 20;
+  auto engine = store::Engine::Open(eo);
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  store::ServerOptions so;
+  so.listen_address = server_->address();
+  so.ucx_transports = GetParam();
+  auto second = store::StoreServer::Start(*std::move(engine), so);
+  ASSERT_FALSE(second.ok()) << "a second node listens on " << server_->address();
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable) << second.status();
+  EXPECT_TRUE(absl::StrContains(second.status().message(), "address in use"))
+      << second.status();
+  for (int i = 0; i < 4; ++i) ExpectIntact(keys, bytes);  // new connections, same node
+}
+
+TEST_P(ServiceTest, AListenPortOutOfRangeIsInvalidArgument) {
+  for (const char* address : {"127.0.0.1:99999", "127.0.0.1:65536", "127.0.0.1:", "127.0.0.1",
+                              "127.0.0.1:7x"}) {
+    store::EngineOptions eo;
+    eo.dram_bytes = 8 << 20;
+    auto engine = store::Engine::Open(eo);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    store::ServerOptions so;
+    so.listen_address = address;
+    so.ucx_transports = GetParam();
+    auto server = store::StoreServer::Start(*std::move(engine), so);
+    ASSERT_FALSE(server.ok()) << address << " listens on " << (*server)->address();
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument)
+        << address << ": " << server.status();
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, ServiceTest, ::testing::Values("tcp", ""),

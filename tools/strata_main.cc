@@ -9,6 +9,7 @@
 //   strata get ... --out F load chunks (of files or keys) back, verifying
 //   strata lookup ...      per-key tier and cached prefix of files or keys
 //   strata stats           a node's counters
+//   strata replay [flags]  a conversation trace against a node, with hints
 //   strata bench [flags]   load generator: N clients, get/put mix, latency
 //   strata worker run|bench|decode-bench   the GPU worker runtime
 //                          (strata_worker): a conversation turn of a Llama
@@ -77,7 +78,7 @@ int Local(const std::vector<std::string>& args) {
   flags.Add("data_dir", "RocksDB directory of the NVMe tier (created if missing)", &data_dir);
   flags.Add("dram", "size of the DRAM pool", &dram);
   flags.Add("nvme", "capacity of the NVMe tier (chunk payload bytes)", &nvme);
-  flags.Add("dram_policy", "DRAM eviction policy: lru or prefix-lru", &dram_policy);
+  flags.Add("dram_policy", "DRAM eviction policy: lru, prefix-lru or scheduler", &dram_policy);
   flags.Add("model", "model id of the namespace", &model);
   flags.Add("tenant", "tenant of the namespace", &tenant);
   flags.Add("layers", "layers per chunk", &layers);
@@ -340,8 +341,11 @@ int Serve(const std::vector<std::string>& args) {
   flags.Add("node_id", "node id in node info and stats (default: the listen address)", &node_id);
   flags.Add("ucx_transports", "UCX transports, as UCX_TLS takes them (default: UCX's choice)",
             &transports);
-  flags.Add("dram_policy", "DRAM eviction policy: lru or prefix-lru", &dram_policy);
-  flags.Add("prefetch_jobs", "hinted jobs ahead whose chunks are prefetched from NVMe",
+  flags.Add("dram_policy",
+            "DRAM eviction policy: lru, prefix-lru or scheduler (evicts what hinted jobs need "
+            "latest, README \"Scheduling\")",
+            &dram_policy);
+  flags.Add("prefetch_jobs", "hinted jobs ahead whose chunks are prefetched from NVMe (0: none)",
             &prefetch_jobs);
   flags.Add("prefetch_bytes",
             "most prefetched bytes waiting to be read (0: a quarter of --dram)", &prefetch_bytes);
@@ -406,6 +410,14 @@ int Serve(const std::vector<std::string>& args) {
   }
   if (prefetch_jobs < 0) {
     std::fprintf(stderr, "strata serve: --prefetch_jobs must be >= 0\n");
+    return 2;
+  }
+  if (grace < absl::ZeroDuration()) {
+    std::fprintf(stderr, "strata serve: --shutdown_grace must be >= 0 (0: do not wait for leases)\n");
+    return 2;
+  }
+  if (lease_ttl <= absl::ZeroDuration()) {
+    std::fprintf(stderr, "strata serve: --lease_ttl must be positive\n");
     return 2;
   }
   if (max_namespaces_per_peer < 0 || max_namespaces_per_peer > 65535) {
@@ -692,6 +704,8 @@ constexpr char kUsage[] =
     "  stats   print a node's counters (or a cluster's, summed)\n"
     "  cluster list a cluster's members: fill, chunk counts, health\n"
     "  remove-namespace  remove a namespace and all its chunks from a node\n"
+    "  replay  replay a multi-turn conversation trace against a node, with\n"
+    "          scheduler hints; hits by tier, prefetch precision, modelled TTFT\n"
     "  bench   load generator: N clients, get/put mix, throughput and latency\n"
     "  worker  the GPU worker runtime (strata_worker; CUDA builds): `worker run` a\n"
     "          conversation turn of a Llama model over a node, `worker bench` TTFT,\n"
@@ -729,10 +743,14 @@ int Worker(char** argv) {
 }  // namespace strata
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--help") == 0 ||
+  if (argc < 2) {  // a usage error: the text goes to stderr
+    std::fprintf(stderr, "%s", strata::kUsage);
+    return 2;
+  }
+  if (std::strcmp(argv[1], "help") == 0 || std::strcmp(argv[1], "--help") == 0 ||
       std::strcmp(argv[1], "-h") == 0) {
     std::printf("%s", strata::kUsage);
-    return argc < 2 ? 2 : 0;
+    return 0;
   }
   std::vector<std::string> args(argv + 2, argv + argc);
   if (std::strcmp(argv[1], "serve") == 0) return strata::Serve(args);

@@ -106,7 +106,9 @@ struct Worker {
   const std::byte* reference = nullptr;
   uint64_t get_misses = 0, get_errors = 0, corrupt = 0, put_errors = 0;
   std::string first_error;
-  std::atomic<uint64_t> gets{0}, puts{0};  // every phase, for progress lines
+  // Every phase, for progress lines: operations that succeeded, and those
+  // that failed (misses aside).
+  std::atomic<uint64_t> gets{0}, puts{0}, errors{0};
   absl::Status prefill_status;
 
   void Error(const std::string& what, const absl::Status& s) {
@@ -220,7 +222,11 @@ void Run(Worker& w, Shared& sh) {
       }
     }
     const int64_t t1 = done_ns != 0 ? done_ns : NowNs();
-    (is_get ? w.gets : w.puts).fetch_add(1, std::memory_order_relaxed);
+    if (status.ok()) {
+      (is_get ? w.gets : w.puts).fetch_add(1, std::memory_order_relaxed);
+    } else if (status.code() != absl::StatusCode::kNotFound || !is_get) {
+      w.errors.fetch_add(1, std::memory_order_relaxed);
+    }
     if (status.ok() && t0 >= sh.measure_start.load() && t1 <= sh.measure_end.load()) {
       (is_get ? w.get_ns : w.put_ns).push_back(t1 - t0);
       if (first_slice > 0) w.first_slice_ns.push_back(first_slice);
@@ -267,7 +273,7 @@ absl::StatusOr<const std::byte*> MapReferenceSource(uint64_t bytes,
   return static_cast<const std::byte*>(r);
 }
 
-void PrintRow(const char* name, std::vector<int64_t> samples, double seconds, uint64_t bytes_per_op) {
+void PrintRow(const char* name, std::vector<int64_t> samples, double seconds, double bytes_per_op) {
   std::sort(samples.begin(), samples.end());
   const double ops = samples.size() / seconds;
   std::printf("%-12s %9zu %10.1f %8.3f %9.3f %9.3f %9.3f %9.3f\n", name, samples.size(), ops,
@@ -504,23 +510,32 @@ int BenchCommand(const std::vector<std::string>& args) {
   sh.measure_end = sh.measure_start.load() + absl::ToInt64Nanoseconds(c.duration);
   for (auto& w : workers) w->thread = std::thread([&sh, w = w.get()] { Run(*w, sh); });
   const bool progress = c.progress && c.warmup + c.duration > absl::Seconds(3);
-  uint64_t last_gets = 0, last_puts = 0;
+  uint64_t last_gets = 0, last_puts = 0, last_errors = 0;
   int64_t next_report = start + 1'000'000'000;
   while (!g_interrupted.load() && NowNs() < sh.measure_end.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (progress && NowNs() >= next_report) {
-      uint64_t gets = 0, puts = 0;
+      uint64_t gets = 0, puts = 0, errors = 0;
       for (auto& w : workers) {
         gets += w->gets.load(std::memory_order_relaxed);
         puts += w->puts.load(std::memory_order_relaxed);
+        errors += w->errors.load(std::memory_order_relaxed);
       }
-      std::printf("  [%3.0f s%s] gets %8.1f/s  puts %8.1f/s  %.3f GB/s\n",
+      // Succeeded operations only; failures are counted apart, so a node
+      // that stops answering shows as errors, not as throughput.
+      std::printf("  [%3.0f s%s] gets %8.1f/s  puts %8.1f/s  %.3f GB/s%s\n",
                   (next_report - start) / 1e9, next_report <= sh.measure_start ? ", warm-up" : "",
                   static_cast<double>(gets - last_gets), static_cast<double>(puts - last_puts),
-                  (gets - last_gets + puts - last_puts) * static_cast<double>(chunk) / 1e9);
+                  ((gets - last_gets) * static_cast<double>(chunk * c.chunks_per_get) +
+                   (puts - last_puts) * static_cast<double>(chunk)) / 1e9,
+                  errors == last_errors
+                      ? ""
+                      : absl::StrFormat("  errors %8.1f/s", static_cast<double>(errors - last_errors))
+                            .c_str());
       std::fflush(stdout);
       last_gets = gets;
       last_puts = puts;
+      last_errors = errors;
       next_report += 1'000'000'000;
     }
   }
@@ -565,7 +580,12 @@ int BenchCommand(const std::vector<std::string>& args) {
   if (!put_ns.empty() || c.get_ratio < 1) PrintRow("put", put_ns, seconds, chunk);
   std::vector<int64_t> all(get_ns);
   all.insert(all.end(), put_ns.begin(), put_ns.end());
-  PrintRow("all", all, seconds, chunk);
+  // Bytes per operation of the mix: a get moves --chunks_per_get chunks.
+  const double all_bytes =
+      all.empty() ? 0.0
+                  : (static_cast<double>(get_ns.size()) * chunk * c.chunks_per_get +
+                     static_cast<double>(put_ns.size()) * chunk) / all.size();
+  PrintRow("all", all, seconds, all_bytes);
   if (!slice_ns.empty()) {
     std::printf("(get slice0: time until layer 0 (%s) of the chunk arrived; GB/s counts that slice)\n",
                 FormatBytes(chunk / c.slices).c_str());
