@@ -273,9 +273,13 @@ class ReconnectingClient final : public Client {
     }
     absl::StatusOr<std::unique_ptr<Client>> fresh = connect_(options_);
     if (!fresh.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("the node at ", options_.server_address,
-                       " restarted; reconnecting failed: ", fresh.status().message()));
+      // The new node's own answer keeps its code (a token it refuses is
+      // Unauthenticated, another protocol FailedPrecondition); a node that
+      // cannot be reached is Unavailable already.
+      return absl::Status(fresh.status().code(),
+                          absl::StrCat("the node at ", options_.server_address,
+                                       " restarted; reconnecting failed: ",
+                                       fresh.status().message()));
     }
     std::shared_ptr<Client> next = *std::move(fresh);
     const ClientCounters before = Current().client->counters();
