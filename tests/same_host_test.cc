@@ -316,6 +316,44 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
   std::filesystem::remove_all(dir);
 }
 
+// A client that does not reconnect and has learnt that its node restarted
+// (here from a lookup): its loads and saves say Unavailable ("restarted")
+// from then on, even where the new node refused the old namespace id first
+// (NotFound "unknown namespace id" would say the namespace is gone), and
+// none reads the old pool lease-free through the old node's read index.
+TEST_F(SameHostTest, LoadsAndSavesAfterALearntRestartAreToldToReconnect) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(true));
+  const std::string address = server_->address();
+  client::Client* c = NewClient(client::SameHost::kAuto, /*reconnect=*/false);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->data_path(), "shm");
+  auto ns = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(c, *ns, 2, 71, &bytes);
+  std::vector<std::byte> out(bytes.size());
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());  // leased: admits the namespace
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());  // lease-free
+  ASSERT_EQ(c->counters().lease_free_loads, 1u);
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: namespace id 1 unknown
+  for (int i = 0; i < 50 && !c->node_restarted(); ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    (void)c->Lookup(*ns, keys);
+  }
+  ASSERT_TRUE(c->node_restarted());
+  for (int round = 0; round < 2; ++round) {
+    const absl::Status load = Finish(c->Load(*ns, keys, out));
+    EXPECT_EQ(load.code(), absl::StatusCode::kUnavailable) << load;
+    EXPECT_NE(load.message().find("restarted"), std::string::npos) << load;
+    const absl::Status save = Finish(c->Save(*ns, keys, bytes));
+    EXPECT_EQ(save.code(), absl::StatusCode::kUnavailable) << save;
+    EXPECT_NE(save.message().find("restarted"), std::string::npos) << save;
+  }
+  EXPECT_EQ(c->counters().lease_free_loads, 1u);
+  EXPECT_EQ(c->LeaseMapped(*ns, keys).status().code(), absl::StatusCode::kUnavailable);
+}
+
 // A client (reconnect on, the default) whose node restarted with its NVMe
 // tier: the next call finds out, connects anew and is retried, so loads and
 // saves go on with the same namespace, over shared memory and over UCX; the
