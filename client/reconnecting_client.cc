@@ -66,6 +66,9 @@ struct Registration {
   std::string tenant;
   Namespace inner;
   uint64_t generation = 0;  // of the connection `inner` belongs to
+  // Removed through this client (RemoveNamespace): NotFound, and never
+  // registered again by a reconnect, until the caller registers it again.
+  bool removed = false;
 };
 
 // What a connection reported at connect.
@@ -207,9 +210,16 @@ class ReconnectingClient final : public Client {
 
   absl::StatusOr<uint64_t> RemoveNamespace(const NamespaceSpec& spec,
                                            std::string_view tenant) override {
-    return Call(nullptr, [&](const Connection& c, const Namespace&) {
+    absl::StatusOr<uint64_t> removed = Call(nullptr, [&](const Connection& c, const Namespace&) {
       return c.client->RemoveNamespace(spec, tenant);
     });
+    if (removed.ok()) {
+      absl::MutexLock lock(&mu_);
+      for (auto& [handle, reg] : registrations_) {
+        if (reg.tenant == tenant && reg.spec == spec) reg.removed = true;
+      }
+    }
+    return removed;
   }
 
  private:
@@ -323,6 +333,10 @@ class ReconnectingClient final : public Client {
       absl::MutexLock lock(&mu_);
       auto it = registrations_.find(ns.id);
       if (it == registrations_.end()) return ns;
+      if (it->second.removed) {
+        return absl::NotFoundError(absl::StrCat("namespace ", ns.id,
+                                                " was removed; register it again to use it"));
+      }
       if (it->second.generation == c.generation) return it->second.inner;
       spec = it->second.spec;
       tenant = it->second.tenant;
@@ -357,6 +371,7 @@ class ReconnectingClient final : public Client {
     if (generation >= r->generation) {
       r->inner = ns;
       r->generation = generation;
+      r->removed = false;
     }
     Namespace out = ns;
     out.id = r->handle;

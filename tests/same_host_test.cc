@@ -460,6 +460,46 @@ TEST_F(SameHostTest, AReconnectRegistersTheNamespaceAgain) {
   EXPECT_EQ(c->Lookup(unknown, keys).status().code(), absl::StatusCode::kNotFound);
 }
 
+// A namespace the caller removed through the client is not registered
+// again by a reconnect: after a restart its old value is NotFound as before
+// (a save through it stores nothing), until the caller registers it again,
+// which gives it back its id.
+TEST_F(SameHostTest, ARemovedNamespaceIsNotRegisteredAgainByAReconnect) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(true));
+  const std::string address = server_->address();
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  auto ns = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(c, *ns, 2, 81, &bytes);
+  auto removed = c->RemoveNamespace(Spec(), "t");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, keys.size());
+  EXPECT_EQ(Finish(c->Save(*ns, keys, bytes)).code(), absl::StatusCode::kNotFound);
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only
+  absl::Status health = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && health.code() == absl::StatusCode::kUnavailable; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    health = c->Health();
+  }
+  ASSERT_TRUE(health.ok()) << health;
+  const absl::Status s = Finish(c->Save(*ns, keys, bytes));
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_EQ(Finish(c->Load(*ns, keys, std::span<std::byte>(bytes))).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(NodeStat(c, "namespaces"), 0u);
+  auto again = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id, ns->id);
+  EXPECT_EQ(c->counters().reconnects, 1u);
+  ASSERT_TRUE(Finish(c->Save(*ns, keys, bytes)).ok());
+  std::vector<std::byte> out(bytes.size());
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());
+  EXPECT_EQ(out, bytes);
+}
+
 // A transfer started before the restart finishes on its own connection (it
 // is held until the transfer goes), and the client goes on afterwards.
 TEST_F(SameHostTest, ATransferOutlivesTheReconnectOfItsClient) {
