@@ -325,14 +325,19 @@ class ReconnectingClient final : public Client {
 
   // The caller's namespace `ns` on connection `c`: registered there again
   // first if it was registered on an earlier connection. A namespace not
-  // registered through this client goes as it is (the node judges its id).
+  // registered through this client goes as it is (the node judges its id),
+  // also one whose id (another client's, given by the node) equals a handle
+  // of this client for another spec or tenant.
   absl::StatusOr<Namespace> Translate(const Namespace& ns, const Connection& c) {
     NamespaceSpec spec;
     std::string tenant;
     {
       absl::MutexLock lock(&mu_);
       auto it = registrations_.find(ns.id);
-      if (it == registrations_.end()) return ns;
+      if (it == registrations_.end() || it->second.spec != ns.spec ||
+          it->second.tenant != ns.tenant) {
+        return ns;
+      }
       if (it->second.removed) {
         return absl::NotFoundError(absl::StrCat("namespace ", ns.id,
                                                 " was removed; register it again to use it"));

@@ -500,6 +500,42 @@ TEST_F(SameHostTest, ARemovedNamespaceIsNotRegisteredAgainByAReconnect) {
   EXPECT_EQ(out, bytes);
 }
 
+// Namespace values of another client (ids the node gave it) go through a
+// reconnecting client as they are, even where the id equals one this client
+// handed out for a namespace of its own before a restart: the client
+// translates only its own namespaces.
+TEST_F(SameHostTest, AnotherClientsNamespaceIsNotTakenForOneOfItsOwn) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(true));
+  const std::string address = server_->address();
+  client::Client* x = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(x, nullptr);
+  auto mine = x->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: empty
+  client::Client* y = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(y, nullptr);
+  auto theirs = y->RegisterNamespace(testing::SmallSpec("another-model"), "t");
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  ASSERT_EQ(theirs->id, mine->id);  // the first id of each node
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(y, *theirs, 2, 91, &bytes);
+  absl::StatusOr<client::LookupResult> found = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && found.status().code() == absl::StatusCode::kUnavailable; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    found = x->Lookup(*theirs, keys);
+  }
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->prefix_chunks, keys.size());
+  std::vector<std::byte> out(bytes.size());
+  ASSERT_TRUE(Finish(x->Load(*theirs, keys, out)).ok());
+  EXPECT_EQ(out, bytes);
+  // Its own namespace is still its own, empty on the new node.
+  auto own = x->Lookup(*mine, keys);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->prefix_chunks, 0u);
+}
+
 // A transfer started before the restart finishes on its own connection (it
 // is held until the transfer goes), and the client goes on afterwards.
 TEST_F(SameHostTest, ATransferOutlivesTheReconnectOfItsClient) {
