@@ -373,6 +373,15 @@ class ClientImpl final : public Client {
     Prepare(&ctx);
     (void)stub_->PutAbort(&ctx, req, &ignored);
   }
+  // `status` of a call (`op`), or RestartedError when it failed and an
+  // answer showed the node restarted: the namespace ids, leases and
+  // attachment it was refused for are the old node's (a NotFound "unknown
+  // namespace" would wrongly say the caller's namespace is gone).
+  absl::Status RestartedOr(absl::string_view op, absl::Status status) const {
+    if (status.ok() || !node_restarted()) return status;
+    return absl::UnavailableError(
+        absl::StrCat(RestartedError(op).message(), " (it answered: ", status.message(), ")"));
+  }
   // Unavailable, for a call (`op`) answered by a restarted node.
   absl::Status RestartedError(absl::string_view op) const {
     return absl::UnavailableError(absl::StrCat(op, ": the node at ", options_.server_address,
@@ -745,7 +754,10 @@ void ClientImpl::MapReadIndex() {
 
 std::optional<std::vector<ReadIndexHit>> ClientImpl::FindLeaseFree(
     const Namespace& ns, std::span<const ChunkKey> keys) {
-  if (!index_.has_value() || index_stale_.load(std::memory_order_relaxed) || !ns.chain) {
+  // A node that restarted publishes its chunks in another index: the one
+  // mapped here is the old node's (see Lease for the answer instead).
+  if (!index_.has_value() || index_stale_.load(std::memory_order_relaxed) || !ns.chain ||
+      node_restarted()) {
     return std::nullopt;
   }
   {
@@ -1083,6 +1095,7 @@ void ClientImpl::ReleaseLoop() {
 
 absl::StatusOr<ClientImpl::Leased> ClientImpl::Lease(const Namespace& ns,
                                                      std::span<const ChunkKey> keys) {
+  if (node_restarted()) return RestartedError("get");
   pb::GetRequest req;
   req.set_client_id(client_id_);
   req.set_namespace_id(ns.id);
@@ -1100,7 +1113,7 @@ absl::StatusOr<ClientImpl::Leased> ClientImpl::Lease(const Namespace& ns,
       // The node may not have seen the releases: queue them again.
       for (uint64_t id : carried) ReleaseLease(id);
     }
-    RETURN_IF_ERROR(FromGrpcStatus(rpc));
+    RETURN_IF_ERROR(RestartedOr("get", FromGrpcStatus(rpc)));
   }
   const uint64_t lease = resp.lease_id();
   if (NodeRestarted(resp.node_incarnation())) {
@@ -1309,6 +1322,7 @@ transport::MessageTarget ClientImpl::OnDataMessage(std::span<const std::byte> he
 absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
     const Namespace& ns, std::span<const ChunkKey> keys, std::vector<std::span<std::byte>> dests,
     std::function<void(uint32_t)> on_layer) {
+  if (node_restarted()) return RestartedError("get");
   pb::GetRequest req;
   req.set_client_id(client_id_);
   req.set_namespace_id(ns.id);
@@ -1334,7 +1348,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::LoadIsolated(
   pb::GetResponse resp;
   grpc::ClientContext ctx;
   Prepare(&ctx);
-  absl::Status rpc = FromGrpcStatus(stub_->Get(&ctx, req, &resp));
+  absl::Status rpc = RestartedOr("get", FromGrpcStatus(stub_->Get(&ctx, req, &resp)));
   if (!rpc.ok()) {
     forget();
     return rpc;
@@ -1408,6 +1422,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::SaveChunks(
                                                      " bytes"));
     }
   }
+  if (node_restarted()) return RestartedError("put");
   std::vector<std::span<const std::byte>> srcs(srcs_in.begin(), srcs_in.end());
   pb::PutBeginRequest req;
   req.set_client_id(client_id_);
@@ -1422,7 +1437,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::SaveChunks(
   {
     grpc::ClientContext ctx;
     Prepare(&ctx);
-    RETURN_IF_ERROR(FromGrpcStatus(stub_->PutBegin(&ctx, req, &resp)));
+    RETURN_IF_ERROR(RestartedOr("put", FromGrpcStatus(stub_->PutBegin(&ctx, req, &resp))));
   }
   const uint64_t lease = resp.lease_id();
   if (NodeRestarted(resp.node_incarnation())) {

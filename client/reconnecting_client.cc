@@ -66,6 +66,9 @@ struct Registration {
   std::string tenant;
   Namespace inner;
   uint64_t generation = 0;  // of the connection `inner` belongs to
+  // Removed through this client (RemoveNamespace): NotFound, and never
+  // registered again by a reconnect, until the caller registers it again.
+  bool removed = false;
 };
 
 // What a connection reported at connect.
@@ -207,9 +210,16 @@ class ReconnectingClient final : public Client {
 
   absl::StatusOr<uint64_t> RemoveNamespace(const NamespaceSpec& spec,
                                            std::string_view tenant) override {
-    return Call(nullptr, [&](const Connection& c, const Namespace&) {
+    absl::StatusOr<uint64_t> removed = Call(nullptr, [&](const Connection& c, const Namespace&) {
       return c.client->RemoveNamespace(spec, tenant);
     });
+    if (removed.ok()) {
+      absl::MutexLock lock(&mu_);
+      for (auto& [handle, reg] : registrations_) {
+        if (reg.tenant == tenant && reg.spec == spec) reg.removed = true;
+      }
+    }
+    return removed;
   }
 
  private:
@@ -273,9 +283,13 @@ class ReconnectingClient final : public Client {
     }
     absl::StatusOr<std::unique_ptr<Client>> fresh = connect_(options_);
     if (!fresh.ok()) {
-      return absl::UnavailableError(
-          absl::StrCat("the node at ", options_.server_address,
-                       " restarted; reconnecting failed: ", fresh.status().message()));
+      // The new node's own answer keeps its code (a token it refuses is
+      // Unauthenticated, another protocol FailedPrecondition); a node that
+      // cannot be reached is Unavailable already.
+      return absl::Status(fresh.status().code(),
+                          absl::StrCat("the node at ", options_.server_address,
+                                       " restarted; reconnecting failed: ",
+                                       fresh.status().message()));
     }
     std::shared_ptr<Client> next = *std::move(fresh);
     const ClientCounters before = Current().client->counters();
@@ -311,14 +325,23 @@ class ReconnectingClient final : public Client {
 
   // The caller's namespace `ns` on connection `c`: registered there again
   // first if it was registered on an earlier connection. A namespace not
-  // registered through this client goes as it is (the node judges its id).
+  // registered through this client goes as it is (the node judges its id),
+  // also one whose id (another client's, given by the node) equals a handle
+  // of this client for another spec or tenant.
   absl::StatusOr<Namespace> Translate(const Namespace& ns, const Connection& c) {
     NamespaceSpec spec;
     std::string tenant;
     {
       absl::MutexLock lock(&mu_);
       auto it = registrations_.find(ns.id);
-      if (it == registrations_.end()) return ns;
+      if (it == registrations_.end() || it->second.spec != ns.spec ||
+          it->second.tenant != ns.tenant) {
+        return ns;
+      }
+      if (it->second.removed) {
+        return absl::NotFoundError(absl::StrCat("namespace ", ns.id,
+                                                " was removed; register it again to use it"));
+      }
       if (it->second.generation == c.generation) return it->second.inner;
       spec = it->second.spec;
       tenant = it->second.tenant;
@@ -353,6 +376,7 @@ class ReconnectingClient final : public Client {
     if (generation >= r->generation) {
       r->inner = ns;
       r->generation = generation;
+      r->removed = false;
     }
     Namespace out = ns;
     out.id = r->handle;

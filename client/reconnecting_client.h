@@ -11,7 +11,9 @@
 // Namespace ids: the id a caller sees is the one the node gave at the first
 // registration of (spec, tenant) through this client (another unused id if a
 // restarted node reused it for something else), and stays valid across
-// reconnects; the client translates it to the current connection's.
+// reconnects; the client translates it to the current connection's. A
+// namespace removed through this client (RemoveNamespace) is NotFound and is
+// not registered again by a reconnect, until the caller registers it again.
 //
 // Transfers and mapped chunks keep the connection that started them alive
 // until they are gone; a connection no longer used is closed on a later call

@@ -683,5 +683,32 @@ TEST_F(IsolatedTenantTest, AClientReattachesToARestartedNode) {
   EXPECT_EQ(out, bytes_);
 }
 
+// A restarted node that no longer admits the client's token: reconnecting
+// fails with the node's own answer (Unauthenticated), not with Unavailable,
+// which would tell the caller to keep retrying.
+TEST_F(IsolatedTenantTest, AReconnectRefusedByTheRestartedNodeKeepsItsCode) {
+  const std::string address = server_->address();
+  ASSERT_TRUE(server_->Shutdown(absl::Seconds(1)).ok());
+  server_.reset();
+  // Tenant a's token is replaced while the node is down.
+  const std::string new_token_a = *auth::NewToken("a");
+  std::ofstream(dir_ / "tenants", std::ios::trunc)
+      << "a " << auth::HashToken(new_token_a) << "\n"
+      << "b " << auth::HashToken(token_b_) << "\n";
+  ASSERT_NO_FATAL_FAILURE(StartNode(address));
+  std::vector<std::byte> out(bytes_.size());
+  absl::Status s = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    auto t = a_->Load(ns_a_, std::span(&key_, 1), out);
+    s = t.ok() ? (*t)->Wait() : t.status();
+  }
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+  EXPECT_NE(s.message().find("restarted"), std::string::npos) << s;
+  EXPECT_EQ(a_->counters().reconnects, 0u);
+  // Later calls say the same, each trying once more.
+  EXPECT_EQ(a_->Health().code(), absl::StatusCode::kUnauthenticated);
+}
+
 }  // namespace
 }  // namespace strata

@@ -316,6 +316,44 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
   std::filesystem::remove_all(dir);
 }
 
+// A client that does not reconnect and has learnt that its node restarted
+// (here from a lookup): its loads and saves say Unavailable ("restarted")
+// from then on, even where the new node refused the old namespace id first
+// (NotFound "unknown namespace id" would say the namespace is gone), and
+// none reads the old pool lease-free through the old node's read index.
+TEST_F(SameHostTest, LoadsAndSavesAfterALearntRestartAreToldToReconnect) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(true));
+  const std::string address = server_->address();
+  client::Client* c = NewClient(client::SameHost::kAuto, /*reconnect=*/false);
+  ASSERT_NE(c, nullptr);
+  ASSERT_EQ(c->data_path(), "shm");
+  auto ns = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(c, *ns, 2, 71, &bytes);
+  std::vector<std::byte> out(bytes.size());
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());  // leased: admits the namespace
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());  // lease-free
+  ASSERT_EQ(c->counters().lease_free_loads, 1u);
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: namespace id 1 unknown
+  for (int i = 0; i < 50 && !c->node_restarted(); ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    (void)c->Lookup(*ns, keys);
+  }
+  ASSERT_TRUE(c->node_restarted());
+  for (int round = 0; round < 2; ++round) {
+    const absl::Status load = Finish(c->Load(*ns, keys, out));
+    EXPECT_EQ(load.code(), absl::StatusCode::kUnavailable) << load;
+    EXPECT_NE(load.message().find("restarted"), std::string::npos) << load;
+    const absl::Status save = Finish(c->Save(*ns, keys, bytes));
+    EXPECT_EQ(save.code(), absl::StatusCode::kUnavailable) << save;
+    EXPECT_NE(save.message().find("restarted"), std::string::npos) << save;
+  }
+  EXPECT_EQ(c->counters().lease_free_loads, 1u);
+  EXPECT_EQ(c->LeaseMapped(*ns, keys).status().code(), absl::StatusCode::kUnavailable);
+}
+
 // A client (reconnect on, the default) whose node restarted with its NVMe
 // tier: the next call finds out, connects anew and is retried, so loads and
 // saves go on with the same namespace, over shared memory and over UCX; the
@@ -420,6 +458,82 @@ TEST_F(SameHostTest, AReconnectRegistersTheNamespaceAgain) {
   client::Namespace unknown = *ns;
   unknown.id = 999;
   EXPECT_EQ(c->Lookup(unknown, keys).status().code(), absl::StatusCode::kNotFound);
+}
+
+// A namespace the caller removed through the client is not registered
+// again by a reconnect: after a restart its old value is NotFound as before
+// (a save through it stores nothing), until the caller registers it again,
+// which gives it back its id.
+TEST_F(SameHostTest, ARemovedNamespaceIsNotRegisteredAgainByAReconnect) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(true));
+  const std::string address = server_->address();
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  auto ns = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(c, *ns, 2, 81, &bytes);
+  auto removed = c->RemoveNamespace(Spec(), "t");
+  ASSERT_TRUE(removed.ok()) << removed.status();
+  EXPECT_EQ(*removed, keys.size());
+  EXPECT_EQ(Finish(c->Save(*ns, keys, bytes)).code(), absl::StatusCode::kNotFound);
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only
+  absl::Status health = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && health.code() == absl::StatusCode::kUnavailable; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    health = c->Health();
+  }
+  ASSERT_TRUE(health.ok()) << health;
+  const absl::Status s = Finish(c->Save(*ns, keys, bytes));
+  EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
+  EXPECT_EQ(Finish(c->Load(*ns, keys, std::span<std::byte>(bytes))).code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(NodeStat(c, "namespaces"), 0u);
+  auto again = c->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->id, ns->id);
+  EXPECT_EQ(c->counters().reconnects, 1u);
+  ASSERT_TRUE(Finish(c->Save(*ns, keys, bytes)).ok());
+  std::vector<std::byte> out(bytes.size());
+  ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());
+  EXPECT_EQ(out, bytes);
+}
+
+// Namespace values of another client (ids the node gave it) go through a
+// reconnecting client as they are, even where the id equals one this client
+// handed out for a namespace of its own before a restart: the client
+// translates only its own namespaces.
+TEST_F(SameHostTest, AnotherClientsNamespaceIsNotTakenForOneOfItsOwn) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(true));
+  const std::string address = server_->address();
+  client::Client* x = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(x, nullptr);
+  auto mine = x->RegisterNamespace(Spec(), "t");
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  ASSERT_NO_FATAL_FAILURE(StopNode());
+  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: empty
+  client::Client* y = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(y, nullptr);
+  auto theirs = y->RegisterNamespace(testing::SmallSpec("another-model"), "t");
+  ASSERT_TRUE(theirs.ok()) << theirs.status();
+  ASSERT_EQ(theirs->id, mine->id);  // the first id of each node
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(y, *theirs, 2, 91, &bytes);
+  absl::StatusOr<client::LookupResult> found = absl::UnavailableError("not tried");
+  for (int i = 0; i < 50 && found.status().code() == absl::StatusCode::kUnavailable; ++i) {
+    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
+    found = x->Lookup(*theirs, keys);
+  }
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->prefix_chunks, keys.size());
+  std::vector<std::byte> out(bytes.size());
+  ASSERT_TRUE(Finish(x->Load(*theirs, keys, out)).ok());
+  EXPECT_EQ(out, bytes);
+  // Its own namespace is still its own, empty on the new node.
+  auto own = x->Lookup(*mine, keys);
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->prefix_chunks, 0u);
 }
 
 // A transfer started before the restart finishes on its own connection (it
