@@ -1471,7 +1471,7 @@ absl::StatusOr<std::shared_ptr<Transfer>> ClientImpl::SaveChunks(
       pb::PutCommitResponse out;
       grpc::ClientContext ctx;
       Prepare(&ctx);
-      status = FromGrpcStatus(stub_->PutCommit(&ctx, commit, &out));
+      status = RestartedOr("put", FromGrpcStatus(stub_->PutCommit(&ctx, commit, &out)));
     } else {
       AbortPut(lease);
     }

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "store/common/log.h"
 
 namespace strata::client {
@@ -159,7 +160,14 @@ class ReconnectingClient final : public Client {
   // The current connection's mapping. A reconnect maps the new node's pool
   // elsewhere: callers that registered the span (with CUDA) compare it and
   // node().incarnation before each use.
-  std::span<const std::byte> shared_pool() const override { return Current().client->shared_pool(); }
+  // The span stays mapped until a later shared_pool() returns another one
+  // (this client keeps its connection till then), so a caller that checks
+  // it before each use never reads an unmapped range.
+  std::span<const std::byte> shared_pool() const override {
+    absl::MutexLock lock(&mu_);
+    pool_owner_ = connection_;
+    return connection_->shared_pool();
+  }
 
   absl::StatusOr<std::unique_ptr<MappedChunks>> LeaseMapped(
       const Namespace& ns, std::span<const ChunkKey> keys) override {
@@ -194,11 +202,18 @@ class ReconnectingClient final : public Client {
   }
 
   ClientCounters counters() const override {
-    ClientCounters c = Current().client->counters();
-    absl::MutexLock lock(&mu_);
-    c.lease_free_loads += earlier_.lease_free_loads;
-    c.lease_free_fallbacks += earlier_.lease_free_fallbacks;
-    c.reconnects = generation_;
+    std::shared_ptr<Client> current;
+    ClientCounters earlier;
+    {
+      absl::MutexLock lock(&mu_);  // one connection with the sums before it
+      current = connection_;
+      earlier = earlier_;
+      earlier.reconnects = generation_;
+    }
+    ClientCounters c = current->counters();
+    c.lease_free_loads += earlier.lease_free_loads;
+    c.lease_free_fallbacks += earlier.lease_free_fallbacks;
+    c.reconnects = earlier.reconnects;
     return c;
   }
 
@@ -276,24 +291,31 @@ class ReconnectingClient final : public Client {
   // A new connection in place of generation `generation`'s (unless another
   // call replaced it already).
   absl::Status Reconnect(uint64_t generation) {
+    const absl::Time asked = absl::Now();
     absl::MutexLock serial(&reconnect_mu_);
     {
       absl::MutexLock lock(&mu_);
       if (generation_ != generation) return absl::OkStatus();
     }
+    // Callers that queued behind an attempt that failed get its answer
+    // instead of trying (and waiting) once each.
+    if (failed_at_ >= asked) return failure_;
     absl::StatusOr<std::unique_ptr<Client>> fresh = connect_(options_);
     if (!fresh.ok()) {
       // The new node's own answer keeps its code (a token it refuses is
       // Unauthenticated, another protocol FailedPrecondition); a node that
       // cannot be reached is Unavailable already.
-      return absl::Status(fresh.status().code(),
-                          absl::StrCat("the node at ", options_.server_address,
-                                       " restarted; reconnecting failed: ",
-                                       fresh.status().message()));
+      failure_ = absl::Status(fresh.status().code(),
+                              absl::StrCat("the node at ", options_.server_address,
+                                           " restarted; reconnecting failed: ",
+                                           fresh.status().message()));
+      failed_at_ = absl::Now();
+      return failure_;
     }
     std::shared_ptr<Client> next = *std::move(fresh);
-    const ClientCounters before = Current().client->counters();
     absl::MutexLock lock(&mu_);
+    // Loads that end on the old connection after this are not counted.
+    const ClientCounters before = connection_->counters();
     earlier_.lease_free_loads += before.lease_free_loads;
     earlier_.lease_free_fallbacks += before.lease_free_fallbacks;
     retired_.push_back(std::move(connection_));
@@ -386,8 +408,13 @@ class ReconnectingClient final : public Client {
   const ClientOptions options_;
   const ConnectFn connect_;
   absl::Mutex reconnect_mu_;  // one reconnect at a time
+  // The last failed attempt's answer, and when it came.
+  absl::Status failure_ ABSL_GUARDED_BY(reconnect_mu_);
+  absl::Time failed_at_ ABSL_GUARDED_BY(reconnect_mu_) = absl::InfinitePast();
   mutable absl::Mutex mu_;
   std::shared_ptr<Client> connection_ ABSL_GUARDED_BY(mu_);
+  // The connection whose pool shared_pool() last returned.
+  mutable std::shared_ptr<Client> pool_owner_ ABSL_GUARDED_BY(mu_);
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   // Connections replaced, until nothing of theirs is held.
   std::vector<std::shared_ptr<Client>> retired_ ABSL_GUARDED_BY(mu_);
