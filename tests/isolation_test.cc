@@ -33,6 +33,7 @@
 #include "store/auth/tenants.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tests/node_fixture.h"
 #include "tests/test_data.h"
 #include "transport/envelope.h"
 #include "transport/ucx_transport.h"
@@ -666,12 +667,8 @@ TEST_F(IsolatedTenantTest, AClientReattachesToARestartedNode) {
   server_.reset();
   ASSERT_NO_FATAL_FAILURE(StartNode(address));
   std::vector<std::byte> out(bytes_.size());
-  absl::Status s = absl::UnavailableError("not tried");
-  for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
-    auto t = a_->Load(ns_a_, std::span(&key_, 1), out);
-    s = t.ok() ? (*t)->Wait() : t.status();
-  }
+  const absl::Status s =
+      testing::WhileUnavailable([&] { return testing::Finish(a_->Load(ns_a_, std::span(&key_, 1), out)); });
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;  // DRAM only: gone
   EXPECT_EQ(a_->counters().reconnects, 1u);
   auto saved = a_->Save(ns_a_, std::span(&key_, 1), bytes_);
@@ -697,12 +694,8 @@ TEST_F(IsolatedTenantTest, AReconnectRefusedByTheRestartedNodeKeepsItsCode) {
       << "b " << auth::HashToken(token_b_) << "\n";
   ASSERT_NO_FATAL_FAILURE(StartNode(address));
   std::vector<std::byte> out(bytes_.size());
-  absl::Status s = absl::UnavailableError("not tried");
-  for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
-    auto t = a_->Load(ns_a_, std::span(&key_, 1), out);
-    s = t.ok() ? (*t)->Wait() : t.status();
-  }
+  const absl::Status s =
+      testing::WhileUnavailable([&] { return testing::Finish(a_->Load(ns_a_, std::span(&key_, 1), out)); });
   EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
   EXPECT_NE(s.message().find("restarted"), std::string::npos) << s;
   EXPECT_EQ(a_->counters().reconnects, 0u);

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "client/client.h"
 #include "gtest/gtest.h"
@@ -42,6 +43,29 @@ inline NamespaceSpec SmallSpec(std::string model_id) {
 // What a transfer ended with: the call's error, else Wait()'s.
 inline absl::Status Finish(const absl::StatusOr<std::shared_ptr<client::Transfer>>& t) {
   return t.ok() ? (*t)->Wait() : t.status();
+}
+
+// Runs `op` until `again(its result)` is false, at most 50 times 100 ms apart
+// (a restarted node's gRPC channel may need a moment), and returns the last
+// result.
+template <typename Op, typename Again>
+auto RetryWhile(Op op, Again again) -> decltype(op()) {
+  auto result = op();
+  for (int i = 1; i < 50 && again(result); ++i) {
+    absl::SleepFor(absl::Milliseconds(100));
+    result = op();
+  }
+  return result;
+}
+inline const absl::Status& StatusOf(const absl::Status& s) { return s; }
+template <typename T>
+const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
+  return s.status();
+}
+// `op` until it is not Unavailable.
+template <typename Op>
+auto WhileUnavailable(Op op) -> decltype(op()) {
+  return RetryWhile(op, [](const auto& r) { return absl::IsUnavailable(StatusOf(r)); });
 }
 
 class InProcessNodeTest : public ::testing::Test {

@@ -63,15 +63,12 @@ class SameHostTest : public testing::InProcessNodeTest {
   // Runs `op` until it gives the answer of a restarted node (Unavailable,
   // "restarted"): the gRPC channel may first need a moment to reconnect.
   static absl::Status UntilRestartAnswer(const std::function<absl::Status()>& op) {
-    absl::Status s = op();
-    for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable &&
-                    s.message().find("restarted") == std::string::npos;
-         ++i) {
-      absl::SleepFor(absl::Milliseconds(100));
-      s = op();
-    }
-    return s;
+    return testing::RetryWhile(op, [](const absl::Status& s) {
+      return s.code() == absl::StatusCode::kUnavailable &&
+             s.message().find("restarted") == std::string::npos;
+    });
   }
+
 };
 
 TEST_F(SameHostTest, LoadsCopyOutOfTheSharedPoolLayerByLayer) {
@@ -337,10 +334,12 @@ TEST_F(SameHostTest, LoadsAndSavesAfterALearntRestartAreToldToReconnect) {
   ASSERT_EQ(c->counters().lease_free_loads, 1u);
   ASSERT_NO_FATAL_FAILURE(StopNode());
   ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: namespace id 1 unknown
-  for (int i = 0; i < 50 && !c->node_restarted(); ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
-    (void)c->Lookup(*ns, keys);
-  }
+  testing::RetryWhile(
+      [&] {
+        (void)c->Lookup(*ns, keys);
+        return c->node_restarted();
+      },
+      [](bool restarted) { return !restarted; });
   ASSERT_TRUE(c->node_restarted());
   for (int round = 0; round < 2; ++round) {
     const absl::Status load = Finish(c->Load(*ns, keys, out));
@@ -385,11 +384,8 @@ TEST_F(SameHostTest, AClientReconnectsToARestartedNode) {
     const client::Namespace& n = c == shm ? *ns : *ns_ucx;
     std::vector<std::byte> out(bytes.size());
     // The gRPC channel may need a moment to reconnect to the new node.
-    absl::Status s = absl::UnavailableError("not tried");
-    for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable; ++i) {
-      if (i > 0) absl::SleepFor(absl::Milliseconds(100));
-      s = Finish(c->Load(n, keys, out));
-    }
+    const absl::Status s =
+        testing::WhileUnavailable([&] { return Finish(c->Load(n, keys, out)); });
     ASSERT_TRUE(s.ok()) << s;
     EXPECT_EQ(out, bytes);
     EXPECT_FALSE(c->node_restarted());
@@ -434,11 +430,8 @@ TEST_F(SameHostTest, AReconnectRegistersTheNamespaceAgain) {
   auto other_ns = other->RegisterNamespace(testing::SmallSpec("another-model"), "u");
   ASSERT_TRUE(other_ns.ok()) << other_ns.status();
 
-  absl::StatusOr<client::LookupResult> found = absl::UnavailableError("not tried");
-  for (int i = 0; i < 50 && found.status().code() == absl::StatusCode::kUnavailable; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
-    found = c->Lookup(*ns, keys);
-  }
+  const absl::StatusOr<client::LookupResult> found =
+      testing::WhileUnavailable([&] { return c->Lookup(*ns, keys); });
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(found->prefix_chunks, 0u);
   EXPECT_EQ(c->counters().reconnects, 1u);
@@ -479,11 +472,8 @@ TEST_F(SameHostTest, ARemovedNamespaceIsNotRegisteredAgainByAReconnect) {
   EXPECT_EQ(Finish(c->Save(*ns, keys, bytes)).code(), absl::StatusCode::kNotFound);
   ASSERT_NO_FATAL_FAILURE(StopNode());
   ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only
-  absl::Status health = absl::UnavailableError("not tried");
-  for (int i = 0; i < 50 && health.code() == absl::StatusCode::kUnavailable; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
-    health = c->Health();
-  }
+  const absl::Status health =
+      testing::WhileUnavailable([&] { return c->Health(); });
   ASSERT_TRUE(health.ok()) << health;
   const absl::Status s = Finish(c->Save(*ns, keys, bytes));
   EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << s;
@@ -520,11 +510,8 @@ TEST_F(SameHostTest, AnotherClientsNamespaceIsNotTakenForOneOfItsOwn) {
   ASSERT_EQ(theirs->id, mine->id);  // the first id of each node
   std::vector<std::byte> bytes;
   const std::vector<ChunkKey> keys = Save(y, *theirs, 2, 91, &bytes);
-  absl::StatusOr<client::LookupResult> found = absl::UnavailableError("not tried");
-  for (int i = 0; i < 50 && found.status().code() == absl::StatusCode::kUnavailable; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
-    found = x->Lookup(*theirs, keys);
-  }
+  const absl::StatusOr<client::LookupResult> found =
+      testing::WhileUnavailable([&] { return x->Lookup(*theirs, keys); });
   ASSERT_TRUE(found.ok()) << found.status();
   EXPECT_EQ(found->prefix_chunks, keys.size());
   std::vector<std::byte> out(bytes.size());
@@ -557,11 +544,8 @@ TEST_F(SameHostTest, ATransferOutlivesTheReconnectOfItsClient) {
   ASSERT_TRUE(mapped.ok()) << mapped.status();
   ASSERT_NO_FATAL_FAILURE(StopNode());
   ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));
-  absl::Status s = absl::UnavailableError("not tried");
-  for (int i = 0; i < 50 && s.code() == absl::StatusCode::kUnavailable; ++i) {
-    if (i > 0) absl::SleepFor(absl::Milliseconds(100));
-    s = Finish(c->Load(*ns, keys, out));
-  }
+  const absl::Status s =
+      testing::WhileUnavailable([&] { return Finish(c->Load(*ns, keys, out)); });
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(c->counters().reconnects, 1u);
   // The old connection's objects still work: its mapping of the old pool is
