@@ -22,6 +22,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -1568,8 +1569,51 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectOnce(const ClientOptions& options
 
 }  // namespace
 
+absl::Status CheckServerAddress(std::string_view address_view) {
+  // absl::string_view: Debian's Abseil does not take std::string_view.
+  const absl::string_view address(address_view.data(), address_view.size());
+  const std::string quoted = absl::StrCat("'", address, "'");
+  constexpr char kForm[] = "expected host:port, e.g. 127.0.0.1:7400";
+  if (address.empty()) return absl::InvalidArgumentError(absl::StrCat("empty; ", kForm));
+  absl::string_view host, port;
+  if (address.front() == '[') {
+    const size_t close = address.find(']');
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has an unbalanced '['; ", kForm));
+    }
+    host = address.substr(1, close - 1);
+    if (close + 1 >= address.size() || address[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has no port; ", kForm));
+    }
+    port = address.substr(close + 2);
+  } else {
+    const size_t colon = address.rfind(':');
+    if (colon == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has no port; ", kForm));
+    }
+    if (address.find(':') != colon) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          quoted, " is ambiguous; ", kForm, " (an IPv6 host in brackets: [::1]:7400)"));
+    }
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+  }
+  if (host.empty()) return absl::InvalidArgumentError(absl::StrCat(quoted, " has no host; ", kForm));
+  if (port.empty()) return absl::InvalidArgumentError(absl::StrCat(quoted, " has no port; ", kForm));
+  int value = 0;
+  if (!std::all_of(port.begin(), port.end(),
+                   [](char c) { return c >= '0' && c <= '9'; }) ||
+      port.size() > 5 || !absl::SimpleAtoi(port, &value) || value < 1 || value > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(quoted, ": port '", port, "' is not 1..65535; ", kForm));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
-  if (options.server_address.empty()) return absl::InvalidArgumentError("no server address");
+  if (absl::Status s = CheckServerAddress(options.server_address); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("server_address ", s.message()));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Client> first, ConnectOnce(options));
   if (!options.reconnect) return first;
   return NewReconnectingClient(options, std::move(first), ConnectOnce);

@@ -41,6 +41,13 @@ enum class SameHost : uint8_t {
   kOff = 1,
 };
 
+// Checks that `address` names a node a client can dial: "host:port" or
+// "[v6-address]:port", a non-empty host and a port in 1..65535. OK, or
+// InvalidArgument whose message says what is wrong with `address` (without
+// naming the option or flag it came from, so that callers can). Pure: no
+// name resolution.
+absl::Status CheckServerAddress(std::string_view address);
+
 struct ClientOptions {
   std::string server_address;  // host:port of a store node
   std::string ucx_transports;  // "" = UCX's default (or UCX_TLS)
@@ -180,6 +187,8 @@ class Client {
   // token is missing or wrong; FailedPrecondition for an incompatible
   // protocol; NotFound / InvalidArgument for unreadable or bad TLS or token
   // files.
+  // InvalidArgument, before any connection attempt, when server_address is
+  // not host:port with a port in 1..65535 (see CheckServerAddress).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
   virtual ~Client() = default;
 

@@ -63,6 +63,18 @@ expect_err "layers"
 run 2 frobnicate
 run 2
 expect_err "usage: strata"
+# A node address without a port (or with port 0, or out of range) is a usage
+# error naming --server and the form it takes, before any connection attempt.
+for cmd in put get lookup stats bench remove-namespace replay; do
+  for bad in 127.0.0.1 127.0.0.1:0 127.0.0.1:65536; do
+    case "$cmd" in put | get | lookup) args=(file.bin) ;; *) args=() ;; esac
+    run 2 "$cmd" --server "$bad" "${args[@]}"
+    expect_err "strata $cmd: --server '$bad'"
+    expect_err "expected host:port"
+  done
+done
+run 2 stats --server localhost
+expect_err "'localhost' has no port"
 run 2 serve --shutdown_grace -1s
 expect_err "shutdown_grace must be >= 0"
 run 2 serve --lease_ttl 0s

@@ -370,6 +370,9 @@ int BenchCommand(const std::vector<std::string>& args) {
     std::fprintf(stderr, "strata bench: %s (see --help)\n", bad.c_str());
     return kExitUsage;
   }
+  if (!cl.given()) {
+    if (int rc = cf.CheckServerOrExit("bench"); rc >= 0) return rc;
+  }
 
   NamespaceSpec spec;
   spec.model_id = "strata-bench";

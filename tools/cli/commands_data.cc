@@ -82,9 +82,10 @@ std::string DescribeMissing(Session& s, std::span<const ChunkKey> keys, uint64_t
 }
 
 int CommonSetup(const char* command, FlagSet& flags, const std::vector<std::string>& args,
-                const NamespaceFlags& nsf, std::vector<std::string>* positional,
-                NamespaceSpec* spec) {
+                const ConnectFlags& cf, const NamespaceFlags& nsf,
+                std::vector<std::string>* positional, NamespaceSpec* spec) {
   if (int rc = ParseOrExit(command, flags, args, positional); rc >= 0) return rc;
+  if (int rc = cf.CheckServerOrExit(command); rc >= 0) return rc;
   auto parsed = nsf.Spec();
   if (!parsed.ok()) {
     std::fprintf(stderr, "strata %s: %s\n", command, StatusText(parsed.status()).c_str());
@@ -110,7 +111,7 @@ int PutCommand(const std::vector<std::string>& args) {
   flags.Add("summary_only", "print one summary line per file, not every key", &summary_only);
   std::vector<std::string> files;
   NamespaceSpec spec;
-  if (int rc = CommonSetup("put", flags, args, nsf, &files, &spec); rc >= 0) return rc;
+  if (int rc = CommonSetup("put", flags, args, cf, nsf, &files, &spec); rc >= 0) return rc;
   if (files.empty()) {
     std::fprintf(stderr, "strata put: no FILE given (see --help)\n");
     return kExitUsage;
@@ -196,7 +197,7 @@ int GetCommand(const std::vector<std::string>& args) {
   flags.Add("out", "output file (required)", &out);
   std::vector<std::string> positional;
   NamespaceSpec spec;
-  if (int rc = CommonSetup("get", flags, args, nsf, &positional, &spec); rc >= 0) return rc;
+  if (int rc = CommonSetup("get", flags, args, cf, nsf, &positional, &spec); rc >= 0) return rc;
   if (positional.empty() || out.empty()) {
     std::fprintf(stderr, "strata get: %s (see --help)\n",
                  out.empty() ? "--out is required" : "no FILE or KEY given");
@@ -304,7 +305,7 @@ int LookupCommand(const std::vector<std::string>& args) {
   flags.Add("summary_only", "print one summary line per source, not every key", &summary_only);
   std::vector<std::string> positional;
   NamespaceSpec spec;
-  if (int rc = CommonSetup("lookup", flags, args, nsf, &positional, &spec); rc >= 0) return rc;
+  if (int rc = CommonSetup("lookup", flags, args, cf, nsf, &positional, &spec); rc >= 0) return rc;
   if (positional.empty()) {
     std::fprintf(stderr, "strata lookup: no FILE or KEY given (see --help)\n");
     return kExitUsage;
@@ -388,6 +389,7 @@ int StatsCommand(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   if (cl.given()) return ClusterStats(cl, cf);
+  if (int rc = cf.CheckServerOrExit("stats"); rc >= 0) return rc;
   auto client = client::Client::Connect(cf.Options());
   if (!client.ok()) {
     std::fprintf(stderr, "strata stats: cannot connect to %s: %s\n", cf.server.c_str(),
@@ -417,6 +419,7 @@ int RemoveNamespaceCommand(const std::vector<std::string>& args) {
   nf.Register(&flags);
   std::vector<std::string> positional;
   if (int rc = ParseOrExit("remove-namespace", flags, args, &positional); rc >= 0) return rc;
+  if (int rc = cf.CheckServerOrExit("remove-namespace"); rc >= 0) return rc;
   if (!positional.empty()) {
     std::fprintf(stderr, "strata remove-namespace: no positional arguments are taken\n");
     return kExitUsage;

@@ -84,6 +84,13 @@ client::ClientOptions ConnectFlags::Options() const {
   return options;
 }
 
+int ConnectFlags::CheckServerOrExit(const char* command) const {
+  absl::Status s = client::CheckServerAddress(server);
+  if (s.ok()) return -1;
+  std::fprintf(stderr, "strata %s: --server %s\n", command, std::string(s.message()).c_str());
+  return kExitUsage;
+}
+
 void NamespaceFlags::Register(FlagSet* flags) {
   flags->Add("model", "model id of the namespace", &model);
   flags->Add("tenant", "tenant of the namespace (also the key chain's salt)", &tenant);

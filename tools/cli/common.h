@@ -47,6 +47,9 @@ struct ConnectFlags {
 
   void Register(FlagSet* flags);
   client::ClientOptions Options() const;
+  // Returns -1 when --server is host:port, else prints a usage error naming
+  // --server and the expected form and returns kExitUsage.
+  int CheckServerOrExit(const char* command) const;
 };
 
 // --etcd, --cluster, --peers: a cluster instead of one --server.
