@@ -80,6 +80,13 @@ expect_err "shutdown_grace must be >= 0"
 run 2 serve --lease_ttl 0s
 expect_err "lease_ttl must be positive"
 
+# With --etcd, the banner says the node serves only once it is registered:
+# an etcd that cannot be reached (nothing listens on port 1) stops the node
+# without a "listening on" line.
+run 1 serve --listen 127.0.0.1:0 --node_id unregistered --etcd 127.0.0.1:1 --no_nvme --dram 16MiB
+expect_err "cannot register in etcd 127.0.0.1:1, so the node stops"
+grep -q "listening on" out.txt && fail "serve printed its banner before etcd registration failed"
+
 # --- put / get round trip: 3 full chunks (1 MiB each by default) + 1234 bytes
 CHUNK=$((4 * 2 * 8 * 64 * 128 * 2))
 SIZE=$((3 * CHUNK + 1234))
