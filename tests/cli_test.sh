@@ -113,6 +113,32 @@ run 0 get --server "$SERVER" $(cat keys.txt) --out chunks.bin
 cmp -n "$SIZE" file.bin chunks.bin || fail "get by keys: different bytes"
 tail -c "$PAD" chunks.bin | cmp -s - <(head -c "$PAD" /dev/zero) || fail "padding is not zeros"
 
+# --out DIR with one FILE writes DIR/<its name>, as cp does.
+mkdir -p outdir
+run 0 get --server "$SERVER" file.bin --out outdir
+expect_out "outdir/file.bin: $SIZE bytes from 4 chunks, verified"
+cmp file.bin outdir/file.bin || fail "get into a directory returned different bytes"
+run 0 get --server "$SERVER" "$WORK/file.bin" --out outdir/
+cmp file.bin outdir/file.bin || fail "get into DIR/ returned different bytes"
+# A directory without a name to take (KEYs, several sources), a path ending
+# in / that is no directory, or the source itself: usage errors, before any
+# connection (the unreachable port 1 shows that nothing was tried).
+run 2 get --server 127.0.0.1:1 $(head -n 1 keys.txt) --out outdir
+expect_err "outdir is a directory"
+run 2 get --server 127.0.0.1:1 file.bin file.bin --out outdir
+expect_err "outdir is a directory"
+run 2 get --server 127.0.0.1:1 file.bin --out nodir/
+expect_err "ends in '/' but is not a directory"
+run 2 get --server 127.0.0.1:1 file.bin --out file.bin
+expect_err "is file.bin itself"
+run 2 get --server 127.0.0.1:1 file.bin --out .
+expect_err "is file.bin itself"
+mkdir -p outdir2/file.bin
+run 2 get --server 127.0.0.1:1 file.bin --out outdir2
+expect_err "outdir2/file.bin is a directory"
+ls outdir | grep -q strata-tmp && fail "a get into a directory left a temporary file"
+[ "$(ls outdir)" = "file.bin" ] || fail "outdir holds more than file.bin"
+
 # Another namespace keys the same file differently: nothing stored there.
 run 1 get --server "$SERVER" --tenant other file.bin --out other.bin
 expect_err "NotFound"

@@ -1,6 +1,7 @@
 // strata put / get / lookup / stats: files as keyed chunks on a store node.
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -79,6 +80,61 @@ std::string DescribeMissing(Session& s, std::span<const ChunkKey> keys, uint64_t
   if (missing == 0) return "";
   return absl::StrFormat("%d of %d chunks are not stored (first: chunk %d, key %s); ", missing,
                          keys.size(), first + first_missing, keys[first_missing].ToHex());
+}
+
+// The status for a failed file operation on `what`, by errno: the caller's
+// mistakes (a directory, a missing parent, no permission) apart from the
+// machine's (a full disk, an I/O error).
+absl::Status ErrnoStatus(int err, const std::string& what) {
+  const std::string msg = absl::StrCat(what, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT: return absl::NotFoundError(msg);
+    case EACCES:
+    case EPERM:
+    case EROFS: return absl::PermissionDeniedError(msg);
+    case EISDIR:
+    case ENOTDIR:
+    case EXDEV: return absl::InvalidArgumentError(msg);
+    case ENOSPC:
+    case EDQUOT: return absl::ResourceExhaustedError(msg);
+    default: return absl::UnavailableError(msg);
+  }
+}
+
+// Where `strata get` writes: --out itself, or, when --out is a directory and
+// the only source is a FILE, DIR/<the file's name> (as cp does).
+// InvalidArgument, before anything is loaded, for a directory with KEYs or
+// several sources (no name to take), or a target that is the source FILE.
+absl::StatusOr<std::string> OutputPath(const std::string& out, const std::vector<Source>& sources) {
+  struct stat st;
+  std::string target = out;
+  if (::stat(out.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (sources.size() != 1 || sources[0].file.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--out ", out, " is a directory: a get of one FILE writes DIR/<its name>; for KEYs or "
+          "several sources give the output file's path"));
+    }
+    const std::string& file = sources[0].file;
+    const size_t slash = file.find_last_of('/');
+    target = absl::StrCat(out, out.back() == '/' ? "" : "/",
+                          slash == std::string::npos ? file : file.substr(slash + 1));
+    if (::stat(target.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat("--out ", out, ": ", target,
+                                                     " is a directory"));
+    }
+  } else if (!out.empty() && out.back() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--out ", out, " ends in '/' but is not a directory"));
+  }
+  struct stat src, dst;
+  for (const Source& source : sources) {
+    if (!source.file.empty() && ::stat(source.file.c_str(), &src) == 0 &&
+        ::stat(target.c_str(), &dst) == 0 && src.st_dev == dst.st_dev && src.st_ino == dst.st_ino) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--out ", target, " is ", source.file, " itself; give another output path"));
+    }
+  }
+  return target;
 }
 
 int CommonSetup(const char* command, FlagSet& flags, const std::vector<std::string>& args,
@@ -190,11 +246,12 @@ int GetCommand(const std::vector<std::string>& args) {
       "written (the padding is dropped): --out is then identical to FILE. For KEYs\n"
       "(64 hex digits each), whole chunks are written, padding included. Every chunk\n"
       "is checksum-verified by the client. --out is written to a temporary file and\n"
-      "renamed only when everything succeeded.\n",
+      "renamed only when everything succeeded. When --out is a directory and the only\n"
+      "argument is a FILE, the copy is DIR/<the file's name>, as cp makes it.\n",
       kKeyRule));
   cf.Register(&flags);
   nsf.Register(&flags);
-  flags.Add("out", "output file (required)", &out);
+  flags.Add("out", "output file, or a directory for a single FILE (required)", &out);
   std::vector<std::string> positional;
   NamespaceSpec spec;
   if (int rc = CommonSetup("get", flags, args, cf, nsf, &positional, &spec); rc >= 0) return rc;
@@ -207,6 +264,12 @@ int GetCommand(const std::vector<std::string>& args) {
   if (!sources.ok()) {
     std::fprintf(stderr, "strata get: %s\n", StatusText(sources.status()).c_str());
     return kExitFailure;
+  }
+  if (auto target = OutputPath(out, *sources); target.ok()) {
+    out = *std::move(target);
+  } else {
+    std::fprintf(stderr, "strata get: %s\n", StatusText(target.status()).c_str());
+    return kExitUsage;
   }
   auto session = OpenSession("get", cf, spec, nsf.tenant);
   if (session == nullptr) return kExitFailure;
@@ -278,7 +341,7 @@ int GetCommand(const std::vector<std::string>& args) {
     status = absl::UnavailableError(absl::StrCat("closing ", tmp, ": ", std::strerror(errno)));
   }
   if (status.ok() && std::rename(tmp.c_str(), out.c_str()) != 0) {
-    status = absl::UnavailableError(absl::StrCat("renaming to ", out, ": ", std::strerror(errno)));
+    status = ErrnoStatus(errno, absl::StrCat("renaming ", tmp, " to ", out));
   }
   if (!status.ok()) {
     std::remove(tmp.c_str());
