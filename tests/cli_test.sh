@@ -98,6 +98,22 @@ expect_out "file.bin: $SIZE bytes -> 4 chunks of 1MiB, last chunk zero-padded by
 awk '/file.bin#/ {print $1}' out.txt >keys.txt
 grep -qvE '^[0-9a-f]{64}$' keys.txt && fail "a key is not 64 hex digits"
 
+# --summary_only reports progress on stderr while a file is stored: 256-byte
+# chunks make 3 batches of at most 4096 chunks; --progress_every 0s reports
+# after each batch but the last (the summary line follows it).
+head -c 3000000 /dev/urandom >many.bin
+SMALL=(--layers 1 --kv_heads 1 --head_dim 64 --tokens_per_chunk 1 --tenant small)
+run 0 put --server "$SERVER" "${SMALL[@]}" --summary_only --progress_every 0s many.bin
+expect_err "strata put: many.bin: 4096 of 11719 chunks, 1MiB of 2.9MiB"
+expect_err "strata put: many.bin: 8192 of 11719 chunks, 2MiB of 2.9MiB"
+[ "$(grep -c 'of 11719 chunks' err.txt)" -eq 2 ] || fail "put --summary_only: not 2 progress lines"
+expect_out "many.bin: 3000000 bytes -> 11719 chunks of 256B"
+[ "$(wc -l <out.txt)" -eq 1 ] || fail "put --summary_only printed more than its summary on stdout"
+run 0 put --server "$SERVER" "${SMALL[@]}" --progress_every 0s many.bin
+grep -q "of 11719 chunks" err.txt && fail "put without --summary_only printed progress lines"
+run 2 put --server "$SERVER" --summary_only --progress_every -1s file.bin
+expect_err "progress_every must not be negative"
+
 # The same file again: every chunk already present, same keys.
 run 0 put --server "$SERVER" file.bin
 expect_out "0 stored, 4 already present"

@@ -1,6 +1,7 @@
 // strata put / get / lookup / stats: files as keyed chunks on a store node.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -165,11 +166,20 @@ int PutCommand(const std::vector<std::string>& args) {
   cf.Register(&flags);
   nsf.Register(&flags);
   flags.Add("summary_only", "print one summary line per file, not every key", &summary_only);
+  absl::Duration progress_every = absl::Seconds(1);
+  flags.Add("progress_every",
+            "with --summary_only: a progress line on stderr at most this often while a file is "
+            "stored (chunks and bytes done, rate; 0s: after every batch)",
+            &progress_every);
   std::vector<std::string> files;
   NamespaceSpec spec;
   if (int rc = CommonSetup("put", flags, args, cf, nsf, &files, &spec); rc >= 0) return rc;
   if (files.empty()) {
     std::fprintf(stderr, "strata put: no FILE given (see --help)\n");
+    return kExitUsage;
+  }
+  if (progress_every < absl::ZeroDuration()) {
+    std::fprintf(stderr, "strata put: --progress_every must not be negative\n");
     return kExitUsage;
   }
   auto session = OpenSession("put", cf, spec, nsf.tenant);
@@ -191,6 +201,7 @@ int PutCommand(const std::vector<std::string>& args) {
       continue;
     }
     const absl::Time start = absl::Now();
+    absl::Time last_report = start;
     uint64_t present = 0;
     absl::Status status;
     while (status.ok()) {
@@ -214,6 +225,18 @@ int PutCommand(const std::vector<std::string>& args) {
           std::printf("%s  %s#%llu\n", keys[i].ToHex().c_str(), path.c_str(),
                       static_cast<unsigned long long>(f.batch_first() + i));
         }
+      } else if (const absl::Time now = absl::Now(); now - last_report >= progress_every &&
+                 f.batch_first() + keys.size() < f.num_chunks()) {
+        // The key lines are the progress of a put without --summary_only;
+        // the summary line follows the last batch.
+        last_report = now;
+        const uint64_t done = f.batch_first() + keys.size();
+        const uint64_t bytes = std::min(done * chunk, f.size());
+        const double secs = absl::ToDoubleSeconds(now - start);
+        std::fprintf(stderr, "strata put: %s: %llu of %llu chunks, %s of %s, %.1f s, %.1f MB/s\n",
+                     path.c_str(), static_cast<unsigned long long>(done),
+                     static_cast<unsigned long long>(f.num_chunks()), FormatBytes(bytes).c_str(),
+                     FormatBytes(f.size()).c_str(), secs, secs > 0 ? bytes / secs / 1e6 : 0.0);
       }
     }
     if (!status.ok()) {
