@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <atomic>
 #include <deque>
@@ -1568,6 +1569,34 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectOnce(const ClientOptions& options
 }
 
 }  // namespace
+
+absl::Status RenameOptions(const absl::Status& status,
+                           std::span<const std::pair<std::string_view, std::string_view>> names) {
+  if (status.ok() || names.empty()) return status;
+  const absl::string_view message = status.message();
+  auto word_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  };
+  std::string out;
+  size_t i = 0;
+  while (i < message.size()) {
+    bool replaced = false;
+    if (i == 0 || !word_char(message[i - 1])) {
+      for (const auto& [from, to] : names) {
+        const absl::string_view name(from.data(), from.size());
+        if (!name.empty() && message.substr(i, name.size()) == name &&
+            (i + name.size() == message.size() || !word_char(message[i + name.size()]))) {
+          out.append(to.data(), to.size());
+          i += name.size();
+          replaced = true;
+          break;
+        }
+      }
+    }
+    if (!replaced) out.push_back(message[i++]);
+  }
+  return absl::Status(status.code(), out);
+}
 
 absl::Status CheckServerAddress(std::string_view address_view) {
   // absl::string_view: Debian's Abseil does not take std::string_view.

@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -47,6 +48,14 @@ enum class SameHost : uint8_t {
 // naming the option or flag it came from, so that callers can). Pure: no
 // name resolution.
 absl::Status CheckServerAddress(std::string_view address);
+
+// `status` with every whole-word ClientOptions field name in its message
+// (as `names` lists them: {"tls_ca_file", "--tls_ca"}) replaced by the name a
+// front end's users set it by: a command-line flag, a keyword argument. The
+// code is kept. Error messages of this library name the fields of
+// ClientOptions; front ends with other names translate them with this.
+absl::Status RenameOptions(const absl::Status& status,
+                           std::span<const std::pair<std::string_view, std::string_view>> names);
 
 struct ClientOptions {
   std::string server_address;  // host:port of a store node

@@ -28,7 +28,9 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // the command ran and failed
 inline constexpr int kExitUsage = 2;    // bad flags or arguments
 
-// "NotFound: message": the absl code under the name the README uses.
+// "NotFound: message": the absl code under the name the README uses, the
+// client library's option names in the message replaced by the flags that
+// set them (tls_ca_file -> --tls_ca).
 std::string StatusText(const absl::Status& status);
 
 // --server, --ucx_transports, --rpc_timeout, --same_host, --lease_free, the
