@@ -560,6 +560,13 @@ absl::Status ClientImpl::Init() {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  // A node that comes back (a restart behind the same address) is dialled
+  // again within a second or two, not after gRPC's default backoff (1 s
+  // growing to 2 minutes, and a re-resolution at most every 30 s): until
+  // then every call fails with Unavailable.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 500);
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials, Credentials(&args));
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<IncarnationInterceptorFactory>(seen_incarnation_));
