@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <atomic>
 #include <deque>
@@ -22,6 +23,7 @@
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -567,6 +569,13 @@ absl::Status ClientImpl::Init() {
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  // A node that comes back (a restart behind the same address) is dialled
+  // again within a second or two, not after gRPC's default backoff (1 s
+  // growing to 2 minutes, and a re-resolution at most every 30 s): until
+  // then every call fails with Unavailable.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 500);
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials, Credentials(&args));
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<IncarnationInterceptorFactory>(seen_incarnation_));
@@ -1583,8 +1592,79 @@ absl::StatusOr<std::unique_ptr<Client>> ConnectOnce(const ClientOptions& options
 
 }  // namespace
 
+absl::Status RenameOptions(const absl::Status& status,
+                           std::span<const std::pair<std::string_view, std::string_view>> names) {
+  if (status.ok() || names.empty()) return status;
+  const absl::string_view message = status.message();
+  auto word_char = [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  };
+  std::string out;
+  size_t i = 0;
+  while (i < message.size()) {
+    bool replaced = false;
+    if (i == 0 || !word_char(message[i - 1])) {
+      for (const auto& [from, to] : names) {
+        const absl::string_view name(from.data(), from.size());
+        if (!name.empty() && message.substr(i, name.size()) == name &&
+            (i + name.size() == message.size() || !word_char(message[i + name.size()]))) {
+          out.append(to.data(), to.size());
+          i += name.size();
+          replaced = true;
+          break;
+        }
+      }
+    }
+    if (!replaced) out.push_back(message[i++]);
+  }
+  return absl::Status(status.code(), out);
+}
+
+absl::Status CheckServerAddress(std::string_view address_view) {
+  // absl::string_view: Debian's Abseil does not take std::string_view.
+  const absl::string_view address(address_view.data(), address_view.size());
+  const std::string quoted = absl::StrCat("'", address, "'");
+  constexpr char kForm[] = "expected host:port, e.g. 127.0.0.1:7400";
+  if (address.empty()) return absl::InvalidArgumentError(absl::StrCat("empty; ", kForm));
+  absl::string_view host, port;
+  if (address.front() == '[') {
+    const size_t close = address.find(']');
+    if (close == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has an unbalanced '['; ", kForm));
+    }
+    host = address.substr(1, close - 1);
+    if (close + 1 >= address.size() || address[close + 1] != ':') {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has no port; ", kForm));
+    }
+    port = address.substr(close + 2);
+  } else {
+    const size_t colon = address.rfind(':');
+    if (colon == absl::string_view::npos) {
+      return absl::InvalidArgumentError(absl::StrCat(quoted, " has no port; ", kForm));
+    }
+    if (address.find(':') != colon) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          quoted, " is ambiguous; ", kForm, " (an IPv6 host in brackets: [::1]:7400)"));
+    }
+    host = address.substr(0, colon);
+    port = address.substr(colon + 1);
+  }
+  if (host.empty()) return absl::InvalidArgumentError(absl::StrCat(quoted, " has no host; ", kForm));
+  if (port.empty()) return absl::InvalidArgumentError(absl::StrCat(quoted, " has no port; ", kForm));
+  int value = 0;
+  if (!std::all_of(port.begin(), port.end(),
+                   [](char c) { return c >= '0' && c <= '9'; }) ||
+      port.size() > 5 || !absl::SimpleAtoi(port, &value) || value < 1 || value > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(quoted, ": port '", port, "' is not 1..65535; ", kForm));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
-  if (options.server_address.empty()) return absl::InvalidArgumentError("no server address");
+  if (absl::Status s = CheckServerAddress(options.server_address); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("server_address ", s.message()));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<Client> first, ConnectOnce(options));
   if (!options.reconnect) return first;
   return NewReconnectingClient(options, std::move(first), ConnectOnce);

@@ -20,6 +20,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -40,6 +41,21 @@ enum class SameHost : uint8_t {
   // UCX always.
   kOff = 1,
 };
+
+// Checks that `address` names a node a client can dial: "host:port" or
+// "[v6-address]:port", a non-empty host and a port in 1..65535. OK, or
+// InvalidArgument whose message says what is wrong with `address` (without
+// naming the option or flag it came from, so that callers can). Pure: no
+// name resolution.
+absl::Status CheckServerAddress(std::string_view address);
+
+// `status` with every whole-word ClientOptions field name in its message
+// (as `names` lists them: {"tls_ca_file", "--tls_ca"}) replaced by the name a
+// front end's users set it by: a command-line flag, a keyword argument. The
+// code is kept. Error messages of this library name the fields of
+// ClientOptions; front ends with other names translate them with this.
+absl::Status RenameOptions(const absl::Status& status,
+                           std::span<const std::pair<std::string_view, std::string_view>> names);
 
 struct ClientOptions {
   std::string server_address;  // host:port of a store node
@@ -180,6 +196,8 @@ class Client {
   // token is missing or wrong; FailedPrecondition for an incompatible
   // protocol; NotFound / InvalidArgument for unreadable or bad TLS or token
   // files.
+  // InvalidArgument, before any connection attempt, when server_address is
+  // not host:port with a port in 1..65535 (see CheckServerAddress).
   static absl::StatusOr<std::unique_ptr<Client>> Connect(const ClientOptions& options);
   virtual ~Client() = default;
 

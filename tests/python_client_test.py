@@ -115,6 +115,14 @@ def test_errors_carry_the_status_code(client):
     with pytest.raises(strata.Error) as e:
         strata.connect("127.0.0.1:1", rpc_timeout=2.0)
     assert e.value.code == "UNAVAILABLE"
+    # An address without a port is refused before any connection attempt,
+    # under this module's name for it.
+    for bad in ("127.0.0.1", "127.0.0.1:0", "127.0.0.1:65536"):
+        with pytest.raises(strata.Error) as e:
+            strata.connect(bad)
+        assert e.value.code == "INVALID_ARGUMENT", (bad, str(e.value))
+        assert str(e.value).startswith(f"address '{bad}'"), (bad, str(e.value))
+        assert "expected host:port" in str(e.value), (bad, str(e.value))
     # Nothing stored was lost.
     out = np.zeros_like(data)
     client.load(ns, keys, out).wait()

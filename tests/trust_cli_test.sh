@@ -76,8 +76,19 @@ run 1 get "${TLS[@]}" --token_file b.token --tenant a --out x.bin file.bin
 expect_err "PermissionDenied"
 run 1 get --server "$SERVER" --tls_ca ca.pem --token_file a.token --tenant a --out x.bin file.bin
 expect_err "Unavailable"
+# The hints name the flags a CLI user sets, not the client library's options.
+expect_err "signed by the CA in --tls_ca and name the server (--tls_server_name)"
+expect_err "(--tls_cert, --tls_key)"
+grep -q "tls_ca_file\|tls_cert_file\|tls_key_file" err.txt && fail "a hint names a library option"
 run 1 stats --server "$SERVER" --token_file a.token
 expect_err "Unavailable"
+expect_err "a node with TLS needs --tls_ca)"
+run 1 stats --server "$SERVER" --tls_cert client.pem --tls_key client.key --token_file a.token
+expect_err "InvalidArgument: TLS options given without --tls_ca"
+run 1 stats --server "$SERVER" --tls_ca ca.pem --tls_cert client.pem --token_file a.token
+expect_err "needs both --tls_cert and --tls_key"
+run 1 stats --server "$SERVER" --tls_ca missing-ca.pem --token_file a.token
+expect_err "TLS CA (--tls_ca) missing-ca.pem"
 run 1 stats "${TLS[@]}" --token_file missing.token
 expect_err "NotFound: token file missing.token"
 run 0 stats "${TLS[@]}" --token_file a.token

@@ -530,23 +530,24 @@ int Serve(const std::vector<std::string>& args) {
     std::fprintf(stderr, "strata serve: %s\n", server.status().ToString().c_str());
     return 1;
   }
-  std::printf("strata serve: listening on %s; DRAM %s%s; NVMe %s; %llu chunks restored; UCX %s\n",
-              (*server)->address().c_str(), cli::FormatBytes(stats.dram_capacity_bytes).c_str(),
-              isolate_tenants ? " (tenants isolated)" : shm_pool ? " (shared memory)" : "",
-              no_nvme ? "off"
-                      : absl::StrCat(cli::FormatBytes(nvme.value), " in ", data_dir).c_str(),
-              static_cast<unsigned long long>(stats.chunks_restored),
-              (*server)->ucx_transports().c_str());
-  std::printf("strata serve: gRPC %s; %s\n",
-              (*server)->tls() ? (tls_client_ca.empty() ? "over TLS" : "over mutual TLS")
-                               : "in plaintext",
-              (*server)->authentication()
-                  ? absl::StrCat("tenants authenticated (", tenants_file, ")").c_str()
-                  : "no authentication (no --tenants)");
+  // The banner says the node serves: with --etcd it is printed only once the
+  // node is registered (a node that cannot register stops instead).
+  std::string banner;
+  banner += absl::StrFormat(
+      "strata serve: listening on %s; DRAM %s%s; NVMe %s; %llu chunks restored; UCX %s\n",
+      (*server)->address(), cli::FormatBytes(stats.dram_capacity_bytes),
+      isolate_tenants ? " (tenants isolated)" : shm_pool ? " (shared memory)" : "",
+      no_nvme ? std::string("off") : absl::StrCat(cli::FormatBytes(nvme.value), " in ", data_dir),
+      static_cast<unsigned long long>(stats.chunks_restored), (*server)->ucx_transports());
+  banner += absl::StrFormat(
+      "strata serve: gRPC %s; %s\n",
+      (*server)->tls() ? (tls_client_ca.empty() ? "over TLS" : "over mutual TLS") : "in plaintext",
+      (*server)->authentication() ? absl::StrCat("tenants authenticated (", tenants_file, ")")
+                                  : std::string("no authentication (no --tenants)"));
   if ((*server)->metrics_port() != 0) {
     const std::string host = metrics_listen.substr(0, metrics_listen.rfind(':'));
-    std::printf("strata serve: metrics at http://%s:%d/metrics\n", host.c_str(),
-                (*server)->metrics_port());
+    banner += absl::StrFormat("strata serve: metrics at http://%s:%d/metrics\n", host,
+                              (*server)->metrics_port());
   }
   std::unique_ptr<cluster::EtcdRegistration> registration;
   if (!etcd.empty()) {
@@ -569,15 +570,19 @@ int Serve(const std::vector<std::string>& args) {
     }
     auto registered = cluster::EtcdRegistration::Start(reg);
     if (!registered.ok()) {
-      std::fprintf(stderr, "strata serve: cannot register in etcd %s: %s\n", etcd.c_str(),
-                   registered.status().ToString().c_str());
+      std::fprintf(stderr, "strata serve: cannot register in etcd %s, so the node stops: %s\n",
+                   etcd.c_str(), registered.status().ToString().c_str());
       return 1;
     }
     registration = *std::move(registered);
+    std::printf("%s", banner.c_str());
     std::printf("strata serve: registered as %s in cluster %s on etcd %s (lease %s)\n",
                 reg.record.node_id.c_str(), cluster_name.c_str(), etcd.c_str(),
                 absl::FormatDuration(etcd_lease_ttl).c_str());
-  } else if (static_peers != nullptr) {
+  } else {
+    std::printf("%s", banner.c_str());
+  }
+  if (etcd.empty() && static_peers != nullptr) {
     const cluster::MembershipView view = static_peers->Snapshot();
     const bool listed = view.Find((*server)->node_id()) != nullptr ||
                         view.Find(advertise.empty() ? (*server)->address() : advertise) != nullptr;

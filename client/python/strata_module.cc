@@ -324,7 +324,12 @@ PyClient Connect(const std::string& address, const std::string& ucx_transports,
     py::gil_scoped_release release;
     c = client::Client::Connect(o);
   }
-  return PyClient(Check(std::move(c)));
+  // The library's messages name its options; this module's keywords are the
+  // same names but for the address.
+  constexpr std::pair<std::string_view, std::string_view> kKeywords[] = {
+      {"server_address", "address"}};
+  if (!c.ok()) Raise(client::RenameOptions(c.status(), kKeywords));
+  return PyClient(*std::move(c));
 }
 
 }  // namespace

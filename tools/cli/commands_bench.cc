@@ -106,9 +106,12 @@ struct Worker {
   const std::byte* reference = nullptr;
   uint64_t get_misses = 0, get_errors = 0, corrupt = 0, put_errors = 0;
   std::string first_error;
-  // Every phase, for progress lines: operations that succeeded, and those
-  // that failed (misses aside).
-  std::atomic<uint64_t> gets{0}, puts{0}, errors{0};
+  // Every phase, for progress lines: operations that succeeded, gets that
+  // missed, and operations that failed otherwise.
+  std::atomic<uint64_t> gets{0}, puts{0}, misses{0}, errors{0};
+  // The last operation found the node unreachable (Unavailable or
+  // DeadlineExceeded): the worker backs off until the node answers again.
+  std::atomic<bool> unreachable{false};
   absl::Status prefill_status;
 
   void Error(const std::string& what, const absl::Status& s) {
@@ -155,6 +158,24 @@ void Prefill(Worker& w, Shared& sh, std::vector<std::byte>& buf) {
   }
 }
 
+// Backoff of a worker whose node does not answer: doubling from the first
+// to the last, back to the first once the node answers.
+constexpr int64_t kBackoffFirstNs = 10'000'000;     // 10 ms
+constexpr int64_t kBackoffLastNs = 1'000'000'000;   // 1 s
+
+bool NodeUnreachable(const absl::Status& s) {
+  return s.code() == absl::StatusCode::kUnavailable ||
+         s.code() == absl::StatusCode::kDeadlineExceeded;
+}
+
+// Sleeps `ns`, or less when interrupted or when the run ends first.
+void SleepWithin(int64_t ns, const Shared& sh) {
+  const int64_t until = std::min(NowNs() + ns, sh.measure_end.load());
+  for (int64_t now = NowNs(); now < until && !g_interrupted.load(); now = NowNs()) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(std::min<int64_t>(until - now, 20'000'000)));
+  }
+}
+
 void Run(Worker& w, Shared& sh) {
   const Config& c = sh.config;
   const uint64_t chunk = c.chunk_bytes.value;
@@ -163,6 +184,7 @@ void Run(Worker& w, Shared& sh) {
   std::mt19937_64 rng(static_cast<uint64_t>(c.seed) * 1000003 + w.id);
   std::uniform_real_distribution<double> coin(0, 1);
   uint32_t counter = 0;
+  int64_t backoff_ns = kBackoffFirstNs;
   while (!g_interrupted.load()) {
     const int64_t t0 = NowNs();
     if (t0 >= sh.measure_end.load()) break;
@@ -222,14 +244,28 @@ void Run(Worker& w, Shared& sh) {
       }
     }
     const int64_t t1 = done_ns != 0 ? done_ns : NowNs();
-    if (status.ok()) {
+    if (t1 > sh.measure_end.load()) {
+      // Ended after the run: in neither the summary nor the progress lines.
+    } else if (status.ok()) {
       (is_get ? w.gets : w.puts).fetch_add(1, std::memory_order_relaxed);
-    } else if (status.code() != absl::StatusCode::kNotFound || !is_get) {
+    } else if (status.code() == absl::StatusCode::kNotFound && is_get) {
+      w.misses.fetch_add(1, std::memory_order_relaxed);
+    } else {
       w.errors.fetch_add(1, std::memory_order_relaxed);
     }
     if (status.ok() && t0 >= sh.measure_start.load() && t1 <= sh.measure_end.load()) {
       (is_get ? w.get_ns : w.put_ns).push_back(t1 - t0);
       if (first_slice > 0) w.first_slice_ns.push_back(first_slice);
+    }
+    if (NodeUnreachable(status)) {
+      // Without a pause a worker retries tens of thousands of times a second
+      // against a node that is gone.
+      w.unreachable.store(true, std::memory_order_relaxed);
+      SleepWithin(backoff_ns, sh);
+      backoff_ns = std::min(2 * backoff_ns, kBackoffLastNs);
+    } else {
+      w.unreachable.store(false, std::memory_order_relaxed);
+      backoff_ns = kBackoffFirstNs;
     }
   }
 }
@@ -369,6 +405,9 @@ int BenchCommand(const std::vector<std::string>& args) {
   if (!bad.empty()) {
     std::fprintf(stderr, "strata bench: %s (see --help)\n", bad.c_str());
     return kExitUsage;
+  }
+  if (!cl.given()) {
+    if (int rc = cf.CheckServerOrExit("bench"); rc >= 0) return rc;
   }
 
   NamespaceSpec spec;
@@ -510,32 +549,53 @@ int BenchCommand(const std::vector<std::string>& args) {
   sh.measure_end = sh.measure_start.load() + absl::ToInt64Nanoseconds(c.duration);
   for (auto& w : workers) w->thread = std::thread([&sh, w = w.get()] { Run(*w, sh); });
   const bool progress = c.progress && c.warmup + c.duration > absl::Seconds(3);
-  uint64_t last_gets = 0, last_puts = 0, last_errors = 0;
+  uint64_t last_gets = 0, last_puts = 0, last_misses = 0, last_errors = 0, last_reconnects = 0;
   int64_t next_report = start + 1'000'000'000;
   while (!g_interrupted.load() && NowNs() < sh.measure_end.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (progress && NowNs() >= next_report) {
-      uint64_t gets = 0, puts = 0, errors = 0;
+      uint64_t gets = 0, puts = 0, misses = 0, errors = 0, reconnects = 0;
+      int unreachable = 0;
       for (auto& w : workers) {
         gets += w->gets.load(std::memory_order_relaxed);
         puts += w->puts.load(std::memory_order_relaxed);
+        misses += w->misses.load(std::memory_order_relaxed);
         errors += w->errors.load(std::memory_order_relaxed);
+        unreachable += w->unreachable.load(std::memory_order_relaxed);
+        if (w->client != nullptr) reconnects += w->client->counters().reconnects;
       }
-      // Succeeded operations only; failures are counted apart, so a node
-      // that stops answering shows as errors, not as throughput.
+      // Succeeded operations only; misses and failures are counted apart, so
+      // a node that stops answering (or comes back empty) shows as errors
+      // (or misses), not as throughput.
+      std::string extra;
+      if (misses != last_misses) {
+        absl::StrAppend(&extra, absl::StrFormat("  misses %8.1f/s",
+                                                static_cast<double>(misses - last_misses)));
+      }
+      if (errors != last_errors) {
+        absl::StrAppend(&extra, absl::StrFormat("  errors %8.1f/s",
+                                                static_cast<double>(errors - last_errors)));
+      }
+      if (unreachable > 0) {
+        absl::StrAppend(&extra, "  node unreachable: ", unreachable, " of ", workers.size(),
+                        " clients backing off (up to 1 s)");
+      }
+      if (reconnects != last_reconnects) {
+        absl::StrAppend(&extra, "  reconnected to a restarted node (", reconnects - last_reconnects,
+                        " clients)");
+      }
       std::printf("  [%3.0f s%s] gets %8.1f/s  puts %8.1f/s  %.3f GB/s%s\n",
                   (next_report - start) / 1e9, next_report <= sh.measure_start ? ", warm-up" : "",
                   static_cast<double>(gets - last_gets), static_cast<double>(puts - last_puts),
                   ((gets - last_gets) * static_cast<double>(chunk * c.chunks_per_get) +
                    (puts - last_puts) * static_cast<double>(chunk)) / 1e9,
-                  errors == last_errors
-                      ? ""
-                      : absl::StrFormat("  errors %8.1f/s", static_cast<double>(errors - last_errors))
-                            .c_str());
+                  extra.c_str());
       std::fflush(stdout);
       last_gets = gets;
       last_puts = puts;
+      last_misses = misses;
       last_errors = errors;
+      last_reconnects = reconnects;
       next_report += 1'000'000'000;
     }
   }
@@ -601,11 +661,16 @@ int BenchCommand(const std::vector<std::string>& args) {
                 bytes / copy_p50 / 1e6, PercentileMs(memcpy_ns, 0.99), get_p50,
                 bytes / get_p50 / 1e6, 100 * copy_p50 / get_p50);
   }
-  std::printf(c.verify ? "gets: %zu verified byte for byte, %llu misses (evicted), %llu corrupt, "
+  uint64_t reconnects = 0;
+  for (auto& w : workers) {
+    if (w->client != nullptr) reconnects += w->client->counters().reconnects;
+  }
+  const char* missed = reconnects > 0 ? "evicted, or lost in the node's restart" : "evicted";
+  std::printf(c.verify ? "gets: %zu verified byte for byte, %llu misses (%s), %llu corrupt, "
                          "%llu errors\n"
-                       : "gets: %zu checksum-verified only (--noverify), %llu misses (evicted), "
+                       : "gets: %zu checksum-verified only (--noverify), %llu misses (%s), "
                          "%llu corrupt, %llu errors\n",
-              get_ns.size(), static_cast<unsigned long long>(misses),
+              get_ns.size(), static_cast<unsigned long long>(misses), missed,
               static_cast<unsigned long long>(corrupt), static_cast<unsigned long long>(get_errors));
   if (first.cluster == nullptr && first.client->data_path() == "shm") {
     client::ClientCounters lf;
@@ -620,13 +685,19 @@ int BenchCommand(const std::vector<std::string>& args) {
                 static_cast<unsigned long long>(lf.lease_free_fallbacks));
   }
   auto after = node_stats();
-  if (before.ok() && after.ok()) {
+  std::printf("puts: %llu errors", static_cast<unsigned long long>(put_errors));
+  if (reconnects > 0) {
+    // The restarted node counts from zero: a difference would mean nothing.
+    std::printf("; the node restarted during the run (%llu reconnects): no node counters over it\n",
+                static_cast<unsigned long long>(reconnects));
+  } else if (before.ok() && after.ok()) {
     auto delta = [&](const char* k) { return (*after)[k] - (*before)[k]; };
-    std::printf("puts: %llu errors; node counters over warm-up + run: %llu stored new, "
-                "%llu already present\n",
-                static_cast<unsigned long long>(put_errors),
+    std::printf("; node counters over warm-up + run: %llu stored new, %llu already present\n",
                 static_cast<unsigned long long>(delta("puts_committed")),
                 static_cast<unsigned long long>(delta("puts_already_present")));
+  } else {
+    std::printf("; node counters not read: %s\n",
+                StatusText(before.ok() ? after.status() : before.status()).c_str());
   }
   return get_errors + put_errors + corrupt == 0 ? kExitOk : kExitFailure;
 }

@@ -1,6 +1,8 @@
 // strata put / get / lookup / stats: files as keyed chunks on a store node.
 #include <sys/stat.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -81,10 +83,66 @@ std::string DescribeMissing(Session& s, std::span<const ChunkKey> keys, uint64_t
                          keys.size(), first + first_missing, keys[first_missing].ToHex());
 }
 
+// The status for a failed file operation on `what`, by errno: the caller's
+// mistakes (a directory, a missing parent, no permission) apart from the
+// machine's (a full disk, an I/O error).
+absl::Status ErrnoStatus(int err, const std::string& what) {
+  const std::string msg = absl::StrCat(what, ": ", std::strerror(err));
+  switch (err) {
+    case ENOENT: return absl::NotFoundError(msg);
+    case EACCES:
+    case EPERM:
+    case EROFS: return absl::PermissionDeniedError(msg);
+    case EISDIR:
+    case ENOTDIR:
+    case EXDEV: return absl::InvalidArgumentError(msg);
+    case ENOSPC:
+    case EDQUOT: return absl::ResourceExhaustedError(msg);
+    default: return absl::UnavailableError(msg);
+  }
+}
+
+// Where `strata get` writes: --out itself, or, when --out is a directory and
+// the only source is a FILE, DIR/<the file's name> (as cp does).
+// InvalidArgument, before anything is loaded, for a directory with KEYs or
+// several sources (no name to take), or a target that is the source FILE.
+absl::StatusOr<std::string> OutputPath(const std::string& out, const std::vector<Source>& sources) {
+  struct stat st;
+  std::string target = out;
+  if (::stat(out.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    if (sources.size() != 1 || sources[0].file.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--out ", out, " is a directory: a get of one FILE writes DIR/<its name>; for KEYs or "
+          "several sources give the output file's path"));
+    }
+    const std::string& file = sources[0].file;
+    const size_t slash = file.find_last_of('/');
+    target = absl::StrCat(out, out.back() == '/' ? "" : "/",
+                          slash == std::string::npos ? file : file.substr(slash + 1));
+    if (::stat(target.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat("--out ", out, ": ", target,
+                                                     " is a directory"));
+    }
+  } else if (!out.empty() && out.back() == '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--out ", out, " ends in '/' but is not a directory"));
+  }
+  struct stat src, dst;
+  for (const Source& source : sources) {
+    if (!source.file.empty() && ::stat(source.file.c_str(), &src) == 0 &&
+        ::stat(target.c_str(), &dst) == 0 && src.st_dev == dst.st_dev && src.st_ino == dst.st_ino) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--out ", target, " is ", source.file, " itself; give another output path"));
+    }
+  }
+  return target;
+}
+
 int CommonSetup(const char* command, FlagSet& flags, const std::vector<std::string>& args,
-                const NamespaceFlags& nsf, std::vector<std::string>* positional,
-                NamespaceSpec* spec) {
+                const ConnectFlags& cf, const NamespaceFlags& nsf,
+                std::vector<std::string>* positional, NamespaceSpec* spec) {
   if (int rc = ParseOrExit(command, flags, args, positional); rc >= 0) return rc;
+  if (int rc = cf.CheckServerOrExit(command); rc >= 0) return rc;
   auto parsed = nsf.Spec();
   if (!parsed.ok()) {
     std::fprintf(stderr, "strata %s: %s\n", command, StatusText(parsed.status()).c_str());
@@ -108,11 +166,20 @@ int PutCommand(const std::vector<std::string>& args) {
   cf.Register(&flags);
   nsf.Register(&flags);
   flags.Add("summary_only", "print one summary line per file, not every key", &summary_only);
+  absl::Duration progress_every = absl::Seconds(1);
+  flags.Add("progress_every",
+            "with --summary_only: a progress line on stderr at most this often while a file is "
+            "stored (chunks and bytes done, rate; 0s: after every batch)",
+            &progress_every);
   std::vector<std::string> files;
   NamespaceSpec spec;
-  if (int rc = CommonSetup("put", flags, args, nsf, &files, &spec); rc >= 0) return rc;
+  if (int rc = CommonSetup("put", flags, args, cf, nsf, &files, &spec); rc >= 0) return rc;
   if (files.empty()) {
     std::fprintf(stderr, "strata put: no FILE given (see --help)\n");
+    return kExitUsage;
+  }
+  if (progress_every < absl::ZeroDuration()) {
+    std::fprintf(stderr, "strata put: --progress_every must not be negative\n");
     return kExitUsage;
   }
   auto session = OpenSession("put", cf, spec, nsf.tenant);
@@ -134,6 +201,7 @@ int PutCommand(const std::vector<std::string>& args) {
       continue;
     }
     const absl::Time start = absl::Now();
+    absl::Time last_report = start;
     uint64_t present = 0;
     absl::Status status;
     while (status.ok()) {
@@ -157,6 +225,18 @@ int PutCommand(const std::vector<std::string>& args) {
           std::printf("%s  %s#%llu\n", keys[i].ToHex().c_str(), path.c_str(),
                       static_cast<unsigned long long>(f.batch_first() + i));
         }
+      } else if (const absl::Time now = absl::Now(); now - last_report >= progress_every &&
+                 f.batch_first() + keys.size() < f.num_chunks()) {
+        // The key lines are the progress of a put without --summary_only;
+        // the summary line follows the last batch.
+        last_report = now;
+        const uint64_t done = f.batch_first() + keys.size();
+        const uint64_t bytes = std::min(done * chunk, f.size());
+        const double secs = absl::ToDoubleSeconds(now - start);
+        std::fprintf(stderr, "strata put: %s: %llu of %llu chunks, %s of %s, %.1f s, %.1f MB/s\n",
+                     path.c_str(), static_cast<unsigned long long>(done),
+                     static_cast<unsigned long long>(f.num_chunks()), FormatBytes(bytes).c_str(),
+                     FormatBytes(f.size()).c_str(), secs, secs > 0 ? bytes / secs / 1e6 : 0.0);
       }
     }
     if (!status.ok()) {
@@ -189,14 +269,15 @@ int GetCommand(const std::vector<std::string>& args) {
       "written (the padding is dropped): --out is then identical to FILE. For KEYs\n"
       "(64 hex digits each), whole chunks are written, padding included. Every chunk\n"
       "is checksum-verified by the client. --out is written to a temporary file and\n"
-      "renamed only when everything succeeded.\n",
+      "renamed only when everything succeeded. When --out is a directory and the only\n"
+      "argument is a FILE, the copy is DIR/<the file's name>, as cp makes it.\n",
       kKeyRule));
   cf.Register(&flags);
   nsf.Register(&flags);
-  flags.Add("out", "output file (required)", &out);
+  flags.Add("out", "output file, or a directory for a single FILE (required)", &out);
   std::vector<std::string> positional;
   NamespaceSpec spec;
-  if (int rc = CommonSetup("get", flags, args, nsf, &positional, &spec); rc >= 0) return rc;
+  if (int rc = CommonSetup("get", flags, args, cf, nsf, &positional, &spec); rc >= 0) return rc;
   if (positional.empty() || out.empty()) {
     std::fprintf(stderr, "strata get: %s (see --help)\n",
                  out.empty() ? "--out is required" : "no FILE or KEY given");
@@ -206,6 +287,12 @@ int GetCommand(const std::vector<std::string>& args) {
   if (!sources.ok()) {
     std::fprintf(stderr, "strata get: %s\n", StatusText(sources.status()).c_str());
     return kExitFailure;
+  }
+  if (auto target = OutputPath(out, *sources); target.ok()) {
+    out = *std::move(target);
+  } else {
+    std::fprintf(stderr, "strata get: %s\n", StatusText(target.status()).c_str());
+    return kExitUsage;
   }
   auto session = OpenSession("get", cf, spec, nsf.tenant);
   if (session == nullptr) return kExitFailure;
@@ -277,7 +364,7 @@ int GetCommand(const std::vector<std::string>& args) {
     status = absl::UnavailableError(absl::StrCat("closing ", tmp, ": ", std::strerror(errno)));
   }
   if (status.ok() && std::rename(tmp.c_str(), out.c_str()) != 0) {
-    status = absl::UnavailableError(absl::StrCat("renaming to ", out, ": ", std::strerror(errno)));
+    status = ErrnoStatus(errno, absl::StrCat("renaming ", tmp, " to ", out));
   }
   if (!status.ok()) {
     std::remove(tmp.c_str());
@@ -304,7 +391,7 @@ int LookupCommand(const std::vector<std::string>& args) {
   flags.Add("summary_only", "print one summary line per source, not every key", &summary_only);
   std::vector<std::string> positional;
   NamespaceSpec spec;
-  if (int rc = CommonSetup("lookup", flags, args, nsf, &positional, &spec); rc >= 0) return rc;
+  if (int rc = CommonSetup("lookup", flags, args, cf, nsf, &positional, &spec); rc >= 0) return rc;
   if (positional.empty()) {
     std::fprintf(stderr, "strata lookup: no FILE or KEY given (see --help)\n");
     return kExitUsage;
@@ -388,6 +475,7 @@ int StatsCommand(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   if (cl.given()) return ClusterStats(cl, cf);
+  if (int rc = cf.CheckServerOrExit("stats"); rc >= 0) return rc;
   auto client = client::Client::Connect(cf.Options());
   if (!client.ok()) {
     std::fprintf(stderr, "strata stats: cannot connect to %s: %s\n", cf.server.c_str(),
@@ -417,6 +505,7 @@ int RemoveNamespaceCommand(const std::vector<std::string>& args) {
   nf.Register(&flags);
   std::vector<std::string> positional;
   if (int rc = ParseOrExit("remove-namespace", flags, args, &positional); rc >= 0) return rc;
+  if (int rc = cf.CheckServerOrExit("remove-namespace"); rc >= 0) return rc;
   if (!positional.empty()) {
     std::fprintf(stderr, "strata remove-namespace: no positional arguments are taken\n");
     return kExitUsage;

@@ -119,6 +119,7 @@ int ReplayCommand(const std::vector<std::string>& args) {
   flags.Add("label", "name for this run in the summary", &f.label);
   std::vector<std::string> positional;
   if (int rc = ParseOrExit("replay", flags, args, &positional); rc >= 0) return rc;
+  if (int rc = connect.CheckServerOrExit("replay"); rc >= 0) return rc;
   if (!positional.empty() || f.lookahead < 0 || f.prefill_tps <= 0 || f.decode_tps <= 0 ||
       f.dram_gbps <= 0 || f.nvme_gbps <= 0 || f.kv_bytes_per_token <= 0) {
     std::fprintf(stderr, "strata replay: rates must be positive, --lookahead >= 0, and no "

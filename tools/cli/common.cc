@@ -11,7 +11,28 @@
 
 namespace strata::cli {
 
-std::string StatusText(const absl::Status& status) {
+namespace {
+
+// The client library's option names in its messages, and the flags a user of
+// these commands sets them with.
+constexpr std::pair<std::string_view, std::string_view> kFlagNames[] = {
+    {"server_address", "--server"},
+    {"ucx_transports", "--ucx_transports"},
+    {"rpc_timeout", "--rpc_timeout"},
+    {"same_host off", "--nosame_host"},
+    {"lease_free off", "--nolease_free"},
+    {"tls_ca_file", "--tls_ca"},
+    {"tls_cert_file", "--tls_cert"},
+    {"tls_key_file", "--tls_key"},
+    {"tls_server_name", "--tls_server_name"},
+    {"token_file", "--token_file"},
+};
+
+}  // namespace
+
+std::string StatusText(const absl::Status& in) {
+  // Messages of the client library name its options; here they are flags.
+  const absl::Status status = client::RenameOptions(in, kFlagNames);
   const char* name = "Unknown";
   switch (status.code()) {
     case absl::StatusCode::kOk: name = "OK"; break;
@@ -82,6 +103,13 @@ client::ClientOptions ConnectFlags::Options() const {
   options.tls_server_name = tls_server_name;
   options.token_file = token_file;
   return options;
+}
+
+int ConnectFlags::CheckServerOrExit(const char* command) const {
+  absl::Status s = client::CheckServerAddress(server);
+  if (s.ok()) return -1;
+  std::fprintf(stderr, "strata %s: --server %s\n", command, std::string(s.message()).c_str());
+  return kExitUsage;
 }
 
 void NamespaceFlags::Register(FlagSet* flags) {

@@ -28,7 +28,9 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;  // the command ran and failed
 inline constexpr int kExitUsage = 2;    // bad flags or arguments
 
-// "NotFound: message": the absl code under the name the README uses.
+// "NotFound: message": the absl code under the name the README uses, the
+// client library's option names in the message replaced by the flags that
+// set them (tls_ca_file -> --tls_ca).
 std::string StatusText(const absl::Status& status);
 
 // --server, --ucx_transports, --rpc_timeout, --same_host, --lease_free, the
@@ -47,6 +49,9 @@ struct ConnectFlags {
 
   void Register(FlagSet* flags);
   client::ClientOptions Options() const;
+  // Returns -1 when --server is host:port, else prints a usage error naming
+  // --server and the expected form and returns kExitUsage.
+  int CheckServerOrExit(const char* command) const;
 };
 
 // --etcd, --cluster, --peers: a cluster instead of one --server.
