@@ -1,7 +1,7 @@
 // Benchmark of Strata's prefill-over-cached-chunks kernel (kernels/prefill.h).
 //
 //   prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]
-//                 [--no-rope] [--key-rotation=auto|kernel|ahead]
+//                 [--no-rope] [--key-rotation=auto|kernel|ahead] [--no-rope-table]
 //                 [--variants=base,r128,w128,g128,g128x128] [--print-configs]
 //                 [--help]
 // SHAPE is gqa_bf16 (Llama-3-8B: 32 q / 8 kv heads, d128, bf16) or mha_fp16
@@ -12,6 +12,8 @@
 // both shapes x history 1k/4k/16k/32k x new 1/128/512/2048.
 // --key-rotation: where keys are rotated (PrefillOptions::key_rotation;
 // default auto: ahead for the configs whose keys several query tiles read).
+// --no-rope-table: cos / sin by sincosf in the kernels, not from the
+// launch's table (PrefillOptions::max_rope_table_bytes = 0; same bits).
 // --variants: the attention kernels to time on the same inputs, side by side
 // (PrefillOptions::kernel_variant: base = 64 rows x 4 warps, r128 = 128 rows
 // x 8 warps, w128 = 128 rows x 4 warps of 32 rows, g128 / g128x128 = 128
@@ -79,7 +81,7 @@ struct Result {
 
 // Times every variant on the same queries and KV copies.
 std::vector<Result> RunConfig(const Shape& sh, int history, int num_new, bool rope,
-                              PrefillOptions::KeyRotation key_rotation,
+                              PrefillOptions::KeyRotation key_rotation, bool rope_table,
                               const std::vector<PrefillOptions::KernelVariant>& variants,
                               int iters) {
   const KvLayout& L = sh.layout;
@@ -112,6 +114,7 @@ std::vector<Result> RunConfig(const Shape& sh, int history, int num_new, bool ro
     options.num_q_heads = sh.q_heads;
     options.apply_rope = rope;
     options.key_rotation = key_rotation;
+    if (!rope_table) options.max_rope_table_bytes = 0;  // cos / sin by sincosf
     options.kernel_variant = variant;
     std::vector<void*> workspaces;
     std::vector<cudaGraphExec_t> graphs;
@@ -164,7 +167,7 @@ std::string DefaultConfigs() {
 
 constexpr char kUsage[] =
     "usage: prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]\n"
-    "                     [--no-rope] [--key-rotation=auto|kernel|ahead]\n"
+    "                     [--no-rope] [--key-rotation=auto|kernel|ahead] [--no-rope-table]\n"
     "                     [--variants=base,r128,w128,g128,g128x128] [--print-configs]\n"
     "                     [--help]\n"
     "  --configs        SHAPE (gqa_bf16 | mha_fp16):HISTORY:NEW, comma-separated\n"
@@ -174,6 +177,9 @@ constexpr char kUsage[] =
     "  --csv            also write one row per config and variant to PATH\n"
     "  --no-rope        keys and queries used as given (default: RoPE on)\n"
     "  --key-rotation   where keys are rotated (default auto)\n"
+    "  --no-rope-table  cos / sin from sincosf in the kernels instead of the\n"
+    "                   launch's table (same bits; separates the table's L2\n"
+    "                   traffic from the rotation's own cost)\n"
     "  --variants       kernel variants timed side by side on the same inputs:\n"
     "                   base (64 rows x 4 warps), r128 (128 rows x 8 warps),\n"
     "                   w128 (128 rows x 4 warps of 32 rows), g128 and\n"
@@ -187,6 +193,8 @@ int Main(int argc, char** argv) {
   int iters = 20;
   bool rope = true;
   PrefillOptions::KeyRotation key_rotation = PrefillOptions::KeyRotation::kAuto;
+  bool rope_table = true;
+  bool print_configs = false;
   std::vector<PrefillOptions::KernelVariant> variants{PrefillOptions::KernelVariant::kRows64};
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -197,6 +205,7 @@ int Main(int argc, char** argv) {
     else if (a == "--key-rotation=auto") key_rotation = PrefillOptions::KeyRotation::kAuto;
     else if (a == "--key-rotation=kernel") key_rotation = PrefillOptions::KeyRotation::kInKernel;
     else if (a == "--key-rotation=ahead") key_rotation = PrefillOptions::KeyRotation::kAhead;
+    else if (a == "--no-rope-table") rope_table = false;
     else if (a.rfind("--variants=", 0) == 0) {
       variants.clear();
       const std::string list = a.substr(11);
@@ -220,10 +229,7 @@ int Main(int argc, char** argv) {
         return 2;
       }
     }
-    else if (a == "--print-configs") {
-      std::printf("%s\n", configs.c_str());
-      return 0;
-    }
+    else if (a == "--print-configs") print_configs = true;
     else if (a == "--help") {
       std::printf("%s", kUsage);
       return 0;
@@ -233,11 +239,16 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
+  if (print_configs) {  // after every flag, so that --configs counts wherever it stands
+    std::printf("%s\n", configs.c_str());
+    return 0;
+  }
   cudaDeviceProp prop;
   CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  std::printf("%s, %d SMs; floor = max(bytes / %.2f TB/s, FLOPs / %.0f TFLOP/s); rope %s\n",
+  std::printf("%s, %d SMs; floor = max(bytes / %.2f TB/s, FLOPs / %.0f TFLOP/s); rope %s%s\n",
               prop.name, prop.multiProcessorCount, kBytesPerSecond / 1e12,
-              kFlopsPerSecond / 1e12, rope ? "on" : "off");
+              kFlopsPerSecond / 1e12, rope ? "on" : "off",
+              rope && !rope_table ? " (cos / sin by sincosf, no table)" : "");
   std::printf("%-9s %6s %5s %9s", "shape", "hist", "new", "floor us");
   for (PrefillOptions::KernelVariant v : variants) {
     std::printf(" | %-8s %9s %6s %6s", kernels::PrefillKernelVariantName(v), "us", "TFLOPs",
@@ -265,7 +276,8 @@ int Main(int argc, char** argv) {
     const int history = std::atoi(c.substr(p1 + 1, p2 - p1 - 1).c_str());
     const int num_new = std::atoi(c.substr(p2 + 1).c_str());
     const std::vector<Result> rs =
-        RunConfig(ShapeByName(shape), history, num_new, rope, key_rotation, variants, iters);
+        RunConfig(ShapeByName(shape), history, num_new, rope, key_rotation, rope_table, variants,
+                  iters);
     std::printf("%-9s %6d %5d %9.1f", shape.c_str(), history, num_new, rs[0].floor_us);
     size_t best = 0;
     for (size_t v = 0; v < rs.size(); ++v) {
