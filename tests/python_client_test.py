@@ -1,6 +1,7 @@
 """Tests of the `strata` Python module against a real `strata serve`."""
 import os
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -164,6 +165,43 @@ def test_waiting_releases_the_gil(client):
     thread.join()
     assert np.array_equal(out, data)
     assert len(ticks) > 0
+
+
+def test_a_call_waiting_on_the_node_releases_the_gil():
+    # A node that stops answering (SIGSTOP): the first load of a namespace
+    # waits for its Get until rpc_timeout; other Python threads run meanwhile.
+    procs = []
+    gen = _serve("stopped", ["--dram=64MiB", "--no_nvme"], procs=procs)
+    address = next(gen)
+    try:
+        c = strata.connect(address, rpc_timeout=1.0)
+        ns = _namespace(c)
+        keys, data = _conversation(ns, 4, seed=9)
+        c.save(ns, keys, data).wait()
+        os.kill(procs[0].pid, signal.SIGSTOP)
+        ticks = []
+        stop = threading.Event()
+
+        def ticker():
+            while not stop.is_set():
+                ticks.append(1)
+                time.sleep(0.0005)
+
+        thread = threading.Thread(target=ticker)
+        thread.start()
+        time.sleep(0.05)
+        before = len(ticks)
+        with pytest.raises(strata.Error) as e:
+            c.load(ns, keys, np.zeros_like(data)).wait()
+        during = len(ticks) - before
+        stop.set()
+        thread.join()
+        assert e.value.code in ("DEADLINE_EXCEEDED", "UNAVAILABLE")
+        assert during > 50, f"{during} ticks while the load waited about a second"
+    finally:
+        os.kill(procs[0].pid, signal.SIGCONT)
+        for _ in gen:  # stops the node
+            pass
 
 
 # --- TLS, mutual TLS and tenants ----------------------------------------------

@@ -17,14 +17,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def serve(name, args, **connect_options):
+def serve(name, args, procs=None, **connect_options):
     """Starts `strata serve ARGS` logging to WORK/NAME.log; yields its address
     once strata.connect(address, **connect_options) answers health(); stops it
-    (SIGTERM, exit code 0) afterwards."""
+    (SIGTERM, exit code 0) afterwards. The process is appended to `procs`
+    when given (for tests that signal it)."""
     port = free_port()
     log = open(os.path.join(WORK, f"{name}.log"), "w")
     proc = subprocess.Popen([STRATA, "serve", f"--listen=127.0.0.1:{port}"] + args,
                             stdout=log, stderr=subprocess.STDOUT)
+    if procs is not None:
+        procs.append(proc)
     address = f"127.0.0.1:{port}"
     deadline = time.time() + 30
     while True:

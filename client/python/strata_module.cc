@@ -243,7 +243,13 @@ class PyClient {
       return PyTransfer(Check(std::move(t)), std::move(dest));
     }
     Buffer b = GetBuffer(std::move(dest), /*writable=*/true);
-    auto t = client_->Load(ns, keys, b.bytes());
+    absl::StatusOr<std::shared_ptr<client::Transfer>> t;
+    {
+      // The call may wait on the node (a Get, or a reconnect after a
+      // restart): other Python threads run meanwhile; `b` keeps the buffer.
+      py::gil_scoped_release release;
+      t = client_->Load(ns, keys, b.bytes());
+    }
     return PyTransfer(Check(std::move(t)), std::move(b));
   }
 
@@ -261,7 +267,11 @@ class PyClient {
       return PyTransfer(Check(std::move(t)), std::move(src));
     }
     Buffer b = GetBuffer(std::move(src), /*writable=*/false);
-    auto t = client_->Save(ns, keys, b.bytes(), p);
+    absl::StatusOr<std::shared_ptr<client::Transfer>> t;
+    {
+      py::gil_scoped_release release;
+      t = client_->Save(ns, keys, b.bytes(), p);
+    }
     return PyTransfer(Check(std::move(t)), std::move(b));
   }
 
