@@ -52,6 +52,13 @@ class HeldMappedChunks final : public MappedChunks {
   const std::unique_ptr<MappedChunks> inner_;
 };
 
+// Whether two specs name one namespace: their canonical encodings are equal
+// (extra keys in any order), as the node decides.
+// (Equal specs first: the common case costs no encoding.)
+bool SameNamespace(const NamespaceSpec& a, const NamespaceSpec& b) {
+  return a == b || a.CanonicalBytes() == b.CanonicalBytes();
+}
+
 // One connection of a reconnecting client.
 struct Connection {
   std::shared_ptr<Client> client;
@@ -231,7 +238,7 @@ class ReconnectingClient final : public Client {
     if (removed.ok()) {
       absl::MutexLock lock(&mu_);
       for (auto& [handle, reg] : registrations_) {
-        if (reg.tenant == tenant && reg.spec == spec) reg.removed = true;
+        if (reg.tenant == tenant && SameNamespace(reg.spec, spec)) reg.removed = true;
       }
     }
     return removed;
@@ -356,7 +363,7 @@ class ReconnectingClient final : public Client {
     {
       absl::MutexLock lock(&mu_);
       auto it = registrations_.find(ns.id);
-      if (it == registrations_.end() || it->second.spec != ns.spec ||
+      if (it == registrations_.end() || !SameNamespace(it->second.spec, ns.spec) ||
           it->second.tenant != ns.tenant) {
         return ns;
       }
@@ -385,7 +392,7 @@ class ReconnectingClient final : public Client {
     absl::MutexLock lock(&mu_);
     Registration* r = nullptr;
     for (auto& [handle, reg] : registrations_) {
-      if (reg.tenant == ns.tenant && reg.spec == ns.spec) r = &reg;
+      if (reg.tenant == ns.tenant && SameNamespace(reg.spec, ns.spec)) r = &reg;
     }
     if (r == nullptr) {
       uint32_t handle = ns.id;

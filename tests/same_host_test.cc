@@ -565,5 +565,27 @@ TEST_F(SameHostTest, ATransferOutlivesTheReconnectOfItsClient) {
   std::filesystem::remove_all(dir);
 }
 
+// One namespace written twice with its extra keys in another order is one
+// namespace to the node, and one id to the (reconnecting) client too.
+TEST_F(SameHostTest, ExtraKeysInAnotherOrderAreTheSameNamespace) {
+  ASSERT_NO_FATAL_FAILURE(StartNode(true));
+  client::Client* c = NewClient(client::SameHost::kAuto);
+  ASSERT_NE(c, nullptr);
+  NamespaceSpec ab = Spec();
+  ab.extra_keys = {{"adapter", "lora-7"}, {"build", "2"}};
+  NamespaceSpec ba = Spec();
+  ba.extra_keys = {{"build", "2"}, {"adapter", "lora-7"}};
+  auto first = c->RegisterNamespace(ab, "t");
+  auto second = c->RegisterNamespace(ba, "t");
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(first->id, second->id);
+  std::vector<std::byte> bytes;
+  const std::vector<ChunkKey> keys = Save(c, *first, 2, 71, &bytes);
+  std::vector<std::byte> out(bytes.size());
+  ASSERT_TRUE(Finish(c->Load(*second, keys, out)).ok());
+  EXPECT_EQ(out, bytes);
+}
+
 }  // namespace
 }  // namespace strata
