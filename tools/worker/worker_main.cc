@@ -213,6 +213,10 @@ int Run(const std::vector<std::string>& args) {
     return 0;
   }
   if (tokens_path.empty()) return Fail(absl::InvalidArgumentError("--tokens is required"));
+  // Before the model loads (seconds to minutes for real weights).
+  if (absl::Status s = client::CheckServerAddress(server); !s.ok()) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat("--server ", s.message())));
+  }
   if (all_logits && max_context > 0) {
     return Fail(absl::InvalidArgumentError(
         "--all_logits recomputes the whole conversation: it does not go with --max_context"));
