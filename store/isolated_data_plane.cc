@@ -139,17 +139,42 @@ void IsolatedDataPlane::ExpectPut(uint64_t lease, const std::string& client_id,
   const absl::Time now = absl::Now();
   absl::MutexLock lock(&in_mu_);
   // Expired leases are the engine's to reap; their chunks can no longer be
-  // awaited (a commit racing the reaper finds the slots as they are and
-  // checks them against its checksums).
-  absl::erase_if(inbound_, [&](const auto& kv) { return kv.second.expires <= now; });
+  // awaited. Those still missing chunks are remembered (the last
+  // kMaxExpiredPuts), so that a late commit hears that its lease expired.
+  absl::erase_if(inbound_, [&](const auto& kv) {
+    if (kv.second.expires > now) return false;
+    if (kv.second.pending > 0) NoteExpiredLocked(kv.first);
+    return true;
+  });
   inbound_[lease] = std::move(in);
+}
+
+void IsolatedDataPlane::NoteExpiredLocked(uint64_t lease) {
+  if (!expired_.insert(lease).second) return;
+  expired_order_.push_back(lease);
+  if (expired_order_.size() > kMaxExpiredPuts) {
+    expired_.erase(expired_order_.front());
+    expired_order_.pop_front();
+  }
+}
+
+absl::Status IsolatedDataPlane::ExpiredError(uint64_t lease, size_t pending) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      "commit: write lease ", lease, " expired before ",
+      pending > 0 ? absl::StrCat(pending, " of its chunks") : std::string("all its chunks"),
+      " arrived over the data plane"));
 }
 
 absl::Status IsolatedDataPlane::AwaitPut(uint64_t lease, absl::Time deadline) {
   absl::MutexLock lock(&in_mu_);
   while (true) {
     auto it = inbound_.find(lease);
-    if (it == inbound_.end() || it->second.pending == 0) return absl::OkStatus();
+    if (it == inbound_.end()) {
+      return expired_.contains(lease) ? ExpiredError(lease, 0) : absl::OkStatus();
+    }
+    if (it->second.pending == 0) return absl::OkStatus();
+    // Nothing more can arrive for an expired lease.
+    if (it->second.expires <= absl::Now()) return ExpiredError(lease, it->second.pending);
     if (in_cv_.WaitWithDeadline(&in_mu_, deadline)) {
       it = inbound_.find(lease);
       if (it == inbound_.end() || it->second.pending == 0) return absl::OkStatus();
@@ -163,6 +188,7 @@ absl::Status IsolatedDataPlane::AwaitPut(uint64_t lease, absl::Time deadline) {
 void IsolatedDataPlane::ForgetPut(uint64_t lease) {
   absl::MutexLock lock(&in_mu_);
   inbound_.erase(lease);
+  expired_.erase(lease);  // its place in expired_order_ goes in turn
 }
 
 size_t IsolatedDataPlane::awaited_puts() const {

@@ -22,12 +22,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -102,8 +104,10 @@ class IsolatedDataPlane {
   void ExpectPut(uint64_t lease, const std::string& client_id, std::vector<uint32_t> expected,
                  uint64_t chunk_bytes, absl::Time expires);
   // Waits until every expected chunk of `lease` was written into its slot;
-  // FailedPrecondition at `deadline` (naming how many are missing). OK for a
-  // lease it does not know (nothing to wait for).
+  // FailedPrecondition at `deadline` (naming how many are missing), or at
+  // once when the lease expired with chunks missing (also one forgotten
+  // since, among the last kMaxExpiredPuts). OK for a lease it does not know
+  // (nothing to wait for).
   absl::Status AwaitPut(uint64_t lease, absl::Time deadline);
   void ForgetPut(uint64_t lease);
 
@@ -140,9 +144,19 @@ class IsolatedDataPlane {
   // By client id.
   absl::flat_hash_map<std::string, Attachment> clients_ ABSL_GUARDED_BY(clients_mu_);
 
+  // Remembers that `lease` expired with chunks missing.
+  void NoteExpiredLocked(uint64_t lease) ABSL_EXCLUSIVE_LOCKS_REQUIRED(in_mu_);
+  static absl::Status ExpiredError(uint64_t lease, size_t pending);
+
+  static constexpr size_t kMaxExpiredPuts = 4096;
+
   mutable absl::Mutex in_mu_;
   absl::CondVar in_cv_;
   absl::flat_hash_map<uint64_t, Inbound> inbound_ ABSL_GUARDED_BY(in_mu_);
+  // Leases forgotten after they expired with chunks missing: the last
+  // kMaxExpiredPuts, oldest first in expired_order_.
+  absl::flat_hash_set<uint64_t> expired_ ABSL_GUARDED_BY(in_mu_);
+  std::deque<uint64_t> expired_order_ ABSL_GUARDED_BY(in_mu_);
 };
 
 }  // namespace strata::store

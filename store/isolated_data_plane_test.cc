@@ -64,8 +64,26 @@ TEST_F(IsolatedDataPlaneTest, ForgetsWriteLeasesThatExpired) {
   EXPECT_FALSE(Accepted(1000, 0, "c", 64));
   EXPECT_EQ(plane_->counters().messages_rejected.load(), 1u);
   EXPECT_TRUE(Accepted(2000, 0, "c", 64));
-  // Nothing is awaited for a forgotten lease.
-  EXPECT_TRUE(plane_->AwaitPut(1000, absl::Now()).ok());
+  // Nothing is awaited for a forgotten lease, and its late commit hears
+  // that it expired (FailedPrecondition, at once), not a checksum verdict
+  // on slots that never got their bytes.
+  const absl::Status late = plane_->AwaitPut(1000, absl::Now() + absl::Minutes(1));
+  EXPECT_EQ(late.code(), absl::StatusCode::kFailedPrecondition) << late;
+  EXPECT_NE(late.message().find("expired"), std::string::npos) << late;
+  EXPECT_EQ(plane_->AwaitPut(1, absl::Now() + absl::Minutes(1)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  plane_->ForgetPut(1);  // aborted or reaped by the engine: nothing more to say
+  EXPECT_TRUE(plane_->AwaitPut(1, absl::Now()).ok());
+  EXPECT_TRUE(plane_->AwaitPut(123456, absl::Now()).ok());  // never expected
+}
+
+// A lease that expired while still awaited (no later PutBegin reaped it)
+// answers its commit at once instead of waiting out the commit's deadline.
+TEST_F(IsolatedDataPlaneTest, ACommitOfAnExpiredLeaseDoesNotWait) {
+  plane_->ExpectPut(7, "c", {0, 1}, 64, absl::Now() - absl::Milliseconds(1));
+  const absl::Status s = plane_->AwaitPut(7, absl::Now() + absl::Seconds(20));
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("expired"), std::string::npos) << s;
 }
 
 TEST_F(IsolatedDataPlaneTest, KeepsLeasesThatDidNotExpire) {
