@@ -1,4 +1,5 @@
 """Tests of the `strata` Python module against a real `strata serve`."""
+import contextlib
 import os
 import random
 import signal
@@ -144,10 +145,10 @@ def test_hints_and_stats(client):
     client.hint(ns, "py-scheduler", [])  # withdraws
 
 
-def test_waiting_releases_the_gil(client):
-    ns = _namespace(client)
-    keys, data = _conversation(ns, 64, seed=5)  # 1 MiB
-    client.save(ns, keys, data).wait()
+@contextlib.contextmanager
+def _ticking():
+    """A thread that counts while the block runs (it runs only while the
+    block's calls let go of the GIL); yields the list of its ticks."""
     ticks = []
     stop = threading.Event()
 
@@ -158,11 +159,21 @@ def test_waiting_releases_the_gil(client):
 
     thread = threading.Thread(target=ticker)
     thread.start()
+    try:
+        yield ticks
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_waiting_releases_the_gil(client):
+    ns = _namespace(client)
+    keys, data = _conversation(ns, 64, seed=5)  # 1 MiB
+    client.save(ns, keys, data).wait()
     out = np.zeros_like(data)
-    for _ in range(20):
-        client.load(ns, keys, out).wait()
-    stop.set()
-    thread.join()
+    with _ticking() as ticks:
+        for _ in range(20):
+            client.load(ns, keys, out).wait()
     assert np.array_equal(out, data)
     assert len(ticks) > 0
 
@@ -179,23 +190,12 @@ def test_a_call_waiting_on_the_node_releases_the_gil():
         keys, data = _conversation(ns, 4, seed=9)
         c.save(ns, keys, data).wait()
         os.kill(procs[0].pid, signal.SIGSTOP)
-        ticks = []
-        stop = threading.Event()
-
-        def ticker():
-            while not stop.is_set():
-                ticks.append(1)
-                time.sleep(0.0005)
-
-        thread = threading.Thread(target=ticker)
-        thread.start()
-        time.sleep(0.05)
-        before = len(ticks)
-        with pytest.raises(strata.Error) as e:
-            c.load(ns, keys, np.zeros_like(data)).wait()
-        during = len(ticks) - before
-        stop.set()
-        thread.join()
+        with _ticking() as ticks:
+            time.sleep(0.05)
+            before = len(ticks)
+            with pytest.raises(strata.Error) as e:
+                c.load(ns, keys, np.zeros_like(data)).wait()
+            during = len(ticks) - before
         assert e.value.code in ("DEADLINE_EXCEEDED", "UNAVAILABLE")
         assert during > 50, f"{during} ticks while the load waited about a second"
     finally:
