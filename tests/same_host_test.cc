@@ -47,6 +47,22 @@ class SameHostTest : public testing::InProcessNodeTest {
       eo.nvme_capacity_bytes = 64 << 20;
     }
     InProcessNodeTest::StartNode(eo, listen);
+    if (server_ != nullptr) last_ = {shared, server_->address(), nvme_dir};
+  }
+  // A shared-pool node with an NVMe tier in a fresh directory `name` (removed
+  // at the end of the test): what it stored survives StopNode and
+  // StartNodeAgain.
+  void StartPersistentNode(const std::string& name) {
+    nvme_dir_ = ::testing::TempDir() + "/" + name;
+    std::filesystem::remove_all(nvme_dir_);
+    StartNode(true, "127.0.0.1:0", nvme_dir_);
+  }
+  // The node of the last StartNode again, after StopNode: same address (its
+  // clients' channels find it there), same pool kind, same data directory.
+  void StartNodeAgain() { StartNode(last_.shared, last_.address, last_.nvme_dir); }
+  void TearDown() override {
+    InProcessNodeTest::TearDown();
+    if (!nvme_dir_.empty()) std::filesystem::remove_all(nvme_dir_);
   }
   client::Client* NewClient(client::SameHost same_host, bool reconnect = true) {
     return InProcessNodeTest::NewClient([same_host, reconnect](client::ClientOptions& o) {
@@ -69,6 +85,15 @@ class SameHostTest : public testing::InProcessNodeTest {
     });
   }
 
+
+ private:
+  struct Started {
+    bool shared = true;
+    std::string address;
+    std::string nvme_dir;
+  };
+  Started last_;  // the last StartNode's
+  std::string nvme_dir_;  // StartPersistentNode's, removed at TearDown
 };
 
 TEST_F(SameHostTest, LoadsCopyOutOfTheSharedPoolLayerByLayer) {
@@ -234,10 +259,7 @@ TEST_F(SameHostTest, LeasedChunksAreSeenInPlaceAndVerifiedOnDemand) {
 // UCX key): its loads say so (Unavailable), never DataLoss or wrong bytes; a
 // new client loads fine.
 TEST_F(SameHostTest, AClientOfARestartedNodeIsToldToReconnect) {
-  const std::string dir = ::testing::TempDir() + "/same_host_restart";
-  std::filesystem::remove_all(dir);
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, "127.0.0.1:0", dir));
-  const std::string address = server_->address();
+  ASSERT_NO_FATAL_FAILURE(StartPersistentNode("same_host_restart"));
   client::Client* c = NewClient(client::SameHost::kAuto, /*reconnect=*/false);
   ASSERT_NE(c, nullptr);
   ASSERT_EQ(c->data_path(), "shm");
@@ -246,7 +268,7 @@ TEST_F(SameHostTest, AClientOfARestartedNodeIsToldToReconnect) {
   std::vector<std::byte> bytes;
   const std::vector<ChunkKey> keys = Save(c, *ns, 2, 21, &bytes);
   ASSERT_NO_FATAL_FAILURE(StopNode());
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));  // same port, same data
+  ASSERT_NO_FATAL_FAILURE(StartNodeAgain());  // same port, same data
   std::vector<std::byte> out(bytes.size());
   const absl::Status s = UntilRestartAnswer([&] { return Finish(c->Load(*ns, keys, out)); });
   EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
@@ -257,8 +279,6 @@ TEST_F(SameHostTest, AClientOfARestartedNodeIsToldToReconnect) {
   ASSERT_TRUE(ns2.ok()) << ns2.status();
   ASSERT_TRUE(Finish(fresh->Load(*ns2, keys, out)).ok());
   EXPECT_EQ(out, bytes);
-  clients_.clear();
-  std::filesystem::remove_all(dir);
 }
 
 // Saves through a client that connected before the node restarted and does
@@ -267,15 +287,12 @@ TEST_F(SameHostTest, AClientOfARestartedNodeIsToldToReconnect) {
 // OutOfRange from the transport), its write lease is given back, and nothing
 // the node holds changes.
 TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
-  const std::string dir = ::testing::TempDir() + "/same_host_restart_save";
-  std::filesystem::remove_all(dir);
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, "127.0.0.1:0", dir));
-  const std::string address = server_->address();
+  ASSERT_NO_FATAL_FAILURE(StartPersistentNode("same_host_restart_save"));
   uint32_t first_token = 7000;  // new chunks each round
   for (client::SameHost mode : {client::SameHost::kOff, client::SameHost::kAuto}) {
     first_token += 1000;
     if (server_ == nullptr) {
-      ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));
+      ASSERT_NO_FATAL_FAILURE(StartNodeAgain());
     }
     client::Client* c = NewClient(mode, /*reconnect=*/false);
     ASSERT_NE(c, nullptr);
@@ -284,7 +301,7 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
     std::vector<std::byte> bytes;
     const std::vector<ChunkKey> kept = Save(c, *ns, 2, 31, &bytes);
     ASSERT_NO_FATAL_FAILURE(StopNode());
-    ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));  // same port, same data
+    ASSERT_NO_FATAL_FAILURE(StartNodeAgain());  // same port, same data
 
     std::vector<uint32_t> tokens(3 * 16);
     for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = first_token + static_cast<uint32_t>(i);
@@ -310,7 +327,6 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
     EXPECT_EQ(out, fresh_bytes);
     clients_.clear();
   }
-  std::filesystem::remove_all(dir);
 }
 
 // A client that does not reconnect and has learnt that its node restarted
@@ -320,7 +336,6 @@ TEST_F(SameHostTest, ASaveToARestartedNodeIsToldToReconnect) {
 // none reads the old pool lease-free through the old node's read index.
 TEST_F(SameHostTest, LoadsAndSavesAfterALearntRestartAreToldToReconnect) {
   ASSERT_NO_FATAL_FAILURE(StartNode(true));
-  const std::string address = server_->address();
   client::Client* c = NewClient(client::SameHost::kAuto, /*reconnect=*/false);
   ASSERT_NE(c, nullptr);
   ASSERT_EQ(c->data_path(), "shm");
@@ -333,7 +348,7 @@ TEST_F(SameHostTest, LoadsAndSavesAfterALearntRestartAreToldToReconnect) {
   ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());  // lease-free
   ASSERT_EQ(c->counters().lease_free_loads, 1u);
   ASSERT_NO_FATAL_FAILURE(StopNode());
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: namespace id 1 unknown
+  ASSERT_NO_FATAL_FAILURE(StartNodeAgain());  // DRAM only: namespace id 1 unknown
   testing::RetryWhile(
       [&] {
         (void)c->Lookup(*ns, keys);
@@ -358,10 +373,7 @@ TEST_F(SameHostTest, LoadsAndSavesAfterALearntRestartAreToldToReconnect) {
 // saves go on with the same namespace, over shared memory and over UCX; the
 // pool it maps is the new node's, and Stats count the reconnect.
 TEST_F(SameHostTest, AClientReconnectsToARestartedNode) {
-  const std::string dir = ::testing::TempDir() + "/same_host_reconnect";
-  std::filesystem::remove_all(dir);
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, "127.0.0.1:0", dir));
-  const std::string address = server_->address();
+  ASSERT_NO_FATAL_FAILURE(StartPersistentNode("same_host_reconnect"));
   client::Client* shm = NewClient(client::SameHost::kAuto);
   client::Client* ucx = NewClient(client::SameHost::kOff);
   ASSERT_NE(shm, nullptr);
@@ -378,7 +390,7 @@ TEST_F(SameHostTest, AClientReconnectsToARestartedNode) {
   ASSERT_NO_FATAL_FAILURE(StopNode());
   EXPECT_EQ(Finish(shm->Load(*ns, keys, std::span<std::byte>(bytes))).code(),
             absl::StatusCode::kUnavailable);  // down: nothing to reconnect to
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));  // same port, same data
+  ASSERT_NO_FATAL_FAILURE(StartNodeAgain());  // same port, same data
 
   for (client::Client* c : {shm, ucx}) {
     const client::Namespace& n = c == shm ? *ns : *ns_ucx;
@@ -405,8 +417,6 @@ TEST_F(SameHostTest, AClientReconnectsToARestartedNode) {
   }
   EXPECT_EQ(shm->data_path(), "shm");
   EXPECT_NE(shm->shared_pool().data(), old_pool);  // the new node's pool
-  clients_.clear();
-  std::filesystem::remove_all(dir);
 }
 
 // A node restarted without NVMe holds nothing, not even the namespace: the
@@ -415,7 +425,6 @@ TEST_F(SameHostTest, AClientReconnectsToARestartedNode) {
 // never registered through the client stays NotFound.
 TEST_F(SameHostTest, AReconnectRegistersTheNamespaceAgain) {
   ASSERT_NO_FATAL_FAILURE(StartNode(true));
-  const std::string address = server_->address();
   client::Client* c = NewClient(client::SameHost::kAuto);
   ASSERT_NE(c, nullptr);
   auto ns = c->RegisterNamespace(Spec(), "t");
@@ -423,7 +432,7 @@ TEST_F(SameHostTest, AReconnectRegistersTheNamespaceAgain) {
   std::vector<std::byte> bytes;
   const std::vector<ChunkKey> keys = Save(c, *ns, 2, 51, &bytes);
   ASSERT_NO_FATAL_FAILURE(StopNode());
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: empty
+  ASSERT_NO_FATAL_FAILURE(StartNodeAgain());  // DRAM only: empty
   // Another tenant's namespace takes the first id on the new node.
   client::Client* other = NewClient(client::SameHost::kAuto);
   ASSERT_NE(other, nullptr);
@@ -459,7 +468,6 @@ TEST_F(SameHostTest, AReconnectRegistersTheNamespaceAgain) {
 // which gives it back its id.
 TEST_F(SameHostTest, ARemovedNamespaceIsNotRegisteredAgainByAReconnect) {
   ASSERT_NO_FATAL_FAILURE(StartNode(true));
-  const std::string address = server_->address();
   client::Client* c = NewClient(client::SameHost::kAuto);
   ASSERT_NE(c, nullptr);
   auto ns = c->RegisterNamespace(Spec(), "t");
@@ -471,7 +479,7 @@ TEST_F(SameHostTest, ARemovedNamespaceIsNotRegisteredAgainByAReconnect) {
   EXPECT_EQ(*removed, keys.size());
   EXPECT_EQ(Finish(c->Save(*ns, keys, bytes)).code(), absl::StatusCode::kNotFound);
   ASSERT_NO_FATAL_FAILURE(StopNode());
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only
+  ASSERT_NO_FATAL_FAILURE(StartNodeAgain());  // DRAM only
   const absl::Status health =
       testing::WhileUnavailable([&] { return c->Health(); });
   ASSERT_TRUE(health.ok()) << health;
@@ -496,13 +504,12 @@ TEST_F(SameHostTest, ARemovedNamespaceIsNotRegisteredAgainByAReconnect) {
 // translates only its own namespaces.
 TEST_F(SameHostTest, AnotherClientsNamespaceIsNotTakenForOneOfItsOwn) {
   ASSERT_NO_FATAL_FAILURE(StartNode(true));
-  const std::string address = server_->address();
   client::Client* x = NewClient(client::SameHost::kAuto);
   ASSERT_NE(x, nullptr);
   auto mine = x->RegisterNamespace(Spec(), "t");
   ASSERT_TRUE(mine.ok()) << mine.status();
   ASSERT_NO_FATAL_FAILURE(StopNode());
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, address));  // DRAM only: empty
+  ASSERT_NO_FATAL_FAILURE(StartNodeAgain());  // DRAM only: empty
   client::Client* y = NewClient(client::SameHost::kAuto);
   ASSERT_NE(y, nullptr);
   auto theirs = y->RegisterNamespace(testing::SmallSpec("another-model"), "t");
@@ -526,10 +533,7 @@ TEST_F(SameHostTest, AnotherClientsNamespaceIsNotTakenForOneOfItsOwn) {
 // A transfer started before the restart finishes on its own connection (it
 // is held until the transfer goes), and the client goes on afterwards.
 TEST_F(SameHostTest, ATransferOutlivesTheReconnectOfItsClient) {
-  const std::string dir = ::testing::TempDir() + "/same_host_reconnect_held";
-  std::filesystem::remove_all(dir);
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, "127.0.0.1:0", dir));
-  const std::string address = server_->address();
+  ASSERT_NO_FATAL_FAILURE(StartPersistentNode("same_host_reconnect_held"));
   client::Client* c = NewClient(client::SameHost::kAuto);
   ASSERT_NE(c, nullptr);
   auto ns = c->RegisterNamespace(Spec(), "t");
@@ -543,7 +547,7 @@ TEST_F(SameHostTest, ATransferOutlivesTheReconnectOfItsClient) {
   auto mapped = c->LeaseMapped(*ns, keys);
   ASSERT_TRUE(mapped.ok()) << mapped.status();
   ASSERT_NO_FATAL_FAILURE(StopNode());
-  ASSERT_NO_FATAL_FAILURE(StartNode(true, address, dir));
+  ASSERT_NO_FATAL_FAILURE(StartNodeAgain());
   const absl::Status s =
       testing::WhileUnavailable([&] { return Finish(c->Load(*ns, keys, out)); });
   ASSERT_TRUE(s.ok()) << s;
@@ -561,8 +565,6 @@ TEST_F(SameHostTest, ATransferOutlivesTheReconnectOfItsClient) {
   held->reset();
   ASSERT_TRUE(Finish(c->Load(*ns, keys, out)).ok());  // closes the old one
   EXPECT_EQ(out, bytes);
-  clients_.clear();
-  std::filesystem::remove_all(dir);
 }
 
 // One namespace written twice with its extra keys in another order is one
