@@ -72,6 +72,14 @@ bool DeviceRunsWgmma() {
 }
 
 template <typename T, int D>
+cudaError_t LaunchWgmmaPipelined(const PrefillArgs& args, cudaStream_t stream) {
+  static bool smem_limit_set = false;
+  using Cfg = device::PrefillWgmmaPipelinedConfig<D>;
+  return LaunchAttention(device::PrefillWgmmaPipelinedKernel<T, D>, Cfg::kThreads,
+                         Cfg::kSmemBytes, smem_limit_set, args, stream);
+}
+
+template <typename T, int D>
 cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
   if (args.rope_table != nullptr) {
     const int64_t n = static_cast<int64_t>(args.rope_table_rows) * (D / 2);
@@ -94,7 +102,7 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
   cudaError_t err = cudaSuccess;
   int variant = args.variant;
   // The wgmma variants' plans are those of the 128-row mma.sync kernel.
-  if ((variant == 3 || variant == 4) && !DeviceRunsWgmma()) variant = 2;
+  if (variant >= 3 && variant <= 5 && !DeviceRunsWgmma()) variant = 2;
   if (variant == 1) {
     err = LaunchWide<T, D, device::PrefillRows128Config<D>>(args, stream);
   } else if (variant == 2) {
@@ -103,6 +111,8 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
     err = LaunchWgmma<T, D, 64>(args, stream);
   } else if (variant == 4) {
     err = LaunchWgmma<T, D, 128>(args, stream);
+  } else if (variant == 5) {
+    err = LaunchWgmmaPipelined<T, D>(args, stream);
   } else {
     static bool smem_limit_set = false;
     err = LaunchAttention(device::PrefillKernel<T, D>, device::PrefillConfig<D>::kThreads,
@@ -118,7 +128,7 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
 
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
   if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535 ||
-      args.num_merges < 0 || args.variant < 0 || args.variant > 4 ||
+      args.num_merges < 0 || args.variant < 0 || args.variant > 5 ||
       (args.apply_rope && args.inv_freq == nullptr) ||
       (args.rotated_keys != nullptr && (!args.apply_rope || args.num_pages <= 0)) ||
       (args.num_merges > 0 && (args.partial_out == nullptr || args.partial_lse == nullptr))) {
@@ -171,6 +181,10 @@ template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64, 64>(const
 template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64, 128>(const PrefillArgs);
 template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128, 64>(const PrefillArgs);
 template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaPipelinedKernel<__half, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaPipelinedKernel<__half, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaPipelinedKernel<__nv_bfloat16, 64>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaPipelinedKernel<__nv_bfloat16, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__nv_bfloat16, 64>(const PrefillArgs);

@@ -206,9 +206,9 @@ struct PrefillBlock {
   __device__ __forceinline__ int Position(int t) const { return positions[t / tpc] + t % tpc; }
 
   // Q rows r < kRows of the tile (zero-filled past num_rows) by cp.async
-  // into sq (PrefillSwz layout), by kThreads threads; uncommitted (they go
-  // with the first KV tile's async group).
-  template <int kRows, int kThreads>
+  // into sq (in Layout; PrefillSwz by default), by kThreads threads;
+  // uncommitted (they go with the first KV tile's async group).
+  template <int kRows, int kThreads, typename Layout = PrefillSwzLayout<D>>
   __device__ __forceinline__ void LoadQ(const PrefillArgs& args, T* sq) const {
     const T* q = static_cast<const T*>(args.queries);
     for (int i = threadIdx.x; i < kRows * kVecs; i += kThreads) {
@@ -221,7 +221,7 @@ struct PrefillBlock {
         src = q + (static_cast<size_t>(item.q_offset + row / group) * args.num_q_heads + qh) * D +
               c * 8;
       }
-      CpAsync16(SmemAddr(sq + PrefillSwz<D>(r, c)), src, valid);
+      CpAsync16(SmemAddr(sq + Layout::Offset(r, c)), src, valid);
     }
   }
 
@@ -229,40 +229,47 @@ struct PrefillBlock {
   // `slots` (each one 16-byte column of every kThreads / kVecs-th row): K
   // into sk (from rot_keys when rotated ahead), V into sv, both at the
   // slots' Layout offsets; rows at or past kv_end zero-filled (addresses
-  // clamped to kv_end - 1). Uncommitted.
-  template <typename Slots>
+  // clamped to kv_end - 1). Uncommitted. kLoadK / kLoadV: only the keys
+  // (sv unused) or only the values (sk unused).
+  template <bool kLoadK = true, bool kLoadV = true, typename Slots>
   __device__ __forceinline__ void LoadKv(const Slots& slots, int t0, T* sk, T* sv) const {
     constexpr int kRowStep = Slots::kRowStep;
     constexpr int kRowsPerThread = Slots::kRowsPerThread;
     const T* src[kRowsPerThread];
+    // Keys alone, rotated ahead: no chunk slice is read.
+    const bool need_pages = kLoadV || rot_keys == nullptr;
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
       const int t = min(t0 + slots.r0 + k * kRowStep, kv_end - 1);
       const int e = slots.Entry(t);
-      src[k] = pages[e] + head_offset + static_cast<size_t>(t - e * tpc) * D + slots.col * 8;
+      src[k] = need_pages
+                   ? pages[e] + head_offset + static_cast<size_t>(t - e * tpc) * D + slots.col * 8
+                   : nullptr;
     }
     const uint32_t k_base = SmemAddr(sk), v_base = SmemAddr(sv);
 #pragma unroll
     for (int k = 0; k < kRowsPerThread; ++k) {
       const int r = slots.r0 + k * kRowStep;
       const bool valid = t0 + r < kv_end;
-      const T* ksrc = src[k];
-      if (rot_keys != nullptr) {
-        const int t = min(t0 + r, kv_end - 1);
-        const int e = slots.Entry(t);
-        ksrc = rot_keys + e * rot_stride + static_cast<size_t>(t - e * tpc) * D + slots.col * 8;
+      if constexpr (kLoadK) {
+        const T* ksrc = src[k];
+        if (rot_keys != nullptr) {
+          const int t = min(t0 + r, kv_end - 1);
+          const int e = slots.Entry(t);
+          ksrc = rot_keys + e * rot_stride + static_cast<size_t>(t - e * tpc) * D + slots.col * 8;
+        }
+        CpAsync16(k_base + slots.offset[k], ksrc, valid);
       }
-      CpAsync16(k_base + slots.offset[k], ksrc, valid);
-      CpAsync16(v_base + slots.offset[k], src[k] + v_offset, valid);
+      if constexpr (kLoadV) CpAsync16(v_base + slots.offset[k], src[k] + v_offset, valid);
     }
   }
 
-  // RoPE of the Q tile sq (kRows rows, PrefillSwz layout): row r at the
+  // RoPE of the Q tile sq (kRows rows in Layout): row r at the
   // position of its token, history + (row_begin + r) / group; rows past
   // num_rows left alone.
-  template <int kRows, int kThreads>
+  template <int kRows, int kThreads, typename Layout = PrefillSwzLayout<D>>
   __device__ __forceinline__ void RotateQ(const PrefillArgs& args, T* sq) const {
-    RotateTile<T, D, kRows, kThreads>(sq, args.rope_table, args.rope_table_base, args.inv_freq,
+    RotateTile<T, D, kRows, kThreads, Layout>(sq, args.rope_table, args.rope_table_base, args.inv_freq,
                                       [&](int r) {
                                         if (r >= item.num_rows) return -1;
                                         return Position(item.history +

@@ -51,7 +51,7 @@ const std::vector<PrefillOptions::KernelVariant>& Variants() {
   static const std::vector<PrefillOptions::KernelVariant> variants = [] {
     std::vector<PrefillOptions::KernelVariant> v;
     const char* env = std::getenv("PREFILL_VARIANTS");
-    const std::string list = env != nullptr ? env : "base,r128,w128,g128,g128x128";
+    const std::string list = env != nullptr ? env : "base,r128,w128,g128,g128x128,g128p";
     size_t pos = 0;
     while (pos <= list.size()) {
       size_t end = list.find(',', pos);

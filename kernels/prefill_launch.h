@@ -45,7 +45,8 @@ struct PrefillArgs {
                              // (prefill.cuh), 1 = 128 rows x 8 warps,
                              // 2 = 128 rows x 4 warps (prefill_wide.cuh),
                              // 3, 4 = 128 rows on wgmma, 64- / 128-token
-                             // KV tiles (prefill_wgmma.cuh)
+                             // KV tiles, 5 = 128 / 128 pipelined
+                             // (prefill_wgmma.cuh)
 };
 
 // The RoPE table kernel when rope_table is set, the key rotation kernel

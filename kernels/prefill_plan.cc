@@ -74,6 +74,7 @@ int PrefillRowsPerTile(PrefillOptions::KernelVariant variant) {
     case PrefillOptions::KernelVariant::kRows128Wide:
     case PrefillOptions::KernelVariant::kRows128Wgmma:
     case PrefillOptions::KernelVariant::kRows128WgmmaKv128:
+    case PrefillOptions::KernelVariant::kRows128WgmmaPipelined:
       return kPrefillWideRowsPerTile;
   }
   return 0;
@@ -91,6 +92,8 @@ const char* PrefillKernelVariantName(PrefillOptions::KernelVariant variant) {
       return "g128";
     case PrefillOptions::KernelVariant::kRows128WgmmaKv128:
       return "g128x128";
+    case PrefillOptions::KernelVariant::kRows128WgmmaPipelined:
+      return "g128p";
   }
   return "unknown";
 }
@@ -102,11 +105,12 @@ absl::StatusOr<PrefillOptions::KernelVariant> ParsePrefillKernelVariant(
         PrefillOptions::KernelVariant::kRows128,
         PrefillOptions::KernelVariant::kRows128Wide,
         PrefillOptions::KernelVariant::kRows128Wgmma,
-        PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
+        PrefillOptions::KernelVariant::kRows128WgmmaKv128,
+        PrefillOptions::KernelVariant::kRows128WgmmaPipelined}) {
     if (name == PrefillKernelVariantName(v)) return v;
   }
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown prefill kernel variant '", name, "' (base, r128, w128, g128, g128x128)"));
+      "unknown prefill kernel variant '", name, "' (base, r128, w128, g128, g128x128, g128p)"));
 }
 
 float PrefillRopeInvFreq(float theta, int i, int head_dim) {

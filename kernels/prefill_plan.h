@@ -88,6 +88,10 @@ struct PrefillOptions {
   //     3-stage pipeline.
   //   kRows128WgmmaKv128: as kRows128Wgmma with 128-token KV tiles
   //     (m64n128 for Q K^T), 2-stage pipeline.
+  //   kRows128WgmmaPipelined: the tiles of kRows128WgmmaKv128, each
+  //     warpgroup's softmax of one KV tile overlapped with its own P V of
+  //     the previous one (FlashAttention-3's intra-warpgroup pipelining;
+  //     Q read from shared memory by descriptor).
   //   kAuto: the planner picks kRows128WgmmaKv128 for long prefills (a
   //     sequence with at least 2048 new tokens, or 512 new tokens over at
   //     least 4096 KV tokens), where it measured 1.2-1.6x faster than kRows64
@@ -104,6 +108,7 @@ struct PrefillOptions {
     kRows128Wide,
     kRows128Wgmma,
     kRows128WgmmaKv128,
+    kRows128WgmmaPipelined,
     kAuto
   };
   KernelVariant kernel_variant = KernelVariant::kRows64;

@@ -371,7 +371,8 @@ TEST(PrefillPlanTest, WideVariantsTileBy128Rows) {
   for (auto v : {PrefillOptions::KernelVariant::kRows128,
                  PrefillOptions::KernelVariant::kRows128Wide,
                  PrefillOptions::KernelVariant::kRows128Wgmma,
-                 PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
+                 PrefillOptions::KernelVariant::kRows128WgmmaKv128,
+                 PrefillOptions::KernelVariant::kRows128WgmmaPipelined}) {
     options.kernel_variant = v;
     EXPECT_EQ(PrefillRowsPerTile(v), 128);
     const PrefillPlan wide = PlanOne(layout, options, 1000, 100);
@@ -455,7 +456,8 @@ TEST(PrefillPlanTest, KernelVariantNamesRoundTrip) {
   for (auto v : {PrefillOptions::KernelVariant::kRows64, PrefillOptions::KernelVariant::kRows128,
                  PrefillOptions::KernelVariant::kRows128Wide,
                  PrefillOptions::KernelVariant::kRows128Wgmma,
-                 PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
+                 PrefillOptions::KernelVariant::kRows128WgmmaKv128,
+                 PrefillOptions::KernelVariant::kRows128WgmmaPipelined}) {
     absl::StatusOr<PrefillOptions::KernelVariant> parsed =
         ParsePrefillKernelVariant(PrefillKernelVariantName(v));
     ASSERT_TRUE(parsed.ok()) << parsed.status();
@@ -535,14 +537,15 @@ TEST_F(PrefillValidationTest, ShapesAndOptions) {
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   options_.apply_rope = false;  // theta unused
   EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
-  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(6);
+  options_.kernel_variant = static_cast<PrefillOptions::KernelVariant>(7);
   EXPECT_EQ(Code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(BuildPrefillPlan(layout_, options_, Batch()).status().code(),
             absl::StatusCode::kInvalidArgument);
   options_.kernel_variant = PrefillOptions::KernelVariant::kRows128Wide;
   EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
   for (auto v : {PrefillOptions::KernelVariant::kRows128Wgmma,
-                 PrefillOptions::KernelVariant::kRows128WgmmaKv128}) {
+                 PrefillOptions::KernelVariant::kRows128WgmmaKv128,
+                 PrefillOptions::KernelVariant::kRows128WgmmaPipelined}) {
     options_.kernel_variant = v;
     EXPECT_TRUE(ValidatePrefill(layout_, options_, Batch()).ok());
   }

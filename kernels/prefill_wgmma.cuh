@@ -93,6 +93,87 @@ __device__ __forceinline__ void WgmmaPV(float (&o)[D / 2], const uint32_t (&a)[4
   }
 }
 
+// The online softmax of a warpgroup's S tile, this thread's part: scores
+// s[4 n + e] of rows row_g (e < 2) and row_g + 8 (e >= 2), keys n * 8 +
+// (lane % 4) * 2 + (e & 1) of the tile. Masks as PrefillWideStep (M = 1)
+// when `mask` (each limit also capped at lim_cap), updates the running max
+// (m, base 2, scaled) and sum (l, this thread's share), packs P as the
+// register-A fragments of P V (the layout of wgmma's accumulator is that
+// of register A per warp) and returns the factors alpha that rescale O.
+template <typename T, int kTile>
+__device__ __forceinline__ void PrefillWgmmaSoftmax(float (&s)[kTile / 2], bool mask,
+                                                    int lim_base, int lim_cap, int row_g,
+                                                    int group, float scale_log2, float& m0,
+                                                    float& m1, float& l0, float& l1,
+                                                    float& alpha0, float& alpha1,
+                                                    uint32_t (&p)[kTile / 16][4]) {
+  using Ops = MmaOps<T>;
+  constexpr int kN8 = kTile / 8;  // 8-key blocks of S
+  const int t4 = (threadIdx.x % 32) % 4;
+  if (mask) {
+    const int lim0 = min(lim_base + row_g / group, lim_cap);
+    const int lim1 = min(lim_base + (row_g + 8) / group, lim_cap);
+#pragma unroll
+    for (int n = 0; n < kN8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (n * 8 + t4 * 2 + (e & 1) >= (e < 2 ? lim0 : lim1)) s[4 * n + e] = -INFINITY;
+      }
+    }
+  }
+  float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+  for (int n = 0; n < kN8; ++n) {
+    mx0 = fmaxf(mx0, fmaxf(s[4 * n], s[4 * n + 1]));
+    mx1 = fmaxf(mx1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
+  }
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
+  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
+  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
+  const float mn0 = fmaxf(m0, mx0 * scale_log2), mn1 = fmaxf(m1, mx1 * scale_log2);
+  const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
+  const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
+  alpha0 = FastExp2(m0 - base0);
+  alpha1 = FastExp2(m1 - base1);
+  m0 = mn0;
+  m1 = mn1;
+  float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+  for (int n = 0; n < kN8; ++n) {
+    s[4 * n] = FastExp2(fmaf(s[4 * n], scale_log2, -base0));
+    s[4 * n + 1] = FastExp2(fmaf(s[4 * n + 1], scale_log2, -base0));
+    s[4 * n + 2] = FastExp2(fmaf(s[4 * n + 2], scale_log2, -base1));
+    s[4 * n + 3] = FastExp2(fmaf(s[4 * n + 3], scale_log2, -base1));
+    sum0 += s[4 * n] + s[4 * n + 1];
+    sum1 += s[4 * n + 2] + s[4 * n + 3];
+  }
+  l0 = l0 * alpha0 + sum0;
+  l1 = l1 * alpha1 + sum1;
+#pragma unroll
+  for (int sub = 0; sub < kTile / 16; ++sub) {
+    p[sub][0] = Ops::Pack(s[8 * sub], s[8 * sub + 1]);
+    p[sub][1] = Ops::Pack(s[8 * sub + 2], s[8 * sub + 3]);
+    p[sub][2] = Ops::Pack(s[8 * sub + 4], s[8 * sub + 5]);
+    p[sub][3] = Ops::Pack(s[8 * sub + 6], s[8 * sub + 7]);
+  }
+}
+
+// O *= alpha per row (skipped when the warp's maxima did not move).
+template <int D>
+__device__ __forceinline__ void PrefillWgmmaRescale(float (&o)[D / 2], float alpha0,
+                                                    float alpha1) {
+  if (__any_sync(0xffffffffu, alpha0 != 1.0f || alpha1 != 1.0f)) {
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      o[4 * j] *= alpha0;
+      o[4 * j + 1] *= alpha0;
+      o[4 * j + 2] *= alpha1;
+      o[4 * j + 3] *= alpha1;
+    }
+  }
+}
+
 // One warpgroup, its 64 rows (this warp's 16 as in PrefillStep), against a
 // kTile-token K / V tile at shared addresses k_addr / v_addr (1024-aligned,
 // PrefillWgmmaKvLayout). Masking as PrefillWideStep (M = 1), each limit
@@ -105,10 +186,7 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
                                                  float (&o)[D / 2], float& m0, float& m1,
                                                  float& l0, float& l1,
                                                  OnScoresIssued on_scores_issued) {
-  using Ops = MmaOps<T>;
   constexpr int kAtomBytes = PrefillWgmmaKvLayout<kTile>::kAtomBytes;
-  constexpr int kN8 = kTile / 8;  // 8-key blocks of S
-  const int t4 = (threadIdx.x % 32) % 4;
   // The warp's Q fragments, loaded for this tile only: kept live across
   // tiles, the register-A operands of a loop-carried wgmma were reused by
   // ptxas (CUDA 13) for P when S and P V have the same shape (D == kTile),
@@ -135,62 +213,11 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
   on_scores_issued();
   WgmmaWait();
   WgmmaFenceOperands(s);
-  if (mask) {
-    const int lim0 = min(lim_base + row_g / group, lim_cap);
-    const int lim1 = min(lim_base + (row_g + 8) / group, lim_cap);
-#pragma unroll
-    for (int n = 0; n < kN8; ++n) {
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        if (n * 8 + t4 * 2 + (e & 1) >= (e < 2 ? lim0 : lim1)) s[4 * n + e] = -INFINITY;
-      }
-    }
-  }
-  float mx0 = -INFINITY, mx1 = -INFINITY;
-#pragma unroll
-  for (int n = 0; n < kN8; ++n) {
-    mx0 = fmaxf(mx0, fmaxf(s[4 * n], s[4 * n + 1]));
-    mx1 = fmaxf(mx1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
-  }
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
-  mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
-  mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 2));
-  const float mn0 = fmaxf(m0, mx0 * scale_log2), mn1 = fmaxf(m1, mx1 * scale_log2);
-  const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
-  const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
-  const float alpha0 = FastExp2(m0 - base0), alpha1 = FastExp2(m1 - base1);
-  m0 = mn0;
-  m1 = mn1;
-  float sum0 = 0.0f, sum1 = 0.0f;
-#pragma unroll
-  for (int n = 0; n < kN8; ++n) {
-    s[4 * n] = FastExp2(fmaf(s[4 * n], scale_log2, -base0));
-    s[4 * n + 1] = FastExp2(fmaf(s[4 * n + 1], scale_log2, -base0));
-    s[4 * n + 2] = FastExp2(fmaf(s[4 * n + 2], scale_log2, -base1));
-    s[4 * n + 3] = FastExp2(fmaf(s[4 * n + 3], scale_log2, -base1));
-    sum0 += s[4 * n] + s[4 * n + 1];
-    sum1 += s[4 * n + 2] + s[4 * n + 3];
-  }
-  l0 = l0 * alpha0 + sum0;
-  l1 = l1 * alpha1 + sum1;
-  if (__any_sync(0xffffffffu, alpha0 != 1.0f || alpha1 != 1.0f)) {
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      o[4 * j] *= alpha0;
-      o[4 * j + 1] *= alpha0;
-      o[4 * j + 2] *= alpha1;
-      o[4 * j + 3] *= alpha1;
-    }
-  }
+  float alpha0, alpha1;
   uint32_t p[kTile / 16][4];
-#pragma unroll
-  for (int sub = 0; sub < kTile / 16; ++sub) {
-    p[sub][0] = Ops::Pack(s[8 * sub], s[8 * sub + 1]);
-    p[sub][1] = Ops::Pack(s[8 * sub + 2], s[8 * sub + 3]);
-    p[sub][2] = Ops::Pack(s[8 * sub + 4], s[8 * sub + 5]);
-    p[sub][3] = Ops::Pack(s[8 * sub + 6], s[8 * sub + 7]);
-  }
+  PrefillWgmmaSoftmax<T, kTile>(s, mask, lim_base, lim_cap, row_g, group, scale_log2, m0, m1, l0,
+                                l1, alpha0, alpha1, p);
+  PrefillWgmmaRescale<D>(o, alpha0, alpha1);
   WgmmaFenceOperands(o);
   WgmmaFence();
 #pragma unroll
@@ -292,6 +319,281 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
     }
   }
   CpAsyncWait<0>();
+
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    blk.StoreRow(args, wrow0 + g + half * 8, half ? m1 : m0, half ? l1 : l0,
+                 [&](int j, int e) { return o[4 * j + half * 2 + e]; });
+  }
+#else
+  __trap();  // wgmma needs sm_90a
+#endif
+}
+
+// The warp-specialized, pipelined wgmma kernel (PrefillOptions::
+// KernelVariant::kRows128WgmmaPipelined, "g128p"): FlashAttention-3's
+// structure on the items, tiles and arguments of g128x128 (128 rows,
+// 128-key tiles, split pieces masked past kv_end):
+//
+// - Warps 0-7 are two consumer warpgroups of 64 rows each (232 registers
+//   per thread, setmaxnreg); warps 8-11 are the producer warpgroup (40
+//   registers), which alone loads K / V tiles (cp.async, kStages stages) and
+//   signals each landed tile on a "full" mbarrier (cp.async.mbarrier.
+//   arrive); the consumers release each stage on an "empty" mbarrier when
+//   their products have read it. No block-wide barrier in the KV loop, so
+//   the warpgroups and the loads drift apart as far as the stages allow.
+// - K runs one tile ahead of V: consumer iteration j issues S_j = Q K_j^T,
+//   then O += P_{j-1} V_{j-1} (P of the previous tile, kept in registers),
+//   waits for S_j alone and runs the softmax of S_j while P V runs, then
+//   waits for P V and rescales O (intra-warpgroup overlap).
+// - The two warpgroups take turns to issue their products (two named
+//   barriers), so one's softmax runs under the other's products.
+// - Q is read by the S product from shared memory (both operands by
+//   descriptor, Q in the K tiles' 128-byte-swizzle layout), so no Q
+//   fragments live in registers.
+// - A warpgroup past its rows' causal limit issues nothing but still waits
+//   for and releases every stage, which keeps the barriers' phases in step.
+template <int D>
+struct PrefillWgmmaPipelinedConfig {
+  static constexpr int kRows = 128;
+  static constexpr int kTile = 128;
+  static constexpr int kConsumerThreads = 256;
+  static constexpr int kThreads = kConsumerThreads + 128;  // + the producer warpgroup
+  static constexpr int kProducerRegs = 40;
+  static constexpr int kConsumerRegs = 232;
+  static constexpr int kStages = 3;
+  static constexpr int kQElems = kRows * D;
+  static constexpr int kKvElems = kTile * D;
+  static constexpr int kTileBytes = (kQElems + kStages * 2 * kKvElems) * 2;
+  // + the mbarriers (4 per stage), + 1024: tiles aligned to 1024 at run time.
+  static constexpr int kSmemBytes = kTileBytes + 4 * kStages * 8 + 1024;
+  static_assert(kSmemBytes <= 227 * 1024, "fits in an SM's shared memory");
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
+    PrefillWgmmaPipelinedKernel(const PrefillArgs args) {
+#if STRATA_HAS_WGMMA
+  using Cfg = PrefillWgmmaPipelinedConfig<D>;
+  using Layout = PrefillWgmmaKvLayout<128>;  // Q (128 rows) and K / V tiles
+  constexpr int kRows = Cfg::kRows;
+  constexpr int kTile = Cfg::kTile;
+  constexpr int kStages = Cfg::kStages;
+  constexpr int kConsumers = Cfg::kConsumerThreads;
+  constexpr int kAtomBytes = Layout::kAtomBytes;
+  constexpr int kVecs = D / 8;
+  extern __shared__ __align__(128) unsigned char smem_raw[];  // aligned to 1024 below
+  unsigned char* const smem = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
+  T* const sq = reinterpret_cast<T*>(smem);
+  T* const skv = sq + Cfg::kQElems;
+  // Stage s: K at skv + 2 s kKvElems, V after it.
+  auto k_stage = [&](int s) { return skv + s * 2 * Cfg::kKvElems; };
+  auto v_stage = [&](int s) { return skv + s * 2 * Cfg::kKvElems + Cfg::kKvElems; };
+  const uint32_t bars = SmemAddr(smem + Cfg::kTileBytes);
+  auto full_k = [&](int s) { return bars + 8 * s; };
+  auto full_v = [&](int s) { return bars + 8 * (kStages + s); };
+  auto empty_k = [&](int s) { return bars + 8 * (2 * kStages + s); };
+  auto empty_v = [&](int s) { return bars + 8 * (3 * kStages + s); };
+
+  const PrefillBlock<T, D> blk(args);
+  const PrefillItem& item = blk.item;
+  const int group = blk.group;
+  const int kv_end = blk.kv_end;
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int lane = tid % 32;
+  const int num_tiles = (kv_end - item.kv_begin + kTile - 1) / kTile;
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      MbarInit(full_k(s), 128);  // the producer's threads, as their copies land
+      MbarInit(full_v(s), 128);
+      MbarInit(empty_k(s), kConsumers / 32);  // one lane per consumer warp
+      MbarInit(empty_v(s), kConsumers / 32);
+    }
+  }
+  __syncthreads();
+
+  if (warp >= kConsumers / 32) {
+    // The producer warpgroup: thread pt handles 16-byte column pt % kVecs
+    // of rows pt / kVecs + k * (128 / kVecs).
+    SetMaxRegsDec<Cfg::kProducerRegs>();
+    constexpr int kRowStep = 128 / kVecs;
+    const int pt = tid - kConsumers;
+    const int col = pt % kVecs;
+    const int r0 = pt / kVecs;
+    const FastDiv tpc_div(static_cast<uint32_t>(blk.tpc));
+    const auto load = [&](bool keys, int t0, T* dst) {
+      const uint32_t base = SmemAddr(dst);
+#pragma unroll 4
+      for (int k = 0; k < kTile / kRowStep; ++k) {
+        const int r = r0 + k * kRowStep;
+        const int t = min(t0 + r, kv_end - 1);
+        const int e = static_cast<int>(tpc_div.Div(static_cast<uint32_t>(t)));
+        const size_t in_slice = static_cast<size_t>(t - e * blk.tpc) * D + col * 8;
+        const T* src = keys && blk.rot_keys != nullptr
+                           ? blk.rot_keys + e * blk.rot_stride + in_slice
+                           : blk.pages[e] + blk.head_offset + (keys ? 0 : blk.v_offset) + in_slice;
+        CpAsync16(base + Layout::Offset(r, col) * 2, src, t0 + r < kv_end);
+      }
+    };
+    for (int j = 0; j < num_tiles; ++j) {
+      const int s = j % kStages;
+      const uint32_t parity = (j / kStages + 1) & 1;  // the phase of tile j - kStages
+      const int t0 = item.kv_begin + j * kTile;
+      if (j >= kStages) MbarWait(empty_k(s), parity);
+      load(true, t0, k_stage(s));
+      CpAsyncMbarArrive(full_k(s));
+      if (j >= kStages) MbarWait(empty_v(s), parity);
+      load(false, t0, v_stage(s));
+      CpAsyncMbarArrive(full_v(s));
+    }
+    CpAsyncWait<0>();
+    return;
+  }
+
+  // Consumers. Q: every row, rotated, before the first product.
+  SetMaxRegsInc<Cfg::kConsumerRegs>();
+  blk.template LoadQ<kRows, kConsumers, Layout>(args, sq);
+  CpAsyncCommit();
+  CpAsyncWait<0>();
+  if (args.apply_rope) {
+    NamedBarrierSync(1, kConsumers);
+    blk.template RotateQ<kRows, kConsumers, Layout>(args, sq);
+  }
+  ProxyFenceShared();
+  NamedBarrierSync(1, kConsumers);
+
+  const int wg = warp / 4;
+  const int g = lane / 4;
+  const int wrow0 = warp * 16;
+  const int wrow = item.row_begin + wrow0;
+  const int wg_row = item.row_begin + wg * 64;
+  const int warp_min_lim = item.history + wrow / group + 1;
+  const int wg_max_lim = item.history + min(wg_row + 63, blk.last_row) / group + 1;
+  // KV tiles this warpgroup reads: those starting before its last row's
+  // limit (causal), none past its rows.
+  const int wg_tiles =
+      wg * 64 < item.num_rows
+          ? min(num_tiles, max(0, (wg_max_lim - item.kv_begin + kTile - 1) / kTile))
+          : 0;
+  // This warpgroup's 64 rows of Q, 8 KiB into each 16 KiB atom.
+  const uint32_t q_addr = SmemAddr(sq) + wg * 64 * 128;
+  // Turns: named barrier 2 + w is warpgroup w's; warpgroup 0 goes first.
+  const int my_turn = 2 + wg, other_turn = 3 - wg;
+  if (wg == 1) NamedBarrierArrive(2, kConsumers);
+
+  float o[D / 2];
+#pragma unroll
+  for (int j = 0; j < D / 2; ++j) o[j] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  // P of a tile, in registers until the next iteration's P V has read it:
+  // two buffers, written alternately (iteration j reads pa or pb and writes
+  // the other), so that no instruction writes the registers a running
+  // product reads (ptxas serializes every wgmma of a kernel that does,
+  // which a copy from one buffer to the other did).
+  uint32_t pa[kTile / 16][4], pb[kTile / 16][4];
+
+  const auto step = [&](int j, uint32_t(&p)[kTile / 16][4], uint32_t(&pn)[kTile / 16][4]) {
+    const int t0 = item.kv_begin + j * kTile;
+    const bool do_s = j < wg_tiles;
+    const bool do_pv = j >= 1 && j <= wg_tiles;
+    if (j < num_tiles) {
+      MbarWait(full_k(j % kStages), (j / kStages) & 1);
+      if (blk.rotate_k) {
+        blk.template RotateK<kTile, kConsumers, Layout>(args, k_stage(j % kStages), t0);
+        ProxyFenceShared();
+        NamedBarrierSync(1, kConsumers);
+      }
+    }
+    if (do_pv) MbarWait(full_v((j - 1) % kStages), ((j - 1) / kStages) & 1);
+    ProxyFenceShared();  // the landed copies, before wgmma reads them
+    float s[kTile / 2];
+    const auto issue_s = [&] {
+      const uint32_t k_addr = SmemAddr(k_stage(j % kStages));
+#pragma unroll
+      for (int k = 0; k < D / 16; ++k) {
+        const int off = (k / 4) * kAtomBytes + (k % 4) * 32;
+        WgmmaN128SS<T>(s, WgmmaDesc(q_addr + off, 16, 1024), WgmmaDesc(k_addr + off, 16, 1024),
+                       k > 0 ? 1 : 0);
+      }
+      WgmmaCommit();
+    };
+    const auto issue_pv = [&] {
+      const uint32_t v_addr = SmemAddr(v_stage((j - 1) % kStages));
+#pragma unroll
+      for (int sub = 0; sub < kTile / 16; ++sub) {
+        WgmmaPV<T, D>(o, p[sub], WgmmaDesc(v_addr + sub * 2048, kAtomBytes, 1024));
+      }
+      WgmmaCommit();
+    };
+    float alpha0, alpha1;
+    const auto softmax = [&] {
+      WgmmaFenceOperands(s);
+      PrefillWgmmaSoftmax<T, kTile>(s, t0 + kTile > warp_min_lim || t0 + kTile > kv_end,
+                                    item.history + 1 - t0, kv_end - t0, wrow + g, group,
+                                    args.scale_log2, m0, m1, l0, l1, alpha0, alpha1, pn);
+    };
+    // Stage releases, one lane per warp once its products have read them.
+    const auto release_k = [&] {
+      if (j < num_tiles && lane == 0) MbarArrive(empty_k(j % kStages));
+    };
+    const auto release_v = [&] {
+      if (j >= 1 && lane == 0) MbarArrive(empty_v((j - 1) % kStages));
+    };
+    NamedBarrierSync(my_turn, kConsumers);
+    // Each case issues and waits for its products on one path (ptxas
+    // serializes every wgmma of a kernel whose in-flight products cross a
+    // branch it cannot prove warpgroup-uniform).
+    if (do_s && do_pv) {  // steady state: S_j and P_{j-1} V_{j-1} in flight
+      WgmmaFenceOperands(o);
+      WgmmaFenceOperands(p);
+      WgmmaFence();
+      issue_s();
+      issue_pv();
+      NamedBarrierArrive(other_turn, kConsumers);
+      WgmmaWait<1>();
+      release_k();
+      softmax();
+      WgmmaWait<0>();
+      WgmmaFenceOperands(o);
+      WgmmaFenceOperands(p);
+      release_v();
+      PrefillWgmmaRescale<D>(o, alpha0, alpha1);
+    } else if (do_s) {  // the first tile
+      WgmmaFence();
+      issue_s();
+      NamedBarrierArrive(other_turn, kConsumers);
+      WgmmaWait<0>();
+      release_k();
+      release_v();
+      softmax();
+      PrefillWgmmaRescale<D>(o, alpha0, alpha1);
+    } else if (do_pv) {  // after the last tile
+      WgmmaFenceOperands(o);
+      WgmmaFenceOperands(p);
+      WgmmaFence();
+      issue_pv();
+      NamedBarrierArrive(other_turn, kConsumers);
+      WgmmaWait<0>();
+      WgmmaFenceOperands(o);
+      WgmmaFenceOperands(p);
+      release_k();
+      release_v();
+    } else {  // past this warpgroup's rows: release the stages unread
+      NamedBarrierArrive(other_turn, kConsumers);
+      release_k();
+      release_v();
+    }
+  };
+  for (int j = 0; j <= num_tiles; j += 2) {
+    step(j, pb, pa);
+    if (j + 1 <= num_tiles) step(j + 1, pa, pb);
+  }
+  if (wg == 0) NamedBarrierSync(2, kConsumers);  // warpgroup 1's last turn
 
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
   l0 += __shfl_xor_sync(0xffffffffu, l0, 2);

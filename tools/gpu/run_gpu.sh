@@ -16,8 +16,8 @@
 # SKIP_BENCH=1, SKIP_NCU=1, GTEST_FILTER; PREFILL_CONFIGS
 # (SHAPE:HISTORY:NEW,...; default: the prefill grid of prefill_bench),
 # PREFILL_VARIANTS (prefill kernel variants timed side by side; default
-# base,r128,w128,g128,g128x128); ONLY=prefill runs only the prefill test
-# (every variant; the wgmma ones, g128 and g128x128, in a second process),
+# base,r128,w128,g128,g128x128,g128p); ONLY=prefill runs only the prefill test
+# (every variant; the wgmma ones, g128, g128x128 and g128p, in a second process),
 # benchmark and baseline (about three minutes; `ONLY=prefill
 # tools/gpu/run_gpu.sh package` builds and carries just those two binaries),
 # ONLY=decode everything but those (`ONLY=decode ... package` builds
@@ -252,7 +252,7 @@ case "${1:-}" in
     if [[ "${SKIP_TESTS:-0}" != 1 && $prefill == 1 ]]; then
       # The mma.sync variants, then the wgmma ones in a process of their own
       # (a device fault there cannot take the others' results with it).
-      for group in base,r128,w128:prefill_gpu_test g128,g128x128:prefill_gpu_test_wgmma; do
+      for group in base,r128,w128:prefill_gpu_test g128,g128x128,g128p:prefill_gpu_test_wgmma; do
         # The whole log first, then a summary (a pipe into head would end
         # the test early).
         PREFILL_VARIANTS="${group%%:*}" LD_LIBRARY_PATH="$libs" timeout 300 \
@@ -267,7 +267,7 @@ case "${1:-}" in
     if [[ "${SKIP_BENCH:-0}" != 1 && $prefill == 1 ]]; then
       pconfigs=()
       [[ -n "${PREFILL_CONFIGS:-}" ]] && pconfigs=(--configs="$PREFILL_CONFIGS")
-      pvariants="${PREFILL_VARIANTS:-base,r128,w128,g128,g128x128}"
+      pvariants="${PREFILL_VARIANTS:-base,r128,w128,g128,g128x128,g128p}"
       if ! LD_LIBRARY_PATH="$libs" timeout 400 ./.devbin/prefill_bench "${pconfigs[@]}" \
           --iters="${ITERS:-20}" --variants="$pvariants" \
           --csv="$out/prefill.csv" 2>&1 | tee "$out/prefill_bench.log"; then

@@ -2,7 +2,7 @@
 //
 //   prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]
 //                 [--no-rope] [--key-rotation=auto|kernel|ahead] [--no-rope-table]
-//                 [--variants=base,r128,w128,g128,g128x128] [--print-configs]
+//                 [--variants=base,r128,w128,g128,g128x128,g128p] [--print-configs]
 //                 [--help]
 // SHAPE is gqa_bf16 (Llama-3-8B: 32 q / 8 kv heads, d128, bf16) or mha_fp16
 // (32 / 32 heads, d128, fp16); 64-token chunks. One sequence per config: a
@@ -17,7 +17,8 @@
 // --variants: the attention kernels to time on the same inputs, side by side
 // (PrefillOptions::kernel_variant: base = 64 rows x 4 warps, r128 = 128 rows
 // x 8 warps, w128 = 128 rows x 4 warps of 32 rows, g128 / g128x128 = 128
-// rows on wgmma with 64- / 128-token KV tiles; default base); each variant
+// rows on wgmma with 64- / 128-token KV tiles, g128p = g128x128 with each
+// warpgroup's softmax under its own MMAs; default base); each variant
 // plans its own launch (tiles of its rows, its split).
 //
 // Time: the launch captured in a CUDA graph, median of 5 repetitions of
@@ -168,7 +169,7 @@ std::string DefaultConfigs() {
 constexpr char kUsage[] =
     "usage: prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]\n"
     "                     [--no-rope] [--key-rotation=auto|kernel|ahead] [--no-rope-table]\n"
-    "                     [--variants=base,r128,w128,g128,g128x128] [--print-configs]\n"
+    "                     [--variants=base,r128,w128,g128,g128x128,g128p] [--print-configs]\n"
     "                     [--help]\n"
     "  --configs        SHAPE (gqa_bf16 | mha_fp16):HISTORY:NEW, comma-separated\n"
     "                   (default: both shapes x history 1k/4k/16k/32k x new\n"
@@ -184,7 +185,9 @@ constexpr char kUsage[] =
     "                   base (64 rows x 4 warps), r128 (128 rows x 8 warps),\n"
     "                   w128 (128 rows x 4 warps of 32 rows), g128 and\n"
     "                   g128x128 (128 rows on wgmma, sm_90a, 64- / 128-token\n"
-    "                   KV tiles); default base\n"
+    "                   KV tiles), g128p (g128x128 with the softmax of a\n"
+    "                   tile overlapped with the previous tile's P V);\n"
+    "                   default base\n"
     "  --print-configs  print the configs and exit\n";
 
 int Main(int argc, char** argv) {
@@ -225,7 +228,7 @@ int Main(int argc, char** argv) {
       }
       if (variants.empty()) {
         std::fprintf(stderr, "--variants needs at least one of %s\n",
-                     "base, r128, w128, g128, g128x128");
+                     "base, r128, w128, g128, g128x128, g128p");
         return 2;
       }
     }
