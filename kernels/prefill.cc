@@ -96,6 +96,9 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
                                           : nullptr;
   d.num_pages = static_cast<int>(plan.pages.size());
   d.rotated_keys = plan.rotated_key_bytes > 0 ? base + w.rotated_keys : nullptr;
+  d.pool = FindPrefillPagePool(plan.pages, int64_t{2} * plan.layout.num_kv_heads *
+                                               plan.layout.tokens_per_chunk *
+                                               plan.layout.head_dim * kKvElementBytes);
   return d;
 }
 
@@ -135,6 +138,9 @@ absl::Status RunPrefill(const DevicePrefillPlan& plan, const void* queries, void
   a.partial_lse = plan.partial_lse;
   a.dtype = static_cast<int32_t>(plan.layout.dtype);
   a.variant = static_cast<int32_t>(plan.options.kernel_variant);
+  a.pool_base = reinterpret_cast<const void*>(plan.pool.base);
+  a.pool_stride = plan.pool.stride;
+  a.pool_slots = plan.options.tensor_map_loads ? plan.pool.slots : 0;
   return CudaStatus(LaunchPrefill(a, stream), "prefill attention");
 }
 

@@ -2,11 +2,14 @@
 // prefill_wgmma.cuh).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <cuda.h>  // CUtensorMap and its enums (the encoder comes from cudart)
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstring>
+#include <numeric>
 
 #include "kernels/prefill.cuh"
 #include "kernels/prefill_wgmma.cuh"
@@ -71,10 +74,69 @@ bool DeviceRunsWgmma() {
   return yes;
 }
 
+// cuTensorMapEncodeTiled of the driver, found through the runtime (the
+// build links no driver library); null where the driver lacks it.
+using EncodeTiledFn = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*,
+                                   const cuuint64_t*, const cuuint64_t*, const cuuint32_t*,
+                                   const cuuint32_t*, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                   CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+EncodeTiledFn TensorMapEncoder() {
+  static const EncodeTiledFn fn = [] {
+    void* p = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
+                                         &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      return EncodeTiledFn{nullptr};
+    }
+    return reinterpret_cast<EncodeTiledFn>(p);
+  }();
+  return fn;
+}
+
+// A tensor map of 16-bit elements over `rank` dimensions (innermost first;
+// byte strides of dimensions 1..rank-1), boxes of 64 elements x box_rows
+// rows (x 1 ...), 128-byte swizzle: the K / V tile layout of the wgmma
+// kernels. False when it cannot be encoded.
+bool EncodeTileMap(unsigned char (&out)[128], const void* base, int rank, const uint64_t* dims,
+                   const uint64_t* strides, uint32_t box_rows) {
+  static_assert(sizeof(CUtensorMap) == 128, "CUtensorMap is 128 bytes");
+  const EncodeTiledFn encode = TensorMapEncoder();
+  if (encode == nullptr) return false;
+  const cuuint32_t box[5] = {64, box_rows, 1, 1, 1};
+  const cuuint32_t element_strides[5] = {1, 1, 1, 1, 1};
+  CUtensorMap map;
+  const CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_UINT16, static_cast<cuuint32_t>(rank),
+                            const_cast<void*>(base), dims, strides, box, element_strides,
+                            CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS) return false;
+  std::memcpy(out, &map, sizeof(map));
+  return true;
+}
+
 template <typename T, int D>
-cudaError_t LaunchWgmmaPipelined(const PrefillArgs& args, cudaStream_t stream) {
+cudaError_t LaunchWgmmaPipelined(const PrefillArgs& in, cudaStream_t stream) {
   static bool smem_limit_set = false;
   using Cfg = device::PrefillWgmmaPipelinedConfig<D>;
+  // Tensor maps of the pool (and of the rotated keys) when the slices share
+  // one; otherwise the kernel loads by cp.async.
+  PrefillArgs args = in;
+  args.tma_rows = 0;
+  if (args.pool_slots > 0) {
+    const uint32_t rows = std::gcd(static_cast<uint32_t>(args.tokens_per_chunk), 64u);
+    const uint64_t tpc = static_cast<uint64_t>(args.tokens_per_chunk);
+    const uint64_t heads = static_cast<uint64_t>(args.num_kv_heads);
+    const uint64_t pool_dims[5] = {D, tpc, heads, 2, static_cast<uint64_t>(args.pool_slots)};
+    const uint64_t pool_strides[4] = {D * 2, tpc * D * 2, heads * tpc * D * 2,
+                                      static_cast<uint64_t>(args.pool_stride)};
+    bool ok = EncodeTileMap(args.pool_map, args.pool_base, 5, pool_dims, pool_strides, rows);
+    if (ok && args.rotated_keys != nullptr) {
+      const uint64_t key_dims[4] = {D, tpc, heads, static_cast<uint64_t>(args.num_pages)};
+      ok = EncodeTileMap(args.key_map, args.rotated_keys, 4, key_dims, pool_strides, rows);
+    }
+    if (ok) args.tma_rows = static_cast<int32_t>(rows);
+  }
   return LaunchAttention(device::PrefillWgmmaPipelinedKernel<T, D>, Cfg::kThreads,
                          Cfg::kSmemBytes, smem_limit_set, args, stream);
 }
@@ -181,10 +243,14 @@ template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64, 64>(const
 template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 64, 128>(const PrefillArgs);
 template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128, 64>(const PrefillArgs);
 template __global__ void device::PrefillWgmmaKernel<__nv_bfloat16, 128, 128>(const PrefillArgs);
-template __global__ void device::PrefillWgmmaPipelinedKernel<__half, 64>(const PrefillArgs);
-template __global__ void device::PrefillWgmmaPipelinedKernel<__half, 128>(const PrefillArgs);
-template __global__ void device::PrefillWgmmaPipelinedKernel<__nv_bfloat16, 64>(const PrefillArgs);
-template __global__ void device::PrefillWgmmaPipelinedKernel<__nv_bfloat16, 128>(const PrefillArgs);
+template __global__ void device::PrefillWgmmaPipelinedKernel<__half, 64>(
+    const __grid_constant__ PrefillArgs);
+template __global__ void device::PrefillWgmmaPipelinedKernel<__half, 128>(
+    const __grid_constant__ PrefillArgs);
+template __global__ void device::PrefillWgmmaPipelinedKernel<__nv_bfloat16, 64>(
+    const __grid_constant__ PrefillArgs);
+template __global__ void device::PrefillWgmmaPipelinedKernel<__nv_bfloat16, 128>(
+    const __grid_constant__ PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 64>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__half, 128>(const PrefillArgs);
 template __global__ void device::PrefillRotateKeysKernel<__nv_bfloat16, 64>(const PrefillArgs);

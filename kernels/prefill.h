@@ -42,6 +42,7 @@ struct DevicePrefillPlan {
   float2* rope_table = nullptr;   // [rope_table_rows][head_dim / 2] (cos, sin)
   int num_pages = 0;
   void* rotated_keys = nullptr;   // [num_pages][kv_heads][tokens_per_chunk][head_dim]
+  PrefillPagePool pool;           // the chunk slices' pool, when they share one
 };
 
 // Device workspace bytes that UploadPrefillPlan needs for `plan`.

@@ -113,6 +113,9 @@ void RunVariantInto(PrefillCase& c, const ReferenceOutput& ref, const void* pool
   CUDA_OK(cudaMemset(ws.get(), 0xFF, ws.bytes()));
   absl::StatusOr<DevicePrefillPlan> dplan = UploadPrefillPlan(*plan, ws.get(), ws.bytes(), nullptr);
   ASSERT_TRUE(dplan.ok()) << dplan.status();
+  // The case's chunks are slots of one pool: the pipelined kernel's tensor
+  // maps can address them.
+  ASSERT_GT(dplan->pool.slots, 0) << what;
   absl::Status s = RunPrefill(*dplan, q.get(), out.get(), static_cast<float*>(lse.get()), nullptr);
   ASSERT_TRUE(s.ok()) << s;
   CUDA_OK(cudaDeviceSynchronize());
@@ -300,6 +303,38 @@ TEST_P(GpuPrefillTest, RopeTableAndSincosFallbackAgree) {
     const auto a = RunAndCompare(c, what + " table", &table);
     const auto b = RunAndCompare(c, what + " sincosf", &fallback);
     ExpectSameBits(a, b, what + ": table and sincosf differ");
+  }
+}
+
+// The pipelined kernel's K / V tiles loaded through tensor maps of the
+// chunk pool (TMA; the tile that holds kv_end by cp.async) and wholly by
+// cp.async: both match the reference and agree bit for bit (so do the other
+// variants, which ignore the option), keys rotated ahead and in the kernel,
+// split and not, over partial chunks, decodes and shared chunks.
+TEST_P(GpuPrefillTest, TensorMapAndCpAsyncLoadsAgree) {
+  const int tpc = GetParam().tpc;
+  const uint32_t seed = std::random_device{}();
+  PrefillCase c(Layout(), Options(true), seed);
+  c.AddSequence({.history = 1000, .num_new = 300, .first_position = 7});
+  c.AddSequence({.history = 2 * tpc + 3, .num_new = 1});
+  c.AddSequence({.history = 3 * tpc + 9, .num_new = 130, .first_position = 500,
+                 .share_with = 0, .shared_chunks = std::min(3, 1000 / tpc)});
+  c.Finish();
+  for (int split : {0, 1 << 20}) {
+    for (auto rotation : {PrefillOptions::KeyRotation::kAhead,
+                          PrefillOptions::KeyRotation::kInKernel}) {
+      PrefillOptions tma = c.options();
+      tma.split_target_blocks = split;
+      tma.key_rotation = rotation;
+      PrefillOptions copies = tma;
+      copies.tensor_map_loads = false;
+      const std::string what =
+          absl::StrCat(Name(GetParam()), " split=", split != 0, " ahead=",
+                       rotation == PrefillOptions::KeyRotation::kAhead, " seed ", seed);
+      const auto a = RunAndCompare(c, what + " tma", &tma);
+      const auto b = RunAndCompare(c, what + " cp.async", &copies);
+      ExpectSameBits(a, b, what + ": tensor-map and cp.async loads differ");
+    }
   }
 }
 

@@ -47,6 +47,19 @@ struct PrefillArgs {
                              // 3, 4 = 128 rows on wgmma, 64- / 128-token
                              // KV tiles, 5 = 128 / 128 pipelined
                              // (prefill_wgmma.cuh)
+  // The chunk slices' pool (PrefillPagePool; pool_slots == 0: none): the
+  // pipelined kernel loads K / V tiles through tensor maps of it (TMA).
+  const void* pool_base;
+  int64_t pool_stride;
+  int64_t pool_slots;
+  // Filled by LaunchPrefill for the pipelined kernel: tensor maps
+  // (CUtensorMap) of the pool, [slot][k|v][kv_head][token][head_dim], and
+  // of rotated_keys, [page][kv_head][token][head_dim], both with boxes of
+  // 64 elements x tma_rows tokens, 128-byte swizzle; tma_rows == 0: no
+  // maps (loads by cp.async).
+  alignas(64) unsigned char pool_map[128];
+  alignas(64) unsigned char key_map[128];
+  int32_t tma_rows;
 };
 
 // The RoPE table kernel when rope_table is set, the key rotation kernel

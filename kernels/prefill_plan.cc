@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
@@ -113,6 +115,35 @@ absl::StatusOr<PrefillOptions::KernelVariant> ParsePrefillKernelVariant(
       "unknown prefill kernel variant '", name, "' (base, r128, w128, g128, g128x128, g128p)"));
 }
 
+PrefillPagePool FindPrefillPagePool(const std::vector<const void*>& pages,
+                                    int64_t slice_bytes) {
+  PrefillPagePool pool;
+  if (pages.empty() || slice_bytes <= 0) return pool;
+  uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (const void* p : pages) {
+    const auto a = reinterpret_cast<uintptr_t>(p);
+    lo = std::min(lo, a);
+    hi = std::max(hi, a);
+  }
+  uint64_t stride = 0;  // gcd of the offsets from the lowest slice
+  for (const void* p : pages) {
+    uint64_t a = reinterpret_cast<uintptr_t>(p) - lo, b = stride;
+    while (b != 0) a = std::exchange(b, a % b);
+    stride = a;
+  }
+  if (stride == 0) stride = static_cast<uint64_t>(slice_bytes);  // one distinct slice
+  constexpr uint64_t kMaxStride = uint64_t{1} << 39;  // tensor map strides < 2^40
+  if (stride % 16 != 0 || stride < static_cast<uint64_t>(slice_bytes) || stride >= kMaxStride) {
+    return pool;
+  }
+  const uint64_t slots = (hi - lo) / stride + 1;
+  if (slots > (uint64_t{1} << 31)) return pool;
+  pool.base = lo;
+  pool.stride = static_cast<int64_t>(stride);
+  pool.slots = static_cast<int64_t>(slots);
+  return pool;
+}
+
 float PrefillRopeInvFreq(float theta, int i, int head_dim) {
   return static_cast<float>(
       std::pow(static_cast<double>(theta), -2.0 * i / head_dim));
@@ -212,7 +243,7 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
       const int num_new = batch.query_offsets[b + 1] - batch.query_offsets[b];
       long_prefill |= num_new >= 2048 || (num_new >= 512 && batch.kv_lengths[b] >= 4096);
     }
-    plan.options.kernel_variant = long_prefill ? PrefillOptions::KernelVariant::kRows128WgmmaKv128
+    plan.options.kernel_variant = long_prefill ? PrefillOptions::KernelVariant::kRows128WgmmaPipelined
                                                : PrefillOptions::KernelVariant::kRows64;
   }
   plan.batch = batch.batch();

@@ -73,6 +73,10 @@ struct PrefillOptions {
   enum class KeyRotation { kAuto, kInKernel, kAhead };
   KeyRotation key_rotation = KeyRotation::kAuto;
   int64_t max_rotated_key_bytes = int64_t{1} << 30;
+  // kRows128WgmmaPipelined only: load K / V tiles through tensor maps (TMA)
+  // when the chunk slices share one pool of equal slots
+  // (FindPrefillPagePool); false, or slices of no common pool: cp.async.
+  bool tensor_map_loads = true;
   // Which attention kernel runs the plan (prefill.cuh, prefill_wide.cuh);
   // all give results within the same tolerances of the reference:
   //   kRows64: 64 query rows per block, 4 warps x 16 rows, 2-stage cp.async
@@ -92,10 +96,10 @@ struct PrefillOptions {
   //     warpgroup's softmax of one KV tile overlapped with its own P V of
   //     the previous one (FlashAttention-3's intra-warpgroup pipelining;
   //     Q read from shared memory by descriptor).
-  //   kAuto: the planner picks kRows128WgmmaKv128 for long prefills (a
+  //   kAuto: the planner picks kRows128WgmmaPipelined for long prefills (a
   //     sequence with at least 2048 new tokens, or 512 new tokens over at
-  //     least 4096 KV tokens), where it measured 1.2-1.6x faster than kRows64
-  //     on an H200, and kRows64 otherwise (decodes and short prefills, where
+  //     least 4096 KV tokens), where it measured fastest on an H200, and
+  //     kRows64 otherwise (decodes and short prefills, where
   //     the 64-row tiles are faster); the plan records the choice.
   // The wgmma variants need an sm_90 device (Hopper): elsewhere the launch
   // runs kRows128Wide, which takes the same plan (128-row tiles, pieces
@@ -201,6 +205,17 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
 
 // inv_freq_i of the RoPE convention above (shared by the references).
 float PrefillRopeInvFreq(float theta, int i, int head_dim);
+
+// Chunk slices that all sit at base + i * stride (i < slots): one pool of
+// equal slots, which a tensor map can address (the g128p kernel's TMA
+// loads). slots == 0: the pointers have no such common stride (or it is
+// not a multiple of 16 bytes, or smaller than a slice of slice_bytes).
+struct PrefillPagePool {
+  uintptr_t base = 0;
+  int64_t stride = 0;  // bytes
+  int64_t slots = 0;
+};
+PrefillPagePool FindPrefillPagePool(const std::vector<const void*>& pages, int64_t slice_bytes);
 
 }  // namespace strata::kernels
 

@@ -301,9 +301,10 @@ TEST(PrefillPlanTest, AutoVariantPicksWideTilesForLongPrefillsOnly) {
   options.num_q_heads = 32;
   options.kernel_variant = PrefillOptions::KernelVariant::kAuto;
   using V = PrefillOptions::KernelVariant;
-  EXPECT_EQ(PlanOne(layout, options, 1024, 2048).options.kernel_variant, V::kRows128WgmmaKv128);
+  EXPECT_EQ(PlanOne(layout, options, 1024, 2048).options.kernel_variant,
+            V::kRows128WgmmaPipelined);
   EXPECT_EQ(PlanOne(layout, options, 4096 - 512, 512).options.kernel_variant,
-            V::kRows128WgmmaKv128);
+            V::kRows128WgmmaPipelined);
   EXPECT_EQ(PlanOne(layout, options, 1024, 512).options.kernel_variant, V::kRows64);
   EXPECT_EQ(PlanOne(layout, options, 32768, 128).options.kernel_variant, V::kRows64);
   EXPECT_EQ(PlanOne(layout, options, 32768, 1).options.kernel_variant, V::kRows64);
@@ -450,6 +451,37 @@ TEST(PrefillPlanTest, SomeSplitTargetGivesPiecesAt64Mod128) {
     }
     EXPECT_TRUE(found) << "group " << sh.group << " tpc " << sh.layout.tokens_per_chunk;
   }
+}
+
+// The chunk slices' pool that the pipelined kernel's tensor maps address:
+// the lowest slice, the gcd of the offsets as the stride, the slots up to
+// the highest; none when the stride is not a multiple of 16 bytes or is
+// smaller than a slice.
+TEST(PrefillPlanTest, PagePoolOfSlicesAtACommonStride) {
+  constexpr int64_t kSlice = 32768;
+  const uintptr_t base = 0x7f0000000000;
+  auto at = [&](uint64_t offset) { return reinterpret_cast<const void*>(base + offset); };
+  // Slots 3, 0, 7 and 3 again (shared) of a pool of 64 KiB slots.
+  PrefillPagePool pool =
+      FindPrefillPagePool({at(3 * 65536), at(0), at(7 * 65536), at(3 * 65536)}, kSlice);
+  EXPECT_EQ(pool.base, base);
+  EXPECT_EQ(pool.stride, 65536);
+  EXPECT_EQ(pool.slots, 8);
+  // Slots 2 and 6 only: the stride found is the gcd, 4 slots apart.
+  pool = FindPrefillPagePool({at(2 * 65536), at(6 * 65536)}, kSlice);
+  EXPECT_EQ(pool.base, base + 2 * 65536);
+  EXPECT_EQ(pool.stride, 4 * 65536);
+  EXPECT_EQ(pool.slots, 2);
+  // One distinct slice: a pool of one slot.
+  pool = FindPrefillPagePool({at(65536), at(65536)}, kSlice);
+  EXPECT_EQ(pool.base, base + 65536);
+  EXPECT_EQ(pool.slots, 1);
+  // Offsets whose gcd is smaller than a slice (slices at 0, 32768 + 16 and
+  // 65536 + 32): no pool.
+  EXPECT_EQ(FindPrefillPagePool({at(0), at(kSlice + 16), at(2 * kSlice + 32)}, kSlice).slots, 0);
+  // A stride that is not a multiple of 16 bytes: no pool.
+  EXPECT_EQ(FindPrefillPagePool({at(0), at(kSlice + 8)}, kSlice).slots, 0);
+  EXPECT_EQ(FindPrefillPagePool({}, kSlice).slots, 0);
 }
 
 TEST(PrefillPlanTest, KernelVariantNamesRoundTrip) {

@@ -376,7 +376,7 @@ struct PrefillWgmmaPipelinedConfig {
 
 template <typename T, int D>
 __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
-    PrefillWgmmaPipelinedKernel(const PrefillArgs args) {
+    PrefillWgmmaPipelinedKernel(const __grid_constant__ PrefillArgs args) {
 #if STRATA_HAS_WGMMA
   using Cfg = PrefillWgmmaPipelinedConfig<D>;
   using Layout = PrefillWgmmaKvLayout<128>;  // Q (128 rows) and K / V tiles
@@ -407,10 +407,15 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
   const int warp = tid / 32;
   const int lane = tid % 32;
   const int num_tiles = (kv_end - item.kv_begin + kTile - 1) / kTile;
+  // Tensor maps: whole tiles by TMA (one producer thread arrives, the
+  // copies complete the bytes), the tile holding kv_end by cp.async (its
+  // rows past kv_end zero-filled). Without: every producer thread arrives
+  // as its copies land.
+  const bool tma = args.tma_rows > 0;
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
-      MbarInit(full_k(s), 128);  // the producer's threads, as their copies land
-      MbarInit(full_v(s), 128);
+      MbarInit(full_k(s), tma ? 1 : 128);
+      MbarInit(full_v(s), tma ? 1 : 128);
       MbarInit(empty_k(s), kConsumers / 32);  // one lane per consumer warp
       MbarInit(empty_v(s), kConsumers / 32);
     }
@@ -440,16 +445,51 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
         CpAsync16(base + Layout::Offset(r, col) * 2, src, t0 + r < kv_end);
       }
     };
+    // A whole tile by TMA (thread 0): boxes of tma_rows tokens (within one
+    // chunk: tma_rows divides 64 and tokens per chunk) x 64 elements.
+    const auto load_tma = [&](bool keys, int t0, T* dst, uint32_t bar) {
+      MbarArriveExpectTx(bar, kTile * D * 2);
+      for (int r = 0; r < kTile; r += args.tma_rows) {
+        const int t = t0 + r;
+        const int e = static_cast<int>(tpc_div.Div(static_cast<uint32_t>(t)));
+        const int row = t - e * blk.tpc;
+        const int slot =
+            static_cast<int>((reinterpret_cast<uintptr_t>(blk.pages[e]) -
+                              reinterpret_cast<uintptr_t>(args.pool_base)) /
+                             static_cast<uint64_t>(args.pool_stride));
+#pragma unroll
+        for (int a = 0; a < D / 64; ++a) {
+          const uint32_t d = SmemAddr(dst) + a * kAtomBytes + r * 128;
+          if (keys && blk.rot_keys != nullptr) {
+            TmaLoad4(d, args.key_map, a * 64, row, blk.kvh, item.page_begin + e, bar);
+          } else {
+            TmaLoad5(d, args.pool_map, a * 64, row, blk.kvh, keys ? 0 : 1, slot, bar);
+          }
+        }
+      }
+    };
+    const auto load_tile = [&](bool keys, int t0, T* dst, uint32_t bar) {
+      if (tma && t0 + kTile <= kv_end) {
+        if (pt == 0) load_tma(keys, t0, dst, bar);
+      } else if (tma) {  // cp.async, then one arrival for the warpgroup
+        load(keys, t0, dst);
+        CpAsyncCommit();
+        CpAsyncWait<0>();
+        NamedBarrierSync(4, 128);
+        if (pt == 0) MbarArrive(bar);
+      } else {
+        load(keys, t0, dst);
+        CpAsyncMbarArrive(bar);
+      }
+    };
     for (int j = 0; j < num_tiles; ++j) {
       const int s = j % kStages;
       const uint32_t parity = (j / kStages + 1) & 1;  // the phase of tile j - kStages
       const int t0 = item.kv_begin + j * kTile;
       if (j >= kStages) MbarWait(empty_k(s), parity);
-      load(true, t0, k_stage(s));
-      CpAsyncMbarArrive(full_k(s));
+      load_tile(true, t0, k_stage(s), full_k(s));
       if (j >= kStages) MbarWait(empty_v(s), parity);
-      load(false, t0, v_stage(s));
-      CpAsyncMbarArrive(full_v(s));
+      load_tile(false, t0, v_stage(s), full_v(s));
     }
     CpAsyncWait<0>();
     return;

@@ -137,6 +137,39 @@ __device__ __forceinline__ void MbarWait(uint32_t bar, uint32_t parity) {
   } while (done == 0);
 #endif
 }
+// Arrives on `bar` and adds `bytes` to the transaction count its phase
+// waits for (the bytes of the tensor copies that complete on it).
+__device__ __forceinline__ void MbarArriveExpectTx(uint32_t bar, uint32_t bytes) {
+#if STRATA_HAS_WGMMA
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}\n" ::"r"(bar),
+               "r"(bytes)
+               : "memory");
+#endif
+}
+// Tensor copies (TMA) of one box of the tensor map at `map` (a kernel
+// parameter, __grid_constant__) at the given coordinates (innermost first)
+// into shared memory at dst; complete_tx on `bar` when they land.
+__device__ __forceinline__ void TmaLoad4(uint32_t dst, const void* map, int c0, int c1, int c2,
+                                         int c3, uint32_t bar) {
+#if STRATA_HAS_WGMMA
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(bar)
+      : "memory");
+#endif
+}
+__device__ __forceinline__ void TmaLoad5(uint32_t dst, const void* map, int c0, int c1, int c2,
+                                         int c3, int c4, uint32_t bar) {
+#if STRATA_HAS_WGMMA
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%2, %3, %4, %5, %6}], [%7];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4),
+      "r"(bar)
+      : "memory");
+#endif
+}
 __device__ __forceinline__ void CpAsyncMbarArrive(uint32_t bar) {
 #if STRATA_HAS_WGMMA
   asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
