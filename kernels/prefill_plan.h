@@ -59,7 +59,11 @@ struct PrefillOptions {
   // Split KV: while the launch has fewer than this many blocks (items x KV
   // heads), long tiles are cut into pieces of whole 64-token KV tiles (at
   // least kPrefillMinSplitTokens each) whose partial states a second kernel
-  // merges. 0: never split. The default is 2 blocks per SM of an H100/H200.
+  // merges. 0: never split. The default is 2 blocks per SM of an H100/H200,
+  // for the variants that keep 2 blocks per SM; those that keep one
+  // (PrefillBlocksPerSm) split below half of it (a 128-block launch of
+  // g128p on 132 SMs measured 1.6x faster unsplit than cut into 256
+  // pieces).
   int split_target_blocks = 264;
   // Keys rotated ahead (RoPE on): a pre-kernel rotates the keys of every
   // page-table entry once into the workspace ([entries][kv_heads]
@@ -96,10 +100,10 @@ struct PrefillOptions {
   //     warpgroup's softmax of one KV tile overlapped with its own P V of
   //     the previous one (FlashAttention-3's intra-warpgroup pipelining;
   //     Q read from shared memory by descriptor).
-  //   kAuto: the planner picks kRows128WgmmaPipelined for long prefills (a
-  //     sequence with at least 2048 new tokens, or 512 new tokens over at
-  //     least 4096 KV tokens), where it measured fastest on an H200, and
-  //     kRows64 otherwise (decodes and short prefills, where
+  //   kAuto: the planner picks kRows64 for batches of short prefills only
+  //     (every sequence with 2 to 511 new tokens over fewer than 8192 KV
+  //     tokens) and kRows128WgmmaPipelined otherwise (long prefills, long
+  //     histories, decodes), as measured fastest on an H200 (decodes and short prefills, where
   //     the 64-row tiles are faster); the plan records the choice.
   // The wgmma variants need an sm_90 device (Hopper): elsewhere the launch
   // runs kRows128Wide, which takes the same plan (128-row tiles, pieces
@@ -144,6 +148,11 @@ struct PrefillBatch {
 // Query rows per tile (per block) of a kernel variant: 64 or 128; 0 for a
 // value outside the enum.
 int PrefillRowsPerTile(PrefillOptions::KernelVariant variant);
+
+// The blocks of the variant's attention kernel that an SM (H100 / H200)
+// keeps at once: 2 for kRows64 and kRows128Wide, 1 for the others; 0 for
+// kAuto.
+int PrefillBlocksPerSm(PrefillOptions::KernelVariant variant);
 
 // The variant's short name ("base", "r128", "w128", "g128", "g128x128", as
 // prefill_bench --variants takes them) and the reverse (kInvalidArgument

@@ -295,7 +295,7 @@ TEST(PrefillPlanTest, SplitPiecesCoverEachTileOnce) {
   }
 }
 
-TEST(PrefillPlanTest, AutoVariantPicksWideTilesForLongPrefillsOnly) {
+TEST(PrefillPlanTest, AutoVariantPicks64RowTilesForShortPrefillsOnly) {
   const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
   PrefillOptions options;
   options.num_q_heads = 32;
@@ -305,9 +305,16 @@ TEST(PrefillPlanTest, AutoVariantPicksWideTilesForLongPrefillsOnly) {
             V::kRows128WgmmaPipelined);
   EXPECT_EQ(PlanOne(layout, options, 4096 - 512, 512).options.kernel_variant,
             V::kRows128WgmmaPipelined);
-  EXPECT_EQ(PlanOne(layout, options, 1024, 512).options.kernel_variant, V::kRows64);
-  EXPECT_EQ(PlanOne(layout, options, 32768, 128).options.kernel_variant, V::kRows64);
-  EXPECT_EQ(PlanOne(layout, options, 32768, 1).options.kernel_variant, V::kRows64);
+  EXPECT_EQ(PlanOne(layout, options, 1024, 512).options.kernel_variant,
+            V::kRows128WgmmaPipelined);
+  EXPECT_EQ(PlanOne(layout, options, 1024, 128).options.kernel_variant, V::kRows64);
+  EXPECT_EQ(PlanOne(layout, options, 8192 - 129, 128).options.kernel_variant, V::kRows64);
+  EXPECT_EQ(PlanOne(layout, options, 8192 - 128, 128).options.kernel_variant,
+            V::kRows128WgmmaPipelined);
+  EXPECT_EQ(PlanOne(layout, options, 32768, 128).options.kernel_variant,
+            V::kRows128WgmmaPipelined);
+  EXPECT_EQ(PlanOne(layout, options, 32768, 1).options.kernel_variant, V::kRows128WgmmaPipelined);
+  EXPECT_EQ(PlanOne(layout, options, 100, 1).options.kernel_variant, V::kRows128WgmmaPipelined);
   // The tiles follow the choice: 2048 x 4 rows in 64 tiles of 128.
   const PrefillPlan wide = PlanOne(layout, options, 1024, 2048);
   for (const PrefillItem& it : wide.items) EXPECT_LE(it.num_rows, 128);
@@ -476,9 +483,10 @@ TEST(PrefillPlanTest, PagePoolOfSlicesAtACommonStride) {
   pool = FindPrefillPagePool({at(65536), at(65536)}, kSlice);
   EXPECT_EQ(pool.base, base + 65536);
   EXPECT_EQ(pool.slots, 1);
-  // Offsets whose gcd is smaller than a slice (slices at 0, 32768 + 16 and
-  // 65536 + 32): no pool.
-  EXPECT_EQ(FindPrefillPagePool({at(0), at(kSlice + 16), at(2 * kSlice + 32)}, kSlice).slots, 0);
+  // Slices at a stride of a slice + 16 bytes are a pool; offsets whose gcd
+  // is smaller than a slice (0, a slice + 16, two slices + 48) are not.
+  EXPECT_EQ(FindPrefillPagePool({at(0), at(kSlice + 16), at(2 * kSlice + 32)}, kSlice).slots, 3);
+  EXPECT_EQ(FindPrefillPagePool({at(0), at(kSlice + 16), at(2 * kSlice + 48)}, kSlice).slots, 0);
   // A stride that is not a multiple of 16 bytes: no pool.
   EXPECT_EQ(FindPrefillPagePool({at(0), at(kSlice + 8)}, kSlice).slots, 0);
   EXPECT_EQ(FindPrefillPagePool({}, kSlice).slots, 0);

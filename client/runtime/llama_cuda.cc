@@ -243,8 +243,8 @@ class CudaLlamaImpl final : public CudaLlama {
       kernels::PrefillOptions options;
       options.num_q_heads = config_.num_q_heads;
       options.rope_theta = config_.rope_theta;
-      // The 128-row wgmma kernel (w128 off sm_90) for long prefills
-      // (recomputing a history), the 64-row one for the rest
+      // The pipelined 128-row wgmma kernel (w128 off sm_90), or the 64-row
+      // one for batches of short prefills over short histories
       // (PrefillOptions::KernelVariant::kAuto).
       options.kernel_variant = kernels::PrefillOptions::KernelVariant::kAuto;
       absl::StatusOr<kernels::PrefillPlan> built =

@@ -14,6 +14,7 @@
 // default auto: ahead for the configs whose keys several query tiles read).
 // --no-rope-table: cos / sin by sincosf in the kernels, not from the
 // launch's table (PrefillOptions::max_rope_table_bytes = 0; same bits).
+// --split-target=N: PrefillOptions::split_target_blocks (0: no split).
 // --no-tma: g128p loads its K / V tiles by cp.async instead of tensor maps
 // (PrefillOptions::tensor_map_loads = false).
 // --variants: the attention kernels to time on the same inputs, side by side
@@ -46,8 +47,9 @@
 namespace strata::bench {
 namespace {
 
-// --no-tma (a process-wide setting of the benchmark).
+// --no-tma and --split-target (process-wide settings of the benchmark).
 bool tensor_map_loads = true;
+int split_target_blocks = -1;  // -1: PrefillOptions' default
 
 using kernels::DevicePrefillPlan;
 using kernels::KvDtype;
@@ -122,6 +124,7 @@ std::vector<Result> RunConfig(const Shape& sh, int history, int num_new, bool ro
     options.key_rotation = key_rotation;
     if (!rope_table) options.max_rope_table_bytes = 0;  // cos / sin by sincosf
     options.tensor_map_loads = tensor_map_loads;
+    if (split_target_blocks >= 0) options.split_target_blocks = split_target_blocks;
     options.kernel_variant = variant;
     std::vector<void*> workspaces;
     std::vector<cudaGraphExec_t> graphs;
@@ -175,7 +178,8 @@ std::string DefaultConfigs() {
 constexpr char kUsage[] =
     "usage: prefill_bench [--configs=SHAPE:HISTORY:NEW,...] [--iters=N] [--csv=PATH]\n"
     "                     [--no-rope] [--key-rotation=auto|kernel|ahead] [--no-rope-table]\n"
-    "                     [--no-tma] [--variants=base,r128,w128,g128,g128x128,g128p] [--print-configs]\n"
+    "                     [--no-tma] [--split-target=N]\n"
+    "                     [--variants=base,r128,w128,g128,g128x128,g128p] [--print-configs]\n"
     "                     [--help]\n"
     "  --configs        SHAPE (gqa_bf16 | mha_fp16):HISTORY:NEW, comma-separated\n"
     "                   (default: both shapes x history 1k/4k/16k/32k x new\n"
@@ -189,6 +193,8 @@ constexpr char kUsage[] =
     "                   traffic from the rotation's own cost)\n"
     "  --no-tma         g128p loads K / V tiles by cp.async, not by TMA\n"
     "                   (PrefillOptions::tensor_map_loads = false)\n"
+    "  --split-target   split KV below N blocks (PrefillOptions::\n"
+    "                   split_target_blocks; default 264, 0: never split)\n"
     "  --variants       kernel variants timed side by side on the same inputs:\n"
     "                   base (64 rows x 4 warps), r128 (128 rows x 8 warps),\n"
     "                   w128 (128 rows x 4 warps of 32 rows), g128 and\n"
@@ -218,6 +224,9 @@ int Main(int argc, char** argv) {
     else if (a == "--key-rotation=ahead") key_rotation = PrefillOptions::KeyRotation::kAhead;
     else if (a == "--no-rope-table") rope_table = false;
     else if (a == "--no-tma") tensor_map_loads = false;
+    else if (a.rfind("--split-target=", 0) == 0) {
+      split_target_blocks = std::max(0, std::atoi(a.c_str() + 15));
+    }
     else if (a.rfind("--variants=", 0) == 0) {
       variants.clear();
       const std::string list = a.substr(11);
