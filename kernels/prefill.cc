@@ -96,10 +96,20 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
                                           : nullptr;
   d.num_pages = static_cast<int>(plan.pages.size());
   d.rotated_keys = plan.rotated_key_bytes > 0 ? base + w.rotated_keys : nullptr;
+  d.pool_pages = d.pages;
   d.pool = FindPrefillPagePool(plan.pages, int64_t{2} * plan.layout.num_kv_heads *
                                                plan.layout.tokens_per_chunk *
                                                plan.layout.head_dim * kKvElementBytes);
   return d;
+}
+
+DevicePrefillPlan MovedPrefillPlan(const DevicePrefillPlan& plan, const void* const* pages,
+                                   int64_t bytes) {
+  DevicePrefillPlan moved = plan;
+  moved.pages = pages;
+  moved.pool_pages = plan.pool.slots > 0 && plan.pages == plan.pool_pages ? pages : nullptr;
+  moved.pool.base = plan.pool.base + static_cast<uintptr_t>(bytes);
+  return moved;
 }
 
 absl::Status RunPrefill(const DevicePrefillPlan& plan, const void* queries, void* out,
@@ -140,7 +150,8 @@ absl::Status RunPrefill(const DevicePrefillPlan& plan, const void* queries, void
   a.variant = static_cast<int32_t>(plan.options.kernel_variant);
   a.pool_base = reinterpret_cast<const void*>(plan.pool.base);
   a.pool_stride = plan.pool.stride;
-  a.pool_slots = plan.options.tensor_map_loads ? plan.pool.slots : 0;
+  a.pool_slots =
+      plan.options.tensor_map_loads && plan.pages == plan.pool_pages ? plan.pool.slots : 0;
   return CudaStatus(LaunchPrefill(a, stream), "prefill attention");
 }
 

@@ -42,8 +42,19 @@ struct DevicePrefillPlan {
   float2* rope_table = nullptr;   // [rope_table_rows][head_dim / 2] (cos, sin)
   int num_pages = 0;
   void* rotated_keys = nullptr;   // [num_pages][kv_heads][tokens_per_chunk][head_dim]
-  PrefillPagePool pool;           // the chunk slices' pool, when they share one
+  // The pool of the slices `pages` held at upload (FindPrefillPagePool),
+  // which g128p's tensor maps address; RunPrefill uses it only while
+  // `pages` is still pool_pages (a page table swapped in by hand falls back
+  // to cp.async loads; MovedPrefillPlan keeps both in step).
+  PrefillPagePool pool;
+  const void* const* pool_pages = nullptr;
 };
+
+// `plan` for a page table at `pages` (device) holding each of plan's slices
+// moved by `bytes` (e.g. another layer's slices of the same chunks): the
+// pool moves with them, so g128p keeps its tensor-map loads.
+DevicePrefillPlan MovedPrefillPlan(const DevicePrefillPlan& plan, const void* const* pages,
+                                   int64_t bytes);
 
 // Device workspace bytes that UploadPrefillPlan needs for `plan`.
 size_t PrefillWorkspaceBytes(const PrefillPlan& plan);

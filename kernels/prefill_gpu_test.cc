@@ -306,6 +306,77 @@ TEST_P(GpuPrefillTest, RopeTableAndSincosFallbackAgree) {
   }
 }
 
+// A page table moved to other slices after upload (the worker does so per
+// layer: the same chunks' next layer) is read there: through
+// MovedPrefillPlan (g128p's tensor maps move with the slices) and with
+// `pages` swapped by hand (the maps, which describe the uploaded slices,
+// are then not used). The uploaded slices hold zeros, the moved ones the
+// case's data.
+TEST_P(GpuPrefillTest, MovedPageTablesReadTheMovedSlices) {
+  const uint32_t seed = std::random_device{}();
+  PrefillCase c(Layout(), Options(true), seed);
+  c.AddSequence({.history = 700, .num_new = 1, .first_position = 5});
+  c.AddSequence({.history = 300, .num_new = 1});
+  c.AddSequence({.history = 1000, .num_new = 200});
+  c.Finish();
+  const KvLayout& layout = c.layout();
+  ReferenceOutput ref;
+  absl::Status s = ReferencePrefill(layout, c.options(), c.queries(), c.batch(), &ref);
+  ASSERT_TRUE(s.ok()) << s;
+  const size_t pool_bytes = c.pool().size() * 2;
+  DeviceBuffer two(2 * pool_bytes);
+  ASSERT_NE(two.get(), nullptr);
+  CUDA_OK(cudaMemset(two.get(), 0, pool_bytes));
+  CUDA_OK(cudaMemcpy(static_cast<char*>(two.get()) + pool_bytes, c.pool().data(), pool_bytes,
+                     cudaMemcpyHostToDevice));
+  const size_t q_bytes = c.queries().size() * 2;
+  const size_t rows = c.queries().size() / layout.head_dim;
+  DeviceBuffer q(q_bytes), out(q_bytes), lse(rows * 4);
+  CUDA_OK(cudaMemcpy(q.get(), c.queries().data(), q_bytes, cudaMemcpyHostToDevice));
+  const PrefillBatch host = c.batch();
+  const std::vector<const void*> chunks = c.Rebase(host.chunks, two.get());
+  const PrefillBatch dev{chunks, host.positions, host.chunk_offsets, host.kv_lengths,
+                         host.query_offsets};
+  for (PrefillOptions::KernelVariant v : Variants()) {
+    PrefillOptions options = c.options();
+    options.kernel_variant = v;
+    absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(layout, options, dev);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    DeviceBuffer ws(PrefillWorkspaceBytes(*plan));
+    absl::StatusOr<DevicePrefillPlan> dplan =
+        UploadPrefillPlan(*plan, ws.get(), ws.bytes(), nullptr);
+    ASSERT_TRUE(dplan.ok()) << dplan.status();
+    std::vector<const void*> moved(plan->pages.size());
+    for (size_t e = 0; e < moved.size(); ++e) {
+      moved[e] = static_cast<const char*>(plan->pages[e]) + pool_bytes;
+    }
+    DeviceBuffer table(moved.size() * sizeof(void*));
+    CUDA_OK(cudaMemcpy(table.get(), moved.data(), table.bytes(), cudaMemcpyHostToDevice));
+    const auto* d_table = static_cast<const void* const*>(table.get());
+    for (bool by_hand : {false, true}) {
+      DevicePrefillPlan run =
+          MovedPrefillPlan(*dplan, d_table, static_cast<int64_t>(pool_bytes));
+      if (by_hand) {
+        run = *dplan;
+        run.pages = d_table;
+      }
+      CUDA_OK(cudaMemset(out.get(), 0xFF, out.bytes()));
+      CUDA_OK(cudaMemset(lse.get(), 0xFF, lse.bytes()));
+      s = RunPrefill(run, q.get(), out.get(), static_cast<float*>(lse.get()), nullptr);
+      ASSERT_TRUE(s.ok()) << s;
+      CUDA_OK(cudaDeviceSynchronize());
+      std::vector<uint16_t> got(c.queries().size());
+      std::vector<float> got_lse(rows);
+      CUDA_OK(cudaMemcpy(got.data(), out.get(), q_bytes, cudaMemcpyDeviceToHost));
+      CUDA_OK(cudaMemcpy(got_lse.data(), lse.get(), lse.bytes(), cudaMemcpyDeviceToHost));
+      ExpectClose(layout.dtype, got, got_lse, ref,
+                  absl::StrCat(Name(GetParam()), " ", PrefillKernelVariantName(v),
+                               by_hand ? " pages swapped by hand" : " MovedPrefillPlan",
+                               " seed ", seed));
+    }
+  }
+}
+
 // The pipelined kernel's K / V tiles loaded through tensor maps of the
 // chunk pool (TMA; the tile that holds kv_end by cp.async) and wholly by
 // cp.async: both match the reference and agree bit for bit (so do the other

@@ -302,8 +302,8 @@ class CudaLlamaImpl final : public CudaLlama {
         layer_plan.pages = d_pages + l * num_pages;
         RETURN_IF_ERROR(kernels::RunAttention(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
       } else {
-        kernels::DevicePrefillPlan layer_plan = *prefill_plan;
-        layer_plan.pages = d_pages + l * num_pages;
+        const kernels::DevicePrefillPlan layer_plan = kernels::MovedPrefillPlan(
+            *prefill_plan, d_pages + l * num_pages, static_cast<int64_t>(l * slice));
         RETURN_IF_ERROR(kernels::RunPrefill(layer_plan, q_.ptr, attn_.ptr, nullptr, stream_));
       }
       RETURN_IF_ERROR(Gemm(w.o, attn_.ptr, o_.ptr, np, config_.q_dim(), static_cast<int>(h), false));

@@ -17,9 +17,13 @@ and in the README): per row,
 max |logit difference| <= 0.03 x max |logit| of transformers' row; every
 decoded token is transformers' choice for the same text or within that
 tolerance of it (teacher-forced: near-ties may flip under bf16 rounding, so
-free-running greedy sequences are compared but only reported); and the tokens
-decoded after loading the history (DRAM, NVMe) equal those after recomputing
-it, exactly.
+free-running greedy sequences are compared but only reported); the tokens
+decoded after loading the history from DRAM and from NVMe are the same (the
+same bytes); and those decoded after recomputing it equal them up to their
+first difference, where the two tokens' logits (transformers', on the same
+text) must be within the tolerance of each other: a near-tie. (The loaded
+history's K/V are turn 1's, computed by a prefill and decode steps of other
+sizes than the recompute's, so they are not the same bits.)
 
 usage: llama_check.py --bin DIR --out DIR   (DIR/strata, DIR/strata_worker)
 """
@@ -168,6 +172,28 @@ def check_steps(name, model, prompt, gen, results):
     results.append((name, ok, worst))
 
 
+def check_loaded_vs_recomputed(model, conv, dram, nvme, recomputed, results):
+    """DRAM and NVMe loads decode the same tokens; the recompute the same up
+    to a first difference at a near-tie (see the module doc)."""
+    ok = dram == nvme
+    msg = "DRAM and NVMe loads %s" % ("agree" if ok else "differ")
+    if recomputed != dram:
+        i = next((i for i, (a, b) in enumerate(zip(dram, recomputed)) if a != b),
+                 min(len(dram), len(recomputed)))
+        if i < min(len(dram), len(recomputed)):
+            row = hf_logits(model, conv + dram[:i])[-1]
+            gap = float(abs(row[dram[i]] - row[recomputed[i]])) / float(np.abs(row).max())
+            ok = ok and gap <= TOL
+            msg += "; recompute differs at %d, where transformers' logits of the two tokens are %.4f of max|logit| apart" % (i, gap)
+        else:
+            ok = False
+            msg += "; recompute decoded %d tokens, loads %d" % (len(recomputed), len(dram))
+    else:
+        msg += "; recompute the same %d tokens" % len(dram)
+    print("  %-34s %s  %s" % ("(b) loaded vs recomputed tokens", msg, "ok" if ok else "FAIL"))
+    results.append(("loaded vs recomputed tokens", ok, 0.0))
+
+
 def compare_tokens(name, ours, ref, margins, results, required=True):
     ok = ours == ref
     msg = "same %d tokens" % len(ref)
@@ -235,10 +261,8 @@ def main():
             results.append(("turn2-nvme loaded nothing", False, 0.0))
         compare("(b) turn2-nvme last-token logits", ours3, want, results)
         check_steps("(b) turn2-nvme decode steps", model, conv, gen3, results)
-        # Loaded (DRAM, NVMe) and recomputed: the very same tokens.
-        same = gens["turn2-dram"] == gens["turn2-recompute"] == gen3
-        print("  %-34s %s" % ("(b) loaded == recomputed tokens", "ok" if same else "FAIL"))
-        results.append(("loaded == recomputed tokens", same, 0.0))
+        check_loaded_vs_recomputed(model, conv, gens["turn2-dram"], gen3,
+                                   gens["turn2-recompute"], results)
     finally:
         node.stop()
     failed = [r for r in results if not r[1]]
