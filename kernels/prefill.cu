@@ -123,6 +123,7 @@ cudaError_t LaunchWgmmaPipelined(const PrefillArgs& in, cudaStream_t stream) {
   // one; otherwise the kernel loads by cp.async.
   PrefillArgs args = in;
   args.tma_rows = 0;
+  args.pool_stride16 = 0;
   if (args.pool_slots > 0) {
     const uint32_t rows = std::gcd(static_cast<uint32_t>(args.tokens_per_chunk), 64u);
     const uint64_t tpc = static_cast<uint64_t>(args.tokens_per_chunk);
@@ -136,6 +137,11 @@ cudaError_t LaunchWgmmaPipelined(const PrefillArgs& in, cudaStream_t stream) {
       ok = EncodeTileMap(args.key_map, args.rotated_keys, 4, key_dims, pool_strides, rows);
     }
     if (ok) args.tma_rows = static_cast<int32_t>(rows);
+    const uint64_t stride16 = static_cast<uint64_t>(args.pool_stride) / 16;
+    constexpr uint64_t kFast = uint64_t{1} << 31;
+    if (stride16 < kFast && stride16 * static_cast<uint64_t>(args.pool_slots) < kFast) {
+      args.pool_stride16 = static_cast<uint32_t>(stride16);
+    }
   }
   return LaunchAttention(device::PrefillWgmmaPipelinedKernel<T, D>, Cfg::kThreads,
                          Cfg::kSmemBytes, smem_limit_set, args, stream);

@@ -322,6 +322,25 @@ struct PrefillBlock {
     if (t4 == 0 && args.lse != nullptr) args.lse[dst_row] = l > 0.0f ? m + log2f(l) : -INFINITY;
   }
 
+  // The epilogue of a warp's 16 rows, row0 + lane / 4 and 8 below it:
+  // their sums reduced over the lane quad, then StoreRow for each; o(half,
+  // j, e) is the accumulator of column j * 8 + (lane % 4) * 2 + e of row
+  // half (0: the first, 1: 8 below).
+  template <typename Values>
+  __device__ __forceinline__ void StoreWarpRows(const PrefillArgs& args, int row0, float m0,
+                                                float m1, float l0, float l1, Values o) const {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+    l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+    const int g = (threadIdx.x % 32) / 4;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      StoreRow(args, row0 + g + half * 8, half ? m1 : m0, half ? l1 : l0,
+               [&](int j, int e) { return o(half, j, e); });
+    }
+  }
+
   const PrefillItem item;
   const int kvh;
   const int group;  // query heads per KV head
@@ -538,15 +557,8 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
   }
   CpAsyncWait<0>();
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    blk.StoreRow(args, warp * 16 + g + half * 8, half ? m1 : m0, half ? l1 : l0,
-                 [&](int j, int e) { return o[j][half * 2 + e]; });
-  }
+  blk.StoreWarpRows(args, warp * 16, m0, m1, l0, l1,
+                    [&](int half, int j, int e) { return o[j][half * 2 + e]; });
 }
 
 // Merges the pieces of split tiles (PrefillMerge, grid (merges, kv_heads),

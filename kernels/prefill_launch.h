@@ -60,6 +60,9 @@ struct PrefillArgs {
   alignas(64) unsigned char pool_map[128];
   alignas(64) unsigned char key_map[128];
   int32_t tma_rows;
+  // pool_stride / 16 when it and every slice's offset / 16 are below 2^31
+  // (a slice's slot by FastDiv), else 0 (by a 64-bit division).
+  uint32_t pool_stride16;
 };
 
 // The RoPE table kernel when rope_table is set, the key rotation kernel

@@ -320,15 +320,8 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
   }
   CpAsyncWait<0>();
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    blk.StoreRow(args, wrow0 + g + half * 8, half ? m1 : m0, half ? l1 : l0,
-                 [&](int j, int e) { return o[4 * j + half * 2 + e]; });
-  }
+  blk.StoreWarpRows(args, wrow0, m0, m1, l0, l1,
+                    [&](int half, int j, int e) { return o[4 * j + half * 2 + e]; });
 #else
   __trap();  // wgmma needs sm_90a
 #endif
@@ -431,6 +424,17 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
     const int col = pt % kVecs;
     const int r0 = pt / kVecs;
     const FastDiv tpc_div(static_cast<uint32_t>(blk.tpc));
+    // A slice's slot in the pool (TMA loads): a multiply-high where the
+    // offsets allow (a 64-bit division cost the producer's one TMA thread
+    // 3-5% of the kernel at long prefills).
+    const FastDiv slot_div(args.pool_stride16 != 0 ? args.pool_stride16 : 1u);
+    const auto slot_of = [&](const T* slice) {
+      const uint64_t off = reinterpret_cast<uintptr_t>(slice) -
+                           reinterpret_cast<uintptr_t>(args.pool_base);
+      return args.pool_stride16 != 0
+                 ? static_cast<int>(slot_div.Div(static_cast<uint32_t>(off >> 4)))
+                 : static_cast<int>(off / static_cast<uint64_t>(args.pool_stride));
+    };
     const auto load = [&](bool keys, int t0, T* dst) {
       const uint32_t base = SmemAddr(dst);
 #pragma unroll 4
@@ -453,17 +457,18 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
         const int t = t0 + r;
         const int e = static_cast<int>(tpc_div.Div(static_cast<uint32_t>(t)));
         const int row = t - e * blk.tpc;
-        const int slot =
-            static_cast<int>((reinterpret_cast<uintptr_t>(blk.pages[e]) -
-                              reinterpret_cast<uintptr_t>(args.pool_base)) /
-                             static_cast<uint64_t>(args.pool_stride));
+        if (keys && blk.rot_keys != nullptr) {
 #pragma unroll
-        for (int a = 0; a < D / 64; ++a) {
-          const uint32_t d = SmemAddr(dst) + a * kAtomBytes + r * 128;
-          if (keys && blk.rot_keys != nullptr) {
-            TmaLoad4(d, args.key_map, a * 64, row, blk.kvh, item.page_begin + e, bar);
-          } else {
-            TmaLoad5(d, args.pool_map, a * 64, row, blk.kvh, keys ? 0 : 1, slot, bar);
+          for (int a = 0; a < D / 64; ++a) {
+            TmaLoad4(SmemAddr(dst) + a * kAtomBytes + r * 128, args.key_map, a * 64, row, blk.kvh,
+                     item.page_begin + e, bar);
+          }
+        } else {
+          const int slot = slot_of(blk.pages[e]);
+#pragma unroll
+          for (int a = 0; a < D / 64; ++a) {
+            TmaLoad5(SmemAddr(dst) + a * kAtomBytes + r * 128, args.pool_map, a * 64, row,
+                     blk.kvh, keys ? 0 : 1, slot, bar);
           }
         }
       }
@@ -491,6 +496,7 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
       if (j >= kStages) MbarWait(empty_v(s), parity);
       load_tile(false, t0, v_stage(s), full_v(s));
     }
+    CpAsyncCommit();  // every copy landed before the producer exits
     CpAsyncWait<0>();
     return;
   }
@@ -635,15 +641,8 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
   }
   if (wg == 0) NamedBarrierSync(2, kConsumers);  // warpgroup 1's last turn
 
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
-  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
-  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    blk.StoreRow(args, wrow0 + g + half * 8, half ? m1 : m0, half ? l1 : l0,
-                 [&](int j, int e) { return o[4 * j + half * 2 + e]; });
-  }
+  blk.StoreWarpRows(args, wrow0, m0, m1, l0, l1,
+                    [&](int half, int j, int e) { return o[4 * j + half * 2 + e]; });
 #else
   __trap();  // wgmma needs sm_90a
 #endif
