@@ -21,9 +21,9 @@ int64_t DefaultPosition(const PrefillBatch& batch, int b, int entry, int tpc) {
 // launch has fewer blocks (items x KV heads) than target_blocks: each tile
 // into max(1, floor(its share of the work x target_blocks / kv_heads))
 // pieces of equal length (at least kPrefillMinSplitTokens), so that the
-// pieces are at most target_blocks blocks of about equal work. (Cutting
-// every tile at one length, as before, made a 68-tile extent two pieces of
-// 33 tiles and one of 2, a third wave of blocks.)
+// pieces are at most target_blocks blocks of about equal work. (One piece
+// length for every tile would cut a 68-tile extent into 33 + 33 + 2 tiles:
+// a third wave of blocks for 2 tiles of work.)
 template <typename Extent>
 void SplitLongTiles(int target_blocks, int kv_heads, Extent extent,
                     PrefillPlan* plan) {

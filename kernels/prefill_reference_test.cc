@@ -321,6 +321,35 @@ TEST(PrefillPlanTest, AutoVariantPicks64RowTilesForShortPrefillsOnly) {
   EXPECT_EQ(wide.items.size(), 64u);
 }
 
+// Each tile is cut into its share of the target, in pieces of one length
+// (the last shorter): never a few long pieces and a short extra one. 512 new
+// tokens over 4096 keys: 32 tiles of 64 rows x 8 heads (256 blocks) for a
+// target of 264, or 16 tiles of 128 rows (128 blocks) for g128p's 132 (one
+// block per SM): no tile gets 2 pieces' share, so none is cut. 128 new
+// tokens over 32768 keys on g128p: 4 tiles x 8 heads for 132 blocks, 4
+// pieces each.
+TEST(PrefillPlanTest, SplitPiecesAreTheTilesShareOfEqualLength) {
+  const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
+  PrefillOptions options;
+  options.num_q_heads = 32;
+  EXPECT_TRUE(PlanOne(layout, options, 4096 - 512, 512).merges.empty());
+  options.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaPipelined;
+  EXPECT_EQ(PrefillBlocksPerSm(options.kernel_variant), 1);
+  EXPECT_TRUE(PlanOne(layout, options, 4096 - 512, 512).merges.empty());
+  const PrefillPlan plan = PlanOne(layout, options, 32768, 128);
+  ASSERT_EQ(plan.merges.size(), 4u);
+  for (const PrefillMerge& m : plan.merges) EXPECT_EQ(m.num_pieces, 4);
+  ASSERT_EQ(plan.items.size(), 16u);
+  for (const PrefillItem& it : plan.items) {
+    const int length =
+        std::min(it.kv_stop, it.history + (it.row_begin + it.num_rows - 1) / 4 + 1) - it.kv_begin;
+    // 513 or 514 KV tiles of 64 keys per tile over 4 pieces: 129 tiles
+    // each, the last one shorter.
+    EXPECT_LE(length, 129 * 64);
+    EXPECT_GT(length, 120 * 64);
+  }
+}
+
 TEST(PrefillPlanTest, ShortOrWideLaunchesAreNotSplit) {
   const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
   PrefillOptions options;

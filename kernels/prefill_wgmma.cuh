@@ -425,8 +425,8 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
     const int r0 = pt / kVecs;
     const FastDiv tpc_div(static_cast<uint32_t>(blk.tpc));
     // A slice's slot in the pool (TMA loads): a multiply-high where the
-    // offsets allow (a 64-bit division cost the producer's one TMA thread
-    // 3-5% of the kernel at long prefills).
+    // offsets allow, not a 64-bit division (the one thread that issues the
+    // copies is on the critical path of every tile).
     const FastDiv slot_div(args.pool_stride16 != 0 ? args.pool_stride16 : 1u);
     const auto slot_of = [&](const T* slice) {
       const uint64_t off = reinterpret_cast<uintptr_t>(slice) -
