@@ -52,7 +52,11 @@ struct DevicePrefillPlan {
 
 // `plan` for a page table at `pages` (device) holding each of plan's slices
 // moved by `bytes` (e.g. another layer's slices of the same chunks): the
-// pool moves with them, so g128p keeps its tensor-map loads.
+// pool moves with them, so g128p keeps its tensor-map loads. `pages` must
+// hold exactly those slices, and an uploaded table must not be rewritten in
+// place with others: the tensor maps would still address the pool the plan
+// was made for. (A new table swapped into `pages` by hand is safe: RunPrefill
+// then loads by cp.async.)
 DevicePrefillPlan MovedPrefillPlan(const DevicePrefillPlan& plan, const void* const* pages,
                                    int64_t bytes);
 

@@ -20,12 +20,15 @@ int64_t DefaultPosition(const PrefillBatch& batch, int b, int entry, int tpc) {
 // Cuts the KV extent of tiles into pieces of whole 64-token tiles while the
 // launch has fewer blocks (items x KV heads) than target_blocks: each tile
 // into max(1, floor(its share of the work x target_blocks / kv_heads))
-// pieces of equal length (at least kPrefillMinSplitTokens), so that the
-// pieces are at most target_blocks blocks of about equal work. (One piece
-// length for every tile would cut a 68-tile extent into 33 + 33 + 2 tiles:
-// a third wave of blocks for 2 tiles of work.)
+// pieces of one length (the last may be shorter; all but the last at least
+// kPrefillMinSplitTokens), so that the long pieces fill about target_blocks
+// blocks. Tiles too short for a share of their own stay whole, one block
+// each on top of the target: they are the launch's last and shortest blocks
+// (heaviest first). (One piece length for every tile would cut a 68-tile
+// extent into 33 + 33 + 2 tiles: a third wave of blocks for 2 tiles of
+// work.)
 template <typename Extent>
-void SplitLongTiles(int target_blocks, int kv_heads, Extent extent,
+void SplitLongTiles(int64_t target_blocks, int kv_heads, Extent extent,
                     PrefillPlan* plan) {
   const int64_t blocks = static_cast<int64_t>(plan->items.size()) * kv_heads;
   if (target_blocks <= 0 || blocks == 0 || blocks >= target_blocks) return;
@@ -312,7 +315,8 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
                     it.history + (it.row_begin + it.num_rows - 1) / group + 1) -
            it.kv_begin;
   };
-  SplitLongTiles(options.split_target_blocks * PrefillBlocksPerSm(plan.options.kernel_variant) / 2,
+  SplitLongTiles(int64_t{options.split_target_blocks} *
+                     PrefillBlocksPerSm(plan.options.kernel_variant) / 2,
                  layout.num_kv_heads, extent, &plan);
   std::stable_sort(plan.items.begin(), plan.items.end(),
                    [&](const PrefillItem& a, const PrefillItem& b) {

@@ -61,9 +61,9 @@ struct PrefillOptions {
   // least kPrefillMinSplitTokens each) whose partial states a second kernel
   // merges. 0: never split. The default is 2 blocks per SM of an H100/H200,
   // for the variants that keep 2 blocks per SM; those that keep one
-  // (PrefillBlocksPerSm) split below half of it (a 128-block launch of
-  // g128p on 132 SMs measured 1.6x faster unsplit than cut into 256
-  // pieces).
+  // (PrefillBlocksPerSm) split below half of it (g128p at gqa 4096/512,
+  // 128 blocks on 132 SMs, measured 1.6x faster unsplit than cut into 320
+  // blocks).
   int split_target_blocks = 264;
   // Keys rotated ahead (RoPE on): a pre-kernel rotates the keys of every
   // page-table entry once into the workspace ([entries][kv_heads]
@@ -103,8 +103,8 @@ struct PrefillOptions {
   //   kAuto: the planner picks kRows64 for batches of short prefills only
   //     (every sequence with 2 to 511 new tokens over fewer than 8192 KV
   //     tokens) and kRows128WgmmaPipelined otherwise (long prefills, long
-  //     histories, decodes), as measured fastest on an H200 (decodes and short prefills, where
-  //     the 64-row tiles are faster); the plan records the choice.
+  //     histories, decodes), as measured fastest on an H200 (single-
+  //     sequence batches); the plan records the choice.
   // The wgmma variants need an sm_90 device (Hopper): elsewhere the launch
   // runs kRows128Wide, which takes the same plan (128-row tiles, pieces
   // split at multiples of 64 keys).
@@ -154,7 +154,7 @@ int PrefillRowsPerTile(PrefillOptions::KernelVariant variant);
 // kAuto.
 int PrefillBlocksPerSm(PrefillOptions::KernelVariant variant);
 
-// The variant's short name ("base", "r128", "w128", "g128", "g128x128", as
+// The variant's short name ("base", "r128", "w128", "g128", "g128x128", "g128p", as
 // prefill_bench --variants takes them) and the reverse (kInvalidArgument
 // for an unknown name).
 const char* PrefillKernelVariantName(PrefillOptions::KernelVariant variant);

@@ -1,6 +1,8 @@
 // Prefill attention on Hopper warpgroup MMAs (wgmma, sm_90a): the kernel
 // variants PrefillOptions::KernelVariant::kRows128Wgmma (64-token KV tiles)
-// and kRows128WgmmaKv128 (128-token KV tiles). Same items,
+// and kRows128WgmmaKv128 (128-token KV tiles), described here, and the
+// warp-specialized kRows128WgmmaPipelined ("g128p"; TMA or cp.async loads
+// by a producer warpgroup, mbarriers), described at its kernel below. Same items,
 // arguments, RoPE paths, split-KV output and per-row softmax as the mma.sync
 // kernels (prefill.cuh, prefill_wide.cuh); the two matrix products of a KV
 // tile run as wgmma.mma_async instead of mma.sync:
@@ -412,6 +414,7 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
       MbarInit(empty_k(s), kConsumers / 32);  // one lane per consumer warp
       MbarInit(empty_v(s), kConsumers / 32);
     }
+    ProxyFenceShared();  // the initialized barriers, visible to the TMA copies
   }
   __syncthreads();
 
