@@ -7,6 +7,7 @@
 #include <string>
 #include <map>
 #include <algorithm>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -336,6 +337,15 @@ TEST(PrefillPlanTest, SplitPiecesAreTheTilesShareOfEqualLength) {
   options.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaPipelined;
   EXPECT_EQ(PrefillBlocksPerSm(options.kernel_variant), 1);
   EXPECT_TRUE(PlanOne(layout, options, 4096 - 512, 512).merges.empty());
+  // The largest target (x 2 / 2 for the 64-row kernel, without
+  // overflowing): a decode's 513 KV tiles are cut as finely as allowed, 128
+  // pieces of 4 tiles rounded up to one length of 5 tiles: 103 pieces.
+  PrefillOptions finest = options;
+  finest.kernel_variant = PrefillOptions::KernelVariant::kRows64;
+  finest.split_target_blocks = std::numeric_limits<int>::max();
+  const PrefillPlan most = PlanOne(layout, finest, 32768, 1);
+  ASSERT_EQ(most.merges.size(), 1u);
+  EXPECT_EQ(most.merges[0].num_pieces, 103);
   const PrefillPlan plan = PlanOne(layout, options, 32768, 128);
   ASSERT_EQ(plan.merges.size(), 4u);
   for (const PrefillMerge& m : plan.merges) EXPECT_EQ(m.num_pieces, 4);
