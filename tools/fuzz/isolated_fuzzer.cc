@@ -75,27 +75,21 @@
 #include "store/common/checksum.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tools/fuzz/fuzz_check.h"
 #include "transport/ucx_transport.h"
+
+namespace strata::fuzz {
+const char* const kTargetName = "isolated_fuzzer";
+}  // namespace strata::fuzz
 
 namespace {
 
 namespace pb = ::strata::v1;
+using strata::fuzz::Check;
+using strata::fuzz::Fail;
+using strata::fuzz::Verbose;
 using strata::ChunkKey;
 using strata::proto::DataMessage;
-
-[[noreturn]] void Fail(const std::string& what) {
-  std::fprintf(stderr, "isolated_fuzzer: %s\n", what.c_str());
-  std::abort();
-}
-
-void Check(bool ok, const std::string& what) {
-  if (!ok) Fail(what);
-}
-
-bool Verbose() {
-  static const bool verbose = std::getenv("STRATA_FUZZ_VERBOSE") != nullptr;
-  return verbose;
-}
 
 constexpr int kSetupChunks = 8;
 constexpr int kHonestChunks = 2;

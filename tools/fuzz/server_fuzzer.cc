@@ -47,26 +47,18 @@
 #include "store/common/checksum.h"
 #include "store/engine.h"
 #include "store/server.h"
+#include "tools/fuzz/fuzz_check.h"
+
+namespace strata::fuzz {
+const char* const kTargetName = "server_fuzzer";
+}  // namespace strata::fuzz
 
 namespace {
 
 namespace pb = ::strata::v1;
-
-[[noreturn]] void Fail(const std::string& what) {
-  std::fprintf(stderr, "server_fuzzer: %s\n", what.c_str());
-  std::abort();
-}
-
-void Check(bool ok, const std::string& what) {
-  if (!ok) Fail(what);
-}
-
-// STRATA_FUZZ_VERBOSE=1: print every call and its status (to see how far
-// an input gets).
-bool Verbose() {
-  static const bool verbose = std::getenv("STRATA_FUZZ_VERBOSE") != nullptr;
-  return verbose;
-}
+using strata::fuzz::Check;
+using strata::fuzz::Fail;
+using strata::fuzz::Verbose;
 
 enum Caller { kTenantA = 0, kTenantB = 1, kNoToken = 2, kBadToken = 3 };
 
