@@ -85,13 +85,22 @@ struct PrefillWgmmaKvLayout {
 };
 
 
-// O (+)= P V with N = D: m64n64 or m64n128.
-template <typename T, int D>
-__device__ __forceinline__ void WgmmaPV(float (&o)[D / 2], const uint32_t (&a)[4], uint64_t desc) {
-  if constexpr (D == 64) {
-    WgmmaN64<T, 1>(o, a, desc, 1);
-  } else {
-    WgmmaN128<T, 1>(o, a, desc, 1);
+// O (+)= P V over a kTile-key tile: one m64n{D}k16 per 16 keys (m64n64 at
+// d64, m64n128 at d128), A = P's register fragments, B = the V tile at
+// shared address v_addr (PrefillWgmmaKvLayout, MN-major). Issued only: the
+// caller fences, commits and waits.
+template <typename T, int D, int kTile>
+__device__ __forceinline__ void WgmmaPV(float (&o)[D / 2], const uint32_t (&p)[kTile / 16][4],
+                                        uint32_t v_addr) {
+  constexpr int kAtomBytes = PrefillWgmmaKvLayout<kTile>::kAtomBytes;
+#pragma unroll
+  for (int sub = 0; sub < kTile / 16; ++sub) {
+    const uint64_t desc = WgmmaDesc(v_addr + sub * 2048, kAtomBytes, 1024);
+    if constexpr (D == 64) {
+      WgmmaN64<T, 1>(o, p[sub], desc, 1);
+    } else {
+      WgmmaN128<T, 1>(o, p[sub], desc, 1);
+    }
   }
 }
 
@@ -222,10 +231,7 @@ __device__ __forceinline__ void PrefillWgmmaStep(uint32_t k_addr, uint32_t v_add
   PrefillWgmmaRescale<D>(o, alpha0, alpha1);
   WgmmaFenceOperands(o);
   WgmmaFence();
-#pragma unroll
-  for (int sub = 0; sub < kTile / 16; ++sub) {
-    WgmmaPV<T, D>(o, p[sub], WgmmaDesc(v_addr + sub * 2048, kAtomBytes, 1024));
-  }
+  WgmmaPV<T, D, kTile>(o, p, v_addr);
   WgmmaCommitAndWait();
   WgmmaFenceOperands(o);
 }
@@ -438,6 +444,10 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
                  ? static_cast<int>(slot_div.Div(static_cast<uint32_t>(off >> 4)))
                  : static_cast<int>(off / static_cast<uint64_t>(args.pool_stride));
     };
+    // Tiles by cp.async (no tensor maps, or the tile holding kv_end):
+    // PrefillBlock::LoadKv's addressing, one row at a time, as its slot
+    // offsets and source pointers held for 16 rows would not fit the
+    // producer's 40 registers.
     const auto load = [&](bool keys, int t0, T* dst) {
       const uint32_t base = SmemAddr(dst);
 #pragma unroll 4
@@ -572,11 +582,7 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
       WgmmaCommit();
     };
     const auto issue_pv = [&] {
-      const uint32_t v_addr = SmemAddr(v_stage((j - 1) % kStages));
-#pragma unroll
-      for (int sub = 0; sub < kTile / 16; ++sub) {
-        WgmmaPV<T, D>(o, p[sub], WgmmaDesc(v_addr + sub * 2048, kAtomBytes, 1024));
-      }
+      WgmmaPV<T, D, kTile>(o, p, SmemAddr(v_stage((j - 1) % kStages)));
       WgmmaCommit();
     };
     float alpha0, alpha1;
