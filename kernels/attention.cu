@@ -31,7 +31,7 @@ __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsAr
   // dependent; the wait is a no-op under a normal launch).
   const size_t first_slot =
       lane < n ? static_cast<size_t>(args.merge_slots[begin + lane]) + h : 0;
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+  GridDependencyWait();
   auto slot_of = [&](int k) -> size_t {
     return k < 32 ? first_slot : static_cast<size_t>(args.merge_slots[begin + k]) + h;
   };

@@ -241,7 +241,7 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
 
   // Let the merge grid (a programmatic dependent) start once every block of
   // this grid has started; it waits for this grid's completion itself.
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+  LaunchDependents();
   const WorkItem item = args.items[blockIdx.y];
   const int kvh = blockIdx.x;
   const int group = args.num_q_heads / args.num_kv_heads;

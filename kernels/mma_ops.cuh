@@ -61,6 +61,19 @@ __device__ __forceinline__ float FastExp2(float x) {
   return y;
 }
 
+// Programmatic dependent launch (Hopper): a grid launched with
+// cudaLaunchAttributeProgrammaticStreamSerialization may start while the
+// grid before it on the stream runs; GridDependencyWait blocks until that
+// grid has completed and its writes are visible (a no-op under a plain
+// launch). LaunchDependents lets the dependent grid start once every block
+// of this grid has executed it.
+__device__ __forceinline__ void GridDependencyWait() {
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+}
+__device__ __forceinline__ void LaunchDependents() {
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
 __device__ __forceinline__ uint32_t SmemAddr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
 }

@@ -94,6 +94,12 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
   d.rope_table_rows = plan.rope_table_rows;
   d.rope_table = plan.rope_table_rows > 0 ? reinterpret_cast<float2*>(base + w.rope_table)
                                           : nullptr;
+  if (d.rope_table != nullptr) {  // once per plan; every RunPrefill reads it
+    s = CudaStatus(LaunchPrefillRopeTable(d.rope_table, d.inv_freq, plan.layout.head_dim / 2,
+                                          plan.rope_table_base, plan.rope_table_rows, stream),
+                   "fill the RoPE table");
+    if (!s.ok()) return s;
+  }
   d.num_pages = static_cast<int>(plan.pages.size());
   d.rotated_keys = plan.rotated_key_bytes > 0 ? base + w.rotated_keys : nullptr;
   d.pool_pages = d.pages;

@@ -21,7 +21,11 @@ namespace {
 
 // Launches one attention kernel, raising its dynamic shared-memory limit
 // once per process and kernel (benign race: concurrent first calls set the
-// same value).
+// same value). The kernel is a programmatic dependent of the grid before it
+// on the stream (the key rotation, or the caller's last kernel): its blocks
+// may be scheduled as that grid's last blocks run, and wait
+// (GridDependencyWait) before their first read. Falls back to a plain
+// launch where that is refused.
 template <typename Kernel>
 cudaError_t LaunchAttention(Kernel kernel, int threads, int smem, bool& smem_limit_set,
                             const PrefillArgs& args, cudaStream_t stream) {
@@ -31,8 +35,19 @@ cudaError_t LaunchAttention(Kernel kernel, int threads, int smem, bool& smem_lim
     if (err != cudaSuccess) return err;
     smem_limit_set = true;
   }
-  const dim3 grid(args.num_items, args.num_kv_heads);
-  kernel<<<grid, threads, smem, stream>>>(args);
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(args.num_items, args.num_kv_heads);
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attr;
+  config.numAttrs = 1;
+  if (cudaLaunchKernelEx(&config, kernel, args) == cudaSuccess) return cudaGetLastError();
+  (void)cudaGetLastError();  // clear the refusal, launch plainly
+  kernel<<<config.gridDim, config.blockDim, smem, stream>>>(args);
   return cudaGetLastError();
 }
 
@@ -149,17 +164,10 @@ cudaError_t LaunchWgmmaPipelined(const PrefillArgs& in, cudaStream_t stream) {
 
 template <typename T, int D>
 cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
-  if (args.rope_table != nullptr) {
-    const int64_t n = static_cast<int64_t>(args.rope_table_rows) * (D / 2);
-    const int blocks = static_cast<int>(std::min<int64_t>((n + 255) / 256, 4096));
-    device::PrefillRopeTableKernel<<<blocks, 256, 0, stream>>>(
-        args.rope_table, args.inv_freq, D / 2, args.rope_table_base, args.rope_table_rows);
-    const cudaError_t err = cudaGetLastError();
-    if (err != cudaSuccess) return err;
-  }
   if (args.rotated_keys != nullptr) {
-    const int64_t n = static_cast<int64_t>(args.num_pages) * args.num_kv_heads *
-                      args.tokens_per_chunk * (D / 16);
+    const int64_t n = static_cast<int64_t>(args.num_pages) * args.tokens_per_chunk * (D / 16) *
+                      ((args.num_kv_heads + device::kPrefillRotateHeads - 1) /
+                       device::kPrefillRotateHeads);
     const int blocks = static_cast<int>(std::min<int64_t>(
         (n + device::kPrefillRotateThreads - 1) / device::kPrefillRotateThreads, 1 << 16));
     device::PrefillRotateKeysKernel<T, D><<<blocks, device::kPrefillRotateThreads, 0, stream>>>(
@@ -193,6 +201,17 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
 }
 
 }  // namespace
+
+cudaError_t LaunchPrefillRopeTable(float2* table, const float* inv_freq, int half, int base,
+                                   int rows, cudaStream_t stream) {
+  if (table == nullptr || inv_freq == nullptr || half <= 0 || rows <= 0) {
+    return cudaErrorInvalidValue;
+  }
+  const int64_t n = static_cast<int64_t>(rows) * half;
+  const int blocks = static_cast<int>(std::min<int64_t>((n + 255) / 256, 4096));
+  device::PrefillRopeTableKernel<<<blocks, 256, 0, stream>>>(table, inv_freq, half, base, rows);
+  return cudaGetLastError();
+}
 
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream) {
   if (args.num_items <= 0 || args.num_kv_heads <= 0 || args.num_kv_heads > 65535 ||

@@ -72,17 +72,13 @@ __global__ void PrefillRopeTableKernel(float2* table, const float* inv_freq, int
   }
 }
 
-// Rotates 8 frequencies of one row at position `pos`: a holds elements
-// j * 8 .. j * 8 + 8 of the first half, b the same of the second half; cos /
-// sin from `table` (rows indexed by position - base) or, without a table,
-// from sincosf. Explicit fp32 roundings (no contraction choices left to the
-// compiler), so every caller produces the same bits.
-template <typename T, int D>
-__device__ __forceinline__ void RotateVectors(uint4& a, uint4& b, int pos, int j,
-                                              const float2* __restrict__ table, int base,
-                                              const float* __restrict__ inv_freq) {
-  using Ops = MmaOps<T>;
-  float cs[8], sn[8];
+// cos / sin of 8 frequencies j * 8 .. j * 8 + 8 at position `pos`: from
+// `table` (rows indexed by position - base) or, without a table, from
+// sincosf (the table's values: PrefillRopeTableKernel).
+template <int D>
+__device__ __forceinline__ void RopeAngles(float (&cs)[8], float (&sn)[8], int pos, int j,
+                                           const float2* __restrict__ table, int base,
+                                           const float* __restrict__ inv_freq) {
   if (table != nullptr) {
     const float4* t = reinterpret_cast<const float4*>(
         table + static_cast<size_t>(pos - base) * (D / 2) + j * 8);
@@ -100,6 +96,16 @@ __device__ __forceinline__ void RotateVectors(uint4& a, uint4& b, int pos, int j
       sincosf(__fmul_rn(static_cast<float>(pos), __ldg(inv_freq + j * 8 + k)), &sn[k], &cs[k]);
     }
   }
+}
+
+// Rotates 8 frequencies of one row by cs / sn (RopeAngles): a holds
+// elements j * 8 .. j * 8 + 8 of the first half, b the same of the second
+// half. Explicit fp32 roundings (no contraction choices left to the
+// compiler), so every caller produces the same bits.
+template <typename T>
+__device__ __forceinline__ void RotateVectorsBy(uint4& a, uint4& b, const float (&cs)[8],
+                                                const float (&sn)[8]) {
+  using Ops = MmaOps<T>;
   T* x1 = reinterpret_cast<T*>(&a);
   T* x2 = reinterpret_cast<T*>(&b);
 #pragma unroll
@@ -108,6 +114,17 @@ __device__ __forceinline__ void RotateVectors(uint4& a, uint4& b, int pos, int j
     x1[k] = Ops::FromFloat(__fmaf_rn(f1, cs[k], -__fmul_rn(f2, sn[k])));
     x2[k] = Ops::FromFloat(__fmaf_rn(f2, cs[k], __fmul_rn(f1, sn[k])));
   }
+}
+
+// Rotates 8 frequencies of one row at position `pos` (RopeAngles, then
+// RotateVectorsBy).
+template <typename T, int D>
+__device__ __forceinline__ void RotateVectors(uint4& a, uint4& b, int pos, int j,
+                                              const float2* __restrict__ table, int base,
+                                              const float* __restrict__ inv_freq) {
+  float cs[8], sn[8];
+  RopeAngles<D>(cs, sn, pos, j, table, base, inv_freq);
+  RotateVectorsBy<T>(a, b, cs, sn);
 }
 
 // The shared-memory layout of the mma.sync kernels' tiles (PrefillSwz):
@@ -361,34 +378,53 @@ struct PrefillBlock {
 // Keys rotated ahead (PrefillArgs::rotated_keys): every token slot of every
 // page-table entry and KV head, rotated at positions[entry] + slot, written
 // to rotated_keys [num_pages][num_kv_heads][tokens_per_chunk][D]. Slots past
-// a sequence's kv length are rotated too (never read). One thread per row
-// and 8-frequency unit, grid-stride.
+// a sequence's kv length are rotated too (never read). One thread per token
+// slot, 8-frequency unit and group of kPrefillRotateHeads KV heads,
+// grid-stride: it reads that unit's cos / sin once for the group's heads (a
+// warp covers 4 slots x 16 units of one head, 1 KiB of contiguous keys).
+// Lets the attention kernel, launched as its programmatic dependent
+// (GridDependencyWait before its first read), be scheduled as the last
+// rotation blocks run.
 inline constexpr int kPrefillRotateThreads = 256;
+inline constexpr int kPrefillRotateHeads = 4;
 
 template <typename T, int D>
 __global__ void __launch_bounds__(kPrefillRotateThreads)
     PrefillRotateKeysKernel(const PrefillArgs args) {
+  LaunchDependents();
   constexpr int kPairs = D / 16;
   const int tpc = args.tokens_per_chunk;
-  const int64_t rows = static_cast<int64_t>(args.num_pages) * args.num_kv_heads * tpc;
+  const int heads = args.num_kv_heads;
+  const int head_groups = (heads + kPrefillRotateHeads - 1) / kPrefillRotateHeads;
+  const int64_t units = static_cast<int64_t>(args.num_pages) * head_groups * tpc * kPairs;
   const T* const* pages = reinterpret_cast<const T* const*>(args.pages);
   T* const out = static_cast<T*>(args.rotated_keys);
-  for (int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-       u < rows * kPairs; u += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+  const size_t head_stride = static_cast<size_t>(tpc) * D;
+  for (int64_t u = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; u < units;
+       u += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int j = static_cast<int>(u % kPairs);
-    const int64_t row = u / kPairs;  // (entry, head, slot)
-    const int slot = static_cast<int>(row % tpc);
-    const int64_t eh = row / tpc;
-    const int e = static_cast<int>(eh / args.num_kv_heads);
-    const int h = static_cast<int>(eh % args.num_kv_heads);
-    const T* src = pages[e] + (static_cast<size_t>(h) * tpc + slot) * D;
-    T* dst = out + static_cast<size_t>(row) * D;
-    uint4 a = *reinterpret_cast<const uint4*>(src + j * 8);
-    uint4 b = *reinterpret_cast<const uint4*>(src + (j + kPairs) * 8);
-    RotateVectors<T, D>(a, b, args.positions[e] + slot, j, args.rope_table, args.rope_table_base,
-                        args.inv_freq);
-    *reinterpret_cast<uint4*>(dst + j * 8) = a;
-    *reinterpret_cast<uint4*>(dst + (j + kPairs) * 8) = b;
+    const int64_t r = u / kPairs;  // ((entry, head group), slot)
+    const int slot = static_cast<int>(r % tpc);
+    const int64_t eg = r / tpc;
+    const int e = static_cast<int>(eg / head_groups);
+    const int h0 = static_cast<int>(eg - static_cast<int64_t>(e) * head_groups) *
+                   kPrefillRotateHeads;
+    float cs[8], sn[8];
+    RopeAngles<D>(cs, sn, args.positions[e] + slot, j, args.rope_table, args.rope_table_base,
+                  args.inv_freq);
+    const size_t in_head = static_cast<size_t>(slot) * D + j * 8;
+    const T* src = pages[e] + in_head;
+    T* dst = out + static_cast<size_t>(e) * heads * head_stride + in_head;
+#pragma unroll
+    for (int h = h0; h < h0 + kPrefillRotateHeads; ++h) {
+      if (h < heads) {
+        uint4 a = *reinterpret_cast<const uint4*>(src + h * head_stride);
+        uint4 b = *reinterpret_cast<const uint4*>(src + h * head_stride + kPairs * 8);
+        RotateVectorsBy<T>(a, b, cs, sn);
+        *reinterpret_cast<uint4*>(dst + h * head_stride) = a;
+        *reinterpret_cast<uint4*>(dst + h * head_stride + kPairs * 8) = b;
+      }
+    }
   }
 }
 
@@ -480,6 +516,7 @@ __device__ __forceinline__ void PrefillStep(const T* sk, const T* sv, bool mask,
 
 template <typename T, int D>
 __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) {
+  GridDependencyWait();  // launched as a programmatic dependent (LaunchPrefill)
   using Cfg = PrefillConfig<D>;
   using Layout = PrefillSwzLayout<D>;
   constexpr int kTile = Cfg::kTile;

@@ -64,7 +64,9 @@ DevicePrefillPlan MovedPrefillPlan(const DevicePrefillPlan& plan, const void* co
 size_t PrefillWorkspaceBytes(const PrefillPlan& plan);
 
 // Copies the plan's metadata into `workspace` (device memory of at least
-// PrefillWorkspaceBytes(plan), 256-byte aligned) on `stream`. Chunk pointers
+// PrefillWorkspaceBytes(plan), 256-byte aligned) on `stream`, and fills the
+// plan's RoPE table there (one kernel, when the plan has a table; every
+// RunPrefill of the plan, and of plans moved from it, reads it). Chunk pointers
 // must be device pointers, 16-byte aligned. kInvalidArgument: workspace too
 // small, null or misaligned; misaligned chunk slice.
 absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
@@ -72,8 +74,8 @@ absl::StatusOr<DevicePrefillPlan> UploadPrefillPlan(const PrefillPlan& plan,
                                                     size_t workspace_bytes,
                                                     cudaStream_t stream);
 
-// Runs the plan (the RoPE table pre-kernel when the plan has a table, the
-// key rotation pre-kernel when it rotates keys ahead, the attention kernel, the merge of split tiles when it has any; all on
+// Runs the plan (the key rotation pre-kernel when it rotates keys ahead,
+// the attention kernel, the merge of split tiles when it has any; all on
 // `stream`): queries [total_tokens][q_heads][head_dim] (device, KV
 // dtype, unrotated) -> out (same shape and dtype) and lse
 // [total_tokens][q_heads] (float, base 2; may be null). Queries and out

@@ -28,7 +28,8 @@ struct PrefillArgs {
   float scale_log2;          // softmax scale * log2(e)
   int32_t apply_rope;
   const float* inv_freq;     // [head_dim / 2] RoPE frequencies
-  float2* rope_table;        // null: sincosf; else filled here, then read
+  float2* rope_table;        // null: sincosf; else read (filled ahead by
+                             // LaunchPrefillRopeTable)
   int32_t rope_table_base;   // position of table row 0
   int32_t rope_table_rows;
   void* rotated_keys;        // null: keys rotated in the kernel; else
@@ -65,10 +66,16 @@ struct PrefillArgs {
   uint32_t pool_stride16;
 };
 
-// The RoPE table kernel when rope_table is set, the key rotation kernel
-// when rotated_keys is set, then the attention kernel of `variant`
-// (grid (num_items, num_kv_heads), 128 or 256 threads), then the merge kernel when
-// num_merges > 0 (grid (num_merges, num_kv_heads)), on `stream`.
+// Fills the RoPE table: rows x half (cos, sin) of (base + row) x
+// inv_freq[i] (sincosf), on `stream`. Once per uploaded plan
+// (UploadPrefillPlan); every launch of the plan reads it.
+cudaError_t LaunchPrefillRopeTable(float2* table, const float* inv_freq, int half, int base,
+                                   int rows, cudaStream_t stream);
+
+// The key rotation kernel when rotated_keys is set, then the attention
+// kernel of `variant` (grid (num_items, num_kv_heads), 128 to 384 threads;
+// a programmatic dependent of the grid before it), then the merge kernel
+// when num_merges > 0 (grid (num_merges, num_kv_heads)), on `stream`.
 cudaError_t LaunchPrefill(const PrefillArgs& args, cudaStream_t stream);
 
 }  // namespace strata::kernels

@@ -240,6 +240,7 @@ template <typename T, int D, int kKvTile>
 __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
     PrefillWgmmaKernel(const PrefillArgs args) {
 #if STRATA_HAS_WGMMA
+  GridDependencyWait();  // launched as a programmatic dependent (LaunchPrefill)
   using Cfg = PrefillWgmmaConfig<D, kKvTile>;
   using KvLayout = PrefillWgmmaKvLayout<kKvTile>;
   constexpr int kRows = Cfg::kRows;
@@ -400,14 +401,9 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
   auto empty_k = [&](int s) { return bars + 8 * (2 * kStages + s); };
   auto empty_v = [&](int s) { return bars + 8 * (3 * kStages + s); };
 
-  const PrefillBlock<T, D> blk(args);
-  const PrefillItem& item = blk.item;
-  const int group = blk.group;
-  const int kv_end = blk.kv_end;
   const int tid = threadIdx.x;
   const int warp = tid / 32;
   const int lane = tid % 32;
-  const int num_tiles = (kv_end - item.kv_begin + kTile - 1) / kTile;
   // Tensor maps: whole tiles by TMA (one producer thread arrives, the
   // copies complete the bytes), the tile holding kv_end by cp.async (its
   // rows past kv_end zero-filled). Without: every producer thread arrives
@@ -422,6 +418,14 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
     }
     ProxyFenceShared();  // the initialized barriers, visible to the TMA copies
   }
+  // Launched as a programmatic dependent (LaunchPrefill): the barriers
+  // above are set up while the grid before it finishes.
+  GridDependencyWait();
+  const PrefillBlock<T, D> blk(args);
+  const PrefillItem& item = blk.item;
+  const int group = blk.group;
+  const int kv_end = blk.kv_end;
+  const int num_tiles = (kv_end - item.kv_begin + kTile - 1) / kTile;
   __syncthreads();
 
   if (warp >= kConsumers / 32) {

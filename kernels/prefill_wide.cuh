@@ -190,6 +190,7 @@ __device__ __forceinline__ void PrefillWideStep(const T* sq, int q_row0, const T
 template <typename T, int D, typename Cfg>
 __global__ void __launch_bounds__(Cfg::kThreads, Cfg::kMinBlocks)
     PrefillWideKernel(const PrefillArgs args) {
+  GridDependencyWait();  // launched as a programmatic dependent (LaunchPrefill)
   using Layout = PrefillSwzLayout<D>;
   constexpr int kRows = Cfg::kRows;
   constexpr int kTile = Cfg::kTile;
