@@ -108,17 +108,15 @@ __device__ __forceinline__ void WgmmaPV(float (&o)[D / 2], const uint32_t (&p)[k
 // s[4 n + e] of rows row_g (e < 2) and row_g + 8 (e >= 2), keys n * 8 +
 // (lane % 4) * 2 + (e & 1) of the tile. Masks as PrefillWideStep (M = 1)
 // when `mask` (each limit also capped at lim_cap), updates the running max
-// (m, base 2, scaled) and sum (l, this thread's share), packs P as the
-// register-A fragments of P V (the layout of wgmma's accumulator is that
-// of register A per warp) and returns the factors alpha that rescale O.
-template <typename T, int kTile>
-__device__ __forceinline__ void PrefillWgmmaSoftmax(float (&s)[kTile / 2], bool mask,
-                                                    int lim_base, int lim_cap, int row_g,
-                                                    int group, float scale_log2, float& m0,
-                                                    float& m1, float& l0, float& l1,
-                                                    float& alpha0, float& alpha1,
-                                                    uint32_t (&p)[kTile / 16][4]) {
-  using Ops = MmaOps<T>;
+// (m, base 2, scaled) and sum (l, this thread's share), leaves the
+// exponentiated scores (P in fp32) in s and returns the factors alpha that
+// rescale O.
+template <int kTile>
+__device__ __forceinline__ void PrefillWgmmaSoftmaxExp(float (&s)[kTile / 2], bool mask,
+                                                       int lim_base, int lim_cap, int row_g,
+                                                       int group, float scale_log2, float& m0,
+                                                       float& m1, float& l0, float& l1,
+                                                       float& alpha0, float& alpha1) {
   constexpr int kN8 = kTile / 8;  // 8-key blocks of S
   const int t4 = (threadIdx.x % 32) % 4;
   if (mask) {
@@ -161,6 +159,15 @@ __device__ __forceinline__ void PrefillWgmmaSoftmax(float (&s)[kTile / 2], bool 
   }
   l0 = l0 * alpha0 + sum0;
   l1 = l1 * alpha1 + sum1;
+}
+
+// P of the exponentiated scores s (PrefillWgmmaSoftmaxExp) packed as the
+// register-A fragments of P V (the layout of wgmma's accumulator is that of
+// register A per warp).
+template <typename T, int kTile>
+__device__ __forceinline__ void PrefillWgmmaPackP(const float (&s)[kTile / 2],
+                                                  uint32_t (&p)[kTile / 16][4]) {
+  using Ops = MmaOps<T>;
 #pragma unroll
   for (int sub = 0; sub < kTile / 16; ++sub) {
     p[sub][0] = Ops::Pack(s[8 * sub], s[8 * sub + 1]);
@@ -168,6 +175,20 @@ __device__ __forceinline__ void PrefillWgmmaSoftmax(float (&s)[kTile / 2], bool 
     p[sub][2] = Ops::Pack(s[8 * sub + 4], s[8 * sub + 5]);
     p[sub][3] = Ops::Pack(s[8 * sub + 6], s[8 * sub + 7]);
   }
+}
+
+// The online softmax of a warpgroup's S tile: PrefillWgmmaSoftmaxExp, then
+// PrefillWgmmaPackP into p.
+template <typename T, int kTile>
+__device__ __forceinline__ void PrefillWgmmaSoftmax(float (&s)[kTile / 2], bool mask,
+                                                    int lim_base, int lim_cap, int row_g,
+                                                    int group, float scale_log2, float& m0,
+                                                    float& m1, float& l0, float& l1,
+                                                    float& alpha0, float& alpha1,
+                                                    uint32_t (&p)[kTile / 16][4]) {
+  PrefillWgmmaSoftmaxExp<kTile>(s, mask, lim_base, lim_cap, row_g, group, scale_log2, m0, m1, l0,
+                                l1, alpha0, alpha1);
+  PrefillWgmmaPackP<T, kTile>(s, p);
 }
 
 // O *= alpha per row (skipped when the warp's maxima did not move).
@@ -367,9 +388,9 @@ struct PrefillWgmmaPipelinedConfig {
   static constexpr int kThreads = kConsumerThreads + 128;  // + the producer warpgroup
   static constexpr int kProducerRegs = 40;
   static constexpr int kConsumerRegs = 232;
-  static constexpr int kStages = 3;
   static constexpr int kQElems = kRows * D;
   static constexpr int kKvElems = kTile * D;
+  static constexpr int kStages = 3;
   static constexpr int kTileBytes = (kQElems + kStages * 2 * kKvElems) * 2;
   // + the mbarriers (4 per stage), + 1024: tiles aligned to 1024 at run time.
   static constexpr int kSmemBytes = kTileBytes + 4 * kStages * 8 + 1024;
@@ -381,12 +402,14 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
     PrefillWgmmaPipelinedKernel(const __grid_constant__ PrefillArgs args) {
 #if STRATA_HAS_WGMMA
   using Cfg = PrefillWgmmaPipelinedConfig<D>;
-  using Layout = PrefillWgmmaKvLayout<128>;  // Q (128 rows) and K / V tiles
   constexpr int kRows = Cfg::kRows;
   constexpr int kTile = Cfg::kTile;
+  using QLayout = PrefillWgmmaKvLayout<kRows>;  // the Q tile's
+  using Layout = PrefillWgmmaKvLayout<kTile>;   // the K / V tiles'
   constexpr int kStages = Cfg::kStages;
   constexpr int kConsumers = Cfg::kConsumerThreads;
   constexpr int kAtomBytes = Layout::kAtomBytes;
+  constexpr int kQAtomBytes = QLayout::kAtomBytes;
   constexpr int kVecs = D / 8;
   extern __shared__ __align__(128) unsigned char smem_raw[];  // aligned to 1024 below
   unsigned char* const smem = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
@@ -520,12 +543,12 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
 
   // Consumers. Q: every row, rotated, before the first product.
   SetMaxRegsInc<Cfg::kConsumerRegs>();
-  blk.template LoadQ<kRows, kConsumers, Layout>(args, sq);
+  blk.template LoadQ<kRows, kConsumers, QLayout>(args, sq);
   CpAsyncCommit();
   CpAsyncWait<0>();
   if (args.apply_rope) {
     NamedBarrierSync(1, kConsumers);
-    blk.template RotateQ<kRows, kConsumers, Layout>(args, sq);
+    blk.template RotateQ<kRows, kConsumers, QLayout>(args, sq);
   }
   ProxyFenceShared();
   NamedBarrierSync(1, kConsumers);
@@ -553,14 +576,13 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
 #pragma unroll
   for (int j = 0; j < D / 2; ++j) o[j] = 0.0f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-  // P of a tile, in registers until the next iteration's P V has read it:
-  // two buffers, written alternately (iteration j reads pa or pb and writes
-  // the other), so that no instruction writes the registers a running
-  // product reads (ptxas serializes every wgmma of a kernel that does,
-  // which a copy from one buffer to the other did).
-  uint32_t pa[kTile / 16][4], pb[kTile / 16][4];
+  // P of the previous tile (bf16 / fp16), read by this iteration's P V; it
+  // is packed from the new scores only once that product has completed
+  // (ptxas serializes every wgmma of a kernel that writes registers a
+  // running product reads).
+  uint32_t p[kTile / 16][4];
 
-  const auto step = [&](int j, uint32_t(&p)[kTile / 16][4], uint32_t(&pn)[kTile / 16][4]) {
+  for (int j = 0; j <= num_tiles; ++j) {
     const int t0 = item.kv_begin + j * kTile;
     const bool do_s = j < wg_tiles;
     const bool do_pv = j >= 1 && j <= wg_tiles;
@@ -579,8 +601,8 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
       const uint32_t k_addr = SmemAddr(k_stage(j % kStages));
 #pragma unroll
       for (int k = 0; k < D / 16; ++k) {
-        const int off = (k / 4) * kAtomBytes + (k % 4) * 32;
-        WgmmaN128SS<T>(s, WgmmaDesc(q_addr + off, 16, 1024), WgmmaDesc(k_addr + off, 16, 1024),
+        WgmmaN128SS<T>(s, WgmmaDesc(q_addr + (k / 4) * kQAtomBytes + (k % 4) * 32, 16, 1024),
+                       WgmmaDesc(k_addr + (k / 4) * kAtomBytes + (k % 4) * 32, 16, 1024),
                        k > 0 ? 1 : 0);
       }
       WgmmaCommit();
@@ -592,9 +614,9 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
     float alpha0, alpha1;
     const auto softmax = [&] {
       WgmmaFenceOperands(s);
-      PrefillWgmmaSoftmax<T, kTile>(s, t0 + kTile > warp_min_lim || t0 + kTile > kv_end,
+      PrefillWgmmaSoftmaxExp<kTile>(s, t0 + kTile > warp_min_lim || t0 + kTile > kv_end,
                                     item.history + 1 - t0, kv_end - t0, wrow + g, group,
-                                    args.scale_log2, m0, m1, l0, l1, alpha0, alpha1, pn);
+                                    args.scale_log2, m0, m1, l0, l1, alpha0, alpha1);
     };
     // Stage releases, one lane per warp once its products have read them.
     const auto release_k = [&] {
@@ -622,6 +644,7 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
       WgmmaFenceOperands(p);
       release_v();
       PrefillWgmmaRescale<D>(o, alpha0, alpha1);
+      PrefillWgmmaPackP<T, kTile>(s, p);
     } else if (do_s) {  // the first tile
       WgmmaFence();
       issue_s();
@@ -631,6 +654,7 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
       release_v();
       softmax();
       PrefillWgmmaRescale<D>(o, alpha0, alpha1);
+      PrefillWgmmaPackP<T, kTile>(s, p);
     } else if (do_pv) {  // after the last tile
       WgmmaFenceOperands(o);
       WgmmaFenceOperands(p);
@@ -647,10 +671,6 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
       release_k();
       release_v();
     }
-  };
-  for (int j = 0; j <= num_tiles; j += 2) {
-    step(j, pb, pa);
-    if (j + 1 <= num_tiles) step(j + 1, pa, pb);
   }
   if (wg == 0) NamedBarrierSync(2, kConsumers);  // warpgroup 1's last turn
 
