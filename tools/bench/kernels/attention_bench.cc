@@ -538,6 +538,40 @@ int MainVariants(const std::string& configs, bool tree, const std::string& varia
   return 0;
 }
 
+constexpr char kUsage[] =
+    "usage: attention_bench [--configs=SHAPE:PREFIX:BATCH:PRIVATE,...] [--tree]\n"
+    "                       [--iters=N] [--csv=PATH] [--profile]\n"
+    "                       [--target-blocks=N] [--rows-factor=F] [--spread]\n"
+    "                       [--interleave] [--fused-merge]\n"
+    "                       [--papers] [--variants=V1,V2,...] [--help]\n"
+    "  --configs        SHAPE (mha_fp16 | gqa_bf16):PREFIX:BATCH:PRIVATE tokens,\n"
+    "                   comma-separated (default mha_fp16:4096:32:128,\n"
+    "                   gqa_bf16:4096:32:128)\n"
+    "  --tree           also the tree workload\n"
+    "  --iters          timed iterations per repetition (default 30)\n"
+    "  --csv            also write one row per config (or per variant) to PATH\n"
+    "  --profile        run every plan once, untimed (for Nsight Compute)\n"
+    "  --target-blocks  PlanOptions::target_blocks (default 2 x the device's SMs)\n"
+    "  --rows-factor    PlanOptions::min_piece_tokens_per_row (default 2)\n"
+    "  --spread         PlanOptions::spread_row_tiled_runs\n"
+    "  --interleave     PlanOptions::interleave_shared_items\n"
+    "  --fused-merge    PlanOptions::fused_merge\n"
+    "  --papers         the 16 configs of the H200 table and the tree workload,\n"
+    "                   prefix-aware plans, every variant side by side\n"
+    "  --variants       plan variants for --papers: default, interleave, fused,\n"
+    "                   spread, tb=N, rf=N, mc=N, nomerge, joined by '+'\n";
+
+// A positive integer flag value; exits with the usage on anything else.
+int PositiveFlag(const std::string& arg, size_t prefix) {
+  char* end = nullptr;
+  const long v = std::strtol(arg.c_str() + prefix, &end, 10);
+  if (end == arg.c_str() + prefix || *end != '\0' || v <= 0 || v > (1 << 30)) {
+    std::fprintf(stderr, "bad value in %s: expected a positive integer\n%s", arg.c_str(), kUsage);
+    std::exit(2);
+  }
+  return static_cast<int>(v);
+}
+
 int Main(int argc, char** argv) {
   std::string configs = "mha_fp16:4096:32:128,gqa_bf16:4096:32:128";
   std::string csv_path;
@@ -552,16 +586,19 @@ int Main(int argc, char** argv) {
     else if (a == "--papers") papers = true;
     else if (a.rfind("--variants=", 0) == 0) variant_list = a.substr(11);
     else if (a.rfind("--csv=", 0) == 0) csv_path = a.substr(6);
-    else if (a.rfind("--iters=", 0) == 0) iters = std::atoi(a.c_str() + 8);
+    else if (a.rfind("--iters=", 0) == 0) iters = PositiveFlag(a, 8);
     else if (a == "--tree") tree = true;
     else if (a == "--profile") g_profile = true;
-    else if (a.rfind("--target-blocks=", 0) == 0) g_plan_options.target_blocks = std::atoi(a.c_str() + 16);
+    else if (a.rfind("--target-blocks=", 0) == 0) g_plan_options.target_blocks = PositiveFlag(a, 16);
     else if (a == "--spread") g_plan_options.spread_row_tiled_runs = true;
     else if (a == "--interleave") g_plan_options.interleave_shared_items = true;
     else if (a == "--fused-merge") g_plan_options.fused_merge = true;
-    else if (a.rfind("--rows-factor=", 0) == 0) g_plan_options.min_piece_tokens_per_row = std::atoi(a.c_str() + 14);
-    else {
-      std::fprintf(stderr, "unknown argument %s\n", a.c_str());
+    else if (a.rfind("--rows-factor=", 0) == 0) g_plan_options.min_piece_tokens_per_row = PositiveFlag(a, 14);
+    else if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n%s", a.c_str(), kUsage);
       return 2;
     }
   }
