@@ -139,22 +139,58 @@ struct PrefillSwzLayout {
 // kThreads threads. A thread's unit is one row's 16-byte vector j of the
 // first half and vector j + D / 16 of the second half (8 frequencies).
 template <typename T, int D, int kRows, int kThreads = PrefillConfig<D>::kThreads,
-          typename Layout = PrefillSwzLayout<D>, typename PositionOf>
+          typename Layout = PrefillSwzLayout<D>, int kBatch = 1, typename PositionOf>
 __device__ __forceinline__ void RotateTile(T* tile, const float2* __restrict__ table, int base,
                                            const float* __restrict__ inv_freq,
                                            PositionOf position_of) {
   constexpr int kPairs = D / 16;
-  for (int u = threadIdx.x; u < kRows * kPairs; u += kThreads) {
-    const int r = u / kPairs;
-    const int j = u % kPairs;
-    const int pos = position_of(r);
-    if (pos < 0) continue;
-    uint4* p1 = reinterpret_cast<uint4*>(tile + Layout::Offset(r, j));
-    uint4* p2 = reinterpret_cast<uint4*>(tile + Layout::Offset(r, j + kPairs));
-    uint4 a = *p1, b = *p2;
-    RotateVectors<T, D>(a, b, pos, j, table, base, inv_freq);
-    *p1 = a;
-    *p2 = b;
+  constexpr int kUnits = kRows * kPairs;
+  if constexpr (kBatch == 1) {  // one unit at a time (the wide kernel spills with batches)
+    for (int u = threadIdx.x; u < kUnits; u += kThreads) {
+      const int r = u / kPairs;
+      const int j = u % kPairs;
+      const int pos = position_of(r);
+      if (pos < 0) continue;
+      uint4* p1 = reinterpret_cast<uint4*>(tile + Layout::Offset(r, j));
+      uint4* p2 = reinterpret_cast<uint4*>(tile + Layout::Offset(r, j + kPairs));
+      uint4 a = *p1, b = *p2;
+      RotateVectors<T, D>(a, b, pos, j, table, base, inv_freq);
+      *p1 = a;
+      *p2 = b;
+    }
+  } else {
+    // kBatch units at a time: their positions, then their cos / sin, are
+    // loaded before any is used, so a tile waits for two rounds of loads per
+    // batch rather than per unit (the rotation sits between a K tile's
+    // arrival and its product); 16 more registers per unit of the batch.
+    for (int u0 = threadIdx.x; u0 < kUnits; u0 += kBatch * kThreads) {
+      int pos[kBatch];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        const int u = u0 + i * kThreads;
+        pos[i] = u < kUnits ? position_of(u / kPairs) : -1;
+      }
+      float cs[kBatch][8], sn[kBatch][8];
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        if (pos[i] >= 0) {
+          RopeAngles<D>(cs[i], sn[i], pos[i], (u0 + i * kThreads) % kPairs, table, base, inv_freq);
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < kBatch; ++i) {
+        if (pos[i] < 0) continue;
+        const int u = u0 + i * kThreads;
+        const int r = u / kPairs;
+        const int j = u % kPairs;
+        uint4* p1 = reinterpret_cast<uint4*>(tile + Layout::Offset(r, j));
+        uint4* p2 = reinterpret_cast<uint4*>(tile + Layout::Offset(r, j + kPairs));
+        uint4 a = *p1, b = *p2;
+        RotateVectorsBy<T>(a, b, cs[i], sn[i]);
+        *p1 = a;
+        *p2 = b;
+      }
+    }
   }
 }
 
@@ -295,10 +331,10 @@ struct PrefillBlock {
   }
 
   // RoPE of the K tile sk (in Layout) holding tokens t0 ..; tokens at or
-  // past kv_end left alone.
-  template <int kTile, int kThreads, typename Layout>
+  // past kv_end left alone; kBatch as RotateTile's.
+  template <int kTile, int kThreads, typename Layout, int kBatch = 1>
   __device__ __forceinline__ void RotateK(const PrefillArgs& args, T* sk, int t0) const {
-    RotateTile<T, D, kTile, kThreads, Layout>(sk, args.rope_table, args.rope_table_base,
+    RotateTile<T, D, kTile, kThreads, Layout, kBatch>(sk, args.rope_table, args.rope_table_base,
                                               args.inv_freq, [&](int r) {
                                                 const int t = t0 + r;
                                                 if (t >= kv_end) return -1;
@@ -583,7 +619,7 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
       }
     }
     if (blk.rotate_k) {
-      blk.template RotateK<kTile, kThreads, Layout>(args, sk, t0);
+      blk.template RotateK<kTile, kThreads, Layout, 2>(args, sk, t0);
       __syncthreads();
     }
     if (warp_active && t0 < warp_max_lim) {

@@ -327,7 +327,7 @@ __global__ void __launch_bounds__(PrefillWgmmaConfig<D, kKvTile>::kThreads, 1)
       __syncthreads();
     }
     if (blk.rotate_k) {
-      blk.template RotateK<kTile, kThreads, KvLayout>(args, sk, t0);
+      blk.template RotateK<kTile, kThreads, KvLayout, 2>(args, sk, t0);
       ProxyFenceShared();
       __syncthreads();
     }
@@ -397,7 +397,9 @@ struct PrefillWgmmaPipelinedConfig {
   static_assert(kSmemBytes <= 227 * 1024, "fits in an SM's shared memory");
 };
 
-template <typename T, int D>
+// kRotateK: the launch rotates keys in the kernel (PrefillBlock::rotate_k;
+// the launcher picks the instantiation).
+template <typename T, int D, bool kRotateK>
 __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
     PrefillWgmmaPipelinedKernel(const __grid_constant__ PrefillArgs args) {
 #if STRATA_HAS_WGMMA
@@ -588,8 +590,8 @@ __global__ void __launch_bounds__(PrefillWgmmaPipelinedConfig<D>::kThreads, 1)
     const bool do_pv = j >= 1 && j <= wg_tiles;
     if (j < num_tiles) {
       MbarWait(full_k(j % kStages), (j / kStages) & 1);
-      if (blk.rotate_k) {
-        blk.template RotateK<kTile, kConsumers, Layout>(args, k_stage(j % kStages), t0);
+      if constexpr (kRotateK) {
+        blk.template RotateK<kTile, kConsumers, Layout, 2>(args, k_stage(j % kStages), t0);
         ProxyFenceShared();
         NamedBarrierSync(1, kConsumers);
       }
