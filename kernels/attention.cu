@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include "kernels/attention_launch.h"
+#include "kernels/dependent_launch.cuh"
 #include "kernels/attention_partial.cuh"
 #include "kernels/merge_state.cuh"
 #include "kernels/mma_ops.cuh"
@@ -134,26 +135,12 @@ cudaError_t LaunchPartialTyped(const PartialAttentionArgs& args, cudaStream_t st
 // The merge is launched as a programmatic dependent of the partial-attention
 // kernel (Hopper): its blocks start while the last partial blocks run, read
 // the plan metadata, then wait (griddepcontrol.wait) for the partial grid to
-// complete. Falls back to a plain launch where that is refused.
+// complete (LaunchDependent).
 template <typename T, int D>
 cudaError_t LaunchMergePartialsTyped(const MergePartialsArgs& args, cudaStream_t stream) {
   const int warps = args.batch * args.num_q_heads;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3((warps + 3) / 4);
-  config.blockDim = dim3(128);
-  config.dynamicSmemBytes = 0;
-  config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attr;
-  config.numAttrs = 1;
-  if (cudaLaunchKernelEx(&config, device::MergePartialsKernel<T, D>, args) == cudaSuccess) {
-    return cudaGetLastError();
-  }
-  (void)cudaGetLastError();  // clear the refusal, launch plainly
-  device::MergePartialsKernel<T, D><<<config.gridDim, config.blockDim, 0, stream>>>(args);
-  return cudaGetLastError();
+  return LaunchDependent(device::MergePartialsKernel<T, D>, dim3((warps + 3) / 4), dim3(128), 0,
+                         stream, args);
 }
 
 template <typename T, int D>

@@ -14,6 +14,7 @@ def attention_gpu_targets():
         cu_hdrs = [
             "attention_launch.h",
             "attention_partial.cuh",
+            "dependent_launch.cuh",
             "merge_state.cuh",
             "mma_ops.cuh",
             "work_item.h",
@@ -47,6 +48,7 @@ def attention_gpu_targets():
         srcs = ["prefill.cu"],
         hdrs = ["prefill_launch.h"],
         cu_hdrs = [
+            "dependent_launch.cuh",
             "fast_div.h",
             "mma_ops.cuh",
             "merge_state.cuh",

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/prefill.cuh"
 #include "kernels/prefill_wgmma.cuh"
 #include "kernels/prefill_wide.cuh"
@@ -21,11 +22,10 @@ namespace {
 
 // Launches one attention kernel, raising its dynamic shared-memory limit
 // once per process and kernel (benign race: concurrent first calls set the
-// same value). The kernel is a programmatic dependent of the grid before it
-// on the stream (the key rotation, or the caller's last kernel): its blocks
-// may be scheduled as that grid's last blocks run, and wait
-// (GridDependencyWait) before their first read. Falls back to a plain
-// launch where that is refused.
+// same value). The kernel is a programmatic dependent (LaunchDependent) of
+// the grid before it on the stream (the key rotation, or the caller's last
+// kernel): its blocks may be scheduled as that grid's last blocks run, and
+// wait (GridDependencyWait) before their first read.
 template <typename Kernel>
 cudaError_t LaunchAttention(Kernel kernel, int threads, int smem, bool& smem_limit_set,
                             const PrefillArgs& args, cudaStream_t stream) {
@@ -35,20 +35,8 @@ cudaError_t LaunchAttention(Kernel kernel, int threads, int smem, bool& smem_lim
     if (err != cudaSuccess) return err;
     smem_limit_set = true;
   }
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(args.num_items, args.num_kv_heads);
-  config.blockDim = dim3(threads);
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  config.attrs = attr;
-  config.numAttrs = 1;
-  if (cudaLaunchKernelEx(&config, kernel, args) == cudaSuccess) return cudaGetLastError();
-  (void)cudaGetLastError();  // clear the refusal, launch plainly
-  kernel<<<config.gridDim, config.blockDim, smem, stream>>>(args);
-  return cudaGetLastError();
+  return LaunchDependent(kernel, dim3(args.num_items, args.num_kv_heads), dim3(threads), smem,
+                         stream, args);
 }
 
 template <typename T, int D, typename Cfg>
