@@ -28,7 +28,11 @@ def cuda_library(name, srcs, hdrs = [], cu_hdrs = [], deps = [], nvcc_flags = []
             name = "%s_%s_nvcc" % (name, base),
             srcs = [src] + cu_hdrs,
             outs = [obj],
+            # nvcc names its temporary files after its process id, which is
+            # the same (2) in every sandboxed action: concurrent compiles
+            # would share them. Each action gets a temporary folder of its own.
             cmd = " ".join([
+                "tmp=$$(mktemp -d) && trap 'rm -rf \"$$tmp\"' EXIT && TMPDIR=$$tmp",
                 NVCC,
                 "-std=c++20",
                 "-O3",
