@@ -116,6 +116,7 @@ absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace
   d.partial_lse = reinterpret_cast<float*>(base + w.partial_lse);
   d.partial_o = reinterpret_cast<float*>(base + w.partial_o);
   d.fused_merge = plan.fused_merge;
+  d.wgmma_min_rows = plan.wgmma_min_rows;
   if (plan.fused_merge) {
     d.arrivals = reinterpret_cast<int32_t*>(base + w.arrivals);
     d.merge_arrivals = reinterpret_cast<const int32_t*>(base + w.merge_arrivals);
@@ -153,6 +154,7 @@ absl::Status LaunchPartial(const DevicePlan& plan, const void* queries, void* ou
   a.apply_rope = plan.options.apply_rope ? 1 : 0;
   a.rope_theta = plan.options.rope_theta;
   a.dtype = static_cast<int32_t>(plan.layout.dtype);
+  a.wgmma_min_rows = plan.wgmma_min_rows;
   if (plan.fused_merge) {
     a.fused = 1;
     a.batch = plan.batch;

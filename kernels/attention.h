@@ -52,6 +52,7 @@ struct DevicePlan {
   bool fused_merge = false;
   int32_t* arrivals = nullptr;
   const int32_t* merge_arrivals = nullptr;
+  int32_t wgmma_min_rows = 0;  // AttentionPlan::wgmma_min_rows
 };
 
 // Device workspace bytes that UploadPlan needs for `plan`.

@@ -46,14 +46,16 @@ struct GpuRun {
 enum class Kind { kPaged, kTree, kRelay };
 
 // The plan-option variants every decode test runs (defaults first): item
-// order interleaved, merge fused into the partial launch, and both.
+// order interleaved, merge fused into the partial launch, both, and every
+// item on mma.sync (by default items of 33+ rows run on wgmma on sm_90).
 struct Variant {
   const char* name;
   PlanOptions options;
 };
 
 std::vector<Variant> Variants() {
-  PlanOptions interleave, fused, both;
+  PlanOptions interleave, fused, both, mma;
+  mma.wgmma_shared_items = false;
   interleave.interleave_shared_items = true;
   fused.fused_merge = true;
   both.interleave_shared_items = true;
@@ -61,7 +63,8 @@ std::vector<Variant> Variants() {
   return {{"default", PlanOptions{}},
           {"interleave", interleave},
           {"fused", fused},
-          {"fused+interleave", both}};
+          {"fused+interleave", both},
+          {"mma", mma}};
 }
 
 // Runs `kind`'s plan with `po` on the GPU. With fused merge the plan runs

@@ -44,6 +44,9 @@ struct PartialAttentionArgs {
   const int32_t* merge_slots;
   void* out;                       // [batch][num_q_heads][head_dim]
   float* lse;                      // [batch][num_q_heads] or null
+  // Items with at least this many rows run on wgmma where the kernel was
+  // built for sm_90a and apply_rope is 0 (0: none).
+  int32_t wgmma_min_rows;
 };
 
 // Grid (num_kv_heads, num_items), 128 threads: every item's partial states

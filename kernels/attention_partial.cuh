@@ -15,6 +15,14 @@
 // Shared memory (D = head_dim): Q tile 64 x D, then kStages x (K, V) tiles of
 // 64 x D, 16-byte vectors XOR-swizzled by (row & 7) so that ldmatrix reads
 // are free of bank conflicts.
+//
+// Items with many rows (args.wgmma_min_rows: a prefix shared by a batch of
+// GQA sequences, 33-64 rows per KV head, 4x the MMA work per KV byte of a
+// private item) run on Hopper warpgroup MMAs instead (PartialWgmmaItem,
+// sm_90a builds only, RoPE off): the block's four warps are one warpgroup
+// of 64 rows; per 64-token tile S = Q K^T is m64n64k16 and O += P V
+// m64n{D}k16 (PrefillWgmmaStep of the prefill kernels), K / V tiles in the
+// descriptors' 128-byte-swizzle layout, same pipeline and outputs.
 #ifndef STRATA_KERNELS_ATTENTION_PARTIAL_CUH_
 #define STRATA_KERNELS_ATTENTION_PARTIAL_CUH_
 
@@ -26,6 +34,8 @@
 
 #include "kernels/attention_launch.h"
 #include "kernels/mma_ops.cuh"
+#include "kernels/prefill_wgmma.cuh"
+#include "kernels/wgmma_ops.cuh"
 #include "kernels/work_item.h"
 
 namespace strata::kernels::device {
@@ -37,7 +47,9 @@ struct PartialConfig {
   static constexpr int kStages = 3;
   static constexpr int kVecs = D / 8;    // 16-byte vectors per row
   static constexpr int kTileElems = kTile * D;
-  static constexpr int kSmemBytes = (kTileElems + kStages * 2 * kTileElems) * 2;
+  // + 1024: PartialWgmmaItem aligns its tiles to 1024 bytes at run time
+  // (2 blocks still fit an SM's 228 KiB).
+  static constexpr int kSmemBytes = (kTileElems + kStages * 2 * kTileElems) * 2 + 1024;
   static_assert(4 * 16 * D * 4 + 2 * 4 * 2 * 32 * 4 <= kStages * 2 * kTileElems * 2,
                 "cross-warp reduction must fit in the stage buffers");
 };
@@ -227,6 +239,142 @@ __device__ __forceinline__ void FusedMergeEpilogue(const PartialAttentionArgs& a
   }
 }
 
+// Writes the partial states (normalised O, base-2 LSE) of rows r_local =
+// rw * 16 + g (+ 8) of the item; o_at(half, j, e) is this thread's
+// accumulator of row half, column j * 8 + (lane % 4) * 2 + e.
+template <int D, typename OAt>
+__device__ __forceinline__ void StorePartialRows(const PartialAttentionArgs& args,
+                                                 const WorkItem& item, int kvh, int group, int rw,
+                                                 float m0, float m1, float l0, float l1,
+                                                 OAt o_at) {
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int t4 = lane % 4;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int r_local = rw * 16 + g + half * 8;
+    if (r_local >= item.num_rows) continue;
+    const int row = item.row_begin + r_local;
+    const int qh = kvh * group + row % group;
+    const size_t slot =
+        static_cast<size_t>(item.slot_base) + static_cast<size_t>(row / group) * args.num_q_heads + qh;
+    const float l = half ? l1 : l0;
+    const float m = half ? m1 : m0;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    float* dst = args.partial_o + slot * D + t4 * 2;
+#pragma unroll
+    for (int j = 0; j < D / 8; ++j) {
+      *reinterpret_cast<float2*>(dst + j * 8) =
+          make_float2(o_at(half, j, 0) * inv, o_at(half, j, 1) * inv);
+    }
+    if (t4 == 0) args.partial_lse[slot] = l > 0.0f ? m + log2f(l) : -INFINITY;
+  }
+}
+
+#if STRATA_HAS_WGMMA
+// One item on warpgroup MMAs (see the top of this file): warp w holds rows
+// 16 w .. 16 w + 15 of the 64-row tile (zero past num_rows), K / V tiles of
+// 64 tokens land by cp.async in PrefillWgmmaKvLayout<64> through the same
+// 3-stage pipeline, one __syncthreads per tile.
+template <typename T, int D, bool kFused>
+__device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& args,
+                                                 const WorkItem& item,
+                                                 unsigned char* smem_raw) {
+  using Cfg = PartialConfig<D>;
+  using Layout = PrefillWgmmaKvLayout<Cfg::kTile>;
+  constexpr int kTile = Cfg::kTile;
+  constexpr int kStages = Cfg::kStages;
+  constexpr int kVecs = Cfg::kVecs;
+  static_assert(Cfg::kThreads == 128, "one warpgroup");
+  unsigned char* const smem = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
+  T* const sq = reinterpret_cast<T*>(smem);
+  T* const skv = sq + Cfg::kTileElems;  // 16 KiB (d128) or 8 KiB (d64) on: 1024-aligned
+  const int kvh = blockIdx.x;
+  const int group = args.num_q_heads / args.num_kv_heads;
+  const int tid = threadIdx.x;
+  const int warp = tid / 32;
+  const int tpc = args.tokens_per_chunk;
+  const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
+  const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
+  const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
+  const int num_tiles = (item.num_tokens + kTile - 1) / kTile;
+
+  {  // Q rows (zero-filled past num_rows): the first async group.
+    const T* q = static_cast<const T*>(args.queries);
+    for (int i = tid; i < kMaxRowsPerItem * kVecs; i += Cfg::kThreads) {
+      const int r = i / kVecs, c = i % kVecs;
+      const bool valid = r < item.num_rows;
+      const T* src = q;
+      if (valid) {
+        const int row = item.row_begin + r;
+        const int seq = args.seq_ids[item.seq_begin + row / group];
+        const int qh = kvh * group + row % group;
+        src = q + (static_cast<size_t>(seq) * args.num_q_heads + qh) * D + c * 8;
+      }
+      CpAsync16(SmemAddr(sq + Swz<D>(r, c)), src, valid);
+    }
+  }
+  constexpr int kRowStep = Cfg::kThreads / kVecs;
+  constexpr int kRowsPerThread = kTile / kRowStep;
+  const int col = tid % kVecs;
+  const int r0 = tid / kVecs;
+  auto load_tile = [&](int tile, int stage) {
+    T* sk = skv + stage * 2 * Cfg::kTileElems;
+    T* sv = sk + Cfg::kTileElems;
+    const int t0 = tile * kTile;
+    const T* src[kRowsPerThread];
+#pragma unroll
+    for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
+      const int t = min(t0 + r0 + k * kRowStep, item.num_tokens - 1);
+      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
+    }
+#pragma unroll
+    for (int k = 0; k < kRowsPerThread; ++k) {
+      const int r = r0 + k * kRowStep;
+      const bool valid = t0 + r < item.num_tokens;
+      CpAsync16(SmemAddr(sk + Layout::Offset(r, col)), src[k], valid);
+      CpAsync16(SmemAddr(sv + Layout::Offset(r, col)), src[k] + v_offset, valid);
+    }
+  };
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < num_tiles) load_tile(s, s);
+    CpAsyncCommit();
+  }
+
+  float o[D / 2];
+#pragma unroll
+  for (int j = 0; j < D / 2; ++j) o[j] = 0.0f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+  for (int tile = 0; tile < num_tiles; ++tile) {
+    CpAsyncWait<kStages - 2>();
+    ProxyFenceShared();  // this thread's landed copies, before wgmma reads them
+    __syncthreads();
+    const int pre = tile + kStages - 1;
+    if (pre < num_tiles) load_tile(pre, pre % kStages);
+    CpAsyncCommit();
+    T* sk = skv + (tile % kStages) * 2 * Cfg::kTileElems;
+    T* sv = sk + Cfg::kTileElems;
+    const int t0 = tile * kTile;
+    // No causal limit: every row sees the item's tokens (< num_tokens).
+    PrefillWgmmaStep<T, D, kTile>(SmemAddr(sk), SmemAddr(sv), t0 + kTile > item.num_tokens,
+                                  1 << 30, item.num_tokens - t0, 0, 1, args.scale_log2, sq,
+                                  warp * 16, o, m0, m1, l0, l1, [] {});
+  }
+  CpAsyncWait<0>();
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+  l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+  l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+  StorePartialRows<D>(args, item, kvh, group, warp, m0, m1, l0, l1,
+                      [&](int half, int j, int e) { return o[4 * j + half * 2 + e]; });
+  if constexpr (kFused) {
+    __syncthreads();  // every warp is done with the Q tile, the merge's scratch
+    FusedMergeEpilogue<T, D>(args, item, kvh, group, reinterpret_cast<int*>(sq));
+  }
+}
+#endif  // STRATA_HAS_WGMMA
+
 template <typename T, int D, bool kFused>
 __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAttentionArgs args) {
   using Cfg = PartialConfig<D>;
@@ -243,6 +391,12 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
   // this grid has started; it waits for this grid's completion itself.
   LaunchDependents();
   const WorkItem item = args.items[blockIdx.y];
+#if STRATA_HAS_WGMMA
+  if (args.wgmma_min_rows > 0 && item.num_rows >= args.wgmma_min_rows && !args.apply_rope) {
+    PartialWgmmaItem<T, D, kFused>(args, item, smem_raw);
+    return;
+  }
+#endif
   const int kvh = blockIdx.x;
   const int group = args.num_q_heads / args.num_kv_heads;
   const int tid = threadIdx.x;
@@ -316,8 +470,6 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
     CpAsyncCommit();
   }
 
-  const int g = lane / 4;   // accumulator row (and row + 8)
-  const int t4 = lane % 4;  // accumulator column pair
   uint32_t qf[D / 16][4];
   float o[D / 8][4];
 #pragma unroll
@@ -427,24 +579,9 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
     if (ts != 0) return;
   }
 
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int r_local = rw * 16 + g + half * 8;
-    if (ts != 0 || r_local >= item.num_rows) continue;
-    const int row = item.row_begin + r_local;
-    const int qh = kvh * group + row % group;
-    const size_t slot =
-        static_cast<size_t>(item.slot_base) + static_cast<size_t>(row / group) * args.num_q_heads + qh;
-    const float l = half ? l1 : l0;
-    const float m = half ? m1 : m0;
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    float* dst = args.partial_o + slot * D + t4 * 2;
-#pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
-      *reinterpret_cast<float2*>(dst + j * 8) =
-          make_float2(o[j][half * 2] * inv, o[j][half * 2 + 1] * inv);
-    }
-    if (t4 == 0) args.partial_lse[slot] = l > 0.0f ? m + log2f(l) : -INFINITY;
+  if (ts == 0) {
+    StorePartialRows<D>(args, item, kvh, group, rw, m0, m1, l0, l1,
+                        [&](int half, int j, int e) { return o[j][half * 2 + e]; });
   }
   if constexpr (kFused) {
     FusedMergeEpilogue<T, D>(args, item, kvh, group, reinterpret_cast<int*>(sq));

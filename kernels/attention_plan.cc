@@ -183,6 +183,7 @@ absl::StatusOr<AttentionPlan> Finish(const KvLayout& layout,
     plan.merge_offsets.push_back(static_cast<int32_t>(plan.merge_slots.size()));
   }
   plan.fused_merge = plan_options.fused_merge;
+  plan.wgmma_min_rows = plan_options.wgmma_shared_items ? kWgmmaMinRows : 0;
   if (plan.fused_merge) {
     // An item writes states of the sequences that own rows of its tile (a
     // sequence's group may straddle two row tiles of one piece).

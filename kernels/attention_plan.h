@@ -68,11 +68,21 @@ struct PlanOptions {
   // counters in the workspace), so that no second launch waits for the
   // whole first one. A variant under measurement.
   bool fused_merge = false;
+  // Items with at least kWgmmaMinRows query rows (a GQA prefix shared by 9
+  // or more sequences: 33-64 rows per KV head) run on Hopper warpgroup MMAs
+  // (wgmma, sm_90a; attention_partial.cuh) instead of mma.sync, where the
+  // device has them and RoPE is off. Off: every item on mma.sync.
+  bool wgmma_shared_items = true;
 
   int EffectiveTargetBlocks() const {
     return target_blocks > 0 ? target_blocks : 2 * std::max(1, num_sms);
   }
 };
+
+// The fewest rows of an item that the partial kernel runs on wgmma
+// (PlanOptions::wgmma_shared_items): a 64-row warpgroup MMA tile is worth
+// its empty rows only past half full.
+inline constexpr int kWgmmaMinRows = 33;
 
 struct AttentionPlan {
   KvLayout layout;
@@ -89,6 +99,9 @@ struct AttentionPlan {
   // of sequence b, per KV head (every item runs once per KV head).
   bool fused_merge = false;
   std::vector<int32_t> merge_arrivals;  // batch
+  // Items with at least this many rows run on wgmma (0: none;
+  // PlanOptions::wgmma_shared_items).
+  int32_t wgmma_min_rows = 0;
 
   // Statistics (computed, not measured).
   int64_t kv_bytes = 0;        // K+V bytes of all items' tokens, all KV heads,

@@ -326,6 +326,26 @@ TEST(PlanTest, FusedMergeCountsArrivalsPerSequence) {
   }
 }
 
+TEST(PlanTest, WgmmaRowThresholdFollowsTheOption) {
+  // A GQA prefix shared by 40 sequences: 64-row tiles (wgmma by default)
+  // and 4-row private items (mma.sync).
+  const Batch b = SharedPrefix(4096, 40, 128);
+  auto plan = BuildPrefixTreePlan(GqaLayout(), Options(), b.view(), PlanOptions{});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->wgmma_min_rows, kWgmmaMinRows);
+  int wide = 0, narrow = 0;
+  for (const WorkItem& it : plan->items) ++(it.num_rows >= plan->wgmma_min_rows ? wide : narrow);
+  EXPECT_GT(wide, 0);
+  EXPECT_GT(narrow, 0);
+  PlanOptions off;
+  off.wgmma_shared_items = false;
+  for (auto build : {BuildPrefixTreePlan, BuildPagedPlan}) {
+    auto p = build(GqaLayout(), Options(), b.view(), off);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_EQ(p->wgmma_min_rows, 0);
+  }
+}
+
 TEST(PlanTest, RejectsBadShapes) {
   Batch b;
   b.Add({0}, 10);

@@ -25,7 +25,8 @@
 // configs instead; --tree adds the tree workload). A variant is PlanOptions
 // tokens joined by '+': default, interleave (interleave_shared_items), fused
 // (fused_merge), spread (spread_row_tiled_runs), tb=N (target_blocks),
-// rf=N (min_piece_tokens_per_row), mc=N (max_chunks_per_item), and nomerge
+// rf=N (min_piece_tokens_per_row), mc=N (max_chunks_per_item), mma
+// (wgmma_shared_items off: every item on mma.sync), and nomerge
 // (time the partial-attention launch alone: outputs not merged; the
 // difference to the same plan with the merge is the merge's share).
 // Default list: kDefaultVariants below.
@@ -311,6 +312,8 @@ Variant ParseVariant(const std::string& spec, const PlanOptions& base) {
       v.options.fused_merge = true;
     } else if (t == "spread") {
       v.options.spread_row_tiled_runs = true;
+    } else if (t == "mma") {
+      v.options.wgmma_shared_items = false;
     } else if (t == "nomerge") {
       v.partial_only = true;
     } else if (t.rfind("tb=", 0) == 0) {
@@ -542,7 +545,7 @@ constexpr char kUsage[] =
     "usage: attention_bench [--configs=SHAPE:PREFIX:BATCH:PRIVATE,...] [--tree]\n"
     "                       [--iters=N] [--csv=PATH] [--profile]\n"
     "                       [--target-blocks=N] [--rows-factor=F] [--spread]\n"
-    "                       [--interleave] [--fused-merge]\n"
+    "                       [--interleave] [--fused-merge] [--no-wgmma]\n"
     "                       [--papers] [--variants=V1,V2,...] [--help]\n"
     "  --configs        SHAPE (mha_fp16 | gqa_bf16):PREFIX:BATCH:PRIVATE tokens,\n"
     "                   comma-separated (default mha_fp16:4096:32:128,\n"
@@ -556,10 +559,12 @@ constexpr char kUsage[] =
     "  --spread         PlanOptions::spread_row_tiled_runs\n"
     "  --interleave     PlanOptions::interleave_shared_items\n"
     "  --fused-merge    PlanOptions::fused_merge\n"
+    "  --no-wgmma       PlanOptions::wgmma_shared_items off (every item on\n"
+    "                   mma.sync; default: items of 33+ rows on wgmma)\n"
     "  --papers         the 16 configs of the H200 table and the tree workload,\n"
     "                   prefix-aware plans, every variant side by side\n"
     "  --variants       plan variants for --papers: default, interleave, fused,\n"
-    "                   spread, tb=N, rf=N, mc=N, nomerge, joined by '+'\n";
+    "                   spread, tb=N, rf=N, mc=N, mma, nomerge, joined by '+'\n";
 
 // A positive integer flag value; exits with the usage on anything else.
 int PositiveFlag(const std::string& arg, size_t prefix) {
@@ -593,6 +598,7 @@ int Main(int argc, char** argv) {
     else if (a == "--spread") g_plan_options.spread_row_tiled_runs = true;
     else if (a == "--interleave") g_plan_options.interleave_shared_items = true;
     else if (a == "--fused-merge") g_plan_options.fused_merge = true;
+    else if (a == "--no-wgmma") g_plan_options.wgmma_shared_items = false;
     else if (a.rfind("--rows-factor=", 0) == 0) g_plan_options.min_piece_tokens_per_row = PositiveFlag(a, 14);
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
@@ -608,12 +614,12 @@ int Main(int argc, char** argv) {
   const double bw = MeasureCopyBandwidth();
   std::printf("device %s, %d SMs; device-to-device copy %.0f GB/s (read + write); "
               "plan: target_blocks %d, min_piece_tokens_per_row %d, spread_row_tiled_runs %d, "
-              "interleave_shared_items %d, fused_merge %d; L2 %d MB\n",
+              "interleave_shared_items %d, fused_merge %d, wgmma_shared_items %d; L2 %d MB\n",
               prop.name, prop.multiProcessorCount, bw / 1e9,
               g_plan_options.EffectiveTargetBlocks(), g_plan_options.min_piece_tokens_per_row,
               g_plan_options.spread_row_tiled_runs ? 1 : 0,
               g_plan_options.interleave_shared_items ? 1 : 0, g_plan_options.fused_merge ? 1 : 0,
-              prop.l2CacheSize >> 20);
+              g_plan_options.wgmma_shared_items ? 1 : 0, prop.l2CacheSize >> 20);
   if (papers || !variant_list.empty()) {
     return MainVariants(papers && !configs_given ? PapersConfigs() : configs,
                         papers || tree, variant_list.empty() ? kDefaultVariants : variant_list,
