@@ -18,6 +18,26 @@
 #include "kernels/prefill_launch.h"
 
 namespace strata::kernels {
+namespace device {
+
+// The RoPE cos/sin table (prefill.cuh): row p - base holds (cos f, sin f) of
+// f = (float) p * inv_freq_i for i < D / 2, computed with sincosf exactly as
+// the kernel would (so the table changes no result).
+__global__ void PrefillRopeTableKernel(float2* table, const float* inv_freq, int half, int base,
+                                       int rows) {
+  const int64_t n = static_cast<int64_t>(rows) * half;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int row = static_cast<int>(i / half);
+    const int e = static_cast<int>(i % half);
+    float sn, cs;
+    sincosf(__fmul_rn(static_cast<float>(base + row), inv_freq[e]), &sn, &cs);
+    table[i] = make_float2(cs, sn);
+  }
+}
+
+}  // namespace device
+
 namespace {
 
 // Launches one attention kernel, raising its dynamic shared-memory limit

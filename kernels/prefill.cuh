@@ -56,21 +56,10 @@ __device__ __forceinline__ int PrefillSwz(int row, int vec) {
   return (row * (D / 8) + (vec ^ (row & 7))) * 8;
 }
 
-// RoPE cos/sin table: row p - base holds (cos f, sin f) of
-// f = (float) p * inv_freq_i for i < D / 2, computed with sincosf exactly as
-// the kernel would (so the table changes no result).
-__global__ void PrefillRopeTableKernel(float2* table, const float* inv_freq, int half, int base,
-                                       int rows) {
-  const int64_t n = static_cast<int64_t>(rows) * half;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int row = static_cast<int>(i / half);
-    const int e = static_cast<int>(i % half);
-    float sn, cs;
-    sincosf(__fmul_rn(static_cast<float>(base + row), inv_freq[e]), &sn, &cs);
-    table[i] = make_float2(cs, sn);
-  }
-}
+// RoPE cos/sin table (PrefillRopeTableKernel, prefill.cu: defined once, as
+// this header is also included by attention.cu): row p - base holds
+// (cos f, sin f) of f = (float) p * inv_freq_i for i < D / 2, computed with
+// sincosf exactly as the kernels would (so the table changes no result).
 
 // cos / sin of 8 frequencies j * 8 .. j * 8 + 8 at position `pos`: from
 // `table` (rows indexed by position - base) or, without a table, from
