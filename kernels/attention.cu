@@ -15,8 +15,9 @@ namespace device {
 
 // One warp per (sequence, query head): merges that pair's partial states.
 // Exactly AttentionState::Merge applied over all states, computed in one
-// pass: the max lse first (lanes load 32 states' lse at a time), then the
-// weighted sum with independent loads in flight.
+// pass: the max lse first (lanes load 32 states' lse at a time, and the
+// first four states' vectors at the same time), then the weighted sum with
+// independent loads in flight.
 template <typename T, int D>
 __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsArgs args) {
   constexpr int kPer = D / 32;
@@ -36,8 +37,33 @@ __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsAr
   auto slot_of = [&](int k) -> size_t {
     return k < 32 ? first_slot : static_cast<size_t>(args.merge_slots[begin + k]) + h;
   };
-  float m = -INFINITY;
-  for (int k = lane; k < n; k += 32) m = fmaxf(m, args.partial_lse[slot_of(k)]);
+  auto load_state = [&](size_t slot, float (&x)[kPer]) {
+    const float* src = args.partial_o + slot * D + lane * kPer;
+    if constexpr (kPer == 4) {
+      const float4 v = *reinterpret_cast<const float4*>(src);
+      x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+    } else {
+      const float2 v = *reinterpret_cast<const float2*>(src);
+      x[0] = v.x, x[1] = v.y;
+    }
+  };
+  // The first kPre states are loaded together with the LSEs (they do not
+  // depend on them): one round trip to L2 before the weighted sum, not two.
+  constexpr int kPre = 4;
+  float pre[kPre][kPer];
+#pragma unroll
+  for (int j = 0; j < kPre; ++j) {
+    const size_t slot = __shfl_sync(0xffffffffu, first_slot, j);
+    if (j < n) {
+      load_state(slot, pre[j]);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) pre[j][i] = 0.0f;
+    }
+  }
+  const float my_lse = lane < n ? args.partial_lse[first_slot] : -INFINITY;
+  float m = my_lse;
+  for (int k = lane + 32; k < n; k += 32) m = fmaxf(m, args.partial_lse[slot_of(k)]);
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
   float acc[kPer];
@@ -51,21 +77,27 @@ __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsAr
       float my_w = 0.0f;
       if (k < n) {
         my_slot = slot_of(k);
-        my_w = exp2f(args.partial_lse[my_slot] - m);
+        my_w = exp2f((base == 0 ? my_lse : args.partial_lse[my_slot]) - m);
       }
       const int count = min(32, n - base);
+      int j = 0;
+      if (base == 0) {
+#pragma unroll
+        for (; j < kPre; ++j) {
+          const float wj = __shfl_sync(0xffffffffu, my_w, j);  // 0 past n
+#pragma unroll
+          for (int i = 0; i < kPer; ++i) acc[i] += wj * pre[j][i];
+          wsum += wj;
+        }
+      }
 #pragma unroll 4
-      for (int j = 0; j < count; ++j) {
+      for (; j < count; ++j) {
         const size_t slot = __shfl_sync(0xffffffffu, my_slot, j);
         const float wj = __shfl_sync(0xffffffffu, my_w, j);
-        const float* src = args.partial_o + slot * D + lane * kPer;
-        if constexpr (kPer == 4) {
-          const float4 x = *reinterpret_cast<const float4*>(src);
-          acc[0] += wj * x.x, acc[1] += wj * x.y, acc[2] += wj * x.z, acc[3] += wj * x.w;
-        } else {
-          const float2 x = *reinterpret_cast<const float2*>(src);
-          acc[0] += wj * x.x, acc[1] += wj * x.y;
-        }
+        float x[kPer];
+        load_state(slot, x);
+#pragma unroll
+        for (int i = 0; i < kPer; ++i) acc[i] += wj * x[i];
         wsum += wj;
       }
     }
