@@ -239,6 +239,82 @@ __device__ __forceinline__ void FusedMergeEpilogue(const PartialAttentionArgs& a
   }
 }
 
+// The item's first `rows` Q rows (zero-filled past num_rows) into sq
+// (Swz layout) by cp.async, one 16-byte vector per thread and step.
+template <typename T, int D>
+__device__ __forceinline__ void LoadItemQ(const PartialAttentionArgs& args, const WorkItem& item,
+                                          int kvh, int group, int rows, T* sq) {
+  constexpr int kVecs = D / 8;
+  const T* q = static_cast<const T*>(args.queries);
+  for (int i = threadIdx.x; i < rows * kVecs; i += PartialConfig<D>::kThreads) {
+    const int r = i / kVecs, c = i % kVecs;
+    const bool valid = r < item.num_rows;
+    const T* src = q;
+    if (valid) {
+      const int row = item.row_begin + r;
+      const int seq = args.seq_ids[item.seq_begin + row / group];
+      const int qh = kvh * group + row % group;
+      src = q + (static_cast<size_t>(seq) * args.num_q_heads + qh) * D + c * 8;
+    }
+    CpAsync16(SmemAddr(sq + Swz<D>(r, c)), src, valid);
+  }
+}
+
+// A block's K / V tile loads (64 tokens) for one item and KV head: each
+// thread copies the same 16-byte column of rows r0, r0 + kRowStep, ... into
+// Layout::Offset(row, column); tokens past the item's are zero-filled.
+template <typename T, int D, typename Layout>
+struct ItemTileLoader {
+  static constexpr int kTile = PartialConfig<D>::kTile;
+  static constexpr int kVecs = D / 8;
+  static constexpr int kRowStep = PartialConfig<D>::kThreads / kVecs;
+  static constexpr int kRowsPerThread = kTile / kRowStep;
+  const T* const* pages;
+  size_t head_offset, v_offset;
+  int tpc, num_tokens, col, r0;
+  bool tile_in_one_chunk;
+
+  __device__ __forceinline__ ItemTileLoader(const PartialAttentionArgs& args,
+                                            const WorkItem& item, int kvh)
+      : pages(reinterpret_cast<const T* const*>(args.pages) + item.page_begin),
+        head_offset(static_cast<size_t>(kvh) * args.tokens_per_chunk * D),
+        v_offset(static_cast<size_t>(args.num_kv_heads) * args.tokens_per_chunk * D),
+        tpc(args.tokens_per_chunk),
+        num_tokens(item.num_tokens),
+        col(static_cast<int>(threadIdx.x) % kVecs),
+        r0(static_cast<int>(threadIdx.x) / kVecs),
+        tile_in_one_chunk(args.tokens_per_chunk % kTile == 0) {}
+
+  __device__ __forceinline__ void Load(int tile, T* sk, T* sv) const {
+    const int t0 = tile * kTile;
+    if (tile_in_one_chunk) {
+      const T* base = pages[t0 / tpc] + head_offset + static_cast<size_t>(t0 % tpc) * D + col * 8;
+#pragma unroll
+      for (int k = 0; k < kRowsPerThread; ++k) {
+        const int r = r0 + k * kRowStep;
+        const bool valid = t0 + r < num_tokens;
+        const T* src = base + (valid ? r * D : 0);
+        CpAsync16(SmemAddr(sk + Layout::Offset(r, col)), src, valid);
+        CpAsync16(SmemAddr(sv + Layout::Offset(r, col)), src + v_offset, valid);
+      }
+    } else {
+      const T* src[kRowsPerThread];
+#pragma unroll
+      for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
+        const int t = min(t0 + r0 + k * kRowStep, num_tokens - 1);
+        src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
+      }
+#pragma unroll
+      for (int k = 0; k < kRowsPerThread; ++k) {
+        const int r = r0 + k * kRowStep;
+        const bool valid = t0 + r < num_tokens;
+        CpAsync16(SmemAddr(sk + Layout::Offset(r, col)), src[k], valid);
+        CpAsync16(SmemAddr(sv + Layout::Offset(r, col)), src[k] + v_offset, valid);
+      }
+    }
+  }
+};
+
 // Writes the partial states (normalised O, base-2 LSE) of rows r_local =
 // rw * 16 + g (+ 8) of the item; o_at(half, j, e) is this thread's
 // accumulator of row half, column j * 8 + (lane % 4) * 2 + e.
@@ -284,7 +360,6 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
   using Layout = PrefillWgmmaKvLayout<Cfg::kTile>;
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
-  constexpr int kVecs = Cfg::kVecs;
   static_assert(Cfg::kThreads == 128, "one warpgroup");
   unsigned char* const smem = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
   T* const sq = reinterpret_cast<T*>(smem);
@@ -293,48 +368,14 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
   const int group = args.num_q_heads / args.num_kv_heads;
   const int tid = threadIdx.x;
   const int warp = tid / 32;
-  const int tpc = args.tokens_per_chunk;
-  const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
-  const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
-  const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
   const int num_tiles = (item.num_tokens + kTile - 1) / kTile;
 
-  {  // Q rows (zero-filled past num_rows): the first async group.
-    const T* q = static_cast<const T*>(args.queries);
-    for (int i = tid; i < kMaxRowsPerItem * kVecs; i += Cfg::kThreads) {
-      const int r = i / kVecs, c = i % kVecs;
-      const bool valid = r < item.num_rows;
-      const T* src = q;
-      if (valid) {
-        const int row = item.row_begin + r;
-        const int seq = args.seq_ids[item.seq_begin + row / group];
-        const int qh = kvh * group + row % group;
-        src = q + (static_cast<size_t>(seq) * args.num_q_heads + qh) * D + c * 8;
-      }
-      CpAsync16(SmemAddr(sq + Swz<D>(r, c)), src, valid);
-    }
-  }
-  constexpr int kRowStep = Cfg::kThreads / kVecs;
-  constexpr int kRowsPerThread = kTile / kRowStep;
-  const int col = tid % kVecs;
-  const int r0 = tid / kVecs;
+  // Q rows: the first async group.
+  LoadItemQ<T, D>(args, item, kvh, group, kMaxRowsPerItem, sq);
+  const ItemTileLoader<T, D, Layout> loader(args, item, kvh);
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kTileElems;
-    T* sv = sk + Cfg::kTileElems;
-    const int t0 = tile * kTile;
-    const T* src[kRowsPerThread];
-#pragma unroll
-    for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
-      const int t = min(t0 + r0 + k * kRowStep, item.num_tokens - 1);
-      src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
-    }
-#pragma unroll
-    for (int k = 0; k < kRowsPerThread; ++k) {
-      const int r = r0 + k * kRowStep;
-      const bool valid = t0 + r < item.num_tokens;
-      CpAsync16(SmemAddr(sk + Layout::Offset(r, col)), src[k], valid);
-      CpAsync16(SmemAddr(sv + Layout::Offset(r, col)), src[k] + v_offset, valid);
-    }
+    loader.Load(tile, sk, sk + Cfg::kTileElems);
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -382,7 +423,6 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
   static_assert(Cfg::kTile == 64, "steps below assume 64-token tiles");
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
-  constexpr int kVecs = Cfg::kVecs;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* const sq = reinterpret_cast<T*>(smem_raw);
   T* const skv = sq + Cfg::kTileElems;
@@ -406,63 +446,14 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
   const int token_splits = 4 / row_warps;
   const int rw = warp % row_warps;
   const int ts = warp / row_warps;
-  const int tpc = args.tokens_per_chunk;
-  const size_t head_offset = static_cast<size_t>(kvh) * tpc * D;
-  const size_t v_offset = static_cast<size_t>(args.num_kv_heads) * tpc * D;
-  const T* const* pages = reinterpret_cast<const T* const*>(args.pages) + item.page_begin;
   const int num_tiles = (item.num_tokens + kTile - 1) / kTile;
 
-  // Q rows of this tile (zero-filled past num_rows): first async group.
-  {
-    const T* q = static_cast<const T*>(args.queries);
-    for (int i = tid; i < row_warps * 16 * kVecs; i += Cfg::kThreads) {
-      const int r = i / kVecs, c = i % kVecs;
-      const bool valid = r < item.num_rows;
-      const T* src = q;
-      if (valid) {
-        const int row = item.row_begin + r;
-        const int seq = args.seq_ids[item.seq_begin + row / group];
-        const int qh = kvh * group + row % group;
-        src = q + (static_cast<size_t>(seq) * args.num_q_heads + qh) * D + c * 8;
-      }
-      CpAsync16(SmemAddr(sq + Swz<D>(r, c)), src, valid);
-    }
-  }
-  // Each thread copies the same 16-byte column of rows r0, r0 + kRowStep, ...
-  constexpr int kRowStep = Cfg::kThreads / kVecs;
-  constexpr int kRowsPerThread = kTile / kRowStep;
-  const int col = tid % kVecs;
-  const int r0 = tid / kVecs;
-  const bool tile_in_one_chunk = tpc % kTile == 0;
+  // Q rows of this tile: first async group.
+  LoadItemQ<T, D>(args, item, kvh, group, row_warps * 16, sq);
+  const ItemTileLoader<T, D, PrefillSwzLayout<D>> loader(args, item, kvh);
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kTileElems;
-    T* sv = sk + Cfg::kTileElems;
-    const int t0 = tile * kTile;
-    if (tile_in_one_chunk) {
-      const T* base = pages[t0 / tpc] + head_offset + static_cast<size_t>(t0 % tpc) * D + col * 8;
-#pragma unroll
-      for (int k = 0; k < kRowsPerThread; ++k) {
-        const int r = r0 + k * kRowStep;
-        const bool valid = t0 + r < item.num_tokens;
-        const T* src = base + (valid ? r * D : 0);
-        CpAsync16(SmemAddr(sk + Swz<D>(r, col)), src, valid);
-        CpAsync16(SmemAddr(sv + Swz<D>(r, col)), src + v_offset, valid);
-      }
-    } else {
-      const T* src[kRowsPerThread];
-#pragma unroll
-      for (int k = 0; k < kRowsPerThread; ++k) {  // independent pointer loads first
-        const int t = min(t0 + r0 + k * kRowStep, item.num_tokens - 1);
-        src[k] = pages[t / tpc] + head_offset + static_cast<size_t>(t % tpc) * D + col * 8;
-      }
-#pragma unroll
-      for (int k = 0; k < kRowsPerThread; ++k) {
-        const int r = r0 + k * kRowStep;
-        const bool valid = t0 + r < item.num_tokens;
-        CpAsync16(SmemAddr(sk + Swz<D>(r, col)), src[k], valid);
-        CpAsync16(SmemAddr(sv + Swz<D>(r, col)), src[k] + v_offset, valid);
-      }
-    }
+    loader.Load(tile, sk, sk + Cfg::kTileElems);
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
