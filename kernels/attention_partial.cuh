@@ -363,7 +363,7 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
   static_assert(Cfg::kThreads == 128, "one warpgroup");
   unsigned char* const smem = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
   T* const sq = reinterpret_cast<T*>(smem);
-  T* const skv = sq + Cfg::kTileElems;  // 16 KiB (d128) or 8 KiB (d64) on: 1024-aligned
+  T* const skv = sq + Cfg::kTileElems;  // 16 KiB (d128) or 8 KiB (d64) past sq: 1024-aligned
   const int kvh = blockIdx.x;
   const int group = args.num_q_heads / args.num_kv_heads;
   const int tid = threadIdx.x;
