@@ -20,8 +20,9 @@
 // GQA sequences, 33-64 rows per KV head, 4x the MMA work per KV byte of a
 // private item) run on Hopper warpgroup MMAs instead (PartialWgmmaItem,
 // sm_90a builds only, RoPE off): the block's four warps are one warpgroup
-// of 64 rows; per 64-token tile S = Q K^T is m64n64k16 and O += P V
-// m64n{D}k16 (PrefillWgmmaStep of the prefill kernels), K / V tiles in the
+// of 64 rows; per 64-token tile S = Q K^T is m64n64k16 (both operands by
+// descriptor) and O += P V m64n{D}k16 (the prefill kernels' softmax and P V
+// pieces, in FlashAttention-3's order), Q and K / V tiles in the
 // descriptors' 128-byte-swizzle layout, same pipeline and outputs.
 #ifndef STRATA_KERNELS_ATTENTION_PARTIAL_CUH_
 #define STRATA_KERNELS_ATTENTION_PARTIAL_CUH_
@@ -241,7 +242,7 @@ __device__ __forceinline__ void FusedMergeEpilogue(const PartialAttentionArgs& a
 
 // The item's first `rows` Q rows (zero-filled past num_rows) into sq
 // (Swz layout) by cp.async, one 16-byte vector per thread and step.
-template <typename T, int D>
+template <typename T, int D, typename Layout = PrefillSwzLayout<D>>
 __device__ __forceinline__ void LoadItemQ(const PartialAttentionArgs& args, const WorkItem& item,
                                           int kvh, int group, int rows, T* sq) {
   constexpr int kVecs = D / 8;
@@ -256,7 +257,7 @@ __device__ __forceinline__ void LoadItemQ(const PartialAttentionArgs& args, cons
       const int qh = kvh * group + row % group;
       src = q + (static_cast<size_t>(seq) * args.num_q_heads + qh) * D + c * 8;
     }
-    CpAsync16(SmemAddr(sq + Swz<D>(r, c)), src, valid);
+    CpAsync16(SmemAddr(sq + Layout::Offset(r, c)), src, valid);
   }
 }
 
@@ -348,10 +349,16 @@ __device__ __forceinline__ void StorePartialRows(const PartialAttentionArgs& arg
 }
 
 #if STRATA_HAS_WGMMA
-// One item on warpgroup MMAs (see the top of this file): warp w holds rows
-// 16 w .. 16 w + 15 of the 64-row tile (zero past num_rows), K / V tiles of
-// 64 tokens land by cp.async in PrefillWgmmaKvLayout<64> through the same
-// 3-stage pipeline, one __syncthreads per tile.
+// One item on warpgroup MMAs (see the top of this file): the block's four
+// warps are one warpgroup of 64 rows (zero past num_rows); Q and the K / V
+// tiles of 64 tokens sit in PrefillWgmmaKvLayout<64> (Q by cp.async with
+// tile 0, K / V through the same 3-stage cp.async pipeline), and both
+// products read their operands from shared memory but P. FlashAttention-3's
+// order within the warpgroup: iteration j issues S_j = Q K_j^T, then
+// rescales O by the previous softmax's factors and issues O += P_{j-1}
+// V_{j-1}, waits for S_j alone and runs its softmax while P V runs, then
+// waits for P V, packs P_j and refills the stage of tile j - 1 (one block
+// barrier per tile, after P V has read it).
 template <typename T, int D, bool kFused>
 __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& args,
                                                  const WorkItem& item,
@@ -360,6 +367,7 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
   using Layout = PrefillWgmmaKvLayout<Cfg::kTile>;
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
+  constexpr int kAtomBytes = Layout::kAtomBytes;
   static_assert(Cfg::kThreads == 128, "one warpgroup");
   unsigned char* const smem = smem_raw + ((1024 - (SmemAddr(smem_raw) & 1023)) & 1023);
   T* const sq = reinterpret_cast<T*>(smem);
@@ -368,10 +376,11 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
   const int group = args.num_q_heads / args.num_kv_heads;
   const int tid = threadIdx.x;
   const int warp = tid / 32;
+  const int lane = tid % 32;
   const int num_tiles = (item.num_tokens + kTile - 1) / kTile;
 
-  // Q rows: the first async group.
-  LoadItemQ<T, D>(args, item, kvh, group, kMaxRowsPerItem, sq);
+  // Q rows: the first async group, in the descriptors' layout.
+  LoadItemQ<T, D, Layout>(args, item, kvh, group, kMaxRowsPerItem, sq);
   const ItemTileLoader<T, D, Layout> loader(args, item, kvh);
   auto load_tile = [&](int tile, int stage) {
     T* sk = skv + stage * 2 * Cfg::kTileElems;
@@ -382,25 +391,85 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
     if (s < num_tiles) load_tile(s, s);
     CpAsyncCommit();
   }
+  const uint32_t q_addr = SmemAddr(sq);
+  const auto k_addr = [&](int tile) { return SmemAddr(skv + (tile % kStages) * 2 * Cfg::kTileElems); };
+  const auto v_addr = [&](int tile) { return k_addr(tile) + Cfg::kTileElems * 2; };
 
   float o[D / 2];
 #pragma unroll
   for (int j = 0; j < D / 2; ++j) o[j] = 0.0f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-  for (int tile = 0; tile < num_tiles; ++tile) {
-    CpAsyncWait<kStages - 2>();
-    ProxyFenceShared();  // this thread's landed copies, before wgmma reads them
-    __syncthreads();
-    const int pre = tile + kStages - 1;
-    if (pre < num_tiles) load_tile(pre, pre % kStages);
-    CpAsyncCommit();
-    T* sk = skv + (tile % kStages) * 2 * Cfg::kTileElems;
-    T* sv = sk + Cfg::kTileElems;
-    const int t0 = tile * kTile;
+  float alpha0 = 1.0f, alpha1 = 1.0f;  // the last softmax's factors
+  uint32_t p[kTile / 16][4];            // P of the previous tile
+  const int row_g = warp * 16 + lane / 4;
+  for (int j = 0; j <= num_tiles; ++j) {
+    if (j < num_tiles) {
+      CpAsyncWait<kStages - 2>();
+      ProxyFenceShared();  // this thread's landed copies, before wgmma reads them
+      __syncthreads();
+    }
+    float s[kTile / 2];
+    const auto issue_s = [&] {
+      const uint32_t ka = k_addr(j);
+#pragma unroll
+      for (int k = 0; k < D / 16; ++k) {
+        WgmmaN64SS<T>(s, WgmmaDesc(q_addr + (k / 4) * kAtomBytes + (k % 4) * 32, 16, 1024),
+                      WgmmaDesc(ka + (k / 4) * kAtomBytes + (k % 4) * 32, 16, 1024),
+                      k > 0 ? 1 : 0);
+      }
+      WgmmaCommit();
+    };
+    const auto issue_pv = [&] {
+      PrefillWgmmaRescaleAll<D>(o, alpha0, alpha1);
+      WgmmaFenceOperands(o);
+      WgmmaFence();
+      WgmmaPV<T, D, kTile>(o, p, v_addr(j - 1));
+      WgmmaCommit();
+    };
     // No causal limit: every row sees the item's tokens (< num_tokens).
-    PrefillWgmmaStep<T, D, kTile>(SmemAddr(sk), SmemAddr(sv), t0 + kTile > item.num_tokens,
-                                  1 << 30, item.num_tokens - t0, 0, 1, args.scale_log2, sq,
-                                  warp * 16, o, m0, m1, l0, l1, [] {});
+    const auto softmax = [&] {
+      WgmmaFenceOperands(s);
+      const int t0 = j * kTile;
+      PrefillWgmmaSoftmaxExp<kTile>(s, t0 + kTile > item.num_tokens, 1 << 30,
+                                    item.num_tokens - t0, row_g, 1, args.scale_log2, m0, m1, l0,
+                                    l1, alpha0, alpha1);
+    };
+    // Each case issues and waits for its products on one path (ptxas
+    // serializes every wgmma of a kernel whose in-flight products cross a
+    // branch).
+    if (j > 0 && j < num_tiles) {  // S_j and P_{j-1} V_{j-1} in flight
+      WgmmaFenceOperands(o);
+      WgmmaFenceOperands(p);
+      WgmmaFence();
+      issue_s();
+      issue_pv();
+      WgmmaWait<1>();
+      softmax();
+      WgmmaWait<0>();
+      WgmmaFenceOperands(o);
+      WgmmaFenceOperands(p);
+      PrefillWgmmaPackP<T, kTile>(s, p);
+    } else if (j == 0) {  // the first tile (num_tiles >= 1)
+      WgmmaFence();
+      issue_s();
+      WgmmaWait<0>();
+      softmax();  // O is still zero: its factors apply from the next P V on
+      PrefillWgmmaPackP<T, kTile>(s, p);
+    } else {  // after the last tile
+      WgmmaFenceOperands(o);
+      WgmmaFenceOperands(p);
+      WgmmaFence();
+      issue_pv();
+      WgmmaWait<0>();
+      WgmmaFenceOperands(o);
+    }
+    if (j < num_tiles) {
+      // Every warp's P V of tile j - 1 has read its stage: refill it.
+      __syncthreads();
+      const int pre = j + kStages - 1;
+      if (pre < num_tiles) load_tile(pre, pre % kStages);
+      CpAsyncCommit();
+    }
   }
   CpAsyncWait<0>();
   l0 += __shfl_xor_sync(0xffffffffu, l0, 1);

@@ -1,7 +1,7 @@
 // Warpgroup-level tensor-core primitives of Hopper (sm_90a PTX): shared-
 // memory matrix descriptors (128-byte swizzle), wgmma.mma_async with A in
 // registers (m64n64k16 and m64n128k16, fp16 / bf16 in, fp32 accumulate) or
-// from shared memory (m64n128k16),
+// from shared memory (m64n64k16, m64n128k16),
 // its fence / commit / wait, and the proxy fence that orders ordinary
 // shared-memory writes before wgmma's reads. No dependencies beyond the CUDA
 // headers.
@@ -205,6 +205,12 @@ __device__ __forceinline__ void CpAsyncMbarArrive(uint32_t bar) {
                : STRATA_WGMMA_ACC32(0), STRATA_WGMMA_ACC32(32)                              \
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc), "r"(accumulate),    \
                  "n"(kTransB))
+#define STRATA_WGMMA_N64_SS(TY)                                                            \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " STRATA_WGMMA_REGS32 \
+               ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                           \
+               : STRATA_WGMMA_ACC32(0)                                                     \
+               : "l"(desc_a), "l"(desc_b), "r"(accumulate))
 #define STRATA_WGMMA_N128_SS(TY)                                                            \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"                                 \
                "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " STRATA_WGMMA_REGS64 \
@@ -253,7 +259,21 @@ __device__ __forceinline__ void WgmmaN128SS(float (&d)[64], uint64_t desc_a, uin
 #endif
 }
 
+// As WgmmaN128SS for m64n64 (32 accumulators per thread).
+template <typename T>
+__device__ __forceinline__ void WgmmaN64SS(float (&d)[32], uint64_t desc_a, uint64_t desc_b,
+                                           int accumulate) {
+#if STRATA_HAS_WGMMA
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+    STRATA_WGMMA_N64_SS("bf16");
+  } else {
+    STRATA_WGMMA_N64_SS("f16");
+  }
+#endif
+}
+
 #undef STRATA_WGMMA_N64_RS
+#undef STRATA_WGMMA_N64_SS
 #undef STRATA_WGMMA_N128_RS
 #undef STRATA_WGMMA_N128_SS
 #undef STRATA_WGMMA_REGS32
