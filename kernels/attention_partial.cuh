@@ -240,8 +240,9 @@ __device__ __forceinline__ void FusedMergeEpilogue(const PartialAttentionArgs& a
   }
 }
 
-// The item's first `rows` Q rows (zero-filled past num_rows) into sq
-// (Swz layout) by cp.async, one 16-byte vector per thread and step.
+// The item's first `rows` Q rows (zero-filled past num_rows) into sq in
+// Layout (the mma.sync tiles' swizzle by default; the descriptors' layout
+// for the wgmma items) by cp.async, one 16-byte vector per thread and step.
 template <typename T, int D, typename Layout = PrefillSwzLayout<D>>
 __device__ __forceinline__ void LoadItemQ(const PartialAttentionArgs& args, const WorkItem& item,
                                           int kvh, int group, int rows, T* sq) {
@@ -392,7 +393,9 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
     CpAsyncCommit();
   }
   const uint32_t q_addr = SmemAddr(sq);
-  const auto k_addr = [&](int tile) { return SmemAddr(skv + (tile % kStages) * 2 * Cfg::kTileElems); };
+  const auto k_addr = [&](int tile) {
+    return SmemAddr(skv + (tile % kStages) * 2 * Cfg::kTileElems);
+  };
   const auto v_addr = [&](int tile) { return k_addr(tile) + Cfg::kTileElems * 2; };
 
   float o[D / 2];
