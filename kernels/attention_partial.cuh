@@ -315,6 +315,23 @@ struct ItemTileLoader {
       }
     }
   }
+
+  // Tile `tile` into pipeline stage `stage` of the K / V stages at skv (K
+  // then V, PartialConfig's tile each).
+  __device__ __forceinline__ void LoadStage(int tile, int stage, T* skv) const {
+    T* sk = skv + stage * 2 * PartialConfig<D>::kTileElems;
+    Load(tile, sk, sk + PartialConfig<D>::kTileElems);
+  }
+
+  // The pipeline's first kStages - 1 tiles, one async group each (empty past
+  // the item's last tile).
+  __device__ __forceinline__ void Prologue(int num_tiles, T* skv) const {
+#pragma unroll
+    for (int s = 0; s < PartialConfig<D>::kStages - 1; ++s) {
+      if (s < num_tiles) LoadStage(s, s, skv);
+      CpAsyncCommit();
+    }
+  }
 };
 
 // Writes the partial states (normalised O, base-2 LSE) of rows r_local =
@@ -383,15 +400,7 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
   // Q rows: the first async group, in the descriptors' layout.
   LoadItemQ<T, D, Layout>(args, item, kvh, group, kMaxRowsPerItem, sq);
   const ItemTileLoader<T, D, Layout> loader(args, item, kvh);
-  auto load_tile = [&](int tile, int stage) {
-    T* sk = skv + stage * 2 * Cfg::kTileElems;
-    loader.Load(tile, sk, sk + Cfg::kTileElems);
-  };
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < num_tiles) load_tile(s, s);
-    CpAsyncCommit();
-  }
+  loader.Prologue(num_tiles, skv);
   const uint32_t q_addr = SmemAddr(sq);
   const auto k_addr = [&](int tile) {
     return SmemAddr(skv + (tile % kStages) * 2 * Cfg::kTileElems);
@@ -470,7 +479,7 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
       // Every warp's P V of tile j - 1 has read its stage: refill it.
       __syncthreads();
       const int pre = j + kStages - 1;
-      if (pre < num_tiles) load_tile(pre, pre % kStages);
+      if (pre < num_tiles) loader.LoadStage(pre, pre % kStages, skv);
       CpAsyncCommit();
     }
   }
@@ -523,15 +532,7 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
   // Q rows of this tile: first async group.
   LoadItemQ<T, D>(args, item, kvh, group, row_warps * 16, sq);
   const ItemTileLoader<T, D, PrefillSwzLayout<D>> loader(args, item, kvh);
-  auto load_tile = [&](int tile, int stage) {
-    T* sk = skv + stage * 2 * Cfg::kTileElems;
-    loader.Load(tile, sk, sk + Cfg::kTileElems);
-  };
-#pragma unroll
-  for (int s = 0; s < kStages - 1; ++s) {
-    if (s < num_tiles) load_tile(s, s);
-    CpAsyncCommit();
-  }
+  loader.Prologue(num_tiles, skv);
 
   uint32_t qf[D / 16][4];
   float o[D / 8][4];
@@ -541,7 +542,7 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
 
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int pre = tile + kStages - 1;
-    if (pre < num_tiles) load_tile(pre, pre % kStages);
+    if (pre < num_tiles) loader.LoadStage(pre, pre % kStages, skv);
     CpAsyncCommit();
     CpAsyncWait<kStages - 1>();
     __syncthreads();
