@@ -28,7 +28,10 @@
 // rf=N (min_piece_tokens_per_row), mc=N (max_chunks_per_item), mma
 // (wgmma_shared_items off: every item on mma.sync), and nomerge
 // (time the partial-attention launch alone: outputs not merged; the
-// difference to the same plan with the merge is the merge's share).
+// difference to the same plan with the merge is the merge's share), and
+// read / read16 (no attention: one streaming read of the workload's unique
+// KV bytes, 4 or 16 loads of 16 bytes per thread: the time a kernel that only
+// reads them takes).
 // Default list: kDefaultVariants below.
 #include <cuda_runtime_api.h>
 
@@ -286,6 +289,10 @@ struct Variant {
   std::string name;
   PlanOptions options;
   bool partial_only = false;
+  // Not attention: one streaming read of the workload's unique KV bytes
+  // (StreamRead), the floor a kernel that only reads them reaches.
+  bool read_only = false;
+  int read_loads = 4;  // 16-byte loads per thread of the read
 };
 
 const char kDefaultVariants[] =
@@ -316,6 +323,11 @@ Variant ParseVariant(const std::string& spec, const PlanOptions& base) {
       v.options.wgmma_shared_items = false;
     } else if (t == "nomerge") {
       v.partial_only = true;
+    } else if (t == "read") {
+      v.read_only = true;
+    } else if (t == "read16") {
+      v.read_only = true;
+      v.read_loads = 16;
     } else if (t.rfind("tb=", 0) == 0) {
       v.options.target_blocks = number("tb=");
     } else if (t.rfind("rf=", 0) == 0) {
@@ -337,9 +349,30 @@ struct Workload {
   int batch = 0;
   double floor_us = 0;
   std::vector<void*> pools;
+  size_t pool_bytes = 0;  // each pool: the unique chunks, once
   std::vector<std::vector<const void*>> tables;
   std::vector<int32_t> offsets{0}, lengths;
 };
+
+// us per streaming read of one copy of `w`'s unique KV bytes (variants
+// read / read16), rotating over the copies as TimePlans does.
+double TimeStreamRead(const Workload& w, int loads_per_thread, int iters) {
+  cudaStream_t stream;
+  CHECK_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  uint32_t* sink;
+  CHECK_CUDA(cudaMalloc(&sink, sizeof(uint32_t)));
+  std::vector<cudaGraphExec_t> graphs;
+  for (void* pool : w.pools) {
+    graphs.push_back(CaptureGraph(stream, [&] {
+      CHECK_CUDA(bench::StreamRead(pool, w.pool_bytes, sink, loads_per_thread, stream));
+    }));
+  }
+  const double t = TimeGraphsUs(stream, graphs, iters);
+  for (cudaGraphExec_t g : graphs) CHECK_CUDA(cudaGraphExecDestroy(g));
+  CHECK_CUDA(cudaFree(sink));
+  CHECK_CUDA(cudaStreamDestroy(stream));
+  return t;
+}
 
 // Times every variant's prefix-aware plan on `w`; prints one line and
 // appends the times (us) to `times`.
@@ -355,6 +388,17 @@ void RunVariants(const Workload& w, const std::vector<Variant>& variants, int it
   CHECK_CUDA(FillRandom16(q, qelems, 7, bf16, nullptr));
   std::printf("%-24s floor %6.1f us", w.name.c_str(), w.floor_us);
   for (const Variant& v : variants) {
+    if (v.read_only) {
+      const double t = TimeStreamRead(w, v.read_loads, iters);
+      times->push_back(t);
+      std::printf(" | %s %.1f (%.2fx)", v.name.c_str(), t, t / w.floor_us);
+      std::fflush(stdout);
+      if (csv != nullptr) {
+        std::fprintf(csv, "%s,%s,%.2f,%.2f,%.3f,0\n", w.name.c_str(), v.name.c_str(), t,
+                     w.floor_us, t / w.floor_us);
+      }
+      continue;
+    }
     std::vector<AttentionPlan> plans;
     for (const auto& table : w.tables) {
       const PagedBatch pb{table, w.offsets, w.lengths};
@@ -398,6 +442,7 @@ Workload PrefixWorkload(const Shape& sh, int prefix, int batch, int priv, double
   for (int c = 0; c < copies; ++c) {
     void* pool;
     CHECK_CUDA(cudaMalloc(&pool, bytes));
+    w.pool_bytes = bytes;
     CHECK_CUDA(FillRandom16(pool, bytes / 2, 1000 + c, L.dtype == KvDtype::kBFloat16, nullptr));
     w.pools.push_back(pool);
     auto chunk = [&](size_t i) { return static_cast<const void*>(static_cast<char*>(pool) + i * slice); };
@@ -436,6 +481,7 @@ Workload TreeWorkload(const Shape& sh, double bw) {
   for (int c = 0; c < copies; ++c) {
     void* pool;
     CHECK_CUDA(cudaMalloc(&pool, bytes));
+    w.pool_bytes = bytes;
     CHECK_CUDA(FillRandom16(pool, bytes / 2, 2000 + c, L.dtype == KvDtype::kBFloat16, nullptr));
     w.pools.push_back(pool);
     auto chunk = [&](size_t i) { return static_cast<const void*>(static_cast<char*>(pool) + i * slice); };
@@ -564,7 +610,9 @@ constexpr char kUsage[] =
     "  --papers         the 16 configs of the H200 table and the tree workload,\n"
     "                   prefix-aware plans, every variant side by side\n"
     "  --variants       plan variants for --papers: default, interleave, fused,\n"
-    "                   spread, tb=N, rf=N, mc=N, mma, nomerge, joined by '+'\n";
+    "                   spread, tb=N, rf=N, mc=N, mma, nomerge, joined by '+';\n"
+    "                   read, read16: a streaming read of the unique KV bytes\n"
+    "                   alone (4 or 16 loads per thread), no attention\n";
 
 // A positive integer flag value; exits with the usage on anything else.
 int PositiveFlag(const std::string& arg, size_t prefix) {
