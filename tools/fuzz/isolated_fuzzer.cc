@@ -30,7 +30,9 @@
 //                fill
 //   3 commit     ref, with the right checksum of what it sent to each slot
 //                (only once every slot was sent one); a ref to the honest
-//                writer's lease: refused
+//                writer's lease: refused; a short-lived lease past its
+//                expiry may be refused as expired (NotFound, or
+//                FailedPrecondition when it expired with chunks in flight)
 //   4 abort      ref (the honest writer's: refused)
 //   5 wait       for the attacker's sends to complete locally
 // ref: bit 7 clear: the attacker's own lease number ref (mod how many it
@@ -403,6 +405,19 @@ struct AttackerLease {
   std::map<uint32_t, std::set<uint64_t>> expected;
   bool open = true;
   bool short_lived = false;  // it may expire during the input
+  // No earlier than this, the node expires a short-lived lease (the time
+  // before its put-begin plus its lease): only past it may the node refuse
+  // the lease as expired.
+  absl::Time earliest_expiry = absl::InfiniteFuture();
+
+  // Whether `s` is the node refusing this lease as expired: NotFound (reaped)
+  // or FailedPrecondition (it expired while the commit waited for chunks
+  // still in flight).
+  bool RefusedAsExpired(const grpc::Status& s) const {
+    return short_lived && absl::Now() >= earliest_expiry &&
+           (s.error_code() == grpc::StatusCode::NOT_FOUND ||
+            s.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+  }
 };
 
 class Session {
@@ -434,6 +449,7 @@ class Session {
         std::vector<std::string> keys;
         for (int i = 0; i < 1 + (b & 3); ++i) keys.push_back(KeyBytes(0xa5, in.U8()));
         pb::PutBeginResponse resp;
+        const absl::Time before = absl::Now();
         grpc::Status s = m_.PutBegin(foreign ? writer_ns_ : attacker_ns_, keys, &resp, lease_ms);
         if (foreign) {
           Check(s.error_code() == grpc::StatusCode::PERMISSION_DENIED,
@@ -446,6 +462,7 @@ class Session {
         lease.chunk_bytes = chunk_bytes_;
         lease.items = keys.size();
         lease.short_lived = lease_ms != 0;
+        if (lease.short_lived) lease.earliest_expiry = before + absl::Milliseconds(lease_ms);
         lease_expiry_ = std::max(lease_expiry_, absl::Now() + absl::Milliseconds(lease_ms));
         for (int i = 0; i < resp.slots_size(); ++i) {
           Check(resp.slots(i).address() == 0, "an isolated node handed out an address");
@@ -509,7 +526,7 @@ class Session {
         }
         grpc::Status s = m_.Commit(own->id, sums);
         Check(s.ok() || (!single && s.error_code() == grpc::StatusCode::DATA_LOSS) ||
-                  (own->short_lived && s.error_code() == grpc::StatusCode::NOT_FOUND),
+                  own->RefusedAsExpired(s),
               absl::StrCat("the attacker's commit of the chunks it sent: ", s.error_code(), " ",
                            s.error_message()));
         own->open = false;
@@ -528,7 +545,8 @@ class Session {
         }
         if (!own->open) return;
         grpc::Status s = m_.Abort(own->id);
-        Check(s.ok() || (own->short_lived && s.error_code() == grpc::StatusCode::NOT_FOUND),
+        Check(s.ok() || (own->RefusedAsExpired(s) &&
+                         s.error_code() == grpc::StatusCode::NOT_FOUND),
               "the attacker's abort of its own lease: " + s.error_message());
         own->open = false;
         break;
