@@ -404,17 +404,19 @@ struct AttackerLease {
   // Position -> checksums of the well-formed chunks sent to it.
   std::map<uint32_t, std::set<uint64_t>> expected;
   bool open = true;
-  bool short_lived = false;  // it may expire during the input
   // No earlier than this, the node expires a short-lived lease (the time
   // before its put-begin plus its lease): only past it may the node refuse
-  // the lease as expired.
+  // the lease as expired. Infinite: a lease of the default length.
   absl::Time earliest_expiry = absl::InfiniteFuture();
+
+  // It may expire during the input.
+  bool short_lived() const { return earliest_expiry != absl::InfiniteFuture(); }
 
   // Whether `s` is the node refusing this lease as expired: NotFound (reaped)
   // or FailedPrecondition (it expired while the commit waited for chunks
   // still in flight).
   bool RefusedAsExpired(const grpc::Status& s) const {
-    return short_lived && absl::Now() >= earliest_expiry &&
+    return absl::Now() >= earliest_expiry &&
            (s.error_code() == grpc::StatusCode::NOT_FOUND ||
             s.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
   }
@@ -461,8 +463,7 @@ class Session {
         lease.id = resp.lease_id();
         lease.chunk_bytes = chunk_bytes_;
         lease.items = keys.size();
-        lease.short_lived = lease_ms != 0;
-        if (lease.short_lived) lease.earliest_expiry = before + absl::Milliseconds(lease_ms);
+        if (lease_ms != 0) lease.earliest_expiry = before + absl::Milliseconds(lease_ms);
         lease_expiry_ = std::max(lease_expiry_, absl::Now() + absl::Milliseconds(lease_ms));
         for (int i = 0; i < resp.slots_size(); ++i) {
           Check(resp.slots(i).address() == 0, "an isolated node handed out an address");
@@ -610,7 +611,7 @@ class Session {
     CheckLoad(h_.setup_ns, h_.setup_keys, h_.setup_bytes, "the chunks saved at start-up");
 
     for (const AttackerLease& l : leases_) {
-      if (!l.open || l.short_lived) continue;
+      if (!l.open || l.short_lived()) continue;
       s = m_.Abort(l.id);
       Check(s.ok(), "the attacker's abort of its own lease: " + s.error_message());
     }

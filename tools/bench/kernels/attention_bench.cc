@@ -435,6 +435,7 @@ Workload PrefixWorkload(const Shape& sh, int prefix, int batch, int priv, double
   const size_t slice = L.SliceBytes();
   const size_t bytes = (pchunks + static_cast<size_t>(batch) * cchunks) * slice;
   const int copies = CopiesFor(bytes);
+  w.pool_bytes = bytes;
   for (int b = 0; b < batch; ++b) {
     w.offsets.push_back(w.offsets.back() + pchunks + cchunks);
     w.lengths.push_back(prefix + priv);
@@ -442,7 +443,6 @@ Workload PrefixWorkload(const Shape& sh, int prefix, int batch, int priv, double
   for (int c = 0; c < copies; ++c) {
     void* pool;
     CHECK_CUDA(cudaMalloc(&pool, bytes));
-    w.pool_bytes = bytes;
     CHECK_CUDA(FillRandom16(pool, bytes / 2, 1000 + c, L.dtype == KvDtype::kBFloat16, nullptr));
     w.pools.push_back(pool);
     auto chunk = [&](size_t i) { return static_cast<const void*>(static_cast<char*>(pool) + i * slice); };
@@ -474,6 +474,7 @@ Workload TreeWorkload(const Shape& sh, double bw) {
   const size_t slice = L.SliceBytes();
   const size_t bytes = total_chunks * slice;
   const int copies = CopiesFor(bytes);
+  w.pool_bytes = bytes;
   for (int s = 0; s < w.batch; ++s) {
     w.offsets.push_back(w.offsets.back() + root + branch + leaf);
     w.lengths.push_back((root + branch + leaf) * tpc);
@@ -481,7 +482,6 @@ Workload TreeWorkload(const Shape& sh, double bw) {
   for (int c = 0; c < copies; ++c) {
     void* pool;
     CHECK_CUDA(cudaMalloc(&pool, bytes));
-    w.pool_bytes = bytes;
     CHECK_CUDA(FillRandom16(pool, bytes / 2, 2000 + c, L.dtype == KvDtype::kBFloat16, nullptr));
     w.pools.push_back(pool);
     auto chunk = [&](size_t i) { return static_cast<const void*>(static_cast<char*>(pool) + i * slice); };
