@@ -6,8 +6,9 @@
 // tokens, read straight from the chunk slices (K at offset 0, V at
 // kv_heads * tokens_per_chunk * head_dim) through a 3-stage cp.async pipeline
 // of 64-token tiles. With <= 32 rows, warps also split each tile's tokens and
-// merge their states at the end, so that a lone sequence's 16-row tile keeps
-// four warps busy. Output: per row, the normalised partial output (fp32) and
+// merge their states at the end (each warp a share of the columns:
+// MergeTokenSplits), so that a lone sequence's 16-row tile keeps four warps
+// busy. Output: per row, the normalised partial output (fp32) and
 // its base-2 log-sum-exp (see merge_state.cuh). With kFused, the block that
 // writes the last partial states of a (sequence, KV head) also merges them
 // (FusedMergeEpilogue): one launch instead of two.
@@ -366,6 +367,69 @@ __device__ __forceinline__ void StorePartialRows(const PartialAttentionArgs& arg
   }
 }
 
+// The partial states of rows rw * 16 + g (+ 8) of an item whose KV tiles
+// were split by tokens over kSplits warps (warp rw + k * row_warps holds
+// split k): every split's accumulators, running max and sum are in shared
+// memory (red_o [warp][D/8 x 4][32], red_ml [warp][m0, m1, l0, l1][32]); each
+// of the kSplits warps of the row group merges and writes its 1 / kSplits
+// of the head_dim columns (warp ts: column blocks ts * D / 8 / kSplits ...),
+// and warp ts = 0 the rows' log-sum-exp, so that no single warp merges them
+// all while the others wait.
+template <int D, int kSplits>
+__device__ __forceinline__ void MergeTokenSplits(const PartialAttentionArgs& args,
+                                                 const WorkItem& item, int kvh, int group,
+                                                 int rw, int ts, int row_warps,
+                                                 const float* red_o, const float* red_ml) {
+  constexpr int kJ = D / 8 / kSplits;  // column blocks of 8 per warp
+  const int lane = threadIdx.x % 32;
+  const int g = lane / 4;
+  const int t4 = lane % 4;
+  float m[2][kSplits], w[2][kSplits];
+  float mx[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int k = 0; k < kSplits; ++k) {
+    const int wk = rw + k * row_warps;
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      m[h][k] = red_ml[(wk * 4 + h) * 32 + lane];
+      mx[h] = fmaxf(mx[h], m[h][k]);
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const float base = mx[h] == -INFINITY ? 0.0f : mx[h];
+#pragma unroll
+    for (int k = 0; k < kSplits; ++k) {
+      w[h][k] = exp2f(m[h][k] - base);
+      l[h] += red_ml[((rw + k * row_warps) * 4 + 2 + h) * 32 + lane] * w[h][k];
+    }
+  }
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r_local = rw * 16 + g + h * 8;
+    if (r_local >= item.num_rows) continue;
+    const int row = item.row_begin + r_local;
+    const int qh = kvh * group + row % group;
+    const size_t slot = static_cast<size_t>(item.slot_base) +
+                        static_cast<size_t>(row / group) * args.num_q_heads + qh;
+    const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
+    float* dst = args.partial_o + slot * D + t4 * 2;
+#pragma unroll
+    for (int jj = 0; jj < kJ; ++jj) {
+      const int j = ts * kJ + jj;
+      float x0 = 0.0f, x1 = 0.0f;
+#pragma unroll
+      for (int k = 0; k < kSplits; ++k) {
+        const float* src = red_o + ((rw + k * row_warps) * (D / 8) * 4 + j * 4 + h * 2) * 32 + lane;
+        x0 += src[0] * w[h][k];
+        x1 += src[32] * w[h][k];
+      }
+      *reinterpret_cast<float2*>(dst + j * 8) = make_float2(x0 * inv, x1 * inv);
+    }
+    if (ts == 0 && t4 == 0) args.partial_lse[slot] = l[h] > 0.0f ? mx[h] + log2f(l[h]) : -INFINITY;
+  }
+}
+
 #if STRATA_HAS_WGMMA
 // One item on warpgroup MMAs (see the top of this file): the block's four
 // warps are one warpgroup of 64 rows (zero past num_rows); Q and the K / V
@@ -599,51 +663,23 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
   if (token_splits > 1) {  // block-uniform
     float* red_o = reinterpret_cast<float*>(skv);           // [warp][D/8*4][32]
     float* red_ml = red_o + 4 * (D / 8) * 4 * 32;            // [warp][4][32]
-    __syncthreads();
-    if (ts > 0) {
+    __syncthreads();  // every warp is done with the stages
 #pragma unroll
-      for (int j = 0; j < D / 8; ++j) {
+    for (int j = 0; j < D / 8; ++j) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) red_o[(warp * (D / 8) * 4 + j * 4 + e) * 32 + lane] = o[j][e];
-      }
-      red_ml[(warp * 4 + 0) * 32 + lane] = m0;
-      red_ml[(warp * 4 + 1) * 32 + lane] = m1;
-      red_ml[(warp * 4 + 2) * 32 + lane] = l0;
-      red_ml[(warp * 4 + 3) * 32 + lane] = l1;
+      for (int e = 0; e < 4; ++e) red_o[(warp * (D / 8) * 4 + j * 4 + e) * 32 + lane] = o[j][e];
     }
+    red_ml[(warp * 4 + 0) * 32 + lane] = m0;
+    red_ml[(warp * 4 + 1) * 32 + lane] = m1;
+    red_ml[(warp * 4 + 2) * 32 + lane] = l0;
+    red_ml[(warp * 4 + 3) * 32 + lane] = l1;
     __syncthreads();
-    if (ts == 0) {
-      for (int other = 1; other < token_splits; ++other) {
-        const int w = rw + other * row_warps;
-        const float om0 = red_ml[(w * 4 + 0) * 32 + lane];
-        const float om1 = red_ml[(w * 4 + 1) * 32 + lane];
-        const float ol0 = red_ml[(w * 4 + 2) * 32 + lane];
-        const float ol1 = red_ml[(w * 4 + 3) * 32 + lane];
-        const float mn0 = fmaxf(m0, om0), mn1 = fmaxf(m1, om1);
-        const float base0 = mn0 == -INFINITY ? 0.0f : mn0;
-        const float base1 = mn1 == -INFINITY ? 0.0f : mn1;
-        const float a0 = exp2f(m0 - base0), b0 = exp2f(om0 - base0);
-        const float a1 = exp2f(m1 - base1), b1 = exp2f(om1 - base1);
-        l0 = l0 * a0 + ol0 * b0;
-        l1 = l1 * a1 + ol1 * b1;
-        m0 = mn0;
-        m1 = mn1;
-#pragma unroll
-        for (int j = 0; j < D / 8; ++j) {
-          const float* src = red_o + (w * (D / 8) * 4 + j * 4) * 32 + lane;
-          o[j][0] = o[j][0] * a0 + src[0] * b0;
-          o[j][1] = o[j][1] * a0 + src[32] * b0;
-          o[j][2] = o[j][2] * a1 + src[64] * b1;
-          o[j][3] = o[j][3] * a1 + src[96] * b1;
-        }
-      }
+    if (token_splits == 4) {
+      MergeTokenSplits<D, 4>(args, item, kvh, group, rw, ts, row_warps, red_o, red_ml);
+    } else {
+      MergeTokenSplits<D, 2>(args, item, kvh, group, rw, ts, row_warps, red_o, red_ml);
     }
-  }
-  if constexpr (!kFused) {
-    if (ts != 0) return;
-  }
-
-  if (ts == 0) {
+  } else {
     StorePartialRows<D>(args, item, kvh, group, rw, m0, m1, l0, l1,
                         [&](int half, int j, int e) { return o[j][half * 2 + e]; });
   }
