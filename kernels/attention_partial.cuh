@@ -337,12 +337,14 @@ struct ItemTileLoader {
 
 // Writes the partial states (normalised O, base-2 LSE) of rows r_local =
 // rw * 16 + g (+ 8) of the item; o_at(half, j, e) is this thread's
-// accumulator of row half, column j * 8 + (lane % 4) * 2 + e.
-template <int D, typename OAt>
+// accumulator of row half, column j * 8 + (lane % 4) * 2 + e. Only the kJ
+// column blocks of 8 from j0 on, and the LSE where write_lse (a warp that
+// writes a share of the columns: MergeTokenSplits).
+template <int D, int kJ = D / 8, typename OAt>
 __device__ __forceinline__ void StorePartialRows(const PartialAttentionArgs& args,
                                                  const WorkItem& item, int kvh, int group, int rw,
                                                  float m0, float m1, float l0, float l1,
-                                                 OAt o_at) {
+                                                 OAt o_at, int j0 = 0, bool write_lse = true) {
   const int lane = threadIdx.x % 32;
   const int g = lane / 4;
   const int t4 = lane % 4;
@@ -359,11 +361,12 @@ __device__ __forceinline__ void StorePartialRows(const PartialAttentionArgs& arg
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     float* dst = args.partial_o + slot * D + t4 * 2;
 #pragma unroll
-    for (int j = 0; j < D / 8; ++j) {
+    for (int jj = 0; jj < kJ; ++jj) {
+      const int j = j0 + jj;
       *reinterpret_cast<float2*>(dst + j * 8) =
           make_float2(o_at(half, j, 0) * inv, o_at(half, j, 1) * inv);
     }
-    if (t4 == 0) args.partial_lse[slot] = l > 0.0f ? m + log2f(l) : -INFINITY;
+    if (write_lse && t4 == 0) args.partial_lse[slot] = l > 0.0f ? m + log2f(l) : -INFINITY;
   }
 }
 
@@ -382,8 +385,6 @@ __device__ __forceinline__ void MergeTokenSplits(const PartialAttentionArgs& arg
                                                  const float* red_o, const float* red_ml) {
   constexpr int kJ = D / 8 / kSplits;  // column blocks of 8 per warp
   const int lane = threadIdx.x % 32;
-  const int g = lane / 4;
-  const int t4 = lane % 4;
   float m[2][kSplits], w[2][kSplits];
   float mx[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -404,30 +405,18 @@ __device__ __forceinline__ void MergeTokenSplits(const PartialAttentionArgs& arg
       l[h] += red_ml[((rw + k * row_warps) * 4 + 2 + h) * 32 + lane] * w[h][k];
     }
   }
+  StorePartialRows<D, kJ>(
+      args, item, kvh, group, rw, mx[0], mx[1], l[0], l[1],
+      [&](int half, int j, int e) {
+        float x = 0.0f;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r_local = rw * 16 + g + h * 8;
-    if (r_local >= item.num_rows) continue;
-    const int row = item.row_begin + r_local;
-    const int qh = kvh * group + row % group;
-    const size_t slot = static_cast<size_t>(item.slot_base) +
-                        static_cast<size_t>(row / group) * args.num_q_heads + qh;
-    const float inv = l[h] > 0.0f ? 1.0f / l[h] : 0.0f;
-    float* dst = args.partial_o + slot * D + t4 * 2;
-#pragma unroll
-    for (int jj = 0; jj < kJ; ++jj) {
-      const int j = ts * kJ + jj;
-      float x0 = 0.0f, x1 = 0.0f;
-#pragma unroll
-      for (int k = 0; k < kSplits; ++k) {
-        const float* src = red_o + ((rw + k * row_warps) * (D / 8) * 4 + j * 4 + h * 2) * 32 + lane;
-        x0 += src[0] * w[h][k];
-        x1 += src[32] * w[h][k];
-      }
-      *reinterpret_cast<float2*>(dst + j * 8) = make_float2(x0 * inv, x1 * inv);
-    }
-    if (ts == 0 && t4 == 0) args.partial_lse[slot] = l[h] > 0.0f ? mx[h] + log2f(l[h]) : -INFINITY;
-  }
+        for (int k = 0; k < kSplits; ++k) {
+          x += red_o[((rw + k * row_warps) * (D / 8) * 4 + j * 4 + half * 2 + e) * 32 + lane] *
+               w[half][k];
+        }
+        return x;
+      },
+      ts * kJ, ts == 0);
 }
 
 #if STRATA_HAS_WGMMA
