@@ -13,11 +13,8 @@
 namespace strata::kernels {
 namespace device {
 
-// One warp per (sequence, query head): merges that pair's partial states.
-// Exactly AttentionState::Merge applied over all states, computed in one
-// pass: the max lse first (lanes load 32 states' lse at a time, and the
-// first four states' vectors at the same time), then the weighted sum with
-// independent loads in flight.
+// One warp per (sequence, query head): merges that pair's partial states
+// (MergeStatesWarp).
 template <typename T, int D>
 __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsArgs args) {
   constexpr int kPer = D / 32;
@@ -34,83 +31,14 @@ __global__ void __launch_bounds__(128) MergePartialsKernel(const MergePartialsAr
   const size_t first_slot =
       lane < n ? static_cast<size_t>(args.merge_slots[begin + lane]) + h : 0;
   GridDependencyWait();
-  auto slot_of = [&](int k) -> size_t {
-    return k < 32 ? first_slot : static_cast<size_t>(args.merge_slots[begin + k]) + h;
-  };
-  auto load_state = [&](size_t slot, float (&x)[kPer]) {
-    const float* src = args.partial_o + slot * D + lane * kPer;
-    if constexpr (kPer == 4) {
-      const float4 v = *reinterpret_cast<const float4*>(src);
-      x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
-    } else {
-      const float2 v = *reinterpret_cast<const float2*>(src);
-      x[0] = v.x, x[1] = v.y;
-    }
-  };
-  // The first kPre states are loaded together with the LSEs (they do not
-  // depend on them): one round trip to L2 for every state of a sequence
-  // with up to kPre (the prefix-aware plans give 3-16), not one per four
-  // (16 measured no better than 8, and 4% slower at gqa 4096:128:256).
-  constexpr int kPre = 8;
-  float pre[kPre][kPer];
-#pragma unroll
-  for (int j = 0; j < kPre; ++j) {
-    const size_t slot = __shfl_sync(0xffffffffu, first_slot, j);
-    if (j < n) {
-      load_state(slot, pre[j]);
-    } else {
-#pragma unroll
-      for (int i = 0; i < kPer; ++i) pre[j][i] = 0.0f;
-    }
-  }
-  const float my_lse = lane < n ? args.partial_lse[first_slot] : -INFINITY;
-  float m = my_lse;
-  for (int k = lane + 32; k < n; k += 32) m = fmaxf(m, args.partial_lse[slot_of(k)]);
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
   float acc[kPer];
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) acc[i] = 0.0f;
-  float wsum = 0.0f;
-  if (m != -INFINITY) {
-    for (int base = 0; base < n; base += 32) {
-      const int k = base + lane;
-      size_t my_slot = 0;
-      float my_w = 0.0f;
-      if (k < n) {
-        my_slot = slot_of(k);
-        my_w = exp2f((base == 0 ? my_lse : args.partial_lse[my_slot]) - m);
-      }
-      const int count = min(32, n - base);
-      int j = 0;
-      if (base == 0) {
-#pragma unroll
-        for (; j < kPre; ++j) {
-          const float wj = __shfl_sync(0xffffffffu, my_w, j);  // 0 past n
-#pragma unroll
-          for (int i = 0; i < kPer; ++i) acc[i] += wj * pre[j][i];
-          wsum += wj;
-        }
-      }
-#pragma unroll 4
-      for (; j < count; ++j) {
-        const size_t slot = __shfl_sync(0xffffffffu, my_slot, j);
-        const float wj = __shfl_sync(0xffffffffu, my_w, j);
-        float x[kPer];
-        load_state(slot, x);
-#pragma unroll
-        for (int i = 0; i < kPer; ++i) acc[i] += wj * x[i];
-        wsum += wj;
-      }
-    }
-  }
-  const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
+  const float lse = MergeStatesWarp<D>(
+      args.partial_o, args.partial_lse, n, first_slot,
+      [&](int k) { return static_cast<size_t>(args.merge_slots[begin + k]) + h; }, acc);
   T* out = static_cast<T*>(args.out) + static_cast<size_t>(w) * D + lane * kPer;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) out[i] = MmaOps<T>::FromFloat(acc[i] * inv);
-  if (args.lse != nullptr && lane == 0) {
-    args.lse[w] = wsum > 0.0f ? m + log2f(wsum) : -INFINITY;
-  }
+  for (int i = 0; i < kPer; ++i) out[i] = MmaOps<T>::FromFloat(acc[i]);
+  if (args.lse != nullptr && lane == 0) args.lse[w] = lse;
 }
 
 // One warp per state: (v_a, s_a) merged with (v_b, s_b).

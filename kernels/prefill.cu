@@ -210,9 +210,11 @@ cudaError_t LaunchPrefillTyped(const PrefillArgs& args, cudaStream_t stream) {
                           device::PrefillConfig<D>::kSmemBytes, smem_limit_set, args, stream);
   }
   if (err != cudaSuccess || args.num_merges == 0) return err;
-  const dim3 merge_grid(args.num_merges, args.num_kv_heads);
-  device::PrefillMergeKernel<T, D><<<merge_grid, device::kPrefillMergeThreads, 0, stream>>>(args);
-  return cudaGetLastError();
+  const int64_t merge_blocks = int64_t{args.num_merges} * device::kPrefillMergeRowBlocks;
+  if (merge_blocks > 0x7fffffff) return cudaErrorInvalidValue;
+  return LaunchDependent(device::PrefillMergeKernel<T, D>,
+                         dim3(static_cast<unsigned>(merge_blocks), args.num_kv_heads),
+                         dim3(device::kPrefillMergeThreads), 0, stream, args);
 }
 
 }  // namespace

@@ -627,35 +627,41 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
 // kMergeThreads threads): one warp per row, D / 32 elements per lane, the
 // pieces' states combined with AttentionState (merge_state.cuh); writes the
 // row's output in the dtype and its base-2 LSE.
-inline constexpr int kPrefillMergeThreads = 256;
+inline constexpr int kPrefillMergeThreads = 128;
+// Blocks per (merge, KV head): one warp per row of the largest query tile.
+inline constexpr int kPrefillMergeRowBlocks = kPrefillWideRowsPerTile / (kPrefillMergeThreads / 32);
 
+// One warp per (split query tile, row, KV head) merges the row's piece
+// states (MergeStatesWarp) into the output row. Grid (num_merges x
+// kPrefillMergeRowBlocks, num_kv_heads); launched as a programmatic
+// dependent of the attention kernel, it reads the plan's merge record
+// before waiting for that grid.
 template <typename T, int D>
 __global__ void __launch_bounds__(kPrefillMergeThreads) PrefillMergeKernel(const PrefillArgs args) {
   constexpr int kPer = D / 32;
-  const PrefillMerge mg = args.merges[blockIdx.x];
+  constexpr int kWarps = kPrefillMergeThreads / 32;
+  const PrefillMerge mg = args.merges[blockIdx.x / kPrefillMergeRowBlocks];
+  const int r = (blockIdx.x % kPrefillMergeRowBlocks) * kWarps + threadIdx.x / 32;
+  if (r >= mg.num_rows) return;
   const int kvh = blockIdx.y;
-  const int group = args.num_q_heads / args.num_kv_heads;
   const int lane = threadIdx.x % 32;
-  for (int r = threadIdx.x / 32; r < mg.num_rows; r += kPrefillMergeThreads / 32) {
-    AttentionState<kPer> st;
-    st.Init();
-    for (int p = 0; p < mg.num_pieces; ++p) {
-      const size_t prow = static_cast<size_t>(kvh) * args.partial_rows + mg.partial_row +
-                          static_cast<size_t>(p) * mg.num_rows + r;
-      float v[kPer];
-      const float* src = args.partial_out + prow * D + lane * kPer;
+  // Piece p's state of this row: partial row (head kvh) partial_row +
+  // p * num_rows + r.
+  const size_t row0 = static_cast<size_t>(kvh) * args.partial_rows + mg.partial_row + r;
+  const auto slot_of = [&](int p) { return row0 + static_cast<size_t>(p) * mg.num_rows; };
+  const size_t first_slot = lane < mg.num_pieces ? slot_of(lane) : 0;
+  GridDependencyWait();
+  float v[kPer];
+  const float lse =
+      MergeStatesWarp<D>(args.partial_out, args.partial_lse, mg.num_pieces, first_slot, slot_of, v);
+  const int group = args.num_q_heads / args.num_kv_heads;
+  const int row = mg.row_begin + r;
+  const int qh = kvh * group + row % group;
+  const size_t dst_row = static_cast<size_t>(mg.q_offset + row / group) * args.num_q_heads + qh;
+  T* dst = static_cast<T*>(args.out) + dst_row * D + lane * kPer;
 #pragma unroll
-      for (int k = 0; k < kPer; ++k) v[k] = src[k];
-      st.Merge(v, args.partial_lse[prow]);
-    }
-    const int row = mg.row_begin + r;
-    const int qh = kvh * group + row % group;
-    const size_t dst_row = static_cast<size_t>(mg.q_offset + row / group) * args.num_q_heads + qh;
-    T* dst = static_cast<T*>(args.out) + dst_row * D + lane * kPer;
-#pragma unroll
-    for (int k = 0; k < kPer; ++k) dst[k] = MmaOps<T>::FromFloat(st.v[k]);
-    if (lane == 0 && args.lse != nullptr) args.lse[dst_row] = st.s;
-  }
+  for (int k = 0; k < kPer; ++k) dst[k] = MmaOps<T>::FromFloat(v[k]);
+  if (lane == 0 && args.lse != nullptr) args.lse[dst_row] = lse;
 }
 
 }  // namespace strata::kernels::device
