@@ -118,6 +118,7 @@ __device__ __forceinline__ void PrefillWgmmaSoftmaxExp(float (&s)[kTile / 2], bo
                                                        float& m1, float& l0, float& l1,
                                                        float& alpha0, float& alpha1) {
   constexpr int kN8 = kTile / 8;  // 8-key blocks of S
+  static_assert((kN8 & (kN8 - 1)) == 0, "the reduction trees halve kN8");
   const int t4 = (threadIdx.x % 32) % 4;
   if (mask) {
     const int lim0 = min(lim_base + row_g / group, lim_cap);
@@ -130,12 +131,24 @@ __device__ __forceinline__ void PrefillWgmmaSoftmaxExp(float (&s)[kTile / 2], bo
       }
     }
   }
-  float mx0 = -INFINITY, mx1 = -INFINITY;
+  // Row maxima by pairwise trees (depth log2(kTile / 4) instead of a chain
+  // of kTile / 4 dependent fmaxf: the exponentials wait for them).
+  float t0[kN8], t1[kN8];
 #pragma unroll
   for (int n = 0; n < kN8; ++n) {
-    mx0 = fmaxf(mx0, fmaxf(s[4 * n], s[4 * n + 1]));
-    mx1 = fmaxf(mx1, fmaxf(s[4 * n + 2], s[4 * n + 3]));
+    t0[n] = fmaxf(s[4 * n], s[4 * n + 1]);
+    t1[n] = fmaxf(s[4 * n + 2], s[4 * n + 3]);
   }
+#pragma unroll
+  for (int lvl = 1; lvl < kN8; lvl *= 2) {
+    const int w = kN8 / (2 * lvl);
+#pragma unroll
+    for (int n = 0; n < w; ++n) {
+      t0[n] = fmaxf(t0[n], t0[n + w]);
+      t1[n] = fmaxf(t1[n], t1[n + w]);
+    }
+  }
+  float mx0 = t0[0], mx1 = t1[0];
   mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
   mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
   mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, 1));
@@ -147,18 +160,27 @@ __device__ __forceinline__ void PrefillWgmmaSoftmaxExp(float (&s)[kTile / 2], bo
   alpha1 = FastExp2(m1 - base1);
   m0 = mn0;
   m1 = mn1;
-  float sum0 = 0.0f, sum1 = 0.0f;
 #pragma unroll
   for (int n = 0; n < kN8; ++n) {
     s[4 * n] = FastExp2(fmaf(s[4 * n], scale_log2, -base0));
     s[4 * n + 1] = FastExp2(fmaf(s[4 * n + 1], scale_log2, -base0));
     s[4 * n + 2] = FastExp2(fmaf(s[4 * n + 2], scale_log2, -base1));
     s[4 * n + 3] = FastExp2(fmaf(s[4 * n + 3], scale_log2, -base1));
-    sum0 += s[4 * n] + s[4 * n + 1];
-    sum1 += s[4 * n + 2] + s[4 * n + 3];
+    t0[n] = s[4 * n] + s[4 * n + 1];
+    t1[n] = s[4 * n + 2] + s[4 * n + 3];
   }
-  l0 = l0 * alpha0 + sum0;
-  l1 = l1 * alpha1 + sum1;
+  // Row sums by the same trees.
+#pragma unroll
+  for (int lvl = 1; lvl < kN8; lvl *= 2) {
+    const int w = kN8 / (2 * lvl);
+#pragma unroll
+    for (int n = 0; n < w; ++n) {
+      t0[n] += t0[n + w];
+      t1[n] += t1[n + w];
+    }
+  }
+  l0 = l0 * alpha0 + t0[0];
+  l1 = l1 * alpha1 + t1[0];
 }
 
 // P of the exponentiated scores s (PrefillWgmmaSoftmaxExp) packed as the
