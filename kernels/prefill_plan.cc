@@ -264,17 +264,13 @@ absl::StatusOr<PrefillPlan> BuildPrefillPlan(const KvLayout& layout,
   plan.layout = layout;
   plan.options = options;
   if (options.kernel_variant == PrefillOptions::KernelVariant::kAuto) {
-    // The 64-row tiles only for short prefills over short histories (2 to
-    // 511 new tokens over fewer than 8192 keys, every sequence), where they
-    // measured faster on an H200 (e.g. 1024 / 128: 47 vs 61 us).
-    bool short_prefills = batch.batch() > 0;
-    for (int b = 0; b < batch.batch(); ++b) {
-      const int num_new = batch.query_offsets[b + 1] - batch.query_offsets[b];
-      short_prefills &= num_new != 1 && num_new < 512 && batch.kv_lengths[b] < 8192;
-    }
-    plan.options.kernel_variant = short_prefills
-                                      ? PrefillOptions::KernelVariant::kRows64
-                                      : PrefillOptions::KernelVariant::kRows128WgmmaPipelined;
+    // The pipelined 128-row wgmma kernel for every batch: since its split
+    // pieces merge by one warp per row, it measured faster than the 64-row
+    // tiles on an H200 for every single-sequence shape tried, short prefills
+    // included (gqa 4096 / 128: 41 vs 59 us, 4096 / 7: 24.6 vs 31.8), or as
+    // fast (gqa 4096 / 32, mha 1024 / 128: within 2%;
+    // bench_results/h200/prefill_small_rows.log).
+    plan.options.kernel_variant = PrefillOptions::KernelVariant::kRows128WgmmaPipelined;
   }
   plan.batch = batch.batch();
   plan.total_tokens = batch.total_tokens();

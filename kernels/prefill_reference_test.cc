@@ -296,26 +296,19 @@ TEST(PrefillPlanTest, SplitPiecesCoverEachTileOnce) {
   }
 }
 
-TEST(PrefillPlanTest, AutoVariantPicks64RowTilesForShortPrefillsOnly) {
+TEST(PrefillPlanTest, AutoVariantPicksPipelinedWgmmaTiles) {
   const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
   PrefillOptions options;
   options.num_q_heads = 32;
   options.kernel_variant = PrefillOptions::KernelVariant::kAuto;
   using V = PrefillOptions::KernelVariant;
-  EXPECT_EQ(PlanOne(layout, options, 1024, 2048).options.kernel_variant,
-            V::kRows128WgmmaPipelined);
-  EXPECT_EQ(PlanOne(layout, options, 4096 - 512, 512).options.kernel_variant,
-            V::kRows128WgmmaPipelined);
-  EXPECT_EQ(PlanOne(layout, options, 1024, 512).options.kernel_variant,
-            V::kRows128WgmmaPipelined);
-  EXPECT_EQ(PlanOne(layout, options, 1024, 128).options.kernel_variant, V::kRows64);
-  EXPECT_EQ(PlanOne(layout, options, 8192 - 129, 128).options.kernel_variant, V::kRows64);
-  EXPECT_EQ(PlanOne(layout, options, 8192 - 128, 128).options.kernel_variant,
-            V::kRows128WgmmaPipelined);
-  EXPECT_EQ(PlanOne(layout, options, 32768, 128).options.kernel_variant,
-            V::kRows128WgmmaPipelined);
-  EXPECT_EQ(PlanOne(layout, options, 32768, 1).options.kernel_variant, V::kRows128WgmmaPipelined);
-  EXPECT_EQ(PlanOne(layout, options, 100, 1).options.kernel_variant, V::kRows128WgmmaPipelined);
+  for (const auto& [history, num_new] : std::vector<std::pair<int, int>>{
+           {1024, 2048}, {4096 - 512, 512}, {1024, 512}, {1024, 128}, {8192 - 129, 128},
+           {32768, 128}, {32768, 1}, {100, 1}, {1000, 7}}) {
+    EXPECT_EQ(PlanOne(layout, options, history, num_new).options.kernel_variant,
+              V::kRows128WgmmaPipelined)
+        << history << " + " << num_new;
+  }
   // The tiles follow the choice: 2048 x 4 rows in 64 tiles of 128.
   const PrefillPlan wide = PlanOne(layout, options, 1024, 2048);
   for (const PrefillItem& it : wide.items) EXPECT_LE(it.num_rows, 128);

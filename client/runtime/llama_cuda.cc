@@ -243,9 +243,8 @@ class CudaLlamaImpl final : public CudaLlama {
       kernels::PrefillOptions options;
       options.num_q_heads = config_.num_q_heads;
       options.rope_theta = config_.rope_theta;
-      // The pipelined 128-row wgmma kernel (w128 off sm_90), or the 64-row
-      // one for batches of short prefills over short histories
-      // (PrefillOptions::KernelVariant::kAuto).
+      // The planner's choice (PrefillOptions::KernelVariant::kAuto): the
+      // pipelined 128-row wgmma kernel, w128 off sm_90.
       options.kernel_variant = kernels::PrefillOptions::KernelVariant::kAuto;
       absl::StatusOr<kernels::PrefillPlan> built =
           kernels::BuildPrefillPlan(layout_, options, batch.attention);
