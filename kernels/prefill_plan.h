@@ -70,10 +70,12 @@ struct PrefillOptions {
   // [tokens_per_chunk][head_dim], the dtype, same fp32 arithmetic as the
   // in-kernel rotation, so the same bits), and the attention kernel reads
   // them from there instead of rotating each K tile in every block that
-  // reads it. kAuto: ahead when the keys are read by at least two query
-  // tiles on average (long prefills; not decodes or short prefills, which
-  // read each key once) and the copy fits in max_rotated_key_bytes; kAhead:
-  // whenever it fits; kInKernel: never.
+  // reads it. kAuto: for kRows128WgmmaPipelined whenever the copy fits in
+  // max_rotated_key_bytes (measured faster for decodes and short prefills
+  // too); for the other kernels when the keys are read by at least two
+  // query tiles on average (long prefills; not decodes or short prefills,
+  // which read each key once) and the copy fits; kAhead: whenever it fits;
+  // kInKernel: never.
   enum class KeyRotation { kAuto, kInKernel, kAhead };
   KeyRotation key_rotation = KeyRotation::kAuto;
   int64_t max_rotated_key_bytes = int64_t{1} << 30;

@@ -376,7 +376,7 @@ TEST(PrefillPlanTest, RopeTableSpansThePositionsUnlessTooLarge) {
   EXPECT_EQ(PlanOne(layout, options, 1000, 24, 70000).rope_table_rows, 0);
 }
 
-TEST(PrefillPlanTest, KeysRotatedAheadWhenReadByManyQueryTiles) {
+TEST(PrefillPlanTest, KeysRotatedAheadForG128pOrWhenReadByManyQueryTiles) {
   const KvLayout layout{KvDtype::kBFloat16, 8, 128, 64};
   PrefillOptions options;
   options.num_q_heads = 32;
@@ -388,6 +388,17 @@ TEST(PrefillPlanTest, KeysRotatedAheadWhenReadByManyQueryTiles) {
   EXPECT_EQ(PlanOne(layout, options, 4096, 1).rotated_key_bytes, 0);
   // 17 new tokens: two tiles.
   EXPECT_EQ(PlanOne(layout, options, 4096, 17).rotated_key_bytes, 65 * entry_bytes);
+  // g128p (and kAuto, which picks it): ahead for decodes and short prefills
+  // too, while the copy fits.
+  for (auto variant : {PrefillOptions::KernelVariant::kRows128WgmmaPipelined,
+                       PrefillOptions::KernelVariant::kAuto}) {
+    PrefillOptions g = options;
+    g.kernel_variant = variant;
+    EXPECT_EQ(PlanOne(layout, g, 4096, 1).rotated_key_bytes, 65 * entry_bytes);
+    EXPECT_EQ(PlanOne(layout, g, 4096, 16).rotated_key_bytes, 65 * entry_bytes);
+    g.max_rotated_key_bytes = 65 * entry_bytes - 1;
+    EXPECT_EQ(PlanOne(layout, g, 4096, 1).rotated_key_bytes, 0);
+  }
   options.key_rotation = PrefillOptions::KeyRotation::kAhead;
   EXPECT_EQ(PlanOne(layout, options, 4096, 1).rotated_key_bytes, 65 * entry_bytes);
   options.max_rotated_key_bytes = 65 * entry_bytes - 1;
