@@ -19,6 +19,7 @@
 // in the dtype).
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -248,9 +249,17 @@ TEST_P(GpuPrefillTest, SplitKvMatchesReference) {
     c.AddSequence({.history = 255, .num_new = 300, .first_position = 20000});
     c.AddSequence({.history = 4 * tpc + 1, .num_new = 7, .share_with = 0, .shared_chunks = 3});
     c.AddSequence({.history = 9, .num_new = 0});
+    // Up to 41 pieces of 256 keys: the merge's states past the eight it loads
+    // first, and past the 32 whose slots each lane holds.
+    c.AddSequence({.history = 40 * 256 + 17, .num_new = 2, .first_position = 100});
     c.Finish();
     PrefillOptions tuning = c.options();
     tuning.split_target_blocks = 1 << 20;
+    absl::StatusOr<PrefillPlan> plan = BuildPrefillPlan(c.layout(), tuning, c.batch());
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    int most_pieces = 0;
+    for (const PrefillMerge& m : plan->merges) most_pieces = std::max(most_pieces, m.num_pieces);
+    EXPECT_GT(most_pieces, 32);
     RunAndCompare(c, absl::StrCat(Name(GetParam()), " split rope=", rope, " seed ", seed), &tuning,
                   /*expect_split=*/true);
   }
