@@ -1,10 +1,14 @@
 #include "kernels/attention.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstring>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "kernels/attention_launch.h"
+#include "kernels/prefill_launch.h"
+#include "kernels/prefill_plan.h"
 #include "kernels/workspace_upload.h"
 
 namespace strata::kernels {
@@ -16,8 +20,10 @@ using internal::Put;
 
 // Byte offsets of the plan's arrays inside the workspace.
 struct WorkspaceLayout {
-  size_t pages, items, seq_ids, merge_offsets, merge_slots, merge_arrivals, metadata_end;
-  size_t arrivals, partial_lse, partial_o, total;
+  size_t pages, items, seq_ids, merge_offsets, merge_slots, merge_arrivals, inv_freq,
+      metadata_end;
+  size_t arrivals, partial_lse, partial_o, rope_table, total;
+  int32_t rope_base = 0, rope_rows = 0;  // rope_rows == 0: no table
 };
 
 WorkspaceLayout LayoutFor(const AttentionPlan& plan) {
@@ -35,6 +41,10 @@ WorkspaceLayout LayoutFor(const AttentionPlan& plan) {
   off = AlignUp(off + plan.merge_slots.size() * sizeof(int32_t));
   w.merge_arrivals = off;
   off = AlignUp(off + plan.merge_arrivals.size() * sizeof(int32_t));
+  w.inv_freq = off;
+  if (plan.options.apply_rope) {
+    off = AlignUp(off + static_cast<size_t>(plan.layout.head_dim / 2) * sizeof(float));
+  }
   w.metadata_end = off;
   w.arrivals = off;
   if (plan.fused_merge) {
@@ -46,6 +56,22 @@ WorkspaceLayout LayoutFor(const AttentionPlan& plan) {
   w.partial_o = off;
   off = AlignUp(off + static_cast<size_t>(plan.num_slots) * plan.layout.head_dim *
                           sizeof(float));
+  w.rope_table = off;
+  if (plan.options.apply_rope && !plan.items.empty()) {
+    // Every position a tile's rows may have: [position, position + tokens).
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (const WorkItem& it : plan.items) {
+      lo = std::min<int64_t>(lo, it.position);
+      hi = std::max<int64_t>(hi, int64_t{it.position} + std::max(it.num_tokens, 1) - 1);
+    }
+    const int64_t rows = hi - lo + 1;
+    const size_t bytes = static_cast<size_t>(rows) * (plan.layout.head_dim / 2) * 8;
+    if (lo >= 0 && bytes <= kMaxDecodeRopeTableBytes) {
+      w.rope_base = static_cast<int32_t>(lo);
+      w.rope_rows = static_cast<int32_t>(rows);
+      off = AlignUp(off + bytes);
+    }
+  }
   w.total = off;
   return w;
 }
@@ -93,6 +119,14 @@ absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace
   Put(host, w.merge_offsets, plan.merge_offsets);
   Put(host, w.merge_slots, plan.merge_slots);
   Put(host, w.merge_arrivals, plan.merge_arrivals);
+  if (plan.options.apply_rope) {
+    std::vector<float> inv_freq(plan.layout.head_dim / 2);
+    for (size_t i = 0; i < inv_freq.size(); ++i) {
+      inv_freq[i] = PrefillRopeInvFreq(plan.options.rope_theta, static_cast<int>(i),
+                                       plan.layout.head_dim);
+    }
+    Put(host, w.inv_freq, inv_freq);
+  }
   absl::Status s = CudaStatus(
       cudaMemcpyAsync(workspace, host.data(), host.size(), cudaMemcpyHostToDevice, stream),
       "upload plan");
@@ -117,6 +151,18 @@ absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace
   d.partial_o = reinterpret_cast<float*>(base + w.partial_o);
   d.fused_merge = plan.fused_merge;
   d.wgmma_min_rows = plan.wgmma_min_rows;
+  if (plan.options.apply_rope) {
+    d.inv_freq = reinterpret_cast<const float*>(base + w.inv_freq);
+    if (w.rope_rows > 0) {
+      float2* table = reinterpret_cast<float2*>(base + w.rope_table);
+      s = CudaStatus(LaunchPrefillRopeTable(table, d.inv_freq, plan.layout.head_dim / 2,
+                                            w.rope_base, w.rope_rows, stream),
+                     "fill the RoPE table");
+      if (!s.ok()) return s;
+      d.rope_table = table;
+      d.rope_table_base = w.rope_base;
+    }
+  }
   if (plan.fused_merge) {
     d.arrivals = reinterpret_cast<int32_t*>(base + w.arrivals);
     d.merge_arrivals = reinterpret_cast<const int32_t*>(base + w.merge_arrivals);
@@ -134,6 +180,9 @@ absl::Status LaunchPartial(const DevicePlan& plan, const void* queries, void* ou
   if (!s.ok()) return s;
   if (plan.items == nullptr || plan.num_items <= 0 || plan.batch <= 0) {
     return absl::InvalidArgumentError("empty or unuploaded plan");
+  }
+  if (plan.options.apply_rope && plan.inv_freq == nullptr) {
+    return absl::InvalidArgumentError("apply_rope needs the plan's RoPE frequencies (UploadPlan)");
   }
   if (queries == nullptr || out == nullptr || !Aligned16(queries) || !Aligned16(out)) {
     return absl::InvalidArgumentError("queries and out must be non-null and 16-byte aligned");
@@ -153,6 +202,9 @@ absl::Status LaunchPartial(const DevicePlan& plan, const void* queries, void* ou
   a.scale_log2 = plan.options.EffectiveScale(plan.layout.head_dim) * 1.4426950408889634f;
   a.apply_rope = plan.options.apply_rope ? 1 : 0;
   a.rope_theta = plan.options.rope_theta;
+  a.inv_freq = plan.inv_freq;
+  a.rope_table = plan.rope_table;
+  a.rope_table_base = plan.rope_table_base;
   a.dtype = static_cast<int32_t>(plan.layout.dtype);
   a.wgmma_min_rows = plan.wgmma_min_rows;
   if (plan.fused_merge) {

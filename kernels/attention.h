@@ -53,7 +53,19 @@ struct DevicePlan {
   int32_t* arrivals = nullptr;
   const int32_t* merge_arrivals = nullptr;
   int32_t wgmma_min_rows = 0;  // AttentionPlan::wgmma_min_rows
+  // RoPE frequencies (options.apply_rope: head_dim / 2 floats, the prefill
+  // kernels' PrefillRopeInvFreq values), else null.
+  const float* inv_freq = nullptr;
+  // The cos / sin table of the positions the plan reads (filled by
+  // UploadPlan when it takes at most kMaxDecodeRopeTableBytes), or null (the
+  // kernel calls sincosf: the same values).
+  const float2* rope_table = nullptr;
+  int32_t rope_table_base = 0;
 };
+
+// Largest RoPE cos / sin table UploadPlan fills (positions x head_dim / 2 x 8
+// bytes; 64 MiB: 131072 positions at head_dim 128).
+inline constexpr size_t kMaxDecodeRopeTableBytes = size_t{64} << 20;
 
 // Device workspace bytes that UploadPlan needs for `plan`.
 size_t PlanWorkspaceBytes(const AttentionPlan& plan);

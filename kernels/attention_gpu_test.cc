@@ -119,6 +119,25 @@ void RunOnGpu(const TestBatch& tb, Kind kind, GpuRun* result, AttentionPlan* pla
   result->lse.resize(tb.queries().size() / layout.head_dim);
   CUDA_OK(cudaMemcpy(result->out.data(), out.get(), q_bytes, cudaMemcpyDeviceToHost));
   CUDA_OK(cudaMemcpy(result->lse.data(), lse.get(), lse.bytes(), cudaMemcpyDeviceToHost));
+  if (options.apply_rope) {
+    // UploadPlan filled the plan's cos / sin table; without it the kernels
+    // call sincosf, which gives the table's values: the same bits.
+    ASSERT_NE(dplan->rope_table, nullptr);
+    DevicePlan no_table = *dplan;
+    no_table.rope_table = nullptr;
+    CUDA_OK(cudaMemset(out.get(), 0xFF, out.bytes()));
+    CUDA_OK(cudaMemset(lse.get(), 0xFF, lse.bytes()));
+    absl::Status s = RunAttention(no_table, q.get(), out.get(), static_cast<float*>(lse.get()),
+                                  nullptr);
+    ASSERT_TRUE(s.ok()) << s;
+    std::vector<uint16_t> sincos_out(result->out.size());
+    std::vector<float> sincos_lse(result->lse.size());
+    CUDA_OK(cudaMemcpy(sincos_out.data(), out.get(), q_bytes, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(sincos_lse.data(), lse.get(), lse.bytes(), cudaMemcpyDeviceToHost));
+    EXPECT_EQ(sincos_out, result->out) << "RoPE table and sincosf disagree";
+    EXPECT_EQ(0, std::memcmp(sincos_lse.data(), result->lse.data(), lse.bytes()))
+        << "RoPE table and sincosf disagree (lse)";
+  }
   if (plan_out != nullptr) *plan_out = std::move(*plan);
 }
 
@@ -219,13 +238,19 @@ TEST(GpuDecodeLargeTest, WideTreeWithRowTilesAndSplits) {
     KvDtype dtype;
     int head_dim;
     int q_heads;
+    bool rope;
   };
-  for (const Wide& wide : {Wide{KvDtype::kFloat16, 128, 8}, Wide{KvDtype::kBFloat16, 128, 8},
-                           Wide{KvDtype::kBFloat16, 64, 14}}) {
+  // The last two with RoPE: keys rotated in place before the wgmma products.
+  for (const Wide& wide :
+       {Wide{KvDtype::kFloat16, 128, 8, false}, Wide{KvDtype::kBFloat16, 128, 8, false},
+        Wide{KvDtype::kBFloat16, 64, 14, false}, Wide{KvDtype::kBFloat16, 128, 8, true},
+        Wide{KvDtype::kFloat16, 64, 14, true}}) {
     const KvDtype dtype = wide.dtype;
     KvLayout layout{dtype, 2, wide.head_dim, 64};
     AttentionOptions options;
     options.num_q_heads = wide.q_heads;
+    options.apply_rope = wide.rope;
+    options.rope_theta = 500000.0f;
     TestBatch tb(layout, options, std::random_device{}());
     TreeSpec spec;
     spec.num_seqs = 50;  // 50 x group 4 = 200 rows: 4 row tiles (group 7: 6)
@@ -242,7 +267,8 @@ TEST(GpuDecodeLargeTest, WideTreeWithRowTilesAndSplits) {
         RunOnGpu(tb, kind, &run, nullptr, v.options);
         ExpectClose(dtype, run.out, run.lse, ref,
                     absl::StrCat(kind == Kind::kTree ? "wide tree " : "wide paged ", v.name,
-                                 " group ", wide.q_heads / 2, " d", wide.head_dim));
+                                 " group ", wide.q_heads / 2, " d", wide.head_dim,
+                                 wide.rope ? " rope" : ""));
       }
     }
   }

@@ -29,6 +29,11 @@ struct PartialAttentionArgs {
   float scale_log2;             // softmax scale * log2(e)
   int32_t apply_rope;
   float rope_theta;
+  const float* inv_freq;        // [head_dim / 2] RoPE frequencies (apply_rope)
+  // RoPE cos / sin of every position the items read (rows from
+  // rope_table_base; LaunchPrefillRopeTable's layout), or null: sincosf.
+  const float2* rope_table;
+  int32_t rope_table_base;
   int32_t dtype;
   // Fused merge (fused != 0): after writing its partial states, a block
   // counts its arrival per (sequence, KV head) in arrivals[seq * num_kv_heads
@@ -45,7 +50,7 @@ struct PartialAttentionArgs {
   void* out;                       // [batch][num_q_heads][head_dim]
   float* lse;                      // [batch][num_q_heads] or null
   // Items with at least this many rows run on wgmma where the kernel was
-  // built for sm_90a and apply_rope is 0 (0: none).
+  // built for sm_90a (0: none).
   int32_t wgmma_min_rows;
 };
 

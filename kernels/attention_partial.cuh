@@ -20,9 +20,10 @@
 // Items with many rows (args.wgmma_min_rows: a prefix shared by a batch of
 // GQA sequences, 33-64 rows per KV head, 4x the MMA work per KV byte of a
 // private item) run on Hopper warpgroup MMAs instead (PartialWgmmaItem,
-// sm_90a builds only, RoPE off): the block's four warps are one warpgroup
-// of 64 rows; per 64-token tile S = Q K^T is m64n64k16 (both operands by
-// descriptor) and O += P V m64n{D}k16 (the prefill kernels' softmax and P V
+// sm_90a builds only; with RoPE each K tile is rotated in place first): the
+// block's four warps are one warpgroup of 64 rows; per 64-token tile
+// S = Q K^T is m64n64k16 (both operands by descriptor) and O += P V
+// m64n{D}k16 (the prefill kernels' softmax and P V
 // pieces, in FlashAttention-3's order), Q and K / V tiles in the
 // descriptors' 128-byte-swizzle layout, same pipeline and outputs.
 #ifndef STRATA_KERNELS_ATTENTION_PARTIAL_CUH_
@@ -472,6 +473,17 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
       CpAsyncWait<kStages - 2>();
       ProxyFenceShared();  // this thread's landed copies, before wgmma reads them
       __syncthreads();
+      if (args.apply_rope) {
+        // The K tile rotated in place as in the mma.sync path (no product is
+        // in flight here: the last P V completed in the previous iteration).
+        const int tile_tokens = min(kTile, item.num_tokens - j * kTile);
+        const int pos0 = item.position + j * kTile;
+        RotateTile<T, D, kTile, Cfg::kThreads, Layout, 4>(
+            skv + (j % kStages) * 2 * Cfg::kTileElems, args.rope_table, args.rope_table_base,
+            args.inv_freq, [&](int r) { return r < tile_tokens ? pos0 + r : -1; });
+        ProxyFenceShared();  // the rotated keys, before wgmma reads them
+        __syncthreads();
+      }
     }
     float s[kTile / 2];
     const auto issue_s = [&] {
@@ -566,7 +578,7 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
   LaunchDependents();
   const WorkItem item = args.items[blockIdx.y];
 #if STRATA_HAS_WGMMA
-  if (args.wgmma_min_rows > 0 && item.num_rows >= args.wgmma_min_rows && !args.apply_rope) {
+  if (args.wgmma_min_rows > 0 && item.num_rows >= args.wgmma_min_rows) {
     PartialWgmmaItem<T, D, kFused>(args, item, smem_raw);
     return;
   }
@@ -608,24 +620,20 @@ __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAt
         Ldmatrix4(qf[k], SmemAddr(sq + Swz<D>(row, k * 2 + lane / 16)));
       }
     }
+    const int tile_tokens = min(kTile, item.num_tokens - tile * kTile);
     if (args.apply_rope) {
-      // Rotate this tile's keys in place ("rotate half" convention).
-      for (int i = tid; i < kTile * (D / 2); i += Cfg::kThreads) {
-        const int r = i / (D / 2), e = i % (D / 2);
-        const int pos = item.position + tile * kTile + r;
-        const float inv_freq = powf(args.rope_theta, -2.0f * static_cast<float>(e) / D);
-        float sn, cs;
-        sincosf(static_cast<float>(pos) * inv_freq, &sn, &cs);
-        T* p1 = sk + Swz<D>(r, e / 8) + e % 8;
-        T* p2 = sk + Swz<D>(r, (e + D / 2) / 8) + e % 8;
-        const float x1 = Ops::ToFloat(*p1), x2 = Ops::ToFloat(*p2);
-        *p1 = Ops::FromFloat(x1 * cs - x2 * sn);
-        *p2 = Ops::FromFloat(x2 * cs + x1 * sn);
-      }
+      // Rotate this tile's keys in place ("rotate half" convention): 8
+      // frequencies of a row per thread at a time, 16-byte vectors, cos / sin
+      // from the plan's table (or sincosf), the prefill kernels' rotation
+      // (RotateTile: the same angles and roundings, so the same bits). Rows
+      // past the item's tokens are left alone (masked below).
+      const int pos0 = item.position + tile * kTile;
+      RotateTile<T, D, kTile, Cfg::kThreads, PrefillSwzLayout<D>, 4>(
+          sk, args.rope_table, args.rope_table_base, args.inv_freq,
+          [&](int r) { return r < tile_tokens ? pos0 + r : -1; });
       __syncthreads();
     }
 
-    const int tile_tokens = min(kTile, item.num_tokens - tile * kTile);
     if (token_splits == 4) {
       // One 16-token step per warp and tile.
       if (ts * 16 < tile_tokens) {

@@ -71,7 +71,7 @@ struct PlanOptions {
   // Items with at least kWgmmaMinRows query rows (a GQA prefix shared by 9
   // or more sequences: 33-64 rows per KV head) run on Hopper warpgroup MMAs
   // (wgmma, sm_90a; attention_partial.cuh) instead of mma.sync, where the
-  // device has them and RoPE is off. Off: every item on mma.sync.
+  // device has them (with RoPE too). Off: every item on mma.sync.
   bool wgmma_shared_items = true;
 
   int EffectiveTargetBlocks() const {

@@ -44,6 +44,7 @@ def attention_gpu_targets():
         deps = [
             ":attention_cpu",
             ":attention_cuda",
+            ":prefill_cuda",
             ":cuda_status",
             ":workspace_upload",
             "@system//:absl",

@@ -97,6 +97,16 @@ struct Copy {
 
 bool g_profile = false;  // run each plan once, untimed (for ncu)
 PlanOptions g_plan_options;
+// --rope: keys rotated on the fly (AttentionOptions::apply_rope, Llama-3's
+// theta), as a worker that stores keys unrotated decodes.
+bool g_rope = false;
+
+Shape BenchShape(const std::string& name) {
+  Shape sh = ShapeByName(name);
+  sh.options.apply_rope = g_rope;
+  sh.options.rope_theta = 500000.0f;
+  return sh;
+}
 
 // Times RunAttention for plans rotated over copies; returns us per run.
 // Each copy's launches are captured once in a CUDA graph; the time is the
@@ -541,7 +551,7 @@ int MainVariants(const std::string& configs, bool tree, const std::string& varia
   }
   FILE* csv = csv_path.empty() ? nullptr : std::fopen(csv_path.c_str(), "w");
   if (csv != nullptr) std::fprintf(csv, "workload,variant,us,floor_us,x_floor,items\n");
-  static const Shape kMha = ShapeByName("mha_fp16"), kGqa = ShapeByName("gqa_bf16");
+  static const Shape kMha = BenchShape("mha_fp16"), kGqa = BenchShape("gqa_bf16");
   auto shape = [&](const std::string& name) -> const Shape& {
     if (name == "mha_fp16") return kMha;
     if (name == "gqa_bf16") return kGqa;
@@ -592,7 +602,7 @@ constexpr char kUsage[] =
     "                       [--iters=N] [--csv=PATH] [--profile]\n"
     "                       [--target-blocks=N] [--rows-factor=F] [--spread]\n"
     "                       [--interleave] [--fused-merge] [--no-wgmma]\n"
-    "                       [--papers] [--variants=V1,V2,...] [--help]\n"
+    "                       [--rope] [--papers] [--variants=V1,V2,...] [--help]\n"
     "  --configs        SHAPE (mha_fp16 | gqa_bf16):PREFIX:BATCH:PRIVATE tokens,\n"
     "                   comma-separated (default mha_fp16:4096:32:128,\n"
     "                   gqa_bf16:4096:32:128)\n"
@@ -607,6 +617,8 @@ constexpr char kUsage[] =
     "  --fused-merge    PlanOptions::fused_merge\n"
     "  --no-wgmma       PlanOptions::wgmma_shared_items off (every item on\n"
     "                   mma.sync; default: items of 33+ rows on wgmma)\n"
+    "  --rope           keys rotated on the fly at their positions (RoPE,\n"
+    "                   theta 500000), as a worker storing unrotated keys runs\n"
     "  --papers         the 16 configs of the H200 table and the tree workload,\n"
     "                   prefix-aware plans, every variant side by side\n"
     "  --variants       plan variants for --papers: default, interleave, fused,\n"
@@ -647,6 +659,7 @@ int Main(int argc, char** argv) {
     else if (a == "--interleave") g_plan_options.interleave_shared_items = true;
     else if (a == "--fused-merge") g_plan_options.fused_merge = true;
     else if (a == "--no-wgmma") g_plan_options.wgmma_shared_items = false;
+    else if (a == "--rope") g_rope = true;
     else if (a.rfind("--rows-factor=", 0) == 0) g_plan_options.min_piece_tokens_per_row = PositiveFlag(a, 14);
     else if (a == "--help" || a == "-h") {
       std::fputs(kUsage, stdout);
@@ -685,7 +698,7 @@ int Main(int argc, char** argv) {
       std::fprintf(stderr, "bad config %s\n", c.c_str());
       return 2;
     }
-    RunPrefixConfig(ShapeByName(f[0]), std::atoi(f[1].c_str()), std::atoi(f[2].c_str()),
+    RunPrefixConfig(BenchShape(f[0]), std::atoi(f[1].c_str()), std::atoi(f[2].c_str()),
                     std::atoi(f[3].c_str()), iters, bw, csv);
   }
   if (tree) {
@@ -693,8 +706,8 @@ int Main(int argc, char** argv) {
     if (tcsv != nullptr) {
       std::fprintf(tcsv, "shape,paged_us,paged_MB,prefix_aware_us,prefix_aware_MB,floor_us,copy_GBps\n");
     }
-    RunTree(ShapeByName("mha_fp16"), iters, bw, tcsv);
-    RunTree(ShapeByName("gqa_bf16"), iters, bw, tcsv);
+    RunTree(BenchShape("mha_fp16"), iters, bw, tcsv);
+    RunTree(BenchShape("gqa_bf16"), iters, bw, tcsv);
     if (tcsv != nullptr) std::fclose(tcsv);
   }
   if (csv != nullptr) std::fclose(csv);
