@@ -163,48 +163,17 @@ __device__ __forceinline__ void MergeOneHead(const PartialAttentionArgs& args, i
   constexpr int kPer = D / 32;
   const int begin = args.merge_offsets[b];
   const int n = args.merge_offsets[b + 1] - begin;
-  float m = -INFINITY;
-  for (int k = lane; k < n; k += 32) {
-    m = fmaxf(m, __ldcg(args.partial_lse + static_cast<size_t>(args.merge_slots[begin + k]) + h));
-  }
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
+  const size_t first_slot =
+      lane < n ? static_cast<size_t>(args.merge_slots[begin + lane]) + h : 0;
   float acc[kPer];
-#pragma unroll
-  for (int i = 0; i < kPer; ++i) acc[i] = 0.0f;
-  float wsum = 0.0f;
-  if (m != -INFINITY) {
-    for (int base = 0; base < n; base += 32) {
-      const int k = base + lane;
-      size_t my_slot = 0;
-      float my_w = 0.0f;
-      if (k < n) {
-        my_slot = static_cast<size_t>(args.merge_slots[begin + k]) + h;
-        my_w = exp2f(__ldcg(args.partial_lse + my_slot) - m);
-      }
-      const int count = min(32, n - base);
-#pragma unroll 4
-      for (int j = 0; j < count; ++j) {
-        const size_t slot = __shfl_sync(0xffffffffu, my_slot, j);
-        const float wj = __shfl_sync(0xffffffffu, my_w, j);
-        const float* src = args.partial_o + slot * D + lane * kPer;
-        if constexpr (kPer == 4) {
-          const float4 x = __ldcg(reinterpret_cast<const float4*>(src));
-          acc[0] += wj * x.x, acc[1] += wj * x.y, acc[2] += wj * x.z, acc[3] += wj * x.w;
-        } else {
-          const float2 x = __ldcg(reinterpret_cast<const float2*>(src));
-          acc[0] += wj * x.x, acc[1] += wj * x.y;
-        }
-        wsum += wj;
-      }
-    }
-  }
-  const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
+  const float lse = MergeStatesWarp<D, /*kFromL2=*/true>(
+      args.partial_o, args.partial_lse, n, first_slot,
+      [&](int k) { return static_cast<size_t>(args.merge_slots[begin + k]) + h; }, acc);
   const size_t w = static_cast<size_t>(b) * args.num_q_heads + h;
   T* out = static_cast<T*>(args.out) + w * D + lane * kPer;
 #pragma unroll
-  for (int i = 0; i < kPer; ++i) out[i] = MmaOps<T>::FromFloat(acc[i] * inv);
-  if (args.lse != nullptr && lane == 0) args.lse[w] = wsum > 0.0f ? m + log2f(wsum) : -INFINITY;
+  for (int i = 0; i < kPer; ++i) out[i] = MmaOps<T>::FromFloat(acc[i]);
+  if (args.lse != nullptr && lane == 0) args.lse[w] = lse;
 }
 
 // Fused merge epilogue of one block (all 128 threads), after its partial

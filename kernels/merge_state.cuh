@@ -52,8 +52,9 @@ struct AttentionState {
 // caller may read it before waiting for the grid that wrote the states),
 // and slot_of is called only for k >= 32. Writes this lane's share of the
 // normalised output to `out` and returns the LSE (-inf when every state is
-// empty, with `out` zero).
-template <int D, typename SlotOf>
+// empty, with `out` zero). kFromL2: every load bypasses L1 (ld.global.cg),
+// for states that other blocks of the running grid wrote.
+template <int D, bool kFromL2 = false, typename SlotOf>
 __device__ __forceinline__ float MergeStatesWarp(const float* __restrict__ partial_o,
                                                  const float* __restrict__ partial_lse, int n,
                                                  size_t first_slot, SlotOf slot_of,
@@ -63,13 +64,21 @@ __device__ __forceinline__ float MergeStatesWarp(const float* __restrict__ parti
   // 8 there, and 4% slower at gqa 4096:128:256.
   constexpr int kPre = 8;
   const int lane = threadIdx.x % 32;
+  auto load = [](const auto* p) {
+    if constexpr (kFromL2) {
+      return __ldcg(p);
+    } else {
+      return *p;
+    }
+  };
+  auto load_lse = [&](size_t slot) { return load(partial_lse + slot); };
   auto load_state = [&](size_t slot, float (&x)[kPer]) {
     const float* src = partial_o + slot * D + lane * kPer;
     if constexpr (kPer == 4) {
-      const float4 v = *reinterpret_cast<const float4*>(src);
+      const float4 v = load(reinterpret_cast<const float4*>(src));
       x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
     } else {
-      const float2 v = *reinterpret_cast<const float2*>(src);
+      const float2 v = load(reinterpret_cast<const float2*>(src));
       x[0] = v.x, x[1] = v.y;
     }
   };
@@ -84,9 +93,9 @@ __device__ __forceinline__ float MergeStatesWarp(const float* __restrict__ parti
       for (int i = 0; i < kPer; ++i) pre[j][i] = 0.0f;
     }
   }
-  const float my_lse = lane < n ? partial_lse[first_slot] : -INFINITY;
+  const float my_lse = lane < n ? load_lse(first_slot) : -INFINITY;
   float m = my_lse;
-  for (int k = lane + 32; k < n; k += 32) m = fmaxf(m, partial_lse[slot_of(k)]);
+  for (int k = lane + 32; k < n; k += 32) m = fmaxf(m, load_lse(slot_of(k)));
 #pragma unroll
   for (int off = 16; off > 0; off /= 2) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
 #pragma unroll
@@ -99,7 +108,7 @@ __device__ __forceinline__ float MergeStatesWarp(const float* __restrict__ parti
       float my_w = 0.0f;
       if (k < n) {
         my_slot = base == 0 ? first_slot : slot_of(k);
-        my_w = exp2f((base == 0 ? my_lse : partial_lse[my_slot]) - m);
+        my_w = exp2f((base == 0 ? my_lse : load_lse(my_slot)) - m);
       }
       const int count = min(32, n - base);
       int j = 0;

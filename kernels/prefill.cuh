@@ -623,10 +623,9 @@ __global__ void __launch_bounds__(128, 2) PrefillKernel(const PrefillArgs args) 
                     [&](int half, int j, int e) { return o[j][half * 2 + e]; });
 }
 
-// Merges the pieces of split tiles (PrefillMerge, grid (merges, kv_heads),
-// kMergeThreads threads): one warp per row, D / 32 elements per lane, the
-// pieces' states combined with AttentionState (merge_state.cuh); writes the
-// row's output in the dtype and its base-2 LSE.
+// Merges the pieces of split tiles (PrefillMerge): D / 32 elements per lane,
+// the pieces' states combined by MergeStatesWarp (merge_state.cuh); writes
+// the row's output in the dtype and its base-2 LSE.
 inline constexpr int kPrefillMergeThreads = 128;
 // Blocks per (merge, KV head): one warp per row of the largest query tile.
 inline constexpr int kPrefillMergeRowBlocks = kPrefillWideRowsPerTile / (kPrefillMergeThreads / 32);
