@@ -106,6 +106,15 @@ def attention_gpu_targets():
         ],
     )
     native.cc_test(
+        name = "attention_api_test",
+        srcs = ["attention_api_test.cc"],
+        linkstatic = 1,
+        deps = [
+            ":attention",
+            "@system//:gtest_main",
+        ],
+    )
+    native.cc_test(
         name = "attention_gpu_test",
         size = "large",
         srcs = ["attention_gpu_test.cc"],
