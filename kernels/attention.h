@@ -71,8 +71,10 @@ inline constexpr size_t kMaxDecodeRopeTableBytes = size_t{64} << 20;
 size_t PlanWorkspaceBytes(const AttentionPlan& plan);
 
 // Copies the plan's metadata into `workspace` (device memory of at least
-// PlanWorkspaceBytes(plan), 256-byte aligned) on `stream`. Chunk pointers in
-// the plan must be device pointers, 16-byte aligned.
+// PlanWorkspaceBytes(plan), 256-byte aligned) on `stream`; with RoPE it also
+// launches the fill of the plan's cos / sin table there (DevicePlan::
+// rope_table). Chunk pointers in the plan must be device pointers, 16-byte
+// aligned.
 // kInvalidArgument: workspace too small, null or misaligned.
 absl::StatusOr<DevicePlan> UploadPlan(const AttentionPlan& plan, void* workspace,
                                       size_t workspace_bytes, cudaStream_t stream);
