@@ -201,7 +201,6 @@ absl::Status LaunchPartial(const DevicePlan& plan, const void* queries, void* ou
   a.tokens_per_chunk = plan.layout.tokens_per_chunk;
   a.scale_log2 = plan.options.EffectiveScale(plan.layout.head_dim) * 1.4426950408889634f;
   a.apply_rope = plan.options.apply_rope ? 1 : 0;
-  a.rope_theta = plan.options.rope_theta;
   a.inv_freq = plan.inv_freq;
   a.rope_table = plan.rope_table;
   a.rope_table_base = plan.rope_table_base;

@@ -28,7 +28,6 @@ struct PartialAttentionArgs {
   int32_t tokens_per_chunk;
   float scale_log2;             // softmax scale * log2(e)
   int32_t apply_rope;
-  float rope_theta;
   const float* inv_freq;        // [head_dim / 2] RoPE frequencies (apply_rope)
   // RoPE cos / sin of every position the items read (rows from
   // rope_table_base; LaunchPrefillRopeTable's layout), or null: sincosf.
