@@ -131,23 +131,27 @@ __device__ __forceinline__ void PrefillWgmmaSoftmaxExp(float (&s)[kTile / 2], bo
       }
     }
   }
-  // Row maxima by pairwise trees (depth log2(kTile / 4) instead of a chain
-  // of kTile / 4 dependent fmaxf: the exponentials wait for them).
+  // Row maxima and sums by pairwise trees over t0 / t1 (depth log2(kTile /
+  // 4) instead of a chain of kTile / 4 dependent operations: the
+  // exponentials wait for the maxima). Leaves the result in t0[0] / t1[0].
   float t0[kN8], t1[kN8];
+  const auto tree = [&](auto op) {
+#pragma unroll
+    for (int lvl = 1; lvl < kN8; lvl *= 2) {
+      const int w = kN8 / (2 * lvl);
+#pragma unroll
+      for (int n = 0; n < w; ++n) {
+        t0[n] = op(t0[n], t0[n + w]);
+        t1[n] = op(t1[n], t1[n + w]);
+      }
+    }
+  };
 #pragma unroll
   for (int n = 0; n < kN8; ++n) {
     t0[n] = fmaxf(s[4 * n], s[4 * n + 1]);
     t1[n] = fmaxf(s[4 * n + 2], s[4 * n + 3]);
   }
-#pragma unroll
-  for (int lvl = 1; lvl < kN8; lvl *= 2) {
-    const int w = kN8 / (2 * lvl);
-#pragma unroll
-    for (int n = 0; n < w; ++n) {
-      t0[n] = fmaxf(t0[n], t0[n + w]);
-      t1[n] = fmaxf(t1[n], t1[n + w]);
-    }
-  }
+  tree([](float a, float b) { return fmaxf(a, b); });
   float mx0 = t0[0], mx1 = t1[0];
   mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 1));
   mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, 2));
@@ -169,16 +173,7 @@ __device__ __forceinline__ void PrefillWgmmaSoftmaxExp(float (&s)[kTile / 2], bo
     t0[n] = s[4 * n] + s[4 * n + 1];
     t1[n] = s[4 * n + 2] + s[4 * n + 3];
   }
-  // Row sums by the same trees.
-#pragma unroll
-  for (int lvl = 1; lvl < kN8; lvl *= 2) {
-    const int w = kN8 / (2 * lvl);
-#pragma unroll
-    for (int n = 0; n < w; ++n) {
-      t0[n] += t0[n + w];
-      t1[n] += t1[n + w];
-    }
-  }
+  tree([](float a, float b) { return a + b; });
   l0 = l0 * alpha0 + t0[0];
   l1 = l1 * alpha1 + t1[0];
 }
