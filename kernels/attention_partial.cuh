@@ -534,7 +534,6 @@ __device__ __forceinline__ void PartialWgmmaItem(const PartialAttentionArgs& arg
 template <typename T, int D, bool kFused>
 __global__ void __launch_bounds__(128, 2) PartialAttentionKernel(const PartialAttentionArgs args) {
   using Cfg = PartialConfig<D>;
-  using Ops = MmaOps<T>;
   static_assert(Cfg::kTile == 64, "steps below assume 64-token tiles");
   constexpr int kTile = Cfg::kTile;
   constexpr int kStages = Cfg::kStages;
